@@ -1,0 +1,13 @@
+"""memdex: a local memory index for personal AI assistants."""
+
+from .api import Lines, MemoryIndex, open_index
+from .config import Settings, make_settings
+from .errors import IndexerError
+from .search import SearchResult
+from .sync import SyncReport
+
+__all__ = [
+    "IndexerError", "Lines", "MemoryIndex", "SearchResult", "Settings", "SyncReport",
+    "make_settings", "open_index",
+]  # fmt: skip
+__version__ = "0.1.0"

@@ -1,0 +1,218 @@
+"""The Python API: open an index, sync it, search it, read lines back.
+
+    from indexer import make_settings, open_index
+    settings = make_settings("~/assistant-memory")
+    with open_index(settings, write=True) as index:
+        index.sync()
+    with open_index(settings) as index:
+        for hit in index.search("what editor do I use"):
+            print(hit.path, hit.start_line, hit.end_line, hit.snippet)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from . import db
+from .config import CHUNKER_VERSION, Settings
+from .embed import Embedder, SentenceTransformerEmbedder, resolve_model
+from .errors import ConfigError, LockedError, ModelError, PathError
+from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
+from .store import EmbeddingCache, Store
+from .sync import Progress, SyncReport, read_lines, sync
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Lines:
+    path: str
+    start_line: int
+    end_line: int
+    lines: list[str]
+
+
+class MemoryIndex:
+    """An open index. Use through ``open_index``."""
+
+    def __init__(self, settings: Settings, opened: db.Opened, *, embedder: Embedder | None) -> None:
+        self.settings = settings
+        self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
+        self.vec_warning = opened.vec_warning
+        self._embedder = embedder
+        self._cache: EmbeddingCache | None = None
+        self._numpy_vectors: NumpyVectors | None = None
+
+    # -- components, created on first use -----------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = SentenceTransformerEmbedder(
+                self.settings.model, batch_size=self.settings.embed_batch_size
+            )
+        return self._embedder
+
+    @property
+    def cache(self) -> EmbeddingCache:
+        if self._cache is None:
+            embedder = self.embedder
+            connection = db.connect_cache(self.settings.cache_path)
+            self._cache = EmbeddingCache(connection, model_id=embedder.model_id, dimensions=embedder.dimensions)
+        return self._cache
+
+    # -- operations -----------------------------------------------------------
+    def sync(self, *, progress: Progress | None = None) -> SyncReport:
+        report = sync(self.settings, self.store, self.cache, self.embedder, progress=progress)
+        self._numpy_vectors = None
+        return report
+
+    def search(self, query: str, *, mode: Mode = "hybrid", limit: int = 10) -> list[SearchResult]:
+        if mode not in MODES:
+            raise ConfigError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+        if limit < 1:
+            raise ConfigError("--limit must be at least 1")
+        query_vector, vectors = None, None
+        if mode != "keyword" and self.store.meta().get("model"):
+            self._check_model()
+            query_vector = self.embedder.embed([query])[0]
+            vectors = self._vector_source()
+        return run_search(self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors)
+
+    def get(self, target: str) -> Lines:
+        return read_target(self.settings.root, target)
+
+    def status(self) -> dict[str, Any]:
+        meta = self.store.meta()
+        counts = self.store.counts_by_kind()
+        sizes = [
+            p.stat().st_size
+            for p in (self.settings.index_path, Path(f"{self.settings.index_path}-wal"), self.settings.cache_path)
+            if p.exists()
+        ]
+        return {
+            "root": str(self.settings.root),
+            "index_path": str(self.settings.index_path),
+            "index_bytes": sum(sizes),
+            "files": sum(c["files"] for c in counts.values()),
+            "chunks": sum(c["chunks"] for c in counts.values()),
+            "by_kind": counts,
+            "model": meta.get("model"),
+            "dimensions": int(meta["dimensions"]) if "dimensions" in meta else None,
+            "chunker_version": meta.get("chunker_version"),
+            "schema_version": db.SCHEMA_VERSION,
+            "vector_search": "sqlite-vec" if self._uses_vec0() else "numpy",
+            "last_sync": float(meta["last_sync"]) if "last_sync" in meta else None,
+        }
+
+    def close(self) -> None:
+        self.store.connection.close()
+        if self._cache is not None:
+            self._cache.connection.close()
+
+    # -- helpers ----------------------------------------------------------------
+    def _check_model(self) -> None:
+        meta = self.store.meta()
+        wanted = resolve_model(self.settings.model)[0]
+        if meta.get("model") != wanted or meta.get("chunker_version") != str(CHUNKER_VERSION):
+            raise ModelError(
+                f"the index was built with model {meta.get('model')} (chunker {meta.get('chunker_version')}), "
+                f"but {wanted} (chunker {CHUNKER_VERSION}) is configured; run 'memdex index' to re-embed"
+            )
+
+    def _uses_vec0(self) -> bool:
+        return (
+            self.store.vec_enabled and self.store.has_vec_table() and self.store.meta().get("vec_stale") != "1"
+        )
+
+    def _vector_source(self) -> VectorSource:
+        if self._uses_vec0():
+            return Vec0Vectors(self.store)
+        if self._numpy_vectors is None:
+            import numpy as np
+
+            pairs = self.store.chunk_hashes()
+            found = self.cache.get_many(digest for _, digest in pairs)
+            usable = [(cid, digest) for cid, digest in pairs if digest in found]
+            if len(usable) < len(pairs):
+                log.warning("%d chunks have no cached vector; run 'memdex index'", len(pairs) - len(usable))
+            matrix = (
+                np.stack([found[digest] for _, digest in usable])
+                if usable
+                else np.zeros((0, self.embedder.dimensions), dtype=np.float32)
+            )
+            self._numpy_vectors = NumpyVectors([cid for cid, _ in usable], matrix)
+        return self._numpy_vectors
+
+
+def read_target(root: Path, target: str) -> Lines:
+    """Lines of a memory file: ``path``, ``path:N`` or ``path:START-END`` (1-based, inclusive).
+
+    Reads the Markdown itself, so it needs no index; paths outside ``root`` are refused.
+    """
+    user_path, start, end = parse_target(target)
+    rel, lines = read_lines(root, user_path)
+    if start is None:
+        return Lines(rel, 1, len(lines), lines)
+    end = start if end is None else end
+    if start < 1 or end < start:
+        raise PathError(f"{target}: line range must be START-END with 1 <= START <= END")
+    if start > len(lines):
+        raise PathError(f"{target}: {rel} has only {len(lines)} lines")
+    end = min(end, len(lines))
+    return Lines(rel, start, end, lines[start - 1 : end])
+
+
+def parse_target(target: str) -> tuple[str, int | None, int | None]:
+    """Split ``path[:START[-END]]``; a colon not followed by numbers belongs to the path."""
+    path, sep, span = target.rpartition(":")
+    if not sep or not span or not span.replace("-", "").isdigit() or span.count("-") > 1:
+        return target, None, None
+    first, dash, last = span.partition("-")
+    if not first or (dash and not last):
+        raise PathError(f"{target}: expected PATH:START-END")
+    return path, int(first), int(last) if dash else None
+
+
+@contextmanager
+def open_index(
+    settings: Settings, *, write: bool = False, embedder: Embedder | None = None
+) -> Iterator[MemoryIndex]:
+    """Open the index; ``write=True`` takes the single-writer lock and creates/migrates it."""
+    lock = _acquire_lock(settings.lock_path) if write else None
+    try:
+        connect = db.connect if write else db.connect_reader
+        opened = connect(settings.index_path, load_vec=settings.use_sqlite_vec)
+        if opened.vec_warning:
+            log.warning("%s", opened.vec_warning)
+        index = MemoryIndex(settings, opened, embedder=embedder)
+        try:
+            yield index
+        finally:
+            index.close()
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _acquire_lock(path: Path) -> IO[str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise LockedError(f"another memdex process (pid {holder}) is writing this index; try again later") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle

@@ -1,0 +1,212 @@
+"""Pure chunking: a parsed note -> chunks that are raw-file line ranges.
+
+Rules, in order:
+1. A section is a heading and the blocks up to the next heading; text before
+   the first heading is a section without a heading. A heading with no content
+   of its own joins the next section's first chunk.
+2. A section whose embedded text fits the token budget is one chunk.
+3. A larger section is split between blocks (paragraph, list item, table,
+   fence...). Cut points are content-defined: a chunk that has reached
+   ``min_tokens`` ends before a block whose text hashes to an "anchor", or
+   when the next block would not fit. A one-line edit therefore changes only
+   the chunk that holds it; boundaries further down do not move.
+4. A single block larger than the budget is split by lines. A single line
+   larger than the budget becomes its own chunk, flagged ``oversized``: its
+   vector covers only the start of the line (the caller warns), while keyword
+   search covers all of it.
+5. Every non-blank body line belongs to exactly one chunk (gaps between
+   blocks, such as link reference definitions, stay with the chunk above).
+
+The embedded text is the heading path, a newline, then the chunk's lines.
+Token counts come from the caller (the embedding model's tokenizer), and the
+final embedded texts are counted again, so a chunk never exceeds the budget
+unnoticed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .parse import Block, Note
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+HEADING_SEPARATOR = " > "
+ANCHOR_MODULUS = 4  # on average one block in four may start a chunk
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start_line: int
+    end_line: int
+    heading: str  # heading path, e.g. "Preferences > Editor"
+    text: str  # the raw lines start..end joined with "\n"
+    embed_text: str  # what the model sees
+    oversized: bool = False
+
+    @property
+    def hash(self) -> str:
+        return text_hash(self.embed_text)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Section:
+    heading: str
+    units: list[tuple[int, int]]  # line spans; the heading line is glued to the first
+
+
+def chunk_note(
+    note: Note,
+    *,
+    count_tokens: TokenCounter,
+    max_tokens: int,
+    min_tokens: int | None = None,
+) -> list[Chunk]:
+    """Split ``note`` into chunks whose embedded text has at most ``max_tokens``."""
+    min_tokens = max_tokens // 4 if min_tokens is None else min_tokens
+    lines = note.lines
+    spans: list[tuple[str, int, int]] = []
+    for section in _sections(note.blocks):
+        spans.extend(_split_section(section, lines, count_tokens, max_tokens, min_tokens))
+    spans = _cover_gaps(spans, lines)
+    chunks = [_make_chunk(heading, start, end, lines) for heading, start, end in spans]
+    return _enforce_budget(chunks, lines, count_tokens, max_tokens)
+
+
+def _sections(blocks: list[Block]) -> list[_Section]:
+    sections: list[_Section] = []
+    path: list[tuple[int, str]] = []
+    heading = ""
+    units: list[tuple[int, int]] = []
+    heading_start: int | None = None  # first line of the heading(s) not yet glued
+    heading_end = 0
+    for block in blocks:
+        if block.kind == "heading":
+            if units:
+                sections.append(_Section(heading, units))
+                units, heading_start = [], block.start
+            elif heading_start is None:
+                heading_start = block.start
+            # else: the previous heading had no content and joins this section
+            while path and path[-1][0] >= block.level:
+                path.pop()
+            path.append((block.level, block.title))
+            heading = HEADING_SEPARATOR.join(title for _, title in path)
+            heading_end = block.end
+        elif not units and heading_start is not None:
+            units.append((heading_start, block.end))
+        else:
+            units.append((block.start, block.end))
+    if units:
+        sections.append(_Section(heading, units))
+    elif heading_start is not None:  # trailing heading(s) with no content
+        sections.append(_Section(heading, [(heading_start, heading_end)]))
+    return sections
+
+
+def _split_section(
+    section: _Section,
+    lines: list[str],
+    count_tokens: TokenCounter,
+    max_tokens: int,
+    min_tokens: int,
+) -> list[tuple[str, int, int]]:
+    budget = max_tokens - _prefix_tokens(section.heading, count_tokens)
+    first, last = section.units[0][0], section.units[-1][1]
+    unit_texts = [_join(lines, a, b) for a, b in section.units]
+    unit_tokens = count_tokens(unit_texts)
+    if sum(unit_tokens) <= budget:
+        return [(section.heading, first, last)]
+    units: list[tuple[int, int, int, str]] = []  # start, end, tokens, text
+    for (a, b), tokens, text in zip(section.units, unit_tokens, unit_texts):
+        if tokens <= budget:
+            units.append((a, b, tokens, text))
+        else:
+            units.extend(_split_lines(a, b, lines, count_tokens, budget))
+    spans: list[tuple[str, int, int]] = []
+    current_start, current_end, current_tokens = units[0][0], units[0][1], units[0][2]
+    for a, b, tokens, text in units[1:]:
+        too_big = current_tokens + tokens > budget
+        anchor = current_tokens >= min_tokens and _is_anchor(text)
+        if too_big or anchor:
+            spans.append((section.heading, current_start, current_end))
+            current_start, current_tokens = a, 0
+        current_end = b
+        current_tokens += tokens
+    spans.append((section.heading, current_start, current_end))
+    return spans
+
+
+def _split_lines(
+    start: int, end: int, lines: list[str], count_tokens: TokenCounter, budget: int
+) -> list[tuple[int, int, int, str]]:
+    """Pack the lines of one oversized block greedily into pieces within ``budget``."""
+    numbers = list(range(start, end + 1))
+    counts = count_tokens([lines[n - 1] for n in numbers])
+    pieces: list[tuple[int, int, int, str]] = []
+    piece_start, piece_tokens = start, 0
+    for number, tokens in zip(numbers, counts):
+        if piece_tokens and piece_tokens + tokens > budget:
+            pieces.append((piece_start, number - 1, piece_tokens, _join(lines, piece_start, number - 1)))
+            piece_start, piece_tokens = number, 0
+        piece_tokens += tokens
+    pieces.append((piece_start, end, piece_tokens, _join(lines, piece_start, end)))
+    return pieces
+
+
+def _cover_gaps(spans: list[tuple[str, int, int]], lines: list[str]) -> list[tuple[str, int, int]]:
+    """Extend each chunk down to the line before the next one, minus blank lines."""
+    covered: list[tuple[str, int, int]] = []
+    for index, (heading, start, end) in enumerate(spans):
+        limit = spans[index + 1][1] - 1 if index + 1 < len(spans) else len(lines)
+        new_end = limit
+        while new_end > end and not lines[new_end - 1].strip():
+            new_end -= 1
+        covered.append((heading, start, max(end, new_end)))
+    return covered
+
+
+def _enforce_budget(
+    chunks: list[Chunk], lines: list[str], count_tokens: TokenCounter, max_tokens: int
+) -> list[Chunk]:
+    """Measure every embedded text; split by lines any that still exceed the budget."""
+    counts = count_tokens([chunk.embed_text for chunk in chunks])
+    result: list[Chunk] = []
+    for chunk, tokens in zip(chunks, counts):
+        if tokens <= max_tokens:
+            result.append(chunk)
+            continue
+        if chunk.start_line == chunk.end_line:
+            result.append(_make_chunk(chunk.heading, chunk.start_line, chunk.end_line, lines, oversized=True))
+            continue
+        budget = max_tokens - _prefix_tokens(chunk.heading, count_tokens)
+        pieces = _split_lines(chunk.start_line, chunk.end_line, lines, count_tokens, budget)
+        parts = [_make_chunk(chunk.heading, a, b, lines) for a, b, _, _ in pieces]
+        if len(parts) == 1:  # could not split further: a single long line
+            result.append(_make_chunk(chunk.heading, chunk.start_line, chunk.end_line, lines, oversized=True))
+        else:
+            result.extend(_enforce_budget(parts, lines, count_tokens, max_tokens))
+    return result
+
+
+def _make_chunk(heading: str, start: int, end: int, lines: list[str], *, oversized: bool = False) -> Chunk:
+    text = _join(lines, start, end)
+    embed_text = f"{heading}\n{text}" if heading else text
+    return Chunk(start, end, heading, text, embed_text, oversized)
+
+
+def _prefix_tokens(heading: str, count_tokens: TokenCounter) -> int:
+    return count_tokens([heading])[0] if heading else 0
+
+
+def _is_anchor(text: str) -> bool:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=1).digest()[0] % ANCHOR_MODULUS == 0
+
+
+def _join(lines: list[str], start: int, end: int) -> str:
+    return "\n".join(lines[start - 1 : end])

@@ -1,0 +1,182 @@
+"""The ``memdex`` command: parses arguments, calls the library, prints results.
+
+Every ``IndexerError`` becomes one line on stderr and a non-zero exit; ``-v``
+shows tracebacks and info-level logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .api import open_index, read_target
+from .config import Settings, make_settings
+from .errors import IndexerError, PathError
+from .search import MODES
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "memory-files"
+
+
+class _Context:
+    def __init__(self, root: str, db: str | None, model: str | None, verbose: int) -> None:
+        self.root, self.db, self.model, self.verbose = root, db, model, verbose
+
+    def settings(self) -> Settings:
+        options: dict[str, Any] = {"model": self.model} if self.model else {}
+        return make_settings(self.root, self.db, **options)
+
+
+class _Group(click.Group):
+    """Turns library errors into one line (a traceback only with -v)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IndexerError as exc:
+            if ctx.obj is not None and ctx.obj.verbose:
+                raise
+            click.echo(f"memdex: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Group)
+@click.option("--root", default=".", show_default=True, help="Memory root folder.", envvar="MEMDEX_ROOT")
+@click.option("--db", default=None, help="Index file (default ROOT/.memdex/index.db).", envvar="MEMDEX_DB")
+@click.option("--model", default=None, help="sentence-transformers model name or local folder.",
+              envvar="MEMDEX_MODEL")  # fmt: skip
+@click.option("-v", "--verbose", count=True, help="Info logs; tracebacks on errors.")
+@click.version_option(package_name="memdex")
+@click.pass_context
+def cli(ctx: click.Context, root: str, db: str | None, model: str | None, verbose: int) -> None:
+    """memdex: keep a searchable index of an assistant's Markdown memory."""
+    _configure_logging(verbose)
+    ctx.obj = _Context(root, db, model, verbose)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def init(directory: Path) -> None:
+    """Create a memory folder from the templates (existing files are kept)."""
+    if not TEMPLATES.is_dir():
+        raise PathError(f"templates not found at {TEMPLATES}")
+    created, kept = [], []
+    for source in sorted(TEMPLATES.rglob("*")):
+        if not source.is_file():
+            continue
+        rel = source.relative_to(TEMPLATES)
+        target = directory / rel
+        if target.exists():
+            kept.append(rel.as_posix())
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        created.append(rel.as_posix())
+    for name in created:
+        click.echo(f"created {directory / name}")
+    for name in kept:
+        click.echo(f"kept existing {directory / name}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_obj
+def index(obj: _Context, as_json: bool) -> None:
+    """Bring the index up to date with the Markdown files."""
+    settings = obj.settings()
+    with open_index(settings, write=True) as memory:
+        if not as_json and sys.stderr.isatty():
+            with click.progressbar(length=1, label="indexing", file=sys.stderr) as bar:
+
+                def progress(done: int, total: int) -> None:
+                    bar.length = max(total, 1)
+                    bar.update(done - bar.pos)
+
+                report = memory.sync(progress=progress)
+        else:
+            report = memory.sync()
+    data = asdict(report)
+    data["seconds"] = round(report.seconds, 3)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    if report.full_reembed_reason:
+        click.echo(f"re-embedded every chunk ({report.full_reembed_reason})")
+    click.echo(
+        f"{report.files_seen} files: {report.reindexed} indexed, "
+        f"{report.skipped_unchanged_stat + report.unchanged_hash} unchanged, {report.removed} removed, "
+        f"{report.skipped_with_warning} skipped; chunks: {report.chunks_embedded} embedded, "
+        f"{report.chunks_from_cache} from cache; {report.seconds:.2f}s"
+    )
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1, max=1000), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.pass_obj
+def search(obj: _Context, query: str, mode: str, limit: int, as_json: bool) -> None:
+    """Search the memory; prints path:start-end, heading and a snippet."""
+    with open_index(obj.settings()) as memory:
+        results = memory.search(query, mode=mode, limit=limit)  # type: ignore[arg-type]
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in results], indent=2, ensure_ascii=False))
+        return
+    if not results:
+        click.echo("no results")
+    for result in results:
+        where = f"{result.path}:{result.start_line}-{result.end_line}"
+        heading = f"  [{result.heading}]" if result.heading else ""
+        click.echo(f"{result.score:.3f}  {where}{heading}")
+        click.echo(f"       {result.snippet}")
+
+
+@cli.command()
+@click.argument("target")
+@click.option("-n", "--line-numbers", is_flag=True, help="Prefix each line with its number.")
+@click.pass_obj
+def get(obj: _Context, target: str, line_numbers: bool) -> None:
+    """Print lines of a memory file: PATH, PATH:N or PATH:START-END."""
+    found = read_target(obj.settings().root, target)
+    for number, text in enumerate(found.lines, start=found.start_line):
+        click.echo(f"{number:>6}  {text}" if line_numbers else text)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print status as JSON.")
+@click.pass_obj
+def status(obj: _Context, as_json: bool) -> None:
+    """Show what is indexed, with which model, and where."""
+    with open_index(obj.settings()) as memory:
+        info = memory.status()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    last = datetime.fromtimestamp(info["last_sync"]).isoformat(timespec="seconds") if info["last_sync"] else "never"
+    click.echo(f"root:    {info['root']}")
+    click.echo(f"index:   {info['index_path']} ({info['index_bytes'] / 1e6:.1f} MB with cache)")
+    click.echo(f"model:   {info['model']} ({info['dimensions']} dims), vectors via {info['vector_search']}")
+    click.echo(f"files:   {info['files']}, chunks: {info['chunks']}, last sync: {last}")
+    for kind, counts in sorted(info["by_kind"].items()):
+        click.echo(f"  {kind:<7} {counts['files']:>6} files {counts['chunks']:>7} chunks")
+
+
+def _configure_logging(verbose: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("memdex: %(levelname)s: %(message)s"))
+    root = logging.getLogger("indexer")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    root.propagate = False
+
+
+def main() -> None:
+    cli(prog_name="memdex")

@@ -1,0 +1,68 @@
+"""Frozen settings, built once by the CLI (or by a library caller)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+INDEX_DIR_NAME = ".memdex"
+INDEX_FILE_NAME = "index.db"
+CACHE_FILE_NAME = "embeddings.db"
+LOCK_FILE_NAME = "write.lock"
+
+# Bump when chunk boundaries or embedded text change: the index re-chunks and
+# re-embeds everything (announced), since old chunks would no longer match.
+CHUNKER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know; nothing here is mutated after start-up."""
+
+    root: Path
+    index_path: Path
+    model: str = DEFAULT_MODEL
+    # Files larger than this are skipped with a warning (a 20 MB "note" is
+    # almost always a pasted log; embedding it would take many minutes).
+    max_file_bytes: int = 5 * 1024 * 1024
+    # Try to load sqlite-vec; when False or when loading fails, vector search
+    # runs as an exact NumPy scan over the stored vectors.
+    use_sqlite_vec: bool = True
+    embed_batch_size: int = 32
+    extra_ignores: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def index_dir(self) -> Path:
+        return self.index_path.parent
+
+    @property
+    def cache_path(self) -> Path:
+        return self.index_dir / CACHE_FILE_NAME
+
+    @property
+    def lock_path(self) -> Path:
+        return self.index_dir / LOCK_FILE_NAME
+
+
+def make_settings(
+    root: str | Path = ".",
+    index_path: str | Path | None = None,
+    **options: object,
+) -> Settings:
+    """Validate the root and derive the index location (``ROOT/.memdex/index.db``)."""
+    root_path = Path(root).expanduser()
+    if not root_path.exists():
+        raise ConfigError(f"memory root does not exist: {root_path}")
+    if not root_path.is_dir():
+        raise ConfigError(f"memory root is not a folder: {root_path}")
+    root_path = root_path.resolve()
+    if index_path is None:
+        resolved_index = root_path / INDEX_DIR_NAME / INDEX_FILE_NAME
+    else:
+        resolved_index = Path(index_path).expanduser().resolve()
+        if resolved_index.is_dir():
+            raise ConfigError(f"--db must name a file, not a folder: {resolved_index}")
+    return Settings(root=root_path, index_path=resolved_index, **options)  # type: ignore[arg-type]

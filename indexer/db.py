@@ -1,0 +1,164 @@
+"""APSW connections: pragmas, the sqlite-vec extension and schema migrations.
+
+Migrations are a ladder on ``PRAGMA user_version``: step N brings a database
+at version N-1 to N. A database at a higher version than this code knows is
+refused with a clear error, never written to.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import apsw
+
+from .errors import SchemaError
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5_000
+
+# (name, SQL) in order; never edit a step that has shipped, add a new one.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "create files, chunks, meta and full-text tables",
+        """
+        CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE files(
+            path TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            date TEXT,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            frontmatter TEXT NOT NULL DEFAULT '{}',
+            indexed_at_ns INTEGER NOT NULL
+        );
+        CREATE TABLE chunks(
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,
+            start_line INTEGER NOT NULL,
+            end_line INTEGER NOT NULL,
+            heading TEXT NOT NULL,
+            text TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            oversized INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX chunks_by_path ON chunks(path, start_line);
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, heading, title,
+            tokenize = 'porter unicode61 remove_diacritics 2'
+        );
+        CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');
+        """,
+    ),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+CACHE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS embeddings(
+    model TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (model, hash)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class Opened:
+    connection: apsw.Connection
+    vec_loaded: bool
+    vec_warning: str | None
+
+
+def connect(path: Path, *, load_vec: bool) -> Opened:
+    """Open (creating if needed) and migrate the index database at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = _open(path)
+    vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
+    migrate(connection, path)
+    return Opened(connection, vec_loaded, warning)
+
+
+def connect_reader(path: Path, *, load_vec: bool) -> Opened:
+    """Open an existing index for searching; never creates or migrates it."""
+    if not path.exists():
+        raise SchemaError(f"no index at {path}; run 'memdex index' first")
+    connection = _open(path, flags=apsw.SQLITE_OPEN_READWRITE)
+    vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
+    version = _user_version(connection, path)
+    if version > SCHEMA_VERSION:
+        raise SchemaError(_newer_message(path, version))
+    if version < SCHEMA_VERSION:
+        raise SchemaError(f"index at {path} has schema {version}; run 'memdex index' to upgrade it")
+    return Opened(connection, vec_loaded, warning)
+
+
+def connect_cache(path: Path) -> apsw.Connection:
+    """Open (creating if needed) the embedding cache database."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = _open(path)
+    try:
+        connection.execute(CACHE_SCHEMA)
+    except (apsw.NotADBError, apsw.CorruptError) as exc:
+        raise SchemaError(f"embedding cache {path} is damaged ({exc}); move it away to rebuild it") from None
+    return connection
+
+
+def migrate(connection: apsw.Connection, path: Path) -> None:
+    version = _user_version(connection, path)
+    if version > SCHEMA_VERSION:
+        raise SchemaError(_newer_message(path, version))
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        name, sql = MIGRATIONS[number - 1]
+        log.info("migrating %s to schema %d: %s", path, number, name)
+        with connection:
+            connection.execute(sql)
+            connection.execute(f"PRAGMA user_version = {number}")
+
+
+def _open(path: Path, flags: int | None = None) -> apsw.Connection:
+    try:
+        if flags is None:
+            connection = apsw.Connection(str(path))
+        else:
+            connection = apsw.Connection(str(path), flags=flags)
+        connection.set_busy_timeout(BUSY_TIMEOUT_MS)
+        connection.pragma("journal_mode", "wal")
+        connection.pragma("synchronous", "normal")
+    except (apsw.NotADBError, apsw.CorruptError) as exc:
+        raise SchemaError(f"{path} is not a usable SQLite database ({exc})") from None
+    except apsw.CantOpenError as exc:
+        raise SchemaError(f"cannot open {path} ({exc})") from None
+    return connection
+
+
+def _user_version(connection: apsw.Connection, path: Path) -> int:
+    try:
+        return int(connection.pragma("user_version"))
+    except (apsw.NotADBError, apsw.CorruptError) as exc:
+        raise SchemaError(f"{path} is not a usable SQLite database ({exc})") from None
+
+
+def _newer_message(path: Path, version: int) -> str:
+    return (
+        f"index at {path} has schema {version}, newer than this memdex understands "
+        f"({SCHEMA_VERSION}); upgrade memdex or run 'memdex index --db' on another file"
+    )
+
+
+def _load_sqlite_vec(connection: apsw.Connection) -> tuple[bool, str | None]:
+    try:
+        import sqlite_vec
+
+        connection.enable_load_extension(True)
+        try:
+            connection.load_extension(sqlite_vec.loadable_path())
+        finally:
+            connection.enable_load_extension(False)
+    except Exception as exc:  # ImportError, ExtensionLoadingError, missing file...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return False, f"sqlite-vec could not be loaded ({reason}); using exact NumPy vector search"
+    return True, None

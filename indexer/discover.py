@@ -1,0 +1,143 @@
+"""Which files under the memory root are memory files, their kinds and dates.
+
+Also the one place that decides whether a path stays inside the root, for the
+scanner and for ``get`` alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path, PurePosixPath
+
+from .errors import PathError
+
+log = logging.getLogger(__name__)
+
+DAILY_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.md$")
+KINDS = ("soul", "memory", "daily", "note")
+
+
+@dataclass(frozen=True)
+class MemoryFile:
+    """A memory file found on disk: its root-relative POSIX path and stat."""
+
+    path: str
+    kind: str
+    date: str | None
+    size: int
+    mtime_ns: int
+
+
+def classify(rel_path: str) -> tuple[str, str | None]:
+    """Kind and ISO date of a root-relative path (pure)."""
+    parts = PurePosixPath(rel_path).parts
+    if parts == ("SOUL.md",):
+        return "soul", None
+    if parts == ("MEMORY.md",):
+        return "memory", None
+    if len(parts) == 2 and parts[0] == "daily":
+        match = DAILY_NAME.match(parts[1])
+        if match:
+            try:
+                day = date(int(match[1]), int(match[2]), int(match[3]))
+            except ValueError:
+                return "note", None
+            return "daily", day.isoformat()
+    return "note", None
+
+
+def is_inside(root: Path, candidate: Path) -> bool:
+    """True when ``candidate`` (already resolved) is ``root`` or below it."""
+    return candidate == root or root in candidate.parents
+
+
+def scan(root: Path, *, index_dir: Path | None = None) -> tuple[list[MemoryFile], list[str]]:
+    """Walk ``root`` and return the memory files plus one warning per skipped path.
+
+    Hidden folders and files, the index's own folder, folder symlinks (which
+    could loop or duplicate files) and file symlinks that lead out of the root
+    are skipped.
+    """
+    found: list[MemoryFile] = []
+    warnings: list[str] = []
+    skip_dir = index_dir.resolve() if index_dir is not None else None
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            warnings.append(f"{folder}: cannot list folder ({exc.strerror or exc})")
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    path = Path(entry.path)
+                    if skip_dir is None or path != skip_dir:
+                        stack.append(path)
+                    continue
+                if entry.is_symlink():
+                    if entry.name.endswith(".md"):
+                        _add_symlinked(root, entry, found, warnings)
+                    continue
+                if not entry.name.endswith(".md") or not entry.is_file(follow_symlinks=False):
+                    continue
+                stat = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # vanished between listing and stat: not there any more
+            rel = Path(entry.path).relative_to(root).as_posix()
+            kind, day = classify(rel)
+            found.append(MemoryFile(rel, kind, day, stat.st_size, stat.st_mtime_ns))
+    found.sort(key=lambda f: f.path)
+    return found, warnings
+
+
+def _add_symlinked(
+    root: Path, entry: os.DirEntry[str], found: list[MemoryFile], warnings: list[str]
+) -> None:
+    rel = Path(entry.path).relative_to(root).as_posix()
+    try:
+        target = Path(entry.path).resolve(strict=True)
+    except (OSError, RuntimeError):
+        warnings.append(f"{rel}: skipped, broken symlink")
+        return
+    if not is_inside(root, target):
+        warnings.append(f"{rel}: skipped, symlink leads outside the memory root")
+        return
+    if not target.is_file():
+        return
+    stat = target.stat()
+    kind, day = classify(rel)
+    found.append(MemoryFile(rel, kind, day, stat.st_size, stat.st_mtime_ns))
+
+
+def resolve_inside(root: Path, user_path: str) -> tuple[str, Path]:
+    """Map a user-supplied path to (root-relative POSIX path, real file path).
+
+    Accepts paths relative to the root or absolute paths inside it. Refuses
+    ``..`` escapes, absolute paths elsewhere and symlinks that lead out.
+    """
+    if not user_path or "\x00" in user_path:
+        raise PathError("empty or invalid path")
+    given = Path(user_path).expanduser()
+    joined = given if given.is_absolute() else root / given
+    lexical = Path(os.path.normpath(joined))
+    if not is_inside(root, lexical):
+        raise PathError(f"{user_path}: outside the memory root {root}")
+    try:
+        real = lexical.resolve(strict=True)
+    except FileNotFoundError:
+        raise PathError(f"{user_path}: no such file under {root}") from None
+    except (OSError, RuntimeError) as exc:
+        raise PathError(f"{user_path}: cannot resolve ({exc})") from None
+    if not is_inside(root, real):
+        raise PathError(f"{user_path}: symlink leads outside the memory root")
+    if not real.is_file():
+        raise PathError(f"{user_path}: not a file")
+    return lexical.relative_to(root).as_posix(), real

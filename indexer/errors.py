@@ -1,0 +1,35 @@
+"""Errors the library raises for conditions a user can fix.
+
+The CLI turns every ``IndexerError`` into one line on stderr and a non-zero
+exit code; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class IndexerError(Exception):
+    """Base class for user-facing errors."""
+
+    exit_code = 1
+
+
+class ConfigError(IndexerError):
+    """Bad settings: missing root, unknown model, bad option value."""
+
+
+class PathError(IndexerError):
+    """A path that is missing, not a memory file, or outside the root."""
+
+
+class SchemaError(IndexerError):
+    """The index was written by a newer memdex, or is not a memdex index."""
+
+
+class ModelError(IndexerError):
+    """The embedding model cannot be loaded or does not match the index."""
+
+
+class LockedError(IndexerError):
+    """Another process holds the index's writer lock."""
+
+    exit_code = 3

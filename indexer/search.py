@@ -1,0 +1,199 @@
+"""Search: query building, candidate retrieval and score fusion.
+
+Keyword mode ranks by FTS5 bm25; vector mode by cosine similarity (vec0 KNN,
+or an exact NumPy scan when sqlite-vec is unavailable). Hybrid mode takes the
+union of both candidate lists, completes every candidate's two scores (bm25
+for vector hits, cosine for keyword hits) and combines them on absolute
+scales rather than ranks:
+
+    keyword part  = bm25 / (sum of the query terms' IDFs), capped at 1: how much
+                    of the query's rare-word information the chunk matches
+    vector part   = cosine similarity, floored at 0
+    hybrid score  = KEYWORD_WEIGHT * keyword part + (1 - KEYWORD_WEIGHT) * vector part
+
+So a chunk that matches the query's rare words (names, dates, ids) stays on
+top, while a paraphrase with no shared words still surfaces through its
+cosine, and a keyword hit on common words alone gets little credit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+from .store import ChunkRow, Store
+
+Mode = Literal["keyword", "vector", "hybrid"]
+MODES: tuple[str, ...] = ("keyword", "vector", "hybrid")
+KEYWORD_WEIGHT = 0.5
+CANDIDATES = 50
+MAX_QUERY_TERMS = 32
+SNIPPET_CHARS = 240
+WORD = re.compile(r"\w+", re.UNICODE)
+STOPWORDS = frozenset(
+    """a about above after again all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has
+    have having he her here hers herself him himself his how i if in into is it its itself just
+    me more most my myself no nor not now of off on once only or other our ours ourselves out over
+    own same she should so some such than that the their theirs them themselves then there these
+    they this those through to too under until up very was we were what when where which while who
+    whom why will with would you your yours yourself yourselves""".split()
+)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    path: str
+    start_line: int
+    end_line: int
+    heading: str
+    kind: str
+    date: str | None
+    score: float
+    snippet: str
+
+
+class VectorSource(Protocol):
+    def nearest(self, query: np.ndarray, k: int) -> list[tuple[int, float]]: ...
+
+    def similarities(self, query: np.ndarray, ids: Sequence[int]) -> dict[int, float]: ...
+
+
+class Vec0Vectors:
+    """Vector search through the sqlite-vec ``chunks_vec`` table."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def nearest(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        return self.store.vector_candidates(query, k)
+
+    def similarities(self, query: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
+        return self.store.vector_similarities(query, ids)
+
+
+class NumpyVectors:
+    """Exact cosine search over an in-memory matrix (the sqlite-vec fallback)."""
+
+    def __init__(self, ids: Sequence[int], matrix: np.ndarray) -> None:
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.matrix = matrix
+        self.position = {int(chunk_id): row for row, chunk_id in enumerate(self.ids)}
+
+    def nearest(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        if len(self.ids) == 0:
+            return []
+        scores = self.matrix @ query
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(self.ids[i]), float(scores[i])) for i in top]
+
+    def similarities(self, query: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
+        rows = [(chunk_id, self.position[chunk_id]) for chunk_id in ids if chunk_id in self.position]
+        return {chunk_id: float(self.matrix[row] @ query) for chunk_id, row in rows}
+
+
+def query_terms(query: str) -> list[str]:
+    """Distinct words of the query, stopwords dropped unless nothing else is left."""
+    words = [word.lower() for word in WORD.findall(query)]
+    content = [word for word in words if word not in STOPWORDS]
+    chosen = content or words
+    return list(dict.fromkeys(chosen))[:MAX_QUERY_TERMS]
+
+
+def match_expression(terms: Sequence[str]) -> str | None:
+    """An FTS5 MATCH string that ORs the terms, each quoted so no operator survives."""
+    if not terms:
+        return None
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+def keyword_part(bm25: float, idf_total: float) -> float:
+    """bm25 as a share of the query's total IDF, in [0, 1]."""
+    if idf_total <= 0:
+        return 0.0
+    return max(0.0, min(1.0, bm25 / idf_total))
+
+
+def fuse(
+    keyword: dict[int, float],
+    vector: dict[int, float],
+    *,
+    idf_total: float,
+    keyword_weight: float = KEYWORD_WEIGHT,
+) -> list[tuple[int, float]]:
+    """Combine complete bm25 and cosine scores of the candidates; best first."""
+    fused = []
+    for chunk_id in set(keyword) | set(vector):
+        kw = keyword_part(keyword.get(chunk_id, 0.0), idf_total)
+        vec = max(0.0, vector.get(chunk_id, 0.0))
+        fused.append((chunk_id, keyword_weight * kw + (1 - keyword_weight) * vec))
+    fused.sort(key=lambda item: (-item[1], item[0]))
+    return fused
+
+
+def idf_total(store: Store, terms: Sequence[str]) -> float:
+    """Sum of FTS5-style IDFs of the query's stemmed terms."""
+    stems = list(dict.fromkeys(stem for term in terms for stem in store.stem(term)))
+    total, counts = store.term_document_counts(stems)
+    return sum(max(1e-6, math.log((total - counts.get(s, 0) + 0.5) / (counts.get(s, 0) + 0.5))) for s in stems)
+
+
+def run_search(
+    store: Store,
+    query: str,
+    *,
+    mode: Mode,
+    limit: int,
+    query_vector: np.ndarray | None,
+    vectors: VectorSource | None,
+) -> list[SearchResult]:
+    terms = query_terms(query)
+    match = match_expression(terms)
+    pool = max(CANDIDATES, limit)
+    if mode == "keyword":
+        ranked = store.keyword_candidates(match, limit) if match else []
+    elif mode == "vector":
+        ranked = vectors.nearest(query_vector, limit) if vectors is not None and query_vector is not None else []
+    else:
+        keyword = dict(store.keyword_candidates(match, pool)) if match else {}
+        vector: dict[int, float] = {}
+        if vectors is not None and query_vector is not None:
+            vector = dict(vectors.nearest(query_vector, pool))
+            vector.update(vectors.similarities(query_vector, [i for i in keyword if i not in vector]))
+            if match:
+                keyword.update(store.keyword_scores(match, [i for i in vector if i not in keyword]))
+        ranked = fuse(keyword, vector, idf_total=idf_total(store, terms) if match else 0.0)[:limit]
+    rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked])
+    return [_result(rows[chunk_id], score, terms) for chunk_id, score in ranked if chunk_id in rows]
+
+
+def _result(row: ChunkRow, score: float, terms: Sequence[str]) -> SearchResult:
+    return SearchResult(
+        path=row.path, start_line=row.start_line, end_line=row.end_line, heading=row.heading,
+        kind=row.kind, date=row.date, score=round(float(score), 6), snippet=snippet(row.text, terms),
+    )  # fmt: skip
+
+
+def snippet(text: str, terms: Sequence[str]) -> str:
+    """The line that mentions the most query words (or the first content line), shortened."""
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if not lines:
+        return ""
+    prefixes = [term[:5] for term in terms if len(term) > 2]
+
+    def hits(line: str) -> int:
+        words = [word.lower() for word in WORD.findall(line)]
+        return sum(1 for prefix in prefixes if any(word.startswith(prefix) for word in words))
+
+    content = [line for line in lines if not line.startswith("#")] or lines
+    best = max(content, key=hits) if prefixes else content[0]
+    if len(best) > SNIPPET_CHARS:
+        best = best[: SNIPPET_CHARS - 1].rstrip() + "…"
+    return best

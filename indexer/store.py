@@ -1,0 +1,323 @@
+"""All SQL lives here: the index tables and the embedding cache.
+
+Every write happens inside ``with connection:`` and a file's rows (files,
+chunks, FTS, vectors) are replaced in one transaction, so a reader or a crash
+never sees a half-updated file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+import numpy as np
+
+from .chunk import Chunk
+
+SQL_VARIABLES_PER_QUERY = 500
+# bm25 column weights for (text, heading, title): a heading or a file title
+# that matches says a little more about the chunk than one word of its body.
+BM25_WEIGHTS = (1.0, 2.0, 1.0)
+
+
+@dataclass(frozen=True)
+class FileState:
+    size: int
+    mtime_ns: int
+    hash: str
+    indexed_at_ns: int
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str
+    kind: str
+    date: str | None
+    size: int
+    mtime_ns: int
+    hash: str
+    frontmatter: dict[str, Any]
+    title: str  # searchable words naming the file (path words, date)
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    id: int
+    path: str
+    start_line: int
+    end_line: int
+    heading: str
+    text: str
+    kind: str
+    date: str | None
+
+
+class Store:
+    """The index database. ``vec_enabled`` says whether ``chunks_vec`` is usable."""
+
+    def __init__(self, connection: apsw.Connection, *, vec_enabled: bool) -> None:
+        self.connection = connection
+        self.vec_enabled = vec_enabled
+
+    # -- meta -------------------------------------------------------------
+    def meta(self) -> dict[str, str]:
+        return dict(self.connection.execute("SELECT key, value FROM meta"))
+
+    def set_meta(self, **values: str | int | float) -> None:
+        with self.connection:
+            self.connection.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [(key, str(value)) for key, value in values.items()],
+            )
+
+    # -- files ------------------------------------------------------------
+    def file_states(self) -> dict[str, FileState]:
+        rows = self.connection.execute("SELECT path, size, mtime_ns, hash, indexed_at_ns FROM files")
+        return {path: FileState(size, mtime, digest, at) for path, size, mtime, digest, at in rows}
+
+    def touch_file(self, path: str, *, size: int, mtime_ns: int, indexed_at_ns: int) -> None:
+        with self.connection:
+            self.connection.execute(
+                "UPDATE files SET size = ?, mtime_ns = ?, indexed_at_ns = ? WHERE path = ?",
+                (size, mtime_ns, indexed_at_ns, path),
+            )
+
+    def replace_file(
+        self,
+        record: FileRecord,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        *,
+        indexed_at_ns: int,
+    ) -> None:
+        """Replace everything stored for one file, in one transaction."""
+        with self.connection:
+            self._delete_rows(record.path)
+            self.connection.execute(
+                "INSERT INTO files(path, kind, date, size, mtime_ns, hash, frontmatter, indexed_at_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.path, record.kind, record.date, record.size, record.mtime_ns,
+                    record.hash, json.dumps(record.frontmatter, default=str, ensure_ascii=False),
+                    indexed_at_ns,
+                ),
+            )  # fmt: skip
+            for chunk, vector in zip(chunks, vectors):
+                (chunk_id,) = self.connection.execute(
+                    "INSERT INTO chunks(path, start_line, end_line, heading, text, hash, oversized) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    (record.path, chunk.start_line, chunk.end_line, chunk.heading, chunk.text,
+                     chunk.hash, int(chunk.oversized)),
+                ).fetchone()  # fmt: skip
+                self.connection.execute(
+                    "INSERT INTO chunks_fts(rowid, text, heading, title) VALUES (?, ?, ?, ?)",
+                    (chunk_id, chunk.text, chunk.heading, record.title),
+                )
+                if self.vec_enabled:
+                    self.connection.execute(
+                        "INSERT INTO chunks_vec(rowid, embedding) VALUES (?, ?)",
+                        (chunk_id, _blob(vector)),
+                    )
+
+    def remove_file(self, path: str) -> None:
+        with self.connection:
+            self._delete_rows(path)
+
+    def _delete_rows(self, path: str) -> None:
+        ids = [row[0] for row in self.connection.execute("SELECT id FROM chunks WHERE path = ?", (path,))]
+        for batch in _batches(ids):
+            marks = ",".join("?" * len(batch))
+            self.connection.execute(f"DELETE FROM chunks_fts WHERE rowid IN ({marks})", batch)
+            if self.vec_enabled:
+                self.connection.execute(f"DELETE FROM chunks_vec WHERE rowid IN ({marks})", batch)
+        self.connection.execute("DELETE FROM chunks WHERE path = ?", (path,))
+        self.connection.execute("DELETE FROM files WHERE path = ?", (path,))
+
+    def clear(self) -> None:
+        """Forget every file and chunk (before a full re-embed)."""
+        with self.connection:
+            for table in ("chunks_fts", "chunks", "files"):
+                self.connection.execute(f"DELETE FROM {table}")
+            self.connection.execute("DROP TABLE IF EXISTS chunks_vec")
+
+    # -- vectors ----------------------------------------------------------
+    def has_vec_table(self) -> bool:
+        row = self.connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chunks_vec'"
+        ).fetchone()
+        return row is not None
+
+    def create_vec_table(self, dimensions: int) -> None:
+        with self.connection:
+            self.connection.execute(
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS chunks_vec USING "
+                f"vec0(embedding float[{int(dimensions)}] distance_metric=cosine)"
+            )
+
+    def refill_vectors(self, vectors_by_hash: dict[str, np.ndarray]) -> None:
+        """Rewrite ``chunks_vec`` from scratch (after running without sqlite-vec)."""
+        with self.connection:
+            self.connection.execute("DELETE FROM chunks_vec")
+            self.connection.executemany(
+                "INSERT INTO chunks_vec(rowid, embedding) VALUES (?, ?)",
+                ((cid, _blob(vectors_by_hash[digest])) for cid, digest in self.chunk_hashes()),
+            )
+
+    def chunk_hashes(self) -> list[tuple[int, str]]:
+        return list(self.connection.execute("SELECT id, hash FROM chunks ORDER BY id"))
+
+    # -- search -----------------------------------------------------------
+    def keyword_candidates(self, match: str, limit: int) -> list[tuple[int, float]]:
+        """(chunk id, bm25 score where higher is better) for an FTS5 MATCH expression."""
+        weights = ", ".join(str(w) for w in BM25_WEIGHTS)
+        rows = self.connection.execute(
+            f"SELECT rowid, bm25(chunks_fts, {weights}) AS rank FROM chunks_fts "
+            "WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
+            (match, limit),
+        )
+        return [(chunk_id, -rank) for chunk_id, rank in rows]
+
+    def keyword_scores(self, match: str, ids: Sequence[int]) -> dict[int, float]:
+        """bm25 scores of the given chunks that match ``match`` (others score 0)."""
+        weights = ", ".join(str(w) for w in BM25_WEIGHTS)
+        scores: dict[int, float] = {}
+        for batch in _batches(list(ids)):
+            marks = ",".join("?" * len(batch))
+            rows = self.connection.execute(
+                f"SELECT rowid, bm25(chunks_fts, {weights}) FROM chunks_fts "
+                f"WHERE chunks_fts MATCH ? AND rowid IN ({marks})",
+                (match, *batch),
+            )
+            scores.update((chunk_id, -rank) for chunk_id, rank in rows)
+        return scores
+
+    def term_document_counts(self, terms: Sequence[str]) -> tuple[int, dict[str, int]]:
+        """(number of chunks, chunks containing each stemmed term)."""
+        total = self.connection.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        counts: dict[str, int] = {}
+        for batch in _batches(list(terms)):
+            marks = ",".join("?" * len(batch))
+            counts.update(self.connection.execute(
+                f"SELECT term, doc FROM chunks_vocab WHERE term IN ({marks})", batch
+            ))  # fmt: skip
+        return total, counts
+
+    def stem(self, text: str) -> list[str]:
+        """The terms FTS5 indexes for ``text`` (same tokenizer as ``chunks_fts``)."""
+        tokenizer = self.connection.fts5_tokenizer("porter", ["unicode61", "remove_diacritics", "2"])
+        return [token[2] for token in tokenizer(text.encode("utf-8"), apsw.FTS5_TOKENIZE_QUERY, None)]
+
+    def vector_similarities(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
+        """Cosine similarity of the query to the given chunks, via vec0."""
+        scores: dict[int, float] = {}
+        for batch in _batches(list(ids)):
+            marks = ",".join("?" * len(batch))
+            rows = self.connection.execute(
+                f"SELECT rowid, vec_distance_cosine(embedding, ?) FROM chunks_vec WHERE rowid IN ({marks})",
+                (_blob(vector), *batch),
+            )
+            scores.update((chunk_id, 1.0 - distance) for chunk_id, distance in rows)
+        return scores
+
+    def vector_candidates(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
+        """(chunk id, cosine similarity) of the nearest chunks, via vec0."""
+        rows = self.connection.execute(
+            "SELECT rowid, distance FROM chunks_vec WHERE embedding MATCH ? AND k = ? ORDER BY distance",
+            (_blob(vector), limit),
+        )
+        return [(chunk_id, 1.0 - distance) for chunk_id, distance in rows]
+
+    def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        found: dict[int, ChunkRow] = {}
+        for batch in _batches(list(ids)):
+            marks = ",".join("?" * len(batch))
+            rows = self.connection.execute(
+                "SELECT c.id, c.path, c.start_line, c.end_line, c.heading, c.text, f.kind, f.date "
+                f"FROM chunks c JOIN files f ON f.path = c.path WHERE c.id IN ({marks})",
+                batch,
+            )
+            for row in rows:
+                found[row[0]] = ChunkRow(*row)
+        return found
+
+    # -- status and checks --------------------------------------------------
+    def counts_by_kind(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for kind, files in self.connection.execute("SELECT kind, count(*) FROM files GROUP BY kind"):
+            counts.setdefault(kind, {"files": 0, "chunks": 0})["files"] = files
+        rows = self.connection.execute(
+            "SELECT f.kind, count(*) FROM chunks c JOIN files f ON f.path = c.path GROUP BY f.kind"
+        )
+        for kind, chunks in rows:
+            counts.setdefault(kind, {"files": 0, "chunks": 0})["chunks"] = chunks
+        return counts
+
+    def snapshot(self) -> dict[str, Any]:
+        """The index content independent of row ids (for comparing with a rebuild)."""
+        files = sorted(self.connection.execute("SELECT path, kind, date, hash, frontmatter FROM files"))
+        chunks = sorted(
+            self.connection.execute("SELECT path, start_line, end_line, heading, text, hash FROM chunks")
+        )
+        fts = sorted(
+            self.connection.execute(
+                "SELECT c.path, c.start_line, t.text, t.heading, t.title "
+                "FROM chunks_fts t JOIN chunks c ON c.id = t.rowid"
+            )
+        )
+        fts_rows = self.connection.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
+        snapshot: dict[str, Any] = {"files": files, "chunks": chunks, "fts": fts, "fts_rows": fts_rows}
+        if self.vec_enabled and self.has_vec_table():
+            vec = self.connection.execute(
+                "SELECT c.path, c.start_line, v.embedding FROM chunks_vec v JOIN chunks c ON c.id = v.rowid"
+            )
+            snapshot["vec"] = sorted((p, s, bytes(e)) for p, s, e in vec)
+            snapshot["vec_rows"] = self.connection.execute("SELECT count(*) FROM chunks_vec").fetchone()[0]
+        return snapshot
+
+
+class EmbeddingCache:
+    """(model id, embedded-text hash) -> float32 vector, in its own database file."""
+
+    def __init__(self, connection: apsw.Connection, *, model_id: str, dimensions: int) -> None:
+        self.connection = connection
+        self.model_id = model_id
+        self.dimensions = dimensions
+
+    def get_many(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for batch in _batches(sorted(set(hashes))):
+            marks = ",".join("?" * len(batch))
+            rows = self.connection.execute(
+                f"SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN ({marks})",
+                (self.model_id, *batch),
+            )
+            for digest, blob in rows:
+                vector = np.frombuffer(blob, dtype=np.float32)
+                if vector.shape == (self.dimensions,):
+                    found[digest] = vector
+        return found
+
+    def put_many(self, vectors: dict[str, np.ndarray]) -> None:
+        with self.connection:
+            self.connection.executemany(
+                "INSERT OR REPLACE INTO embeddings(model, hash, vector) VALUES (?, ?, ?)",
+                ((self.model_id, digest, _blob(vector)) for digest, vector in vectors.items()),
+            )
+
+    def size(self) -> int:
+        return self.connection.execute(
+            "SELECT count(*) FROM embeddings WHERE model = ?", (self.model_id,)
+        ).fetchone()[0]
+
+
+def _blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def _batches(items: list[Any], size: int = SQL_VARIABLES_PER_QUERY) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,279 @@
+"""Plan and apply changes: the only code that reads note files.
+
+For each memory file: same size and mtime as indexed -> skip without reading;
+same content hash -> update the stat only; otherwise parse, chunk, embed the
+chunk texts the cache does not know, and replace the file's rows in one
+transaction. Files that are gone lose their rows. Embedding runs over groups
+of files so the model sees full batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date as Date
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from .chunk import Chunk, chunk_note
+from .config import CHUNKER_VERSION, Settings
+from .discover import MemoryFile, resolve_inside, scan
+from .embed import Embedder
+from .errors import PathError
+from .parse import NotText, decode, parse_note, split_lines
+from .store import EmbeddingCache, FileRecord, FileState, Store
+
+log = logging.getLogger(__name__)
+
+# A file whose mtime is this close to the moment it was read may have been
+# written again within the same timestamp tick, so the stat is not trusted.
+RACY_WINDOW_NS = 1_000_000_000
+# Embed when this many new chunk texts are waiting (several model batches).
+EMBED_GROUP = 512
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class SyncReport:
+    files_seen: int = 0
+    skipped_unchanged_stat: int = 0
+    unchanged_hash: int = 0
+    reindexed: int = 0
+    removed: int = 0
+    skipped_with_warning: int = 0
+    chunks_embedded: int = 0
+    chunks_from_cache: int = 0
+    seconds: float = 0.0
+    full_reembed_reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        log.warning("%s", message)
+        self.warnings.append(message)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A changed file, read and chunked, waiting for its embeddings."""
+
+    found: MemoryFile
+    record: FileRecord
+    chunks: list[Chunk]
+    read_stat: tuple[int, int]
+
+
+def sync(
+    settings: Settings,
+    store: Store,
+    cache: EmbeddingCache,
+    embedder: Embedder,
+    *,
+    progress: Progress | None = None,
+) -> SyncReport:
+    started = time.perf_counter()
+    report = SyncReport()
+    report.full_reembed_reason = _check_configuration(store, embedder)
+    if report.full_reembed_reason:
+        report.warn(f"re-embedding every chunk: {report.full_reembed_reason}")
+    found, scan_warnings = scan(settings.root, index_dir=settings.index_dir)
+    for message in scan_warnings:
+        report.warn(message)
+    known = store.file_states()
+    report.files_seen = len(found)
+    to_read = [item for item in found if not _unchanged_by_stat(item, known.get(item.path))]
+    report.skipped_unchanged_stat = len(found) - len(to_read)
+
+    pending: list[_Prepared] = []
+    waiting_texts = 0
+    for done, item in enumerate(to_read, start=1):
+        prepared = _prepare(settings, store, embedder, item, known.get(item.path), report)
+        if prepared is not None:
+            pending.append(prepared)
+            waiting_texts += len(prepared.chunks)
+        if waiting_texts >= EMBED_GROUP:
+            _embed_and_write(settings, store, cache, embedder, pending, report)
+            pending, waiting_texts = [], 0
+        if progress:
+            progress(done, len(to_read))
+    _embed_and_write(settings, store, cache, embedder, pending, report)
+
+    present = {item.path for item in found}
+    for path in sorted(set(known) - present):
+        store.remove_file(path)
+        report.removed += 1
+    store.set_meta(last_sync=time.time())
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _check_configuration(store: Store, embedder: Embedder) -> str | None:
+    """Record model and chunker in meta; clear the index if they changed."""
+    meta = store.meta()
+    wanted = {
+        "model": embedder.model_id,
+        "dimensions": str(embedder.dimensions),
+        "chunker_version": str(CHUNKER_VERSION),
+    }
+    reason = None
+    if "model" in meta and any(meta.get(key) != value for key, value in wanted.items()):
+        changes = [f"{key} {meta.get(key)} -> {value}" for key, value in wanted.items() if meta.get(key) != value]
+        reason = ", ".join(changes)
+    vec_stale = meta.get("vec_stale") == "1"
+    if store.vec_enabled and vec_stale and not reason:
+        reason = "vector table written while sqlite-vec was unavailable"
+    if reason:
+        store.clear()
+    if store.vec_enabled:
+        store.create_vec_table(embedder.dimensions)
+    store.set_meta(**wanted, vec_stale=0 if store.vec_enabled else 1)
+    return reason
+
+
+def _unchanged_by_stat(item: MemoryFile, state: FileState | None) -> bool:
+    return (
+        state is not None
+        and state.size == item.size
+        and state.mtime_ns == item.mtime_ns
+        and item.mtime_ns + RACY_WINDOW_NS < state.indexed_at_ns
+    )
+
+
+def _prepare(
+    settings: Settings,
+    store: Store,
+    embedder: Embedder,
+    item: MemoryFile,
+    state: FileState | None,
+    report: SyncReport,
+) -> _Prepared | None:
+    """Read, hash, parse and chunk one file; None when nothing is left to write."""
+    read_at = time.time_ns()
+    try:
+        data, size, mtime_ns = _read(settings.root / item.path, settings.max_file_bytes)
+    except FileNotFoundError:
+        _drop(store, item.path, state, report, None)  # vanished after the scan
+        return None
+    except (OSError, _TooLarge) as exc:
+        _drop(store, item.path, state, report, f"{item.path}: skipped, {exc}")
+        return None
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    if state is not None and state.hash == digest:
+        store.touch_file(item.path, size=size, mtime_ns=mtime_ns, indexed_at_ns=read_at)
+        report.unchanged_hash += 1
+        return None
+    try:
+        note = parse_note(data)
+    except NotText as exc:
+        _drop(store, item.path, state, report, f"{item.path}: skipped, {exc}")
+        return None
+    for message in note.warnings:
+        report.warn(f"{item.path}: {message}")
+    chunks = chunk_note(note, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
+    for chunk in chunks:
+        if chunk.oversized:
+            report.warn(
+                f"{item.path}:{chunk.start_line}: line longer than the model's {embedder.max_tokens}-token "
+                "window; its vector covers the start of the line, keyword search all of it"
+            )
+    record = FileRecord(
+        path=item.path, kind=item.kind, date=item.date, size=size, mtime_ns=mtime_ns,
+        hash=digest, frontmatter=note.frontmatter, title=file_title(item.path, item.date, note.frontmatter),
+    )  # fmt: skip
+    return _Prepared(item, record, chunks, (size, mtime_ns))
+
+
+def _embed_and_write(
+    settings: Settings,
+    store: Store,
+    cache: EmbeddingCache,
+    embedder: Embedder,
+    pending: list[_Prepared],
+    report: SyncReport,
+) -> None:
+    if not pending:
+        return
+    texts = {chunk.hash: chunk.embed_text for prepared in pending for chunk in prepared.chunks}
+    vectors = cache.get_many(texts)
+    missing = [digest for digest in texts if digest not in vectors]
+    report.chunks_from_cache += sum(1 for p in pending for c in p.chunks if c.hash in vectors)
+    if missing:
+        fresh = embedder.embed([texts[digest] for digest in missing])
+        new = dict(zip(missing, fresh))
+        cache.put_many(new)
+        vectors.update(new)
+        report.chunks_embedded += len(missing)
+    for prepared in pending:
+        path = settings.root / prepared.found.path
+        if _current_stat(path) != prepared.read_stat:
+            # Changed or deleted while we embedded: its rows would be stale.
+            # The next sync (or the watcher's event) picks up the new content.
+            report.warn(f"{prepared.found.path}: changed during sync; left for the next sync")
+            continue
+        matrix = np.stack([vectors[c.hash] for c in prepared.chunks]) if prepared.chunks else np.zeros((0, 0))
+        store.replace_file(prepared.record, prepared.chunks, matrix, indexed_at_ns=time.time_ns())
+        report.reindexed += 1
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _read(path: Path, limit: int) -> tuple[bytes, int, int]:
+    """Read a file and the stat of the very handle we read from."""
+    with open(path, "rb") as handle:
+        stat = os.fstat(handle.fileno())
+        if stat.st_size > limit:
+            raise _TooLarge(f"{stat.st_size / 1e6:.1f} MB is over the {limit / 1e6:.1f} MB limit")
+        data = handle.read()
+    return data, stat.st_size, stat.st_mtime_ns
+
+
+def _current_stat(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _drop(store: Store, path: str, state: FileState | None, report: SyncReport, message: str | None) -> None:
+    """A file that cannot be indexed keeps no rows: the index mirrors what is readable."""
+    if message:
+        report.warn(message)
+        report.skipped_with_warning += 1
+    if state is not None:
+        store.remove_file(path)
+        report.removed += 1
+
+
+def file_title(path: str, day: str | None, frontmatter: dict[str, object]) -> str:
+    """Searchable words that name a file: its path words, its date, frontmatter title and tags."""
+    pure = PurePosixPath(path)
+    words = [part for part in pure.parent.parts] + [pure.stem.replace("-", " ").replace("_", " ")]
+    if day:
+        parsed = Date.fromisoformat(day)
+        words.append(f"{parsed:%A} {parsed.day} {parsed:%B} {parsed.year}")
+    for key in ("title", "tags", "aliases"):
+        value = frontmatter.get(key)
+        if isinstance(value, (list, tuple)):
+            words.extend(str(v) for v in value)
+        elif value:
+            words.append(str(value))
+    return " ".join(words)
+
+
+def read_lines(root: Path, user_path: str) -> tuple[str, list[str]]:
+    """The raw lines of a memory file (for ``get``), split as the chunker splits them."""
+    rel, real = resolve_inside(root, user_path)
+    try:
+        data = real.read_bytes()
+        text, _ = decode(data)
+    except NotText as exc:
+        raise PathError(f"{rel}: {exc}") from None
+    return rel, split_lines(text)
