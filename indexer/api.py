@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from . import db
 from .config import CHUNKER_VERSION, Settings
-from .embed import Embedder, SentenceTransformerEmbedder, resolve_model
+from .embed import Embedder, SentenceTransformerEmbedder
 from .errors import ConfigError, LockedError, ModelError, PathError
 from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
 from .store import EmbeddingCache, Store
@@ -119,7 +119,7 @@ class MemoryIndex:
     # -- helpers ----------------------------------------------------------------
     def _check_model(self) -> None:
         meta = self.store.meta()
-        wanted = resolve_model(self.settings.model)[0]
+        wanted = self.embedder.model_id
         if meta.get("model") != wanted or meta.get("chunker_version") != str(CHUNKER_VERSION):
             raise ModelError(
                 f"the index was built with model {meta.get('model')} (chunker {meta.get('chunker_version')}), "

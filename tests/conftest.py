@@ -1,0 +1,101 @@
+"""Shared test helpers: a deterministic recording embedder and index helpers.
+
+Unit tests use ``RecordingEmbedder`` (fast, no model); tests marked ``slow``
+load the real all-MiniLM-L6-v2 weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from indexer import make_settings, open_index
+from indexer.config import Settings
+from indexer.sync import SyncReport
+
+TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+class RecordingEmbedder:
+    """Deterministic embedder that records every text it is asked to embed."""
+
+    def __init__(self, *, dimensions: int = 16, max_tokens: int = 64, model_id: str = "test/recording") -> None:
+        self.model_id = model_id
+        self.dimensions = dimensions
+        self.max_tokens = max_tokens
+        self.embedded: list[str] = []
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(TOKEN.findall(text)) for text in texts]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.embedded.extend(texts)
+        rows = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+            vector = np.random.default_rng(seed).standard_normal(self.dimensions)
+            rows.append(vector / np.linalg.norm(vector))
+        return np.asarray(rows, dtype=np.float32).reshape(len(texts), self.dimensions)
+
+    def reset(self) -> None:
+        self.embedded.clear()
+
+
+def write(root: Path, rel: str, text: str | bytes) -> Path:
+    """Write a file below root, creating folders; returns its path."""
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def age_files(root: Path, seconds: float = 10.0) -> None:
+    """Move every file's mtime into the past so the stat check can trust it."""
+    past = time.time() - seconds
+    for path in root.rglob("*.md"):
+        if not path.is_symlink():
+            import os
+
+            os.utime(path, (past, past))
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    folder = tmp_path / "memory"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def embedder() -> RecordingEmbedder:
+    return RecordingEmbedder()
+
+
+@pytest.fixture
+def settings(root: Path) -> Settings:
+    return make_settings(root)
+
+
+@pytest.fixture
+def do_sync(settings: Settings, embedder: RecordingEmbedder) -> Callable[..., SyncReport]:
+    def run(**kwargs: Any) -> SyncReport:
+        use = kwargs.pop("settings", settings)
+        with open_index(use, write=True, embedder=kwargs.pop("embedder", embedder)) as index:
+            return index.sync(**kwargs)
+
+    return run
+
+
+def snapshot(settings: Settings, embedder: RecordingEmbedder) -> dict[str, Any]:
+    with open_index(settings, embedder=embedder) as index:
+        return index.store.snapshot()

@@ -1,0 +1,85 @@
+"""Query building, fusion scoring and query safety in every mode."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from conftest import write
+from indexer import open_index
+from indexer.search import fuse, keyword_part, match_expression, query_terms, snippet
+
+NASTY = [
+    "", "   ", '"', '""', "'", "AND", "OR NOT", "NEAR(a b, 2)", "a*", "*", "col:val", "text:foo",
+    "^start", "(unbalanced", "a) OR (b", "🙂🚀", "-minus", "+plus", "x AND y OR", "{curly}",
+    "C++ & Rust || Go", "100%", "\x00", "naïve café", "\\", "'; DROP TABLE chunks; --",
+]  # fmt: skip
+
+
+def test_query_terms_drop_stopwords_but_never_everything():
+    assert query_terms("What did I eat on Tuesday?") == ["eat", "tuesday"]
+    assert query_terms("what is it") == ["what", "is", "it"]
+    assert query_terms("🙂 ???") == []
+
+
+def test_match_expression_quotes_every_term():
+    assert match_expression(["near", "and"]) == '"near" OR "and"'
+    assert match_expression([]) is None
+
+
+def test_keyword_part_is_bounded():
+    assert keyword_part(5.0, 10.0) == 0.5
+    assert keyword_part(50.0, 10.0) == 1.0
+    assert keyword_part(1.0, 0.0) == 0.0
+
+
+def test_fuse_prefers_chunks_strong_on_both_and_keeps_vector_only_hits():
+    keyword = {1: 8.0, 2: 1.0}
+    vector = {1: 0.6, 2: 0.2, 3: 0.7}
+    ranked = [cid for cid, _ in fuse(keyword, vector, idf_total=10.0)]
+    assert ranked == [1, 3, 2]
+
+
+def test_snippet_picks_the_line_with_query_words():
+    text = "## Health\n- sleeps 7 hours\n- allergic to penicillin since 2019\n- runs twice a week"
+    assert snippet(text, ["penicillin"]) == "- allergic to penicillin since 2019"
+    assert snippet(text, []) == "- sleeps 7 hours"
+
+
+@pytest.fixture
+def indexed(root, do_sync):
+    write(root, "MEMORY.md", "# Health\n\n- allergic to penicillin\n\n# Editor\n\n- uses Helix, NEAR daily\n")
+    write(root, "daily/2026-11-20.md", "- café with Zoë\n- C++ talk at 100% capacity\n")
+    do_sync()
+    return root
+
+
+def test_natural_question_matches_partial_words(indexed, settings, embedder):
+    with open_index(settings, embedder=embedder) as index:
+        hits = index.search("which antibiotic is the penicillin allergy about", mode="keyword")
+    assert hits and hits[0].path == "MEMORY.md" and hits[0].start_line == 1
+
+
+def test_diacritics_are_folded(indexed, settings, embedder):
+    with open_index(settings, embedder=embedder) as index:
+        assert index.search("cafe zoe", mode="keyword")[0].path == "daily/2026-11-20.md"
+
+
+@pytest.mark.parametrize("mode", ["keyword", "vector", "hybrid"])
+@pytest.mark.parametrize("query", NASTY)
+def test_nasty_queries_never_raise(indexed, settings, embedder, mode, query):
+    with open_index(settings, embedder=embedder) as index:
+        results = index.search(query, mode=mode, limit=5)
+    assert isinstance(results, list)
+
+
+@pytest.mark.parametrize("mode", ["keyword", "vector", "hybrid"])
+def test_arbitrary_strings_are_safe_queries(indexed, settings, embedder, mode):
+    with open_index(settings, embedder=embedder) as index:
+
+        @hsettings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(st.text(max_size=80))
+        def run(query: str) -> None:
+            assert isinstance(index.search(query, mode=mode, limit=3), list)
+
+        run()
