@@ -40,6 +40,13 @@ def test_fuse_prefers_chunks_strong_on_both_and_keeps_vector_only_hits():
     assert ranked == [1, 3, 2]
 
 
+def test_fuse_lets_the_cosine_decide_when_keyword_hits_are_incidental():
+    keyword = {1: 2.0}  # matched one common word: 20% of the query's IDF
+    vector = {1: 0.15, 2: 0.55}
+    ranked = [cid for cid, _ in fuse(keyword, vector, idf_total=10.0)]
+    assert ranked == [2, 1]
+
+
 def test_snippet_picks_the_line_with_query_words():
     text = "## Health\n- sleeps 7 hours\n- allergic to penicillin since 2019\n- runs twice a week"
     assert snippet(text, ["penicillin"]) == "- allergic to penicillin since 2019"

@@ -1,0 +1,72 @@
+"""Retrieval quality on a labelled fixture: recall@k and MRR per mode and query type.
+
+    python bench/eval_retrieval.py [--root fixtures/memory] [--queries fixtures/queries.json]
+
+A result is a hit when its chunk comes from a labelled path and its lines
+contain the labelled substring. Indexes into a temporary file, so the fixture
+folder is left untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+from indexer import make_settings, open_index
+from indexer.embed import SentenceTransformerEmbedder
+
+MODES = ("keyword", "vector", "hybrid")
+
+
+def first_hit_rank(index, query: dict, mode: str, depth: int) -> int | None:
+    for rank, result in enumerate(index.search(query["query"], mode=mode, limit=depth), start=1):
+        text = "\n".join(index.get(f"{result.path}:{result.start_line}-{result.end_line}").lines)
+        if any(result.path == rel["path"] and rel["contains"] in text for rel in query["relevant"]):
+            return rank
+    return None
+
+
+def evaluate(index, queries: list[dict], *, k: int = 5, depth: int = 10) -> dict[str, dict[str, float]]:
+    table: dict[str, dict[str, float]] = {}
+    for mode in MODES:
+        groups: dict[str, list[int | None]] = defaultdict(list)
+        for query in queries:
+            rank = first_hit_rank(index, query, mode, depth)
+            groups["all"].append(rank)
+            groups[query.get("type", "untyped")].append(rank)
+        for group, ranks in groups.items():
+            table.setdefault(group, {})[f"{mode} R@{k}"] = round(
+                sum(1 for r in ranks if r is not None and r <= k) / len(ranks), 3
+            )
+            table[group][f"{mode} MRR"] = round(sum(1 / r for r in ranks if r) / len(ranks), 3)
+            table[group]["n"] = len(ranks)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--root", type=Path, default=Path("fixtures/memory"))
+    parser.add_argument("--queries", type=Path, default=Path("fixtures/queries.json"))
+    parser.add_argument("-k", type=int, default=5)
+    args = parser.parse_args()
+    queries = json.loads(args.queries.read_text())
+    model = SentenceTransformerEmbedder()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = make_settings(args.root, Path(tmp) / "index.db")
+        with open_index(settings, write=True, embedder=model) as index:
+            index.sync()
+        with open_index(settings, embedder=model) as index:
+            table = evaluate(index, queries, k=args.k)
+    columns = [f"{mode} R@{args.k}" for mode in MODES] + [f"{mode} MRR" for mode in MODES]
+    print("| queries | n | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 2) + "|")
+    for group in sorted(table, key=lambda g: (g != "all", g)):
+        row = table[group]
+        print(f"| {group} | {row['n']} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
+
+
+if __name__ == "__main__":
+    main()
