@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
@@ -32,7 +32,6 @@ class Settings:
     # runs as an exact NumPy scan over the stored vectors.
     use_sqlite_vec: bool = True
     embed_batch_size: int = 32
-    extra_ignores: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def index_dir(self) -> Path:

@@ -92,6 +92,8 @@ def scan(root: Path, *, index_dir: Path | None = None) -> tuple[list[MemoryFile]
             except OSError:
                 continue  # vanished between listing and stat: not there any more
             rel = Path(entry.path).relative_to(root).as_posix()
+            if not _storable(rel, warnings):
+                continue
             kind, day = classify(rel)
             found.append(MemoryFile(rel, kind, day, stat.st_size, stat.st_mtime_ns))
     found.sort(key=lambda f: f.path)
@@ -102,6 +104,8 @@ def _add_symlinked(
     root: Path, entry: os.DirEntry[str], found: list[MemoryFile], warnings: list[str]
 ) -> None:
     rel = Path(entry.path).relative_to(root).as_posix()
+    if not _storable(rel, warnings):
+        return
     try:
         target = Path(entry.path).resolve(strict=True)
     except (OSError, RuntimeError):
@@ -115,6 +119,16 @@ def _add_symlinked(
     stat = target.stat()
     kind, day = classify(rel)
     found.append(MemoryFile(rel, kind, day, stat.st_size, stat.st_mtime_ns))
+
+
+def _storable(rel: str, warnings: list[str]) -> bool:
+    """SQLite text must be UTF-8: a name with undecodable bytes (surrogates here) is skipped."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        warnings.append(f"{rel}: skipped, file name is not valid UTF-8")
+        return False
+    return True
 
 
 def resolve_inside(root: Path, user_path: str) -> tuple[str, Path]:

@@ -101,13 +101,16 @@ def read_frontmatter(lines: list[str]) -> tuple[dict[str, Any], int, str | None]
             break
     else:
         return {}, 1, None  # a lone --- is a thematic break, not frontmatter
-    yaml_text = "\n".join(["---", *lines[1:closing], "---", ""])
     try:
-        post = frontmatter.loads(yaml_text)
+        data = frontmatter.YAMLHandler().load("\n".join(lines[1:closing]))
     except Exception as exc:  # yaml raises many types; all mean "not valid YAML"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return {}, 1, f"frontmatter is not valid YAML ({first_line}); indexed as text"
-    return dict(post.metadata), closing + 2, None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return {}, 1, f"frontmatter is a YAML {type(data).__name__}, not key: value pairs; indexed as text"
+    return dict(data), closing + 2, None
 
 
 def markdown_blocks(body: str, *, offset: int, lines: list[str]) -> list[Block]:

@@ -54,8 +54,14 @@ class SyncReport:
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
+        message = one_line(message)
         log.warning("%s", message)
         self.warnings.append(message)
+
+
+def one_line(text: str) -> str:
+    """Escape newlines, other control characters and undecodable bytes (file names may hold any)."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 @dataclass(frozen=True)
@@ -229,7 +235,7 @@ def _read(path: Path, limit: int) -> tuple[bytes, int, int]:
     with open(path, "rb") as handle:
         stat = os.fstat(handle.fileno())
         if stat.st_size > limit:
-            raise _TooLarge(f"{stat.st_size / 1e6:.1f} MB is over the {limit / 1e6:.1f} MB limit")
+            raise _TooLarge(f"{stat.st_size / 2**20:.1f} MiB is over the {limit / 2**20:.1f} MiB limit")
         data = handle.read()
     return data, stat.st_size, stat.st_mtime_ns
 
