@@ -2,9 +2,10 @@
 
 Keyword mode ranks by FTS5 bm25; vector mode by cosine similarity (vec0 KNN,
 or an exact NumPy scan when sqlite-vec is unavailable). Hybrid mode takes the
-union of both candidate lists, completes every candidate's two scores (bm25
-for vector hits, cosine for keyword hits) and combines them on absolute
-scales, weighted per query:
+union of the top CANDIDATES of each list. A candidate missing from one list
+gets that list's last score if the list is full (the most it could have
+scored) and 0 otherwise. The two scores are combined on absolute scales,
+weighted per query:
 
     coverage   = bm25 / (sum of the query terms' IDFs), capped at 1: how much
                  of the query's rare-word information the chunk matches
@@ -35,7 +36,7 @@ from .store import ChunkRow, Store
 Mode = Literal["keyword", "vector", "hybrid"]
 MODES: tuple[str, ...] = ("keyword", "vector", "hybrid")
 KEYWORD_WEIGHT = 0.7
-CANDIDATES = 50
+CANDIDATES = 200
 MAX_QUERY_TERMS = 32
 SNIPPET_CHARS = 240
 WORD = re.compile(r"\w+", re.UNICODE)
@@ -65,8 +66,6 @@ class SearchResult:
 class VectorSource(Protocol):
     def nearest(self, query: np.ndarray, k: int) -> list[tuple[int, float]]: ...
 
-    def similarities(self, query: np.ndarray, ids: Sequence[int]) -> dict[int, float]: ...
-
 
 class Vec0Vectors:
     """Vector search through the sqlite-vec ``chunks_vec`` table."""
@@ -77,9 +76,6 @@ class Vec0Vectors:
     def nearest(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         return self.store.vector_candidates(query, k)
 
-    def similarities(self, query: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
-        return self.store.vector_similarities(query, ids)
-
 
 class NumpyVectors:
     """Exact cosine search over an in-memory matrix (the sqlite-vec fallback)."""
@@ -87,7 +83,6 @@ class NumpyVectors:
     def __init__(self, ids: Sequence[int], matrix: np.ndarray) -> None:
         self.ids = np.asarray(ids, dtype=np.int64)
         self.matrix = matrix
-        self.position = {int(chunk_id): row for row, chunk_id in enumerate(self.ids)}
 
     def nearest(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         if len(self.ids) == 0:
@@ -97,10 +92,6 @@ class NumpyVectors:
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(self.ids[i]), float(scores[i])) for i in top]
-
-    def similarities(self, query: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
-        rows = [(chunk_id, self.position[chunk_id]) for chunk_id in ids if chunk_id in self.position]
-        return {chunk_id: float(self.matrix[row] @ query) for chunk_id, row in rows}
 
 
 def query_terms(query: str) -> list[str]:
@@ -126,17 +117,23 @@ def keyword_part(bm25: float, idf_total: float) -> float:
 
 
 def fuse(
-    keyword: dict[int, float],
-    vector: dict[int, float],
+    keyword: list[tuple[int, float]],
+    vector: list[tuple[int, float]],
     *,
     idf_total: float,
+    pool: int,
     keyword_weight: float = KEYWORD_WEIGHT,
 ) -> list[tuple[int, float]]:
-    """Combine complete bm25 and cosine scores of the candidates; best first."""
-    coverage = {cid: keyword_part(keyword.get(cid, 0.0), idf_total) for cid in set(keyword) | set(vector)}
+    """Combine bm25 and cosine candidate lists (best first, at most ``pool`` each)."""
+    keyword_floor = keyword[-1][1] if len(keyword) >= pool else 0.0
+    vector_floor = vector[-1][1] if len(vector) >= pool else 0.0
+    bm25 = dict(keyword)
+    cosine = dict(vector)
+    coverage = {cid: keyword_part(bm25.get(cid, keyword_floor), idf_total) for cid in bm25.keys() | cosine.keys()}
     weight = keyword_weight * max(coverage.values(), default=0.0)
     fused = [
-        (cid, weight * cov + (1 - weight) * max(0.0, vector.get(cid, 0.0))) for cid, cov in coverage.items()
+        (cid, weight * cov + (1 - weight) * max(0.0, cosine.get(cid, vector_floor)))
+        for cid, cov in coverage.items()
     ]
     fused.sort(key=lambda item: (-item[1], item[0]))
     return fused
@@ -166,14 +163,10 @@ def run_search(
     elif mode == "vector":
         ranked = vectors.nearest(query_vector, limit) if vectors is not None and query_vector is not None else []
     else:
-        keyword = dict(store.keyword_candidates(match, pool)) if match else {}
-        vector: dict[int, float] = {}
-        if vectors is not None and query_vector is not None:
-            vector = dict(vectors.nearest(query_vector, pool))
-            vector.update(vectors.similarities(query_vector, [i for i in keyword if i not in vector]))
-            if match:
-                keyword.update(store.keyword_scores(match, [i for i in vector if i not in keyword]))
-        ranked = fuse(keyword, vector, idf_total=idf_total(store, terms) if match else 0.0)[:limit]
+        keyword = store.keyword_candidates(match, pool) if match else []
+        vector = vectors.nearest(query_vector, pool) if vectors is not None and query_vector is not None else []
+        idf = idf_total(store, terms) if match else 0.0
+        ranked = fuse(keyword, vector, idf_total=idf, pool=pool)[:limit]
     rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked])
     return [_result(rows[chunk_id], score, terms) for chunk_id, score in ranked if chunk_id in rows]
 
@@ -190,14 +183,12 @@ def snippet(text: str, terms: Sequence[str]) -> str:
     lines = [line.strip() for line in text.split("\n") if line.strip()]
     if not lines:
         return ""
-    prefixes = [term[:5] for term in terms if len(term) > 2]
-
-    def hits(line: str) -> int:
-        words = [word.lower() for word in WORD.findall(line)]
-        return sum(1 for prefix in prefixes if any(word.startswith(prefix) for word in words))
-
     content = [line for line in lines if not line.startswith("#")] or lines
-    best = max(content, key=hits) if prefixes else content[0]
+    prefixes = sorted({term[:5] for term in terms if len(term) > 2}, key=len, reverse=True)
+    best = content[0]
+    if prefixes:
+        pattern = re.compile(r"\b(?:" + "|".join(re.escape(p) for p in prefixes) + ")", re.IGNORECASE)
+        best = max(content, key=lambda line: len({m.lower() for m in pattern.findall(line)}))
     if len(best) > SNIPPET_CHARS:
         best = best[: SNIPPET_CHARS - 1].rstrip() + "…"
     return best

@@ -181,20 +181,6 @@ class Store:
         )
         return [(chunk_id, -rank) for chunk_id, rank in rows]
 
-    def keyword_scores(self, match: str, ids: Sequence[int]) -> dict[int, float]:
-        """bm25 scores of the given chunks that match ``match`` (others score 0)."""
-        weights = ", ".join(str(w) for w in BM25_WEIGHTS)
-        scores: dict[int, float] = {}
-        for batch in _batches(list(ids)):
-            marks = ",".join("?" * len(batch))
-            rows = self.connection.execute(
-                f"SELECT rowid, bm25(chunks_fts, {weights}) FROM chunks_fts "
-                f"WHERE chunks_fts MATCH ? AND rowid IN ({marks})",
-                (match, *batch),
-            )
-            scores.update((chunk_id, -rank) for chunk_id, rank in rows)
-        return scores
-
     def term_document_counts(self, terms: Sequence[str]) -> tuple[int, dict[str, int]]:
         """(number of chunks, chunks containing each stemmed term)."""
         total = self.connection.execute("SELECT count(*) FROM chunks").fetchone()[0]
@@ -210,18 +196,6 @@ class Store:
         """The terms FTS5 indexes for ``text`` (same tokenizer as ``chunks_fts``)."""
         tokenizer = self.connection.fts5_tokenizer("porter", ["unicode61", "remove_diacritics", "2"])
         return [token[2] for token in tokenizer(text.encode("utf-8"), apsw.FTS5_TOKENIZE_QUERY, None)]
-
-    def vector_similarities(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
-        """Cosine similarity of the query to the given chunks, via vec0."""
-        scores: dict[int, float] = {}
-        for batch in _batches(list(ids)):
-            marks = ",".join("?" * len(batch))
-            rows = self.connection.execute(
-                f"SELECT rowid, vec_distance_cosine(embedding, ?) FROM chunks_vec WHERE rowid IN ({marks})",
-                (_blob(vector), *batch),
-            )
-            scores.update((chunk_id, 1.0 - distance) for chunk_id, distance in rows)
-        return scores
 
     def vector_candidates(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
         """(chunk id, cosine similarity) of the nearest chunks, via vec0."""

@@ -34,17 +34,26 @@ def test_keyword_part_is_bounded():
 
 
 def test_fuse_prefers_chunks_strong_on_both_and_keeps_vector_only_hits():
-    keyword = {1: 8.0, 2: 1.0}
-    vector = {1: 0.6, 2: 0.2, 3: 0.7}
-    ranked = [cid for cid, _ in fuse(keyword, vector, idf_total=10.0)]
+    keyword = [(1, 8.0), (2, 1.0)]
+    vector = [(3, 0.7), (1, 0.6), (2, 0.2)]
+    ranked = [cid for cid, _ in fuse(keyword, vector, idf_total=10.0, pool=50)]
     assert ranked == [1, 3, 2]
 
 
 def test_fuse_lets_the_cosine_decide_when_keyword_hits_are_incidental():
-    keyword = {1: 2.0}  # matched one common word: 20% of the query's IDF
-    vector = {1: 0.15, 2: 0.55}
-    ranked = [cid for cid, _ in fuse(keyword, vector, idf_total=10.0)]
+    keyword = [(1, 2.0)]  # matched one common word: 20% of the query's IDF
+    vector = [(2, 0.55), (1, 0.15)]
+    ranked = [cid for cid, _ in fuse(keyword, vector, idf_total=10.0, pool=50)]
     assert ranked == [2, 1]
+
+
+def test_fuse_gives_missing_candidates_the_floor_of_a_full_list():
+    keyword = [(1, 9.0), (2, 5.0)]  # full list (pool 2): chunk 3 scored at most 5.0
+    vector = [(3, 0.5), (1, 0.4)]  # full list: chunk 2 scored at most 0.4
+    scores = dict(fuse(keyword, vector, idf_total=10.0, pool=2))
+    weight = 0.7 * 0.9
+    assert scores[3] == pytest.approx(weight * 0.5 + (1 - weight) * 0.5)
+    assert scores[2] == pytest.approx(weight * 0.5 + (1 - weight) * 0.4)
 
 
 def test_snippet_picks_the_line_with_query_words():
