@@ -7,6 +7,7 @@ access is switched off unless ``MEMDEX_ALLOW_DOWNLOAD=1`` is set.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import warnings
@@ -20,6 +21,11 @@ from .config import DEFAULT_MODEL
 from .errors import ModelError
 
 log = logging.getLogger(__name__)
+
+# After a large encode, hand freed heap pages back to the OS: batches of varying
+# padded length fragment glibc's heap, and peak RSS grew ~300 MB per 2,000 chunks
+# without this (bench: 1,026 -> 862 MB on 1,734 chunks, same speed).
+TRIM_AFTER_TEXTS = 64
 
 DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
 
@@ -102,7 +108,16 @@ class SentenceTransformerEmbedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
+        if len(texts) >= TRIM_AFTER_TEXTS:
+            _release_free_memory()
         return np.asarray(vectors, dtype=np.float32)
+
+
+def _release_free_memory() -> None:
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _counting_tokenizer(tokenizer):  # -> tokenizers.Tokenizer | None
