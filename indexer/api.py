@@ -42,8 +42,11 @@ class Lines:
 class MemoryIndex:
     """An open index. Use through ``open_index``."""
 
-    def __init__(self, settings: Settings, opened: db.Opened, *, embedder: Embedder | None) -> None:
+    def __init__(
+        self, settings: Settings, opened: db.Opened, *, embedder: Embedder | None, writable: bool = False
+    ) -> None:
         self.settings = settings
+        self.writable = writable
         self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
         self.vec_warning = opened.vec_warning
         self._embedder = embedder
@@ -69,6 +72,8 @@ class MemoryIndex:
 
     # -- operations -----------------------------------------------------------
     def sync(self, *, progress: Progress | None = None) -> SyncReport:
+        if not self.writable:
+            raise ConfigError("this index was opened for reading; use open_index(settings, write=True) to sync")
         report = sync(self.settings, self.store, self.cache, self.embedder, progress=progress)
         self._numpy_vectors = None
         return report
@@ -191,7 +196,7 @@ def open_index(
         opened = connect(settings.index_path, load_vec=settings.use_sqlite_vec)
         if opened.vec_warning:
             log.warning("%s", opened.vec_warning)
-        index = MemoryIndex(settings, opened, embedder=embedder)
+        index = MemoryIndex(settings, opened, embedder=embedder, writable=write)
         try:
             yield index
         finally:
