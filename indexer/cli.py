@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import sys
 from dataclasses import asdict
 from datetime import datetime
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import click
@@ -22,7 +23,16 @@ from .config import Settings, make_settings
 from .errors import IndexerError, PathError
 from .search import MODES
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "memory-files"
+def _templates() -> Traversable:
+    """The memory-files/ templates: packaged as ``indexer.templates`` in a wheel,
+    read from the source tree in a checkout or editable install."""
+    checkout = Path(__file__).resolve().parent.parent / "memory-files"
+    if checkout.is_dir():
+        return checkout
+    try:
+        return resources.files("indexer.templates")
+    except ModuleNotFoundError:
+        raise PathError("memdex's templates are missing from this installation") from None
 
 
 class _Context:
@@ -65,19 +75,16 @@ def cli(ctx: click.Context, root: str, db: str | None, model: str | None, verbos
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def init(directory: Path) -> None:
     """Create a memory folder from the templates (existing files are kept)."""
-    if not TEMPLATES.is_dir():
-        raise PathError(f"templates not found at {TEMPLATES}")
+    if directory.exists() and not directory.is_dir():
+        raise PathError(f"{directory} exists and is not a folder")
     created, kept = [], []
-    for source in sorted(TEMPLATES.rglob("*")):
-        if not source.is_file():
-            continue
-        rel = source.relative_to(TEMPLATES)
+    for rel, source in _template_files(_templates(), PurePosixPath()):
         target = directory / rel
         if target.exists():
             kept.append(rel.as_posix())
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        target.write_bytes(source.read_bytes())
         created.append(rel.as_posix())
     for name in created:
         click.echo(f"created {directory / name}")
@@ -167,6 +174,18 @@ def status(obj: _Context, as_json: bool) -> None:
     click.echo(f"files:   {info['files']}, chunks: {info['chunks']}, last sync: {last}")
     for kind, counts in sorted(info["by_kind"].items()):
         click.echo(f"  {kind:<7} {counts['files']:>6} files {counts['chunks']:>7} chunks")
+
+
+def _template_files(folder: Traversable, prefix: PurePosixPath) -> list[tuple[PurePosixPath, Traversable]]:
+    files: list[tuple[PurePosixPath, Traversable]] = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.startswith(("__", ".")):
+            continue
+        if entry.is_dir():
+            files.extend(_template_files(entry, prefix / entry.name))
+        else:
+            files.append((prefix / entry.name, entry))
+    return files
 
 
 def _configure_logging(verbose: int) -> None:

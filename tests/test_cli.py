@@ -20,7 +20,9 @@ from click.testing import CliRunner, Result
 
 import indexer.api
 from conftest import RecordingEmbedder, age_files, write
-from indexer.cli import TEMPLATES, cli
+from indexer.cli import cli
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "memory-files"
 
 RESULT_KEYS = {"path", "start_line", "end_line", "heading", "kind", "date", "score", "snippet"}
 
