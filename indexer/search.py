@@ -168,26 +168,37 @@ def run_search(
         idf = idf_total(store, terms) if match else 0.0
         ranked = fuse(keyword, vector, idf_total=idf, pool=pool)[:limit]
     rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked])
-    return [_result(rows[chunk_id], score, terms) for chunk_id, score in ranked if chunk_id in rows]
+    pattern = snippet_pattern(terms)
+    return [_result(rows[chunk_id], score, pattern) for chunk_id, score in ranked if chunk_id in rows]
 
 
-def _result(row: ChunkRow, score: float, terms: Sequence[str]) -> SearchResult:
+def _result(row: ChunkRow, score: float, pattern: re.Pattern[str] | None) -> SearchResult:
     return SearchResult(
         path=row.path, start_line=row.start_line, end_line=row.end_line, heading=row.heading,
-        kind=row.kind, date=row.date, score=round(float(score), 6), snippet=snippet(row.text, terms),
+        kind=row.kind, date=row.date, score=round(float(score), 6), snippet=_snippet(row.text, pattern),
     )  # fmt: skip
+
+
+def snippet_pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
+    """A regex matching words that start like a query term (its first five letters)."""
+    prefixes = sorted({term[:5] for term in terms if len(term) > 2}, key=len, reverse=True)
+    if not prefixes:
+        return None
+    return re.compile(r"\b(?:" + "|".join(re.escape(p) for p in prefixes) + ")", re.IGNORECASE)
 
 
 def snippet(text: str, terms: Sequence[str]) -> str:
     """The line that mentions the most query words (or the first content line), shortened."""
+    return _snippet(text, snippet_pattern(terms))
+
+
+def _snippet(text: str, pattern: re.Pattern[str] | None) -> str:
     lines = [line.strip() for line in text.split("\n") if line.strip()]
     if not lines:
         return ""
     content = [line for line in lines if not line.startswith("#")] or lines
-    prefixes = sorted({term[:5] for term in terms if len(term) > 2}, key=len, reverse=True)
     best = content[0]
-    if prefixes:
-        pattern = re.compile(r"\b(?:" + "|".join(re.escape(p) for p in prefixes) + ")", re.IGNORECASE)
+    if pattern is not None:
         best = max(content, key=lambda line: len({m.lower() for m in pattern.findall(line)}))
     if len(best) > SNIPPET_CHARS:
         best = best[: SNIPPET_CHARS - 1].rstrip() + "…"
