@@ -1511,7 +1511,8 @@ _REPLACEMENTS = _uniq(NOUNS + ADJECTIVES + VERBS)
 def edit_one_line(path: Path, rng) -> None:
     """Change one word on one line near the middle of `path`, in place.
 
-    Picks a content line (not blank, not a fence/frontmatter/table rule) from the
+    Picks a content line (not blank, not a heading, not a fence/frontmatter/table
+    rule; renaming a heading rightly re-embeds every subsection under it) from the
     middle half of the file, replaces one of its words (3+ letters) with a
     different word, keeping case. Line count and line endings are preserved.
     `rng` is a random.Random (or anything with randrange/choice).
@@ -1524,7 +1525,7 @@ def edit_one_line(path: Path, rng) -> None:
 
     def ok(i: int) -> bool:
         s = lines[i].strip()
-        return bool(s) and not s.startswith(("```", "---", "|---")) and bool(_WORD_RE.search(s))
+        return bool(s) and not s.startswith(("```", "---", "|---", "#")) and bool(_WORD_RE.search(s))
 
     n = len(lines)
     mid = [i for i in range(n // 4, max(n // 4 + 1, (3 * n) // 4)) if ok(i)]

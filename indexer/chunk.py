@@ -73,7 +73,7 @@ def chunk_note(
     spans: list[tuple[str, int, int]] = []
     for section in _sections(note.blocks):
         spans.extend(_split_section(section, lines, count_tokens, max_tokens, min_tokens))
-    spans = _cover_gaps(spans, lines)
+    spans = _cover_gaps(spans, lines, body_start=note.body_start)
     chunks = [_make_chunk(heading, start, end, lines) for heading, start, end in spans]
     return _enforce_budget(chunks, lines, count_tokens, max_tokens)
 
@@ -159,8 +159,16 @@ def _split_lines(
     return pieces
 
 
-def _cover_gaps(spans: list[tuple[str, int, int]], lines: list[str]) -> list[tuple[str, int, int]]:
-    """Extend each chunk down to the line before the next one, minus blank lines."""
+def _cover_gaps(
+    spans: list[tuple[str, int, int]], lines: list[str], *, body_start: int
+) -> list[tuple[str, int, int]]:
+    """Extend each chunk down to the line before the next one, minus blank lines;
+    the first chunk also starts at the first non-blank body line."""
+    if spans:
+        first = body_start
+        while first < spans[0][1] and not lines[first - 1].strip():
+            first += 1
+        spans = [(spans[0][0], first, spans[0][2]), *spans[1:]]
     covered: list[tuple[str, int, int]] = []
     for index, (heading, start, end) in enumerate(spans):
         limit = spans[index + 1][1] - 1 if index + 1 < len(spans) else len(lines)

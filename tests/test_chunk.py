@@ -124,7 +124,7 @@ def test_single_overlong_line_is_flagged_not_silently_truncated():
 
 
 def test_every_nonblank_body_line_is_in_exactly_one_chunk():
-    doc = "intro\n\n[ref]: http://example.com\n\n# A\n\ntext\n\n<div>\nhtml\n</div>\n\n> quote\n> more\n\n---\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
+    doc = "[top]: http://example.com/top\n\nintro\n\n[ref]: http://example.com\n\n# A\n\ntext\n\n<div>\nhtml\n</div>\n\n> quote\n> more\n\n---\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
     chunks = chunks_of(doc)
     covered = [n for c in chunks for n in range(c.start_line, c.end_line + 1)]
     assert len(covered) == len(set(covered))
@@ -182,6 +182,10 @@ def test_chunks_always_match_raw_lines(pieces):
         assert first.end_line < second.start_line
     for chunk in chunks:
         assert chunk.oversized or count([chunk.embed_text])[0] <= 40
+    note = parse_note(doc.encode())
+    covered = {n for c in chunks for n in range(c.start_line, c.end_line + 1)}
+    for number in range(note.body_start, len(note.lines) + 1):
+        assert number in covered or not note.lines[number - 1].strip()
 
 
 @pytest.mark.parametrize("doc", ["", "\n\n\n", "---\n---\n"])
