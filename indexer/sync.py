@@ -96,18 +96,23 @@ def sync(
     report.skipped_unchanged_stat = len(found) - len(to_read)
 
     pending: list[_Prepared] = []
-    waiting_texts = 0
-    for done, item in enumerate(to_read, start=1):
+    waiting_texts = done = 0
+    for item in to_read:
         prepared = _prepare(settings, store, embedder, item, known.get(item.path), report)
-        if prepared is not None:
+        if prepared is None:
+            done += 1
+        else:
             pending.append(prepared)
             waiting_texts += len(prepared.chunks)
         if waiting_texts >= EMBED_GROUP:
             _embed_and_write(settings, store, cache, embedder, pending, report)
+            done += len(pending)
             pending, waiting_texts = [], 0
         if progress:
-            progress(done, len(to_read))
+            progress(done, len(to_read))  # counts files finished, i.e. written or skipped
     _embed_and_write(settings, store, cache, embedder, pending, report)
+    if progress and to_read:
+        progress(len(to_read), len(to_read))
 
     present = {item.path for item in found}
     for path in sorted(set(known) - present):
