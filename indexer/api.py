@@ -83,6 +83,8 @@ class MemoryIndex:
             raise ConfigError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
         if limit < 1:
             raise ConfigError("--limit must be at least 1")
+        # Command lines may carry bytes that are not UTF-8 (as lone surrogates).
+        query = query.encode("utf-8", "replace").decode("utf-8")
         query_vector, vectors = None, None
         if mode != "keyword" and self.store.meta().get("model"):
             self._check_model()
@@ -207,8 +209,11 @@ def open_index(
 
 
 def _acquire_lock(path: Path) -> IO[str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+    except OSError as exc:
+        raise ConfigError(f"cannot create the index folder {path.parent} ({exc.strerror or exc})") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

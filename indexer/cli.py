@@ -55,6 +55,12 @@ class _Group(click.Group):
                 raise
             click.echo(f"memdex: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # disk full, permissions...: still one line
+            if ctx.obj is not None and ctx.obj.verbose:
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            click.echo(f"memdex: error: {exc.strerror or exc}{where}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group)
@@ -83,8 +89,11 @@ def init(directory: Path) -> None:
         if target.exists():
             kept.append(rel.as_posix())
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(source.read_bytes())
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+        except OSError as exc:
+            raise PathError(f"cannot write {target} ({exc.strerror or exc})") from None
         created.append(rel.as_posix())
     for name in created:
         click.echo(f"created {directory / name}")

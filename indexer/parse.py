@@ -110,7 +110,18 @@ def read_frontmatter(lines: list[str]) -> tuple[dict[str, Any], int, str | None]
         data = {}
     if not isinstance(data, dict):
         return {}, 1, f"frontmatter is a YAML {type(data).__name__}, not key: value pairs; indexed as text"
-    return dict(data), closing + 2, None
+    return _json_safe(data), closing + 2, None
+
+
+def _json_safe(value: Any) -> Any:
+    """YAML gives dates, datetimes and non-string keys; the files table stores JSON."""
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_json_safe(item) for item in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 def markdown_blocks(body: str, *, offset: int, lines: list[str]) -> list[Block]:

@@ -8,6 +8,7 @@ never sees a half-updated file.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -138,11 +139,16 @@ class Store:
         self.connection.execute("DELETE FROM files WHERE path = ?", (path,))
 
     def clear(self) -> None:
-        """Forget every file and chunk (before a full re-embed)."""
+        """Forget every file and chunk (before a full re-embed).
+
+        Without sqlite-vec loaded the vec0 table cannot even be dropped; it is
+        left as it is and rebuilt from the cache once sqlite-vec is back.
+        """
         with self.connection:
             for table in ("chunks_fts", "chunks", "files"):
                 self.connection.execute(f"DELETE FROM {table}")
-            self.connection.execute("DROP TABLE IF EXISTS chunks_vec")
+            if self.vec_enabled:
+                self.connection.execute("DROP TABLE IF EXISTS chunks_vec")
 
     # -- vectors ----------------------------------------------------------
     def has_vec_table(self) -> bool:
@@ -151,21 +157,26 @@ class Store:
         ).fetchone()
         return row is not None
 
-    def create_vec_table(self, dimensions: int) -> None:
+    def rebuild_vectors(self, dimensions: int, vectors_by_hash: dict[str, np.ndarray]) -> None:
+        """Recreate ``chunks_vec`` for ``dimensions`` and fill it, in one transaction."""
         with self.connection:
+            self.connection.execute("DROP TABLE IF EXISTS chunks_vec")
             self.connection.execute(
-                f"CREATE VIRTUAL TABLE IF NOT EXISTS chunks_vec USING "
+                f"CREATE VIRTUAL TABLE chunks_vec USING "
                 f"vec0(embedding float[{int(dimensions)}] distance_metric=cosine)"
             )
-
-    def refill_vectors(self, vectors_by_hash: dict[str, np.ndarray]) -> None:
-        """Rewrite ``chunks_vec`` from scratch (after running without sqlite-vec)."""
-        with self.connection:
-            self.connection.execute("DELETE FROM chunks_vec")
             self.connection.executemany(
                 "INSERT INTO chunks_vec(rowid, embedding) VALUES (?, ?)",
                 ((cid, _blob(vectors_by_hash[digest])) for cid, digest in self.chunk_hashes()),
             )
+
+    def vec_dimensions(self) -> int | None:
+        """Dimensions of the existing ``chunks_vec`` table, from its declaration."""
+        row = self.connection.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'chunks_vec'"
+        ).fetchone()
+        match = re.search(r"float\[(\d+)\]", row[0]) if row else None
+        return int(match[1]) if match else None
 
     def chunk_hashes(self) -> list[tuple[int, str]]:
         return list(self.connection.execute("SELECT id, hash FROM chunks ORDER BY id"))

@@ -72,6 +72,7 @@ class _Prepared:
     record: FileRecord
     chunks: list[Chunk]
     read_stat: tuple[int, int]
+    read_at_ns: int  # when the bytes were read: the racy-mtime rule compares against it
 
 
 def sync(
@@ -84,7 +85,7 @@ def sync(
 ) -> SyncReport:
     started = time.perf_counter()
     report = SyncReport()
-    report.full_reembed_reason = _check_configuration(store, embedder)
+    report.full_reembed_reason = _check_configuration(store, cache, embedder)
     if report.full_reembed_reason:
         report.warn(f"re-embedding every chunk: {report.full_reembed_reason}")
     found, scan_warnings = scan(settings.root, index_dir=settings.index_dir)
@@ -123,8 +124,13 @@ def sync(
     return report
 
 
-def _check_configuration(store: Store, embedder: Embedder) -> str | None:
-    """Record model and chunker in meta; clear the index if they changed."""
+def _check_configuration(store: Store, cache: EmbeddingCache, embedder: Embedder) -> str | None:
+    """Record model and chunker in meta; clear the index if they changed.
+
+    Returns the reason for a full re-embed, or None. The vector table is
+    rebuilt from the embedding cache (no model calls) when it is missing, has
+    other dimensions, or was not kept up to date while sqlite-vec was missing.
+    """
     meta = store.meta()
     wanted = {
         "model": embedder.model_id,
@@ -133,15 +139,20 @@ def _check_configuration(store: Store, embedder: Embedder) -> str | None:
     }
     reason = None
     if "model" in meta and any(meta.get(key) != value for key, value in wanted.items()):
-        changes = [f"{key} {meta.get(key)} -> {value}" for key, value in wanted.items() if meta.get(key) != value]
-        reason = ", ".join(changes)
-    vec_stale = meta.get("vec_stale") == "1"
-    if store.vec_enabled and vec_stale and not reason:
-        reason = "vector table written while sqlite-vec was unavailable"
-    if reason:
+        reason = ", ".join(f"{key} {meta.get(key)} -> {value}" for key, value in wanted.items() if meta.get(key) != value)
         store.clear()
-    if store.vec_enabled:
-        store.create_vec_table(embedder.dimensions)
+    if store.vec_enabled and (
+        reason or meta.get("vec_stale") == "1" or store.vec_dimensions() != embedder.dimensions
+    ):
+        hashes = [digest for _, digest in store.chunk_hashes()]
+        vectors = cache.get_many(hashes)
+        if len(vectors) < len(set(hashes)):
+            reason = reason or "vectors missing from the embedding cache"
+            store.clear()
+            vectors = {}
+        store.rebuild_vectors(embedder.dimensions, vectors)
+        if hashes and vectors:
+            log.info("vector table rebuilt from the embedding cache (%d chunks)", len(hashes))
     store.set_meta(**wanted, vec_stale=0 if store.vec_enabled else 1)
     return reason
 
@@ -196,7 +207,7 @@ def _prepare(
         path=item.path, kind=item.kind, date=item.date, size=size, mtime_ns=mtime_ns,
         hash=digest, frontmatter=note.frontmatter, title=file_title(item.path, item.date, note.frontmatter),
     )  # fmt: skip
-    return _Prepared(item, record, chunks, (size, mtime_ns))
+    return _Prepared(item, record, chunks, (size, mtime_ns), read_at)
 
 
 def _embed_and_write(
@@ -227,7 +238,7 @@ def _embed_and_write(
             report.warn(f"{prepared.found.path}: changed during sync; left for the next sync")
             continue
         matrix = np.stack([vectors[c.hash] for c in prepared.chunks]) if prepared.chunks else np.zeros((0, 0))
-        store.replace_file(prepared.record, prepared.chunks, matrix, indexed_at_ns=time.time_ns())
+        store.replace_file(prepared.record, prepared.chunks, matrix, indexed_at_ns=prepared.read_at_ns)
         report.reindexed += 1
 
 
@@ -287,4 +298,6 @@ def read_lines(root: Path, user_path: str) -> tuple[str, list[str]]:
         text, _ = decode(data)
     except NotText as exc:
         raise PathError(f"{rel}: {exc}") from None
+    except OSError as exc:
+        raise PathError(f"{rel}: cannot read ({exc.strerror or exc})") from None
     return rel, split_lines(text)

@@ -468,3 +468,21 @@ def test_real_process_error_is_one_line(memory: Path, tmp_path: Path) -> None:
     assert done.returncode != 0
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("memdex: error:"), done.stderr
+
+
+def test_init_below_a_file_is_one_line_error(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    assert_one_line_error(run(runner, "init", str(tmp_path / "afile" / "sub")))
+
+
+def test_db_below_a_file_is_one_line_error(
+    runner: CliRunner, memory: Path, tmp_path: Path, fake_model: list[RecordingEmbedder]
+) -> None:
+    (tmp_path / "afile").write_text("x")
+    result = run(runner, "--root", str(memory), "--db", str(tmp_path / "afile" / "x.db"), "index")
+    assert_one_line_error(result, contains="index folder")
+
+
+def test_get_of_an_unreadable_special_file_is_one_line_error(runner: CliRunner) -> None:
+    result = run(runner, "--root", "/proc/self", "get", "mem")
+    assert_one_line_error(result, contains="cannot read")

@@ -189,8 +189,8 @@ def test_sqlite_vec_load_failure_warns_and_keeps_working(root, do_sync, embedder
         assert index.search("fact 4.2", mode="hybrid")
     monkeypatch.undo()
     embedder.reset()
-    report = do_sync(settings=settings)  # vec0 is back: vectors are refilled from the cache
-    assert report.full_reembed_reason and embedder.embedded == []
+    report = do_sync(settings=settings)  # vec0 is back: the table is refilled from the cache
+    assert report.full_reembed_reason is None and report.reindexed == 0 and embedder.embedded == []
     with open_index(settings, embedder=embedder) as index:
         assert index.status()["vector_search"] == "sqlite-vec"
         assert index.store.snapshot()["vec_rows"] == index.status()["chunks"]
@@ -231,3 +231,59 @@ def test_frontmatter_is_stored_and_title_words_are_searchable(root, do_sync, set
         (frontmatter,) = index.store.connection.execute("SELECT frontmatter FROM files").fetchone()
     assert (hit.start_line, hit.end_line) == (5, 5)
     assert '"tags": ["esp32"]' in frontmatter
+
+
+def test_model_change_while_sqlite_vec_is_missing(root, do_sync, monkeypatch):
+    import sqlite_vec
+
+    write(root, "MEMORY.md", SECTIONED)
+    do_sync(embedder=RecordingEmbedder(model_id="test/one"))
+    monkeypatch.setattr(sqlite_vec, "loadable_path", lambda: "/nonexistent/vec0")
+    settings = make_settings(root)
+    report = do_sync(settings=settings, embedder=RecordingEmbedder(model_id="test/two", dimensions=24))
+    assert report.full_reembed_reason and report.reindexed == 1
+    monkeypatch.undo()
+    back = RecordingEmbedder(model_id="test/two", dimensions=24)
+    assert do_sync(settings=settings, embedder=back).full_reembed_reason is None
+    assert back.embedded == []
+    with open_index(settings, embedder=back) as index:
+        assert index.store.vec_dimensions() == 24
+        assert len(index.search("fact 4.2", mode="vector")) > 0
+
+
+def test_racy_rewrite_after_read_is_not_trusted(root, do_sync, settings):
+    """A same-size rewrite keeping the mtime, during a slow embed, must not be stat-skipped later."""
+    path = write(root, "notes/a.md", "# A\n\nalpha beta\n")
+
+    class RewriteWhileEmbedding(RecordingEmbedder):
+        def embed(self, texts):
+            stat = path.stat()
+            path.write_text("# A\n\nalpha GAMA\n")
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime
+            return super().embed(texts)
+
+    do_sync(embedder=RewriteWhileEmbedding())
+    do_sync()
+    with open_index(settings, embedder=RecordingEmbedder()) as index:
+        assert index.search("gama", mode="keyword")
+
+
+def test_frontmatter_with_date_keys_is_stored_as_json(root, do_sync, settings, embedder):
+    write(root, "MEMORY.md", "---\n2024-05-01: dentist\nwhen: 2024-05-02\n---\n# N\n\nx\n")
+    write(root, "notes/b.md", "other\n")
+    assert do_sync().reindexed == 2
+    with open_index(settings, embedder=embedder) as index:
+        (frontmatter,) = index.store.connection.execute(
+            "SELECT frontmatter FROM files WHERE path = 'MEMORY.md'"
+        ).fetchone()
+    assert frontmatter == '{"2024-05-01": "dentist", "when": "2024-05-02"}'
+
+
+def test_local_models_with_the_same_folder_name_are_different_models(tmp_path):
+    from indexer.embed import resolve_model
+
+    for name in ("a", "b"):
+        write(tmp_path, f"{name}/model/config.json", '{"model_type": "bert", "v": "%s"}' % name)
+    first, _ = resolve_model(str(tmp_path / "a" / "model"))
+    second, _ = resolve_model(str(tmp_path / "b" / "model"))
+    assert first != second and first.startswith("local:model@")
