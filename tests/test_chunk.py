@@ -191,3 +191,29 @@ def test_chunks_always_match_raw_lines(pieces):
 @pytest.mark.parametrize("doc", ["", "\n\n\n", "---\n---\n"])
 def test_empty_documents_have_no_chunks(doc):
     assert chunks_of(doc) == []
+
+
+def test_edits_that_grow_or_shrink_lines_rarely_move_later_boundaries():
+    """Over many one-line edits in long sections: never more than 2 chunks change, mostly 1."""
+    import random
+
+    words = "alpha beta gamma delta editor coffee meeting project deadline python notes ines porto tea".split()
+    changed_counts = []
+    for seed in range(3):
+        rng = random.Random(seed)
+        lines = ["# Log"]
+        for section in range(4):
+            lines += ["", f"## Section {section}"]
+            for _ in range(rng.randint(10, 18)):
+                text = " ".join(rng.choice(words) for _ in range(rng.randint(5, 35)))
+                lines += ["", text] if seed % 2 else [f"- {text}"]
+        base = {c.hash for c in chunks_of("\n".join(lines) + "\n", max_tokens=120)}
+        for index, line in enumerate(lines):
+            if not line or line.startswith("#"):
+                continue
+            for new_line in (line + " three more words", line.rsplit(" ", 1)[0]):
+                edited = lines[:index] + [new_line] + lines[index + 1 :]
+                after = {c.hash for c in chunks_of("\n".join(edited) + "\n", max_tokens=120)}
+                changed_counts.append(len(after - base))
+    assert max(changed_counts) <= 2
+    assert changed_counts.count(1) / len(changed_counts) >= 0.95

@@ -57,15 +57,17 @@ def test_touched_file_is_rehashed_not_reembedded(root, do_sync, embedder):
     assert embedder.embedded == []
 
 
-def test_one_line_edit_reembeds_exactly_one_chunk(root, do_sync, embedder):
-    path = write(root, "MEMORY.md", SECTIONED)
+def test_one_line_edit_in_a_300_line_file_reembeds_exactly_one_chunk(root, do_sync, embedder):
+    sections = [
+        f"## Day {n}\n\n- woke at {n % 9 + 5}\n- read chapter {n}\n- walked {n % 7} km\n" for n in range(50)
+    ]
+    path = write(root, "MEMORY.md", "\n".join(sections))
+    assert len(path.read_text().split("\n")) == 300
     do_sync()
     embedder.reset()
     lines = path.read_text().split("\n")
-    middle = len(lines) // 2
-    while not lines[middle].startswith("- "):
-        middle += 1
-    lines[middle] += " (corrected)"
+    assert lines[152].startswith("- woke")
+    lines[152] += " (corrected)"  # a list item in the middle of the file
     path.write_text("\n".join(lines))
     report = do_sync()
     assert report.reindexed == 1
@@ -75,13 +77,17 @@ def test_one_line_edit_reembeds_exactly_one_chunk(root, do_sync, embedder):
 def test_inserting_a_line_shifts_numbers_without_reembedding(root, do_sync, embedder, settings):
     path = write(root, "MEMORY.md", "# Top\n\nintro\n\n" + SECTIONED)
     do_sync()
+
+    def spans_of_fact() -> list[tuple[int, int]]:
+        with open_index(settings, embedder=embedder) as index:
+            return [(h.start_line, h.end_line) for h in index.search("fact 9.7", mode="keyword", limit=1)]
+
+    before = spans_of_fact()
     embedder.reset()
     path.write_text("# Top\n\nintro\nsecond intro line\n\n" + SECTIONED)
     do_sync()
     assert len(embedder.embedded) == 1  # only the intro chunk changed
-    with open_index(settings, embedder=embedder) as index:
-        hits = index.search("fact 9.7", mode="keyword", limit=1)
-    assert hits[0].start_line == SECTIONED.split("\n").index("## Topic 9") + 6
+    assert spans_of_fact() == [(start + 1, end + 1) for start, end in before]
 
 
 def test_deleted_file_loses_its_rows(root, do_sync, settings, embedder):
