@@ -78,6 +78,9 @@ def chunk_note(
     spans: list[tuple[str, int, int]] = []
     for section in _sections(note.blocks):
         spans.extend(_split_section(section, lines, count_tokens, max_tokens, min_tokens))
+    if not spans:  # no Markdown blocks (e.g. only link reference definitions): keep the text
+        body = [n for n in range(note.body_start, len(lines) + 1) if lines[n - 1].strip()]
+        spans = [("", body[0], body[-1])] if body else []
     spans = _cover_gaps(spans, lines, body_start=note.body_start)
     chunks = [_make_chunk(heading, start, end, lines) for heading, start, end in spans]
     return _enforce_budget(chunks, lines, count_tokens, max_tokens)

@@ -188,6 +188,11 @@ def test_chunks_always_match_raw_lines(pieces):
         assert number in covered or not note.lines[number - 1].strip()
 
 
+def test_text_without_markdown_blocks_is_still_a_chunk():
+    doc = "\n[wiki]: https://example.com/wiki\n[docs]: https://example.com/docs\n"
+    assert [(c.start_line, c.end_line) for c in chunks_of(doc)] == [(2, 3)]
+
+
 @pytest.mark.parametrize("doc", ["", "\n\n\n", "---\n---\n"])
 def test_empty_documents_have_no_chunks(doc):
     assert chunks_of(doc) == []
