@@ -8,10 +8,10 @@ Rules, in order:
 3. A larger section is split between blocks (paragraph, list item, table,
    fence...). Cut points are content-defined: a chunk that has reached
    ``min_tokens`` ends before an "anchor" block (its first two words hash to
-   one and differ from the previous block's), and a chunk that would overflow is cut at the block with the
-   smallest such hash. A one-line edit therefore almost always changes only
-   the chunk that holds it (99% of edits in our tests, otherwise two chunks);
-   boundaries further down do not move.
+   one and differ from the previous block's), and a chunk that would overflow
+   is cut at the block with the smallest such hash. A one-line edit therefore
+   almost always changes only the chunk that holds it (98.5% of grow/shrink
+   edits in our tests, otherwise two chunks); boundaries further down stay.
 4. A single block larger than the budget is split by lines. A single line
    larger than the budget becomes its own chunk, flagged ``oversized``: its
    vector covers only the start of the line (the caller warns), while keyword
