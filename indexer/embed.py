@@ -89,8 +89,8 @@ class SentenceTransformerEmbedder:
         self.model_id, self._source = resolve_model(model)
         self.batch_size = batch_size
         self._model = _load(self._source, self.model_id)
-        dimension_of = getattr(self._model, "get_embedding_dimension", None) or getattr(
-            self._model, "get_sentence_embedding_dimension"
+        dimension_of = (
+            getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         )
         dimensions = dimension_of()
         if not dimensions:
