@@ -23,6 +23,7 @@ from .config import Settings, make_settings
 from .errors import IndexerError, PathError
 from .search import MODES
 
+
 def _templates() -> Traversable:
     """The memory-files/ templates: packaged as ``indexer.templates`` in a wheel,
     read from the source tree in a checkout or editable install."""
