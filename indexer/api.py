@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from . import db
 from .config import CHUNKER_VERSION, Settings
 from .embed import Embedder, SentenceTransformerEmbedder
@@ -48,7 +50,6 @@ class MemoryIndex:
         self.settings = settings
         self.writable = writable
         self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
-        self.vec_warning = opened.vec_warning
         self._embedder = embedder
         self._cache: EmbeddingCache | None = None
         self._numpy_vectors: NumpyVectors | None = None
@@ -135,15 +136,15 @@ class MemoryIndex:
 
     def _uses_vec0(self) -> bool:
         return (
-            self.store.vec_enabled and self.store.has_vec_table() and self.store.meta().get("vec_stale") != "1"
+            self.store.vec_enabled
+            and self.store.vec_dimensions() is not None
+            and self.store.meta().get("vec_stale") != "1"
         )
 
     def _vector_source(self) -> VectorSource:
         if self._uses_vec0():
             return Vec0Vectors(self.store)
         if self._numpy_vectors is None:
-            import numpy as np
-
             pairs = self.store.chunk_hashes()
             found = self.cache.get_many(digest for _, digest in pairs)
             usable = [(cid, digest) for cid, digest in pairs if digest in found]

@@ -48,11 +48,8 @@ class Chunk:
     heading: str  # heading path, e.g. "Preferences > Editor"
     text: str  # the raw lines start..end joined with "\n"
     embed_text: str  # what the model sees
+    hash: str  # of embed_text: the embedding cache key, computed once
     oversized: bool = False
-
-    @property
-    def hash(self) -> str:
-        return text_hash(self.embed_text)
 
 
 def text_hash(text: str) -> str:
@@ -246,7 +243,7 @@ def _enforce_budget(
 def _make_chunk(heading: str, start: int, end: int, lines: list[str], *, oversized: bool = False) -> Chunk:
     text = _join(lines, start, end)
     embed_text = f"{heading}\n{text}" if heading else text
-    return Chunk(start, end, heading, text, embed_text, oversized)
+    return Chunk(start, end, heading, text, embed_text, text_hash(embed_text), oversized)
 
 
 def _prefix_tokens(heading: str, count_tokens: TokenCounter) -> int:

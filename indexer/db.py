@@ -18,6 +18,9 @@ from .errors import SchemaError
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5_000
+# The FTS5 tokenizer of chunks_fts; search stems queries with the same one.
+# Changing it needs a new migration that rebuilds chunks_fts.
+FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
 
 # (name, SQL) in order; never edit a step that has shipped, add a new one.
 MIGRATIONS: list[tuple[str, str]] = [
@@ -48,7 +51,9 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX chunks_by_path ON chunks(path, start_line);
         CREATE VIRTUAL TABLE chunks_fts USING fts5(
             text, heading, title,
-            tokenize = 'porter unicode61 remove_diacritics 2'
+            tokenize = '"""
+        + FTS_TOKENIZE
+        + """'
         );
         CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');
         """,

@@ -6,7 +6,6 @@ scanner and for ``get`` alike.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from dataclasses import dataclass
@@ -15,10 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from .errors import PathError
 
-log = logging.getLogger(__name__)
-
 DAILY_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.md$")
-KINDS = ("soul", "memory", "daily", "note")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import apsw
 import numpy as np
 
 from .chunk import Chunk
+from .db import FTS_TOKENIZE
 
 SQL_VARIABLES_PER_QUERY = 500
 # bm25 column weights for (text, heading, title): a heading or a file title
@@ -62,6 +63,7 @@ class Store:
     def __init__(self, connection: apsw.Connection, *, vec_enabled: bool) -> None:
         self.connection = connection
         self.vec_enabled = vec_enabled
+        self._tokenizer: apsw.FTS5Tokenizer | None = None
 
     # -- meta -------------------------------------------------------------
     def meta(self) -> dict[str, str]:
@@ -151,12 +153,6 @@ class Store:
                 self.connection.execute("DROP TABLE IF EXISTS chunks_vec")
 
     # -- vectors ----------------------------------------------------------
-    def has_vec_table(self) -> bool:
-        row = self.connection.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chunks_vec'"
-        ).fetchone()
-        return row is not None
-
     def rebuild_vectors(self, dimensions: int, vectors_by_hash: dict[str, np.ndarray]) -> None:
         """Recreate ``chunks_vec`` for ``dimensions`` and fill it, in one transaction."""
         with self.connection:
@@ -205,8 +201,10 @@ class Store:
 
     def stem(self, text: str) -> list[str]:
         """The terms FTS5 indexes for ``text`` (same tokenizer as ``chunks_fts``)."""
-        tokenizer = self.connection.fts5_tokenizer("porter", ["unicode61", "remove_diacritics", "2"])
-        return [token[2] for token in tokenizer(text.encode("utf-8"), apsw.FTS5_TOKENIZE_QUERY, None)]
+        if self._tokenizer is None:
+            name, *args = FTS_TOKENIZE.split()
+            self._tokenizer = self.connection.fts5_tokenizer(name, args)
+        return [token[2] for token in self._tokenizer(text.encode("utf-8"), apsw.FTS5_TOKENIZE_QUERY, None)]
 
     def vector_candidates(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
         """(chunk id, cosine similarity) of the nearest chunks, via vec0."""
@@ -255,7 +253,7 @@ class Store:
         )
         fts_rows = self.connection.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
         snapshot: dict[str, Any] = {"files": files, "chunks": chunks, "fts": fts, "fts_rows": fts_rows}
-        if self.vec_enabled and self.has_vec_table():
+        if self.vec_enabled and self.vec_dimensions() is not None:
             vec = self.connection.execute(
                 "SELECT c.path, c.start_line, v.embedding FROM chunks_vec v JOIN chunks c ON c.id = v.rowid"
             )
@@ -292,11 +290,6 @@ class EmbeddingCache:
                 "INSERT OR REPLACE INTO embeddings(model, hash, vector) VALUES (?, ?, ?)",
                 ((self.model_id, digest, _blob(vector)) for digest, vector in vectors.items()),
             )
-
-    def size(self) -> int:
-        return self.connection.execute(
-            "SELECT count(*) FROM embeddings WHERE model = ?", (self.model_id,)
-        ).fetchone()[0]
 
 
 def _blob(vector: np.ndarray) -> bytes:
