@@ -14,7 +14,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from .errors import ConfigError, LockedError, ModelError, PathError
 from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
 from .store import EmbeddingCache, Store
 from .sync import Progress, SyncReport, read_lines, sync
+from .watch_state import watcher_status
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,12 @@ class MemoryIndex:
         return self._cache
 
     # -- operations -----------------------------------------------------------
-    def sync(self, *, progress: Progress | None = None) -> SyncReport:
+    def sync(self, *, progress: Progress | None = None, paths: Iterable[str] | None = None) -> SyncReport:
+        """Bring the index up to date with all memory files, or only ``paths``
+        (root-relative files or folders)."""
         if not self.writable:
             raise ConfigError("this index was opened for reading; use open_index(settings, write=True) to sync")
-        report = sync(self.settings, self.store, self.cache, self.embedder, progress=progress)
+        report = sync(self.settings, self.store, self.cache, self.embedder, progress=progress, paths=paths)
         self._numpy_vectors = None
         return report
 
@@ -117,6 +120,7 @@ class MemoryIndex:
             "schema_version": db.SCHEMA_VERSION,
             "vector_search": "sqlite-vec" if self._uses_vec0() else "numpy",
             "last_sync": float(meta["last_sync"]) if "last_sync" in meta else None,
+            "watcher": watcher_status(self.settings.index_dir),
         }
 
     def close(self) -> None:
@@ -221,6 +225,12 @@ def _acquire_lock(path: Path) -> IO[str]:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
+        watcher = watcher_status(path.parent)
+        if watcher is not None and str(watcher["pid"]) == holder:
+            raise LockedError(
+                f"a watcher (pid {holder}) keeps this index current; it needs no 'memdex index' "
+                "(stop the watcher first to run other writing commands)"
+            ) from None
         raise LockedError(f"another memdex process (pid {holder}) is writing this index; try again later") from None
     handle.seek(0)
     handle.truncate()

@@ -22,6 +22,8 @@ from .api import open_index, read_target
 from .config import Settings, make_settings
 from .errors import IndexerError, PathError
 from .search import MODES
+from .service import launchd_plist, systemd_unit, watch_command
+from .watch import DEBOUNCE_SECONDS, MAX_WAIT_SECONDS, RECONCILE_SECONDS, Watcher, WatchOptions, stop_on_signals
 
 
 def _templates() -> Traversable:
@@ -135,6 +137,48 @@ def index(obj: _Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--debounce", type=click.FloatRange(0, 60), default=DEBOUNCE_SECONDS, show_default=True,
+              help="Seconds a changed file must stay quiet before it is synced.")
+@click.option("--max-wait", type=click.FloatRange(0, 600), default=MAX_WAIT_SECONDS, show_default=True,
+              help="Sync a file written continuously at least this often (seconds).")
+@click.option("--reconcile", type=click.FloatRange(min=1), default=RECONCILE_SECONDS, show_default=True,
+              help="Seconds between full syncs that catch events the OS dropped.")
+@click.option("--polling", is_flag=True, help="Poll the folder instead of using OS file events.")
+@click.option("--print-service", type=click.Choice(["systemd", "launchd"]),
+              help="Print a service definition that runs this watcher in the background, and exit.")
+@click.pass_obj
+def watch(
+    obj: _Context, debounce: float, max_wait: float, reconcile: float, polling: bool, print_service: str | None
+) -> None:
+    """Keep the index current while files change (Ctrl-C or SIGTERM stops it)."""
+    settings = obj.settings()
+    if print_service:
+        click.echo(_service_text(obj, settings, print_service), nl=False)
+        return
+    options = WatchOptions(debounce=debounce, max_wait=max(max_wait, debounce), reconcile=reconcile, polling=polling)
+    with stop_on_signals():
+        try:
+            with open_index(settings, write=True) as memory:
+                watcher = Watcher(memory, options)
+                logging.getLogger("indexer.watch").info("watching %s", settings.root)
+                watcher.run()
+        except KeyboardInterrupt:
+            pass  # the current file's transaction was rolled back; the lock is released
+
+
+def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
+    command = watch_command(
+        sys.executable,
+        root=settings.root,
+        db=settings.index_path if obj.db else None,
+        model=obj.model,
+    )
+    if kind == "systemd":
+        return systemd_unit(command, root=settings.root)
+    return launchd_plist(command, log_path=Path("~/Library/Logs/memdex-watch.log").expanduser())
+
+
+@cli.command()
 @click.argument("query")
 @click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1, max=1000), default=5, show_default=True)
@@ -184,6 +228,19 @@ def status(obj: _Context, as_json: bool) -> None:
     click.echo(f"files:   {info['files']}, chunks: {info['chunks']}, last sync: {last}")
     for kind, counts in sorted(info["by_kind"].items()):
         click.echo(f"  {kind:<7} {counts['files']:>6} files {counts['chunks']:>7} chunks")
+    watcher = info["watcher"]
+    if watcher is None:
+        click.echo("watcher: not running")
+    else:
+        since = datetime.fromtimestamp(watcher["started_at"]).isoformat(timespec="seconds")
+        synced = (
+            datetime.fromtimestamp(watcher["last_sync"]).isoformat(timespec="seconds")
+            if watcher.get("last_sync") else "not yet"
+        )  # fmt: skip
+        click.echo(
+            f"watcher: running (pid {watcher['pid']}, {watcher['observer']} events) since {since}, "
+            f"last sync {synced}, {len(watcher['pending'])} paths pending"
+        )
 
 
 def _template_files(folder: Traversable, prefix: PurePosixPath) -> list[tuple[PurePosixPath, Traversable]]:

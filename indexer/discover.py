@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path, PurePosixPath
+from stat import S_ISDIR, S_ISLNK, S_ISREG
 
 from .errors import PathError
 
@@ -51,8 +53,11 @@ def is_inside(root: Path, candidate: Path) -> bool:
     return candidate == root or root in candidate.parents
 
 
-def scan(root: Path, *, index_dir: Path | None = None) -> tuple[list[MemoryFile], list[str]]:
-    """Walk ``root`` and return the memory files plus one warning per skipped path.
+def scan(
+    root: Path, *, index_dir: Path | None = None, start: Path | None = None
+) -> tuple[list[MemoryFile], list[str]]:
+    """Walk ``root`` (or only the folder ``start`` below it) and return the
+    memory files plus one warning per skipped path.
 
     Hidden folders and files, the index's own folder, folder symlinks (which
     could loop or duplicate files) and file symlinks that lead out of the root
@@ -61,7 +66,7 @@ def scan(root: Path, *, index_dir: Path | None = None) -> tuple[list[MemoryFile]
     found: list[MemoryFile] = []
     warnings: list[str] = []
     skip_dir = index_dir.resolve() if index_dir is not None else None
-    stack = [root]
+    stack = [start or root]
     while stack:
         folder = stack.pop()
         try:
@@ -80,7 +85,7 @@ def scan(root: Path, *, index_dir: Path | None = None) -> tuple[list[MemoryFile]
                     continue
                 if entry.is_symlink():
                     if entry.name.endswith(".md"):
-                        _add_symlinked(root, entry, found, warnings)
+                        _add_symlinked(root, Path(entry.path), found, warnings)
                     continue
                 if not entry.name.endswith(".md") or not entry.is_file(follow_symlinks=False):
                     continue
@@ -96,14 +101,50 @@ def scan(root: Path, *, index_dir: Path | None = None) -> tuple[list[MemoryFile]
     return found, warnings
 
 
-def _add_symlinked(
-    root: Path, entry: os.DirEntry[str], found: list[MemoryFile], warnings: list[str]
-) -> None:
-    rel = Path(entry.path).relative_to(root).as_posix()
+def scan_paths(
+    root: Path, paths: Iterable[str], *, index_dir: Path | None = None
+) -> tuple[list[MemoryFile], list[str]]:
+    """Like ``scan``, for some root-relative paths only: a folder is walked, a
+    file is looked at alone, and a path that is gone (or does not count)
+    yields nothing. Each path is judged by the same rules as in a full scan.
+    """
+    found: dict[str, MemoryFile] = {}
+    warnings: list[str] = []
+    skip_dir = index_dir.resolve() if index_dir is not None else None
+    for rel in sorted(set(paths)):
+        pure = PurePosixPath(rel)
+        if not rel or pure.is_absolute() or any(part.startswith(".") for part in pure.parts):
+            continue  # hidden, or "..": never part of the memory
+        path = root / rel
+        if skip_dir is not None and (path == skip_dir or skip_dir in path.parents):
+            continue
+        if any(parent.is_symlink() for parent in list(path.parents)[: len(pure.parts) - 1]):
+            continue  # below a folder symlink, which scans never follow
+        try:
+            stat = path.lstat()
+        except OSError:
+            continue  # gone
+        if S_ISDIR(stat.st_mode):
+            files, more = scan(root, index_dir=index_dir, start=path)
+            found.update((item.path, item) for item in files)
+            warnings.extend(more)
+        elif rel.endswith(".md"):
+            if S_ISLNK(stat.st_mode):
+                linked: list[MemoryFile] = []
+                _add_symlinked(root, path, linked, warnings)
+                found.update((item.path, item) for item in linked)
+            elif S_ISREG(stat.st_mode) and _storable(rel, warnings):
+                kind, day = classify(rel)
+                found[rel] = MemoryFile(rel, kind, day, stat.st_size, stat.st_mtime_ns)
+    return sorted(found.values(), key=lambda f: f.path), warnings
+
+
+def _add_symlinked(root: Path, link: Path, found: list[MemoryFile], warnings: list[str]) -> None:
+    rel = link.relative_to(root).as_posix()
     if not _storable(rel, warnings):
         return
     try:
-        target = Path(entry.path).resolve(strict=True)
+        target = link.resolve(strict=True)
     except (OSError, RuntimeError):
         warnings.append(f"{rel}: skipped, broken symlink")
         return

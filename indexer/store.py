@@ -78,8 +78,21 @@ class Store:
             )
 
     # -- files ------------------------------------------------------------
-    def file_states(self) -> dict[str, FileState]:
-        rows = self.connection.execute("SELECT path, size, mtime_ns, hash, indexed_at_ns FROM files")
+    def file_states(self, under: Iterable[str] | None = None) -> dict[str, FileState]:
+        """Indexed files: all of them, or those that are or lie below the given paths."""
+        select = "SELECT path, size, mtime_ns, hash, indexed_at_ns FROM files"
+        if under is None:
+            rows: Iterable[tuple[Any, ...]] = self.connection.execute(select)
+        else:
+            rows = [
+                row
+                for prefix in sorted(set(under))
+                for row in self.connection.execute(
+                    # '0' sorts right after '/': the range is everything below prefix/
+                    f"{select} WHERE path = ? OR (path >= ? AND path < ?)",
+                    (prefix, prefix + "/", prefix + "0"),
+                )
+            ]
         return {path: FileState(size, mtime, digest, at) for path, size, mtime, digest, at in rows}
 
     def touch_file(self, path: str, *, size: int, mtime_ns: int, indexed_at_ns: int) -> None:

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date as Date
 from pathlib import Path, PurePosixPath
@@ -22,7 +22,7 @@ import numpy as np
 
 from .chunk import Chunk, chunk_note
 from .config import CHUNKER_VERSION, Settings
-from .discover import MemoryFile, resolve_inside, scan
+from .discover import MemoryFile, resolve_inside, scan, scan_paths
 from .embed import Embedder
 from .errors import PathError
 from .parse import NotText, decode, parse_note, split_lines
@@ -82,16 +82,26 @@ def sync(
     embedder: Embedder,
     *,
     progress: Progress | None = None,
+    paths: Iterable[str] | None = None,
 ) -> SyncReport:
+    """Bring the index up to date with every memory file, or only with ``paths``
+    (root-relative files or folders, e.g. from file events: a path that is gone
+    loses its rows, a folder is walked)."""
     started = time.perf_counter()
     report = SyncReport()
     report.full_reembed_reason = _check_configuration(store, cache, embedder)
     if report.full_reembed_reason:
         report.warn(f"re-embedding every chunk: {report.full_reembed_reason}")
-    found, scan_warnings = scan(settings.root, index_dir=settings.index_dir)
+        paths = None  # everything must be embedded again
+    if paths is None:
+        found, scan_warnings = scan(settings.root, index_dir=settings.index_dir)
+        known = store.file_states()
+    else:
+        paths = set(paths)
+        found, scan_warnings = scan_paths(settings.root, paths, index_dir=settings.index_dir)
+        known = store.file_states(under=paths)
     for message in scan_warnings:
         report.warn(message)
-    known = store.file_states()
     report.files_seen = len(found)
     to_read = [item for item in found if not _unchanged_by_stat(item, known.get(item.path))]
     report.skipped_unchanged_stat = len(found) - len(to_read)
@@ -119,6 +129,7 @@ def sync(
     for path in sorted(set(known) - present):
         store.remove_file(path)
         report.removed += 1
+        log.info("removed %s", one_line(path))
     store.set_meta(last_sync=time.time())
     report.seconds = time.perf_counter() - started
     return report
@@ -153,7 +164,9 @@ def _check_configuration(store: Store, cache: EmbeddingCache, embedder: Embedder
         store.rebuild_vectors(embedder.dimensions, vectors)
         if hashes and vectors:
             log.info("vector table rebuilt from the embedding cache (%d chunks)", len(hashes))
-    store.set_meta(**wanted, vec_stale=0 if store.vec_enabled else 1)
+    wanted["vec_stale"] = "0" if store.vec_enabled else "1"
+    if reason or any(meta.get(key) != value for key, value in wanted.items()):
+        store.set_meta(**wanted)
     return reason
 
 
@@ -240,6 +253,7 @@ def _embed_and_write(
         matrix = np.stack([vectors[c.hash] for c in prepared.chunks]) if prepared.chunks else np.zeros((0, 0))
         store.replace_file(prepared.record, prepared.chunks, matrix, indexed_at_ns=prepared.read_at_ns)
         report.reindexed += 1
+        log.info("indexed %s (%d chunks)", one_line(prepared.found.path), len(prepared.chunks))
 
 
 class _TooLarge(Exception):

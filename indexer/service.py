@@ -1,0 +1,73 @@
+"""Service definitions that keep ``memdex watch`` running in the background (pure).
+
+``memdex watch --print-service systemd|launchd`` prints one of these; the
+README explains how to install, start, stop and read the logs.
+"""
+
+from __future__ import annotations
+
+import plistlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+SERVICE_NAME = "memdex-watch"
+LAUNCHD_LABEL = "dev.memdex.watch"
+# Exit status of a refused second writer: restarting would only be refused again.
+LOCKED_EXIT = 3
+
+
+def watch_command(python: str, *, root: Path, db: Path | None, model: str | None) -> list[str]:
+    command = [python, "-m", "indexer", "--root", str(root)]
+    if db is not None:
+        command += ["--db", str(db)]
+    if model is not None:
+        command += ["--model", model]
+    return command + ["watch"]
+
+
+def systemd_unit(command: Sequence[str], *, root: Path) -> str:
+    """A systemd user unit (``~/.config/systemd/user/memdex-watch.service``)."""
+    return f"""[Unit]
+Description=memdex: keep the memory index of {_systemd_escape(str(root))} current
+
+[Service]
+Type=simple
+ExecStart={" ".join(_systemd_quote(arg) for arg in command)}
+Environment=PYTHONUNBUFFERED=1
+Restart=on-failure
+RestartSec=5
+RestartPreventExitStatus={LOCKED_EXIT}
+KillSignal=SIGTERM
+TimeoutStopSec=30
+
+[Install]
+WantedBy=default.target
+"""
+
+
+def launchd_plist(command: Sequence[str], *, log_path: Path) -> str:
+    """A launchd agent (``~/Library/LaunchAgents/dev.memdex.watch.plist``)."""
+    agent = {
+        "Label": LAUNCHD_LABEL,
+        "ProgramArguments": list(command),
+        "RunAtLoad": True,
+        "KeepAlive": {"SuccessfulExit": False},
+        "ThrottleInterval": 5,
+        "StandardOutPath": str(log_path),
+        "StandardErrorPath": str(log_path),
+        "EnvironmentVariables": {"PYTHONUNBUFFERED": "1"},
+    }
+    return plistlib.dumps(agent).decode("utf-8")
+
+
+def _systemd_escape(text: str) -> str:
+    return text.replace("%", "%%")
+
+
+def _systemd_quote(arg: str) -> str:
+    """Quote one ExecStart argument (systemd's own quoting rules, not a shell's)."""
+    arg = _systemd_escape(arg)
+    if arg and not re.search(r"[\s\"'\\;$]", arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$") + '"'

@@ -1,0 +1,295 @@
+"""Keep the index current in the background: file events -> debounced, targeted syncs.
+
+Events are only hints about *which* paths to look at; the sync decides from the
+file system (stat, then hash) what changed. Each path waits for a short quiet
+period (``debounce``) but never longer than ``max_wait`` after its first event,
+so a file written continuously is still indexed every couple of seconds. A
+periodic full sync (``reconcile``) catches events the OS dropped.
+
+The watcher is the index's single writer: it runs inside ``open_index(...,
+write=True)``, which holds the lock for its whole life. It records its state in
+``watcher.json`` beside the index so ``memdex status`` can show it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from .config import Settings
+from .sync import one_line
+from .watch_state import STATUS_FILE_NAME, StatusFile
+
+if TYPE_CHECKING:
+    from .api import MemoryIndex
+
+log = logging.getLogger(__name__)
+
+DEBOUNCE_SECONDS = 0.2
+MAX_WAIT_SECONDS = 2.0
+RECONCILE_SECONDS = 300.0
+
+# Opened / closed-without-write events are left out: our own reads would
+# otherwise wake the watcher after every sync. Directory "modified" events
+# only repeat what the file events inside say.
+WATCHED_EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
+    DirCreatedEvent, DirMovedEvent, DirDeletedEvent,
+]  # fmt: skip
+
+ObserverFactory = Callable[[], BaseObserver]
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    debounce: float = DEBOUNCE_SECONDS
+    max_wait: float = MAX_WAIT_SECONDS
+    reconcile: float = RECONCILE_SECONDS
+    polling: bool = False
+
+
+class PendingPaths:
+    """Paths waiting to be synced, each with its first and latest event time (thread-safe)."""
+
+    def __init__(self, *, debounce: float, max_wait: float) -> None:
+        self.debounce = debounce
+        self.max_wait = max_wait
+        self._times: dict[str, tuple[float, float]] = {}
+        self._changed = threading.Condition()
+
+    def add(self, path: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._changed:
+            first, _ = self._times.get(path, (now, now))
+            self._times[path] = (first, now)
+            self._changed.notify_all()
+
+    def wake(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def take_due(self, now: float | None = None) -> list[str]:
+        """Remove and return the paths that have been quiet long enough or waited too long."""
+        now = time.monotonic() if now is None else now
+        with self._changed:
+            due = [path for path, times in self._times.items() if self._due_at(times) <= now]
+            for path in due:
+                del self._times[path]
+            return sorted(due)
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until the next path is due, an event arrives, or ``timeout`` passes."""
+        with self._changed:
+            if self._times:
+                next_due = min(self._due_at(times) for times in self._times.values())
+                timeout = min(timeout, max(0.0, next_due - time.monotonic()))
+            if timeout > 0:
+                self._changed.wait(timeout)
+
+    def snapshot(self) -> list[str]:
+        with self._changed:
+            return sorted(self._times)
+
+    def _due_at(self, times: tuple[float, float]) -> float:
+        first, last = times
+        return min(last + self.debounce, first + self.max_wait)
+
+
+def relevant_path(root: Path, index_dir: Path, event_path: str, *, is_directory: bool) -> str | None:
+    """The root-relative path an event is about, or None when it cannot matter.
+
+    Files count when they end in ``.md``; folders always (their files are
+    looked at when the folder appears, moves or goes). Anything hidden, inside
+    the index folder or outside the root is ignored.
+    """
+    path = Path(os.fsdecode(event_path))
+    if path == index_dir or index_dir in path.parents:
+        return None
+    try:
+        rel = PurePosixPath(path.relative_to(root).as_posix())
+    except ValueError:
+        return None
+    if not rel.parts or any(part.startswith(".") for part in rel.parts):
+        return None
+    if not is_directory and rel.suffix != ".md":
+        return None
+    return rel.as_posix()
+
+
+class _EventHandler(FileSystemEventHandler):
+    """Turns watchdog events into pending paths. Never raises: watchdog stops
+    its observer thread when a handler does."""
+
+    def __init__(self, settings: Settings, pending: PendingPaths) -> None:
+        self.root = settings.root
+        self.index_dir = settings.index_dir.resolve()
+        self.pending = pending
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        try:
+            paths = [event.src_path]
+            if event.event_type == "moved" and event.dest_path:
+                paths.append(event.dest_path)
+            for raw in paths:
+                rel = relevant_path(self.root, self.index_dir, os.fsdecode(raw), is_directory=event.is_directory)
+                if rel is not None:
+                    self.pending.add(rel)
+        except Exception:  # noqa: BLE001 - the observer thread must survive anything
+            log.warning("ignored a file event that could not be handled: %r", event, exc_info=True)
+
+
+class Watcher:
+    """Runs the initial sync, the observer and the debounced sync loop."""
+
+    def __init__(
+        self,
+        index: MemoryIndex,
+        options: WatchOptions = WatchOptions(),
+        *,
+        observer_factory: ObserverFactory | None = None,
+    ) -> None:
+        if not index.writable:
+            raise ValueError("the watcher needs an index opened with write=True")
+        self.index = index
+        self.settings = index.settings
+        self.options = options
+        self.pending = PendingPaths(debounce=options.debounce, max_wait=options.max_wait)
+        self.stop_requested = threading.Event()
+        self.ready = threading.Event()  # set once the initial sync is done and events flow
+        self.observer_kind = "polling" if options.polling else "native"
+        self._observer_factory = observer_factory
+        self._status = StatusFile(self.settings.index_dir / STATUS_FILE_NAME)
+        self._started_at = time.time()
+        self._last_sync: float | None = None
+        self.syncs = 0  # completed targeted or full syncs, for callers that wait on progress
+
+    def run(self) -> None:
+        """Watch until ``stop()`` (or KeyboardInterrupt, e.g. from a signal)."""
+        observer = self._start_observer()
+        try:
+            self._write_status()
+            self._sync(None)  # catch up with edits made while no watcher ran
+            self.ready.set()
+            next_reconcile = time.monotonic() + self.options.reconcile
+            while not self.stop_requested.is_set():
+                self.pending.wait(max(0.0, min(1.0, next_reconcile - time.monotonic())))
+                if self.stop_requested.is_set():
+                    break
+                if time.monotonic() >= next_reconcile:
+                    self._sync(None)
+                    next_reconcile = time.monotonic() + self.options.reconcile
+                    continue
+                due = self.pending.take_due()
+                if due:
+                    self._sync(due)
+        finally:
+            observer.stop()
+            observer.join(timeout=5)
+            self._status.remove()
+
+    def stop(self) -> None:
+        self.stop_requested.set()
+        self.pending.wake()
+
+    def _sync(self, paths: list[str] | None) -> None:
+        """One sync; any error is logged and the watcher carries on."""
+        scope = "all files" if paths is None else ", ".join(one_line(p) for p in paths[:5])
+        if paths is not None and len(paths) > 5:
+            scope += f" and {len(paths) - 5} more"
+        try:
+            report = self.index.sync(paths=paths)
+        except Exception as exc:  # noqa: BLE001 - keep watching; the next event or reconcile retries
+            log.warning("sync of %s failed: %s", scope, one_line(str(exc)) or type(exc).__name__)
+            log.debug("sync failure", exc_info=True)
+            if paths is not None:
+                self._retry_later(paths)
+        else:
+            if report.reindexed or report.removed:
+                log.debug("synced %s in %.0f ms", scope, report.seconds * 1000)
+        self._last_sync = time.time()
+        self.syncs += 1
+        self._write_status()
+
+    def _retry_later(self, paths: list[str]) -> None:
+        # Not immediately: a failure that repeats (disk full...) should not spin.
+        later = time.monotonic() + self.options.max_wait
+        for path in paths:
+            self.pending.add(path, later)
+
+    def _start_observer(self) -> BaseObserver:
+        handler = _EventHandler(self.settings, self.pending)
+        factories: list[tuple[str, ObserverFactory]] = []
+        if not self.options.polling:
+            factories.append(("native", self._observer_factory or Observer))
+        factories.append(("polling", PollingObserver))
+        for kind, factory in factories:
+            observer = factory()
+            observer.schedule(handler, str(self.settings.root), recursive=True, event_filter=WATCHED_EVENTS)
+            try:
+                observer.start()
+            except OSError as exc:
+                if kind == "polling" or exc.errno not in (errno.ENOSPC, errno.EMFILE):
+                    raise
+                log.warning(
+                    "file-event limit reached (%s); polling for changes instead "
+                    "(raise fs.inotify.max_user_watches to avoid this)", exc.strerror or exc
+                )
+                continue
+            self.observer_kind = kind
+            return observer
+        raise AssertionError("unreachable: polling either starts or raises")
+
+    def _write_status(self) -> None:
+        self._status.write(
+            pid=os.getpid(),
+            started_at=self._started_at,
+            last_sync=self._last_sync,
+            pending=self.pending.snapshot(),
+            observer=self.observer_kind,
+        )
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Make SIGTERM behave like Ctrl-C (KeyboardInterrupt) while watching.
+
+    The interrupt unwinds through ``with connection:``, so the file being
+    written is rolled back; later signals are ignored while shutting down.
+    """
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
