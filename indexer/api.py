@@ -22,13 +22,13 @@ from typing import IO, Any
 
 import numpy as np
 
-from . import db
+from . import db, rebuild
 from .config import CHUNKER_VERSION, Settings
 from .embed import Embedder, SentenceTransformerEmbedder
-from .errors import ConfigError, LockedError, ModelError, PathError
+from .errors import ConfigError, LockedError, ModelError, PathError, UnusableIndex
 from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
 from .store import EmbeddingCache, Store
-from .sync import Progress, SyncReport, read_lines, sync
+from .sync import Progress, SyncReport, configuration_change, one_line, read_lines, sync
 from .watch_state import watcher_status
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class MemoryIndex:
         self.settings = settings
         self.writable = writable
         self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
+        self.recovered_from: str | None = None  # why the index was rebuilt when opened, if it was
         self._embedder = embedder
         self._cache: EmbeddingCache | None = None
         self._numpy_vectors: NumpyVectors | None = None
@@ -68,17 +69,47 @@ class MemoryIndex:
     def cache(self) -> EmbeddingCache:
         if self._cache is None:
             embedder = self.embedder
-            connection = db.connect_cache(self.settings.cache_path)
-            self._cache = EmbeddingCache(connection, model_id=embedder.model_id, dimensions=embedder.dimensions)
+            self._cache = EmbeddingCache(
+                self.settings.cache_path, model_id=embedder.model_id, dimensions=embedder.dimensions
+            )
         return self._cache
 
     # -- operations -----------------------------------------------------------
     def sync(self, *, progress: Progress | None = None, paths: Iterable[str] | None = None) -> SyncReport:
         """Bring the index up to date with all memory files, or only ``paths``
-        (root-relative files or folders)."""
-        if not self.writable:
-            raise ConfigError("this index was opened for reading; use open_index(settings, write=True) to sync")
-        report = sync(self.settings, self.store, self.cache, self.embedder, progress=progress, paths=paths)
+        (root-relative files or folders).
+
+        A changed model or chunker means every chunk is embedded again: that
+        happens as a rebuild beside the index, so searches keep working on the
+        old one meanwhile. A damaged index is moved aside and rebuilt.
+        """
+        self._require_writable()
+        try:
+            reason = configuration_change(self.store.meta(), self.embedder)
+            if reason:
+                message = one_line(f"re-embedding every chunk: {reason}")
+                log.warning("%s", message)
+                report = self.rebuild(progress=progress)
+                report.full_reembed_reason = reason
+                report.warnings.insert(0, message)
+                return report
+            report = sync(self.settings, self.store, self.cache, self.embedder, progress=progress, paths=paths)
+        except db.DAMAGE_ERRORS as exc:
+            return self._recover(exc, progress=progress)
+        self._numpy_vectors = None
+        return report
+
+    def rebuild(self, *, progress: Progress | None = None) -> SyncReport:
+        """Build a complete index from the Markdown beside this one, then swap it in atomically."""
+        self._require_writable()
+        built, report = rebuild.build_beside(self.settings, self.cache, self.embedder, progress=progress)
+        try:
+            db.copy_into(self.store.connection, built.connection)
+        except db.DAMAGE_ERRORS as exc:
+            rebuild.discard(built, self.settings.index_path)
+            return self._recover(exc, progress=progress)
+        rebuild.discard(built, self.settings.index_path)
+        self.store = Store(self.store.connection, vec_enabled=built.vec_loaded and self.store.vec_enabled)
         self._numpy_vectors = None
         return report
 
@@ -89,12 +120,16 @@ class MemoryIndex:
             raise ConfigError("--limit must be at least 1")
         # Command lines may carry bytes that are not UTF-8 (as lone surrogates).
         query = query.encode("utf-8", "replace").decode("utf-8")
-        query_vector, vectors = None, None
-        if mode != "keyword" and self.store.meta().get("model"):
-            self._check_model()
-            query_vector = self.embedder.embed([query])[0]
-            vectors = self._vector_source()
-        return run_search(self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors)
+        try:
+            query_vector, vectors = None, None
+            if mode != "keyword" and self.store.meta().get("model"):
+                self._check_model()
+                query_vector = self.embedder.embed([query])[0]
+                vectors = self._vector_source()
+            return run_search(self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors)
+        except db.DAMAGE_ERRORS as exc:
+            self._recover(exc)
+            return self.search(query, mode=mode, limit=limit)
 
     def get(self, target: str) -> Lines:
         return read_target(self.settings.root, target)
@@ -126,9 +161,31 @@ class MemoryIndex:
     def close(self) -> None:
         self.store.connection.close()
         if self._cache is not None:
-            self._cache.connection.close()
+            self._cache.close()
+
+    # -- recovery -----------------------------------------------------------------
+    def _recover(self, exc: BaseException, *, progress: Progress | None = None) -> SyncReport:
+        """SQLite found the index damaged in the middle of a run: move it aside,
+        rebuild it from the Markdown and carry on with the new one."""
+        reason = one_line(str(exc)) or type(exc).__name__
+        self.store.connection.close()
+        if self.writable:
+            report = _replace_damaged(self.settings, reason, self.embedder, cache=self.cache, progress=progress)
+        else:
+            with _lock_for_recovery(self.settings, reason):
+                report = _replace_damaged(self.settings, reason, self.embedder, cache=self.cache, progress=progress)
+        connect = db.connect if self.writable else db.connect_reader
+        opened = connect(self.settings.index_path, load_vec=self.settings.use_sqlite_vec)
+        self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
+        self.recovered_from = reason
+        self._numpy_vectors = None
+        return report
 
     # -- helpers ----------------------------------------------------------------
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise ConfigError("this index was opened for reading; use open_index(settings, write=True) to change it")
+
     def _check_model(self) -> None:
         meta = self.store.meta()
         wanted = self.embedder.model_id
@@ -194,16 +251,19 @@ def parse_target(target: str) -> tuple[str, int | None, int | None]:
 
 @contextmanager
 def open_index(
-    settings: Settings, *, write: bool = False, embedder: Embedder | None = None
+    settings: Settings, *, write: bool = False, embedder: Embedder | None = None, recover: bool = True
 ) -> Iterator[MemoryIndex]:
-    """Open the index; ``write=True`` takes the single-writer lock and creates/migrates it."""
+    """Open the index; ``write=True`` takes the single-writer lock and creates/migrates it.
+
+    An index that is corrupt, truncated, not a database or from a newer
+    memdex is moved aside and rebuilt from the Markdown (one warning), unless
+    ``recover=False`` (then ``UnusableIndex`` is raised, e.g. for ``check``).
+    """
     lock = _acquire_lock(settings.lock_path) if write else None
     try:
-        connect = db.connect if write else db.connect_reader
-        opened = connect(settings.index_path, load_vec=settings.use_sqlite_vec)
-        if opened.vec_warning:
-            log.warning("%s", opened.vec_warning)
-        index = MemoryIndex(settings, opened, embedder=embedder, writable=write)
+        if write:
+            rebuild.remove_leftovers(settings.index_path)
+        index = _open(settings, write=write, embedder=embedder, recover=recover)
         try:
             yield index
         finally:
@@ -211,6 +271,69 @@ def open_index(
     finally:
         if lock is not None:
             lock.close()
+
+
+def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover: bool) -> MemoryIndex:
+    connect = db.connect if write else db.connect_reader
+    recovered_from = None
+    try:
+        opened = connect(settings.index_path, load_vec=settings.use_sqlite_vec)
+    except UnusableIndex as exc:
+        if not recover:
+            raise
+        recovered_from = str(exc)
+        if write:
+            _replace_damaged(settings, recovered_from, embedder)
+        else:
+            with _lock_for_recovery(settings, recovered_from):
+                _replace_damaged(settings, recovered_from, embedder)
+        opened = connect(settings.index_path, load_vec=settings.use_sqlite_vec)
+    if opened.vec_warning:
+        log.warning("%s", opened.vec_warning)
+    index = MemoryIndex(settings, opened, embedder=embedder, writable=write)
+    index.recovered_from = recovered_from
+    return index
+
+
+def _replace_damaged(
+    settings: Settings,
+    reason: str,
+    embedder: Embedder | None,
+    *,
+    cache: EmbeddingCache | None = None,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """Quarantine the index file and rebuild it from the Markdown (the caller holds the lock)."""
+    moved = db.quarantine(settings.index_path)
+    log.warning(
+        "the index was unusable (%s); moved it to %s and rebuilt it from the Markdown",
+        one_line(reason), moved.name,
+    )  # fmt: skip
+    opened = db.connect(settings.index_path, load_vec=settings.use_sqlite_vec)
+    fresh = MemoryIndex(settings, opened, embedder=embedder, writable=True)
+    fresh._cache = cache
+    try:
+        return fresh.rebuild(progress=progress)
+    finally:
+        fresh.store.connection.close()
+        if cache is None and fresh._cache is not None:
+            fresh._cache.close()
+
+
+@contextmanager
+def _lock_for_recovery(settings: Settings, reason: str) -> Iterator[None]:
+    """A reader found the index unusable: repair it if no writer is running."""
+    try:
+        lock = _acquire_lock(settings.lock_path)
+    except LockedError as exc:
+        raise UnusableIndex(
+            f"the index is unusable ({one_line(reason)}) and cannot be repaired now: {exc}"
+        ) from None
+    try:
+        rebuild.remove_leftovers(settings.index_path)
+        yield
+    finally:
+        lock.close()
 
 
 def _acquire_lock(path: Path) -> IO[str]:

@@ -52,6 +52,11 @@ class Chunk:
     oversized: bool = False
 
 
+def embedded_text(heading: str, text: str) -> str:
+    """What the model sees for a chunk: its heading path, then its lines."""
+    return f"{heading}\n{text}" if heading else text
+
+
 def text_hash(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
@@ -242,7 +247,7 @@ def _enforce_budget(
 
 def _make_chunk(heading: str, start: int, end: int, lines: list[str], *, oversized: bool = False) -> Chunk:
     text = _join(lines, start, end)
-    embed_text = f"{heading}\n{text}" if heading else text
+    embed_text = embedded_text(heading, text)
     return Chunk(start, end, heading, text, embed_text, text_hash(embed_text), oversized)
 
 

@@ -8,16 +8,23 @@ refused with a clear error, never written to.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import apsw
 
-from .errors import SchemaError
+from .errors import SchemaError, UnusableIndex
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5_000
+# What SQLite raises for a damaged file, at open or in the middle of a run.
+DAMAGE_ERRORS: tuple[type[Exception], ...] = (apsw.CorruptError, apsw.NotADBError)
+# Quarantined damaged files kept beside the index (the newest ones).
+KEEP_QUARANTINED = 3
+SIDECARS = ("-wal", "-shm", "-journal")
 # The FTS5 tokenizer of chunks_fts; search stems queries with the same one.
 # Changing it needs a new migration that rebuilds chunks_fts.
 FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
@@ -82,8 +89,15 @@ def connect(path: Path, *, load_vec: bool) -> Opened:
     """Open (creating if needed) and migrate the index database at ``path``."""
     _make_folder(path.parent)
     connection = _open(path)
-    vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
-    migrate(connection, path)
+    try:
+        vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
+        migrate(connection, path)
+    except DAMAGE_ERRORS as exc:
+        connection.close()
+        raise UnusableIndex(f"{path} is damaged ({exc})") from None
+    except BaseException:
+        connection.close()
+        raise
     return Opened(connection, vec_loaded, warning)
 
 
@@ -92,30 +106,84 @@ def connect_reader(path: Path, *, load_vec: bool) -> Opened:
     if not path.exists():
         raise SchemaError(f"no index at {path}; run 'memdex index' first")
     connection = _open(path, flags=apsw.SQLITE_OPEN_READWRITE)
-    vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
-    version = _user_version(connection, path)
-    if version > SCHEMA_VERSION:
-        raise SchemaError(_newer_message(path, version))
-    if version < SCHEMA_VERSION:
-        raise SchemaError(f"index at {path} has schema {version}; run 'memdex index' to upgrade it")
+    try:
+        vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
+        version = _user_version(connection, path)
+        if version > SCHEMA_VERSION:
+            raise UnusableIndex(_newer_message(path, version))
+        if version < SCHEMA_VERSION:
+            raise SchemaError(f"index at {path} has schema {version}; run 'memdex index' to upgrade it")
+    except BaseException:
+        connection.close()
+        raise
     return Opened(connection, vec_loaded, warning)
 
 
 def connect_cache(path: Path) -> apsw.Connection:
-    """Open (creating if needed) the embedding cache database."""
+    """Open (creating if needed) the embedding cache database.
+
+    A damaged cache is moved aside and started afresh: it only saves model
+    calls, so losing it costs time, never data.
+    """
     _make_folder(path.parent)
-    connection = _open(path)
     try:
+        connection = _open(path)
         connection.execute(CACHE_SCHEMA)
-    except (apsw.NotADBError, apsw.CorruptError) as exc:
-        raise SchemaError(f"embedding cache {path} is damaged ({exc}); move it away to rebuild it") from None
+        return connection
+    except (UnusableIndex, *DAMAGE_ERRORS) as exc:
+        moved = quarantine(path)
+        log.warning("embedding cache %s is damaged (%s); moved to %s and started afresh", path, exc, moved.name)
+    connection = _open(path)
+    connection.execute(CACHE_SCHEMA)
     return connection
+
+
+def quarantine(path: Path, *, keep: int = KEEP_QUARANTINED) -> Path:
+    """Move a damaged database (and its WAL) aside as ``<name>.corrupt-<timestamp>``.
+
+    Only the newest ``keep`` quarantined copies of this file are kept.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    number = 1
+    while target.exists():
+        number += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
+    if path.exists():
+        os.replace(path, target)
+    wal = Path(f"{path}-wal")
+    if wal.exists():
+        os.replace(wal, Path(f"{target}-wal"))
+    for suffix in ("-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    old = sorted(
+        (p for p in path.parent.glob(f"{path.name}.corrupt-*") if not p.name.endswith("-wal")),
+        key=lambda p: p.stat().st_mtime_ns,
+    )
+    for stale in old[:-keep] if keep else old:
+        stale.unlink(missing_ok=True)
+        Path(f"{stale}-wal").unlink(missing_ok=True)
+    return target
+
+
+def remove_database(path: Path) -> None:
+    """Delete a database file and its WAL, shared-memory and journal files."""
+    for candidate in (path, *(Path(f"{path}{suffix}") for suffix in SIDECARS)):
+        candidate.unlink(missing_ok=True)
+
+
+def copy_into(destination: apsw.Connection, source: apsw.Connection) -> None:
+    """Replace the destination database's whole content with the source's, in
+    one transaction (SQLite's backup API): readers of the destination see the
+    old content until the copy commits, then the new one."""
+    with destination.backup("main", source, "main") as backup:
+        backup.step(-1)
 
 
 def migrate(connection: apsw.Connection, path: Path) -> None:
     version = _user_version(connection, path)
     if version > SCHEMA_VERSION:
-        raise SchemaError(_newer_message(path, version))
+        raise UnusableIndex(_newer_message(path, version))
     for number in range(version + 1, SCHEMA_VERSION + 1):
         name, sql = MIGRATIONS[number - 1]
         log.info("migrating %s to schema %d: %s", path, number, name)
@@ -137,27 +205,32 @@ def _open(path: Path, flags: int | None = None) -> apsw.Connection:
             connection = apsw.Connection(str(path))
         else:
             connection = apsw.Connection(str(path), flags=flags)
+    except apsw.CantOpenError as exc:
+        raise SchemaError(f"cannot open {path} ({exc})") from None
+    try:
         connection.set_busy_timeout(BUSY_TIMEOUT_MS)
         connection.pragma("journal_mode", "wal")
         connection.pragma("synchronous", "normal")
-    except (apsw.NotADBError, apsw.CorruptError) as exc:
-        raise SchemaError(f"{path} is not a usable SQLite database ({exc})") from None
-    except apsw.CantOpenError as exc:
-        raise SchemaError(f"cannot open {path} ({exc})") from None
+    except DAMAGE_ERRORS as exc:
+        connection.close()
+        raise UnusableIndex(f"{path} is not a usable SQLite database ({exc})") from None
+    except BaseException:
+        connection.close()
+        raise
     return connection
 
 
 def _user_version(connection: apsw.Connection, path: Path) -> int:
     try:
         return int(connection.pragma("user_version"))
-    except (apsw.NotADBError, apsw.CorruptError) as exc:
-        raise SchemaError(f"{path} is not a usable SQLite database ({exc})") from None
+    except DAMAGE_ERRORS as exc:
+        raise UnusableIndex(f"{path} is not a usable SQLite database ({exc})") from None
 
 
 def _newer_message(path: Path, version: int) -> str:
     return (
         f"index at {path} has schema {version}, newer than this memdex understands "
-        f"({SCHEMA_VERSION}); upgrade memdex or run 'memdex index --db' on another file"
+        f"({SCHEMA_VERSION}); upgrade memdex or run 'memdex rebuild'"
     )
 
 

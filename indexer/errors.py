@@ -25,6 +25,16 @@ class SchemaError(IndexerError):
     """The index was written by a newer memdex, or is not a memdex index."""
 
 
+class UnusableIndex(SchemaError):
+    """The index file is corrupt, truncated, not a database, or from a newer memdex.
+
+    Writers recover from it on their own (quarantine and rebuild); a reader
+    that cannot take the writer lock reports it.
+    """
+
+    exit_code = 2
+
+
 class ModelError(IndexerError):
     """The embedding model cannot be loaded or does not match the index."""
 

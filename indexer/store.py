@@ -8,16 +8,20 @@ never sees a half-updated file.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import apsw
 import numpy as np
 
 from .chunk import Chunk
-from .db import FTS_TOKENIZE
+from .db import DAMAGE_ERRORS, FTS_TOKENIZE, connect_cache, quarantine
+
+log = logging.getLogger(__name__)
 
 SQL_VARIABLES_PER_QUERY = 500
 # bm25 column weights for (text, heading, title): a heading or a file title
@@ -276,14 +280,37 @@ class Store:
 
 
 class EmbeddingCache:
-    """(model id, embedded-text hash) -> float32 vector, in its own database file."""
+    """(model id, embedded-text hash) -> float32 vector, in its own database file.
 
-    def __init__(self, connection: apsw.Connection, *, model_id: str, dimensions: int) -> None:
-        self.connection = connection
+    Nothing read from it is trusted blindly: a vector with the wrong size, a
+    non-finite value or a norm far from 1 (the model's vectors are normalised)
+    counts as missing, and a damaged file is moved aside and started afresh.
+    """
+
+    def __init__(self, path: Path, *, model_id: str, dimensions: int) -> None:
+        self.path = path
+        self.connection = connect_cache(path)
         self.model_id = model_id
         self.dimensions = dimensions
 
     def get_many(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        try:
+            return self._get_many(hashes)
+        except DAMAGE_ERRORS as exc:
+            self._start_afresh(exc)
+            return {}
+
+    def put_many(self, vectors: dict[str, np.ndarray]) -> None:
+        try:
+            self._put_many(vectors)
+        except DAMAGE_ERRORS as exc:
+            self._start_afresh(exc)
+            self._put_many(vectors)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def _get_many(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         for batch in _batches(sorted(set(hashes))):
             marks = ",".join("?" * len(batch))
@@ -292,17 +319,30 @@ class EmbeddingCache:
                 (self.model_id, *batch),
             )
             for digest, blob in rows:
-                vector = np.frombuffer(blob, dtype=np.float32)
-                if vector.shape == (self.dimensions,):
+                vector = np.frombuffer(blob, dtype=np.float32) if len(blob) == 4 * self.dimensions else None
+                if vector is not None and _plausible(vector):
                     found[digest] = vector
         return found
 
-    def put_many(self, vectors: dict[str, np.ndarray]) -> None:
+    def _put_many(self, vectors: dict[str, np.ndarray]) -> None:
         with self.connection:
             self.connection.executemany(
                 "INSERT OR REPLACE INTO embeddings(model, hash, vector) VALUES (?, ?, ?)",
                 ((self.model_id, digest, _blob(vector)) for digest, vector in vectors.items()),
             )
+
+    def _start_afresh(self, exc: Exception) -> None:
+        self.connection.close()
+        moved = quarantine(self.path)
+        log.warning("embedding cache %s is damaged (%s); moved to %s and started afresh", self.path, exc, moved.name)
+        self.connection = connect_cache(self.path)
+
+
+def _plausible(vector: np.ndarray) -> bool:
+    if not np.all(np.isfinite(vector)):
+        return False
+    norm = float(np.linalg.norm(vector))
+    return abs(norm - 1.0) < 1e-3
 
 
 def _blob(vector: np.ndarray) -> bytes:

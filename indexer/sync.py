@@ -143,14 +143,9 @@ def _check_configuration(store: Store, cache: EmbeddingCache, embedder: Embedder
     other dimensions, or was not kept up to date while sqlite-vec was missing.
     """
     meta = store.meta()
-    wanted = {
-        "model": embedder.model_id,
-        "dimensions": str(embedder.dimensions),
-        "chunker_version": str(CHUNKER_VERSION),
-    }
-    reason = None
-    if "model" in meta and any(meta.get(key) != value for key, value in wanted.items()):
-        reason = ", ".join(f"{key} {meta.get(key)} -> {value}" for key, value in wanted.items() if meta.get(key) != value)
+    wanted = _configuration(embedder)
+    reason = configuration_change(meta, embedder)
+    if reason:
         store.clear()
     if store.vec_enabled and (
         reason or meta.get("vec_stale") == "1" or store.vec_dimensions() != embedder.dimensions
@@ -168,6 +163,23 @@ def _check_configuration(store: Store, cache: EmbeddingCache, embedder: Embedder
     if reason or any(meta.get(key) != value for key, value in wanted.items()):
         store.set_meta(**wanted)
     return reason
+
+
+def _configuration(embedder: Embedder) -> dict[str, str]:
+    return {
+        "model": embedder.model_id,
+        "dimensions": str(embedder.dimensions),
+        "chunker_version": str(CHUNKER_VERSION),
+    }
+
+
+def configuration_change(meta: dict[str, str], embedder: Embedder) -> str | None:
+    """Why an index built as ``meta`` says must be embedded again, or None."""
+    wanted = _configuration(embedder)
+    if "model" not in meta:
+        return None  # a new index
+    changes = [f"{key} {meta.get(key)} -> {value}" for key, value in wanted.items() if meta.get(key) != value]
+    return ", ".join(changes) or None
 
 
 def _unchanged_by_stat(item: MemoryFile, state: FileState | None) -> bool:

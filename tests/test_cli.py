@@ -441,9 +441,32 @@ def test_status_before_index_is_one_line_error(runner: CliRunner, memory: Path) 
     assert_one_line_error(run(runner, "--root", memory, "status", "--json"), contains="memdex index")
 
 
-def test_corrupt_index_is_one_line_error(runner: CliRunner, memory: Path) -> None:
+def test_garbage_index_is_moved_aside_and_rebuilt_on_search(runner: CliRunner, memory: Path, fake_model) -> None:
+    """Automatic recovery: one warning line, the damaged file kept aside, the search answers."""
     write(memory, ".memdex/index.db", b"this is not a database at all" * 100)
-    assert_one_line_error(run(runner, "--root", memory, "search", "Helix", "--mode", "keyword"))
+    result = run(runner, "--root", memory, "search", "Helix", "--mode", "keyword", "--json")
+    hits = ok_json(result)
+    assert [hit["path"] for hit in hits] == ["MEMORY.md"]
+    warnings = [line for line in result.stderr.splitlines() if line]
+    assert len(warnings) == 1 and "moved it to index.db.corrupt-" in warnings[0], result.stderr
+    assert "Traceback" not in result.stderr
+    quarantined = list((memory / ".memdex").glob("index.db.corrupt-*"))
+    assert [p.read_bytes()[:29] for p in quarantined] == [b"this is not a database at all"]
+
+
+def test_garbage_index_while_a_writer_runs_is_one_line_error(
+    runner: CliRunner, memory: Path, fake_model, settings
+) -> None:
+    write(memory, ".memdex/index.db", b"this is not a database at all" * 100)
+    from indexer.api import _acquire_lock
+
+    lock = _acquire_lock(settings.lock_path)
+    try:
+        result = run(runner, "--root", memory, "search", "Helix", "--mode", "keyword")
+    finally:
+        lock.close()
+    assert result.exit_code == 2
+    assert_one_line_error(result, contains="cannot be repaired now")
 
 
 def test_index_never_writes_markdown(runner: CliRunner, memory: Path, fake_model) -> None:

@@ -210,17 +210,24 @@ def test_second_writer_is_refused(root, settings, embedder):
                 pass
 
 
-def test_index_newer_than_code_is_a_clear_error(root, settings, do_sync):
+def test_index_newer_than_code_is_moved_aside_and_rebuilt(root, settings, do_sync, embedder):
+    """A future schema is never written to: without recovery it is a clear error,
+    with recovery (the default) it is kept aside and the index rebuilt."""
     write(root, "MEMORY.md", "x\n")
     do_sync()
+    before = snapshot(settings, embedder)
     connection = apsw.Connection(str(settings.index_path))
     connection.execute("PRAGMA user_version = 99")
     connection.close()
     with pytest.raises(SchemaError, match="newer"):
-        do_sync()
-    with pytest.raises(SchemaError, match="newer"):
-        with open_index(settings):
+        with open_index(settings, write=True, embedder=embedder, recover=False):
             pass
+    with open_index(settings, embedder=embedder) as index:
+        assert index.recovered_from and "newer" in index.recovered_from
+        assert index.store.snapshot() == before
+    (quarantined,) = settings.index_dir.glob("index.db.corrupt-*")
+    check = apsw.Connection(str(quarantined))
+    assert check.pragma("user_version") == 99
 
 
 def test_search_before_index_is_a_clear_error(settings):
