@@ -164,10 +164,15 @@ class MemoryIndex:
             self._cache.close()
 
     # -- recovery -----------------------------------------------------------------
-    def _recover(self, exc: BaseException, *, progress: Progress | None = None) -> SyncReport:
+    def replace_damaged(self, reason: str, *, progress: Progress | None = None) -> SyncReport:
+        """Move this index aside (kept for inspection) and rebuild it from the Markdown."""
+        self._require_writable()
+        return self._recover(reason, progress=progress)
+
+    def _recover(self, problem: BaseException | str, *, progress: Progress | None = None) -> SyncReport:
         """SQLite found the index damaged in the middle of a run: move it aside,
         rebuild it from the Markdown and carry on with the new one."""
-        reason = one_line(str(exc)) or type(exc).__name__
+        reason = one_line(str(problem)) or type(problem).__name__
         self.store.connection.close()
         if self.writable:
             report = _replace_damaged(self.settings, reason, self.embedder, cache=self.cache, progress=progress)

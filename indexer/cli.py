@@ -14,14 +14,18 @@ from datetime import datetime
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from .api import open_index, read_target
 from .config import Settings, make_settings
-from .errors import IndexerError, PathError
+from .check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
+from .embed import resolve_model
+from .errors import IndexerError, PathError, UnusableIndex
 from .search import MODES
+from .sync import SyncReport
 from .service import launchd_plist, systemd_unit, watch_command
 from .watch import DEBOUNCE_SECONDS, MAX_WAIT_SECONDS, RECONCILE_SECONDS, Watcher, WatchOptions, stop_on_signals
 
@@ -109,18 +113,83 @@ def init(directory: Path) -> None:
 @click.pass_obj
 def index(obj: _Context, as_json: bool) -> None:
     """Bring the index up to date with the Markdown files."""
+    with open_index(obj.settings(), write=True) as memory:
+        report = _with_progress(memory.sync, "indexing", as_json)
+    _print_report(report, as_json)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_obj
+def rebuild(obj: _Context, as_json: bool) -> None:
+    """Build a new index from the Markdown beside the current one, then swap it in."""
+    with open_index(obj.settings(), write=True) as memory:
+        # Opening an unusable index has just rebuilt it; a sync then only reports the counts.
+        run = memory.sync if memory.recovered_from else memory.rebuild
+        report = _with_progress(run, "rebuilding", as_json)
+    _print_report(report, as_json)
+
+
+@cli.command()
+@click.option("--repair", is_flag=True, help="Sync drift; rebuild a corrupt index.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.pass_obj
+def check(obj: _Context, repair: bool, as_json: bool) -> None:
+    """Check the index against itself and the Markdown (exit 0 healthy, 1 drift, 2 corrupt)."""
     settings = obj.settings()
-    with open_index(settings, write=True) as memory:
-        if not as_json and sys.stderr.isatty():
-            with click.progressbar(length=1, label="indexing", file=sys.stderr) as bar:
+    found = _check(settings)
+    result: dict[str, Any] = found.as_dict()
+    if repair and found.exit_code != HEALTHY:
+        with open_index(settings, write=True) as memory:  # recovers an unusable file on opening
+            if found.exit_code == CORRUPT and not memory.recovered_from:
+                memory.replace_damaged("check found it corrupt")
+            memory.sync()
+        after = _check(settings)
+        result = {**result, "repaired": True, "after": after.as_dict()}
+        exit_code = after.exit_code
+    else:
+        exit_code = found.exit_code
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(f"{result['state']}: {result['files']} files, {result['chunks']} chunks ({result['seconds']:.2f}s)")
+        for problem in result["problems"]:
+            click.echo(f"  {problem['kind']}: {problem['message']}")
+        if "after" in result:
+            click.echo(f"after repair: {result['after']['state']}")
+            for problem in result["after"]["problems"]:
+                click.echo(f"  {problem['kind']}: {problem['message']}")
+    sys.exit(exit_code)
 
-                def progress(done: int, total: int) -> None:
-                    bar.length = max(total, 1)
-                    bar.update(done - bar.pos)
 
-                report = memory.sync(progress=progress)
-        else:
-            report = memory.sync()
+def _check(settings: Settings) -> CheckReport:
+    model_id, _ = resolve_model(settings.model)
+    if not settings.index_path.exists():
+        report = CheckReport()
+        report.add(DRIFT, f"no index at {settings.index_path} yet")
+        return report
+    try:
+        with open_index(settings, recover=False) as memory:
+            return check_index(settings, memory.store, model_id=model_id)
+    except UnusableIndex as exc:
+        report = CheckReport()
+        report.add(CORRUPT, str(exc))
+        return report
+
+
+def _with_progress(run: Callable[..., SyncReport], label: str, as_json: bool) -> SyncReport:
+    if as_json or not sys.stderr.isatty():
+        return run()
+    with click.progressbar(length=1, label=label, file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
+
+        return run(progress=progress)
+
+
+def _print_report(report: SyncReport, as_json: bool) -> None:
     data = asdict(report)
     data["seconds"] = round(report.seconds, 3)
     if as_json:

@@ -256,6 +256,27 @@ class Store:
             counts.setdefault(kind, {"files": 0, "chunks": 0})["chunks"] = chunks
         return counts
 
+    def consistency_counts(self) -> dict[str, int]:
+        """Row totals ("files", "chunks") and counts of rows that should not exist."""
+        sql = {
+            "files": "SELECT count(*) FROM files",
+            "chunks": "SELECT count(*) FROM chunks",
+            "chunks without a full-text row": "SELECT count(*) FROM chunks WHERE id NOT IN (SELECT rowid FROM chunks_fts)",
+            "full-text rows without a chunk": "SELECT count(*) FROM chunks_fts WHERE rowid NOT IN (SELECT id FROM chunks)",
+            "chunks of files that are not indexed": "SELECT count(*) FROM chunks WHERE path NOT IN (SELECT path FROM files)",
+        }
+        if self.vec_enabled and self.vec_dimensions() is not None and self.meta().get("vec_stale") != "1":
+            sql["chunks without a vector"] = "SELECT count(*) FROM chunks WHERE id NOT IN (SELECT rowid FROM chunks_vec)"
+            sql["vectors without a chunk"] = "SELECT count(*) FROM chunks_vec WHERE rowid NOT IN (SELECT id FROM chunks)"
+        return {name: self.connection.execute(query).fetchone()[0] for name, query in sql.items()}
+
+    def chunk_texts(self) -> Iterator[tuple[str, int, str, str, str]]:
+        """(path, start_line, heading, text, hash) of every chunk."""
+        yield from self.connection.execute("SELECT path, start_line, heading, text, hash FROM chunks")
+
+    def vectors_by_chunk(self) -> dict[int, bytes]:
+        return {chunk_id: bytes(blob) for chunk_id, blob in self.connection.execute("SELECT rowid, embedding FROM chunks_vec")}
+
     def snapshot(self) -> dict[str, Any]:
         """The index content independent of row ids (for comparing with a rebuild)."""
         files = sorted(self.connection.execute("SELECT path, kind, date, hash, frontmatter FROM files"))

@@ -209,7 +209,7 @@ def _prepare(
     except (OSError, _TooLarge) as exc:
         _drop(store, item.path, state, report, f"{item.path}: skipped, {exc}")
         return None
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    digest = content_hash(data)
     if state is not None and state.hash == digest:
         store.touch_file(item.path, size=size, mtime_ns=mtime_ns, indexed_at_ns=read_at)
         report.unchanged_hash += 1
@@ -266,6 +266,11 @@ def _embed_and_write(
         store.replace_file(prepared.record, prepared.chunks, matrix, indexed_at_ns=prepared.read_at_ns)
         report.reindexed += 1
         log.info("indexed %s (%d chunks)", one_line(prepared.found.path), len(prepared.chunks))
+
+
+def content_hash(data: bytes) -> str:
+    """The hash stored for a file's bytes (``files.hash``)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 class _TooLarge(Exception):

@@ -1,0 +1,181 @@
+"""``memdex check``: is the index sound, and does it match the Markdown?
+
+Findings are "corrupt" (the database or its tables disagree with themselves:
+rebuild) or "drift" (the index is behind the files or built with another
+model: a sync fixes it). Reads only; repairing is the caller's choice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .chunk import embedded_text, text_hash
+from .config import CHUNKER_VERSION, Settings
+from .db import DAMAGE_ERRORS
+from .discover import scan
+from .parse import NotText, decode
+from .store import EmbeddingCache, Store
+from .sync import content_hash, one_line
+
+HEALTHY, DRIFT, CORRUPT = 0, 1, 2
+STATES = {HEALTHY: "healthy", DRIFT: "drift", CORRUPT: "corrupt"}
+SHOWN_PER_PROBLEM = 3  # example paths named in one finding
+
+
+@dataclass
+class CheckReport:
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (DRIFT or CORRUPT, message)
+    files: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return max((level for level, _ in self.problems), default=HEALTHY)
+
+    @property
+    def state(self) -> str:
+        return STATES[self.exit_code]
+
+    def add(self, level: int, message: str) -> None:
+        self.problems.append((level, one_line(message)))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "exit_code": self.exit_code,
+            "problems": [{"kind": STATES[level], "message": message} for level, message in self.problems],
+            "files": self.files,
+            "chunks": self.chunks,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def check_index(settings: Settings, store: Store, *, model_id: str) -> CheckReport:
+    """Run every check; SQLite errors that mean damage become "corrupt" findings."""
+    started = time.perf_counter()
+    report = CheckReport()
+    steps: list[Callable[[], None]] = [
+        lambda: _check_sqlite(store, report),
+        lambda: _check_rows(store, report),
+        lambda: _check_chunk_texts(store, report),
+        lambda: _check_vectors(settings, store, report),
+        lambda: _check_configuration(store, report, model_id=model_id),
+        lambda: _check_files(settings, store, report),
+    ]
+    for step in steps:
+        try:
+            step()
+        except DAMAGE_ERRORS as exc:
+            report.add(CORRUPT, f"SQLite reports damage: {exc}")
+        if report.exit_code == CORRUPT:
+            break  # later checks would only repeat it, or trip over it
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _check_sqlite(store: Store, report: CheckReport) -> None:
+    rows = [row[0] for row in store.connection.execute("PRAGMA integrity_check(20)")]
+    if rows != ["ok"]:
+        report.add(CORRUPT, f"SQLite integrity check failed: {'; '.join(rows[:SHOWN_PER_PROBLEM])}")
+        return
+    try:
+        store.connection.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+    except DAMAGE_ERRORS:
+        report.add(CORRUPT, "the full-text index does not match its rows (FTS5 integrity check)")
+
+
+def _check_rows(store: Store, report: CheckReport) -> None:
+    counts = store.consistency_counts()
+    report.files, report.chunks = counts.pop("files"), counts.pop("chunks")
+    for what, count in counts.items():
+        if count:
+            report.add(CORRUPT, f"{count} {what}")
+
+
+def _check_chunk_texts(store: Store, report: CheckReport) -> None:
+    bad = [
+        f"{path}:{start}"
+        for path, start, heading, text, digest in store.chunk_texts()
+        if text_hash(embedded_text(heading, text)) != digest
+    ]
+    if bad:
+        report.add(CORRUPT, f"{len(bad)} chunks whose text does not match its hash ({_examples(bad)})")
+
+
+def _check_vectors(settings: Settings, store: Store, report: CheckReport) -> None:
+    """Each stored vector must equal the cached embedding of its chunk's text."""
+    meta = store.meta()
+    if not store.vec_enabled or store.vec_dimensions() is None or meta.get("vec_stale") == "1":
+        return
+    if "model" not in meta or not settings.cache_path.exists():
+        return
+    cache = EmbeddingCache(settings.cache_path, model_id=meta["model"], dimensions=int(meta["dimensions"]))
+    try:
+        stored = store.vectors_by_chunk()
+        hashes = store.chunk_hashes()
+        cached = cache.get_many(digest for _, digest in hashes)
+    finally:
+        cache.close()
+    bad = [
+        chunk_id
+        for chunk_id, digest in hashes
+        if digest in cached and chunk_id in stored and cached[digest].tobytes() != stored[chunk_id]
+    ]
+    if bad:
+        report.add(CORRUPT, f"{len(bad)} stored vectors differ from the embedding of their chunk's text")
+
+
+def _check_configuration(store: Store, report: CheckReport, *, model_id: str) -> None:
+    meta = store.meta()
+    if "model" not in meta:
+        if report.files:
+            report.add(CORRUPT, "the index has files but no model recorded")
+        return
+    if meta["model"] != model_id or meta.get("chunker_version") != str(CHUNKER_VERSION):
+        report.add(
+            DRIFT,
+            f"built with model {meta['model']} (chunker {meta.get('chunker_version')}); "
+            f"configured: {model_id} (chunker {CHUNKER_VERSION})",
+        )
+
+
+def _check_files(settings: Settings, store: Store, report: CheckReport) -> None:
+    """Every indexed file is on disk with the same bytes; every indexable file is indexed."""
+    found, _ = scan(settings.root, index_dir=settings.index_dir)
+    indexed = store.file_states()
+    on_disk = {item.path for item in found}
+    gone = sorted(set(indexed) - on_disk)
+    changed, missing = [], []
+    for item in found:
+        data = _read_indexable(settings, item.path)
+        if item.path in indexed:
+            if data is None or content_hash(data) != indexed[item.path].hash:
+                changed.append(item.path)
+        elif data is not None:
+            missing.append(item.path)
+    for paths, what in ((gone, "indexed files no longer on disk"), (changed, "files changed since indexed"),
+                        (missing, "memory files not in the index")):  # fmt: skip
+        if paths:
+            report.add(DRIFT, f"{len(paths)} {what} ({_examples(paths)})")
+
+
+def _read_indexable(settings: Settings, rel: str) -> bytes | None:
+    """The file's bytes when a sync would index it; None for what it skips by design."""
+    try:
+        path = settings.root / rel
+        if path.stat().st_size > settings.max_file_bytes:
+            return None
+        data = path.read_bytes()
+        decode(data)
+    except (OSError, NotText):
+        return None
+    return data
+
+
+def _examples(paths: list[str]) -> str:
+    shown = ", ".join(paths[:SHOWN_PER_PROBLEM])
+    return shown + (f" and {len(paths) - SHOWN_PER_PROBLEM} more" if len(paths) > SHOWN_PER_PROBLEM else "")
