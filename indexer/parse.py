@@ -23,7 +23,8 @@ BLOCK_OPENERS = {
 }  # fmt: skip
 LIST_OPENERS = {"bullet_list_open", "ordered_list_open"}
 
-_markdown = MarkdownIt("commonmark").enable("table")
+# Only block structure and line maps are used: inline parsing is skipped.
+_markdown = MarkdownIt("commonmark").enable("table").disable(["inline", "text_join"])
 
 
 class NotText(ValueError):

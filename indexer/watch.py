@@ -194,6 +194,7 @@ class Watcher:
         try:
             self._write_status()
             self._sync(None)  # catch up with edits made while no watcher ran
+            self._warm_up()
             self.ready.set()
             next_reconcile = time.monotonic() + self.options.reconcile
             while not self.stop_requested.is_set():
@@ -234,6 +235,13 @@ class Watcher:
         self._last_sync = time.time()
         self.syncs += 1
         self._write_status()
+
+    def _warm_up(self) -> None:
+        """One tiny embedding, so the first real edit does not pay the model's first-call cost."""
+        try:
+            self.index.embedder.embed(["memdex watcher warm-up"])
+        except Exception as exc:  # noqa: BLE001 - a broken model shows up again at the first sync
+            log.warning("embedding model warm-up failed: %s", one_line(str(exc)))
 
     def _retry_later(self, paths: list[str]) -> None:
         # Not immediately: a failure that repeats (disk full...) should not spin.
