@@ -28,6 +28,7 @@ class MemoryFile:
     date: str | None
     size: int
     mtime_ns: int
+    target: str | None = None  # for a symlink: the root-relative path it leads to
 
 
 def classify(rel_path: str) -> tuple[str, str | None]:
@@ -155,7 +156,7 @@ def _add_symlinked(root: Path, link: Path, found: list[MemoryFile], warnings: li
         return
     stat = target.stat()
     kind, day = classify(rel)
-    found.append(MemoryFile(rel, kind, day, stat.st_size, stat.st_mtime_ns))
+    found.append(MemoryFile(rel, kind, day, stat.st_size, stat.st_mtime_ns, target.relative_to(root).as_posix()))
 
 
 def _storable(rel: str, warnings: list[str]) -> bool:

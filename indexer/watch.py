@@ -42,6 +42,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from .config import Settings
+from .discover import scan, scan_paths
 from .sync import one_line
 from .watch_state import STATUS_FILE_NAME, StatusFile
 
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 DEBOUNCE_SECONDS = 0.2
 MAX_WAIT_SECONDS = 2.0
 RECONCILE_SECONDS = 300.0
+RETRY_SECONDS = 30.0
 
 # Opened / closed-without-write events are left out: our own reads would
 # otherwise wake the watcher after every sync. Directory "modified" events
@@ -120,6 +122,37 @@ class PendingPaths:
         return min(last + self.debounce, first + self.max_wait)
 
 
+class SymlinkMap:
+    """Which memory files are symlinks to which others: the OS reports an edit
+    under the target's path only, yet the link's rows must follow it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._links: dict[str, str] = {}  # link path -> target path
+
+    def refresh(self) -> None:
+        found, _ = scan(self.settings.root, index_dir=self.settings.index_dir)
+        self._links = {item.path: item.target for item in found if item.target is not None}
+
+    def update(self, paths: list[str]) -> None:
+        """Notice links created or removed since the last full scan."""
+        found, _ = scan_paths(self.settings.root, paths, index_dir=self.settings.index_dir)
+        present = {item.path: item.target for item in found}
+        for path in paths:
+            for link in [link for link in self._links if link == path or link.startswith(path + "/")]:
+                if present.get(link) is None:
+                    del self._links[link]
+        self._links.update((path, target) for path, target in present.items() if target is not None)
+
+    def leading_to(self, paths: list[str]) -> list[str]:
+        """Links whose target is one of ``paths`` or lies below one of them."""
+        return sorted(
+            link
+            for link, target in self._links.items()
+            if any(target == path or target.startswith(path + "/") for path in paths)
+        )
+
+
 def relevant_path(root: Path, index_dir: Path, event_path: str, *, is_directory: bool) -> str | None:
     """The root-relative path an event is about, or None when it cannot matter.
 
@@ -184,6 +217,7 @@ class Watcher:
         self.observer_kind = "polling" if options.polling else "native"
         self._observer_factory = observer_factory
         self._status = StatusFile(self.settings.index_dir / STATUS_FILE_NAME)
+        self._links = SymlinkMap(self.settings)
         self._started_at = time.time()
         self._last_sync: float | None = None
         self.syncs = 0  # completed targeted or full syncs, for callers that wait on progress
@@ -193,17 +227,17 @@ class Watcher:
         observer = self._start_observer()
         try:
             self._write_status()
-            self._sync(None)  # catch up with edits made while no watcher ran
+            synced = self._sync(None)  # catch up with edits made while no watcher ran
             self._warm_up()
             self.ready.set()
-            next_reconcile = time.monotonic() + self.options.reconcile
+            next_reconcile = time.monotonic() + self._reconcile_delay(synced)
             while not self.stop_requested.is_set():
                 self.pending.wait(max(0.0, min(1.0, next_reconcile - time.monotonic())))
                 if self.stop_requested.is_set():
                     break
                 if time.monotonic() >= next_reconcile:
-                    self._sync(None)
-                    next_reconcile = time.monotonic() + self.options.reconcile
+                    synced = self._sync(None)
+                    next_reconcile = time.monotonic() + self._reconcile_delay(synced)
                     continue
                 due = self.pending.take_due()
                 if due:
@@ -217,13 +251,24 @@ class Watcher:
         self.stop_requested.set()
         self.pending.wake()
 
-    def _sync(self, paths: list[str] | None) -> None:
-        """One sync; any error is logged and the watcher carries on."""
+    def _reconcile_delay(self, last_full_sync_worked: bool) -> float:
+        # A failed full sync (say, the model could not load yet) is retried soon.
+        return self.options.reconcile if last_full_sync_worked else min(self.options.reconcile, RETRY_SECONDS)
+
+    def _sync(self, paths: list[str] | None) -> bool:
+        """One sync; any error is logged and the watcher carries on. True if it worked."""
         scope = "all files" if paths is None else ", ".join(one_line(p) for p in paths[:5])
         if paths is not None and len(paths) > 5:
             scope += f" and {len(paths) - 5} more"
+        worked = False
         try:
-            report = self.index.sync(paths=paths)
+            if paths is None:
+                report = self.index.sync()
+                self._links.refresh()
+            else:
+                self._links.update(paths)
+                report = self.index.sync(paths=paths + self._links.leading_to(paths))
+            worked = True
         except Exception as exc:  # noqa: BLE001 - keep watching; the next event or reconcile retries
             log.warning("sync of %s failed: %s", scope, one_line(str(exc)) or type(exc).__name__)
             log.debug("sync failure", exc_info=True)
@@ -235,6 +280,7 @@ class Watcher:
         self._last_sync = time.time()
         self.syncs += 1
         self._write_status()
+        return worked
 
     def _warm_up(self) -> None:
         """One tiny embedding, so the first real edit does not pay the model's first-call cost."""
