@@ -52,6 +52,7 @@ class MemoryIndex:
         self.writable = writable
         self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
         self.recovered_from: str | None = None  # why the index was rebuilt when opened, if it was
+        self._identity = _file_identity(settings.index_path)  # to notice another process replacing it
         self._embedder = embedder
         self._cache: EmbeddingCache | None = None
         self._numpy_vectors: NumpyVectors | None = None
@@ -75,9 +76,12 @@ class MemoryIndex:
         return self._cache
 
     # -- operations -----------------------------------------------------------
-    def sync(self, *, progress: Progress | None = None, paths: Iterable[str] | None = None) -> SyncReport:
+    def sync(
+        self, *, progress: Progress | None = None, paths: Iterable[str] | None = None, rehash: bool = False
+    ) -> SyncReport:
         """Bring the index up to date with all memory files, or only ``paths``
-        (root-relative files or folders).
+        (root-relative files or folders). ``rehash`` reads and hashes every
+        file even when its stat is unchanged.
 
         A changed model or chunker means every chunk is embedded again: that
         happens as a rebuild beside the index, so searches keep working on the
@@ -93,8 +97,12 @@ class MemoryIndex:
                 report.full_reembed_reason = reason
                 report.warnings.insert(0, message)
                 return report
-            report = sync(self.settings, self.store, self.cache, self.embedder, progress=progress, paths=paths)
-        except db.DAMAGE_ERRORS as exc:
+            report = sync(
+                self.settings, self.store, self.cache, self.embedder, progress=progress, paths=paths, rehash=rehash
+            )
+        except Exception as exc:
+            if not db.is_damage(exc):
+                raise
             return self._recover(exc, progress=progress)
         self._numpy_vectors = None
         return report
@@ -105,8 +113,10 @@ class MemoryIndex:
         built, report = rebuild.build_beside(self.settings, self.cache, self.embedder, progress=progress)
         try:
             db.copy_into(self.store.connection, built.connection)
-        except db.DAMAGE_ERRORS as exc:
+        except Exception as exc:
             rebuild.discard(built, self.settings.index_path)
+            if not db.is_damage(exc):
+                raise
             return self._recover(exc, progress=progress)
         rebuild.discard(built, self.settings.index_path)
         self.store = Store(self.store.connection, vec_enabled=built.vec_loaded and self.store.vec_enabled)
@@ -127,7 +137,9 @@ class MemoryIndex:
                 query_vector = self.embedder.embed([query])[0]
                 vectors = self._vector_source()
             return run_search(self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors)
-        except db.DAMAGE_ERRORS as exc:
+        except Exception as exc:
+            if not db.is_damage(exc):
+                raise
             self._recover(exc)
             return self.search(query, mode=mode, limit=limit)
 
@@ -177,11 +189,16 @@ class MemoryIndex:
         if self.writable:
             report = _replace_damaged(self.settings, reason, self.embedder, cache=self.cache, progress=progress)
         else:
-            with _lock_for_recovery(self.settings, reason):
-                report = _replace_damaged(self.settings, reason, self.embedder, cache=self.cache, progress=progress)
+            with _lock_for_recovery(self.settings, reason, seen=self._identity) as still_damaged:
+                report = (
+                    _replace_damaged(self.settings, reason, self.embedder, cache=self.cache, progress=progress)
+                    if still_damaged
+                    else SyncReport()  # another process has just rebuilt it
+                )
         connect = db.connect if self.writable else db.connect_reader
         opened = connect(self.settings.index_path, load_vec=self.settings.use_sqlite_vec)
         self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
+        self._identity = _file_identity(self.settings.index_path)
         self.recovered_from = reason
         self._numpy_vectors = None
         return report
@@ -281,6 +298,7 @@ def open_index(
 def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover: bool) -> MemoryIndex:
     connect = db.connect if write else db.connect_reader
     recovered_from = None
+    seen = _file_identity(settings.index_path)
     try:
         opened = connect(settings.index_path, load_vec=settings.use_sqlite_vec)
     except UnusableIndex as exc:
@@ -290,8 +308,9 @@ def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover
         if write:
             _replace_damaged(settings, recovered_from, embedder)
         else:
-            with _lock_for_recovery(settings, recovered_from):
-                _replace_damaged(settings, recovered_from, embedder)
+            with _lock_for_recovery(settings, recovered_from, seen=seen) as still_damaged:
+                if still_damaged:
+                    _replace_damaged(settings, recovered_from, embedder)
         opened = connect(settings.index_path, load_vec=settings.use_sqlite_vec)
     if opened.vec_warning:
         log.warning("%s", opened.vec_warning)
@@ -326,8 +345,12 @@ def _replace_damaged(
 
 
 @contextmanager
-def _lock_for_recovery(settings: Settings, reason: str) -> Iterator[None]:
-    """A reader found the index unusable: repair it if no writer is running."""
+def _lock_for_recovery(settings: Settings, reason: str, *, seen: tuple[int, int] | None) -> Iterator[bool]:
+    """A reader found the index unusable: take the writer lock to repair it.
+
+    Yields whether the repair is still needed: False when the index file is no
+    longer the one found damaged (another process has repaired it meanwhile).
+    """
     try:
         lock = _acquire_lock(settings.lock_path)
     except LockedError as exc:
@@ -336,9 +359,17 @@ def _lock_for_recovery(settings: Settings, reason: str) -> Iterator[None]:
         ) from None
     try:
         rebuild.remove_leftovers(settings.index_path)
-        yield
+        yield _file_identity(settings.index_path) == seen
     finally:
         lock.close()
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _acquire_lock(path: Path) -> IO[str]:

@@ -14,11 +14,11 @@ from typing import Any
 
 from .chunk import embedded_text, text_hash
 from .config import CHUNKER_VERSION, Settings
-from .db import DAMAGE_ERRORS
-from .discover import scan
-from .parse import NotText, decode
+from .db import DAMAGE_ERRORS, is_damage
+from .discover import classify, scan
+from .parse import NotText, decode, read_frontmatter, split_lines
 from .store import EmbeddingCache, Store
-from .sync import content_hash, one_line
+from .sync import content_hash, file_title, one_line
 
 HEALTHY, DRIFT, CORRUPT = 0, 1, 2
 STATES = {HEALTHY: "healthy", DRIFT: "drift", CORRUPT: "corrupt"}
@@ -69,7 +69,9 @@ def check_index(settings: Settings, store: Store, *, model_id: str) -> CheckRepo
     for step in steps:
         try:
             step()
-        except DAMAGE_ERRORS as exc:
+        except Exception as exc:
+            if not is_damage(exc):
+                raise
             report.add(CORRUPT, f"SQLite reports damage: {exc}")
         if report.exit_code == CORRUPT:
             break  # later checks would only repeat it, or trip over it
@@ -147,20 +149,54 @@ def _check_files(settings: Settings, store: Store, report: CheckReport) -> None:
     """Every indexed file is on disk with the same bytes; every indexable file is indexed."""
     found, _ = scan(settings.root, index_dir=settings.index_dir)
     indexed = store.file_states()
+    descriptions = store.file_descriptions()
+    chunks = store.chunks_with_fts()
     on_disk = {item.path for item in found}
     gone = sorted(set(indexed) - on_disk)
-    changed, missing = [], []
+    changed, missing, wrong = [], [], []
     for item in found:
         data = _read_indexable(settings, item.path)
         if item.path in indexed:
             if data is None or content_hash(data) != indexed[item.path].hash:
                 changed.append(item.path)
+            elif not _rows_match(item.path, data, descriptions[item.path], chunks.get(item.path, [])):
+                wrong.append(item.path)
         elif data is not None:
             missing.append(item.path)
+    if wrong:
+        report.add(CORRUPT, f"{len(wrong)} files whose rows do not match their Markdown ({_examples(wrong)})")
     for paths, what in ((gone, "indexed files no longer on disk"), (changed, "files changed since indexed"),
                         (missing, "memory files not in the index")):  # fmt: skip
         if paths:
             report.add(DRIFT, f"{len(paths)} {what} ({_examples(paths)})")
+
+
+def _rows_match(
+    path: str,
+    data: bytes,
+    description: tuple[str, str | None, dict[str, Any]],
+    chunks: list[tuple[int, int, str, str, tuple[str, str, str]]],
+) -> bool:
+    """The rows of a file whose hash matches say what its Markdown says: kind,
+    date and frontmatter; chunk texts equal to their line ranges, with their
+    full-text copies; every non-blank body line in exactly one chunk."""
+    text, _ = decode(data)
+    lines = split_lines(text)
+    frontmatter, body_start, _ = read_frontmatter(lines)
+    kind, day = classify(path)
+    if description != (kind, day, frontmatter):
+        return False
+    title = file_title(path, day, frontmatter)
+    covered = 0  # last line covered so far
+    for start, end, heading, chunk_text, fts in chunks:
+        if start <= covered or start < body_start or end > len(lines) or end < start:
+            return False
+        if chunk_text != "\n".join(lines[start - 1 : end]) or fts != (chunk_text, heading, title):
+            return False
+        if any(line.strip() for line in lines[covered:start - 1][max(0, body_start - 1 - covered):]):
+            return False  # a non-blank line between chunks belongs to none
+        covered = end
+    return not any(line.strip() for line in lines[max(covered, body_start - 1):])
 
 
 def _read_indexable(settings: Settings, rel: str) -> bytes | None:

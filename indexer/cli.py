@@ -23,7 +23,7 @@ from .api import open_index, read_target
 from .config import Settings, make_settings
 from .check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
 from .embed import resolve_model
-from .errors import IndexerError, PathError, UnusableIndex
+from .errors import IndexerError, PathError, SchemaError, UnusableIndex
 from .search import MODES
 from .sync import SyncReport
 from .service import launchd_plist, systemd_unit, watch_command
@@ -143,7 +143,7 @@ def check(obj: _Context, repair: bool, as_json: bool) -> None:
         with open_index(settings, write=True) as memory:  # recovers an unusable file on opening
             if found.exit_code == CORRUPT and not memory.recovered_from:
                 memory.replace_damaged("check found it corrupt")
-            memory.sync()
+            memory.sync(rehash=True)  # drift can hide behind an unchanged size and mtime
         after = _check(settings)
         result = {**result, "repaired": True, "after": after.as_dict()}
         exit_code = after.exit_code
@@ -174,6 +174,10 @@ def _check(settings: Settings) -> CheckReport:
     except UnusableIndex as exc:
         report = CheckReport()
         report.add(CORRUPT, str(exc))
+        return report
+    except SchemaError as exc:  # an older or empty schema: a writer upgrades it
+        report = CheckReport()
+        report.add(DRIFT, str(exc))
         return report
 
 

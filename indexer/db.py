@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5_000
 # What SQLite raises for a damaged file, at open or in the middle of a run.
 DAMAGE_ERRORS: tuple[type[Exception], ...] = (apsw.CorruptError, apsw.NotADBError)
+# sqlite-vec reports a damaged vec0 table as a plain SQL error with these words.
+VEC_DAMAGE = re.compile(r"(?i)vector blob|shadow table|sqlite-vec error|chunk position|could not (find|fetch|extract)")
 # Quarantined damaged files kept beside the index (the newest ones).
 KEEP_QUARANTINED = 3
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -63,6 +66,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         + """'
         );
         CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');
+        """,
+    ),
+    (
+        "record each file's ctime and inode, so a rename over it or a restored mtime is noticed",
+        """
+        ALTER TABLE files ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE files ADD COLUMN inode INTEGER NOT NULL DEFAULT 0;
         """,
     ),
 ]
@@ -138,6 +148,13 @@ def connect_cache(path: Path) -> apsw.Connection:
     return connection
 
 
+def is_damage(exc: BaseException) -> bool:
+    """SQLite's corruption errors, and sqlite-vec's errors for its damaged tables."""
+    if isinstance(exc, DAMAGE_ERRORS):
+        return True
+    return isinstance(exc, apsw.SQLError) and VEC_DAMAGE.search(str(exc)) is not None
+
+
 def quarantine(path: Path, *, keep: int = KEEP_QUARANTINED) -> Path:
     """Move a damaged database (and its WAL) aside as ``<name>.corrupt-<timestamp>``.
 
@@ -151,6 +168,7 @@ def quarantine(path: Path, *, keep: int = KEEP_QUARANTINED) -> Path:
         target = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
     if path.exists():
         os.replace(path, target)
+        os.utime(target)  # its mtime now says when it was moved aside: the newest are kept
     wal = Path(f"{path}-wal")
     if wal.exists():
         os.replace(wal, Path(f"{target}-wal"))

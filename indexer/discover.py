@@ -20,6 +20,20 @@ DAILY_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.md$")
 
 
 @dataclass(frozen=True)
+class FileStamp:
+    """What the stat check compares: a file whose stamp is unchanged is not read."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int  # changes on any write, a rename over the file or utime: an mtime can be restored
+    inode: int
+
+    @classmethod
+    def of(cls, stat: os.stat_result) -> FileStamp:
+        return cls(stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+
+
+@dataclass(frozen=True)
 class MemoryFile:
     """A memory file found on disk: its root-relative POSIX path and stat."""
 
@@ -28,7 +42,13 @@ class MemoryFile:
     date: str | None
     size: int
     mtime_ns: int
+    ctime_ns: int
+    inode: int
     target: str | None = None  # for a symlink: the root-relative path it leads to
+
+    @property
+    def stamp(self) -> FileStamp:
+        return FileStamp(self.size, self.mtime_ns, self.ctime_ns, self.inode)
 
 
 def classify(rel_path: str) -> tuple[str, str | None]:
@@ -96,8 +116,7 @@ def scan(
             rel = Path(entry.path).relative_to(root).as_posix()
             if not _storable(rel, warnings):
                 continue
-            kind, day = classify(rel)
-            found.append(MemoryFile(rel, kind, day, stat.st_size, stat.st_mtime_ns))
+            found.append(_memory_file(rel, stat))
     found.sort(key=lambda f: f.path)
     return found, warnings
 
@@ -135,8 +154,7 @@ def scan_paths(
                 _add_symlinked(root, path, linked, warnings)
                 found.update((item.path, item) for item in linked)
             elif S_ISREG(stat.st_mode) and _storable(rel, warnings):
-                kind, day = classify(rel)
-                found[rel] = MemoryFile(rel, kind, day, stat.st_size, stat.st_mtime_ns)
+                found[rel] = _memory_file(rel, stat)
     return sorted(found.values(), key=lambda f: f.path), warnings
 
 
@@ -155,8 +173,12 @@ def _add_symlinked(root: Path, link: Path, found: list[MemoryFile], warnings: li
     if not target.is_file():
         return
     stat = target.stat()
+    found.append(_memory_file(rel, stat, target=target.relative_to(root).as_posix()))
+
+
+def _memory_file(rel: str, stat: os.stat_result, *, target: str | None = None) -> MemoryFile:
     kind, day = classify(rel)
-    found.append(MemoryFile(rel, kind, day, stat.st_size, stat.st_mtime_ns, target.relative_to(root).as_posix()))
+    return MemoryFile(rel, kind, day, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, target)
 
 
 def _storable(rel: str, warnings: list[str]) -> bool:

@@ -19,6 +19,7 @@ import apsw
 import numpy as np
 
 from .chunk import Chunk
+from .discover import FileStamp
 from .db import DAMAGE_ERRORS, FTS_TOKENIZE, connect_cache, quarantine
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,14 @@ BM25_WEIGHTS = (1.0, 2.0, 1.0)
 class FileState:
     size: int
     mtime_ns: int
+    ctime_ns: int
+    inode: int
     hash: str
     indexed_at_ns: int
+
+    @property
+    def stamp(self) -> FileStamp:
+        return FileStamp(self.size, self.mtime_ns, self.ctime_ns, self.inode)
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class FileRecord:
     date: str | None
     size: int
     mtime_ns: int
+    ctime_ns: int
+    inode: int
     hash: str
     frontmatter: dict[str, Any]
     title: str  # searchable words naming the file (path words, date)
@@ -84,7 +93,7 @@ class Store:
     # -- files ------------------------------------------------------------
     def file_states(self, under: Iterable[str] | None = None) -> dict[str, FileState]:
         """Indexed files: all of them, or those that are or lie below the given paths."""
-        select = "SELECT path, size, mtime_ns, hash, indexed_at_ns FROM files"
+        select = "SELECT path, size, mtime_ns, ctime_ns, inode, hash, indexed_at_ns FROM files"
         if under is None:
             rows: Iterable[tuple[Any, ...]] = self.connection.execute(select)
         else:
@@ -97,13 +106,14 @@ class Store:
                     (prefix, prefix + "/", prefix + "0"),
                 )
             ]
-        return {path: FileState(size, mtime, digest, at) for path, size, mtime, digest, at in rows}
+        return {path: FileState(*state) for path, *state in rows}
 
-    def touch_file(self, path: str, *, size: int, mtime_ns: int, indexed_at_ns: int) -> None:
+    def touch_file(self, path: str, stamp: FileStamp, *, indexed_at_ns: int) -> None:
+        """Record a new stat for a file whose content is unchanged."""
         with self.connection:
             self.connection.execute(
-                "UPDATE files SET size = ?, mtime_ns = ?, indexed_at_ns = ? WHERE path = ?",
-                (size, mtime_ns, indexed_at_ns, path),
+                "UPDATE files SET size = ?, mtime_ns = ?, ctime_ns = ?, inode = ?, indexed_at_ns = ? WHERE path = ?",
+                (stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode, indexed_at_ns, path),
             )
 
     def replace_file(
@@ -118,11 +128,11 @@ class Store:
         with self.connection:
             self._delete_rows(record.path)
             self.connection.execute(
-                "INSERT INTO files(path, kind, date, size, mtime_ns, hash, frontmatter, indexed_at_ns) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO files(path, kind, date, size, mtime_ns, ctime_ns, inode, hash, frontmatter, "
+                "indexed_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.path, record.kind, record.date, record.size, record.mtime_ns,
-                    record.hash, json.dumps(record.frontmatter, default=str, ensure_ascii=False),
+                    record.ctime_ns, record.inode, record.hash, json.dumps(record.frontmatter, default=str, ensure_ascii=False),
                     indexed_at_ns,
                 ),
             )  # fmt: skip
@@ -273,6 +283,22 @@ class Store:
     def chunk_texts(self) -> Iterator[tuple[str, int, str, str, str]]:
         """(path, start_line, heading, text, hash) of every chunk."""
         yield from self.connection.execute("SELECT path, start_line, heading, text, hash FROM chunks")
+
+    def file_descriptions(self) -> dict[str, tuple[str, str | None, dict[str, Any]]]:
+        """path -> (kind, date, frontmatter) of every indexed file."""
+        rows = self.connection.execute("SELECT path, kind, date, frontmatter FROM files")
+        return {path: (kind, day, json.loads(front)) for path, kind, day, front in rows}
+
+    def chunks_with_fts(self) -> dict[str, list[tuple[int, int, str, str, tuple[str, str, str]]]]:
+        """path -> [(start, end, heading, text, (FTS text, FTS heading, FTS title))] in line order."""
+        rows = self.connection.execute(
+            "SELECT c.path, c.start_line, c.end_line, c.heading, c.text, f.text, f.heading, f.title "
+            "FROM chunks c JOIN chunks_fts f ON f.rowid = c.id ORDER BY c.path, c.start_line"
+        )
+        found: dict[str, list[tuple[int, int, str, str, tuple[str, str, str]]]] = {}
+        for path, start, end, heading, text, *fts in rows:
+            found.setdefault(path, []).append((start, end, heading, text, tuple(fts)))  # type: ignore[arg-type]
+        return found
 
     def vectors_by_chunk(self) -> dict[int, bytes]:
         return {chunk_id: bytes(blob) for chunk_id, blob in self.connection.execute("SELECT rowid, embedding FROM chunks_vec")}

@@ -22,7 +22,7 @@ import numpy as np
 
 from .chunk import Chunk, chunk_note
 from .config import CHUNKER_VERSION, Settings
-from .discover import MemoryFile, resolve_inside, scan, scan_paths
+from .discover import FileStamp, MemoryFile, resolve_inside, scan, scan_paths
 from .embed import Embedder
 from .errors import PathError
 from .parse import NotText, decode, parse_note, split_lines
@@ -71,7 +71,7 @@ class _Prepared:
     found: MemoryFile
     record: FileRecord
     chunks: list[Chunk]
-    read_stat: tuple[int, int]
+    read_stamp: FileStamp
     read_at_ns: int  # when the bytes were read: the racy-mtime rule compares against it
 
 
@@ -83,6 +83,7 @@ def sync(
     *,
     progress: Progress | None = None,
     paths: Iterable[str] | None = None,
+    rehash: bool = False,
 ) -> SyncReport:
     """Bring the index up to date with every memory file, or only with ``paths``
     (root-relative files or folders, e.g. from file events: a path that is gone
@@ -103,7 +104,7 @@ def sync(
     for message in scan_warnings:
         report.warn(message)
     report.files_seen = len(found)
-    to_read = [item for item in found if not _unchanged_by_stat(item, known.get(item.path))]
+    to_read = [item for item in found if rehash or not _unchanged_by_stat(item, known.get(item.path))]
     report.skipped_unchanged_stat = len(found) - len(to_read)
 
     pending: list[_Prepared] = []
@@ -185,8 +186,7 @@ def configuration_change(meta: dict[str, str], embedder: Embedder) -> str | None
 def _unchanged_by_stat(item: MemoryFile, state: FileState | None) -> bool:
     return (
         state is not None
-        and state.size == item.size
-        and state.mtime_ns == item.mtime_ns
+        and state.stamp == item.stamp
         and item.mtime_ns + RACY_WINDOW_NS < state.indexed_at_ns
     )
 
@@ -202,7 +202,7 @@ def _prepare(
     """Read, hash, parse and chunk one file; None when nothing is left to write."""
     read_at = time.time_ns()
     try:
-        data, size, mtime_ns = _read(settings.root / item.path, settings.max_file_bytes)
+        data, stamp = _read(settings.root / item.path, settings.max_file_bytes)
     except FileNotFoundError:
         _drop(store, item.path, state, report, None)  # vanished after the scan
         return None
@@ -211,7 +211,7 @@ def _prepare(
         return None
     digest = content_hash(data)
     if state is not None and state.hash == digest:
-        store.touch_file(item.path, size=size, mtime_ns=mtime_ns, indexed_at_ns=read_at)
+        store.touch_file(item.path, stamp, indexed_at_ns=read_at)
         report.unchanged_hash += 1
         return None
     try:
@@ -229,10 +229,10 @@ def _prepare(
                 "window; its vector covers the start of the line, keyword search all of it"
             )
     record = FileRecord(
-        path=item.path, kind=item.kind, date=item.date, size=size, mtime_ns=mtime_ns,
-        hash=digest, frontmatter=note.frontmatter, title=file_title(item.path, item.date, note.frontmatter),
+        path=item.path, kind=item.kind, date=item.date, size=stamp.size, mtime_ns=stamp.mtime_ns,
+        ctime_ns=stamp.ctime_ns, inode=stamp.inode, hash=digest, frontmatter=note.frontmatter, title=file_title(item.path, item.date, note.frontmatter),
     )  # fmt: skip
-    return _Prepared(item, record, chunks, (size, mtime_ns), read_at)
+    return _Prepared(item, record, chunks, stamp, read_at)
 
 
 def _embed_and_write(
@@ -257,7 +257,7 @@ def _embed_and_write(
         report.chunks_embedded += len(missing)
     for prepared in pending:
         path = settings.root / prepared.found.path
-        if _current_stat(path) != prepared.read_stat:
+        if _current_stamp(path) != prepared.read_stamp:
             # Changed or deleted while we embedded: its rows would be stale.
             # The next sync (or the watcher's event) picks up the new content.
             report.warn(f"{prepared.found.path}: changed during sync; left for the next sync")
@@ -277,22 +277,21 @@ class _TooLarge(Exception):
     pass
 
 
-def _read(path: Path, limit: int) -> tuple[bytes, int, int]:
+def _read(path: Path, limit: int) -> tuple[bytes, FileStamp]:
     """Read a file and the stat of the very handle we read from."""
     with open(path, "rb") as handle:
         stat = os.fstat(handle.fileno())
         if stat.st_size > limit:
             raise _TooLarge(f"{stat.st_size / 2**20:.1f} MiB is over the {limit / 2**20:.1f} MiB limit")
         data = handle.read()
-    return data, stat.st_size, stat.st_mtime_ns
+    return data, FileStamp.of(stat)
 
 
-def _current_stat(path: Path) -> tuple[int, int] | None:
+def _current_stamp(path: Path) -> FileStamp | None:
     try:
-        stat = path.stat()
+        return FileStamp.of(path.stat())
     except OSError:
         return None
-    return stat.st_size, stat.st_mtime_ns
 
 
 def _drop(store: Store, path: str, state: FileState | None, report: SyncReport, message: str | None) -> None:

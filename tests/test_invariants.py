@@ -327,11 +327,6 @@ def test_a_hand_written_sequence_through_the_same_machinery() -> None:
         assert_equals_fresh_rebuild(root, fresh_db)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sync trusts (size, mtime) alone; a file replaced by renaming another file with the "
-    "same size and mtime over it keeps the replaced file's rows (inode/ctime are not compared)",
-)
 def test_rename_over_a_file_with_the_same_size_and_mtime_is_reindexed(tmp_path: Path) -> None:
     """`mv draft.md final.md` where both files have the same size and mtime (files
     written in the same clock tick, unpacked from an archive, copied with their

@@ -929,12 +929,6 @@ def test_deleting_the_wal_of_a_killed_writer_is_drift_that_index_repairs(runner,
 # -- bugs found while writing these tests ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sqlite-vec reports a damaged page of its shadow tables as apsw.SQLError "
-    "('could not open vector blob'), which is not in db.DAMAGE_ERRORS: `memdex index` dies with a "
-    "traceback instead of moving the index aside",
-)
 def test_damaged_vector_table_page_is_recovered_by_the_next_index(runner, memory, fake_model, settings) -> None:
     """One page of the vector table damaged, a file edited: `memdex index` must
     recover (one warning, file moved aside) like it does for any other page."""
@@ -948,12 +942,6 @@ def test_damaged_vector_table_page_is_recovered_by_the_next_index(runner, memory
     assert current(settings) == fresh_rebuild(memory)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: cli._check only catches UnusableIndex; an index file without the schema (empty, or a "
-    "first index whose -wal was lost after a crash) makes `check` and `check --repair` fail with "
-    "'has schema 0; run memdex index' instead of reporting drift and repairing",
-)
 def test_check_repair_fixes_an_index_file_without_schema(runner, memory, fake_model, settings) -> None:
     """An empty index.db (what is left of a first index killed before any
     checkpoint once its -wal is gone): check reports it, --repair fixes it."""
@@ -964,11 +952,6 @@ def test_check_repair_fixes_an_index_file_without_schema(runner, memory, fake_mo
     assert current(settings) == fresh_rebuild(memory)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: check --repair runs a normal sync, which skips files whose size and mtime match the "
-    "index without reading them; drift that check finds by hashing (same size, mtime kept) stays",
-)
 def test_check_repair_fixes_drift_that_keeps_size_and_mtime(runner, memory, fake_model, settings) -> None:
     """A same-size edit that keeps the file's mtime (cp -p, touch -r, sync tools):
     check finds it by its hash, so --repair must bring the index up to date."""
@@ -1000,12 +983,6 @@ CHECK_GAPS = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: check compares rows with each other only by counts and chunk text hashes, never with "
-    "the Markdown's chunking or the FTS content: these index states answer searches wrongly, yet "
-    "check says healthy",
-)
 @pytest.mark.parametrize("statement", CHECK_GAPS)
 def test_check_finds_rows_that_do_not_match_the_markdown(runner, memory, fake_model, settings, statement) -> None:
     """An index whose rows no longer say what the Markdown says is not healthy."""
@@ -1016,12 +993,6 @@ def test_check_finds_rows_that_do_not_match_the_markdown(runner, memory, fake_mo
     assert code != 0, found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _lock_for_recovery does not look at the index again once it holds the lock: a reader "
-    "that found the index damaged quarantines and rebuilds the good index another reader has just "
-    "rebuilt",
-)
 def test_two_readers_finding_the_same_damage_rebuild_it_once(memory, settings, monkeypatch) -> None:
     """Two searches hit the same damaged index; the first repairs it before the
     second takes the lock: the second must use the repaired index, not move a
@@ -1032,13 +1003,13 @@ def test_two_readers_finding_the_same_damage_rebuild_it_once(memory, settings, m
     raced: list[bool] = []
 
     @contextmanager
-    def other_reader_first(settings: Settings, reason: str) -> Iterator[None]:
+    def other_reader_first(settings: Settings, reason: str, **kwargs: Any) -> Iterator[bool]:
         if not raced:
             raced.append(True)
             with open_index(settings, embedder=model()) as other:  # repairs it and answers
                 assert other.search("staking", mode="keyword")
-        with real_lock(settings, reason):
-            yield
+        with real_lock(settings, reason, **kwargs) as still_damaged:
+            yield still_damaged
 
     monkeypatch.setattr(indexer.api, "_lock_for_recovery", other_reader_first)
     with open_index(settings, embedder=model()) as index:
@@ -1047,12 +1018,6 @@ def test_two_readers_finding_the_same_damage_rebuild_it_once(memory, settings, m
     assert [path.read_bytes()[:12] for path in quarantined(settings)] == [b"memdex test:"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: db.quarantine keeps the newest copies by file mtime, not by when they were moved "
-    "aside: a damaged index with an old mtime is deleted the moment it is quarantined, although "
-    "the warning names it as kept",
-)
 def test_the_index_just_moved_aside_is_kept(memory, settings) -> None:
     """Three damaged indexes already kept; a fourth one, whose mtime is old (say
     restored from a backup), is damaged: the warning names it, so it is kept."""
