@@ -648,11 +648,9 @@ def test_flipped_bytes_are_found_by_check_or_harmless(runner, memory, fake_model
     (seeded): check exits 2 and --repair rebuilds, or (the flips hit free space
     or values nothing reads) check exits 0/1 and the index still equals a
     fresh rebuild after at most a --repair. The Markdown is never touched.
-
-    With more trials (MEMDEX_FLIP_TRIALS=20) trial 15 flips ' ' to '(' in the
-    full-text copy of a chunk: the tokens stay the same, check says healthy
-    and the index differs from a rebuild -- the check gap that
-    test_check_finds_rows_that_do_not_match_the_markdown shows."""
+    (A flip inside a chunk's full-text copy that keeps its tokens is found by
+    comparing the rows with the Markdown; see
+    test_check_finds_rows_that_do_not_match_the_markdown.)"""
     ok_json(run(runner, "--root", memory, "index", "--json"))
     good = settings.index_path.read_bytes()
     assert len(good) > 8 * PAGE
