@@ -14,7 +14,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,24 +124,28 @@ class MemoryIndex:
         return report
 
     def search(self, query: str, *, mode: Mode = "hybrid", limit: int = 10) -> list[SearchResult]:
+        try:
+            return self._search(query, mode=mode, limit=limit)
+        except Exception as exc:
+            if not db.is_damage(exc):
+                raise
+            self._recover(exc)
+        return self._search(query, mode=mode, limit=limit)  # once: a second failure is raised
+
+    def _search(self, query: str, *, mode: Mode, limit: int) -> list[SearchResult]:
         if mode not in MODES:
             raise ConfigError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
         if limit < 1:
             raise ConfigError("--limit must be at least 1")
         # Command lines may carry bytes that are not UTF-8 (as lone surrogates).
         query = query.encode("utf-8", "replace").decode("utf-8")
-        try:
-            query_vector, vectors = None, None
-            if mode != "keyword" and self.store.meta().get("model"):
-                self._check_model()
-                query_vector = self.embedder.embed([query])[0]
-                vectors = self._vector_source()
+        query_vector = None
+        if mode != "keyword" and self.store.meta().get("model"):
+            self._check_model()
+            query_vector = self.embedder.embed([query])[0]
+        with self.store.connection:  # one read snapshot: ids found are the ids read back
+            vectors = self._vector_source() if query_vector is not None else None
             return run_search(self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors)
-        except Exception as exc:
-            if not db.is_damage(exc):
-                raise
-            self._recover(exc)
-            return self.search(query, mode=mode, limit=limit)
 
     def get(self, target: str) -> Lines:
         return read_target(self.settings.root, target)
@@ -182,25 +186,39 @@ class MemoryIndex:
         return self._recover(reason, progress=progress)
 
     def _recover(self, problem: BaseException | str, *, progress: Progress | None = None) -> SyncReport:
-        """SQLite found the index damaged in the middle of a run: move it aside,
-        rebuild it from the Markdown and carry on with the new one."""
+        """SQLite found the index damaged in the middle of a run: rebuild it from
+        the Markdown beside it, move the damaged file aside, carry on with the new one.
+        If the rebuild fails, the damaged file stays open and in place."""
         reason = one_line(str(problem)) or type(problem).__name__
-        self.store.connection.close()
-        if self.writable:
-            report = _replace_damaged(self.settings, reason, self.embedder, cache=self.cache, progress=progress)
-        else:
-            with _lock_for_recovery(self.settings, reason, seen=self._identity) as still_damaged:
-                report = (
-                    _replace_damaged(self.settings, reason, self.embedder, cache=self.cache, progress=progress)
-                    if still_damaged
-                    else SyncReport()  # another process has just rebuilt it
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            self.store.connection.close()
+            released = True
+
+        try:
+            if self.writable:
+                report = _replace_damaged(
+                    self.settings, reason, self.embedder, cache=self.cache, progress=progress, release=release
                 )
-        connect = db.connect if self.writable else db.connect_reader
-        opened = connect(self.settings.index_path, load_vec=self.settings.use_sqlite_vec)
-        self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
-        self._identity = _file_identity(self.settings.index_path)
+            else:
+                with _lock_for_recovery(self.settings, reason, seen=self._identity) as still_damaged:
+                    if still_damaged:
+                        report = _replace_damaged(
+                            self.settings, reason, self.embedder, cache=self.cache, progress=progress, release=release
+                        )
+                    else:  # another process has just rebuilt it
+                        release()
+                        report = SyncReport()
+        finally:
+            if released:
+                connect = db.connect if self.writable else db.connect_reader
+                opened = connect(self.settings.index_path, load_vec=self.settings.use_sqlite_vec)
+                self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
+                self._identity = _file_identity(self.settings.index_path)
+                self._numpy_vectors = None
         self.recovered_from = reason
-        self._numpy_vectors = None
         return report
 
     # -- helpers ----------------------------------------------------------------
@@ -305,6 +323,8 @@ def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover
         if not recover:
             raise
         recovered_from = str(exc)
+        if embedder is None:  # the rebuild needs the model; the index then keeps it
+            embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
         if write:
             _replace_damaged(settings, recovered_from, embedder)
         else:
@@ -326,22 +346,30 @@ def _replace_damaged(
     *,
     cache: EmbeddingCache | None = None,
     progress: Progress | None = None,
+    release: Callable[[], None] = lambda: None,
 ) -> SyncReport:
-    """Quarantine the index file and rebuild it from the Markdown (the caller holds the lock)."""
-    moved = db.quarantine(settings.index_path)
+    """Rebuild from the Markdown beside the unusable index, then move that file
+    aside and the new one into its place (the caller holds the lock and gives
+    ``release`` to close its own connection just before). If the rebuild
+    fails, the unusable file is left where it was."""
+    if embedder is None:
+        embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
+    own_cache = cache or EmbeddingCache(settings.cache_path, model_id=embedder.model_id, dimensions=embedder.dimensions)
+    try:
+        built, report = rebuild.build_beside(settings, own_cache, embedder, progress=progress)
+        temporary = rebuild.temporary_path(settings.index_path)
+        db.close_for_move(built.connection, temporary)
+        release()
+        moved = db.quarantine(settings.index_path)
+        os.replace(temporary, settings.index_path)
+    finally:
+        if cache is None:
+            own_cache.close()
     log.warning(
         "the index was unusable (%s); moved it to %s and rebuilt it from the Markdown",
         one_line(reason), moved.name,
     )  # fmt: skip
-    opened = db.connect(settings.index_path, load_vec=settings.use_sqlite_vec)
-    fresh = MemoryIndex(settings, opened, embedder=embedder, writable=True)
-    fresh._cache = cache
-    try:
-        return fresh.rebuild(progress=progress)
-    finally:
-        fresh.store.connection.close()
-        if cache is None and fresh._cache is not None:
-            fresh._cache.close()
+    return report
 
 
 @contextmanager

@@ -149,8 +149,9 @@ def connect_cache(path: Path) -> apsw.Connection:
 
 
 def is_damage(exc: BaseException) -> bool:
-    """SQLite's corruption errors, and sqlite-vec's errors for its damaged tables."""
-    if isinstance(exc, DAMAGE_ERRORS):
+    """SQLite's corruption errors, sqlite-vec's errors for its damaged tables, and
+    text that no longer decodes (memdex only ever stores valid UTF-8)."""
+    if isinstance(exc, (*DAMAGE_ERRORS, UnicodeDecodeError)):
         return True
     return isinstance(exc, apsw.SQLError) and VEC_DAMAGE.search(str(exc)) is not None
 
@@ -182,6 +183,15 @@ def quarantine(path: Path, *, keep: int = KEEP_QUARANTINED) -> Path:
         stale.unlink(missing_ok=True)
         Path(f"{stale}-wal").unlink(missing_ok=True)
     return target
+
+
+def close_for_move(connection: apsw.Connection, path: Path) -> None:
+    """Checkpoint and close the only connection to ``path`` so that the file
+    alone holds everything and can be renamed (its WAL must not be left behind)."""
+    connection.pragma("wal_checkpoint(TRUNCATE)")
+    connection.close()
+    for suffix in SIDECARS:
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def remove_database(path: Path) -> None:

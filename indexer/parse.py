@@ -7,6 +7,7 @@ breaks are split exactly as markdown-it-py splits them (``\\r\\n``, ``\\r`` and
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,8 +119,12 @@ def _json_safe(value: Any) -> Any:
     """YAML gives dates, datetimes and non-string keys; the files table stores JSON."""
     if isinstance(value, dict):
         return {str(key): _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, set)):
+    if isinstance(value, (set, frozenset)):  # no order of its own: sorted, so a rebuild stores the same
+        return sorted((_json_safe(item) for item in value), key=str)
+    if isinstance(value, (list, tuple)):
         return [_json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN or infinity
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)

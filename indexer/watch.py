@@ -169,9 +169,19 @@ def relevant_path(root: Path, index_dir: Path, event_path: str, *, is_directory:
         return None
     if not rel.parts or any(part.startswith(".") for part in rel.parts):
         return None
+    if not _utf8(rel.as_posix()):
+        return None  # the full scan skips such names with a warning
     if not is_directory and rel.suffix != ".md":
         return None
     return rel.as_posix()
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _EventHandler(FileSystemEventHandler):
@@ -218,6 +228,7 @@ class Watcher:
         self._observer_factory = observer_factory
         self._status = StatusFile(self.settings.index_dir / STATUS_FILE_NAME)
         self._links = SymlinkMap(self.settings)
+        self._failures: dict[str, int] = {}  # path -> failed syncs in a row
         self._started_at = time.time()
         self._last_sync: float | None = None
         self.syncs = 0  # completed targeted or full syncs, for callers that wait on progress
@@ -268,8 +279,14 @@ class Watcher:
             else:
                 self._links.update(paths)
                 report = self.index.sync(paths=paths + self._links.leading_to(paths))
+                for path in paths:
+                    self._failures.pop(path, None)
             worked = True
         except Exception as exc:  # noqa: BLE001 - keep watching; the next event or reconcile retries
+            if paths is not None and len(paths) > 1:
+                # One bad path must not hold up the others: sync each alone.
+                worked = all([self._sync([path]) for path in paths])
+                return worked
             log.warning("sync of %s failed: %s", scope, one_line(str(exc)) or type(exc).__name__)
             log.debug("sync failure", exc_info=True)
             if paths is not None:
@@ -290,10 +307,12 @@ class Watcher:
             log.warning("embedding model warm-up failed: %s", one_line(str(exc)))
 
     def _retry_later(self, paths: list[str]) -> None:
-        # Not immediately: a failure that repeats (disk full...) should not spin.
-        later = time.monotonic() + self.options.max_wait
+        # Not immediately, and less often each time: a failure that repeats
+        # (disk full, a model that cannot load) should not spin or flood the log.
         for path in paths:
-            self.pending.add(path, later)
+            failures = self._failures[path] = self._failures.get(path, 0) + 1
+            delay = min(self.options.max_wait * 2 ** (failures - 1), self.options.reconcile)
+            self.pending.add(path, time.monotonic() + delay)
 
     def _start_observer(self) -> BaseObserver:
         handler = _EventHandler(self.settings, self.pending)
