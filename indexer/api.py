@@ -221,6 +221,11 @@ class MemoryIndex:
         self.recovered_from = reason
         return report
 
+    def replaced_on_disk(self) -> bool:
+        """True when the index file is no longer the one this index has open
+        (deleted, or replaced by something other than this index's own recovery)."""
+        return _file_identity(self.settings.index_path) != self._identity
+
     # -- helpers ----------------------------------------------------------------
     def _require_writable(self) -> None:
         if not self.writable:

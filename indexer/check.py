@@ -7,6 +7,7 @@ model: a sync fixes it). Reads only; repairing is the caller's choice.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,11 +15,13 @@ from typing import Any
 
 from .chunk import embedded_text, text_hash
 from .config import CHUNKER_VERSION, Settings
-from .db import DAMAGE_ERRORS, is_damage
+from .db import BUSY_ERRORS, DAMAGE_ERRORS, is_damage
 from .discover import classify, scan
 from .parse import NotText, decode, read_frontmatter, split_lines
 from .store import EmbeddingCache, Store
 from .sync import content_hash, file_title, one_line
+
+log = logging.getLogger(__name__)
 
 HEALTHY, DRIFT, CORRUPT = 0, 1, 2
 STATES = {HEALTHY: "healthy", DRIFT: "drift", CORRUPT: "corrupt"}
@@ -59,6 +62,7 @@ def check_index(settings: Settings, store: Store, *, model_id: str) -> CheckRepo
     started = time.perf_counter()
     report = CheckReport()
     steps: list[Callable[[], None]] = [
+        lambda: _check_full_text(store, report),
         lambda: _check_sqlite(store, report),
         lambda: _check_rows(store, report),
         lambda: _check_chunk_texts(store, report),
@@ -66,28 +70,38 @@ def check_index(settings: Settings, store: Store, *, model_id: str) -> CheckRepo
         lambda: _check_configuration(store, report, model_id=model_id),
         lambda: _check_files(settings, store, report),
     ]
-    for step in steps:
-        try:
-            step()
-        except Exception as exc:
-            if not is_damage(exc):
-                raise
-            report.add(CORRUPT, f"SQLite reports damage: {exc}")
-        if report.exit_code == CORRUPT:
-            break  # later checks would only repeat it, or trip over it
+    try:
+        steps[0]()
+        # Everything after the FTS5 check reads one snapshot, so a writer running
+        # meanwhile (the watcher) cannot make the rows look inconsistent.
+        with store.read_snapshot():
+            for step in steps[1:]:
+                if report.exit_code == CORRUPT:
+                    break  # later checks would only repeat it, or trip over it
+                step()
+    except Exception as exc:
+        if not is_damage(exc):
+            raise
+        report.add(CORRUPT, f"SQLite reports damage: {exc}")
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _check_full_text(store: Store, report: CheckReport) -> None:
+    """FTS5's own check is written as an INSERT, so it needs SQLite's write lock
+    for a moment; when a writer keeps it longer than the busy timeout, it is skipped."""
+    try:
+        store.connection.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+    except BUSY_ERRORS:
+        log.warning("FTS5 integrity check skipped: another process is writing the index")
+    except DAMAGE_ERRORS:
+        report.add(CORRUPT, "the full-text index does not match its rows (FTS5 integrity check)")
 
 
 def _check_sqlite(store: Store, report: CheckReport) -> None:
     rows = [row[0] for row in store.connection.execute("PRAGMA integrity_check(20)")]
     if rows != ["ok"]:
         report.add(CORRUPT, f"SQLite integrity check failed: {'; '.join(rows[:SHOWN_PER_PROBLEM])}")
-        return
-    try:
-        store.connection.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
-    except DAMAGE_ERRORS:
-        report.add(CORRUPT, "the full-text index does not match its rows (FTS5 integrity check)")
 
 
 def _check_rows(store: Store, report: CheckReport) -> None:

@@ -6,6 +6,7 @@ shows tracebacks and info-level logs.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import sys
@@ -23,7 +24,7 @@ from .api import open_index, read_target
 from .config import Settings, make_settings
 from .check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
 from .embed import resolve_model
-from .errors import IndexerError, PathError, SchemaError, UnusableIndex
+from .errors import IndexerError, LockedError, PathError, SchemaError, UnusableIndex
 from .search import MODES
 from .sync import SyncReport
 from .service import launchd_plist, systemd_unit, watch_command
@@ -217,11 +218,19 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
 @click.option("--reconcile", type=click.FloatRange(min=1), default=RECONCILE_SECONDS, show_default=True,
               help="Seconds between full syncs that catch events the OS dropped.")
 @click.option("--polling", is_flag=True, help="Poll the folder instead of using OS file events.")
+@click.option("--wait-for-lock", is_flag=True,
+              help="If another process is writing the index, wait for it instead of exiting (for services).")
 @click.option("--print-service", type=click.Choice(["systemd", "launchd"]),
               help="Print a service definition that runs this watcher in the background, and exit.")
 @click.pass_obj
 def watch(
-    obj: _Context, debounce: float, max_wait: float, reconcile: float, polling: bool, print_service: str | None
+    obj: _Context,
+    debounce: float,
+    max_wait: float,
+    reconcile: float,
+    polling: bool,
+    wait_for_lock: bool,
+    print_service: str | None,
 ) -> None:
     """Keep the index current while files change (Ctrl-C or SIGTERM stops it)."""
     settings = obj.settings()
@@ -231,21 +240,37 @@ def watch(
     options = WatchOptions(debounce=debounce, max_wait=max(max_wait, debounce), reconcile=reconcile, polling=polling)
     with stop_on_signals():
         try:
-            with open_index(settings, write=True) as memory:
-                watcher = Watcher(memory, options)
-                logging.getLogger("indexer.watch").info("watching %s", settings.root)
-                watcher.run()
+            said = False
+            while True:
+                try:
+                    with open_index(settings, write=True) as memory:
+                        watcher = Watcher(memory, options)
+                        logging.getLogger("indexer.watch").info("watching %s", settings.root)
+                        watcher.run()
+                    break
+                except LockedError as exc:
+                    if not wait_for_lock:
+                        raise
+                    if not said:
+                        logging.getLogger("indexer.watch").warning("%s; waiting for it", exc)
+                        said = True
+                    _wait_for_lock(settings)
         except KeyboardInterrupt:
             pass  # the current file's transaction was rolled back; the lock is released
 
 
+def _wait_for_lock(settings: Settings) -> None:
+    """Block until no other process holds the writer lock (woken by signals, too)."""
+    with open(settings.lock_path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
-    command = watch_command(
-        sys.executable,
-        root=settings.root,
-        db=settings.index_path if obj.db else None,
-        model=obj.model,
-    )
+    model = obj.model
+    if model and Path(model).expanduser().is_dir():
+        model = str(Path(model).expanduser().resolve())  # a service does not run in this folder
+    command = watch_command(sys.executable, root=settings.root, db=settings.index_path if obj.db else None, model=model)
     if kind == "systemd":
         return systemd_unit(command, root=settings.root)
     return launchd_plist(command, log_path=Path("~/Library/Logs/memdex-watch.log").expanduser())

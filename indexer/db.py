@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5_000
 # What SQLite raises for a damaged file, at open or in the middle of a run.
 DAMAGE_ERRORS: tuple[type[Exception], ...] = (apsw.CorruptError, apsw.NotADBError)
+# What SQLite raises when another connection holds a lock past the busy timeout.
+BUSY_ERRORS: tuple[type[Exception], ...] = (apsw.BusyError, apsw.LockedError)
 # sqlite-vec reports a damaged vec0 table as a plain SQL error with these words.
 VEC_DAMAGE = re.compile(r"(?i)vector blob|shadow table|sqlite-vec error|chunk position|could not (find|fetch|extract)")
 # Quarantined damaged files kept beside the index (the newest ones).

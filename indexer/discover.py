@@ -93,6 +93,8 @@ def scan(
         try:
             entries = list(os.scandir(folder))
         except OSError as exc:
+            if folder == root:  # never read "no files" into a root that is gone or unreadable
+                raise PathError(f"cannot list the memory root {root} ({exc.strerror or exc}); nothing changed") from None
             warnings.append(f"{folder}: cannot list folder ({exc.strerror or exc})")
             continue
         for entry in entries:

@@ -35,6 +35,10 @@ class UnusableIndex(SchemaError):
     exit_code = 2
 
 
+class IndexReplaced(IndexerError):
+    """The index file a long-running writer holds was deleted or replaced by someone else."""
+
+
 class ModelError(IndexerError):
     """The embedding model cannot be loaded or does not match the index."""
 

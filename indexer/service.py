@@ -13,8 +13,6 @@ from pathlib import Path
 
 SERVICE_NAME = "memdex-watch"
 LAUNCHD_LABEL = "dev.memdex.watch"
-# Exit status of a refused second writer: restarting would only be refused again.
-LOCKED_EXIT = 3
 
 
 def watch_command(python: str, *, root: Path, db: Path | None, model: str | None) -> list[str]:
@@ -23,7 +21,7 @@ def watch_command(python: str, *, root: Path, db: Path | None, model: str | None
         command += ["--db", str(db)]
     if model is not None:
         command += ["--model", model]
-    return command + ["watch"]
+    return command + ["watch", "--wait-for-lock"]
 
 
 def systemd_unit(command: Sequence[str], *, root: Path) -> str:
@@ -37,7 +35,6 @@ ExecStart={" ".join(_systemd_quote(arg) for arg in command)}
 Environment=PYTHONUNBUFFERED=1
 Restart=on-failure
 RestartSec=5
-RestartPreventExitStatus={LOCKED_EXIT}
 KillSignal=SIGTERM
 TimeoutStopSec=30
 

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,16 @@ class Store:
         self.connection = connection
         self.vec_enabled = vec_enabled
         self._tokenizer: apsw.FTS5Tokenizer | None = None
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """Reads inside see one consistent state of the index, whatever writers do meanwhile."""
+        self.connection.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if not self.connection.get_autocommit():
+                self.connection.execute("ROLLBACK")  # nothing was written
 
     # -- meta -------------------------------------------------------------
     def meta(self) -> dict[str, str]:

@@ -43,6 +43,7 @@ from watchdog.observers.polling import PollingObserver
 
 from .config import Settings
 from .discover import scan, scan_paths
+from .errors import IndexReplaced
 from .sync import one_line
 from .watch_state import STATUS_FILE_NAME, StatusFile
 
@@ -246,6 +247,11 @@ class Watcher:
                 self.pending.wait(max(0.0, min(1.0, next_reconcile - time.monotonic())))
                 if self.stop_requested.is_set():
                     break
+                if self.index.replaced_on_disk():
+                    raise IndexReplaced(
+                        f"the index {self.settings.index_path} was deleted or replaced while the watcher "
+                        "was writing it; stopping (start the watcher again to rebuild it)"
+                    )
                 if time.monotonic() >= next_reconcile:
                     synced = self._sync(None)
                     next_reconcile = time.monotonic() + self._reconcile_delay(synced)

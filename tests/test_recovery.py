@@ -1029,3 +1029,12 @@ def test_the_index_just_moved_aside_is_kept(memory, settings) -> None:
             pass
     kept = sorted(path.read_bytes()[:22] for path in quarantined(settings))
     assert b"damaged index number 3" in kept
+
+
+def test_frontmatter_with_nan_and_sets_checks_healthy(runner, memory, fake_model) -> None:
+    """YAML values JSON cannot hold as they are (NaN, sets) are stored canonically, so
+    `check` agrees with the index instead of calling it corrupt on every run."""
+    write(memory, "notes/odd.md", "---\nconfidence: .nan\ntags: !!set {b: null, a: null, c: null}\n---\n# Odd\n\ntext\n")
+    ok_json(run(runner, "--root", memory, "index", "--json"))
+    code, found = check(runner, memory)
+    assert code == 0, found

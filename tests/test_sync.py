@@ -9,7 +9,7 @@ import pytest
 
 from conftest import RecordingEmbedder, age_files, snapshot, write
 from indexer import make_settings, open_index
-from indexer.errors import LockedError, SchemaError
+from indexer.errors import PathError, LockedError, SchemaError
 
 SECTIONED = "\n".join(
     f"## Topic {n}\n\n" + "\n".join(f"- fact {n}.{i}: the value is {n * 10 + i}" for i in range(8)) + "\n"
@@ -300,3 +300,17 @@ def test_local_models_with_the_same_folder_name_are_different_models(tmp_path):
     first, _ = resolve_model(str(tmp_path / "a" / "model"))
     second, _ = resolve_model(str(tmp_path / "b" / "model"))
     assert first != second and first.startswith("local:model@")
+
+
+def test_a_root_that_is_gone_changes_nothing(root, tmp_path, do_sync, embedder):
+    """A memory root that is renamed or unmounted under a running writer (index kept
+    elsewhere) is an error, never "every file was deleted"."""
+    write(root, "MEMORY.md", "# Facts\n\nkeep me\n")
+    outside = make_settings(root, tmp_path / "index" / "index.db")
+    do_sync(settings=outside)
+    before = snapshot(outside, embedder)
+    root.rename(tmp_path / "elsewhere")
+    with pytest.raises(PathError, match="cannot list the memory root"):
+        do_sync(settings=outside)
+    (tmp_path / "elsewhere").rename(root)
+    assert snapshot(outside, embedder) == before

@@ -363,8 +363,7 @@ def test_print_service_systemd_runs_this_python_with_watch(tmp_path):
     [exec_start] = [line for line in result.stdout.splitlines() if line.startswith("ExecStart=")]
     assert f"{sys.executable} -m indexer" in exec_start
     assert f'--root "{root.resolve()}"' in exec_start
-    assert exec_start.endswith(" watch")
-    assert "RestartPreventExitStatus=3" in result.stdout  # a refused second writer is not restarted
+    assert exec_start.endswith(" watch --wait-for-lock")  # a service waits for another writer, never exits 3
     assert "[Install]" in result.stdout
 
 
@@ -373,7 +372,7 @@ def test_print_service_launchd_is_a_valid_plist(root):
     result = memdex("--root", root, "watch", "--print-service", "launchd")
     assert result.exit_code == 0, result.output
     agent = plistlib.loads(result.stdout.encode("utf-8"))
-    assert agent["ProgramArguments"] == [sys.executable, "-m", "indexer", "--root", str(root.resolve()), "watch"]
+    assert agent["ProgramArguments"] == [sys.executable, "-m", "indexer", "--root", str(root.resolve()), "watch", "--wait-for-lock"]
     assert agent["RunAtLoad"] is True
     assert agent["Label"]
 
@@ -778,8 +777,8 @@ def test_second_writer_is_refused_while_the_watcher_runs(root, settings, start_w
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("memdex: error:") and "watcher" in lines[0] and str(os.getpid()) in lines[0]
-    # A second `memdex watch` (say, the service while one runs by hand) exits 3 at once, which the
-    # systemd unit's RestartPreventExitStatus=3 relies on. A subprocess, so a bug cannot hang pytest.
+    # A second `memdex watch` (without --wait-for-lock) exits 3 at once. A subprocess, so a bug
+    # cannot hang pytest.
     second = subprocess.run(
         [sys.executable, "-m", "indexer", "--root", str(root), "watch"],
         capture_output=True, text=True, timeout=30, cwd=REPO, env=helper_env(),
@@ -1046,3 +1045,57 @@ def test_concurrent_reader_process_never_fails_while_the_watcher_writes(root, se
     assert report["searches"] > 50, report
     assert_converges_to_fresh_rebuild(settings, timeout=20)
     stop_with_sigterm(process, log)
+
+
+@pytest.mark.slow
+def test_service_watcher_waits_for_the_lock_then_starts(root, settings):
+    """`memdex watch --wait-for-lock` (what the service definitions run) waits, with one
+    warning, while another process writes the index, then starts; SIGTERM stops it with exit 0.
+    Loads the real model in the subprocess, hence slow."""
+    from indexer.api import _acquire_lock
+    from indexer.watch_state import watcher_status
+
+    seed(root)
+    lock = _acquire_lock(settings.lock_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "indexer", "--root", str(root), "watch", "--wait-for-lock"],
+        stderr=subprocess.PIPE, text=True, cwd=REPO, env=helper_env(),
+    )  # fmt: skip
+    try:
+        first_line = process.stderr.readline()  # blocks until the warning (or exit)
+        assert "waiting for it" in first_line, first_line
+        assert process.poll() is None
+        lock.close()
+        wait_until(
+            lambda: (watcher_status(settings.index_dir) or {}).get("last_sync") is not None,
+            timeout=120, message="the service watcher's initial sync",
+        )  # fmt: skip
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        lock.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_watcher_stops_when_its_index_is_deleted(root, settings, start_watcher):
+    """`rm -rf .memdex` while the watcher runs: it stops with a clear error (a service
+    restarts it, and the restart rebuilds) instead of writing a deleted file forever."""
+    seed(root)
+    running = start_watcher()
+    shutil.rmtree(settings.index_dir)
+    wait_until(lambda: not running.alive, message="the watcher to stop")
+    assert isinstance(running.error, IndexerError) and "deleted or replaced" in str(running.error)
+    running.error = None  # expected; do not fail the teardown
+
+
+def test_a_file_name_that_is_not_utf8_does_not_hold_up_other_edits(root, settings, start_watcher):
+    """A note whose name is not valid UTF-8 appears next to an edit: the edit is still indexed."""
+    seed(root)
+    start_watcher()
+    bad = os.fsencode(str(root)) + b"/caf\xe9.md"
+    with open(bad, "wb") as handle:
+        handle.write(b"# Cafe\n\nespresso\n")
+    (root / "MEMORY.md").write_text(note("Memory", "the kettle is descaled"))
+    wait_until(lambda: "MEMORY.md" in keyword_paths(settings, "descaled"), message="the edit next to a bad name")
