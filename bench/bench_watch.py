@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -109,7 +110,7 @@ def latency(workdir: Path, files: int, edits: int, seed: int) -> dict:
     try:
         with open_index(settings) as reader:
             for number in range(edits):
-                word = f"zqx{seed}w{number}k{rng.randrange(10**6)}"
+                word = f"zqx{uuid.uuid4().hex[:12]}"  # never seen before, even in a reused --workdir
                 before = cache_rows(root)
                 started = time.perf_counter()
                 append_line(rng.choice(dailies), f"- Noted the code word {word} today.")
