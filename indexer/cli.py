@@ -11,11 +11,11 @@ import json
 import logging
 import sys
 from dataclasses import asdict
+from collections.abc import Callable
 from datetime import datetime
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
-from collections.abc import Callable
 from typing import Any
 
 import click
@@ -26,8 +26,8 @@ from .check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
 from .embed import resolve_model
 from .errors import IndexerError, LockedError, PathError, SchemaError, UnusableIndex
 from .search import MODES
-from .sync import SyncReport
 from .service import launchd_plist, systemd_unit, watch_command
+from .sync import SyncReport
 from .watch import DEBOUNCE_SECONDS, MAX_WAIT_SECONDS, RECONCILE_SECONDS, Watcher, WatchOptions, stop_on_signals
 
 
