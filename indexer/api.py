@@ -11,24 +11,23 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from . import db, rebuild
 from .config import CHUNKER_VERSION, Settings
 from .embed import Embedder, SentenceTransformerEmbedder
-from .errors import ConfigError, LockedError, ModelError, PathError, UnusableIndex
+from .errors import ConfigError, ModelError, PathError, UnusableIndex
 from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
 from .store import EmbeddingCache, Store
 from .sync import Progress, SyncReport, configuration_change, one_line, read_lines, sync
+from .recovery import acquire_lock, file_identity, lock_for_recovery, replace_damaged
 from .watch_state import watcher_status
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ class MemoryIndex:
         self.writable = writable
         self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
         self.recovered_from: str | None = None  # why the index was rebuilt when opened, if it was
-        self._identity = _file_identity(settings.index_path)  # to notice another process replacing it
+        self._identity = file_identity(settings.index_path)  # to notice another process replacing it
         self._embedder = embedder
         self._cache: EmbeddingCache | None = None
         self._numpy_vectors: NumpyVectors | None = None
@@ -199,13 +198,13 @@ class MemoryIndex:
 
         try:
             if self.writable:
-                report = _replace_damaged(
+                report = replace_damaged(
                     self.settings, reason, self.embedder, cache=self.cache, progress=progress, release=release
                 )
             else:
-                with _lock_for_recovery(self.settings, reason, seen=self._identity) as still_damaged:
+                with lock_for_recovery(self.settings, reason, seen=self._identity) as still_damaged:
                     if still_damaged:
-                        report = _replace_damaged(
+                        report = replace_damaged(
                             self.settings, reason, self.embedder, cache=self.cache, progress=progress, release=release
                         )
                     else:  # another process has just rebuilt it
@@ -216,7 +215,7 @@ class MemoryIndex:
                 connect = db.connect if self.writable else db.connect_reader
                 opened = connect(self.settings.index_path, load_vec=self.settings.use_sqlite_vec)
                 self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
-                self._identity = _file_identity(self.settings.index_path)
+                self._identity = file_identity(self.settings.index_path)
                 self._numpy_vectors = None
         self.recovered_from = reason
         return report
@@ -224,7 +223,7 @@ class MemoryIndex:
     def replaced_on_disk(self) -> bool:
         """True when the index file is no longer the one this index has open
         (deleted, or replaced by something other than this index's own recovery)."""
-        return _file_identity(self.settings.index_path) != self._identity
+        return file_identity(self.settings.index_path) != self._identity
 
     # -- helpers ----------------------------------------------------------------
     def _require_writable(self) -> None:
@@ -304,7 +303,7 @@ def open_index(
     memdex is moved aside and rebuilt from the Markdown (one warning), unless
     ``recover=False`` (then ``UnusableIndex`` is raised, e.g. for ``check``).
     """
-    lock = _acquire_lock(settings.lock_path) if write else None
+    lock = acquire_lock(settings.lock_path) if write else None
     try:
         if write:
             rebuild.remove_leftovers(settings.index_path)
@@ -321,7 +320,7 @@ def open_index(
 def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover: bool) -> MemoryIndex:
     connect = db.connect if write else db.connect_reader
     recovered_from = None
-    seen = _file_identity(settings.index_path)
+    seen = file_identity(settings.index_path)
     try:
         opened = connect(settings.index_path, load_vec=settings.use_sqlite_vec)
     except UnusableIndex as exc:
@@ -331,101 +330,14 @@ def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover
         if embedder is None:  # the rebuild needs the model; the index then keeps it
             embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
         if write:
-            _replace_damaged(settings, recovered_from, embedder)
+            replace_damaged(settings, recovered_from, embedder)
         else:
-            with _lock_for_recovery(settings, recovered_from, seen=seen) as still_damaged:
+            with lock_for_recovery(settings, recovered_from, seen=seen) as still_damaged:
                 if still_damaged:
-                    _replace_damaged(settings, recovered_from, embedder)
+                    replace_damaged(settings, recovered_from, embedder)
         opened = connect(settings.index_path, load_vec=settings.use_sqlite_vec)
     if opened.vec_warning:
         log.warning("%s", opened.vec_warning)
     index = MemoryIndex(settings, opened, embedder=embedder, writable=write)
     index.recovered_from = recovered_from
     return index
-
-
-def _replace_damaged(
-    settings: Settings,
-    reason: str,
-    embedder: Embedder | None,
-    *,
-    cache: EmbeddingCache | None = None,
-    progress: Progress | None = None,
-    release: Callable[[], None] = lambda: None,
-) -> SyncReport:
-    """Rebuild from the Markdown beside the unusable index, then move that file
-    aside and the new one into its place (the caller holds the lock and gives
-    ``release`` to close its own connection just before). If the rebuild
-    fails, the unusable file is left where it was."""
-    if embedder is None:
-        embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
-    own_cache = cache or EmbeddingCache(settings.cache_path, model_id=embedder.model_id, dimensions=embedder.dimensions)
-    try:
-        built, report = rebuild.build_beside(settings, own_cache, embedder, progress=progress)
-        temporary = rebuild.temporary_path(settings.index_path)
-        db.close_for_move(built.connection, temporary)
-        release()
-        moved = db.quarantine(settings.index_path)
-        os.replace(temporary, settings.index_path)
-    finally:
-        if cache is None:
-            own_cache.close()
-    log.warning(
-        "the index was unusable (%s); moved it to %s and rebuilt it from the Markdown",
-        one_line(reason), moved.name,
-    )  # fmt: skip
-    return report
-
-
-@contextmanager
-def _lock_for_recovery(settings: Settings, reason: str, *, seen: tuple[int, int] | None) -> Iterator[bool]:
-    """A reader found the index unusable: take the writer lock to repair it.
-
-    Yields whether the repair is still needed: False when the index file is no
-    longer the one found damaged (another process has repaired it meanwhile).
-    """
-    try:
-        lock = _acquire_lock(settings.lock_path)
-    except LockedError as exc:
-        raise UnusableIndex(
-            f"the index is unusable ({one_line(reason)}) and cannot be repaired now: {exc}"
-        ) from None
-    try:
-        rebuild.remove_leftovers(settings.index_path)
-        yield _file_identity(settings.index_path) == seen
-    finally:
-        lock.close()
-
-
-def _file_identity(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_dev, stat.st_ino
-
-
-def _acquire_lock(path: Path) -> IO[str]:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")
-    except OSError as exc:
-        raise ConfigError(f"cannot create the index folder {path.parent} ({exc.strerror or exc})") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
-        watcher = watcher_status(path.parent)
-        if watcher is not None and str(watcher["pid"]) == holder:
-            raise LockedError(
-                f"a watcher (pid {holder}) keeps this index current; it needs no 'memdex index' "
-                "(stop the watcher first to run other writing commands)"
-            ) from None
-        raise LockedError(f"another memdex process (pid {holder}) is writing this index; try again later") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle

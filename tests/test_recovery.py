@@ -40,6 +40,7 @@ import sqlite_vec
 from click.testing import CliRunner, Result
 
 import indexer.api
+import indexer.recovery
 import indexer.db
 import indexer.sync
 from conftest import RecordingEmbedder, write
@@ -721,7 +722,7 @@ def test_reader_cannot_repair_while_a_writer_holds_the_lock(runner, memory, fake
     sync(settings)
     damage(settings)
     damaged = settings.index_path.read_bytes()
-    lock = indexer.api._acquire_lock(settings.lock_path)
+    lock = indexer.recovery.acquire_lock(settings.lock_path)
     try:
         with pytest.raises(UnusableIndex, match="cannot be repaired now"):
             with open_index(settings, embedder=model()) as index:
@@ -997,7 +998,7 @@ def test_two_readers_finding_the_same_damage_rebuild_it_once(memory, settings, m
     healthy index aside as 'corrupt' (and push real evidence out of the three kept)."""
     sync(settings)
     garbage_header(settings)
-    real_lock = indexer.api._lock_for_recovery
+    real_lock = indexer.api.lock_for_recovery
     raced: list[bool] = []
 
     @contextmanager
@@ -1009,7 +1010,7 @@ def test_two_readers_finding_the_same_damage_rebuild_it_once(memory, settings, m
         with real_lock(settings, reason, **kwargs) as still_damaged:
             yield still_damaged
 
-    monkeypatch.setattr(indexer.api, "_lock_for_recovery", other_reader_first)
+    monkeypatch.setattr(indexer.api, "lock_for_recovery", other_reader_first)
     with open_index(settings, embedder=model()) as index:
         assert index.search("staking", mode="keyword")
     assert raced
