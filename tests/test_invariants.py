@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from conftest import RecordingEmbedder, write
