@@ -118,7 +118,6 @@ class MemoryIndex:
                 raise
             return self._recover(exc, progress=progress)
         rebuild.discard(built, self.settings.index_path)
-        self.store = Store(self.store.connection, vec_enabled=built.vec_loaded and self.store.vec_enabled)
         self._numpy_vectors = None
         return report
 
