@@ -40,15 +40,8 @@ class MemoryFile:
     path: str
     kind: str
     date: str | None
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    inode: int
+    stamp: FileStamp
     target: str | None = None  # for a symlink: the root-relative path it leads to
-
-    @property
-    def stamp(self) -> FileStamp:
-        return FileStamp(self.size, self.mtime_ns, self.ctime_ns, self.inode)
 
 
 def classify(rel_path: str) -> tuple[str, str | None]:
@@ -180,7 +173,7 @@ def _add_symlinked(root: Path, link: Path, found: list[MemoryFile], warnings: li
 
 def _memory_file(rel: str, stat: os.stat_result, *, target: str | None = None) -> MemoryFile:
     kind, day = classify(rel)
-    return MemoryFile(rel, kind, day, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, target)
+    return MemoryFile(rel, kind, day, FileStamp.of(stat), target)
 
 
 def _storable(rel: str, warnings: list[str]) -> bool:

@@ -33,16 +33,9 @@ BM25_WEIGHTS = (1.0, 2.0, 1.0)
 
 @dataclass(frozen=True)
 class FileState:
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    inode: int
+    stamp: FileStamp
     hash: str
     indexed_at_ns: int
-
-    @property
-    def stamp(self) -> FileStamp:
-        return FileStamp(self.size, self.mtime_ns, self.ctime_ns, self.inode)
 
 
 @dataclass(frozen=True)
@@ -50,10 +43,7 @@ class FileRecord:
     path: str
     kind: str
     date: str | None
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    inode: int
+    stamp: FileStamp
     hash: str
     frontmatter: dict[str, Any]
     title: str  # searchable words naming the file (path words, date)
@@ -117,7 +107,10 @@ class Store:
                     (prefix, prefix + "/", prefix + "0"),
                 )
             ]
-        return {path: FileState(*state) for path, *state in rows}
+        return {
+            path: FileState(FileStamp(size, mtime, ctime, inode), digest, at)
+            for path, size, mtime, ctime, inode, digest, at in rows
+        }
 
     def touch_file(self, path: str, stamp: FileStamp, *, indexed_at_ns: int) -> None:
         """Record a new stat for a file whose content is unchanged."""
@@ -142,8 +135,8 @@ class Store:
                 "INSERT INTO files(path, kind, date, size, mtime_ns, ctime_ns, inode, hash, frontmatter, "
                 "indexed_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    record.path, record.kind, record.date, record.size, record.mtime_ns,
-                    record.ctime_ns, record.inode, record.hash, json.dumps(record.frontmatter, default=str, ensure_ascii=False),
+                    record.path, record.kind, record.date, record.stamp.size, record.stamp.mtime_ns,
+                    record.stamp.ctime_ns, record.stamp.inode, record.hash, json.dumps(record.frontmatter, default=str, ensure_ascii=False),
                     indexed_at_ns,
                 ),
             )  # fmt: skip

@@ -51,6 +51,7 @@ class SyncReport:
     chunks_from_cache: int = 0
     seconds: float = 0.0
     full_reembed_reason: str | None = None
+    symlinks: dict[str, str] = field(default_factory=dict)  # symlinked notes seen: link -> target
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
@@ -71,7 +72,6 @@ class _Prepared:
     found: MemoryFile
     record: FileRecord
     chunks: list[Chunk]
-    read_stamp: FileStamp
     read_at_ns: int  # when the bytes were read: the racy-mtime rule compares against it
 
 
@@ -104,6 +104,7 @@ def sync(
     for message in scan_warnings:
         report.warn(message)
     report.files_seen = len(found)
+    report.symlinks = {item.path: item.target for item in found if item.target is not None}
     to_read = [item for item in found if rehash or not _unchanged_by_stat(item, known.get(item.path))]
     report.skipped_unchanged_stat = len(found) - len(to_read)
 
@@ -187,7 +188,7 @@ def _unchanged_by_stat(item: MemoryFile, state: FileState | None) -> bool:
     return (
         state is not None
         and state.stamp == item.stamp
-        and item.mtime_ns + RACY_WINDOW_NS < state.indexed_at_ns
+        and item.stamp.mtime_ns + RACY_WINDOW_NS < state.indexed_at_ns
     )
 
 
@@ -229,10 +230,10 @@ def _prepare(
                 "window; its vector covers the start of the line, keyword search all of it"
             )
     record = FileRecord(
-        path=item.path, kind=item.kind, date=item.date, size=stamp.size, mtime_ns=stamp.mtime_ns,
-        ctime_ns=stamp.ctime_ns, inode=stamp.inode, hash=digest, frontmatter=note.frontmatter, title=file_title(item.path, item.date, note.frontmatter),
+        path=item.path, kind=item.kind, date=item.date, stamp=stamp, hash=digest,
+        frontmatter=note.frontmatter, title=file_title(item.path, item.date, note.frontmatter),
     )  # fmt: skip
-    return _Prepared(item, record, chunks, stamp, read_at)
+    return _Prepared(item, record, chunks, read_at)
 
 
 def _embed_and_write(
@@ -257,7 +258,7 @@ def _embed_and_write(
         report.chunks_embedded += len(missing)
     for prepared in pending:
         path = settings.root / prepared.found.path
-        if _current_stamp(path) != prepared.read_stamp:
+        if _current_stamp(path) != prepared.record.stamp:  # the stamp of the handle we read from
             # Changed or deleted while we embedded: its rows would be stale.
             # The next sync (or the watcher's event) picks up the new content.
             report.warn(f"{prepared.found.path}: changed during sync; left for the next sync")

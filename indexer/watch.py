@@ -42,7 +42,6 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from .config import Settings
-from .discover import scan, scan_paths
 from .errors import IndexReplaced
 from .sync import one_line
 from .watch_state import STATUS_FILE_NAME, StatusFile
@@ -125,33 +124,29 @@ class PendingPaths:
 
 class SymlinkMap:
     """Which memory files are symlinks to which others: the OS reports an edit
-    under the target's path only, yet the link's rows must follow it."""
+    under the target's path only, yet the link's rows must follow it. Kept
+    from what each sync saw (``SyncReport.symlinks``), so it costs no scan."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self) -> None:
         self._links: dict[str, str] = {}  # link path -> target path
 
-    def refresh(self) -> None:
-        found, _ = scan(self.settings.root, index_dir=self.settings.index_dir)
-        self._links = {item.path: item.target for item in found if item.target is not None}
-
-    def update(self, paths: list[str]) -> None:
-        """Notice links created or removed since the last full scan."""
-        found, _ = scan_paths(self.settings.root, paths, index_dir=self.settings.index_dir)
-        present = {item.path: item.target for item in found}
-        for path in paths:
-            for link in [link for link in self._links if link == path or link.startswith(path + "/")]:
-                if present.get(link) is None:
-                    del self._links[link]
-        self._links.update((path, target) for path, target in present.items() if target is not None)
+    def update(self, paths: list[str] | None, seen: dict[str, str]) -> None:
+        """Take in what a sync of ``paths`` (None: all files) saw."""
+        if paths is None:
+            self._links = dict(seen)
+            return
+        for link in [link for link in self._links if _under_any(link, paths)]:
+            if link not in seen:
+                del self._links[link]
+        self._links.update(seen)
 
     def leading_to(self, paths: list[str]) -> list[str]:
         """Links whose target is one of ``paths`` or lies below one of them."""
-        return sorted(
-            link
-            for link, target in self._links.items()
-            if any(target == path or target.startswith(path + "/") for path in paths)
-        )
+        return sorted(link for link, target in self._links.items() if _under_any(target, paths))
+
+
+def _under_any(path: str, prefixes: list[str]) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in prefixes)
 
 
 def relevant_path(root: Path, index_dir: Path, event_path: str, *, is_directory: bool) -> str | None:
@@ -228,7 +223,7 @@ class Watcher:
         self.observer_kind = "polling" if options.polling else "native"
         self._observer_factory = observer_factory
         self._status = StatusFile(self.settings.index_dir / STATUS_FILE_NAME)
-        self._links = SymlinkMap(self.settings)
+        self._links = SymlinkMap()
         self._failures: dict[str, int] = {}  # path -> failed syncs in a row
         self._started_at = time.time()
         self._last_sync: float | None = None
@@ -281,12 +276,13 @@ class Watcher:
         try:
             if paths is None:
                 report = self.index.sync()
-                self._links.refresh()
             else:
-                self._links.update(paths)
-                report = self.index.sync(paths=paths + self._links.leading_to(paths))
+                links = self._links.leading_to(paths)
+                report = self.index.sync(paths=paths + links)
                 for path in paths:
                     self._failures.pop(path, None)
+                paths = paths + links
+            self._links.update(paths, report.symlinks)
             worked = True
         except Exception as exc:  # noqa: BLE001 - keep watching; the next event or reconcile retries
             if paths is not None and len(paths) > 1:
