@@ -77,6 +77,20 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE files ADD COLUMN inode INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        "remember files skipped with a warning, so an unchanged bad file is not warned about again",
+        """
+        CREATE TABLE skipped(
+            path TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            ctime_ns INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            skipped_at_ns INTEGER NOT NULL
+        );
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

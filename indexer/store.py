@@ -39,6 +39,15 @@ class FileState:
 
 
 @dataclass(frozen=True)
+class SkippedFile:
+    """A memory file skipped with a warning, as it was then: unchanged, it is skipped silently."""
+
+    stamp: FileStamp
+    reason: str
+    skipped_at_ns: int
+
+
+@dataclass(frozen=True)
 class FileRecord:
     path: str
     kind: str
@@ -95,22 +104,45 @@ class Store:
     def file_states(self, under: Iterable[str] | None = None) -> dict[str, FileState]:
         """Indexed files: all of them, or those that are or lie below the given paths."""
         select = "SELECT path, size, mtime_ns, ctime_ns, inode, hash, indexed_at_ns FROM files"
-        if under is None:
-            rows: Iterable[tuple[Any, ...]] = self.connection.execute(select)
-        else:
-            rows = [
-                row
-                for prefix in sorted(set(under))
-                for row in self.connection.execute(
-                    # '0' sorts right after '/': the range is everything below prefix/
-                    f"{select} WHERE path = ? OR (path >= ? AND path < ?)",
-                    (prefix, prefix + "/", prefix + "0"),
-                )
-            ]
+        rows = self._rows_under(select, under)
         return {
             path: FileState(FileStamp(size, mtime, ctime, inode), digest, at)
             for path, size, mtime, ctime, inode, digest, at in rows
         }
+
+    def skipped_files(self, under: Iterable[str] | None = None) -> dict[str, SkippedFile]:
+        """Files skipped with a warning: all of them, or those at or below the given paths."""
+        select = "SELECT path, size, mtime_ns, ctime_ns, inode, reason, skipped_at_ns FROM skipped"
+        rows = self._rows_under(select, under)
+        return {
+            path: SkippedFile(FileStamp(size, mtime, ctime, inode), reason, at)
+            for path, size, mtime, ctime, inode, reason, at in rows
+        }
+
+    def _rows_under(self, select: str, under: Iterable[str] | None) -> Iterable[tuple[Any, ...]]:
+        if under is None:
+            return self.connection.execute(select)
+        return [
+            row
+            for prefix in sorted(set(under))
+            for row in self.connection.execute(
+                # '0' sorts right after '/': the range is everything below prefix/
+                f"{select} WHERE path = ? OR (path >= ? AND path < ?)",
+                (prefix, prefix + "/", prefix + "0"),
+            )
+        ]
+
+    def record_skipped(self, path: str, stamp: FileStamp, *, reason: str, skipped_at_ns: int) -> None:
+        with self.connection:
+            self.connection.execute(
+                "INSERT OR REPLACE INTO skipped(path, size, mtime_ns, ctime_ns, inode, reason, skipped_at_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (path, stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode, reason, skipped_at_ns),
+            )
+
+    def forget_skipped(self, path: str) -> None:
+        with self.connection:
+            self.connection.execute("DELETE FROM skipped WHERE path = ?", (path,))
 
     def touch_file(self, path: str, stamp: FileStamp, *, indexed_at_ns: int) -> None:
         """Record a new stat for a file whose content is unchanged."""
@@ -170,6 +202,7 @@ class Store:
                 self.connection.execute(f"DELETE FROM chunks_vec WHERE rowid IN ({marks})", batch)
         self.connection.execute("DELETE FROM chunks WHERE path = ?", (path,))
         self.connection.execute("DELETE FROM files WHERE path = ?", (path,))
+        self.connection.execute("DELETE FROM skipped WHERE path = ?", (path,))
 
     def clear(self) -> None:
         """Forget every file and chunk (before a full re-embed).
@@ -178,7 +211,7 @@ class Store:
         left as it is and rebuilt from the cache once sqlite-vec is back.
         """
         with self.connection:
-            for table in ("chunks_fts", "chunks", "files"):
+            for table in ("chunks_fts", "chunks", "files", "skipped"):
                 self.connection.execute(f"DELETE FROM {table}")
             if self.vec_enabled:
                 self.connection.execute("DROP TABLE IF EXISTS chunks_vec")
@@ -320,7 +353,8 @@ class Store:
             )
         )
         fts_rows = self.connection.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
-        snapshot: dict[str, Any] = {"files": files, "chunks": chunks, "fts": fts, "fts_rows": fts_rows}
+        skipped = sorted(self.connection.execute("SELECT path, reason FROM skipped"))
+        snapshot: dict[str, Any] = {"files": files, "chunks": chunks, "fts": fts, "fts_rows": fts_rows, "skipped": skipped}
         if self.vec_enabled and self.vec_dimensions() is not None:
             vec = self.connection.execute(
                 "SELECT c.path, c.start_line, v.embedding FROM chunks_vec v JOIN chunks c ON c.id = v.rowid"

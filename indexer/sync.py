@@ -5,6 +5,13 @@ same content hash -> update the stat only; otherwise parse, chunk, embed the
 chunk texts the cache does not know, and replace the file's rows in one
 transaction. Files that are gone lose their rows. Embedding runs over groups
 of files so the model sees full batches.
+
+A file that changes while it is being embedded is read again at once, and
+if it keeps changing, the version read is written anyway (``writer.py``).
+
+A file skipped with a warning (unreadable, too large, not text) is recorded
+with its stamp in ``skipped``: while the stamp stays the same, later syncs
+skip it silently instead of warning again.
 """
 
 from __future__ import annotations
@@ -18,25 +25,27 @@ from dataclasses import dataclass, field
 from datetime import date as Date
 from pathlib import Path, PurePosixPath
 
-import numpy as np
-
-from .chunk import Chunk, chunk_note
+from .chunk import chunk_note
 from .config import CHUNKER_VERSION, Settings
 from .discover import FileStamp, MemoryFile, resolve_inside, scan, scan_paths
 from .embed import Embedder
 from .errors import PathError
 from .parse import NotText, decode, parse_note, split_lines
-from .store import EmbeddingCache, FileRecord, FileState, Store
+from .store import EmbeddingCache, FileRecord, FileState, SkippedFile, Store
+from .writer import Prepared as _Prepared
+from .writer import Writer
 
 log = logging.getLogger(__name__)
 
 # A file whose mtime is this close to the moment it was read may have been
 # written again within the same timestamp tick, so the stat is not trusted.
 RACY_WINDOW_NS = 1_000_000_000
-# Embed when this many new chunk texts are waiting (several model batches).
-EMBED_GROUP = 512
+# A read during which the file's stat changed is repeated this many times.
+READ_RETRIES = 2
 
 Progress = Callable[[int, int], None]
+# Every warning about a skipped file reads "PATH: skipped, REASON" (scan's and sync's alike).
+SKIPPED_MARK = ": skipped, "
 
 
 @dataclass
@@ -46,9 +55,12 @@ class SyncReport:
     unchanged_hash: int = 0
     reindexed: int = 0
     removed: int = 0
-    skipped_with_warning: int = 0
-    chunks_embedded: int = 0
-    chunks_from_cache: int = 0
+    skipped_with_warning: int = 0  # files skipped in this run, each with one warning
+    skipped_as_before: int = 0  # files skipped (and warned about) before, unchanged since: no new warning
+    reread: int = 0  # files read again because they changed while being embedded
+    chunks_embedded: int = 0  # distinct texts sent to the model
+    chunks_from_cache: int = 0  # chunks written whose vector the embedding cache already held
+    chunks_deduplicated: int = 0  # chunks written with a text another chunk of this run had embedded
     seconds: float = 0.0
     full_reembed_reason: str | None = None
     symlinks: dict[str, str] = field(default_factory=dict)  # symlinked notes seen: link -> target
@@ -56,23 +68,21 @@ class SyncReport:
 
     def warn(self, message: str) -> None:
         message = one_line(message)
+        if message in self.warnings:
+            return  # e.g. a file read again after it changed: said once is enough
         log.warning("%s", message)
         self.warnings.append(message)
+
+    def warn_skipped(self, message: str) -> None:
+        """A warning about a file that is skipped: counted in ``skipped_with_warning``."""
+        if one_line(message) not in self.warnings:
+            self.skipped_with_warning += 1
+        self.warn(message)
 
 
 def one_line(text: str) -> str:
     """Escape newlines, other control characters and undecodable bytes (file names may hold any)."""
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """A changed file, read and chunked, waiting for its embeddings."""
-
-    found: MemoryFile
-    record: FileRecord
-    chunks: list[Chunk]
-    read_at_ns: int  # when the bytes were read: the racy-mtime rule compares against it
 
 
 def sync(
@@ -97,41 +107,51 @@ def sync(
     if paths is None:
         found, scan_warnings = scan(settings.root, index_dir=settings.index_dir)
         known = store.file_states()
+        skipped = store.skipped_files()
     else:
         paths = set(paths)
         found, scan_warnings = scan_paths(settings.root, paths, index_dir=settings.index_dir)
         known = store.file_states(under=paths)
+        skipped = store.skipped_files(under=paths)
     for message in scan_warnings:
-        report.warn(message)
+        if SKIPPED_MARK in message:
+            report.warn_skipped(message)
+        else:
+            report.warn(message)
     report.files_seen = len(found)
     report.symlinks = {item.path: item.target for item in found if item.target is not None}
-    to_read = [item for item in found if rehash or not _unchanged_by_stat(item, known.get(item.path))]
-    report.skipped_unchanged_stat = len(found) - len(to_read)
-
-    pending: list[_Prepared] = []
-    waiting_texts = done = 0
-    for item in to_read:
-        prepared = _prepare(settings, store, embedder, item, known.get(item.path), report)
-        if prepared is None:
-            done += 1
+    to_read = []
+    for item in found:
+        if rehash:
+            to_read.append(item)
+        elif _unchanged_by_stat(item, known.get(item.path)):
+            report.skipped_unchanged_stat += 1
+        elif _unchanged_by_stat(item, skipped.get(item.path)):
+            report.skipped_as_before += 1  # still the same bad file: no second warning
         else:
-            pending.append(prepared)
-            waiting_texts += len(prepared.chunks)
-        if waiting_texts >= EMBED_GROUP:
-            _embed_and_write(settings, store, cache, embedder, pending, report)
-            done += len(pending)
-            pending, waiting_texts = [], 0
-        if progress:
-            progress(done, len(to_read))  # counts files finished, i.e. written or skipped
-    _embed_and_write(settings, store, cache, embedder, pending, report)
-    if progress and to_read:
-        progress(len(to_read), len(to_read))
+            to_read.append(item)
+
+    def prepare(item: MemoryFile) -> _Prepared | None:
+        before = report.skipped_with_warning
+        read_at = time.time_ns()
+        prepared = _prepare(settings, store, embedder, item, known.get(item.path), report)
+        if prepared is None and report.skipped_with_warning > before:
+            # Skipped with a warning: remember its stamp so that, unchanged, it is skipped silently.
+            store.record_skipped(item.path, item.stamp, reason=report.warnings[-1], skipped_at_ns=read_at)
+        return prepared
+
+    writer = Writer(settings.root, store, cache, embedder, report, prepare, progress=progress, total=len(to_read))
+    for item in to_read:
+        writer.add(item)
+    writer.flush()
 
     present = {item.path for item in found}
     for path in sorted(set(known) - present):
         store.remove_file(path)
         report.removed += 1
         log.info("removed %s", one_line(path))
+    for path in sorted(set(skipped) - present - set(known)):
+        store.forget_skipped(path)
     store.set_meta(last_sync=time.time())
     report.seconds = time.perf_counter() - started
     return report
@@ -184,11 +204,14 @@ def configuration_change(meta: dict[str, str], embedder: Embedder) -> str | None
     return ", ".join(changes) or None
 
 
-def _unchanged_by_stat(item: MemoryFile, state: FileState | None) -> bool:
+def _unchanged_by_stat(item: MemoryFile, state: FileState | SkippedFile | None) -> bool:
+    """Same stamp as when indexed (or skipped), and the file was not written in the same
+    timestamp tick as that read (``RACY_WINDOW_NS``)."""
     return (
         state is not None
         and state.stamp == item.stamp
-        and item.stamp.mtime_ns + RACY_WINDOW_NS < state.indexed_at_ns
+        and item.stamp.mtime_ns + RACY_WINDOW_NS
+        < (state.indexed_at_ns if isinstance(state, FileState) else state.skipped_at_ns)
     )
 
 
@@ -236,39 +259,6 @@ def _prepare(
     return _Prepared(item, record, chunks, read_at)
 
 
-def _embed_and_write(
-    settings: Settings,
-    store: Store,
-    cache: EmbeddingCache,
-    embedder: Embedder,
-    pending: list[_Prepared],
-    report: SyncReport,
-) -> None:
-    if not pending:
-        return
-    texts = {chunk.hash: chunk.embed_text for prepared in pending for chunk in prepared.chunks}
-    vectors = cache.get_many(texts)
-    missing = [digest for digest in texts if digest not in vectors]
-    report.chunks_from_cache += sum(1 for p in pending for c in p.chunks if c.hash in vectors)
-    if missing:
-        fresh = embedder.embed([texts[digest] for digest in missing])
-        new = dict(zip(missing, fresh))
-        cache.put_many(new)
-        vectors.update(new)
-        report.chunks_embedded += len(missing)
-    for prepared in pending:
-        path = settings.root / prepared.found.path
-        if _current_stamp(path) != prepared.record.stamp:  # the stamp of the handle we read from
-            # Changed or deleted while we embedded: its rows would be stale.
-            # The next sync (or the watcher's event) picks up the new content.
-            report.warn(f"{prepared.found.path}: changed during sync; left for the next sync")
-            continue
-        matrix = np.stack([vectors[c.hash] for c in prepared.chunks]) if prepared.chunks else np.zeros((0, 0))
-        store.replace_file(prepared.record, prepared.chunks, matrix, indexed_at_ns=prepared.read_at_ns)
-        report.reindexed += 1
-        log.info("indexed %s (%d chunks)", one_line(prepared.found.path), len(prepared.chunks))
-
-
 def content_hash(data: bytes) -> str:
     """The hash stored for a file's bytes (``files.hash``)."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
@@ -279,27 +269,29 @@ class _TooLarge(Exception):
 
 
 def _read(path: Path, limit: int) -> tuple[bytes, FileStamp]:
-    """Read a file and the stat of the very handle we read from."""
+    """Read a file and the stat of the very handle we read from.
+
+    The handle's stat is taken before and after the read; while they differ
+    (a writer was busy), the read is repeated a few times. The stamp returned
+    is the one from before the read, so a file changed during the read never
+    looks unchanged to a later stat check.
+    """
     with open(path, "rb") as handle:
-        stat = os.fstat(handle.fileno())
-        if stat.st_size > limit:
-            raise _TooLarge(f"{stat.st_size / 2**20:.1f} MiB is over the {limit / 2**20:.1f} MiB limit")
-        data = handle.read()
-    return data, FileStamp.of(stat)
-
-
-def _current_stamp(path: Path) -> FileStamp | None:
-    try:
-        return FileStamp.of(path.stat())
-    except OSError:
-        return None
+        for _ in range(READ_RETRIES + 1):
+            before = os.fstat(handle.fileno())
+            if before.st_size > limit:
+                raise _TooLarge(f"{before.st_size / 2**20:.1f} MiB is over the {limit / 2**20:.1f} MiB limit")
+            handle.seek(0)
+            data = handle.read()
+            if FileStamp.of(os.fstat(handle.fileno())) == FileStamp.of(before):
+                break
+    return data, FileStamp.of(before)
 
 
 def _drop(store: Store, path: str, state: FileState | None, report: SyncReport, message: str | None) -> None:
     """A file that cannot be indexed keeps no rows: the index mirrors what is readable."""
     if message:
-        report.warn(message)
-        report.skipped_with_warning += 1
+        report.warn_skipped(message)
     if state is not None:
         store.remove_file(path)
         report.removed += 1

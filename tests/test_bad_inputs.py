@@ -392,7 +392,8 @@ def test_warning_for_file_name_with_newline_is_one_line(root, settings, embedder
 
 
 def test_file_deleted_while_embedding_is_not_written(root, settings, tmp_path) -> None:
-    """B is read, then deleted while the model runs: its write is skipped, the next sync removes it."""
+    """B is read, then deleted while the model runs: it is read again at once, found gone,
+    and loses its rows in the same sync (no warning: a deleted file is not a problem)."""
     write_good(root)
     write(root, "b-victim.md", "# Victim\n\nthe original tapir\n")
     first = RecordingEmbedder()
@@ -408,22 +409,14 @@ def test_file_deleted_while_embedding_is_not_written(root, settings, tmp_path) -
         report = index.sync()
     assert hooked.fired
     assert any("edited tapir" in text for text in hooked.embedded), "the victim was read before the delete"
-    message = one_warning_about(report, "b-victim.md")
-    assert "changed during sync" in message
-    assert report.reindexed == 1  # only aaa-first.md
+    assert report.warnings == []
+    assert report.reindexed == 1 and report.reread == 1 and report.removed == 1
     # the edit that was never on disk at write time must not be in the index
-    assert not any("edited tapir" in row[4] for row in chunks_of(settings, hooked, "b-victim.md"))
+    assert "b-victim.md" not in indexed_files(settings, hooked)
+    assert keyword_paths(settings, hooked, "tapir") == set()
     assert "aaa-first.md" in keyword_paths(settings, hooked, "lemur")
     assert_good_searchable(settings, hooked)
-
-    second = RecordingEmbedder()
-    with open_index(settings, write=True, embedder=second) as index:
-        again = index.sync()
-    assert again.removed == 1
-    assert again.warnings == []
-    assert "b-victim.md" not in indexed_files(settings, second)
-    assert keyword_paths(settings, second, "tapir") == set()
-    assert snapshot(settings, second) == fresh_rebuild(root, tmp_path)
+    assert snapshot(settings, hooked) == fresh_rebuild(root, tmp_path)
 
 
 def test_new_file_deleted_while_embedding_never_enters_the_index(root, settings, tmp_path) -> None:
@@ -432,16 +425,15 @@ def test_new_file_deleted_while_embedding_never_enters_the_index(root, settings,
     hooked = HookedEmbedder(lambda: (root / "b-new.md").unlink())
     with open_index(settings, write=True, embedder=hooked) as index:
         report = index.sync()
-    assert "changed during sync" in one_warning_about(report, "b-new.md")
+    assert report.warnings == [] and report.reread == 1
     assert "b-new.md" not in indexed_files(settings, hooked)
     assert_good_searchable(settings, hooked)
-    with open_index(settings, write=True, embedder=hooked) as index:
-        again = index.sync()
-    assert again.warnings == []
     assert snapshot(settings, hooked) == fresh_rebuild(root, tmp_path)
 
 
-def test_file_rewritten_while_embedding_is_picked_up_next_sync(root, settings, tmp_path) -> None:
+def test_file_rewritten_while_embedding_is_read_again_in_the_same_sync(root, settings, tmp_path) -> None:
+    """Rewritten while its first version is embedded: the stale version is not written;
+    the file is read again at once and its new text indexed by the same sync."""
     write_good(root)
     write(root, "b-busy.md", "# Busy\n\nfirst draft about the jackal\n")
 
@@ -451,15 +443,15 @@ def test_file_rewritten_while_embedding_is_picked_up_next_sync(root, settings, t
     hooked = HookedEmbedder(rewrite)
     with open_index(settings, write=True, embedder=hooked) as index:
         report = index.sync()
-    assert "changed during sync" in one_warning_about(report, "b-busy.md")
-    assert keyword_paths(settings, hooked, "hyena") == set()
+    assert report.warnings == [] and report.reread == 1
+    assert keyword_paths(settings, hooked, "hyena") == {"b-busy.md"}
+    assert not any("first draft" in row[4] for row in chunks_of(settings, hooked, "b-busy.md"))
     assert_good_searchable(settings, hooked)
+    assert snapshot(settings, hooked) == fresh_rebuild(root, tmp_path)
 
     with open_index(settings, write=True, embedder=hooked) as index:
         again = index.sync()
-    assert again.warnings == [] and again.reindexed == 1
-    assert keyword_paths(settings, hooked, "hyena") == {"b-busy.md"}
-    assert snapshot(settings, hooked) == fresh_rebuild(root, tmp_path)
+    assert again.warnings == [] and again.reindexed == 0
 
 
 def test_file_deleted_between_scan_and_read(root, settings, embedder, do_sync, monkeypatch, tmp_path) -> None:

@@ -43,6 +43,7 @@ import indexer.api
 import indexer.recovery
 import indexer.db
 import indexer.sync
+import indexer.writer
 from conftest import RecordingEmbedder, write
 from indexer import make_settings, open_index
 from indexer.chunk import embedded_text
@@ -313,7 +314,7 @@ def test_a_rebuild_that_fails_part_way_keeps_the_prior_index(memory, settings, m
     before = current(settings)
     for path in settings.index_dir.glob("embeddings.db*"):
         path.unlink()  # an empty cache: every text needs the model
-    monkeypatch.setattr(indexer.sync, "EMBED_GROUP", 4)
+    monkeypatch.setattr(indexer.writer, "EMBED_GROUP", 4)
 
     def fail_on_second_call(call: int, texts: Sequence[str]) -> None:
         if call == 2:
@@ -368,7 +369,7 @@ def test_readers_during_a_rebuild_see_the_old_or_the_new_index_never_a_mix(
     write(memory, "notes/bulk/new.md", sectioned("Brandnew", 2))
     new = fresh_rebuild(memory)
     assert new != old
-    monkeypatch.setattr(indexer.sync, "EMBED_GROUP", 4)
+    monkeypatch.setattr(indexer.writer, "EMBED_GROUP", 4)
 
     inside: list[bool] = []
 
@@ -460,8 +461,8 @@ def test_model_change_reembeds_everything_beside_the_old_index(memory, settings)
 
 @pytest.mark.parametrize("mode", ["sync", "rebuild"])
 def test_file_deleted_while_its_chunks_are_embedded_gets_no_rows(memory, settings, mode) -> None:
-    """A new file is read, then deleted while the model embeds it: it never
-    enters the index; written again later, the next sync indexes the new text."""
+    """A new file is read, then deleted while the model embeds it: read again, it is
+    found gone and never enters the index; written again later, the next sync indexes it."""
     sync(settings)
     victim = write(memory, "notes/victim.md", "# Victim\n\nthe first ocelot draft\n")
 
@@ -474,7 +475,7 @@ def test_file_deleted_while_its_chunks_are_embedded_gets_no_rows(memory, setting
     with open_index(settings, write=True, embedder=embedder) as index:
         report = index.rebuild() if mode == "rebuild" else index.sync()
     assert embedder.calls == 1
-    assert any("notes/victim.md" in w and "changed during sync" in w for w in report.warnings)
+    assert report.reread == 1 and not any("notes/victim.md" in w for w in report.warnings)
     assert "notes/victim.md" not in {row[0] for row in current(settings)["files"]}
     assert not any("ocelot" in row[4] for row in current(settings)["chunks"])
     assert current(settings) == fresh_rebuild(memory)
@@ -487,8 +488,8 @@ def test_file_deleted_while_its_chunks_are_embedded_gets_no_rows(memory, setting
 
 def test_indexed_file_deleted_while_its_new_text_is_embedded(memory, settings) -> None:
     """An indexed file is edited, read, then deleted while the edit is embedded:
-    the edit is never written; the file's previous rows stay until the next
-    sync (documented: it is left for the next sync), which removes them."""
+    the edit is never written; read again, the file is found gone and its rows
+    are removed by the same sync."""
     sync(settings)
     garden = memory / "notes/garden.md"
     garden.write_text(garden.read_text() + "\nA new line about courgettes.\n")
@@ -498,7 +499,6 @@ def test_indexed_file_deleted_while_its_new_text_is_embedded(memory, settings) -
 
     sync(settings, HookedEmbedder(delete))
     assert not any("courgettes" in row[4] for row in current(settings)["chunks"])
-    sync(settings)
     assert "notes/garden.md" not in {row[0] for row in current(settings)["files"]}
     assert current(settings) == fresh_rebuild(memory)
 
@@ -506,8 +506,8 @@ def test_indexed_file_deleted_while_its_new_text_is_embedded(memory, settings) -
 @pytest.mark.parametrize("mode", ["sync", "rebuild"])
 def test_file_rewritten_while_its_chunks_are_embedded_is_not_written_stale(memory, settings, mode) -> None:
     """An indexed file is edited; while the edit is embedded it is rewritten
-    again: the text that was read is not written (it is already stale), and the
-    next sync indexes what is on disk."""
+    again: the text that was read is not written (it is already stale); the file
+    is read again at once and the same sync indexes what is on disk."""
     sync(settings)
     garden = memory / "notes/garden.md"
     garden.write_text(garden.read_text().replace("staking in June", "staking in July, says the almanac"))
@@ -520,11 +520,10 @@ def test_file_rewritten_while_its_chunks_are_embedded_is_not_written_stale(memor
     embedder = HookedEmbedder(rewrite)
     with open_index(settings, write=True, embedder=embedder) as index:
         report = index.rebuild() if mode == "rebuild" else index.sync()
-    assert embedder.calls == 1
-    assert any("notes/garden.md" in w and "changed during sync" in w for w in report.warnings)
+    assert embedder.calls == 2  # the first version, then the new text read again
+    assert report.reread == 1 and not any("notes/garden.md" in w for w in report.warnings)
     texts = [row[4] for row in current(settings)["chunks"]]
     assert not any("almanac" in text for text in texts)
-    sync(settings)
     assert any("marrows" in row[4] for row in current(settings)["chunks"])
     assert current(settings) == fresh_rebuild(memory)
 
