@@ -896,6 +896,70 @@ def test_continuously_written_file_is_indexed_while_still_being_written(root, se
     assert_converges_to_fresh_rebuild(settings)
 
 
+class SlowEmbedder(RecordingEmbedder):
+    """Takes ``delay`` seconds per embed call, like a real model on a busy machine."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def embed(self, texts):
+        time.sleep(self.delay)  # emulated model cost, not a wait for anything
+        return super().embed(texts)
+
+
+def test_file_appended_to_faster_than_it_is_embedded_is_still_indexed_every_max_wait(root, settings, start_watcher):
+    """A log appended to every 50 ms, with a model that needs 150 ms per call: the file
+    changes during every embedding. It must still become searchable within max-wait (plus
+    a margin for the re-reads) while the writer keeps writing, and equal a fresh rebuild
+    once the writing stops."""
+    seed(root)
+    options = WatchOptions(debounce=0.2, max_wait=1.0)
+    running = start_watcher(options, embedder=SlowEmbedder(0.15))
+    path = root / "log.md"
+    path.write_text("# Log\n\n")
+    stop = threading.Event()
+    written: list[str] = []
+
+    def append_forever() -> None:
+        with open(path, "a", encoding="utf-8") as handle:
+            for n in itertools.count():
+                if stop.is_set() or n >= 200:  # at most 10 s
+                    return
+                word = f"appendword{n:04d}"
+                handle.write(f"- {word} happened\n")
+                handle.flush()
+                written.append(word)
+                stop.wait(0.05)  # the workload's pace
+
+    writer = threading.Thread(target=append_forever, daemon=True)
+    writer.start()
+    try:
+        wait_until(lambda: written, message="the first append")
+        started = time.monotonic()
+        wait_until(
+            lambda: keyword_paths(settings, written[0]) == {"log.md"},
+            timeout=options.max_wait + 4.0,
+            message="a word appended while the file is still being written to become searchable",
+        )
+        assert writer.is_alive(), "the writer finished first: the test proves nothing"
+        assert time.monotonic() - started < options.max_wait + 4.0
+        # Later appends keep arriving too, each max-wait at the latest.
+        mark = len(written)  # the next word to be appended
+        wait_until(
+            lambda: len(written) > mark and keyword_paths(settings, written[mark]) == {"log.md"},
+            timeout=options.max_wait + 4.0,
+            message="a later append to become searchable while writing goes on",
+        )
+        assert writer.is_alive()
+    finally:
+        stop.set()
+        writer.join(TIMEOUT)
+    wait_until(lambda: keyword_paths(settings, written[-1]) == {"log.md"}, message="the last append")
+    assert_converges_to_fresh_rebuild(settings)
+    assert running.alive
+
+
 # -- a separate watcher process: signals, crash safety, concurrent readers ---------------------
 
 
