@@ -19,6 +19,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,6 +66,18 @@ WATCHED_EVENTS: list[type[FileSystemEvent]] = [
 ]  # fmt: skip
 
 ObserverFactory = Callable[[], BaseObserver]
+
+# watchdog's inotify observer re-adds a watch for a folder it already watches (a
+# folder moved back into the root, a new folder walked twice while it fills) and
+# says so with a RuntimeWarning of over a kilobyte ("Callback with id ... already
+# exists for watch <...>"); removing one it lost track of warns too. That is its
+# own bookkeeping: events keep flowing and nobody can act on it.
+WATCHDOG_BOOKKEEPING = r"Callback with id .* (already exists|does not exist) for watch"
+
+
+def quiet_watchdog_bookkeeping() -> None:
+    """Ignore only those warnings, only from watchdog's modules (idempotent)."""
+    warnings.filterwarnings("ignore", message=WATCHDOG_BOOKKEEPING, category=RuntimeWarning, module=r"watchdog\.")
 
 
 @dataclass(frozen=True)
@@ -317,6 +330,7 @@ class Watcher:
             self.pending.add(path, time.monotonic() + delay)
 
     def _start_observer(self) -> BaseObserver:
+        quiet_watchdog_bookkeeping()
         handler = _EventHandler(self.settings, self.pending)
         factories: list[tuple[str, ObserverFactory]] = []
         if not self.options.polling:

@@ -54,10 +54,6 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 HELPER = TESTS / "watch_process.py"
 
-# watchdog (7.x) warns when it re-adds a watch for a folder it already watches
-# (a folder moved back in, a new folder walked twice); that is its own bookkeeping.
-pytestmark = pytest.mark.filterwarnings("ignore:Callback with id .* already exists for watch:RuntimeWarning")
-
 TIMEOUT = 10.0
 # Short quiet periods keep the suite fast; reconcile stays at its default
 # (minutes) so every test here is about events, not the periodic full sync.
@@ -1026,6 +1022,59 @@ def test_signal_while_idle_exits_cleanly(root, settings, tmp_path, processes, si
         index.sync()
         assert index.store.snapshot() == fresh_snapshot(settings)
     assert "Traceback" not in log.read_text()
+
+
+def shuffle_folders(root: Path, outside: Path, rounds: int = 3) -> None:
+    """What made watchdog warn "Callback with id ... already exists for watch": folders
+    moved out of the root and back in (their inotify watches survive the trip), and
+    `mkdir -p` trees filled at once (walked twice)."""
+    for n in range(rounds):
+        os.makedirs(root / f"trip{n}/a/b/c")
+        for level in ("", "a", "a/b", "a/b/c"):
+            write(root, f"trip{n}/{level}/stop.md".replace("//", "/"), note("Stop", f"waypoint{n} at {level or 'top'}"))
+        os.rename(root / f"trip{n}", outside / f"trip{n}")
+        os.rename(outside / f"trip{n}", root / f"back{n}")
+        os.rename(root / f"back{n}", root / f"trip{n}")
+
+
+def test_watchdog_bookkeeping_warnings_stay_off_stderr(root, settings, tmp_path, processes, outside):
+    """Folders moved out and back and trees created at once used to print watchdog's
+    1.2 KB "Callback with id ... already exists" RuntimeWarnings on the watcher's stderr.
+    The watcher's output stays empty, and the index still follows every move."""
+    seed(root)
+    process, ready, log = spawn_watcher(root, tmp_path, processes)
+    wait_ready(process, ready, log)
+    shuffle_folders(root, outside)
+    assert_converges_to_fresh_rebuild(settings, timeout=20)
+    assert keyword_paths(settings, "waypoint2") == {f"trip2/{level}stop.md" for level in ("", "a/", "a/b/", "a/b/c/")}
+    stop_with_sigterm(process, log)
+    assert log.read_text() == ""
+
+
+@pytest.mark.slow
+def test_memdex_watch_stderr_stays_clean(root, settings, outside):
+    """The same with the real `memdex watch` (real model, hence slow): nothing on stderr."""
+    seed(root)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "indexer", "--root", str(root), "watch", "--debounce", "0.05", "--max-wait", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=helper_env(),
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: (watcher_status(settings.index_dir) or {}).get("last_sync") is not None or process.poll() is not None,
+            timeout=120, message="the watcher's initial sync",
+        )  # fmt: skip
+        assert process.poll() is None, process.stderr.read()
+        shuffle_folders(root, outside)
+        wait_until(lambda: len(keyword_paths(settings, "waypoint2")) == 4, timeout=30, message="the moved folders")
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        assert err == ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 LARGE_FILES = 400
