@@ -24,7 +24,7 @@ from .api import open_index, read_target
 from .config import Settings, make_settings
 from .check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
 from .embed import resolve_model
-from .errors import IndexerError, LockedError, PathError, SchemaError, UnusableIndex
+from .errors import IndexerError, LockedError, PathError, RootReplaced, SchemaError, UnusableIndex
 from .search import MODES
 from .service import launchd_plist, systemd_unit, watch_command
 from .sync import SyncReport
@@ -248,6 +248,8 @@ def watch(
                         logging.getLogger("indexer.watch").info("watching %s", settings.root)
                         watcher.run()
                     break
+                except RootReplaced:
+                    continue  # said in one line by the watcher: start over at the configured path
                 except LockedError as exc:
                     if not wait_for_lock:
                         raise

@@ -126,6 +126,8 @@ def scan_paths(
     found: dict[str, MemoryFile] = {}
     warnings: list[str] = []
     skip_dir = index_dir.resolve() if index_dir is not None else None
+    if not root.is_dir():  # as in scan: a root that is gone must not read as "these files are gone"
+        raise PathError(f"cannot list the memory root {root} (it is gone or not a folder); nothing changed")
     for rel in sorted(set(paths)):
         pure = PurePosixPath(rel)
         if not rel or pure.is_absolute() or any(part.startswith(".") for part in pure.parts):

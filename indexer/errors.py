@@ -39,6 +39,11 @@ class IndexReplaced(IndexerError):
     """The index file a long-running writer holds was deleted or replaced by someone else."""
 
 
+class RootReplaced(IndexReplaced):
+    """The memory root was moved or replaced, and the index inside it went with it:
+    the watcher must start over on the folder now at the configured path."""
+
+
 class ModelError(IndexerError):
     """The embedding model cannot be loaded or does not match the index."""
 

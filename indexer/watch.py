@@ -6,6 +6,15 @@ period (``debounce``) but never longer than ``max_wait`` after its first event,
 so a file written continuously is still indexed every couple of seconds. A
 periodic full sync (``reconcile``) catches events the OS dropped.
 
+The memory root is watched by path, not by folder: file events follow a
+folder's inode, so when the root is renamed away (``mv root root-moved; mkdir
+root``) or deleted and recreated, the watcher notices (the root's device and
+inode, checked about every second and on the root's own delete event), says so
+in one line, restarts the observer on the path and runs a full sync there.
+While no folder is at the path, nothing is synced and the index is left as it
+is until one comes back. When the index lives inside the root it moved away
+with it: ``RootReplaced`` tells the caller (``memdex watch``) to start over.
+
 The watcher is the index's single writer: it runs inside ``open_index(...,
 write=True)``, which holds the lock for its whole life. It records its state in
 ``watcher.json`` beside the index so ``memdex status`` can show it.
@@ -24,6 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from stat import S_ISDIR
 from typing import TYPE_CHECKING
 
 from watchdog.events import (
@@ -43,7 +53,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from .config import Settings
-from .errors import IndexReplaced
+from .errors import IndexReplaced, RootReplaced
 from .sync import one_line
 from .watch_state import STATUS_FILE_NAME, StatusFile
 
@@ -56,6 +66,8 @@ DEBOUNCE_SECONDS = 0.2
 MAX_WAIT_SECONDS = 2.0
 RECONCILE_SECONDS = 300.0
 RETRY_SECONDS = 30.0
+# How often the loop looks at the root's identity at the latest (and polls for a vanished root).
+ROOT_CHECK_SECONDS = 1.0
 
 # Opened / closed-without-write events are left out: our own reads would
 # otherwise wake the watcher after every sync. Directory "modified" events
@@ -197,13 +209,20 @@ class _EventHandler(FileSystemEventHandler):
     """Turns watchdog events into pending paths. Never raises: watchdog stops
     its observer thread when a handler does."""
 
-    def __init__(self, settings: Settings, pending: PendingPaths) -> None:
+    def __init__(self, settings: Settings, pending: PendingPaths, root_event: threading.Event) -> None:
         self.root = settings.root
         self.index_dir = settings.index_dir.resolve()
         self.pending = pending
+        self.root_event = root_event
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
+            if event.is_directory and event.event_type in ("deleted", "moved") and (
+                Path(os.fsdecode(event.src_path)) == self.root
+            ):
+                self.root_event.set()  # the watched folder itself went: the loop looks at the path
+                self.pending.wake()
+                return
             paths = [event.src_path]
             if event.event_type == "moved" and event.dest_path:
                 paths.append(event.dest_path)
@@ -241,10 +260,15 @@ class Watcher:
         self._started_at = time.time()
         self._last_sync: float | None = None
         self.syncs = 0  # completed targeted or full syncs, for callers that wait on progress
+        self._root_identity = _identity(self.settings.root)
+        self._root_event = threading.Event()  # the observer saw the root itself deleted or moved
+        self._root_gone = False
+        self._last_full_sync_worked = True
+        self._observer: BaseObserver | None = None
 
     def run(self) -> None:
         """Watch until ``stop()`` (or KeyboardInterrupt, e.g. from a signal)."""
-        observer = self._start_observer()
+        self._observer = self._start_observer()
         try:
             self._write_status()
             synced = self._sync(None)  # catch up with edits made while no watcher ran
@@ -252,9 +276,18 @@ class Watcher:
             self.ready.set()
             next_reconcile = time.monotonic() + self._reconcile_delay(synced)
             while not self.stop_requested.is_set():
-                self.pending.wait(max(0.0, min(1.0, next_reconcile - time.monotonic())))
+                if self._root_gone:  # nothing to sync until the root is back: poll for it
+                    self.stop_requested.wait(ROOT_CHECK_SECONDS)
+                else:
+                    self.pending.wait(max(0.0, min(ROOT_CHECK_SECONDS, next_reconcile - time.monotonic())))
                 if self.stop_requested.is_set():
                     break
+                root = self._check_root()
+                if root == "gone":
+                    continue
+                if root == "resynced":
+                    next_reconcile = time.monotonic() + self._reconcile_delay(self._last_full_sync_worked)
+                    continue
                 if self.index.replaced_on_disk():
                     raise IndexReplaced(
                         f"the index {self.settings.index_path} was deleted or replaced while the watcher "
@@ -268,13 +301,74 @@ class Watcher:
                 if due:
                     self._sync(due)
         finally:
-            observer.stop()
-            observer.join(timeout=5)
+            self._stop_observer()
             self._status.remove()
 
     def stop(self) -> None:
         self.stop_requested.set()
         self.pending.wake()
+
+    def _check_root(self) -> str:
+        """"same", "gone" (nothing at the root's path) or "resynced" (the folder at the path
+        is another one, or came back, or its events stopped: observer restarted, full sync done)."""
+        identity = _identity(self.settings.root)
+        if identity is None:
+            if not self._root_gone:
+                log.warning(
+                    "the memory root %s is gone (moved or deleted); the index is left as it is "
+                    "until a folder is back at that path", self.settings.root,
+                )  # fmt: skip
+                self._root_gone = True
+            return "gone"
+        replaced = identity != self._root_identity
+        if not (replaced or self._root_gone or self._root_event.is_set() or not self._observer_alive()):
+            return "same"
+        if replaced:
+            log.warning(
+                "the memory root %s is another folder now (moved, or deleted and recreated); "
+                "watching the folder at that path and syncing the index with it", self.settings.root,
+            )  # fmt: skip
+        elif self._root_gone:  # the same folder moved back, or a new one with a reused inode number
+            log.warning(
+                "a folder is at the memory root's path %s again; watching it and syncing the index with it",
+                self.settings.root,
+            )
+        elif self._root_event.is_set():  # deleted and recreated with a reused inode number
+            log.warning(
+                "the memory root %s was deleted or moved away; watching the folder now at that path "
+                "and syncing the index with it", self.settings.root,
+            )  # fmt: skip
+        else:
+            log.warning(
+                "file events for the memory root %s stopped; watching it again and syncing the index with it",
+                self.settings.root,
+            )
+        self._root_identity, self._root_gone = identity, False
+        self._root_event.clear()
+        if self.index.replaced_on_disk() and self.settings.index_dir.resolve().is_relative_to(self.settings.root):
+            raise RootReplaced(
+                f"the memory root {self.settings.root} was moved or replaced, and the index inside it "
+                "with it; the watcher starts over on the folder now at that path"
+            )
+        self._stop_observer()
+        try:
+            self._observer = self._start_observer()
+        except OSError as exc:  # gone again already
+            log.warning("cannot watch the memory root %s (%s); waiting for it", self.settings.root, exc.strerror or exc)
+            self._root_gone = True
+            return "gone"
+        self._last_full_sync_worked = self._sync(None)
+        return "resynced"
+
+    def _observer_alive(self) -> bool:
+        observer = self._observer
+        return observer is not None and observer.is_alive() and all(e.is_alive() for e in observer.emitters)
+
+    def _stop_observer(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None
 
     def _reconcile_delay(self, last_full_sync_worked: bool) -> float:
         # A failed full sync (say, the model could not load yet) is retried soon.
@@ -331,7 +425,7 @@ class Watcher:
 
     def _start_observer(self) -> BaseObserver:
         quiet_watchdog_bookkeeping()
-        handler = _EventHandler(self.settings, self.pending)
+        handler = _EventHandler(self.settings, self.pending, self._root_event)
         factories: list[tuple[str, ObserverFactory]] = []
         if not self.options.polling:
             factories.append(("native", self._observer_factory or Observer))
@@ -361,6 +455,15 @@ class Watcher:
             pending=self.pending.snapshot(),
             observer=self.observer_kind,
         )
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the folder at ``path``; None when there is none."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino) if S_ISDIR(stat.st_mode) else None
 
 
 @contextmanager

@@ -956,6 +956,114 @@ def test_file_appended_to_faster_than_it_is_embedded_is_still_indexed_every_max_
     assert running.alive
 
 
+# -- the memory root itself moved, replaced or gone -----------------------------------------
+
+
+@pytest.fixture
+def outside_index(root: Path, tmp_path: Path) -> Iterator[tuple[Settings, Callable[..., WatcherThread]]]:
+    """Settings with the index outside the root (`--db` elsewhere), and a watcher starter."""
+    settings = make_settings(root, tmp_path / "elsewhere" / "index.db")
+    started: list[WatcherThread] = []
+
+    def start(options: WatchOptions = FAST) -> WatcherThread:
+        running = WatcherThread(settings, options, RecordingEmbedder(), None)
+        started.append(running)
+        running.start()
+        return running
+
+    yield settings, start
+    for running in started:
+        running.stop()
+
+
+def logged(caplog: pytest.LogCaptureFixture, words: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if words in r.getMessage()]
+
+
+@pytest.mark.parametrize("how", ["renamed", "deleted"])
+def test_root_replaced_by_a_new_folder_is_watched_and_synced(root, tmp_path, outside_index, caplog, how):
+    """`mv root root-moved; mkdir root` (or `rm -r root; mkdir root`) under a running watcher:
+    one line says so, the index follows the new folder at the configured path (its files
+    indexed, its later edits too), and edits in the moved folder no longer reach it."""
+    settings, start = outside_index
+    seed(root)
+    running = start()
+    moved = tmp_path / "root-moved"
+    if how == "renamed":
+        os.rename(root, moved)
+    else:
+        shutil.rmtree(root)
+    root.mkdir()
+    write(root, "MEMORY.md", note("Facts", "a fresh start with quinoa"))
+    wait_until(
+        lambda: indexed_paths(settings) == {"MEMORY.md"} and keyword_paths(settings, "quinoa") == {"MEMORY.md"},
+        message="the index to follow the new folder",
+    )
+    # One line, whether the watcher looked between the `mv` and the `mkdir` ("gone", then
+    # "again") or only after ("another folder").
+    assert len(logged(caplog, "syncing the index with it")) == 1
+    write(root, "daily/2026-05-01.md", note("Friday", "planted sorrel"))  # the new folder is watched
+    wait_until(lambda: keyword_paths(settings, "sorrel") == {"daily/2026-05-01.md"}, message="an edit in the new folder")
+    if how == "renamed":
+        (moved / "projects/garden.md").write_text(note("Garden", "moved-away kohlrabi"))
+        write(root, "sentinel.md", note("Sentinel", "written after the edit in the moved folder"))
+        wait_until(lambda: "sentinel.md" in indexed_paths(settings), message="the sentinel")
+        assert keyword_paths(settings, "kohlrabi") == set()
+    assert_converges_to_fresh_rebuild(settings)
+    assert running.alive
+
+
+def test_root_gone_leaves_the_index_alone_until_it_comes_back(root, tmp_path, outside_index, caplog):
+    """The root renamed away with nothing in its place: the index keeps its rows (even when
+    files are deleted in the moved folder), one line says why; when the folder is back
+    the index is synced with it."""
+    settings, start = outside_index
+    seed(root)
+    running = start()
+    before = reader_snapshot(settings)
+    moved = tmp_path / "root-moved"
+    os.rename(root, moved)
+    wait_until(lambda: logged(caplog, "is gone"), message="the watcher to notice the root is gone")
+    (moved / "projects/bike.md").unlink()  # an event under the old path, with no root there
+    wait_until(lambda: "projects/bike.md" in running.watcher.pending.snapshot(), message="the deletion's event")
+    assert reader_snapshot(settings) == before  # nothing dropped
+    os.rename(moved, root)
+    wait_until(lambda: "projects/bike.md" not in indexed_paths(settings), message="the sync once the root is back")
+    assert len(logged(caplog, "is gone")) == 1 and len(logged(caplog, "syncing the index with it")) == 1
+    (root / "MEMORY.md").write_text(note("Facts", "back home with rhubarb"))  # still watched
+    wait_until(lambda: keyword_paths(settings, "rhubarb") == {"MEMORY.md"}, message="an edit after the return")
+    assert_converges_to_fresh_rebuild(settings)
+    assert running.alive
+
+
+def test_root_with_its_index_inside_replaced_restarts_the_watcher_process(root, settings, tmp_path, processes):
+    """The default layout (index in ROOT/.memdex): `mv root root-moved; mkdir root` moves the
+    index away with the folder. The watcher process says so and starts over on the new
+    folder (a new index there); the moved folder keeps its own index untouched."""
+    seed(root)
+    process, ready, log = spawn_watcher(root, tmp_path, processes)
+    wait_ready(process, ready, log)
+    moved = tmp_path / "root-moved"
+    os.rename(root, moved)
+    root.mkdir()
+    write(root, "MEMORY.md", note("Facts", "a new memory about tamarind"))
+    def new_folder_indexed() -> bool:
+        try:
+            return keyword_paths(settings, "tamarind") == {"MEMORY.md"}
+        except IndexerError:  # no index there yet, or not migrated yet
+            return False
+
+    wait_until(new_folder_indexed, timeout=20, message="the restarted watcher to index the new folder")
+    assert indexed_paths(settings) == {"MEMORY.md"}
+    assert process.poll() is None
+    assert log.read_text().count("is another folder now") == 1, log.read_text()
+    assert_converges_to_fresh_rebuild(settings)
+    old = make_settings(moved)
+    assert "projects/garden.md" in indexed_paths(old)  # the moved folder's index kept its rows
+    stop_with_sigterm(process, log)
+    assert "Traceback" not in log.read_text()
+
+
 # -- a separate watcher process: signals, crash safety, concurrent readers ---------------------
 
 

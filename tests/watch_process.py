@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 
 from conftest import RecordingEmbedder  # noqa: E402
 from indexer import make_settings, open_index  # noqa: E402
+from indexer.errors import RootReplaced  # noqa: E402
 from indexer.watch import Watcher, WatchOptions, stop_on_signals  # noqa: E402
 
 
@@ -56,10 +57,15 @@ def watch(args: argparse.Namespace) -> int:
     options = WatchOptions(debounce=args.debounce, max_wait=args.max_wait)
     with stop_on_signals():
         try:
-            with open_index(settings, write=True, embedder=SlowEmbedder(args.embed_delay)) as index:
-                watcher = Watcher(index, options)
-                threading.Thread(target=announce_when_ready, args=(watcher, args.ready_file), daemon=True).start()
-                watcher.run()
+            while True:
+                try:
+                    with open_index(settings, write=True, embedder=SlowEmbedder(args.embed_delay)) as index:
+                        watcher = Watcher(index, options)
+                        threading.Thread(target=announce_when_ready, args=(watcher, args.ready_file), daemon=True).start()
+                        watcher.run()
+                    break
+                except RootReplaced:
+                    continue  # as in cli.watch: start over on the folder now at the root's path
         except KeyboardInterrupt:
             pass  # as in cli.watch: the current file's transaction was rolled back; the lock is released
     return 0
