@@ -170,6 +170,7 @@ class MemoryIndex:
             "vector_search": "sqlite-vec" if self._uses_vec0() else "numpy",
             "last_sync": float(meta["last_sync"]) if "last_sync" in meta else None,
             "watcher": watcher_status(self.settings.index_dir),
+            "skipped": [{"path": path, "reason": f.reason} for path, f in sorted(self.store.skipped_files().items())],
         }
 
     def close(self) -> None:

@@ -163,6 +163,7 @@ def _check_files(settings: Settings, store: Store, report: CheckReport) -> None:
     """Every indexed file is on disk with the same bytes; every indexable file is indexed."""
     found, _ = scan(settings.root, index_dir=settings.index_dir)
     indexed = store.file_states()
+    skipped = store.skipped_files()  # skipped with a warning: consistent while their stamp is the same
     descriptions = store.file_descriptions()
     chunks = store.chunks_with_fts()
     on_disk = {item.path for item in found}
@@ -175,7 +176,7 @@ def _check_files(settings: Settings, store: Store, report: CheckReport) -> None:
                 changed.append(item.path)
             elif not _rows_match(item.path, data, descriptions[item.path], chunks.get(item.path, [])):
                 wrong.append(item.path)
-        elif data is not None:
+        elif data is not None and (item.path not in skipped or skipped[item.path].stamp != item.stamp):
             missing.append(item.path)
     if wrong:
         report.add(CORRUPT, f"{len(wrong)} files whose rows do not match their Markdown ({_examples(wrong)})")

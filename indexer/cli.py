@@ -185,13 +185,32 @@ def _check(settings: Settings) -> CheckReport:
 def _with_progress(run: Callable[..., SyncReport], label: str, as_json: bool) -> SyncReport:
     if as_json or not sys.stderr.isatty():
         return run()
-    with click.progressbar(length=1, label=label, file=sys.stderr) as bar:
+    # Log lines written while the bar is drawn would garble it: they are held and
+    # printed, in order, once the bar is finished.
+    logger = logging.getLogger("indexer")
+    held = _HeldRecords()
+    shown, logger.handlers[:] = logger.handlers[:], [held]
+    try:
+        with click.progressbar(length=1, label=label, file=sys.stderr) as bar:
 
-        def progress(done: int, total: int) -> None:
-            bar.length = max(total, 1)
-            bar.update(done - bar.pos)
+            def progress(done: int, total: int) -> None:
+                bar.length = max(total, 1)
+                bar.update(done - bar.pos)
 
-        return run(progress=progress)
+            return run(progress=progress)
+    finally:
+        logger.handlers[:] = shown
+        for record in held.records:
+            logger.handle(record)
+
+
+class _HeldRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 def _print_report(report: SyncReport, as_json: bool) -> None:
@@ -202,11 +221,14 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
         return
     if report.full_reembed_reason:
         click.echo(f"re-embedded every chunk ({report.full_reembed_reason})")
+    skipped = report.skipped_with_warning + report.skipped_as_before
+    before = f" ({report.skipped_as_before} as before, see 'memdex status')" if report.skipped_as_before else ""
+    duplicates = f", {report.chunks_deduplicated} duplicates" if report.chunks_deduplicated else ""
     click.echo(
         f"{report.files_seen} files: {report.reindexed} indexed, "
         f"{report.skipped_unchanged_stat + report.unchanged_hash} unchanged, {report.removed} removed, "
-        f"{report.skipped_with_warning} skipped; chunks: {report.chunks_embedded} embedded, "
-        f"{report.chunks_from_cache} from cache; {report.seconds:.2f}s"
+        f"{skipped} skipped{before}; chunks: {report.chunks_embedded} embedded, "
+        f"{report.chunks_from_cache} from cache{duplicates}; {report.seconds:.2f}s"
     )
 
 
@@ -328,6 +350,8 @@ def status(obj: _Context, as_json: bool) -> None:
     click.echo(f"files:   {info['files']}, chunks: {info['chunks']}, last sync: {last}")
     for kind, counts in sorted(info["by_kind"].items()):
         click.echo(f"  {kind:<7} {counts['files']:>6} files {counts['chunks']:>7} chunks")
+    for skipped in info["skipped"]:  # files skipped with a warning, not read again until they change
+        click.echo(f"skipped: {skipped['path']}: {skipped['reason']}")
     watcher = info["watcher"]
     if watcher is None:
         click.echo("watcher: not running")

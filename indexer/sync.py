@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 RACY_WINDOW_NS = 1_000_000_000
 # A read during which the file's stat changed is repeated this many times.
 READ_RETRIES = 2
+# How the warning about a file over the size limit ends.
+TOO_LARGE = " MiB limit"
 
 Progress = Callable[[int, int], None]
 # Every warning about a skipped file reads "PATH: skipped, REASON" (scan's and sync's alike).
@@ -113,11 +115,7 @@ def sync(
         found, scan_warnings = scan_paths(settings.root, paths, index_dir=settings.index_dir)
         known = store.file_states(under=paths)
         skipped = store.skipped_files(under=paths)
-    for message in scan_warnings:
-        if SKIPPED_MARK in message:
-            report.warn_skipped(message)
-        else:
-            report.warn(message)
+    scan_skipped = _report_scan_warnings(settings.root, store, report, scan_warnings, skipped)
     report.files_seen = len(found)
     report.symlinks = {item.path: item.target for item in found if item.target is not None}
     to_read = []
@@ -126,7 +124,7 @@ def sync(
             to_read.append(item)
         elif _unchanged_by_stat(item, known.get(item.path)):
             report.skipped_unchanged_stat += 1
-        elif _unchanged_by_stat(item, skipped.get(item.path)):
+        elif _still_skipped(item, skipped.get(item.path), settings.max_file_bytes):
             report.skipped_as_before += 1  # still the same bad file: no second warning
         else:
             to_read.append(item)
@@ -137,7 +135,8 @@ def sync(
         prepared = _prepare(settings, store, embedder, item, known.get(item.path), report)
         if prepared is None and report.skipped_with_warning > before:
             # Skipped with a warning: remember its stamp so that, unchanged, it is skipped silently.
-            store.record_skipped(item.path, item.stamp, reason=report.warnings[-1], skipped_at_ns=read_at)
+            reason = report.warnings[-1].partition(SKIPPED_MARK)[2] or report.warnings[-1]
+            store.record_skipped(item.path, item.stamp, reason=reason, skipped_at_ns=read_at)
         return prepared
 
     writer = Writer(settings.root, store, cache, embedder, report, prepare, progress=progress, total=len(to_read))
@@ -150,11 +149,49 @@ def sync(
         store.remove_file(path)
         report.removed += 1
         log.info("removed %s", one_line(path))
-    for path in sorted(set(skipped) - present - set(known)):
+    for path in sorted(set(skipped) - present - set(known) - scan_skipped):
         store.forget_skipped(path)
     store.set_meta(last_sync=time.time())
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _report_scan_warnings(
+    root: Path, store: Store, report: SyncReport, warnings: list[str], skipped: dict[str, SkippedFile]
+) -> set[str]:
+    """Report what the scan skipped (broken or outside symlinks, names that are not UTF-8),
+    except what was skipped before with the same stamp. Returns the keys of those skips."""
+    keys = set()
+    for message in warnings:
+        rel, mark, reason = message.partition(SKIPPED_MARK)
+        if not mark:
+            report.warn(message)
+            continue
+        key = rel if _utf8(rel) else one_line(rel)  # the table's text must be UTF-8
+        keys.add(key)
+        checked_at = time.time_ns()
+        try:
+            stamp = FileStamp.of(os.lstat(root / rel))
+        except OSError:
+            stamp = None
+        record = skipped.get(key)
+        if stamp is not None and record is not None and record.stamp == stamp and (
+            stamp.mtime_ns + RACY_WINDOW_NS < record.skipped_at_ns
+        ):
+            report.skipped_as_before += 1
+            continue
+        report.warn_skipped(message)
+        if stamp is not None:
+            store.record_skipped(key, stamp, reason=reason, skipped_at_ns=checked_at)
+    return keys
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_configuration(store: Store, cache: EmbeddingCache, embedder: Embedder) -> str | None:
@@ -213,6 +250,14 @@ def _unchanged_by_stat(item: MemoryFile, state: FileState | SkippedFile | None) 
         and item.stamp.mtime_ns + RACY_WINDOW_NS
         < (state.indexed_at_ns if isinstance(state, FileState) else state.skipped_at_ns)
     )
+
+
+def _still_skipped(item: MemoryFile, record: SkippedFile | None, limit: int) -> bool:
+    """A file skipped with a warning before, unchanged since, and not too large only
+    under a size limit that has been raised meanwhile."""
+    if record is None or not _unchanged_by_stat(item, record):
+        return False
+    return item.stamp.size > limit or not record.reason.endswith(TOO_LARGE)
 
 
 def _prepare(
@@ -280,7 +325,7 @@ def _read(path: Path, limit: int) -> tuple[bytes, FileStamp]:
         for _ in range(READ_RETRIES + 1):
             before = os.fstat(handle.fileno())
             if before.st_size > limit:
-                raise _TooLarge(f"{before.st_size / 2**20:.1f} MiB is over the {limit / 2**20:.1f} MiB limit")
+                raise _TooLarge(f"{before.st_size / 2**20:.1f} MiB is over the {limit / 2**20:.1f}{TOO_LARGE}")
             handle.seek(0)
             data = handle.read()
             if FileStamp.of(os.fstat(handle.fileno())) == FileStamp.of(before):
