@@ -16,7 +16,6 @@ skip it silently instead of warning again.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -33,7 +32,7 @@ from .errors import PathError
 from .parse import NotText, decode, parse_note, split_lines
 from .store import EmbeddingCache, FileRecord, FileState, SkippedFile, Store
 from .writer import Prepared as _Prepared
-from .writer import Writer
+from .writer import Writer, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -302,11 +301,6 @@ def _prepare(
         frontmatter=note.frontmatter, title=file_title(item.path, item.date, note.frontmatter),
     )  # fmt: skip
     return _Prepared(item, record, chunks, read_at)
-
-
-def content_hash(data: bytes) -> str:
-    """The hash stored for a file's bytes (``files.hash``)."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 class _TooLarge(Exception):

@@ -3,11 +3,13 @@
 Files are read and chunked by ``sync``; their new chunk texts are embedded in
 groups (so the model sees full batches) and each file is written in one
 transaction. Just before its write, a file's stamp is compared with the stamp
-of the handle it was read from. A file that changed meanwhile is read again
-at once, up to ``REREADS`` times; if it is still changing after that, the
-version that was read is written anyway: its rows describe bytes that really
-were the file, and they are stored with that older stamp, so the next sync
-(or file event) sees a newer one and reads the file again. So a file that is
+of the handle it was read from. A file that only grew meanwhile (its start is
+still the bytes read: a log being appended to) is written as read. A file
+that changed otherwise is read again at once, up to ``REREADS`` times; if it
+is still changing after that, the version that was read is written anyway.
+Either way its rows describe bytes that really were the file, and they are
+stored with that older stamp, so the next sync (or file event) sees a newer
+one and reads the file again. So a file that is
 written continuously is indexed at every sync instead of never. A file that
 is gone at its last check is not written; the next sync looks again.
 
@@ -19,6 +21,7 @@ every chunk written that was not one of those counts as ``chunks_from_cache``
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,8 +44,9 @@ log = logging.getLogger(__name__)
 EMBED_GROUP = 512
 # With a progress callback, texts go to the model this many at a time so the bar moves.
 PROGRESS_SLICE = 128
-# A file that changed between its read and its write is read again this many times.
-REREADS = 2
+# A file that changed between its read and its write is read again this many times (once
+# catches a save made while the model ran; more would only delay a file that never stops).
+REREADS = 1
 
 
 @dataclass(frozen=True)
@@ -131,15 +135,20 @@ class Writer:
             path = self.root / prepared.found.path
             current = current_stamp(path)
             if current != prepared.record.stamp:  # the stamp of the handle we read from
-                if not last_attempt or current is None:
+                if current is not None and _only_grew(path, prepared.record):
+                    # Appended to (a log): what was read is still the start of the file, and
+                    # reading it again would only chase the writer. Written as read; its
+                    # stamp is older than the file's, so the next sync reads the rest.
+                    log.info("%s grew while it was embedded; indexed the part read", _one_line(prepared.found.path))
+                elif not last_attempt or current is None:
                     changed.append(prepared.found)  # read again; gone: the read finds out
                     continue
-                # Still changing after every re-read: write the version that was read. Its
-                # stamp is older than the file's, so the next sync reads the file again.
-                log.info(
-                    "%s kept changing while it was indexed; indexed the version read, the next sync reads it again",
-                    _one_line(prepared.found.path),
-                )
+                else:
+                    # Still changing after the re-read: write the version read, as above.
+                    log.info(
+                        "%s kept changing while it was indexed; indexed the version read, the next sync "
+                        "reads it again", _one_line(prepared.found.path),
+                    )  # fmt: skip
             self._count_chunks(prepared.chunks)
             matrix = np.stack([vectors[c.hash] for c in prepared.chunks]) if prepared.chunks else np.zeros((0, 0))
             self.store.replace_file(prepared.record, prepared.chunks, matrix, indexed_at_ns=prepared.read_at_ns)
@@ -170,6 +179,22 @@ class Writer:
     def _tell(self, done: int) -> None:
         if self.progress and self.total:
             self.progress(min(done, self.total), self.total)
+
+
+def content_hash(data: bytes) -> str:
+    """The hash stored for a file's bytes (``files.hash``)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _only_grew(path: Path, record: FileRecord) -> bool:
+    """True when the file's first ``record.stamp.size`` bytes are still the bytes that
+    were read (the reader made sure its size did not change during the read)."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(record.stamp.size)
+    except OSError:
+        return False
+    return len(start) == record.stamp.size and content_hash(start) == record.hash
 
 
 def current_stamp(path: Path) -> FileStamp | None:
