@@ -6,14 +6,12 @@ period (``debounce``) but never longer than ``max_wait`` after its first event,
 so a file written continuously is still indexed every couple of seconds. A
 periodic full sync (``reconcile``) catches events the OS dropped.
 
-The memory root is watched by path, not by folder: file events follow a
-folder's inode, so when the root is renamed away (``mv root root-moved; mkdir
-root``) or deleted and recreated, the watcher notices (the root's device and
-inode, checked about every second and on the root's own delete event), says so
-in one line, restarts the observer on the path and runs a full sync there.
-While no folder is at the path, nothing is synced and the index is left as it
-is until one comes back. When the index lives inside the root it moved away
-with it: ``RootReplaced`` tells the caller (``memdex watch``) to start over.
+The memory root is watched by path, not by folder (``watch_root.py``): when
+the root is renamed away or deleted and recreated, the observer is restarted
+on the path and a full sync runs there. While no folder is at the path nothing
+is synced and the index is left as it is. When the index lives inside the root
+it moved away with it: ``RootReplaced`` tells the caller (``memdex watch``) to
+start over.
 
 The watcher is the index's single writer: it runs inside ``open_index(...,
 write=True)``, which holds the lock for its whole life. It records its state in
@@ -33,7 +31,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from stat import S_ISDIR
 from typing import TYPE_CHECKING
 
 from watchdog.events import (
@@ -55,6 +52,7 @@ from watchdog.observers.polling import PollingObserver
 from .config import Settings
 from .errors import IndexReplaced, RootReplaced
 from .sync import one_line
+from .watch_root import RootState, RootTracker
 from .watch_state import STATUS_FILE_NAME, StatusFile
 
 if TYPE_CHECKING:
@@ -260,9 +258,7 @@ class Watcher:
         self._started_at = time.time()
         self._last_sync: float | None = None
         self.syncs = 0  # completed targeted or full syncs, for callers that wait on progress
-        self._root_identity = _identity(self.settings.root)
-        self._root_event = threading.Event()  # the observer saw the root itself deleted or moved
-        self._root_gone = False
+        self._root = RootTracker(self.settings.root)
         self._last_full_sync_worked = True
         self._observer: BaseObserver | None = None
 
@@ -276,16 +272,16 @@ class Watcher:
             self.ready.set()
             next_reconcile = time.monotonic() + self._reconcile_delay(synced)
             while not self.stop_requested.is_set():
-                if self._root_gone:  # nothing to sync until the root is back: poll for it
+                if self._root.gone:  # nothing to sync until the root is back: poll for it
                     self.stop_requested.wait(ROOT_CHECK_SECONDS)
                 else:
                     self.pending.wait(max(0.0, min(ROOT_CHECK_SECONDS, next_reconcile - time.monotonic())))
                 if self.stop_requested.is_set():
                     break
                 root = self._check_root()
-                if root == "gone":
+                if root is RootState.GONE:
                     continue
-                if root == "resynced":
+                if root is RootState.CHANGED:
                     next_reconcile = time.monotonic() + self._reconcile_delay(self._last_full_sync_worked)
                     continue
                 if self.index.replaced_on_disk():
@@ -308,43 +304,11 @@ class Watcher:
         self.stop_requested.set()
         self.pending.wake()
 
-    def _check_root(self) -> str:
-        """"same", "gone" (nothing at the root's path) or "resynced" (the folder at the path
-        is another one, or came back, or its events stopped: observer restarted, full sync done)."""
-        identity = _identity(self.settings.root)
-        if identity is None:
-            if not self._root_gone:
-                log.warning(
-                    "the memory root %s is gone (moved or deleted); the index is left as it is "
-                    "until a folder is back at that path", self.settings.root,
-                )  # fmt: skip
-                self._root_gone = True
-            return "gone"
-        replaced = identity != self._root_identity
-        if not (replaced or self._root_gone or self._root_event.is_set() or not self._observer_alive()):
-            return "same"
-        if replaced:
-            log.warning(
-                "the memory root %s is another folder now (moved, or deleted and recreated); "
-                "watching the folder at that path and syncing the index with it", self.settings.root,
-            )  # fmt: skip
-        elif self._root_gone:  # the same folder moved back, or a new one with a reused inode number
-            log.warning(
-                "a folder is at the memory root's path %s again; watching it and syncing the index with it",
-                self.settings.root,
-            )
-        elif self._root_event.is_set():  # deleted and recreated with a reused inode number
-            log.warning(
-                "the memory root %s was deleted or moved away; watching the folder now at that path "
-                "and syncing the index with it", self.settings.root,
-            )  # fmt: skip
-        else:
-            log.warning(
-                "file events for the memory root %s stopped; watching it again and syncing the index with it",
-                self.settings.root,
-            )
-        self._root_identity, self._root_gone = identity, False
-        self._root_event.clear()
+    def _check_root(self) -> RootState:
+        """GONE, SAME, or CHANGED: then the observer was restarted and a full sync done."""
+        state = self._root.check(events_flowing=self._observer_alive())
+        if state is not RootState.CHANGED:
+            return state
         if self.index.replaced_on_disk() and self.settings.index_dir.resolve().is_relative_to(self.settings.root):
             raise RootReplaced(
                 f"the memory root {self.settings.root} was moved or replaced, and the index inside it "
@@ -355,10 +319,10 @@ class Watcher:
             self._observer = self._start_observer()
         except OSError as exc:  # gone again already
             log.warning("cannot watch the memory root %s (%s); waiting for it", self.settings.root, exc.strerror or exc)
-            self._root_gone = True
-            return "gone"
+            self._root.gone = True
+            return RootState.GONE
         self._last_full_sync_worked = self._sync(None)
-        return "resynced"
+        return state
 
     def _observer_alive(self) -> bool:
         observer = self._observer
@@ -425,7 +389,7 @@ class Watcher:
 
     def _start_observer(self) -> BaseObserver:
         quiet_watchdog_bookkeeping()
-        handler = _EventHandler(self.settings, self.pending, self._root_event)
+        handler = _EventHandler(self.settings, self.pending, self._root.root_event)
         factories: list[tuple[str, ObserverFactory]] = []
         if not self.options.polling:
             factories.append(("native", self._observer_factory or Observer))
@@ -455,15 +419,6 @@ class Watcher:
             pending=self.pending.snapshot(),
             observer=self.observer_kind,
         )
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of the folder at ``path``; None when there is none."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return (stat.st_dev, stat.st_ino) if S_ISDIR(stat.st_mode) else None
 
 
 @contextmanager
