@@ -956,6 +956,38 @@ def test_file_appended_to_faster_than_it_is_embedded_is_still_indexed_every_max_
     assert running.alive
 
 
+def test_file_rewritten_faster_than_it_is_embedded_is_still_indexed_every_max_wait(root, settings, start_watcher):
+    """The same for a file rewritten in place every 50 ms (truncate and write, as an editor's
+    autosave does): read again once, then the version read is indexed while writing goes on."""
+    seed(root)
+    options = WatchOptions(debounce=0.2, max_wait=1.0)
+    running = start_watcher(options, embedder=SlowEmbedder(0.15))
+    path = root / "draft.md"
+    stop = threading.Event()
+
+    def rewrite_forever() -> None:
+        for n in range(200):  # at most 10 s
+            if stop.is_set():
+                return
+            path.write_text(note("Draft", f"revision {n:04d} of the manifesto"))
+            stop.wait(0.05)  # the workload's pace
+
+    writer = threading.Thread(target=rewrite_forever, daemon=True)
+    writer.start()
+    try:
+        wait_until(
+            lambda: keyword_paths(settings, "manifesto") == {"draft.md"},
+            timeout=options.max_wait + 4.0,
+            message="a version of the file being rewritten to become searchable",
+        )
+        assert writer.is_alive(), "the writer finished first: the test proves nothing"
+    finally:
+        stop.set()
+        writer.join(TIMEOUT)
+    assert_converges_to_fresh_rebuild(settings)
+    assert running.alive
+
+
 # -- the memory root itself moved, replaced or gone -----------------------------------------
 
 
