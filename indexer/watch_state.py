@@ -17,24 +17,41 @@ STATUS_FILE_NAME = "watcher.json"
 
 
 class StatusFile:
-    """The watcher's state as JSON beside the index, replaced atomically."""
+    """The watcher's state as JSON beside the index, replaced atomically.
+
+    Written through a handle on the index folder, so it stays beside the index
+    the watcher holds even when that folder is moved (with the memory root).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._folder: int | None = None
+        try:
+            self._folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            log.debug("cannot open %s: %s", path.parent, exc)
 
     def write(self, **state: Any) -> None:
-        temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        temporary = f"{self.path.name}.{os.getpid()}.tmp"
         try:
-            temporary.write_text(json.dumps(state), encoding="utf-8")
-            os.replace(temporary, self.path)
+            if self._folder is None:
+                raise OSError(f"{self.path.parent} could not be opened")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=self._folder)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(state))
+            os.replace(temporary, self.path.name, src_dir_fd=self._folder, dst_dir_fd=self._folder)
         except OSError as exc:  # status is informative only; never stop watching for it
             log.debug("cannot write %s: %s", self.path, exc)
 
     def remove(self) -> None:
+        if self._folder is None:
+            return
         try:
-            self.path.unlink()
+            os.unlink(self.path.name, dir_fd=self._folder)
         except OSError:
             pass
+        os.close(self._folder)
+        self._folder = None
 
 
 def watcher_status(index_dir: Path) -> dict[str, Any] | None:

@@ -1092,6 +1092,8 @@ def test_root_with_its_index_inside_replaced_restarts_the_watcher_process(root, 
     assert_converges_to_fresh_rebuild(settings)
     old = make_settings(moved)
     assert "projects/garden.md" in indexed_paths(old)  # the moved folder's index kept its rows
+    assert watcher_status(old.index_dir) is None  # no longer claimed by a running watcher
+    assert wait_until(lambda: watcher_status(settings.index_dir), message="the new status file")["pid"] == process.pid
     stop_with_sigterm(process, log)
     assert "Traceback" not in log.read_text()
 
