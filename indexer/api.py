@@ -24,6 +24,7 @@ from . import db, rebuild
 from .config import CHUNKER_VERSION, Settings
 from .embed import Embedder, SentenceTransformerEmbedder
 from .errors import ConfigError, ModelError, PathError, UnusableIndex
+from .filters import SearchFilters
 from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
 from .store import EmbeddingCache, Store
 from .sync import Progress, SyncReport, configuration_change, one_line, read_lines, sync
@@ -55,6 +56,7 @@ class MemoryIndex:
         self._embedder = embedder
         self._cache: EmbeddingCache | None = None
         self._numpy_vectors: NumpyVectors | None = None
+        self._numpy_version: int | None = None
 
     # -- components, created on first use -----------------------------------
     @property
@@ -121,16 +123,19 @@ class MemoryIndex:
         self._numpy_vectors = None
         return report
 
-    def search(self, query: str, *, mode: Mode = "hybrid", limit: int = 10) -> list[SearchResult]:
+    def search(
+        self, query: str, *, mode: Mode = "hybrid", limit: int = 10, filters: SearchFilters | None = None
+    ) -> list[SearchResult]:
+        """Best chunks first; ``filters`` (``make_filters(...)``) narrow the candidates."""
         try:
-            return self._search(query, mode=mode, limit=limit)
+            return self._search(query, mode=mode, limit=limit, filters=filters)
         except Exception as exc:
             if not db.is_damage(exc):
                 raise
             self._recover(exc)
-        return self._search(query, mode=mode, limit=limit)  # once: a second failure is raised
+        return self._search(query, mode=mode, limit=limit, filters=filters)  # once: a second failure is raised
 
-    def _search(self, query: str, *, mode: Mode, limit: int) -> list[SearchResult]:
+    def _search(self, query: str, *, mode: Mode, limit: int, filters: SearchFilters | None = None) -> list[SearchResult]:
         if mode not in MODES:
             raise ConfigError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
         if limit < 1:
@@ -143,7 +148,9 @@ class MemoryIndex:
             query_vector = self.embedder.embed([query])[0]
         with self.store.connection:  # one read snapshot: ids found are the ids read back
             vectors = self._vector_source() if query_vector is not None else None
-            return run_search(self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors)
+            return run_search(
+                self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors, filters=filters
+            )
 
     def get(self, target: str) -> Lines:
         return read_target(self.settings.root, target)
@@ -248,7 +255,9 @@ class MemoryIndex:
     def _vector_source(self) -> VectorSource:
         if self._uses_vec0():
             return Vec0Vectors(self.store)
-        if self._numpy_vectors is None:
+        version = self.store.data_version()  # another connection (a watcher) may have written since
+        if self._numpy_vectors is None or version != self._numpy_version:
+            self._numpy_version = version
             pairs = self.store.chunk_hashes()
             found = self.cache.get_many(digest for _, digest in pairs)
             usable = [(cid, digest) for cid, digest in pairs if digest in found]

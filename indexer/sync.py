@@ -10,6 +10,7 @@ of files so the model sees full batches.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
@@ -22,7 +23,7 @@ import numpy as np
 
 from .chunk import Chunk, chunk_note
 from .config import CHUNKER_VERSION, Settings
-from .discover import FileStamp, MemoryFile, resolve_inside, scan, scan_paths
+from .discover import FileStamp, MemoryFile, classify, resolve_inside, scan, scan_paths
 from .embed import Embedder
 from .errors import PathError
 from .parse import NotText, decode, parse_note, split_lines
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 # A file whose mtime is this close to the moment it was read may have been
 # written again within the same timestamp tick, so the stat is not trusted.
 RACY_WINDOW_NS = 1_000_000_000
+# meta key: the daily folders the files' kinds and dates were derived with.
+CLASSIFICATION_KEY = "daily_folders"
 # Embed when this many new chunk texts are waiting (several model batches).
 EMBED_GROUP = 512
 
@@ -94,12 +97,16 @@ def sync(
     if report.full_reembed_reason:
         report.warn(f"re-embedding every chunk: {report.full_reembed_reason}")
         paths = None  # everything must be embedded again
+    if reclassify(settings, store):
+        paths = None  # files whose kind or date changed are read again, wherever they are
     if paths is None:
-        found, scan_warnings = scan(settings.root, index_dir=settings.index_dir)
+        found, scan_warnings = scan(settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders)
         known = store.file_states()
     else:
         paths = set(paths)
-        found, scan_warnings = scan_paths(settings.root, paths, index_dir=settings.index_dir)
+        found, scan_warnings = scan_paths(
+            settings.root, paths, index_dir=settings.index_dir, daily_folders=settings.daily_folders
+        )
         known = store.file_states(under=paths)
     for message in scan_warnings:
         report.warn(message)
@@ -165,6 +172,31 @@ def _check_configuration(store: Store, cache: EmbeddingCache, embedder: Embedder
     if reason or any(meta.get(key) != value for key, value in wanted.items()):
         store.set_meta(**wanted)
     return reason
+
+
+def reclassify(settings: Settings, store: Store) -> bool:
+    """When the daily folders differ from the ones the index was classified with,
+    mark the files whose kind or date changes so that this sync reads them again
+    (their kind, date and full-text title words change; vectors come from the cache).
+    True when some file must be read again."""
+    wanted = classification(settings.daily_folders)
+    if store.meta().get(CLASSIFICATION_KEY) == wanted:
+        return False
+    changed = [
+        path
+        for path, (kind, day, _) in store.file_descriptions().items()
+        if classify(path, settings.daily_folders) != (kind, day)
+    ]
+    store.invalidate_files(changed)
+    store.set_meta(**{CLASSIFICATION_KEY: wanted})
+    if changed:
+        log.warning("daily folders are now %s: re-classifying %d files", ", ".join(settings.daily_folders), len(changed))
+    return bool(changed)
+
+
+def classification(daily_folders: tuple[str, ...]) -> str:
+    """How meta records the daily folders the index's kinds and dates were derived with."""
+    return json.dumps(sorted(daily_folders))
 
 
 def _configuration(embedder: Embedder) -> dict[str, str]:
