@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from . import db, rebuild
 from .config import CHUNKER_VERSION, Settings
 from .embed import Embedder, SentenceTransformerEmbedder
+from .discover import is_inside
 from .errors import ConfigError, ModelError, PathError, UnusableIndex
 from .filters import SearchFilters
 from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
@@ -179,6 +181,10 @@ class MemoryIndex:
             "watcher": watcher_status(self.settings.index_dir),
         }
 
+    def search_info(self) -> dict[str, Any]:
+        """The model the index was built with and how vector search runs (cheap; for each search)."""
+        return {"model": self.store.meta().get("model"), "vector_search": "sqlite-vec" if self._uses_vec0() else "numpy"}
+
     def close(self) -> None:
         self.store.connection.close()
         if self._cache is not None:
@@ -270,6 +276,43 @@ class MemoryIndex:
             )
             self._numpy_vectors = NumpyVectors([cid for cid, _ in usable], matrix)
         return self._numpy_vectors
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """A bounded run of a memory file's lines (MCP ``memory_get``)."""
+
+    path: str
+    start_line: int
+    lines: list[str]
+    total_lines: int
+    found: bool = True
+
+    @property
+    def next_line(self) -> int | None:
+        """The first line not returned, or None at the end of the file."""
+        after = self.start_line + len(self.lines)
+        return after if self.found and after <= self.total_lines else None
+
+
+def read_excerpt(root: Path, path: str, *, start: int = 1, count: int = 200) -> Excerpt:
+    """At most ``count`` lines of a memory file from line ``start`` (1-based).
+
+    Only memory files (``*.md``, no hidden part) inside the root are read; a
+    memory file that does not exist gives an empty excerpt with ``found=False``.
+    """
+    if start < 1 or count < 1:
+        raise PathError(f"{path}: from and lines must be at least 1")
+    pure = PurePosixPath(path.replace("\\", "/"))
+    if pure.suffix.lower() != ".md" or any(part.startswith(".") and part not in (".", "..") for part in pure.parts):
+        raise PathError(f"{path}: not a memory file (only *.md files outside hidden folders are readable)")
+    lexical = Path(os.path.normpath(root / Path(path).expanduser()))
+    if is_inside(root, lexical) and not os.path.lexists(lexical):
+        return Excerpt(lexical.relative_to(root).as_posix(), start, [], 0, found=False)
+    rel, lines = read_lines(root, path)  # refuses paths outside the root, and symlinks that lead out
+    if start > max(len(lines), 1):
+        raise PathError(f"{rel} has only {len(lines)} lines")
+    return Excerpt(rel, start, lines[start - 1 : start - 1 + count], len(lines))
 
 
 def read_target(root: Path, target: str) -> Lines:

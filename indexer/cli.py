@@ -400,6 +400,44 @@ def status(obj: _Context, as_json: bool) -> None:
         )
 
 
+@cli.command("mcp")
+@click.option("--watch", "watch_files", is_flag=True,
+              help="Also keep the index current: this process becomes the index's writer and watcher.")
+@click.option("--http", "http", default=None, metavar="HOST:PORT",
+              help="Serve streamable HTTP (at /mcp) instead of stdio; a bare PORT binds 127.0.0.1.")
+@click.option("--allow-remote", is_flag=True, help="Allow --http on a non-loopback address (there is no authentication).")
+@click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
+              help="Another browser Origin to accept over HTTP (repeatable).")
+@click.option("--polling", is_flag=True, help="With --watch: poll the folder instead of using OS file events.")
+@click.pass_obj
+def mcp(
+    obj: _Context, watch_files: bool, http: str | None, allow_remote: bool, allow_origins: tuple[str, ...], polling: bool
+) -> None:
+    """Serve the memory to assistants over the Model Context Protocol (stdio by default)."""
+    from . import mcp as server  # the SDK loads only for this command
+    from .serving import IndexService
+
+    settings = obj.settings()
+    address = server.parse_http(http) if http else None
+    if address is not None and not server.is_loopback(address[0]):
+        if not allow_remote:
+            raise click.UsageError(f"--http {http}: not a loopback address; add --allow-remote to serve the network")
+        logging.getLogger("indexer.mcp").warning(
+            "serving %s:%d beyond this machine, without authentication: anyone who can reach it can read the memory",
+            *address,
+        )
+
+    def listening(host: str, port: int) -> None:
+        click.echo(f"memdex mcp: serving http://{host}:{port}/mcp for {settings.root}", err=True)
+
+    service = IndexService(settings, watch=watch_files, watch_options=WatchOptions(polling=polling))
+    with stop_on_signals():
+        try:
+            server.serve(service, http=address, allowed_origins=allow_origins, on_listening=listening)
+        except KeyboardInterrupt:
+            pass
+
+
 @cli.command("config")
 @click.option("--json", "as_json", is_flag=True, help="Print the settings and their sources as JSON.")
 @click.pass_obj
