@@ -303,12 +303,16 @@ def read_excerpt(root: Path, path: str, *, start: int = 1, count: int = 200) -> 
     """
     if start < 1 or count < 1:
         raise PathError(f"{path}: from and lines must be at least 1")
-    pure = PurePosixPath(path.replace("\\", "/"))
-    if pure.suffix.lower() != ".md" or any(part.startswith(".") and part not in (".", "..") for part in pure.parts):
-        raise PathError(f"{path}: not a memory file (only *.md files outside hidden folders are readable)")
+    if not path or "\x00" in path:
+        raise PathError("empty or invalid path")
     lexical = Path(os.path.normpath(root / Path(path).expanduser()))
-    if is_inside(root, lexical) and not os.path.lexists(lexical):
-        return Excerpt(lexical.relative_to(root).as_posix(), start, [], 0, found=False)
+    if not is_inside(root, lexical):
+        raise PathError(f"{path}: outside the memory root {root}")
+    rel = lexical.relative_to(root).as_posix()
+    if not rel.lower().endswith(".md") or any(part.startswith(".") for part in PurePosixPath(rel).parts):
+        raise PathError(f"{path}: not a memory file (only *.md files outside hidden folders are readable)")
+    if not os.path.lexists(lexical):
+        return Excerpt(rel, start, [], 0, found=False)
     rel, lines = read_lines(root, path)  # refuses paths outside the root, and symlinks that lead out
     if start > max(len(lines), 1):
         raise PathError(f"{rel} has only {len(lines)} lines")
