@@ -17,7 +17,11 @@ import inspect
 import ipaddress
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
+
+import anyio
 
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
@@ -120,7 +124,9 @@ def _one_line_error(name: str, exc: ToolError) -> str:
 def build_server(service: IndexService) -> MCPServer:
     """The MCP server over ``service`` (the caller starts and closes the service)."""
     settings = service.settings
-    server = _Server(SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
+    server = _Server(
+        SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING", lifespan=_lifespan(service)
+    )
 
     def guarded(run: Any) -> Any:
         try:
@@ -207,6 +213,21 @@ def build_server(service: IndexService) -> MCPServer:
     return server
 
 
+def _lifespan(service: IndexService) -> Any:
+    """Start the watcher and the model load once the transport is up (in stdio mode, after
+    the SDK has claimed stdout, so nothing a library prints can reach the protocol)."""
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
+        service.start()
+        try:
+            yield {}
+        finally:
+            await anyio.to_thread.run_sync(service.close)
+
+    return lifespan
+
+
 def _hit(result: SearchResult) -> SearchHit:
     span = f"#L{result.start_line}" if result.start_line == result.end_line else f"#L{result.start_line}-L{result.end_line}"
     return {
@@ -272,12 +293,10 @@ def serve(
 ) -> None:
     """Run the server until the client goes away (stdio) or the process is stopped (HTTP)."""
     server = build_server(service)
-    service.start()
     try:
         if http is None:
             server.run("stdio")
             return
-        import anyio
         import uvicorn
 
         host, port = http

@@ -111,10 +111,14 @@ class IndexService:
         self.watcher: Watcher | None = None
         self.writer_state = "off" if not watch else "starting"
         self.writer_note: str | None = None
+        self._started = False
 
     # -- life cycle -------------------------------------------------------------
     def start(self, *, warm_up: bool = True) -> None:
-        """Start the watcher thread (with ``watch``) and load the model in the background."""
+        """Start the watcher thread (with ``watch``) and load the model in the background (once)."""
+        if self._started:
+            return
+        self._started = True
         if self.watch:
             self._thread = threading.Thread(target=self._write_loop, name="memdex-watcher", daemon=True)
             self._thread.start()
