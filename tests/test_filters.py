@@ -182,3 +182,47 @@ def test_get_and_init_print_json(tmp_path: Path) -> None:
     lines = json.loads(got.output)
     expected = (FIXTURES / "memory" / "MEMORY.md").read_text(encoding="utf-8").split("\n")[:3]
     assert lines == {"path": "MEMORY.md", "start_line": 1, "end_line": 3, "lines": expected}
+
+
+def test_filtered_search_equals_filtering_an_unlimited_search(tmp_path: Path, embedder: RecordingEmbedder) -> None:
+    """In keyword and vector mode a filter inside the candidate query returns exactly
+    what filtering the complete ranking would, up to the limit (hypothesis over filters)."""
+    from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+    root = tmp_path / "memory"
+    crowded(root)
+    write(root, "MEMORY.md", "# Memory\n\n- a heron nests by the bridge\n")
+    write(root, "notes/river.md", "# River\n\nheron and kingfisher by the river\n")
+    settings = make_settings(root)
+    with open_index(settings, write=True, embedder=embedder) as index:
+        index.sync()
+    days = [date(2026, 11, d) for d in range(1, 8)]
+
+    with open_index(settings, embedder=embedder) as index:
+
+        @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @given(
+            kinds=st.lists(st.sampled_from(["soul", "memory", "daily", "note"]), max_size=2, unique=True),
+            prefix=st.sampled_from([None, "projects/p1", "daily/", "notes", "MEM", "zzz"]),
+            after=st.none() | st.sampled_from(days),
+            before=st.none() | st.sampled_from(days),
+            limit=st.integers(1, 12),
+            mode=st.sampled_from(["keyword", "vector"]),
+        )
+        def check(kinds, prefix, after, before, limit, mode) -> None:  # type: ignore[no-untyped-def]
+            if after and before and after > before:
+                after, before = before, after
+            filters = make_filters(kinds=kinds, path_prefix=prefix, after=after, before=before)
+            everything = index.search("heron river bridge", mode=mode, limit=1000)
+            allowed = [
+                r for r in everything
+                if (not kinds or r.kind in kinds) and (prefix is None or r.path.startswith(prefix))
+                and (after is None or (r.date is not None and r.date >= after.isoformat()))
+                and (before is None or (r.date is not None and r.date <= before.isoformat()))
+            ]  # fmt: skip
+            found = index.search("heron river bridge", mode=mode, limit=limit, filters=filters)
+            assert [(r.path, r.start_line, r.score) for r in found] == [
+                (r.path, r.start_line, r.score) for r in allowed[:limit]
+            ]
+
+        check()
