@@ -167,7 +167,8 @@ def run_search(
     match = match_expression(terms)
     pool = max(CANDIDATES, limit)
     # Filters narrow the candidate queries themselves, so a filtered search still fills ``limit``.
-    only = store.filtered_chunk_ids(filters) if filters is not None and filters.narrows_candidates else None
+    narrowed = filters is not None and filters.narrows_candidates and mode != "keyword"
+    only = store.filtered_chunk_ids(filters) if narrowed else None  # type: ignore[arg-type]
     use_vectors = vectors is not None and query_vector is not None and (only is None or len(only) > 0)
     if mode == "keyword":
         ranked = store.keyword_candidates(match, limit, filters=filters) if match else []
