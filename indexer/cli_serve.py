@@ -23,10 +23,18 @@ from .watch import WatchOptions, stop_on_signals
 @click.option("--allow-remote", is_flag=True, help="Allow --http on a non-loopback address (there is no authentication).")
 @click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
               help="Another browser Origin to accept over HTTP (repeatable).")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Another Host name clients use to reach --http (repeatable; needed for 0.0.0.0).")
 @click.option("--polling", is_flag=True, help="With --watch: poll the folder instead of using OS file events.")
 @click.pass_obj
 def mcp_command(
-    obj: Any, watch_files: bool, http: str | None, allow_remote: bool, allow_origins: tuple[str, ...], polling: bool
+    obj: Any,
+    watch_files: bool,
+    http: str | None,
+    allow_remote: bool,
+    allow_origins: tuple[str, ...],
+    allow_hosts: tuple[str, ...],
+    polling: bool,
 ) -> None:
     """Serve the memory to assistants over the Model Context Protocol (stdio by default)."""
     from . import mcp as server  # the SDK loads only for this command
@@ -48,7 +56,9 @@ def mcp_command(
     service = IndexService(settings, watch=watch_files, watch_options=WatchOptions(polling=polling))
     with stop_on_signals():
         try:
-            server.serve(service, http=address, allowed_origins=allow_origins, on_listening=listening)
+            server.serve(
+                service, http=address, allowed_origins=allow_origins, allowed_hosts=allow_hosts, on_listening=listening
+            )
         except KeyboardInterrupt:
             pass
 

@@ -251,12 +251,16 @@ def _get_target(path: str, start: int | None, count: int | None) -> tuple[str, i
     return path, start or 1, count or DEFAULT_GET_LINES
 
 
-def http_security(host: str, *, allowed_origins: tuple[str, ...] = ()) -> TransportSecuritySettings:
-    """Host and Origin checks against DNS rebinding: loopback names always, plus ``host`` itself."""
+def http_security(
+    host: str, *, allowed_origins: tuple[str, ...] = (), allowed_hosts: tuple[str, ...] = ()
+) -> TransportSecuritySettings:
+    """Host and Origin checks against DNS rebinding: loopback names always, plus ``host``
+    itself and ``allowed_hosts`` (names clients use to reach a wildcard address)."""
     hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
     origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
-    if host not in LOOPBACK_HOSTS and host not in ("0.0.0.0", "::"):
-        named = f"[{host}]" if ":" in host else host
+    named_hosts = [h for h in (host, *allowed_hosts) if h not in LOOPBACK_HOSTS and h not in ("0.0.0.0", "::")]
+    for name in named_hosts:
+        named = f"[{name}]" if ":" in name else name
         hosts.append(f"{named}:*")
         origins.append(f"http://{named}:*")
     return TransportSecuritySettings(
@@ -289,6 +293,7 @@ def serve(
     *,
     http: tuple[str, int] | None = None,
     allowed_origins: tuple[str, ...] = (),
+    allowed_hosts: tuple[str, ...] = (),
     on_listening: Any = None,
 ) -> None:
     """Run the server until the client goes away (stdio) or the process is stopped (HTTP)."""
@@ -300,7 +305,7 @@ def serve(
         import uvicorn
 
         host, port = http
-        app = server.streamable_http_app(transport_security=http_security(host, allowed_origins=allowed_origins), host=host)
+        app = server.streamable_http_app(transport_security=http_security(host, allowed_origins=allowed_origins, allowed_hosts=allowed_hosts), host=host)
         config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, log_level="warning")
         if on_listening is not None:
             on_listening(host, port)

@@ -356,3 +356,5 @@ def test_http_address_parsing_and_security() -> None:
     assert "127.0.0.1:*" in loopback.allowed_hosts and "http://evil.example" not in loopback.allowed_origins
     lan = http_security("192.168.1.5", allowed_origins=("https://app.example",))
     assert "192.168.1.5:*" in lan.allowed_hosts and "https://app.example" in lan.allowed_origins
+    anywhere = http_security("0.0.0.0", allowed_hosts=("memory.lan",))
+    assert "memory.lan:*" in anywhere.allowed_hosts and "0.0.0.0:*" not in anywhere.allowed_hosts
