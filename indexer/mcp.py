@@ -122,7 +122,7 @@ def _one_line_error(name: str, exc: ToolError) -> str:
 
 
 def build_server(service: IndexService) -> MCPServer:
-    """The MCP server over ``service`` (the caller starts and closes the service)."""
+    """The MCP server over ``service``; its lifespan starts the service and closes it."""
     settings = service.settings
     server = _Server(
         SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING", lifespan=_lifespan(service)
