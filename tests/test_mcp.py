@@ -227,6 +227,9 @@ def test_bad_calls_are_one_line_tool_errors_and_the_server_keeps_answering(memor
             await error(client, "memory_get", path="MEMORY.md", **{"from": 100000}),
             await error(client, "no_such_tool"),
         ]
+        for odd in ("", '"NEAR(' * 10, "🙂 ?!", "a OR b AND NOT c*", "\u0000"):
+            for mode in ("keyword", "vector", "hybrid"):
+                assert isinstance((await call(client, "memory_search", query=odd, mode=mode))["results"], list)
         still = await call(client, "memory_search", query="penicillin")
         assert still["results"]
         return errors

@@ -133,8 +133,11 @@ def test_http_server_refuses_a_foreign_origin(indexed_memory: Path, tmp_path: Pa
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **server_env(tmp_path)},
     )  # fmt: skip
     try:
-        line = process.stderr.readline().decode()  # type: ignore[union-attr]
-        assert f"serving http://127.0.0.1:{port}/mcp" in line, line
+        seen = []
+        while not seen or "serving http://" not in seen[-1]:  # warnings may come first
+            seen.append(process.stderr.readline().decode())  # type: ignore[union-attr]
+            assert seen[-1], seen  # EOF: the server exited
+        assert f"serving http://127.0.0.1:{port}/mcp" in seen[-1], seen
         url = f"http://127.0.0.1:{port}/mcp"
         deadline = time.monotonic() + 60
         while True:  # the listening line comes just before uvicorn binds
