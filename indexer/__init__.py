@@ -3,11 +3,13 @@
 from .api import Lines, MemoryIndex, open_index
 from .config import Settings, make_settings
 from .errors import IndexerError
+from .filters import SearchFilters, make_filters
 from .search import SearchResult
+from .settings_file import load_configuration
 from .sync import SyncReport
 
 __all__ = [
-    "IndexerError", "Lines", "MemoryIndex", "SearchResult", "Settings", "SyncReport",
-    "make_settings", "open_index",
+    "IndexerError", "Lines", "MemoryIndex", "SearchFilters", "SearchResult", "Settings", "SyncReport",
+    "load_configuration", "make_filters", "make_settings", "open_index",
 ]  # fmt: skip
 __version__ = "0.1.0"

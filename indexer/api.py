@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,9 @@ import numpy as np
 from . import db, rebuild
 from .config import CHUNKER_VERSION, Settings
 from .embed import Embedder, SentenceTransformerEmbedder
+from .discover import is_inside
 from .errors import ConfigError, ModelError, PathError, UnusableIndex
+from .filters import SearchFilters
 from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
 from .store import EmbeddingCache, Store
 from .sync import Progress, SyncReport, configuration_change, one_line, read_lines, sync
@@ -55,6 +58,7 @@ class MemoryIndex:
         self._embedder = embedder
         self._cache: EmbeddingCache | None = None
         self._numpy_vectors: NumpyVectors | None = None
+        self._numpy_version: int | None = None
 
     # -- components, created on first use -----------------------------------
     @property
@@ -121,16 +125,19 @@ class MemoryIndex:
         self._numpy_vectors = None
         return report
 
-    def search(self, query: str, *, mode: Mode = "hybrid", limit: int = 10) -> list[SearchResult]:
+    def search(
+        self, query: str, *, mode: Mode = "hybrid", limit: int = 10, filters: SearchFilters | None = None
+    ) -> list[SearchResult]:
+        """Best chunks first; ``filters`` (``make_filters(...)``) narrow the candidates."""
         try:
-            return self._search(query, mode=mode, limit=limit)
+            return self._search(query, mode=mode, limit=limit, filters=filters)
         except Exception as exc:
             if not db.is_damage(exc):
                 raise
             self._recover(exc)
-        return self._search(query, mode=mode, limit=limit)  # once: a second failure is raised
+        return self._search(query, mode=mode, limit=limit, filters=filters)  # once: a second failure is raised
 
-    def _search(self, query: str, *, mode: Mode, limit: int) -> list[SearchResult]:
+    def _search(self, query: str, *, mode: Mode, limit: int, filters: SearchFilters | None = None) -> list[SearchResult]:
         if mode not in MODES:
             raise ConfigError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
         if limit < 1:
@@ -143,7 +150,9 @@ class MemoryIndex:
             query_vector = self.embedder.embed([query])[0]
         with self.store.connection:  # one read snapshot: ids found are the ids read back
             vectors = self._vector_source() if query_vector is not None else None
-            return run_search(self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors)
+            return run_search(
+                self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors, filters=filters
+            )
 
     def get(self, target: str) -> Lines:
         return read_target(self.settings.root, target)
@@ -172,6 +181,10 @@ class MemoryIndex:
             "watcher": watcher_status(self.settings.index_dir),
             "skipped": [{"path": path, "reason": f.reason} for path, f in sorted(self.store.skipped_files().items())],
         }
+
+    def search_info(self) -> dict[str, Any]:
+        """The model the index was built with and how vector search runs (cheap; for each search)."""
+        return {"model": self.store.meta().get("model"), "vector_search": "sqlite-vec" if self._uses_vec0() else "numpy"}
 
     def close(self) -> None:
         self.store.connection.close()
@@ -249,7 +262,9 @@ class MemoryIndex:
     def _vector_source(self) -> VectorSource:
         if self._uses_vec0():
             return Vec0Vectors(self.store)
-        if self._numpy_vectors is None:
+        version = self.store.data_version()  # another connection (a watcher) may have written since
+        if self._numpy_vectors is None or version != self._numpy_version:
+            self._numpy_version = version
             pairs = self.store.chunk_hashes()
             found = self.cache.get_many(digest for _, digest in pairs)
             usable = [(cid, digest) for cid, digest in pairs if digest in found]
@@ -262,6 +277,47 @@ class MemoryIndex:
             )
             self._numpy_vectors = NumpyVectors([cid for cid, _ in usable], matrix)
         return self._numpy_vectors
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """A bounded run of a memory file's lines (MCP ``memory_get``)."""
+
+    path: str
+    start_line: int
+    lines: list[str]
+    total_lines: int
+    found: bool = True
+
+    @property
+    def next_line(self) -> int | None:
+        """The first line not returned, or None at the end of the file."""
+        after = self.start_line + len(self.lines)
+        return after if self.found and after <= self.total_lines else None
+
+
+def read_excerpt(root: Path, path: str, *, start: int = 1, count: int = 200) -> Excerpt:
+    """At most ``count`` lines of a memory file from line ``start`` (1-based).
+
+    Only memory files (``*.md``, no hidden part) inside the root are read; a
+    memory file that does not exist gives an empty excerpt with ``found=False``.
+    """
+    if start < 1 or count < 1:
+        raise PathError(f"{path}: from and lines must be at least 1")
+    if not path or "\x00" in path:
+        raise PathError("empty or invalid path")
+    lexical = Path(os.path.normpath(root / Path(path).expanduser()))
+    if not is_inside(root, lexical):
+        raise PathError(f"{path}: outside the memory root {root}")
+    rel = lexical.relative_to(root).as_posix()
+    if not rel.lower().endswith(".md") or any(part.startswith(".") for part in PurePosixPath(rel).parts):
+        raise PathError(f"{path}: not a memory file (only *.md files outside hidden folders are readable)")
+    if not os.path.lexists(lexical):
+        return Excerpt(rel, start, [], 0, found=False)
+    rel, lines = read_lines(root, path)  # refuses paths outside the root, and symlinks that lead out
+    if start > max(len(lines), 1):
+        raise PathError(f"{rel} has only {len(lines)} lines")
+    return Excerpt(rel, start, lines[start - 1 : start - 1 + count], len(lines))
 
 
 def read_target(root: Path, target: str) -> Lines:

@@ -7,6 +7,7 @@ model: a sync fixes it). Reads only; repairing is the caller's choice.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -19,12 +20,14 @@ from .db import BUSY_ERRORS, DAMAGE_ERRORS, is_damage
 from .discover import classify, scan
 from .parse import NotText, decode, read_frontmatter, split_lines
 from .store import EmbeddingCache, Store
-from .sync import content_hash, file_title, one_line
+from .sync import CLASSIFICATION_KEY, classification, content_hash, file_title, one_line
 
 log = logging.getLogger(__name__)
 
 HEALTHY, DRIFT, CORRUPT = 0, 1, 2
 STATES = {HEALTHY: "healthy", DRIFT: "drift", CORRUPT: "corrupt"}
+# What indexes from before the daily-folders setting were classified with.
+LEGACY_DAILY_FOLDERS = ("daily",)
 SHOWN_PER_PROBLEM = 3  # example paths named in one finding
 
 
@@ -161,7 +164,17 @@ def _check_configuration(store: Store, report: CheckReport, *, model_id: str) ->
 
 def _check_files(settings: Settings, store: Store, report: CheckReport) -> None:
     """Every indexed file is on disk with the same bytes; every indexable file is indexed."""
-    found, _ = scan(settings.root, index_dir=settings.index_dir)
+    found, _ = scan(settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders)
+    recorded = store.meta().get(CLASSIFICATION_KEY)
+    # Rows are compared with the classification they were written under; a
+    # changed setting is drift that the next sync fixes.
+    built_with = tuple(json.loads(recorded)) if recorded else LEGACY_DAILY_FOLDERS
+    if recorded != classification(settings.daily_folders) and store.file_states():
+        report.add(
+            DRIFT,
+            f"kinds and dates were derived with daily folders {', '.join(built_with)}; "
+            f"configured: {', '.join(settings.daily_folders)}",
+        )
     indexed = store.file_states()
     skipped = store.skipped_files()  # skipped with a warning: consistent while their stamp is the same
     descriptions = store.file_descriptions()
@@ -174,7 +187,9 @@ def _check_files(settings: Settings, store: Store, report: CheckReport) -> None:
         if item.path in indexed:
             if data is None or content_hash(data) != indexed[item.path].hash:
                 changed.append(item.path)
-            elif not _rows_match(item.path, data, descriptions[item.path], chunks.get(item.path, [])):
+            elif not _rows_match(
+                item.path, data, descriptions[item.path], chunks.get(item.path, []), built_with
+            ):
                 wrong.append(item.path)
         elif data is not None and (item.path not in skipped or skipped[item.path].stamp != item.stamp):
             missing.append(item.path)
@@ -191,6 +206,7 @@ def _rows_match(
     data: bytes,
     description: tuple[str, str | None, dict[str, Any]],
     chunks: list[tuple[int, int, str, str, tuple[str, str, str]]],
+    daily_folders: tuple[str, ...],
 ) -> bool:
     """The rows of a file whose hash matches say what its Markdown says: kind,
     date and frontmatter; chunk texts equal to their line ranges, with their
@@ -198,7 +214,7 @@ def _rows_match(
     text, _ = decode(data)
     lines = split_lines(text)
     frontmatter, body_start, _ = read_frontmatter(lines)
-    kind, day = classify(path)
+    kind, day = classify(path, daily_folders)
     if description != (kind, day, frontmatter):
         return False
     title = file_title(path, day, frontmatter)

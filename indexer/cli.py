@@ -21,12 +21,15 @@ from typing import Any
 import click
 
 from .api import open_index, read_target
-from .config import Settings, make_settings
 from .check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
+from .cli_serve import config_command, mcp_command
+from .config import Settings
 from .embed import resolve_model
 from .errors import IndexerError, LockedError, PathError, RootReplaced, SchemaError, UnusableIndex
+from .filters import KINDS, make_filters
 from .search import MODES
 from .service import launchd_plist, systemd_unit, watch_command
+from .settings_file import Configuration, load_configuration
 from .sync import SyncReport
 from .watch import DEBOUNCE_SECONDS, MAX_WAIT_SECONDS, RECONCILE_SECONDS, Watcher, WatchOptions, stop_on_signals
 
@@ -44,16 +47,45 @@ def _templates() -> Traversable:
 
 
 class _Context:
-    def __init__(self, root: str, db: str | None, model: str | None, verbose: int) -> None:
+    def __init__(self, root: str | None, db: str | None, model: str | None, verbose: int) -> None:
         self.root, self.db, self.model, self.verbose = root, db, model, verbose
+        self._configuration: Configuration | None = None
+
+    def configuration(self) -> Configuration:
+        """Flags > MEMDEX_* environment > ROOT/.memdex/config.toml > user file > defaults."""
+        if self._configuration is None:
+            self._configuration = load_configuration({"root": self.root, "db": self.db, "model": self.model})
+        return self._configuration
 
     def settings(self) -> Settings:
-        options: dict[str, Any] = {"model": self.model} if self.model else {}
-        return make_settings(self.root, self.db, **options)
+        return self.configuration().settings
 
 
 class _Group(click.Group):
-    """Turns library errors into one line (a traceback only with -v)."""
+    """Turns library errors into one line (a traceback only with -v); usage errors exit 64."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        standalone = kwargs.pop("standalone_mode", True)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            if not standalone:
+                raise
+            exc.show()
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as exc:
+            if not standalone:
+                raise
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            if not standalone:
+                raise
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        if not standalone:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)  # ctx.exit(code) comes back as its code
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -72,14 +104,13 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
-@click.option("--root", default=".", show_default=True, help="Memory root folder.", envvar="MEMDEX_ROOT")
-@click.option("--db", default=None, help="Index file (default ROOT/.memdex/index.db).", envvar="MEMDEX_DB")
-@click.option("--model", default=None, help="sentence-transformers model name or local folder.",
-              envvar="MEMDEX_MODEL")  # fmt: skip
+@click.option("--root", default=None, help="Memory root folder (default: the current folder; env MEMDEX_ROOT).")
+@click.option("--db", default=None, help="Index file (default ROOT/.memdex/index.db; env MEMDEX_DB).")
+@click.option("--model", default=None, help="sentence-transformers model name or local folder (env MEMDEX_MODEL).")
 @click.option("-v", "--verbose", count=True, help="Info logs; tracebacks on errors.")
 @click.version_option(package_name="memdex")
 @click.pass_context
-def cli(ctx: click.Context, root: str, db: str | None, model: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, root: str | None, db: str | None, model: str | None, verbose: int) -> None:
     """memdex: keep a searchable index of an assistant's Markdown memory."""
     _configure_logging(verbose)
     ctx.obj = _Context(root, db, model, verbose)
@@ -87,7 +118,8 @@ def cli(ctx: click.Context, root: str, db: str | None, model: str | None, verbos
 
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-def init(directory: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the created and kept files as JSON.")
+def init(directory: Path, as_json: bool) -> None:
     """Create a memory folder from the templates (existing files are kept)."""
     if directory.exists() and not directory.is_dir():
         raise PathError(f"{directory} exists and is not a folder")
@@ -103,6 +135,9 @@ def init(directory: Path) -> None:
         except OSError as exc:
             raise PathError(f"cannot write {target} ({exc.strerror or exc})") from None
         created.append(rel.as_posix())
+    if as_json:
+        click.echo(json.dumps({"directory": str(directory.resolve()), "created": created, "kept": kept}, indent=2))
+        return
     for name in created:
         click.echo(f"created {directory / name}")
     for name in kept:
@@ -295,21 +330,42 @@ def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
     if model and Path(model).expanduser().is_dir():
         model = str(Path(model).expanduser().resolve())  # a service does not run in this folder
     command = watch_command(sys.executable, root=settings.root, db=settings.index_path if obj.db else None, model=model)
+    environment = obj.configuration().environment()  # MEMDEX_* settings; the files are read by the service itself
     if kind == "systemd":
-        return systemd_unit(command, root=settings.root)
-    return launchd_plist(command, log_path=Path("~/Library/Logs/memdex-watch.log").expanduser())
+        return systemd_unit(command, root=settings.root, environment=environment)
+    return launchd_plist(command, log_path=Path("~/Library/Logs/memdex-watch.log").expanduser(), environment=environment)
 
 
 @cli.command()
 @click.argument("query")
-@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
-@click.option("--limit", type=click.IntRange(min=1, max=1000), default=5, show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default=None, help="Default: search_mode setting (hybrid).")
+@click.option("--limit", type=click.IntRange(min=1, max=1000), default=None, help="Default: search_limit setting (5).")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(KINDS), help="Only these kinds (repeatable).")
+@click.option("--path", "path_prefix", default=None, help="Only files whose root-relative path starts with this.")
+@click.option("--after", default=None, help="Only dated logs on or after this day (YYYY-MM-DD, or 7d, 2w, 3m, 1y).")
+@click.option("--before", default=None, help="Only dated logs on or before this day.")
+@click.option("--min-score", type=float, default=None, help="Drop results scoring below this (per-mode scale).")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.pass_obj
-def search(obj: _Context, query: str, mode: str, limit: int, as_json: bool) -> None:
+def search(
+    obj: _Context,
+    query: str,
+    mode: str | None,
+    limit: int | None,
+    kinds: tuple[str, ...],
+    path_prefix: str | None,
+    after: str | None,
+    before: str | None,
+    min_score: float | None,
+    as_json: bool,
+) -> None:
     """Search the memory; prints path:start-end, heading and a snippet."""
-    with open_index(obj.settings()) as memory:
-        results = memory.search(query, mode=mode, limit=limit)  # type: ignore[arg-type]
+    settings = obj.settings()
+    filters = make_filters(kinds=kinds, path_prefix=path_prefix, after=after, before=before, min_score=min_score)
+    with open_index(settings) as memory:
+        results = memory.search(
+            query, mode=mode or settings.search_mode, limit=limit or settings.search_limit, filters=filters  # type: ignore[arg-type]
+        )
     if as_json:
         click.echo(json.dumps([asdict(r) for r in results], indent=2, ensure_ascii=False))
         return
@@ -325,10 +381,14 @@ def search(obj: _Context, query: str, mode: str, limit: int, as_json: bool) -> N
 @cli.command()
 @click.argument("target")
 @click.option("-n", "--line-numbers", is_flag=True, help="Prefix each line with its number.")
+@click.option("--json", "as_json", is_flag=True, help="Print {path, start_line, end_line, lines} as JSON.")
 @click.pass_obj
-def get(obj: _Context, target: str, line_numbers: bool) -> None:
+def get(obj: _Context, target: str, line_numbers: bool, as_json: bool) -> None:
     """Print lines of a memory file: PATH, PATH:N or PATH:START-END."""
     found = read_target(obj.settings().root, target)
+    if as_json:
+        click.echo(json.dumps(asdict(found), indent=2, ensure_ascii=False))
+        return
     for number, text in enumerate(found.lines, start=found.start_line):
         click.echo(f"{number:>6}  {text}" if line_numbers else text)
 
@@ -388,5 +448,17 @@ def _configure_logging(verbose: int) -> None:
     root.propagate = False
 
 
+# Exit codes (README "Exit codes"): 0 ok, 1 error (check: drift), 2 check: corrupt
+# (or a damaged index a watcher holds), 3 another process holds the writer lock,
+# 64 usage error (EX_USAGE: unknown option, bad value). Click's own usage errors exit 2,
+# which would read as "corrupt".
+EXIT_USAGE = 64
+
+
 def main() -> None:
     cli(prog_name="memdex")
+
+
+
+cli.add_command(mcp_command)
+cli.add_command(config_command)

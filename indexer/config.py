@@ -32,6 +32,12 @@ class Settings:
     # runs as an exact NumPy scan over the stored vectors.
     use_sqlite_vec: bool = True
     embed_batch_size: int = 32
+    # Root-relative folders whose YYYY-MM-DD.md files are daily logs (memdex's
+    # daily/, an OpenClaw workspace's memory/). Changing it re-classifies files.
+    daily_folders: tuple[str, ...] = ("daily", "memory")
+    # What `memdex search` and the MCP memory_search use when not told otherwise.
+    search_mode: str = "hybrid"
+    search_limit: int = 5
 
     @property
     def index_dir(self) -> Path:

@@ -17,6 +17,10 @@ from stat import S_ISDIR, S_ISLNK, S_ISREG
 from .errors import PathError
 
 DAILY_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.md$")
+# Folders whose YYYY-MM-DD.md files are daily logs: memdex's daily/ and an
+# OpenClaw workspace's memory/ (configurable: Settings.daily_folders).
+DEFAULT_DAILY_FOLDERS: tuple[str, ...] = ("daily", "memory")
+MEMORY_NAMES = ("MEMORY.md", "memory.md")
 
 
 @dataclass(frozen=True)
@@ -44,15 +48,21 @@ class MemoryFile:
     target: str | None = None  # for a symlink: the root-relative path it leads to
 
 
-def classify(rel_path: str) -> tuple[str, str | None]:
-    """Kind and ISO date of a root-relative path (pure)."""
-    parts = PurePosixPath(rel_path).parts
+def classify(rel_path: str, daily_folders: tuple[str, ...] = DEFAULT_DAILY_FOLDERS) -> tuple[str, str | None]:
+    """Kind and ISO date of a root-relative path (pure).
+
+    ``SOUL.md`` is the soul, ``MEMORY.md`` or ``memory.md`` at the root the
+    long-term memory, ``FOLDER/YYYY-MM-DD.md`` in one of ``daily_folders``
+    (root-relative folder paths) a daily log dated by its name; the rest are notes.
+    """
+    pure = PurePosixPath(rel_path)
+    parts = pure.parts
     if parts == ("SOUL.md",):
         return "soul", None
-    if parts == ("MEMORY.md",):
+    if len(parts) == 1 and parts[0] in MEMORY_NAMES:
         return "memory", None
-    if len(parts) == 2 and parts[0] == "daily":
-        match = DAILY_NAME.match(parts[1])
+    if len(parts) >= 2 and pure.parent.as_posix() in daily_folders:
+        match = DAILY_NAME.match(parts[-1])
         if match:
             try:
                 day = date(int(match[1]), int(match[2]), int(match[3]))
@@ -68,7 +78,11 @@ def is_inside(root: Path, candidate: Path) -> bool:
 
 
 def scan(
-    root: Path, *, index_dir: Path | None = None, start: Path | None = None
+    root: Path,
+    *,
+    index_dir: Path | None = None,
+    start: Path | None = None,
+    daily_folders: tuple[str, ...] = DEFAULT_DAILY_FOLDERS,
 ) -> tuple[list[MemoryFile], list[str]]:
     """Walk ``root`` (or only the folder ``start`` below it) and return the
     memory files plus one warning per skipped path.
@@ -101,7 +115,7 @@ def scan(
                     continue
                 if entry.is_symlink():
                     if entry.name.endswith(".md"):
-                        _add_symlinked(root, Path(entry.path), found, warnings)
+                        _add_symlinked(root, Path(entry.path), found, warnings, daily_folders)
                     continue
                 if not entry.name.endswith(".md") or not entry.is_file(follow_symlinks=False):
                     continue
@@ -111,13 +125,17 @@ def scan(
             rel = Path(entry.path).relative_to(root).as_posix()
             if not _storable(rel, warnings):
                 continue
-            found.append(_memory_file(rel, stat))
+            found.append(_memory_file(rel, stat, daily_folders=daily_folders))
     found.sort(key=lambda f: f.path)
     return found, warnings
 
 
 def scan_paths(
-    root: Path, paths: Iterable[str], *, index_dir: Path | None = None
+    root: Path,
+    paths: Iterable[str],
+    *,
+    index_dir: Path | None = None,
+    daily_folders: tuple[str, ...] = DEFAULT_DAILY_FOLDERS,
 ) -> tuple[list[MemoryFile], list[str]]:
     """Like ``scan``, for some root-relative paths only: a folder is walked, a
     file is looked at alone, and a path that is gone (or does not count)
@@ -142,20 +160,22 @@ def scan_paths(
         except OSError:
             continue  # gone
         if S_ISDIR(stat.st_mode):
-            files, more = scan(root, index_dir=index_dir, start=path)
+            files, more = scan(root, index_dir=index_dir, start=path, daily_folders=daily_folders)
             found.update((item.path, item) for item in files)
             warnings.extend(more)
         elif rel.endswith(".md"):
             if S_ISLNK(stat.st_mode):
                 linked: list[MemoryFile] = []
-                _add_symlinked(root, path, linked, warnings)
+                _add_symlinked(root, path, linked, warnings, daily_folders)
                 found.update((item.path, item) for item in linked)
             elif S_ISREG(stat.st_mode) and _storable(rel, warnings):
-                found[rel] = _memory_file(rel, stat)
+                found[rel] = _memory_file(rel, stat, daily_folders=daily_folders)
     return sorted(found.values(), key=lambda f: f.path), warnings
 
 
-def _add_symlinked(root: Path, link: Path, found: list[MemoryFile], warnings: list[str]) -> None:
+def _add_symlinked(
+    root: Path, link: Path, found: list[MemoryFile], warnings: list[str], daily_folders: tuple[str, ...]
+) -> None:
     rel = link.relative_to(root).as_posix()
     if not _storable(rel, warnings):
         return
@@ -170,11 +190,13 @@ def _add_symlinked(root: Path, link: Path, found: list[MemoryFile], warnings: li
     if not target.is_file():
         return
     stat = target.stat()
-    found.append(_memory_file(rel, stat, target=target.relative_to(root).as_posix()))
+    found.append(_memory_file(rel, stat, target=target.relative_to(root).as_posix(), daily_folders=daily_folders))
 
 
-def _memory_file(rel: str, stat: os.stat_result, *, target: str | None = None) -> MemoryFile:
-    kind, day = classify(rel)
+def _memory_file(
+    rel: str, stat: os.stat_result, *, target: str | None = None, daily_folders: tuple[str, ...]
+) -> MemoryFile:
+    kind, day = classify(rel, daily_folders)
     return MemoryFile(rel, kind, day, FileStamp.of(stat), target)
 
 

@@ -31,6 +31,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from .filters import SearchFilters
 from .store import ChunkRow, Store
 
 Mode = Literal["keyword", "vector", "hybrid"]
@@ -64,7 +65,9 @@ class SearchResult:
 
 
 class VectorSource(Protocol):
-    def nearest(self, query: np.ndarray, k: int) -> list[tuple[int, float]]: ...
+    def nearest(self, query: np.ndarray, k: int, *, only: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        """The ``k`` nearest chunks (id, cosine), best first; among the ids ``only`` when given."""
+        ...
 
 
 class Vec0Vectors:
@@ -73,8 +76,8 @@ class Vec0Vectors:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def nearest(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        return self.store.vector_candidates(query, k)
+    def nearest(self, query: np.ndarray, k: int, *, only: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        return self.store.vector_candidates(query, k, only=only)
 
 
 class NumpyVectors:
@@ -84,14 +87,18 @@ class NumpyVectors:
         self.ids = np.asarray(ids, dtype=np.int64)
         self.matrix = matrix
 
-    def nearest(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        if len(self.ids) == 0:
+    def nearest(self, query: np.ndarray, k: int, *, only: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        ids, matrix = self.ids, self.matrix
+        if only is not None:
+            allowed = np.isin(ids, np.asarray(only, dtype=np.int64))
+            ids, matrix = ids[allowed], matrix[allowed]
+        if len(ids) == 0:
             return []
-        scores = self.matrix @ query
+        scores = matrix @ query
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(self.ids[i]), float(scores[i])) for i in top]
+        return [(int(ids[i]), float(scores[i])) for i in top]
 
 
 def query_terms(query: str) -> list[str]:
@@ -154,19 +161,26 @@ def run_search(
     limit: int,
     query_vector: np.ndarray | None,
     vectors: VectorSource | None,
+    filters: SearchFilters | None = None,
 ) -> list[SearchResult]:
     terms = query_terms(query)
     match = match_expression(terms)
     pool = max(CANDIDATES, limit)
+    # Filters narrow the candidate queries themselves, so a filtered search still fills ``limit``.
+    narrowed = filters is not None and filters.narrows_candidates and mode != "keyword"
+    only = store.filtered_chunk_ids(filters) if narrowed else None  # type: ignore[arg-type]
+    use_vectors = vectors is not None and query_vector is not None and (only is None or len(only) > 0)
     if mode == "keyword":
-        ranked = store.keyword_candidates(match, limit) if match else []
+        ranked = store.keyword_candidates(match, limit, filters=filters) if match else []
     elif mode == "vector":
-        ranked = vectors.nearest(query_vector, limit) if vectors is not None and query_vector is not None else []
+        ranked = vectors.nearest(query_vector, limit, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
     else:
-        keyword = store.keyword_candidates(match, pool) if match else []
-        vector = vectors.nearest(query_vector, pool) if vectors is not None and query_vector is not None else []
+        keyword = store.keyword_candidates(match, pool, filters=filters) if match else []
+        vector = vectors.nearest(query_vector, pool, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
         idf = idf_total(store, terms) if match else 0.0
         ranked = fuse(keyword, vector, idf_total=idf, pool=pool)[:limit]
+    if filters is not None and filters.min_score is not None:  # on the final scores, after fusion
+        ranked = [(chunk_id, score) for chunk_id, score in ranked if score >= filters.min_score]
     rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked])
     pattern = snippet_pattern(terms)
     return [_result(rows[chunk_id], score, pattern) for chunk_id, score in ranked if chunk_id in rows]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import plistlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 SERVICE_NAME = "memdex-watch"
@@ -24,8 +24,12 @@ def watch_command(python: str, *, root: Path, db: Path | None, model: str | None
     return command + ["watch", "--wait-for-lock"]
 
 
-def systemd_unit(command: Sequence[str], *, root: Path) -> str:
-    """A systemd user unit (``~/.config/systemd/user/memdex-watch.service``)."""
+def systemd_unit(command: Sequence[str], *, root: Path, environment: Mapping[str, str] | None = None) -> str:
+    """A systemd user unit (``~/.config/systemd/user/memdex-watch.service``); ``environment``
+    carries the ``MEMDEX_*`` settings in effect, so the service sees what the CLI saw."""
+    extra = "".join(
+        f"Environment={_systemd_quote(f'{key}={value}')}\n" for key, value in sorted((environment or {}).items())
+    )
     return f"""[Unit]
 Description=memdex: keep the memory index of {_systemd_escape(str(root))} current
 
@@ -33,7 +37,7 @@ Description=memdex: keep the memory index of {_systemd_escape(str(root))} curren
 Type=simple
 ExecStart={" ".join(_systemd_quote(arg) for arg in command)}
 Environment=PYTHONUNBUFFERED=1
-Restart=on-failure
+{extra}Restart=on-failure
 RestartSec=5
 KillSignal=SIGTERM
 TimeoutStopSec=30
@@ -43,7 +47,9 @@ WantedBy=default.target
 """
 
 
-def launchd_plist(command: Sequence[str], *, log_path: Path) -> str:
+def launchd_plist(
+    command: Sequence[str], *, log_path: Path, environment: Mapping[str, str] | None = None
+) -> str:
     """A launchd agent (``~/Library/LaunchAgents/dev.memdex.watch.plist``)."""
     agent = {
         "Label": LAUNCHD_LABEL,
@@ -53,7 +59,7 @@ def launchd_plist(command: Sequence[str], *, log_path: Path) -> str:
         "ThrottleInterval": 5,
         "StandardOutPath": str(log_path),
         "StandardErrorPath": str(log_path),
-        "EnvironmentVariables": {"PYTHONUNBUFFERED": "1"},
+        "EnvironmentVariables": {"PYTHONUNBUFFERED": "1", **dict(environment or {})},
     }
     return plistlib.dumps(agent).decode("utf-8")
 

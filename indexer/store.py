@@ -21,6 +21,7 @@ import numpy as np
 
 from .chunk import Chunk
 from .discover import FileStamp
+from .filters import SearchFilters
 from .db import DAMAGE_ERRORS, FTS_TOKENIZE, connect_cache, quarantine
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,10 @@ class Store:
         finally:
             if not self.connection.get_autocommit():
                 self.connection.execute("ROLLBACK")  # nothing was written
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (PRAGMA data_version)."""
+        return int(self.connection.execute("PRAGMA data_version").fetchone()[0])
 
     # -- meta -------------------------------------------------------------
     def meta(self) -> dict[str, str]:
@@ -189,6 +194,13 @@ class Store:
                         (chunk_id, _blob(vector)),
                     )
 
+    def invalidate_files(self, paths: Sequence[str]) -> None:
+        """Make the next sync read these files again (their stat and hash no longer match)."""
+        with self.connection:
+            for batch in _batches(list(paths)):
+                marks = ",".join("?" * len(batch))
+                self.connection.execute(f"UPDATE files SET size = -1, hash = '' WHERE path IN ({marks})", batch)
+
     def remove_file(self, path: str) -> None:
         with self.connection:
             self._delete_rows(path)
@@ -242,15 +254,39 @@ class Store:
         return list(self.connection.execute("SELECT id, hash FROM chunks ORDER BY id"))
 
     # -- search -----------------------------------------------------------
-    def keyword_candidates(self, match: str, limit: int) -> list[tuple[int, float]]:
-        """(chunk id, bm25 score where higher is better) for an FTS5 MATCH expression."""
+    def keyword_candidates(
+        self, match: str, limit: int, *, filters: SearchFilters | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, bm25 score where higher is better) for an FTS5 MATCH expression,
+        among the chunks ``filters`` allows."""
         weights = ", ".join(str(w) for w in BM25_WEIGHTS)
-        rows = self.connection.execute(
-            f"SELECT rowid, bm25(chunks_fts, {weights}) AS rank FROM chunks_fts "
-            "WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
-            (match, limit),
-        )
+        where, params = filter_clause(filters)
+        if where:
+            rows = self.connection.execute(
+                f"SELECT t.rowid, bm25(chunks_fts, {weights}) AS rank FROM chunks_fts t "
+                "JOIN chunks c ON c.id = t.rowid JOIN files f ON f.path = c.path "
+                f"WHERE chunks_fts MATCH ? AND {where} ORDER BY rank LIMIT ?",
+                (match, *params, limit),
+            )
+        else:
+            rows = self.connection.execute(
+                f"SELECT rowid, bm25(chunks_fts, {weights}) AS rank FROM chunks_fts "
+                "WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
+                (match, limit),
+            )
         return [(chunk_id, -rank) for chunk_id, rank in rows]
+
+    def filtered_chunk_ids(self, filters: SearchFilters) -> list[int]:
+        """Ids of the chunks ``filters`` allows (for vector search's ``only``)."""
+        where, params = filter_clause(filters)
+        if not where:
+            return [row[0] for row in self.connection.execute("SELECT id FROM chunks ORDER BY id")]
+        return [
+            row[0]
+            for row in self.connection.execute(
+                f"SELECT c.id FROM chunks c JOIN files f ON f.path = c.path WHERE {where} ORDER BY c.id", params
+            )
+        ]
 
     def term_document_counts(self, terms: Sequence[str]) -> tuple[int, dict[str, int]]:
         """(number of chunks, chunks containing each stemmed term)."""
@@ -270,12 +306,24 @@ class Store:
             self._tokenizer = self.connection.fts5_tokenizer(name, args)
         return [token[2] for token in self._tokenizer(text.encode("utf-8"), apsw.FTS5_TOKENIZE_QUERY, None)]
 
-    def vector_candidates(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
-        """(chunk id, cosine similarity) of the nearest chunks, via vec0."""
-        rows = self.connection.execute(
-            "SELECT rowid, distance FROM chunks_vec WHERE embedding MATCH ? AND k = ? ORDER BY distance",
-            (_blob(vector), limit),
-        )
+    def vector_candidates(
+        self, vector: np.ndarray, limit: int, *, only: Sequence[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine similarity) of the nearest chunks, via vec0; with
+        ``only``, the nearest among those chunk ids."""
+        if only is None:
+            rows = self.connection.execute(
+                "SELECT rowid, distance FROM chunks_vec WHERE embedding MATCH ? AND k = ? ORDER BY distance",
+                (_blob(vector), limit),
+            )
+        elif not only:
+            return []
+        else:
+            rows = self.connection.execute(
+                "SELECT rowid, distance FROM chunks_vec WHERE embedding MATCH ? AND k = ? "
+                "AND rowid IN (SELECT value FROM json_each(?)) ORDER BY distance",
+                (_blob(vector), limit, json.dumps([int(i) for i in only])),
+            )
         return [(chunk_id, 1.0 - distance) for chunk_id, distance in rows]
 
     def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
@@ -437,3 +485,24 @@ def _blob(vector: np.ndarray) -> bytes:
 def _batches(items: list[Any], size: int = SQL_VARIABLES_PER_QUERY) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def filter_clause(filters: SearchFilters | None) -> tuple[str, list[Any]]:
+    """SQL conditions over ``chunks c JOIN files f`` for a filter ('' when it lets everything through)."""
+    if filters is None or not filters.narrows_candidates:
+        return "", []
+    conditions: list[str] = []
+    params: list[Any] = []
+    if filters.kinds:
+        conditions.append(f"f.kind IN ({','.join('?' * len(filters.kinds))})")
+        params.extend(filters.kinds)
+    if filters.path_prefix is not None:
+        conditions.append("substr(c.path, 1, length(?)) = ?")  # exact, case-sensitive, no LIKE wildcards
+        params.extend([filters.path_prefix, filters.path_prefix])
+    if filters.after is not None:
+        conditions.append("f.date >= ?")  # NULL (undated) never passes
+        params.append(filters.after.isoformat())
+    if filters.before is not None:
+        conditions.append("f.date <= ?")
+        params.append(filters.before.isoformat())
+    return " AND ".join(conditions), params

@@ -16,6 +16,7 @@ skip it silently instead of warning again.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -26,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from .chunk import chunk_note
 from .config import CHUNKER_VERSION, Settings
-from .discover import FileStamp, MemoryFile, resolve_inside, scan, scan_paths
+from .discover import FileStamp, MemoryFile, classify, resolve_inside, scan, scan_paths
 from .embed import Embedder
 from .errors import PathError
 from .parse import NotText, decode, parse_note, split_lines
@@ -43,6 +44,8 @@ RACY_WINDOW_NS = 1_000_000_000
 READ_RETRIES = 2
 # How the warning about a file over the size limit ends.
 TOO_LARGE = " MiB limit"
+# meta key: the daily folders the files' kinds and dates were derived with.
+CLASSIFICATION_KEY = "daily_folders"
 
 Progress = Callable[[int, int], None]
 # Every warning about a skipped file reads "PATH: skipped, REASON" (scan's and sync's alike).
@@ -105,13 +108,17 @@ def sync(
     if report.full_reembed_reason:
         report.warn(f"re-embedding every chunk: {report.full_reembed_reason}")
         paths = None  # everything must be embedded again
+    if reclassify(settings, store):
+        paths = None  # files whose kind or date changed are read again, wherever they are
     if paths is None:
-        found, scan_warnings = scan(settings.root, index_dir=settings.index_dir)
+        found, scan_warnings = scan(settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders)
         known = store.file_states()
         skipped = store.skipped_files()
     else:
         paths = set(paths)
-        found, scan_warnings = scan_paths(settings.root, paths, index_dir=settings.index_dir)
+        found, scan_warnings = scan_paths(
+            settings.root, paths, index_dir=settings.index_dir, daily_folders=settings.daily_folders
+        )
         known = store.file_states(under=paths)
         skipped = store.skipped_files(under=paths)
     scan_skipped = _report_scan_warnings(settings.root, store, report, scan_warnings, skipped)
@@ -221,6 +228,31 @@ def _check_configuration(store: Store, cache: EmbeddingCache, embedder: Embedder
     if reason or any(meta.get(key) != value for key, value in wanted.items()):
         store.set_meta(**wanted)
     return reason
+
+
+def reclassify(settings: Settings, store: Store) -> bool:
+    """When the daily folders differ from the ones the index was classified with,
+    mark the files whose kind or date changes so that this sync reads them again
+    (their kind, date and full-text title words change; vectors come from the cache).
+    True when some file must be read again."""
+    wanted = classification(settings.daily_folders)
+    if store.meta().get(CLASSIFICATION_KEY) == wanted:
+        return False
+    changed = [
+        path
+        for path, (kind, day, _) in store.file_descriptions().items()
+        if classify(path, settings.daily_folders) != (kind, day)
+    ]
+    store.invalidate_files(changed)
+    store.set_meta(**{CLASSIFICATION_KEY: wanted})
+    if changed:
+        log.warning("daily folders are now %s: re-classifying %d files", ", ".join(settings.daily_folders), len(changed))
+    return bool(changed)
+
+
+def classification(daily_folders: tuple[str, ...]) -> str:
+    """How meta records the daily folders the index's kinds and dates were derived with."""
+    return json.dumps(sorted(daily_folders))
 
 
 def _configuration(embedder: Embedder) -> dict[str, str]:

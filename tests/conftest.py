@@ -69,6 +69,16 @@ def age_files(root: Path, seconds: float = 10.0) -> None:
             os.utime(path, (past, past))
 
 
+@pytest.fixture(autouse=True)
+def no_user_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the machine's own memdex config file and MEMDEX_* settings out of every test."""
+    from indexer.settings_file import KEYS
+
+    for key in KEYS.values():
+        monkeypatch.delenv(key.env, raising=False)
+    monkeypatch.setenv("MEMDEX_CONFIG", str(tmp_path_factory.mktemp("user-config") / "config.toml"))
+
+
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     folder = tmp_path / "memory"
