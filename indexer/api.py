@@ -22,7 +22,7 @@ import numpy as np
 
 from . import db, rebuild
 from .config import CHUNKER_VERSION, Settings
-from .embed import Embedder, SentenceTransformerEmbedder
+from .embed import Embedder, LazyEmbedder
 from .errors import ConfigError, ModelError, PathError, UnusableIndex
 from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
 from .store import EmbeddingCache, Store
@@ -59,10 +59,8 @@ class MemoryIndex:
     # -- components, created on first use -----------------------------------
     @property
     def embedder(self) -> Embedder:
-        if self._embedder is None:
-            self._embedder = SentenceTransformerEmbedder(
-                self.settings.model, batch_size=self.settings.embed_batch_size
-            )
+        if self._embedder is None:  # knows the model from its files; loads weights on the first embed
+            self._embedder = make_embedder(self.settings)
         return self._embedder
 
     @property
@@ -263,6 +261,13 @@ class MemoryIndex:
         return self._numpy_vectors
 
 
+def make_embedder(settings: Settings) -> Embedder:
+    return LazyEmbedder(
+        settings.model, batch_size=settings.embed_batch_size, backend=settings.backend,
+        query_threads=settings.query_threads, bulk_threads=settings.embed_threads,
+    )  # fmt: skip
+
+
 def read_target(root: Path, target: str) -> Lines:
     """Lines of a memory file: ``path``, ``path:N`` or ``path:START-END`` (1-based, inclusive).
 
@@ -327,7 +332,7 @@ def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover
             raise
         recovered_from = str(exc)
         if embedder is None:  # the rebuild needs the model; the index then keeps it
-            embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
+            embedder = make_embedder(settings)
         if write:
             replace_damaged(settings, recovered_from, embedder)
         else:

@@ -23,7 +23,7 @@ import click
 from .api import open_index, read_target
 from .config import Settings, make_settings
 from .check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
-from .embed import resolve_model
+from .embed import BACKENDS, resolve_model
 from .errors import IndexerError, LockedError, PathError, SchemaError, UnusableIndex
 from .search import MODES
 from .service import launchd_plist, systemd_unit, watch_command
@@ -44,11 +44,13 @@ def _templates() -> Traversable:
 
 
 class _Context:
-    def __init__(self, root: str, db: str | None, model: str | None, verbose: int) -> None:
-        self.root, self.db, self.model, self.verbose = root, db, model, verbose
+    def __init__(self, root: str, db: str | None, model: str | None, verbose: int, backend: str | None = None) -> None:
+        self.root, self.db, self.model, self.verbose, self.backend = root, db, model, verbose, backend
 
     def settings(self) -> Settings:
         options: dict[str, Any] = {"model": self.model} if self.model else {}
+        if self.backend:
+            options["backend"] = self.backend
         return make_settings(self.root, self.db, **options)
 
 
@@ -76,13 +78,15 @@ class _Group(click.Group):
 @click.option("--db", default=None, help="Index file (default ROOT/.memdex/index.db).", envvar="MEMDEX_DB")
 @click.option("--model", default=None, help="sentence-transformers model name or local folder.",
               envvar="MEMDEX_MODEL")  # fmt: skip
+@click.option("--backend", type=click.Choice(BACKENDS), default=None, envvar="MEMDEX_BACKEND",
+              help="Embedding backend [default: auto: ONNX Runtime for queries].")  # fmt: skip
 @click.option("-v", "--verbose", count=True, help="Info logs; tracebacks on errors.")
 @click.version_option(package_name="memdex")
 @click.pass_context
-def cli(ctx: click.Context, root: str, db: str | None, model: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, root: str, db: str | None, model: str | None, backend: str | None, verbose: int) -> None:
     """memdex: keep a searchable index of an assistant's Markdown memory."""
     _configure_logging(verbose)
-    ctx.obj = _Context(root, db, model, verbose)
+    ctx.obj = _Context(root, db, model, verbose, backend)
 
 
 @cli.command()

@@ -32,6 +32,13 @@ class Settings:
     # runs as an exact NumPy scan over the stored vectors.
     use_sqlite_vec: bool = True
     embed_batch_size: int = 32
+    # Embedding backend: "auto" (ONNX Runtime for queries, AUTO_BULK in embed.py
+    # for bulk), "onnx" or "torch". The CLI reads --backend / MEMDEX_BACKEND.
+    backend: str = "auto"
+    # Threads for query-sized embeddings (1: fast even when other processes keep
+    # the cores busy) and for bulk embedding (None: one per core).
+    query_threads: int = 1
+    embed_threads: int | None = None
 
     @property
     def index_dir(self) -> Path:

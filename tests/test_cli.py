@@ -1,7 +1,7 @@
 """The ``memdex`` command through click's CliRunner; JSON output is parsed, errors are one line.
 
 ``index`` would load the real sentence-transformers model; these tests patch
-``indexer.api.SentenceTransformerEmbedder`` to a factory of ``RecordingEmbedder``
+``indexer.api.LazyEmbedder`` to a factory of ``RecordingEmbedder``
 (the model is replaced, the SQLite index is real). Searches use ``--mode keyword``.
 """
 
@@ -74,7 +74,7 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> list[RecordingEmbedder]:
         built.append(embedder)
         return embedder
 
-    monkeypatch.setattr(indexer.api, "SentenceTransformerEmbedder", factory)
+    monkeypatch.setattr(indexer.api, "LazyEmbedder", factory)
     return built
 
 

@@ -110,7 +110,7 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> list[RecordingEmbedder]:
         built.append(embedder)
         return embedder
 
-    monkeypatch.setattr(indexer.api, "SentenceTransformerEmbedder", factory)
+    monkeypatch.setattr(indexer.api, "LazyEmbedder", factory)
     return built
 
 
