@@ -101,7 +101,10 @@ def export_and_verify(files: ModelFiles, model) -> None:  # model: a loaded Sent
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise OnnxUnavailable(f"cannot export the model to ONNX: {first}") from None
     finally:
-        temporary.unlink(missing_ok=True)
+        try:
+            temporary.unlink(missing_ok=True)
+        except OSError:
+            pass
     log.info("exported %s to ONNX in %.1f s (min cosine %.6f): %s", files.folder.name,
              time.perf_counter() - started, cosine, folder)  # fmt: skip
 

@@ -7,7 +7,9 @@ load the real all-MiniLM-L6-v2 weights.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +21,10 @@ import pytest
 from indexer import make_settings, open_index
 from indexer.config import Settings
 from indexer.sync import SyncReport
+
+# No test writes to the user's cache folder (ONNX exports): one temporary
+# folder per test session, inherited by the processes tests start.
+os.environ["MEMDEX_CACHE_DIR"] = tempfile.mkdtemp(prefix="memdex-test-cache-")
 
 TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
