@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +24,17 @@ from . import db, rebuild
 from .config import CHUNKER_VERSION, Settings
 from .embed import Embedder, LazyEmbedder
 from .errors import ConfigError, ModelError, PathError, UnusableIndex
-from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
+from .search import MODES, Mode, SearchResult, Vec0Vectors, VectorSource, run_search
 from .store import EmbeddingCache, Store
+from .vectors import LiveMatrix
 from .sync import Progress, SyncReport, configuration_change, one_line, read_lines, sync
 from .recovery import acquire_lock, file_identity, lock_for_recovery, replace_damaged
 from .watch_state import watcher_status
 
 log = logging.getLogger(__name__)
+
+# The vector search (counted per open index) from which every vector is kept in memory.
+MATRIX_FROM_SEARCH = 2
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,8 @@ class MemoryIndex:
         self._identity = file_identity(settings.index_path)  # to notice another process replacing it
         self._embedder = embedder
         self._cache: EmbeddingCache | None = None
-        self._numpy_vectors: NumpyVectors | None = None
+        self._matrix: LiveMatrix | None = None  # every vector in memory, once searched twice
+        self.vector_searches = 0
 
     # -- components, created on first use -----------------------------------
     @property
@@ -101,7 +106,7 @@ class MemoryIndex:
             if not db.is_damage(exc):
                 raise
             return self._recover(exc, progress=progress)
-        self._numpy_vectors = None
+        self._matrix = None
         return report
 
     def rebuild(self, *, progress: Progress | None = None) -> SyncReport:
@@ -116,7 +121,7 @@ class MemoryIndex:
                 raise
             return self._recover(exc, progress=progress)
         rebuild.discard(built, self.settings.index_path)
-        self._numpy_vectors = None
+        self._matrix = None
         return report
 
     def search(self, query: str, *, mode: Mode = "hybrid", limit: int = 10) -> list[SearchResult]:
@@ -213,7 +218,7 @@ class MemoryIndex:
                 opened = connect(self.settings.index_path, load_vec=self.settings.use_sqlite_vec)
                 self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
                 self._identity = file_identity(self.settings.index_path)
-                self._numpy_vectors = None
+                self._matrix = None
         self.recovered_from = reason
         return report
 
@@ -244,21 +249,21 @@ class MemoryIndex:
         )
 
     def _vector_source(self) -> VectorSource:
-        if self._uses_vec0():
+        """vec0 for a process's first vector search (a one-shot command: loading every
+        vector would cost more than one vec0 scan); from the second on, an exact scan of
+        the in-memory matrix, kept current (vectors.LiveMatrix). Without sqlite-vec, the
+        matrix from the embedding cache."""
+        self.vector_searches += 1
+        vec0 = self._uses_vec0()
+        if vec0 and self._matrix is None and self.vector_searches < MATRIX_FROM_SEARCH:
             return Vec0Vectors(self.store)
-        if self._numpy_vectors is None:
-            pairs = self.store.chunk_hashes()
-            found = self.cache.get_many(digest for _, digest in pairs)
-            usable = [(cid, digest) for cid, digest in pairs if digest in found]
-            if len(usable) < len(pairs):
-                log.warning("%d chunks have no cached vector; run 'memdex index'", len(pairs) - len(usable))
-            matrix = (
-                np.stack([found[digest] for _, digest in usable])
-                if usable
-                else np.zeros((0, self.embedder.dimensions), dtype=np.float32)
-            )
-            self._numpy_vectors = NumpyVectors([cid for cid, _ in usable], matrix)
-        return self._numpy_vectors
+        if self._matrix is None:
+            self._matrix = LiveMatrix(int(self.store.meta().get("dimensions") or self.embedder.dimensions))
+        return self._matrix.current(self.store, self.store.vectors_by_pairs if vec0 else self._cached_vectors)
+
+    def _cached_vectors(self, pairs: Sequence[tuple[int, str]]) -> dict[int, np.ndarray]:
+        found = self.cache.get_many(digest for _, digest in pairs)
+        return {cid: found[digest] for cid, digest in pairs if digest in found}
 
 
 def make_embedder(settings: Settings) -> Embedder:

@@ -64,34 +64,52 @@ class SearchResult:
 
 
 class VectorSource(Protocol):
-    def nearest(self, query: np.ndarray, k: int) -> list[tuple[int, float]]: ...
+    def nearest(self, query: np.ndarray, k: int, *, only: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        """(chunk id, cosine) of the k nearest chunks, best first; ``only`` restricts the
+        search to those chunk ids (None: every chunk)."""
+        ...
 
 
 class Vec0Vectors:
-    """Vector search through the sqlite-vec ``chunks_vec`` table."""
+    """Vector search through the sqlite-vec ``chunks_vec`` table (KNN; an exact scan of the listed ids for ``only``)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def nearest(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def nearest(self, query: np.ndarray, k: int, *, only: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        if only is not None:
+            return self.store.vector_candidates_among(query, only, k)
         return self.store.vector_candidates(query, k)
 
 
 class NumpyVectors:
-    """Exact cosine search over an in-memory matrix (the sqlite-vec fallback)."""
+    """Exact cosine search over an in-memory matrix whose rows are the chunks ``ids`` (ascending)."""
 
     def __init__(self, ids: Sequence[int], matrix: np.ndarray) -> None:
-        self.ids = np.asarray(ids, dtype=np.int64)
-        self.matrix = matrix
+        ids = np.asarray(ids, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        if np.any(order != np.arange(len(ids))):
+            ids, matrix = ids[order], matrix[order]
+        self.ids = ids
+        self.matrix = np.ascontiguousarray(matrix, dtype=np.float32)
 
-    def nearest(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        if len(self.ids) == 0:
+    def nearest(self, query: np.ndarray, k: int, *, only: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        if len(self.ids) == 0 or k < 1:
             return []
-        scores = self.matrix @ query
+        query = np.asarray(query, dtype=np.float32)
+        if only is None:
+            ids, scores = self.ids, self.matrix @ query
+        else:
+            wanted = np.unique(np.asarray(list(only), dtype=np.int64))
+            rows = np.searchsorted(self.ids, wanted)
+            rows = rows[(rows < len(self.ids)) & (self.ids[np.minimum(rows, len(self.ids) - 1)] == wanted)]
+            if len(rows) == 0:
+                return []
+            ids, scores = self.ids[rows], self.matrix[rows] @ query
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(self.ids[i]), float(scores[i])) for i in top]
+        top = top[np.lexsort((ids[top], -scores[top]))]  # best first; ties by id, as a rebuild would order them
+        return [(int(ids[i]), float(scores[i])) for i in top]
 
 
 def query_terms(query: str) -> list[str]:

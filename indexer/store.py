@@ -245,6 +245,45 @@ class Store:
         )
         return [(chunk_id, 1.0 - distance) for chunk_id, distance in rows]
 
+    def vector_candidates_among(self, vector: np.ndarray, ids: Iterable[int], limit: int) -> list[tuple[int, float]]:
+        """(chunk id, cosine similarity) of the nearest of the given chunks: an exact scan of their vectors."""
+        blob = _blob(vector)
+        scored: list[tuple[float, int]] = []
+        for batch in _batches(sorted(set(ids))):
+            marks = ",".join("?" * len(batch))
+            scored.extend(self.connection.execute(
+                f"SELECT vec_distance_cosine(embedding, ?), rowid FROM chunks_vec WHERE rowid IN ({marks})",
+                (blob, *batch),
+            ))  # fmt: skip
+        scored.sort()
+        return [(chunk_id, 1.0 - distance) for distance, chunk_id in scored[:limit]]
+
+    def vectors_by_pairs(self, pairs: Sequence[tuple[int, str]]) -> dict[int, np.ndarray]:
+        return self.vectors_of([chunk_id for chunk_id, _ in pairs])
+
+    def vectors_of(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """chunk id -> its vector in ``chunks_vec``; every vector when there are many ids."""
+        found: dict[int, np.ndarray] = {}
+        if len(ids) > SQL_VARIABLES_PER_QUERY * 20:
+            wanted = set(ids)
+            rows: Iterable[tuple[int, bytes]] = (
+                row for row in self.connection.execute("SELECT rowid, embedding FROM chunks_vec") if row[0] in wanted
+            )
+        else:
+            rows = (
+                row for batch in _batches(list(ids)) for row in self.connection.execute(
+                    f"SELECT rowid, embedding FROM chunks_vec WHERE rowid IN ({','.join('?' * len(batch))})", batch
+                )
+            )  # fmt: skip
+        for chunk_id, blob in rows:
+            found[chunk_id] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def data_version(self) -> tuple[int, int]:
+        """Changes whenever this connection or another one commits a change to the index."""
+        (version,) = self.connection.execute("PRAGMA data_version").fetchone()
+        return version, self.connection.total_changes()
+
     def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         found: dict[int, ChunkRow] = {}
         for batch in _batches(list(ids)):

@@ -1,0 +1,72 @@
+"""An in-memory matrix of every chunk's vector, derived from the index and kept current.
+
+A long-lived process (the Python API, an MCP server) searches many times: an
+exact NumPy scan of a float32 matrix is several times faster than a vec0 scan
+of the same vectors, and exact. The matrix is never a second source of truth:
+it is loaded from the index's ``chunks_vec`` table (or, without sqlite-vec,
+from the embedding cache by text hash), and before each search the index's
+``data_version`` (bumped by every commit, from any connection) says whether
+it is still current. When it is not, the chunk ids and text hashes are read
+again and only rows whose (id, hash) is new are fetched: a vector is a
+function of the model and the embedded text, so a row whose id and hash are
+unchanged still has the same vector. A different model or dimension reloads
+everything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .search import NumpyVectors
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+# fetch(pairs of (chunk id, text hash)) -> chunk id -> vector (missing ones left out)
+Fetch = Callable[[Sequence[tuple[int, str]]], dict[int, np.ndarray]]
+
+
+class LiveMatrix:
+    """The current ``NumpyVectors`` of an index, refreshed incrementally when the index changes."""
+
+    def __init__(self, dimensions: int) -> None:
+        self.dimensions = dimensions
+        self.version: object = None
+        self.identity: tuple[str | None, str | None] | None = None
+        self.hashes: dict[int, str] = {}
+        self.vectors = NumpyVectors([], np.zeros((0, dimensions), dtype=np.float32))
+        self.refreshes = 0  # how many times the index had changed (for tests and benchmarks)
+
+    def current(self, store: Store, fetch: Fetch) -> NumpyVectors:
+        """The matrix as of the caller's read snapshot (call inside it)."""
+        version = store.data_version()
+        if version == self.version:
+            return self.vectors
+        meta = store.meta()
+        identity = (meta.get("model"), meta.get("dimensions"))
+        if identity != self.identity:
+            self.hashes, self.vectors = {}, NumpyVectors([], np.zeros((0, self.dimensions), dtype=np.float32))
+        self._refresh(dict(store.chunk_hashes()), fetch)
+        self.version, self.identity = version, identity
+        self.refreshes += 1
+        return self.vectors
+
+    def _refresh(self, current: dict[int, str], fetch: Fetch) -> None:
+        old_ids, old_matrix = self.vectors.ids, self.vectors.matrix
+        keep = np.fromiter(
+            (self.hashes.get(int(cid)) == current.get(int(cid)) for cid in old_ids), dtype=bool, count=len(old_ids)
+        )
+        kept_ids = old_ids[keep]
+        kept = set(kept_ids.tolist())
+        added = [(cid, digest) for cid, digest in current.items() if cid not in kept]
+        found = fetch(added) if added else {}
+        usable = [cid for cid, _ in added if cid in found and len(found[cid]) == self.dimensions]
+        if len(usable) < len(added):
+            log.warning("%d chunks have no stored vector; run 'memdex index'", len(added) - len(usable))
+        ids = np.concatenate([kept_ids, np.asarray(usable, dtype=np.int64)])
+        parts = [old_matrix[keep]] + ([np.stack([found[cid] for cid in usable])] if usable else [])
+        self.vectors = NumpyVectors(ids, np.concatenate(parts) if len(ids) else old_matrix[:0])
+        self.hashes = {cid: current[cid] for cid in self.vectors.ids.tolist()}
