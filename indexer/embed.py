@@ -40,8 +40,16 @@ DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
 # on QUERY_THREADS threads and, with backend "auto", on ONNX Runtime.
 QUERY_TEXTS = 4
 QUERY_THREADS = 1
-# The backend "auto" uses for bulk embedding (see README: measured side by side).
-AUTO_BULK = "torch"
+# The backend "auto" uses for bulk embedding: ONNX Runtime on 1 thread indexed
+# 1.9x faster than torch on 1 or 2 threads on this 2-core machine under load,
+# with the same vectors (bench/bench_embed.py, README).
+AUTO_BULK = "onnx"
+
+
+def default_bulk_threads() -> int:
+    """Half the cores: on a shared 2-core machine one thread beat two (other
+    processes want the cores too), and a laptop stays responsive while indexing."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 class Embedder(Protocol):
@@ -162,10 +170,10 @@ class LazyEmbedder:
     ``backend``: "torch" embeds everything with sentence-transformers; "onnx"
     everything with ONNX Runtime; "auto" (the default) embeds queries and small
     batches with ONNX Runtime and bulk batches with whichever backend
-    ``AUTO_BULK`` names (measured faster on long chunks, see README). When the
-    ONNX export is missing it is made the first time torch is loaded anyway
-    (e.g. by ``memdex index``), or else on the first query; when it is
-    impossible or fails its check, torch is used with a one-line warning.
+    ``AUTO_BULK`` names (measured faster, see README). The ONNX export is made
+    (torch loaded once, about 5 s) by the first call that needs it, whether
+    ``memdex index`` or a search, and whenever torch is loaded anyway; when it
+    is impossible or fails its check, torch is used with a one-line warning.
     """
 
     def __init__(
@@ -184,7 +192,7 @@ class LazyEmbedder:
         self.backend = backend
         self.batch_size = batch_size
         self.query_threads = query_threads
-        self.bulk_threads = bulk_threads
+        self.bulk_threads = bulk_threads or default_bulk_threads()
         self._torch_model: SentenceTransformerEmbedder | None = None
         self._onnx: dict[str, object] = {}  # "query"/"bulk" -> OnnxEmbedder
         self._onnx_failed: str | None = None
@@ -249,8 +257,12 @@ class LazyEmbedder:
         try:
             embedder = onnx_embed.load_verified(self.files, threads=threads)
             if embedder is None:
+                loaded_for_export = self._torch_model is None
                 onnx_embed.export_and_verify(self.files, self._torch().model)
                 embedder = onnx_embed.load_verified(self.files, threads=threads)
+                if loaded_for_export and embedder is not None:
+                    self._torch_model = None  # torch was only needed for the export: free the model
+                    _release_free_memory()
             if embedder is None:
                 raise onnx_embed.OnnxUnavailable("the export did not produce a usable model")
         except onnx_embed.OnnxUnavailable as exc:

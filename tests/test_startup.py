@@ -149,7 +149,7 @@ def test_onnx_vectors_and_token_counts_agree_with_torch(torch_model):
     assert onnx.count_tokens(texts) == torch_model.count_tokens(texts)
     assert (onnx.dimensions, onnx.max_tokens) == (torch_model.dimensions, torch_model.max_tokens)
     got, expected = onnx.embed(texts), torch_model.embed(texts)
-    assert onnx.loaded == ["onnx", "torch"]  # torch only to make (and check) the export
+    assert onnx.loaded == ["onnx"]  # torch was loaded only to make (and check) the export, then let go
     assert float(np.min(np.sum(got * expected, axis=1))) >= 0.9999
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     # A second embedder uses the verified export without loading torch.
