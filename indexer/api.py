@@ -24,7 +24,7 @@ from . import db, rebuild
 from .config import CHUNKER_VERSION, Settings
 from .embed import Embedder, LazyEmbedder
 from .errors import ConfigError, ModelError, PathError, UnusableIndex
-from .search import MODES, Mode, SearchResult, Vec0Vectors, VectorSource, run_search
+from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
 from .store import EmbeddingCache, Store
 from .vectors import LiveMatrix
 from .sync import Progress, SyncReport, configuration_change, one_line, read_lines, sync
@@ -260,6 +260,14 @@ class MemoryIndex:
         if self._matrix is None:
             self._matrix = LiveMatrix(int(self.store.meta().get("dimensions") or self.embedder.dimensions))
         return self._matrix.current(self.store, self.store.vectors_by_pairs if vec0 else self._cached_vectors)
+
+    def vector_matrix(self) -> NumpyVectors:
+        """The in-memory matrix of every vector as of now (loaded or brought up to date)."""
+        self.vector_searches = max(self.vector_searches, MATRIX_FROM_SEARCH - 1)
+        with self.store.connection:
+            source = self._vector_source()
+        assert isinstance(source, NumpyVectors)
+        return source
 
     def _cached_vectors(self, pairs: Sequence[tuple[int, str]]) -> dict[int, np.ndarray]:
         found = self.cache.get_many(digest for _, digest in pairs)
