@@ -194,7 +194,7 @@ class LazyEmbedder:
         self.query_threads = query_threads
         self.bulk_threads = bulk_threads or default_bulk_threads()
         self._torch_model: SentenceTransformerEmbedder | None = None
-        self._onnx: dict[str, object] = {}  # "query"/"bulk" -> OnnxEmbedder
+        self._onnx: dict[int | None, object] = {}  # threads -> OnnxEmbedder
         self._onnx_failed: str | None = None
         folder = local_folder(self._source)
         self.files: ModelFiles | None = read_model_files(folder) if folder is not None else None
@@ -247,13 +247,13 @@ class LazyEmbedder:
         return self._torch_model
 
     def _onnx_embedder(self, use: str):  # -> OnnxEmbedder | None
-        if use in self._onnx:
-            return self._onnx[use]
+        threads = self.query_threads if use == "query" else self.bulk_threads
+        if threads in self._onnx:  # one session per thread count: query and bulk share it when equal
+            return self._onnx[threads]
         if self.files is None or self._onnx_failed is not None:
             return None
         from . import onnx_embed
 
-        threads = self.query_threads if use == "query" else self.bulk_threads
         try:
             embedder = onnx_embed.load_verified(self.files, threads=threads)
             if embedder is None:
@@ -269,7 +269,7 @@ class LazyEmbedder:
             self._onnx_failed = str(exc)
             log.warning("ONNX Runtime backend unavailable (%s); embedding with torch", exc)
             return None
-        self._onnx[use] = embedder
+        self._onnx[threads] = embedder
         return embedder
 
 
