@@ -269,9 +269,12 @@ class MemoryIndex:
         assert isinstance(source, NumpyVectors)
         return source
 
-    def _cached_vectors(self, pairs: Sequence[tuple[int, str]]) -> dict[int, np.ndarray]:
+    def _cached_vectors(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
         found = self.cache.get_many(digest for _, digest in pairs)
-        return {cid: found[digest] for cid, digest in pairs if digest in found}
+        usable = [(cid, digest) for cid, digest in pairs if digest in found]
+        rows = [found[digest] for _, digest in usable]
+        matrix = np.stack(rows) if rows else np.zeros((0, self.embedder.dimensions), dtype=np.float32)
+        return np.asarray([cid for cid, _ in usable], dtype=np.int64), matrix
 
 
 def make_embedder(settings: Settings) -> Embedder:

@@ -258,26 +258,31 @@ class Store:
         scored.sort()
         return [(chunk_id, 1.0 - distance) for distance, chunk_id in scored[:limit]]
 
-    def vectors_by_pairs(self, pairs: Sequence[tuple[int, str]]) -> dict[int, np.ndarray]:
+    def vectors_by_pairs(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
         return self.vectors_of([chunk_id for chunk_id, _ in pairs])
 
-    def vectors_of(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
-        """chunk id -> its vector in ``chunks_vec``; every vector when there are many ids."""
-        found: dict[int, np.ndarray] = {}
-        if len(ids) > SQL_VARIABLES_PER_QUERY * 20:
-            wanted = set(ids)
-            rows: Iterable[tuple[int, bytes]] = (
-                row for row in self.connection.execute("SELECT rowid, embedding FROM chunks_vec") if row[0] in wanted
-            )
+    def vectors_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, their vectors as matrix rows) from ``chunks_vec``, for those of ``ids`` it has."""
+        if len(ids) > SQL_VARIABLES_PER_QUERY * 20:  # most of the table: one scan
+            rows: Iterable[tuple[int, bytes]] = self.connection.execute("SELECT rowid, embedding FROM chunks_vec")
         else:
             rows = (
                 row for batch in _batches(list(ids)) for row in self.connection.execute(
                     f"SELECT rowid, embedding FROM chunks_vec WHERE rowid IN ({','.join('?' * len(batch))})", batch
                 )
             )  # fmt: skip
+        found_ids: list[int] = []
+        blobs: list[bytes] = []
         for chunk_id, blob in rows:
-            found[chunk_id] = np.frombuffer(blob, dtype=np.float32)
-        return found
+            found_ids.append(chunk_id)
+            blobs.append(blob)
+        found = np.asarray(found_ids, dtype=np.int64)
+        width = len(blobs[0]) // 4 if blobs else 0
+        if any(len(blob) != 4 * width for blob in blobs):
+            raise ValueError("chunks_vec holds vectors of different sizes")
+        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), width)
+        keep = np.isin(found, np.asarray(ids, dtype=np.int64))
+        return found[keep], matrix[keep]
 
     def data_version(self) -> tuple[int, int]:
         """Changes whenever this connection or another one commits a change to the index."""

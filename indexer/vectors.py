@@ -25,8 +25,8 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-# fetch(pairs of (chunk id, text hash)) -> chunk id -> vector (missing ones left out)
-Fetch = Callable[[Sequence[tuple[int, str]]], dict[int, np.ndarray]]
+# fetch(pairs of (chunk id, text hash)) -> (chunk ids found, their vectors as matrix rows)
+Fetch = Callable[[Sequence[tuple[int, str]]], tuple[np.ndarray, np.ndarray]]
 
 
 class LiveMatrix:
@@ -57,16 +57,16 @@ class LiveMatrix:
     def _refresh(self, current: dict[int, str], fetch: Fetch) -> None:
         old_ids, old_matrix = self.vectors.ids, self.vectors.matrix
         keep = np.fromiter(
-            (self.hashes.get(int(cid)) == current.get(int(cid)) for cid in old_ids), dtype=bool, count=len(old_ids)
+            (self.hashes.get(cid) == current.get(cid) for cid in old_ids.tolist()), dtype=bool, count=len(old_ids)
         )
         kept_ids = old_ids[keep]
         kept = set(kept_ids.tolist())
         added = [(cid, digest) for cid, digest in current.items() if cid not in kept]
-        found = fetch(added) if added else {}
-        usable = [cid for cid, _ in added if cid in found and len(found[cid]) == self.dimensions]
-        if len(usable) < len(added):
-            log.warning("%d chunks have no stored vector; run 'memdex index'", len(added) - len(usable))
-        ids = np.concatenate([kept_ids, np.asarray(usable, dtype=np.int64)])
-        parts = [old_matrix[keep]] + ([np.stack([found[cid] for cid in usable])] if usable else [])
-        self.vectors = NumpyVectors(ids, np.concatenate(parts) if len(ids) else old_matrix[:0])
+        new_ids, new_rows = fetch(added) if added else (np.zeros(0, np.int64), old_matrix[:0])
+        if len(new_ids) and new_rows.shape[1] != self.dimensions:
+            new_ids, new_rows = new_ids[:0], old_matrix[:0]
+        if len(new_ids) < len(added):
+            log.warning("%d chunks have no stored vector; run 'memdex index'", len(added) - len(new_ids))
+        ids = np.concatenate([kept_ids, new_ids])
+        self.vectors = NumpyVectors(ids, np.concatenate([old_matrix[keep], new_rows]) if len(ids) else old_matrix[:0])
         self.hashes = {cid: current[cid] for cid in self.vectors.ids.tolist()}

@@ -89,7 +89,8 @@ def test_the_matrix_follows_writes_by_another_process(root, embedder):
         [new_text] = second.embedded
         after = reader.vector_matrix()
         with reader.store.connection:
-            stored = reader.store.vectors_of([cid for cid, _ in reader.store.chunk_hashes()])
+            ids, rows = reader.store.vectors_of([cid for cid, _ in reader.store.chunk_hashes()])
+            stored = dict(zip(ids.tolist(), rows))
         assert sorted(after.ids.tolist()) == sorted(stored)
         for cid, row in zip(after.ids.tolist(), after.matrix):
             assert np.array_equal(row, stored[cid])
