@@ -209,3 +209,23 @@ def test_an_export_that_disagrees_with_torch_is_never_used(tmp_path, monkeypatch
     second = LazyEmbedder(backend="onnx")
     second.embed(["a query"])
     assert second.loaded == ["torch"]
+
+
+@pytest.mark.slow
+def test_queries_embed_on_one_thread_and_bulk_on_the_bulk_setting():
+    """With other processes busy on the cores, torch's default of one thread per core made
+    a single query 10x slower (issue: search collapses under CPU contention)."""
+    import torch
+
+    embedder = LazyEmbedder(backend="torch", bulk_threads=2)
+    embedder.embed(["one query"])
+    assert torch.get_num_threads() == 1
+    embedder.embed(["a bulk batch"] * 8)
+    assert torch.get_num_threads() == 2
+    embedder.embed(["another query"])
+    assert torch.get_num_threads() == 1
+    onnx = LazyEmbedder(backend="onnx", bulk_threads=2)
+    onnx.embed(["one query"])
+    onnx.embed(["a bulk batch"] * 8)
+    threads = {n: e.session.get_session_options().intra_op_num_threads for n, e in onnx._onnx.items()}
+    assert threads == {1: 1, 2: 2}
