@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,9 @@ from . import db, rebuild
 from .config import CHUNKER_VERSION, Settings
 from .embed import Embedder, LazyEmbedder
 from .errors import ConfigError, ModelError, PathError, UnusableIndex
-from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
+from .search import CANDIDATES, MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
 from .store import EmbeddingCache, Store
-from .vectors import LiveMatrix
+from .vectors import LiveMatrix, Prefetched
 from .sync import Progress, SyncReport, configuration_change, one_line, read_lines, sync
 from .recovery import acquire_lock, file_identity, lock_for_recovery, replace_damaged
 from .watch_state import watcher_status
@@ -60,6 +61,7 @@ class MemoryIndex:
         self._cache: EmbeddingCache | None = None
         self._matrix: LiveMatrix | None = None  # every vector in memory, once searched twice
         self.vector_searches = 0
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- components, created on first use -----------------------------------
     @property
@@ -146,6 +148,8 @@ class MemoryIndex:
             query_vector = self.embedder.embed([query])[0]
         with self.store.connection:  # one read snapshot: ids found are the ids read back
             vectors = self._vector_source() if query_vector is not None else None
+            if mode == "hybrid" and isinstance(vectors, NumpyVectors):  # overlap it with the keyword query
+                vectors = Prefetched(vectors, self._worker(), query_vector, max(CANDIDATES, limit))
             return run_search(self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors)
 
     def get(self, target: str) -> Lines:
@@ -176,6 +180,8 @@ class MemoryIndex:
         }
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
         self.store.connection.close()
         if self._cache is not None:
             self._cache.close()
@@ -268,6 +274,11 @@ class MemoryIndex:
             source = self._vector_source()
         assert isinstance(source, NumpyVectors)
         return source
+
+    def _worker(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memdex-vectors")
+        return self._executor
 
     def _cached_vectors(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
         found = self.cache.get_many(digest for _, digest in pairs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 
 import numpy as np
 
@@ -70,3 +71,19 @@ class LiveMatrix:
         ids = np.concatenate([kept_ids, new_ids])
         self.vectors = NumpyVectors(ids, np.concatenate([old_matrix[keep], new_rows]) if len(ids) else old_matrix[:0])
         self.hashes = {cid: current[cid] for cid in self.vectors.ids.tolist()}
+
+
+class Prefetched:
+    """A matrix search for one query already running on a worker thread, so that it
+    overlaps the keyword query (NumPy and SQLite both release the GIL). ``nearest``
+    returns its result when asked for that query without ``only``; anything else
+    is computed directly."""
+
+    def __init__(self, source: NumpyVectors, executor: Executor, query: np.ndarray, k: int) -> None:
+        self.source, self.query, self.k = source, query, k
+        self.future = executor.submit(source.nearest, query, k)
+
+    def nearest(self, query: np.ndarray, k: int, *, only: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        if only is None and k <= self.k and query is self.query:
+            return self.future.result()[:k]
+        return self.source.nearest(query, k, only=only)
