@@ -115,3 +115,17 @@ def test_without_sqlite_vec_the_matrix_comes_from_the_cache(root, embedder):
     with open_index(settings, embedder=embedder) as reader:
         assert reader.search("charlie delta", mode="vector", limit=5) == expected
         assert reader._matrix is not None
+
+
+def test_the_prefetched_hybrid_search_equals_the_plain_one(index, embedder):
+    from indexer.search import run_search
+
+    index.search("warm", mode="vector")
+    index.search("warm", mode="vector")  # the matrix from now on
+    for text in ("charlie delta", "kilo lima mike", "alpha"):
+        got = index.search(text, mode="hybrid", limit=7)
+        with index.store.connection:
+            plain = run_search(index.store, text, mode="hybrid", limit=7,
+                               query_vector=embedder.embed([text])[0], vectors=index.vector_matrix())  # fmt: skip
+        assert got == plain and len(got) == 7
+    assert index._executor is not None
