@@ -1,6 +1,6 @@
 """Index benchmark: full index vs raw model.encode, no-op re-index, one-line edit, queries.
 
-    python bench/bench_index.py [--files 1000] [--queries 200] [--out bench/out/index.json]
+    python bench/bench_index.py [--files 1000] [--queries 200] [--backend auto|onnx|torch] [--out bench/out/index.json]
 
 Everything is measured in one run on one generated folder, so the ratios are
 comparable on a shared, noisy machine. Model loading is excluded from every
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate import edit_one_line, generate_memory  # noqa: E402
 
 from indexer import make_settings, open_index  # noqa: E402
-from indexer.embed import SentenceTransformerEmbedder  # noqa: E402
+from indexer.embed import BACKENDS, LazyEmbedder  # noqa: E402
 from indexer.search import run_search  # noqa: E402
 
 
@@ -36,6 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--backend", choices=BACKENDS, default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("bench/out/index.json"))
     args = parser.parse_args()
@@ -45,8 +46,10 @@ def main() -> None:
         root = Path(tmp) / "memory"
         results["corpus"] = generate_memory(root, files=args.files, seed=args.seed)
         settings = make_settings(root, Path(tmp) / "index" / "index.db")
-        model = SentenceTransformerEmbedder()
+        model = LazyEmbedder(backend=args.backend)
         model.embed(["warm up the model once"])
+        model.embed(["warm up the bulk path too"] * 8)
+        results["backend"] = {"setting": args.backend, "loaded": model.loaded}
 
         with open_index(settings, write=True, embedder=model) as index:
             report = index.sync()

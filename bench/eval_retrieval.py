@@ -1,6 +1,6 @@
 """Retrieval quality on a labelled fixture: recall@k and MRR per mode and query type.
 
-    python bench/eval_retrieval.py [--root fixtures/memory] [--queries fixtures/queries.json]
+    python bench/eval_retrieval.py [--root fixtures/memory] [--queries fixtures/queries.json] [--backend torch|onnx]
 
 A result is a hit when its chunk comes from a labelled path and its lines
 contain the labelled substring. Indexes into a temporary file, so the fixture
@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from indexer import make_settings, open_index
-from indexer.embed import SentenceTransformerEmbedder
+from indexer.embed import BACKENDS, LazyEmbedder
 
 MODES = ("keyword", "vector", "hybrid")
 
@@ -51,9 +51,10 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("fixtures/memory"))
     parser.add_argument("--queries", type=Path, default=Path("fixtures/queries.json"))
     parser.add_argument("-k", type=int, default=5)
+    parser.add_argument("--backend", choices=BACKENDS, default="auto")
     args = parser.parse_args()
     queries = json.loads(args.queries.read_text())
-    model = SentenceTransformerEmbedder()
+    model = LazyEmbedder(backend=args.backend)
     with tempfile.TemporaryDirectory() as tmp:
         settings = make_settings(args.root, Path(tmp) / "index.db")
         with open_index(settings, write=True, embedder=model) as index:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -23,17 +24,21 @@ import numpy as np
 
 from . import db, rebuild
 from .config import CHUNKER_VERSION, Settings
-from .embed import Embedder, SentenceTransformerEmbedder
+from .embed import Embedder, LazyEmbedder
 from .discover import is_inside
 from .errors import ConfigError, ModelError, PathError, UnusableIndex
 from .filters import SearchFilters
-from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
+from .search import CANDIDATES, MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
 from .store import EmbeddingCache, Store
+from .vectors import LiveMatrix, Prefetched
 from .sync import Progress, SyncReport, configuration_change, one_line, read_lines, sync
 from .recovery import acquire_lock, file_identity, lock_for_recovery, replace_damaged
 from .watch_state import watcher_status
 
 log = logging.getLogger(__name__)
+
+# The vector search (counted per open index) from which every vector is kept in memory.
+MATRIX_FROM_SEARCH = 2
 
 
 @dataclass(frozen=True)
@@ -57,16 +62,15 @@ class MemoryIndex:
         self._identity = file_identity(settings.index_path)  # to notice another process replacing it
         self._embedder = embedder
         self._cache: EmbeddingCache | None = None
-        self._numpy_vectors: NumpyVectors | None = None
-        self._numpy_version: int | None = None
+        self._matrix: LiveMatrix | None = None  # every vector in memory, once searched twice
+        self.vector_searches = 0
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- components, created on first use -----------------------------------
     @property
     def embedder(self) -> Embedder:
-        if self._embedder is None:
-            self._embedder = SentenceTransformerEmbedder(
-                self.settings.model, batch_size=self.settings.embed_batch_size
-            )
+        if self._embedder is None:  # knows the model from its files; loads weights on the first embed
+            self._embedder = make_embedder(self.settings)
         return self._embedder
 
     @property
@@ -107,7 +111,7 @@ class MemoryIndex:
             if not db.is_damage(exc):
                 raise
             return self._recover(exc, progress=progress)
-        self._numpy_vectors = None
+        self._matrix = None
         return report
 
     def rebuild(self, *, progress: Progress | None = None) -> SyncReport:
@@ -122,7 +126,7 @@ class MemoryIndex:
                 raise
             return self._recover(exc, progress=progress)
         rebuild.discard(built, self.settings.index_path)
-        self._numpy_vectors = None
+        self._matrix = None
         return report
 
     def search(
@@ -150,6 +154,8 @@ class MemoryIndex:
             query_vector = self.embedder.embed([query])[0]
         with self.store.connection:  # one read snapshot: ids found are the ids read back
             vectors = self._vector_source() if query_vector is not None else None
+            if mode == "hybrid" and isinstance(vectors, NumpyVectors) and not (filters and filters.narrows_candidates):
+                vectors = Prefetched(vectors, self._worker(), query_vector, max(CANDIDATES, limit))  # overlaps the keyword query
             return run_search(
                 self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors, filters=filters
             )
@@ -187,6 +193,8 @@ class MemoryIndex:
         return {"model": self.store.meta().get("model"), "vector_search": "sqlite-vec" if self._uses_vec0() else "numpy"}
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
         self.store.connection.close()
         if self._cache is not None:
             self._cache.close()
@@ -229,7 +237,7 @@ class MemoryIndex:
                 opened = connect(self.settings.index_path, load_vec=self.settings.use_sqlite_vec)
                 self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
                 self._identity = file_identity(self.settings.index_path)
-                self._numpy_vectors = None
+                self._matrix = None
         self.recovered_from = reason
         return report
 
@@ -260,23 +268,44 @@ class MemoryIndex:
         )
 
     def _vector_source(self) -> VectorSource:
-        if self._uses_vec0():
+        """vec0 for a process's first vector search (a one-shot command: loading every
+        vector would cost more than one vec0 scan); from the second on, an exact scan of
+        the in-memory matrix, kept current (vectors.LiveMatrix). Without sqlite-vec, the
+        matrix from the embedding cache."""
+        self.vector_searches += 1
+        vec0 = self._uses_vec0()
+        if vec0 and self._matrix is None and self.vector_searches < MATRIX_FROM_SEARCH:
             return Vec0Vectors(self.store)
-        version = self.store.data_version()  # another connection (a watcher) may have written since
-        if self._numpy_vectors is None or version != self._numpy_version:
-            self._numpy_version = version
-            pairs = self.store.chunk_hashes()
-            found = self.cache.get_many(digest for _, digest in pairs)
-            usable = [(cid, digest) for cid, digest in pairs if digest in found]
-            if len(usable) < len(pairs):
-                log.warning("%d chunks have no cached vector; run 'memdex index'", len(pairs) - len(usable))
-            matrix = (
-                np.stack([found[digest] for _, digest in usable])
-                if usable
-                else np.zeros((0, self.embedder.dimensions), dtype=np.float32)
-            )
-            self._numpy_vectors = NumpyVectors([cid for cid, _ in usable], matrix)
-        return self._numpy_vectors
+        if self._matrix is None:
+            self._matrix = LiveMatrix(int(self.store.meta().get("dimensions") or self.embedder.dimensions))
+        return self._matrix.current(self.store, self.store.vectors_by_pairs if vec0 else self._cached_vectors)
+
+    def vector_matrix(self) -> NumpyVectors:
+        """The in-memory matrix of every vector as of now (loaded or brought up to date)."""
+        self.vector_searches = max(self.vector_searches, MATRIX_FROM_SEARCH - 1)
+        with self.store.connection:
+            source = self._vector_source()
+        assert isinstance(source, NumpyVectors)
+        return source
+
+    def _worker(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memdex-vectors")
+        return self._executor
+
+    def _cached_vectors(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+        found = self.cache.get_many(digest for _, digest in pairs)
+        usable = [(cid, digest) for cid, digest in pairs if digest in found]
+        rows = [found[digest] for _, digest in usable]
+        matrix = np.stack(rows) if rows else np.zeros((0, self.embedder.dimensions), dtype=np.float32)
+        return np.asarray([cid for cid, _ in usable], dtype=np.int64), matrix
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    return LazyEmbedder(
+        settings.model, batch_size=settings.embed_batch_size, backend=settings.backend,
+        query_threads=settings.query_threads, bulk_threads=settings.embed_threads,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -384,7 +413,7 @@ def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover
             raise
         recovered_from = str(exc)
         if embedder is None:  # the rebuild needs the model; the index then keeps it
-            embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
+            embedder = make_embedder(settings)
         if write:
             replace_damaged(settings, recovered_from, embedder)
         else:

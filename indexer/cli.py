@@ -24,7 +24,7 @@ from .api import open_index, read_target
 from .check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
 from .cli_serve import config_command, mcp_command
 from .config import Settings
-from .embed import resolve_model
+from .embed import BACKENDS, resolve_model
 from .errors import IndexerError, LockedError, PathError, RootReplaced, SchemaError, UnusableIndex
 from .filters import KINDS, make_filters
 from .search import MODES
@@ -47,14 +47,18 @@ def _templates() -> Traversable:
 
 
 class _Context:
-    def __init__(self, root: str | None, db: str | None, model: str | None, verbose: int) -> None:
-        self.root, self.db, self.model, self.verbose = root, db, model, verbose
+    def __init__(
+        self, root: str | None, db: str | None, model: str | None, verbose: int, backend: str | None = None
+    ) -> None:
+        self.root, self.db, self.model, self.verbose, self.backend = root, db, model, verbose, backend
         self._configuration: Configuration | None = None
 
     def configuration(self) -> Configuration:
         """Flags > MEMDEX_* environment > ROOT/.memdex/config.toml > user file > defaults."""
         if self._configuration is None:
-            self._configuration = load_configuration({"root": self.root, "db": self.db, "model": self.model})
+            self._configuration = load_configuration(
+                {"root": self.root, "db": self.db, "model": self.model, "backend": self.backend}
+            )
         return self._configuration
 
     def settings(self) -> Settings:
@@ -107,13 +111,17 @@ class _Group(click.Group):
 @click.option("--root", default=None, help="Memory root folder (default: the current folder; env MEMDEX_ROOT).")
 @click.option("--db", default=None, help="Index file (default ROOT/.memdex/index.db; env MEMDEX_DB).")
 @click.option("--model", default=None, help="sentence-transformers model name or local folder (env MEMDEX_MODEL).")
+@click.option("--backend", type=click.Choice(BACKENDS), default=None,
+              help="Embedding backend: auto (ONNX Runtime, torch as fallback), onnx or torch (env MEMDEX_BACKEND).")  # fmt: skip
 @click.option("-v", "--verbose", count=True, help="Info logs; tracebacks on errors.")
 @click.version_option(package_name="memdex")
 @click.pass_context
-def cli(ctx: click.Context, root: str | None, db: str | None, model: str | None, verbose: int) -> None:
+def cli(
+    ctx: click.Context, root: str | None, db: str | None, model: str | None, backend: str | None, verbose: int
+) -> None:
     """memdex: keep a searchable index of an assistant's Markdown memory."""
     _configure_logging(verbose)
-    ctx.obj = _Context(root, db, model, verbose)
+    ctx.obj = _Context(root, db, model, verbose, backend)
 
 
 @cli.command()

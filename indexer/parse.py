@@ -7,13 +7,11 @@ breaks are split exactly as markdown-it-py splits them (``\\r\\n``, ``\\r`` and
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
-
-import frontmatter
-from markdown_it import MarkdownIt
 
 NEWLINES = re.compile(r"\r\n?")
 FRONTMATTER_FENCE = "---"
@@ -24,8 +22,14 @@ BLOCK_OPENERS = {
 }  # fmt: skip
 LIST_OPENERS = {"bullet_list_open", "ordered_list_open"}
 
-# Only block structure and line maps are used: inline parsing is skipped.
-_markdown = MarkdownIt("commonmark").enable("table").disable(["inline", "text_join"])
+
+
+@functools.cache
+def _markdown():  # -> MarkdownIt; imported on first use: commands that parse nothing start faster
+    from markdown_it import MarkdownIt
+
+    # Only block structure and line maps are used: inline parsing is skipped.
+    return MarkdownIt("commonmark").enable("table").disable(["inline", "text_join"])
 
 
 class NotText(ValueError):
@@ -103,6 +107,8 @@ def read_frontmatter(lines: list[str]) -> tuple[dict[str, Any], int, str | None]
             break
     else:
         return {}, 1, None  # a lone --- is a thematic break, not frontmatter
+    import frontmatter  # on first use, like markdown-it
+
     try:
         data = frontmatter.YAMLHandler().load("\n".join(lines[1:closing]))
     except Exception as exc:  # yaml raises many types; all mean "not valid YAML"
@@ -132,7 +138,7 @@ def _json_safe(value: Any) -> Any:
 
 def markdown_blocks(body: str, *, offset: int, lines: list[str]) -> list[Block]:
     """Top-level blocks of ``body`` with raw-file line ranges (trailing blanks trimmed)."""
-    tokens = _markdown.parse(body)
+    tokens = _markdown().parse(body)
     blocks: list[Block] = []
     for index, token in enumerate(tokens):
         if token.map is None or token.nesting == -1:

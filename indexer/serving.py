@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .api import MemoryIndex, open_index
+from .api import MemoryIndex, make_embedder, open_index
 from .config import Settings
-from .embed import Embedder, SentenceTransformerEmbedder
+from .embed import Embedder
 from .errors import LockedError
 from .sync import one_line
 from .watch import Watcher, WatchOptions
@@ -100,7 +100,7 @@ class IndexService:
         self.watch_options = watch_options
         self.embedder = SharedEmbedder(
             (lambda: embedder) if embedder is not None  # type: ignore[arg-type,return-value]
-            else lambda: SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size),
+            else lambda: make_embedder(settings),
             batch_size=settings.embed_batch_size,
         )  # fmt: skip
         self._reader: MemoryIndex | None = None

@@ -26,6 +26,7 @@ from typing import Any
 
 from .config import INDEX_DIR_NAME, Settings, make_settings
 from .errors import ConfigError
+from .embed import BACKENDS
 from .search import MODES
 
 CONFIG_FILE_NAME = "config.toml"
@@ -74,6 +75,13 @@ def _mode(value: Any, where: str) -> str:
     return text
 
 
+def _backend(value: Any, where: str) -> str:
+    text = _text(value, where)
+    if text not in BACKENDS:
+        raise ConfigError(f"{where}: expected one of {', '.join(BACKENDS)}, got {value!r}")
+    return text
+
+
 def _folders(value: Any, where: str) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
@@ -111,6 +119,7 @@ KEYS: dict[str, Key] = {
         Key("root", _text, None, in_root_file=False),
         Key("db", _text, None),
         Key("model", _text, "model"),
+        Key("backend", _backend, "backend"),
         Key("daily_folders", _folders, "daily_folders"),
         Key("search_mode", _mode, "search_mode"),
         Key("search_limit", _limit, "search_limit"),

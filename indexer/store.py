@@ -89,10 +89,6 @@ class Store:
             if not self.connection.get_autocommit():
                 self.connection.execute("ROLLBACK")  # nothing was written
 
-    def data_version(self) -> int:
-        """Changes whenever another connection commits (PRAGMA data_version)."""
-        return int(self.connection.execute("PRAGMA data_version").fetchone()[0])
-
     # -- meta -------------------------------------------------------------
     def meta(self) -> dict[str, str]:
         return dict(self.connection.execute("SELECT key, value FROM meta"))
@@ -325,6 +321,37 @@ class Store:
                 (_blob(vector), limit, json.dumps([int(i) for i in only])),
             )
         return [(chunk_id, 1.0 - distance) for chunk_id, distance in rows]
+
+    def vectors_by_pairs(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+        return self.vectors_of([chunk_id for chunk_id, _ in pairs])
+
+    def vectors_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, their vectors as matrix rows) from ``chunks_vec``, for those of ``ids`` it has."""
+        if len(ids) > SQL_VARIABLES_PER_QUERY * 20:  # most of the table: one scan
+            rows: Iterable[tuple[int, bytes]] = self.connection.execute("SELECT rowid, embedding FROM chunks_vec")
+        else:
+            rows = (
+                row for batch in _batches(list(ids)) for row in self.connection.execute(
+                    f"SELECT rowid, embedding FROM chunks_vec WHERE rowid IN ({','.join('?' * len(batch))})", batch
+                )
+            )  # fmt: skip
+        found_ids: list[int] = []
+        blobs: list[bytes] = []
+        for chunk_id, blob in rows:
+            found_ids.append(chunk_id)
+            blobs.append(blob)
+        found = np.asarray(found_ids, dtype=np.int64)
+        width = len(blobs[0]) // 4 if blobs else 0
+        if any(len(blob) != 4 * width for blob in blobs):
+            raise ValueError("chunks_vec holds vectors of different sizes")
+        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), width)
+        keep = np.isin(found, np.asarray(ids, dtype=np.int64))
+        return found[keep], matrix[keep]
+
+    def data_version(self) -> tuple[int, int]:
+        """Changes whenever this connection or another one commits a change to the index."""
+        (version,) = self.connection.execute("PRAGMA data_version").fetchone()
+        return version, self.connection.total_changes()
 
     def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         found: dict[int, ChunkRow] = {}

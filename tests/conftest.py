@@ -7,9 +7,12 @@ load the real all-MiniLM-L6-v2 weights.
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import re
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,10 @@ import pytest
 from indexer import make_settings, open_index
 from indexer.config import Settings
 from indexer.sync import SyncReport
+
+# No test writes to the user's cache folder (ONNX exports): one temporary
+# folder per test session, inherited by the processes tests start.
+os.environ["MEMDEX_CACHE_DIR"] = tempfile.mkdtemp(prefix="memdex-test-cache-")
 
 TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
@@ -67,6 +74,15 @@ def age_files(root: Path, seconds: float = 10.0) -> None:
             import os
 
             os.utime(path, (past, past))
+
+
+@pytest.fixture(autouse=True)
+def restore_indexer_logger() -> Iterator[None]:
+    """The CLI points the 'indexer' logger at the runner's stderr; undo that after each test."""
+    logger = logging.getLogger("indexer")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """The ``memdex`` command through click's CliRunner; JSON output is parsed, errors are one line.
 
 ``index`` would load the real sentence-transformers model; these tests patch
-``indexer.api.SentenceTransformerEmbedder`` to a factory of ``RecordingEmbedder``
+``indexer.api.LazyEmbedder`` to a factory of ``RecordingEmbedder``
 (the model is replaced, the SQLite index is real). Searches use ``--mode keyword``.
 """
 
@@ -50,15 +50,6 @@ Fixed the flaky thermostat script.
 """
 
 
-@pytest.fixture(autouse=True)
-def restore_indexer_logger():
-    """The CLI points the 'indexer' logger at the runner's stderr; undo that after each test."""
-    logger = logging.getLogger("indexer")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
-
-
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner(env={"MEMDEX_ROOT": None, "MEMDEX_DB": None, "MEMDEX_MODEL": None})
@@ -74,7 +65,7 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> list[RecordingEmbedder]:
         built.append(embedder)
         return embedder
 
-    monkeypatch.setattr(indexer.api, "SentenceTransformerEmbedder", factory)
+    monkeypatch.setattr(indexer.api, "LazyEmbedder", factory)
     return built
 
 

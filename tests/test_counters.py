@@ -240,7 +240,7 @@ def test_warnings_are_printed_after_the_progress_bar_not_over_it(root, settings)
 
 @pytest.fixture
 def fake_model(monkeypatch) -> None:
-    monkeypatch.setattr(indexer.api, "SentenceTransformerEmbedder", lambda *a, **k: RecordingEmbedder())
+    monkeypatch.setattr(indexer.api, "LazyEmbedder", lambda *a, **k: RecordingEmbedder())
 
 
 def memdex(*args: object):

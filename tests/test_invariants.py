@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -253,6 +253,14 @@ def assert_equals_fresh_rebuild(root: Path, fresh_db: Path) -> None:
     assert incremental == rebuilt
 
 
+def matrix_rows(index: Any) -> list[tuple[str, int, bytes]]:
+    """A long-lived reader's in-memory vector matrix, as (path, start_line, vector bytes) rows."""
+    matrix = index.vector_matrix()
+    where = {cid: (path, start) for cid, path, start in index.store.connection.execute(
+        "SELECT id, path, start_line FROM chunks")}  # fmt: skip
+    return sorted((*where[int(cid)], row.tobytes()) for cid, row in zip(matrix.ids, matrix.matrix))
+
+
 PROPERTY = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -262,16 +270,22 @@ def test_any_edits_with_syncs_in_between_equal_a_fresh_rebuild(ops: list[Any]) -
     """Create, edit, insert, delete, rename (into subfolders, over other files),
     touch and frontmatter changes, with `memdex index` at any points: after a
     final `memdex index` the index equals a fresh rebuild of the folder."""
-    with fresh_folder() as (root, fresh_db):
+    with fresh_folder() as (root, fresh_db), ExitStack() as stack:
         memory = Memory(root)
         settings = make_settings(root)
+        reader = None  # a long-lived reader (an MCP server, say) whose vector matrix follows every sync
         for op in ops:
             if isinstance(op, Sync):
                 sync(settings)
+                reader = reader or stack.enter_context(open_index(settings, embedder=RecordingEmbedder()))
+                reader.vector_matrix()
             else:
                 memory.apply(op)
         sync(settings)
         assert_equals_fresh_rebuild(root, fresh_db)
+        # The derived matrix, kept current incrementally, equals the rebuild's vectors.
+        if reader is not None:
+            assert matrix_rows(reader) == snapshot(make_settings(root, fresh_db))["vec"]
 
 
 @hypothesis_settings(max_examples=max(EXAMPLES // 2, 1), **PROPERTY)

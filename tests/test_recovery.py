@@ -51,7 +51,7 @@ from indexer.config import DEFAULT_MODEL, Settings
 from indexer.embed import resolve_model
 from indexer.errors import UnusableIndex
 from indexer.rebuild import temporary_path
-from test_cli import assert_one_line_error, ok_json, restore_indexer_logger, run, runner  # noqa: F401
+from test_cli import assert_one_line_error, ok_json, run, runner  # noqa: F401
 
 TESTS = Path(__file__).resolve().parent
 HELPER = TESTS / "index_process.py"
@@ -111,7 +111,7 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> list[RecordingEmbedder]:
         built.append(embedder)
         return embedder
 
-    monkeypatch.setattr(indexer.api, "SentenceTransformerEmbedder", factory)
+    monkeypatch.setattr(indexer.api, "LazyEmbedder", factory)
     return built
 
 
