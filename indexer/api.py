@@ -32,6 +32,15 @@ from .watch_state import watcher_status
 
 log = logging.getLogger(__name__)
 
+MAX_LIMIT = 1000  # results per search (the CLI's --limit has the same bound)
+
+
+def _raise_user_error(exc: BaseException) -> None:
+    """Disk full, read-only index, I/O error: a one-line error instead of SQLite's exception."""
+    error = db.as_user_error(exc)
+    if error is not None:
+        raise error from exc
+
 
 @dataclass(frozen=True)
 class Lines:
@@ -101,6 +110,7 @@ class MemoryIndex:
             )
         except Exception as exc:
             if not db.is_damage(exc):
+                _raise_user_error(exc)
                 raise
             return self._recover(exc, progress=progress)
         self._numpy_vectors = None
@@ -115,6 +125,7 @@ class MemoryIndex:
         except Exception as exc:
             rebuild.discard(built, self.settings.index_path)
             if not db.is_damage(exc):
+                _raise_user_error(exc)
                 raise
             return self._recover(exc, progress=progress)
         rebuild.discard(built, self.settings.index_path)
@@ -122,10 +133,15 @@ class MemoryIndex:
         return report
 
     def search(self, query: str, *, mode: Mode = "hybrid", limit: int = 10) -> list[SearchResult]:
+        if not isinstance(query, str):
+            raise ConfigError(f"the query must be a str, not {type(query).__name__}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise ConfigError(f"limit must be a whole number from 1 to {MAX_LIMIT}, not {limit!r}")
         try:
             return self._search(query, mode=mode, limit=limit)
         except Exception as exc:
             if not db.is_damage(exc):
+                _raise_user_error(exc)
                 raise
             self._recover(exc)
         return self._search(query, mode=mode, limit=limit)  # once: a second failure is raised
@@ -302,11 +318,18 @@ def open_index(
     memdex is moved aside and rebuilt from the Markdown (one warning), unless
     ``recover=False`` (then ``UnusableIndex`` is raised, e.g. for ``check``).
     """
+    # Refuse a --db (or its cache) that memdex did not make before creating anything beside it.
+    db.ownership(settings.index_path, kind=db.INDEX)
+    db.ownership(settings.cache_path, kind=db.CACHE)
     lock = acquire_lock(settings.lock_path) if write else None
     try:
         if write:
             rebuild.remove_leftovers(settings.index_path)
-        index = _open(settings, write=write, embedder=embedder, recover=recover)
+        try:
+            index = _open(settings, write=write, embedder=embedder, recover=recover)
+        except Exception as exc:
+            _raise_user_error(exc)
+            raise
         try:
             yield index
         finally:

@@ -13,10 +13,11 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 import apsw
 
-from .errors import SchemaError, UnusableIndex
+from .errors import NotAnIndex, SchemaError, StorageError, UnusableIndex
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,15 @@ VEC_DAMAGE = re.compile(r"(?i)vector blob|shadow table|sqlite-vec error|chunk po
 # Quarantined damaged files kept beside the index (the newest ones).
 KEEP_QUARANTINED = 3
 SIDECARS = ("-wal", "-shm", "-journal")
+# Stamped on every index and embedding cache memdex creates (PRAGMA application_id),
+# so that recovery never moves, replaces or deletes a file memdex did not make.
+INDEX_APPLICATION_ID = 0x4D444958  # "MDIX"
+CACHE_APPLICATION_ID = 0x4D444543  # "MDEC"
+SQLITE_HEADER = b"SQLite format 3\x00"
+# The default names inside memdex's own folder: a file there is memdex's even when
+# its header is destroyed (anything else must prove it with its application_id).
+OWN_FOLDER = ".memdex"
+CREATING_SUFFIX = ".creating"
 # The FTS5 tokenizer of chunks_fts; search stems queries with the same one.
 # Changing it needs a new migration that rebuilds chunks_fts.
 FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
@@ -80,7 +90,8 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-CACHE_SCHEMA = """
+CACHE_SCHEMA = f"""
+PRAGMA application_id = {CACHE_APPLICATION_ID};
 CREATE TABLE IF NOT EXISTS embeddings(
     model TEXT NOT NULL,
     hash TEXT NOT NULL,
@@ -98,10 +109,20 @@ class Opened:
 
 
 def connect(path: Path, *, load_vec: bool) -> Opened:
-    """Open (creating if needed) and migrate the index database at ``path``."""
+    """Open (creating if needed) and migrate the index database at ``path``.
+
+    A new index is created complete in ``<path>.creating`` and renamed into
+    place, so a reader never sees a half-made one. A file that is not
+    memdex's index raises ``NotAnIndex`` and is left untouched.
+    """
     _make_folder(path.parent)
+    state = ownership(path, kind=INDEX)
+    if state in (MISSING, EMPTY):
+        _create(path, load_vec=load_vec)
     connection = _open(path)
     try:
+        if connection.readonly("main"):
+            raise StorageError(f"the index {path} is read-only; 'memdex search', 'status' and 'check' can still read it")
         vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
         migrate(connection, path)
     except DAMAGE_ERRORS as exc:
@@ -113,11 +134,34 @@ def connect(path: Path, *, load_vec: bool) -> Opened:
     return Opened(connection, vec_loaded, warning)
 
 
+def _create(path: Path, *, load_vec: bool) -> None:
+    temporary = path.with_name(path.name + CREATING_SUFFIX)
+    remove_own_temporary(temporary)
+    connection = _open(temporary, new=INDEX_APPLICATION_ID)
+    try:
+        if load_vec:
+            _load_sqlite_vec(connection)
+        migrate(connection, temporary)
+        close_for_move(connection, temporary)
+    except BaseException:
+        connection.close()
+        remove_database(temporary)
+        raise
+    os.replace(temporary, path)
+
+
 def connect_reader(path: Path, *, load_vec: bool) -> Opened:
-    """Open an existing index for searching; never creates or migrates it."""
-    if not path.exists():
+    """Open an existing index for searching; never creates or migrates it.
+
+    When the index folder or file cannot be written (read-only folder,
+    immutable file), the index is opened read-only instead.
+    """
+    state = ownership(path, kind=INDEX)
+    if state == MISSING:
         raise SchemaError(f"no index at {path}; run 'memdex index' first")
-    connection = _open(path, flags=apsw.SQLITE_OPEN_READWRITE)
+    if state == EMPTY:
+        raise UnusableIndex(f"{path} is empty")
+    connection = _open_for_reading(path)
     try:
         vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
         version = _user_version(connection, path)
@@ -131,23 +175,183 @@ def connect_reader(path: Path, *, load_vec: bool) -> Opened:
     return Opened(connection, vec_loaded, warning)
 
 
+def _open_for_reading(path: Path) -> apsw.Connection:
+    try:
+        connection = _open(path, flags=apsw.SQLITE_OPEN_READWRITE)
+        _user_version(connection, path)
+        return connection
+    except UnusableIndex:
+        raise
+    except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
+        first = exc
+    if "connection" in locals():
+        connection.close()
+    # WAL needs -shm beside the index; without write access, read the file as it is.
+    for query in ("mode=ro", "immutable=1"):
+        try:
+            connection = _open(path, uri=query)
+            _user_version(connection, path)
+        except UnusableIndex:
+            raise
+        except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError):
+            continue
+        log.info("the index folder is not writable; reading %s read-only (%s)", path, query)
+        return connection
+    raise StorageError(f"cannot open the index {path} ({one_line_error(first)})") from None
+
+
 def connect_cache(path: Path) -> apsw.Connection:
     """Open (creating if needed) the embedding cache database.
 
     A damaged cache is moved aside and started afresh: it only saves model
-    calls, so losing it costs time, never data.
+    calls, so losing it costs time, never data. A file that is not memdex's
+    cache raises ``NotAnIndex``; in a folder that cannot be written, an
+    existing cache is opened read-only (nothing new is stored).
     """
-    _make_folder(path.parent)
+    _make_folder(path.parent, quiet=True)
+    state = ownership(path, kind=CACHE)
     try:
-        connection = _open(path)
-        connection.execute(CACHE_SCHEMA)
+        if state in (MISSING, EMPTY):
+            connection = _open(path, new=CACHE_APPLICATION_ID)
+        else:
+            try:
+                connection = _open(path)
+            except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError):
+                return _open(path, uri="immutable=1")
+            if connection.readonly("main"):
+                return connection
+        with connection:
+            connection.execute(CACHE_SCHEMA)
         return connection
     except (UnusableIndex, *DAMAGE_ERRORS) as exc:
-        moved = quarantine(path)
-        log.warning("embedding cache %s is damaged (%s); moved to %s and started afresh", path, exc, moved.name)
-    connection = _open(path)
-    connection.execute(CACHE_SCHEMA)
+        if "connection" in locals():
+            connection.close()
+        moved = quarantine(path, kind=CACHE)
+        log.warning(
+            "embedding cache %s is damaged (%s); %s and started afresh", path, exc,
+            f"moved to {moved.name}" if moved else "removed it",
+        )  # fmt: skip
+    connection = _open(path, new=CACHE_APPLICATION_ID)
+    with connection:
+        connection.execute(CACHE_SCHEMA)
     return connection
+
+
+INDEX, CACHE = "index", "cache"
+MISSING, EMPTY, OURS, LEGACY = "missing", "empty", "ours", "legacy"
+_KINDS = {
+    # kind: (application_id, tables that only memdex's file of this kind has, default name)
+    INDEX: (INDEX_APPLICATION_ID, {"meta", "files", "chunks"}, "index.db"),
+    CACHE: (CACHE_APPLICATION_ID, {"embeddings"}, "embeddings.db"),
+}
+
+
+def ownership(path: Path, *, kind: str = INDEX) -> str:
+    """Whether ``path`` is memdex's own index (or cache), before anything opens it.
+
+    MISSING: nothing there. EMPTY: a 0-byte file in memdex's folder or named
+    ``*.db`` (replacing it loses nothing). OURS: stamped with memdex's
+    application_id, or the default name inside ``.memdex`` (even when damaged).
+    LEGACY: an index memdex made before it stamped its files (its tables, its
+    user_version ladder); a writer stamps it. Anything else raises ``NotAnIndex``.
+    """
+    application_id, tables, default_name = _KINDS[kind]
+    what = "index" if kind == INDEX else "embedding cache"
+    try:
+        stat = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return MISSING  # creating its folder will fail with its own message
+    except OSError as exc:
+        raise StorageError(f"cannot read {path} ({exc.strerror or exc})") from None
+    if not S_ISREG(stat.st_mode):
+        raise NotAnIndex(f"{path} is not a regular file, so it cannot be memdex's {what}; choose another --db")
+    own_place = path.parent.name == OWN_FOLDER and path.name == default_name
+    if stat.st_size == 0:
+        if own_place or path.suffix == ".db" or path.name.endswith((CREATING_SUFFIX, ".rebuild")):
+            return EMPTY
+        raise NotAnIndex(f"{path} is an empty file memdex did not create; it is left alone: choose another --db")
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(100)
+    except OSError as exc:
+        raise StorageError(f"cannot read {path} ({exc.strerror or exc})") from None
+    sqlite = header[:16] == SQLITE_HEADER and len(header) == 100
+    if own_place:  # memdex's own file, whatever damage it has suffered
+        return EMPTY if sqlite and int.from_bytes(header[68:72], "big") == 0 and _blank(path) else OURS
+    if sqlite:
+        found_id = int.from_bytes(header[68:72], "big")
+        if found_id == application_id:
+            return OURS
+        if found_id != 0:
+            other = next((name for name, (app, _, _) in _KINDS.items() if app == found_id), None)
+            label = f"memdex's {'index' if other == INDEX else 'embedding cache'}" if other else "another program's database"
+            raise NotAnIndex(f"{path} is {label}, not memdex's {what}; it is left alone: choose another --db")
+        if _legacy(path, tables):
+            return LEGACY
+    raise NotAnIndex(
+        f"{path} is not memdex's {what} (memdex never renames, replaces or deletes such a file); choose another --db"
+    )
+
+
+def _legacy(path: Path, tables: set[str]) -> bool | None:
+    """True: memdex's tables (from before files were stamped); False: other
+    content; None: SQLite cannot read it (damaged or locked)."""
+    for query in ("mode=ro", "immutable=1"):
+        try:
+            connection = apsw.Connection(f"file:{path}?{query}", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+        except apsw.Error:
+            continue
+        try:
+            names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = int(connection.pragma("user_version"))
+        except apsw.Error:
+            continue
+        finally:
+            connection.close()
+        return tables <= names and (version >= 1 or "embeddings" in tables)
+    return None
+
+
+def _blank(path: Path) -> bool:
+    try:
+        connection = apsw.Connection(f"file:{path}?mode=ro", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+        try:
+            return connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        finally:
+            connection.close()
+    except apsw.Error:
+        return False
+
+
+def remove_own_temporary(path: Path) -> None:
+    """Delete a temporary index memdex left behind; a foreign file by that name raises ``NotAnIndex``."""
+    if ownership(path, kind=INDEX) != MISSING:
+        remove_database(path)
+
+
+def one_line_error(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def as_user_error(exc: BaseException) -> StorageError | None:
+    """The one-line error for an SQLite failure that is not damage (disk full,
+    read-only file or folder, I/O error), or None for anything else."""
+    if not isinstance(exc, apsw.Error):
+        return None
+    detail = one_line_error(exc)
+    if isinstance(exc, apsw.FullError):
+        return StorageError(
+            f"the disk holding the index is full ({detail}); files not yet written keep their old rows: "
+            "free some space and run 'memdex index' again"
+        )
+    if isinstance(exc, (apsw.ReadOnlyError, apsw.CantOpenError, apsw.PermissionsError)):
+        return StorageError(f"cannot write the index or its folder ({detail}); check its permissions")
+    if isinstance(exc, apsw.IOError):
+        return StorageError(f"disk I/O error on the index ({detail}); the next 'memdex index' retries")
+    if isinstance(exc, apsw.TooBigError):
+        return StorageError(f"a value is too big for SQLite ({detail})")
+    return StorageError(f"SQLite error: {detail}")
 
 
 def is_damage(exc: BaseException) -> bool:
@@ -158,27 +362,36 @@ def is_damage(exc: BaseException) -> bool:
     return isinstance(exc, apsw.SQLError) and VEC_DAMAGE.search(str(exc)) is not None
 
 
-def quarantine(path: Path, *, keep: int = KEEP_QUARANTINED) -> Path:
-    """Move a damaged database (and its WAL) aside as ``<name>.corrupt-<timestamp>``.
+def quarantine(path: Path, *, keep: int = KEEP_QUARANTINED, kind: str = INDEX) -> Path | None:
+    """Move a damaged database of memdex's (and its WAL) aside as
+    ``<name>.corrupt-<timestamp>``; None when there was nothing to keep (a
+    0-byte file is simply replaced). A file memdex cannot prove is its own
+    raises ``NotAnIndex`` and stays where it is.
 
-    Only the newest ``keep`` quarantined copies of this file are kept.
+    Only the newest ``keep`` quarantined copies of this file are kept, and only
+    files named exactly as this function names them are ever deleted.
     """
+    state = ownership(path, kind=kind)
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    target: Path | None = path.with_name(f"{path.name}.corrupt-{stamp}")
     number = 1
     while target.exists():
         number += 1
         target = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
-    if path.exists():
+    if state in (OURS, LEGACY):
         os.replace(path, target)
         os.utime(target)  # its mtime now says when it was moved aside: the newest are kept
-    wal = Path(f"{path}-wal")
-    if wal.exists():
-        os.replace(wal, Path(f"{target}-wal"))
+        wal = Path(f"{path}-wal")
+        if wal.exists():
+            os.replace(wal, Path(f"{target}-wal"))
+    else:
+        target = None
+        remove_database(path) if state == EMPTY else None
     for suffix in ("-shm", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+    own_name = re.compile(re.escape(path.name) + r"\.corrupt-\d{8}T\d{6}(-\d+)?")
     old = sorted(
-        (p for p in path.parent.glob(f"{path.name}.corrupt-*") if not p.name.endswith("-wal")),
+        (p for p in path.parent.glob(f"{path.name}.corrupt-*") if own_name.fullmatch(p.name) and p.is_file()),
         key=lambda p: p.stat().st_mtime_ns,
     )
     for stale in old[:-keep] if keep else old:
@@ -211,27 +424,42 @@ def copy_into(destination: apsw.Connection, source: apsw.Connection) -> None:
 
 
 def migrate(connection: apsw.Connection, path: Path) -> None:
+    """Run every missing step in ONE transaction (readers see the old schema or
+    the new one, never a step in between) and stamp memdex's application_id."""
     version = _user_version(connection, path)
     if version > SCHEMA_VERSION:
         raise UnusableIndex(_newer_message(path, version))
-    for number in range(version + 1, SCHEMA_VERSION + 1):
-        name, sql = MIGRATIONS[number - 1]
-        log.info("migrating %s to schema %d: %s", path, number, name)
-        with connection:
+    stamped = int(connection.pragma("application_id")) == INDEX_APPLICATION_ID
+    if version == SCHEMA_VERSION and stamped:
+        return
+    with connection:
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            name, sql = MIGRATIONS[number - 1]
+            log.info("migrating %s to schema %d: %s", path, number, name)
             connection.execute(sql)
-            connection.execute(f"PRAGMA user_version = {number}")
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute(f"PRAGMA application_id = {INDEX_APPLICATION_ID}")
 
 
-def _make_folder(folder: Path) -> None:
+def _make_folder(folder: Path, *, quiet: bool = False) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        if quiet and folder.is_dir():
+            return
         raise SchemaError(f"cannot create the index folder {folder} ({exc.strerror or exc})") from None
 
 
-def _open(path: Path, flags: int | None = None) -> apsw.Connection:
+def _open(path: Path, flags: int | None = None, *, uri: str | None = None, new: int | None = None) -> apsw.Connection:
+    """A connection with memdex's pragmas. ``uri`` opens read-only with that
+    query (``mode=ro``, ``immutable=1``); ``new`` stamps a new file with that
+    application_id before anything else is written to it."""
     try:
-        if flags is None:
+        if uri is not None:
+            connection = apsw.Connection(
+                f"file:{path}?{uri}", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
+            )
+        elif flags is None:
             connection = apsw.Connection(str(path))
         else:
             connection = apsw.Connection(str(path), flags=flags)
@@ -239,8 +467,11 @@ def _open(path: Path, flags: int | None = None) -> apsw.Connection:
         raise SchemaError(f"cannot open {path} ({exc})") from None
     try:
         connection.set_busy_timeout(BUSY_TIMEOUT_MS)
-        connection.pragma("journal_mode", "wal")
-        connection.pragma("synchronous", "normal")
+        if uri is None:
+            if new is not None:
+                connection.pragma("application_id", new)
+            connection.pragma("journal_mode", "wal")
+            connection.pragma("synchronous", "normal")
     except DAMAGE_ERRORS as exc:
         connection.close()
         raise UnusableIndex(f"{path} is not a usable SQLite database ({exc})") from None

@@ -53,8 +53,8 @@ def replace_damaged(
         if cache is None:
             own_cache.close()
     log.warning(
-        "the index was unusable (%s); moved it to %s and rebuilt it from the Markdown",
-        one_line(reason), moved.name,
+        "the index was unusable (%s); %s and rebuilt it from the Markdown",
+        one_line(reason), f"moved it to {moved.name}" if moved else "replaced it",
     )  # fmt: skip
     return report
 
@@ -88,11 +88,16 @@ def file_identity(path: Path) -> tuple[int, int] | None:
 
 
 def acquire_lock(path: Path) -> IO[str]:
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"the lock file {path} is not a regular file; move it away")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")
     except OSError as exc:
         raise ConfigError(f"cannot create the index folder {path.parent} ({exc.strerror or exc})") from None
+    try:
+        handle = open(path, "a+")
+    except OSError as exc:
+        raise ConfigError(f"cannot create the lock file {path} ({exc.strerror or exc})") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -102,8 +107,8 @@ def acquire_lock(path: Path) -> IO[str]:
         watcher = watcher_status(path.parent)
         if watcher is not None and str(watcher["pid"]) == holder:
             raise LockedError(
-                f"a watcher (pid {holder}) keeps this index current; it needs no 'memdex index' "
-                "(stop the watcher first to run other writing commands)"
+                f"a watcher (pid {holder}) is keeping this index current, so 'memdex index' is not needed; "
+                "stop the watcher to rebuild or repair it"
             ) from None
         raise LockedError(f"another memdex process (pid {holder}) is writing this index; try again later") from None
     handle.seek(0)
