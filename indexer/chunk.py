@@ -18,6 +18,10 @@ Rules, in order:
    search covers all of it.
 5. Every non-blank body line belongs to exactly one chunk (gaps between
    blocks, such as link reference definitions, stay with the chunk above).
+   A note with frontmatter and no body is one chunk of its frontmatter lines,
+   so that its title and tags can be found.
+6. The heading path is capped (each heading's text, and the whole path to a
+   quarter of the window), so a giant heading cannot crowd out the content.
 
 The embedded text is the heading path, a newline, then the chunk's lines.
 Token counts come from the caller (the embedding model's tokenizer), and the
@@ -37,6 +41,12 @@ from .parse import Block, Note
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 HEADING_SEPARATOR = " > "
+# The heading path is prefixed to every chunk of its section (embedded text and
+# the full-text heading column), so it is bounded: each heading's text to
+# HEADING_TITLE_CHARS characters, the whole path to a quarter of the token window.
+HEADING_TITLE_CHARS = 200
+HEADING_SHARE = 4
+ELLIPSIS = "…"
 ANCHOR_MODULUS = 4  # on average one block in four may start a chunk
 WORD = re.compile(r"\w+")
 
@@ -78,14 +88,36 @@ def chunk_note(
     min_tokens = max_tokens // 4 if min_tokens is None else min_tokens
     lines = note.lines
     spans: list[tuple[str, int, int]] = []
+    capped: dict[str, str] = {}
     for section in _sections(note.blocks):
+        if section.heading not in capped:
+            capped[section.heading] = _cap_heading(section.heading, count_tokens, max_tokens // HEADING_SHARE)
+        section = _Section(capped[section.heading], section.units)
         spans.extend(_split_section(section, lines, count_tokens, max_tokens, min_tokens))
     if not spans:  # no Markdown blocks (e.g. only link reference definitions): keep the text
         body = [n for n in range(note.body_start, len(lines) + 1) if lines[n - 1].strip()]
         spans = [("", body[0], body[-1])] if body else []
+        if not body and note.frontmatter:  # frontmatter only: its lines are the chunk (found by its title)
+            return _enforce_budget([_make_chunk("", 1, note.body_start - 1, lines)], lines, count_tokens, max_tokens)
     spans = _cover_gaps(spans, lines, body_start=note.body_start)
     chunks = [_make_chunk(heading, start, end, lines) for heading, start, end in spans]
     return _enforce_budget(chunks, lines, count_tokens, max_tokens)
+
+
+def _cap_heading(heading: str, count_tokens: TokenCounter, limit: int) -> str:
+    """Shorten a heading path to at most ``limit`` tokens (ending in an ellipsis)."""
+    if not heading:
+        return heading
+    tokens = count_tokens([heading])[0]
+    while tokens > limit and len(heading) > 1:
+        keep = max(1, min(len(heading) - 1, int(len(heading) * limit / tokens * 0.9)))
+        heading = heading[:keep].rstrip() + ELLIPSIS
+        tokens = count_tokens([heading])[0]
+    return heading
+
+
+def _short(title: str) -> str:
+    return title if len(title) <= HEADING_TITLE_CHARS else title[: HEADING_TITLE_CHARS - 1].rstrip() + ELLIPSIS
 
 
 def _sections(blocks: list[Block]) -> list[_Section]:
@@ -105,7 +137,7 @@ def _sections(blocks: list[Block]) -> list[_Section]:
             # else: the previous heading had no content and joins this section
             while path and path[-1][0] >= block.level:
                 path.pop()
-            path.append((block.level, block.title))
+            path.append((block.level, _short(block.title)))
             heading = HEADING_SEPARATOR.join(title for _, title in path)
             heading_end = block.end
         elif not units and heading_start is not None:

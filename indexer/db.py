@@ -26,6 +26,8 @@ BUSY_TIMEOUT_MS = 5_000
 DAMAGE_ERRORS: tuple[type[Exception], ...] = (apsw.CorruptError, apsw.NotADBError)
 # What SQLite raises when another connection holds a lock past the busy timeout.
 BUSY_ERRORS: tuple[type[Exception], ...] = (apsw.BusyError, apsw.LockedError)
+# What SQLite raises for a write on a connection opened read-only (or a read-only file).
+READ_ONLY_ERRORS: tuple[type[Exception], ...] = (apsw.ReadOnlyError, apsw.CantOpenError)
 # sqlite-vec reports a damaged vec0 table as a plain SQL error with these words.
 VEC_DAMAGE = re.compile(r"(?i)vector blob|shadow table|sqlite-vec error|chunk position|could not (find|fetch|extract)")
 # Quarantined damaged files kept beside the index (the newest ones).

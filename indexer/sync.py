@@ -36,6 +36,11 @@ RACY_WINDOW_NS = 1_000_000_000
 # Embed when this many new chunk texts are waiting (several model batches).
 EMBED_GROUP = 512
 
+# The title words (path, date, frontmatter title/tags/aliases) are copied into
+# every chunk's full-text row, so they are bounded: per value and in total.
+TITLE_VALUE_CHARS = 200
+TITLE_CHARS = 1000
+
 Progress = Callable[[int, int], None]
 
 
@@ -217,23 +222,40 @@ def _prepare(
         return None
     try:
         note = parse_note(data)
+        chunks = chunk_note(note, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
+        title = file_title(item.path, item.date, note.frontmatter)
     except NotText as exc:
         _drop(store, item.path, state, report, f"{item.path}: skipped, {exc}")
         return None
+    except Exception as exc:  # noqa: BLE001 - one file's content never stops the sync of the others
+        log.debug("cannot parse %s", item.path, exc_info=True)
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        _drop(store, item.path, state, report, f"{item.path}: skipped, cannot parse it ({type(exc).__name__}: {detail})")
+        return None
     for message in note.warnings:
         report.warn(f"{item.path}: {message}")
-    chunks = chunk_note(note, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
     for chunk in chunks:
         if chunk.oversized:
-            report.warn(
-                f"{item.path}:{chunk.start_line}: line longer than the model's {embedder.max_tokens}-token "
-                "window; its vector covers the start of the line, keyword search all of it"
-            )
+            report.warn(_oversized_message(item.path, chunk, embedder))
     record = FileRecord(
         path=item.path, kind=item.kind, date=item.date, stamp=stamp, hash=digest,
-        frontmatter=note.frontmatter, title=file_title(item.path, item.date, note.frontmatter),
+        frontmatter=note.frontmatter, title=title,
     )  # fmt: skip
     return _Prepared(item, record, chunks, read_at)
+
+
+def _oversized_message(path: str, chunk: Chunk, embedder: Embedder) -> str:
+    """Blame the right cause: the line itself, or the heading path prefixed to it."""
+    window = f"the model's {embedder.max_tokens}-token window"
+    if embedder.count_tokens([chunk.text])[0] <= embedder.max_tokens:
+        return (
+            f"{path}:{chunk.start_line}: line plus its heading path is longer than {window}; "
+            "its vector covers the start, keyword search all of it"
+        )
+    return (
+        f"{path}:{chunk.start_line}: line longer than {window}; "
+        "its vector covers the start of the line, keyword search all of it"
+    )
 
 
 def _embed_and_write(
@@ -315,10 +337,10 @@ def file_title(path: str, day: str | None, frontmatter: dict[str, object]) -> st
     for key in ("title", "tags", "aliases"):
         value = frontmatter.get(key)
         if isinstance(value, (list, tuple)):
-            words.extend(str(v) for v in value)
+            words.extend(str(v)[:TITLE_VALUE_CHARS] for v in value)
         elif value:
-            words.append(str(value))
-    return " ".join(words)
+            words.append(str(value)[:TITLE_VALUE_CHARS])
+    return " ".join(words)[:TITLE_CHARS]  # copied into every chunk's full-text row: bounded
 
 
 def read_lines(root: Path, user_path: str) -> tuple[str, list[str]]:
