@@ -12,7 +12,9 @@ Rules, in order:
    is cut at the block with the smallest such hash. A one-line edit therefore
    almost always changes only the chunk that holds it (98.5% of grow/shrink
    edits in our tests, otherwise two chunks); boundaries further down stay.
-4. A single block larger than the budget is split by lines. A single line
+4. A single block larger than the budget is split by lines, at content-defined
+   cuts too (each line is a unit, its first two words decide), so inserting a
+   line in a huge paragraph does not shift every later piece. A single line
    larger than the budget becomes its own chunk, flagged ``oversized``: its
    vector covers only the start of the line (the caller warns), while keyword
    search covers all of it.
@@ -175,8 +177,8 @@ def _split_section(
     for (a, b), tokens, text in zip(section.units, unit_tokens, unit_texts):
         if tokens <= budget:
             units.append(_Unit(a, b, tokens, text))
-        else:
-            units.extend(_split_lines(a, b, lines, count_tokens, budget))
+        else:  # its lines become units, cut at content-defined points like blocks
+            units.extend(_line_units(a, b, lines, count_tokens))
     return [(section.heading, group[0].start, group[-1].end) for group in _pack(units, budget, min_tokens)]
 
 
@@ -215,6 +217,14 @@ def _best_cut(current: list[_Unit], min_tokens: int) -> int:
             best, best_key = index, _anchor_key(unit.text)
         before += unit.tokens
     return best
+
+
+def _line_units(start: int, end: int, lines: list[str], count_tokens: TokenCounter) -> list[_Unit]:
+    """One unit per non-blank line of an oversized block (blank lines join the line above)."""
+    numbers = [n for n in range(start, end + 1) if lines[n - 1].strip() or n == start]
+    counts = count_tokens([lines[n - 1] for n in numbers])
+    ends = [following - 1 for following in numbers[1:]] + [end]
+    return [_Unit(a, b, tokens, _join(lines, a, b)) for a, b, tokens in zip(numbers, ends, counts)]
 
 
 def _split_lines(

@@ -15,7 +15,7 @@ LOCK_FILE_NAME = "write.lock"
 
 # Bump when chunk boundaries or embedded text change: the index re-chunks and
 # re-embeds everything (announced), since old chunks would no longer match.
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2  # 2: content-defined cuts inside oversized blocks, capped heading paths
 
 
 @dataclass(frozen=True)

@@ -341,6 +341,14 @@ def as_user_error(exc: BaseException) -> StorageError | None:
     read-only file or folder, I/O error), or None for anything else."""
     if not isinstance(exc, apsw.Error):
         return None
+    # After SQLITE_FULL or an I/O error SQLite has already rolled the transaction
+    # back, so `with connection:` fails again ("cannot rollback"): name the first cause.
+    chain, seen = exc, 0
+    while chain is not None and seen < 10:
+        if isinstance(chain, (apsw.FullError, apsw.ReadOnlyError, apsw.CantOpenError, apsw.IOError, apsw.PermissionsError)):
+            exc = chain
+            break
+        chain, seen = chain.__cause__ or chain.__context__, seen + 1
     detail = one_line_error(exc)
     if isinstance(exc, apsw.FullError):
         return StorageError(
