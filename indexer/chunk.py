@@ -50,6 +50,9 @@ HEADING_TITLE_CHARS = 200
 HEADING_SHARE = 4
 ELLIPSIS = "…"
 ANCHOR_MODULUS = 4  # on average one block in four may start a chunk
+# Lines of an oversized block are much smaller units than blocks: sparser
+# anchors, so that after an insert the cut points fall back in step at once.
+LINE_ANCHOR_MODULUS = 16
 WORD = re.compile(r"\w+")
 
 
@@ -158,6 +161,7 @@ class _Unit(NamedTuple):
     end: int
     tokens: int
     text: str
+    modulus: int = ANCHOR_MODULUS
 
 
 def _split_section(
@@ -194,7 +198,7 @@ def _pack(units: list[_Unit], budget: int, min_tokens: int) -> list[list[_Unit]]
     current = [units[0]]
     for previous, unit in zip(units, units[1:]):
         size = sum(u.tokens for u in current)
-        if size >= min_tokens and _is_anchor(unit.text, previous.text):
+        if size >= min_tokens and _is_anchor(unit.text, previous.text, unit.modulus):
             groups.append(current)
             current = [unit]
             continue
@@ -224,7 +228,9 @@ def _line_units(start: int, end: int, lines: list[str], count_tokens: TokenCount
     numbers = [n for n in range(start, end + 1) if lines[n - 1].strip() or n == start]
     counts = count_tokens([lines[n - 1] for n in numbers])
     ends = [following - 1 for following in numbers[1:]] + [end]
-    return [_Unit(a, b, tokens, _join(lines, a, b)) for a, b, tokens in zip(numbers, ends, counts)]
+    return [
+        _Unit(a, b, tokens, _join(lines, a, b), LINE_ANCHOR_MODULUS) for a, b, tokens in zip(numbers, ends, counts)
+    ]
 
 
 def _split_lines(
@@ -309,10 +315,10 @@ def _anchor_key(text: str) -> bytes:
     return hashlib.blake2b(lead, digest_size=3).digest() + hashlib.blake2b(text.encode("utf-8"), digest_size=3).digest()
 
 
-def _is_anchor(text: str, previous: str) -> bool:
+def _is_anchor(text: str, previous: str, modulus: int = ANCHOR_MODULUS) -> bool:
     """A block may start a chunk when its lead hashes to an anchor and differs from
     the block before (in a run of look-alike items only the first qualifies)."""
-    return _anchor_key(text)[0] % ANCHOR_MODULUS == 0 and _lead(text) != _lead(previous)
+    return _anchor_key(text)[0] % modulus == 0 and _lead(text) != _lead(previous)
 
 
 def _join(lines: list[str], start: int, end: int) -> str:
