@@ -194,7 +194,9 @@ def resolve_inside(root: Path, user_path: str) -> tuple[str, Path]:
     """
     if not user_path or "\x00" in user_path:
         raise PathError("empty or invalid path")
-    given = Path(user_path).expanduser()
+    given = Path(user_path)
+    if user_path.startswith("~/") and not (root / given).exists():
+        given = given.expanduser()  # "~user" and a file really named "~x.md" are never expanded
     joined = given if given.is_absolute() else root / given
     lexical = Path(os.path.normpath(joined))
     if not is_inside(root, lexical):
