@@ -185,7 +185,7 @@ class MemoryIndex:
             "schema_version": db.SCHEMA_VERSION,
             "vector_search": "sqlite-vec" if self._uses_vec0() else "numpy",
             "last_sync": float(meta["last_sync"]) if "last_sync" in meta else None,
-            "watcher": watcher_status(self.settings.index_dir),
+            "watcher": watcher_status(self.settings.status_path.parent, self.settings.status_path.name),
         }
 
     def close(self) -> None:
@@ -321,7 +321,7 @@ def open_index(
     # Refuse a --db (or its cache) that memdex did not make before creating anything beside it.
     db.ownership(settings.index_path, kind=db.INDEX)
     db.ownership(settings.cache_path, kind=db.CACHE)
-    lock = acquire_lock(settings.lock_path) if write else None
+    lock = acquire_lock(settings.lock_path, status_path=settings.status_path) if write else None
     try:
         if write:
             rebuild.remove_leftovers(settings.index_path)

@@ -45,6 +45,11 @@ class Settings:
     def lock_path(self) -> Path:
         return self._sibling(LOCK_FILE_NAME, ".lock")
 
+    @property
+    def status_path(self) -> Path:
+        """The running watcher's state file (``watch_state``)."""
+        return self._sibling("watcher.json", ".watcher.json")
+
     def _sibling(self, default_name: str, suffix: str) -> Path:
         """``embeddings.db``/``write.lock`` beside an ``index.db``; beside any other
         ``--db`` name, files named after it (never a generic name in the user's folder)."""

@@ -290,9 +290,8 @@ def ownership(path: Path, *, kind: str = INDEX) -> str:
             raise NotAnIndex(f"{path} is {label}, not memdex's {what}; it is left alone: choose another --db")
         if _legacy(path, tables):
             return LEGACY
-    raise NotAnIndex(
-        f"{path} is not memdex's {what} (memdex never renames, replaces or deletes such a file); choose another --db"
-    )
+    hint = "choose another --db" if kind == INDEX else "move it away and memdex starts a new cache"
+    raise NotAnIndex(f"{path} is not memdex's {what} (memdex never renames, replaces or deletes such a file); {hint}")
 
 
 def _legacy(path: Path, tables: set[str]) -> bool | None:

@@ -23,7 +23,7 @@ from .embed import Embedder
 from .errors import ConfigError, LockedError, UnusableIndex
 from .store import EmbeddingCache
 from .sync import Progress, SyncReport, one_line
-from .watch_state import watcher_status
+from .watch_state import STATUS_FILE_NAME, watcher_status
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def lock_for_recovery(settings: Settings, reason: str, *, seen: tuple[int, int] 
     longer the one found damaged (another process has repaired it meanwhile).
     """
     try:
-        lock = acquire_lock(settings.lock_path)
+        lock = acquire_lock(settings.lock_path, status_path=settings.status_path)
     except LockedError as exc:
         raise UnusableIndex(
             f"the index is unusable ({one_line(reason)}) and cannot be repaired now: {exc}"
@@ -87,7 +87,7 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
-def acquire_lock(path: Path) -> IO[str]:
+def acquire_lock(path: Path, *, status_path: Path | None = None) -> IO[str]:
     if path.exists() and not path.is_file():
         raise ConfigError(f"the lock file {path} is not a regular file; move it away")
     try:
@@ -104,7 +104,8 @@ def acquire_lock(path: Path) -> IO[str]:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        watcher = watcher_status(path.parent)
+        status_path = status_path or path.parent / STATUS_FILE_NAME
+        watcher = watcher_status(status_path.parent, status_path.name)
         if watcher is not None and str(watcher["pid"]) == holder:
             raise LockedError(
                 f"a watcher (pid {holder}) is keeping this index current, so 'memdex index' is not needed; "

@@ -144,6 +144,7 @@ def test_custom_db_keeps_its_siblings_named_after_it(runner: CliRunner, memory: 
     ok_json(run(runner, "--root", memory, "--db", folder / "work.db", "index", "--json"))
     assert mine.read_text() == "a file of mine\n" and lock.read_text() == "also mine\n"
     assert (folder / "work.db.embeddings.db").exists() and (folder / "work.db.lock").exists()
+    assert make_settings(memory, folder / "work.db").status_path == folder / "work.db.watcher.json"
     assert application_id(folder / "work.db") == db.INDEX_APPLICATION_ID
     assert application_id(folder / "work.db.embeddings.db") == db.CACHE_APPLICATION_ID
     assert ok_json(run(runner, "--root", memory, "--db", folder / "work.db", "search", "--mode", "keyword", "tomatoes", "--json"))
