@@ -2,7 +2,8 @@
 
 Migrations are a ladder on ``PRAGMA user_version``: step N brings a database
 at version N-1 to N. A database at a higher version than this code knows is
-refused with a clear error, never written to.
+refused with a clear error, never written to. Every index and cache carries
+memdex's ``application_id``; ``ownership`` decides what recovery may touch.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from stat import S_ISREG
 
 import apsw
 
-from .errors import NotAnIndex, SchemaError, StorageError, UnusableIndex
+from .errors import SchemaError, StorageError, UnusableIndex
+from .ownership import (  # noqa: F401 - re-exported: callers name them db.*
+    CACHE, CACHE_APPLICATION_ID, CREATING_SUFFIX, EMPTY, INDEX, INDEX_APPLICATION_ID, LEGACY, MISSING, OURS,
+    PROBE_BLANK, PROBE_OTHER, PROBE_OURS, ownership as _ownership, prune_quarantined, quarantine_target,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +36,6 @@ VEC_DAMAGE = re.compile(r"(?i)vector blob|shadow table|sqlite-vec error|chunk po
 # Quarantined damaged files kept beside the index (the newest ones).
 KEEP_QUARANTINED = 3
 SIDECARS = ("-wal", "-shm", "-journal")
-# Stamped on every index and embedding cache memdex creates (PRAGMA application_id),
-# so that recovery never moves, replaces or deletes a file memdex did not make.
-INDEX_APPLICATION_ID = 0x4D444958  # "MDIX"
-CACHE_APPLICATION_ID = 0x4D444543  # "MDEC"
-SQLITE_HEADER = b"SQLite format 3\x00"
-# The default names inside memdex's own folder: a file there is memdex's even when
-# its header is destroyed (anything else must prove it with its application_id).
-OWN_FOLDER = ".memdex"
-CREATING_SUFFIX = ".creating"
 # The FTS5 tokenizer of chunks_fts; search stems queries with the same one.
 # Changing it needs a new migration that rebuilds chunks_fts.
 FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
@@ -239,64 +233,16 @@ def connect_cache(path: Path) -> apsw.Connection:
     return connection
 
 
-INDEX, CACHE = "index", "cache"
-MISSING, EMPTY, OURS, LEGACY = "missing", "empty", "ours", "legacy"
-_KINDS = {
-    # kind: (application_id, tables that only memdex's file of this kind has, default name)
-    INDEX: (INDEX_APPLICATION_ID, {"meta", "files", "chunks"}, "index.db"),
-    CACHE: (CACHE_APPLICATION_ID, {"embeddings"}, "embeddings.db"),
-}
-
-
 def ownership(path: Path, *, kind: str = INDEX) -> str:
-    """Whether ``path`` is memdex's own index (or cache), before anything opens it.
-
-    MISSING: nothing there. EMPTY: a 0-byte file in memdex's folder or named
-    ``*.db`` (replacing it loses nothing). OURS: stamped with memdex's
-    application_id, or the default name inside ``.memdex`` (even when damaged).
-    LEGACY: an index memdex made before it stamped its files (its tables, its
-    user_version ladder); a writer stamps it. Anything else raises ``NotAnIndex``.
-    """
-    application_id, tables, default_name = _KINDS[kind]
-    what = "index" if kind == INDEX else "embedding cache"
-    try:
-        stat = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return MISSING  # creating its folder will fail with its own message
-    except OSError as exc:
-        raise StorageError(f"cannot read {path} ({exc.strerror or exc})") from None
-    if not S_ISREG(stat.st_mode):
-        raise NotAnIndex(f"{path} is not a regular file, so it cannot be memdex's {what}; choose another --db")
-    own_place = path.parent.name == OWN_FOLDER and path.name == default_name
-    if stat.st_size == 0:
-        if own_place or path.suffix == ".db" or path.name.endswith((CREATING_SUFFIX, ".rebuild")):
-            return EMPTY
-        raise NotAnIndex(f"{path} is an empty file memdex did not create; it is left alone: choose another --db")
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(100)
-    except OSError as exc:
-        raise StorageError(f"cannot read {path} ({exc.strerror or exc})") from None
-    sqlite = header[:16] == SQLITE_HEADER and len(header) == 100
-    if own_place:  # memdex's own file, whatever damage it has suffered
-        return EMPTY if sqlite and int.from_bytes(header[68:72], "big") == 0 and _blank(path) else OURS
-    if sqlite:
-        found_id = int.from_bytes(header[68:72], "big")
-        if found_id == application_id:
-            return OURS
-        if found_id != 0:
-            other = next((name for name, (app, _, _) in _KINDS.items() if app == found_id), None)
-            label = f"memdex's {'index' if other == INDEX else 'embedding cache'}" if other else "another program's database"
-            raise NotAnIndex(f"{path} is {label}, not memdex's {what}; it is left alone: choose another --db")
-        if _legacy(path, tables):
-            return LEGACY
-    hint = "choose another --db" if kind == INDEX else "move it away and memdex starts a new cache"
-    raise NotAnIndex(f"{path} is not memdex's {what} (memdex never renames, replaces or deletes such a file); {hint}")
+    """Whether ``path`` is memdex's own index (or cache), before anything opens
+    it: MISSING, EMPTY, OURS or LEGACY (see ``ownership.ownership``); anything
+    else raises ``NotAnIndex``."""
+    return _ownership(path, kind=kind, probe=_probe)
 
 
-def _legacy(path: Path, tables: set[str]) -> bool | None:
-    """True: memdex's tables (from before files were stamped); False: other
-    content; None: SQLite cannot read it (damaged or locked)."""
+def _probe(path: Path, tables: frozenset[str]) -> str | None:
+    """What SQLite sees in an unstamped file: memdex's tables (an index also
+    needs its user_version ladder), none at all, other ones; None if unreadable."""
     for query in ("mode=ro", "immutable=1"):
         try:
             connection = apsw.Connection(f"file:{path}?{query}", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
@@ -309,19 +255,10 @@ def _legacy(path: Path, tables: set[str]) -> bool | None:
             continue
         finally:
             connection.close()
-        return tables <= names and (version >= 1 or "embeddings" in tables)
+        if not names:
+            return PROBE_BLANK
+        return PROBE_OURS if tables <= names and (version >= 1 or "embeddings" in tables) else PROBE_OTHER
     return None
-
-
-def _blank(path: Path) -> bool:
-    try:
-        connection = apsw.Connection(f"file:{path}?mode=ro", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
-        try:
-            return connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
-        finally:
-            connection.close()
-    except apsw.Error:
-        return False
 
 
 def remove_own_temporary(path: Path) -> None:
@@ -375,37 +312,22 @@ def quarantine(path: Path, *, keep: int = KEEP_QUARANTINED, kind: str = INDEX) -
     """Move a damaged database of memdex's (and its WAL) aside as
     ``<name>.corrupt-<timestamp>``; None when there was nothing to keep (a
     0-byte file is simply replaced). A file memdex cannot prove is its own
-    raises ``NotAnIndex`` and stays where it is.
-
-    Only the newest ``keep`` quarantined copies of this file are kept, and only
-    files named exactly as this function names them are ever deleted.
-    """
+    raises ``NotAnIndex`` and stays where it is. Only the newest ``keep``
+    quarantined copies are kept."""
     state = ownership(path, kind=kind)
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    target: Path | None = path.with_name(f"{path.name}.corrupt-{stamp}")
-    number = 1
-    while target.exists():
-        number += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
+    target: Path | None = None
     if state in (OURS, LEGACY):
+        target = quarantine_target(path)
         os.replace(path, target)
         os.utime(target)  # its mtime now says when it was moved aside: the newest are kept
         wal = Path(f"{path}-wal")
         if wal.exists():
             os.replace(wal, Path(f"{target}-wal"))
-    else:
-        target = None
-        remove_database(path) if state == EMPTY else None
+    elif state == EMPTY:
+        remove_database(path)
     for suffix in ("-shm", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
-    own_name = re.compile(re.escape(path.name) + r"\.corrupt-\d{8}T\d{6}(-\d+)?")
-    old = sorted(
-        (p for p in path.parent.glob(f"{path.name}.corrupt-*") if own_name.fullmatch(p.name) and p.is_file()),
-        key=lambda p: p.stat().st_mtime_ns,
-    )
-    for stale in old[:-keep] if keep else old:
-        stale.unlink(missing_ok=True)
-        Path(f"{stale}-wal").unlink(missing_ok=True)
+    prune_quarantined(path, keep)
     return target
 
 
