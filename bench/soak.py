@@ -54,7 +54,7 @@ def run_part(name: str, count: int, seed: int) -> dict:
     started = time.perf_counter()
     with tempfile.TemporaryFile(mode="w+") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "no:logging", path, "-k", selector],
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", path, "-k", selector],
             cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS
