@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import apsw
 
@@ -172,25 +173,33 @@ def connect_reader(path: Path, *, load_vec: bool) -> Opened:
 
 
 def _open_for_reading(path: Path) -> apsw.Connection:
+    connection = None
     try:
         connection = _open(path, flags=apsw.SQLITE_OPEN_READWRITE)
         _user_version(connection, path)
         return connection
-    except UnusableIndex:
-        raise
     except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
+        if connection is not None:
+            connection.close()
+        if isinstance(exc, UnusableIndex):
+            raise
         first = exc
-    if "connection" in locals():
-        connection.close()
     # WAL needs -shm beside the index; without write access, read the file as it is.
     for query in ("mode=ro", "immutable=1"):
         try:
             connection = _open(path, uri=query)
-            _user_version(connection, path)
-        except UnusableIndex:
-            raise
-        except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError):
+        except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
+            if isinstance(exc, UnusableIndex):
+                raise
             continue
+        try:
+            _user_version(connection, path)
+        except (apsw.CantOpenError, apsw.ReadOnlyError):
+            connection.close()
+            continue
+        except BaseException:
+            connection.close()
+            raise
         log.info("the index folder is not writable; reading %s read-only (%s)", path, query)
         return connection
     raise StorageError(f"cannot open the index {path} ({one_line_error(first)})") from None
@@ -206,21 +215,24 @@ def connect_cache(path: Path) -> apsw.Connection:
     """
     _make_folder(path.parent, quiet=True)
     state = ownership(path, kind=CACHE)
+    connection = None
     try:
         if state in (MISSING, EMPTY):
             connection = _open(path, new=CACHE_APPLICATION_ID)
         else:
             try:
                 connection = _open(path)
-            except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError):
-                return _open(path, uri="immutable=1")
+            except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
+                if isinstance(exc, UnusableIndex):
+                    raise
+                return _open(path, uri="immutable=1")  # a folder that cannot be written
             if connection.readonly("main"):
                 return connection
         with connection:
             connection.execute(CACHE_SCHEMA)
         return connection
     except (UnusableIndex, *DAMAGE_ERRORS) as exc:
-        if "connection" in locals():
+        if connection is not None:
             connection.close()
         moved = quarantine(path, kind=CACHE)
         log.warning(
@@ -245,7 +257,7 @@ def _probe(path: Path, tables: frozenset[str]) -> str | None:
     needs its user_version ladder), none at all, other ones; None if unreadable."""
     for query in ("mode=ro", "immutable=1"):
         try:
-            connection = apsw.Connection(f"file:{path}?{query}", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+            connection = apsw.Connection(read_only_uri(path, query), flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
         except apsw.Error:
             continue
         try:
@@ -372,6 +384,11 @@ def migrate(connection: apsw.Connection, path: Path) -> None:
         connection.execute(f"PRAGMA application_id = {INDEX_APPLICATION_ID}")
 
 
+def read_only_uri(path: Path, query: str) -> str:
+    """An SQLite URI for ``path`` ("?", "#" and "%" in folder names escaped)."""
+    return f"file:{quote(os.fspath(path), safe='/')}?{query}"
+
+
 def _make_folder(folder: Path, *, quiet: bool = False) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -387,9 +404,7 @@ def _open(path: Path, flags: int | None = None, *, uri: str | None = None, new: 
     application_id before anything else is written to it."""
     try:
         if uri is not None:
-            connection = apsw.Connection(
-                f"file:{path}?{uri}", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
-            )
+            connection = apsw.Connection(read_only_uri(path, uri), flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
         elif flags is None:
             connection = apsw.Connection(str(path))
         else:
