@@ -162,7 +162,7 @@ class MemoryIndex:
             return run_search(self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors)
 
     def get(self, target: str) -> Lines:
-        return read_target(self.settings.root, target)
+        return read_target(self.settings.root, target, max_bytes=self.settings.max_file_bytes)
 
     def status(self) -> dict[str, Any]:
         meta = self.store.meta()
@@ -279,13 +279,13 @@ class MemoryIndex:
         return self._numpy_vectors
 
 
-def read_target(root: Path, target: str) -> Lines:
+def read_target(root: Path, target: str, *, max_bytes: int | None = None) -> Lines:
     """Lines of a memory file: ``path``, ``path:N`` or ``path:START-END`` (1-based, inclusive).
 
     Reads the Markdown itself, so it needs no index; paths outside ``root`` are refused.
     """
     user_path, start, end = parse_target(target)
-    rel, lines = read_lines(root, user_path)
+    rel, lines = read_lines(root, user_path, max_bytes=max_bytes)
     if start is None:
         return Lines(rel, 1, len(lines), lines)
     end = start if end is None else end

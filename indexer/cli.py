@@ -331,7 +331,8 @@ def search(obj: _Context, query: str, mode: str, limit: int, as_json: bool) -> N
 @click.pass_obj
 def get(obj: _Context, target: str, line_numbers: bool) -> None:
     """Print lines of a memory file: PATH, PATH:N or PATH:START-END."""
-    found = read_target(obj.settings().root, target)
+    settings = obj.settings()
+    found = read_target(settings.root, target, max_bytes=settings.max_file_bytes)
     for number, text in enumerate(found.lines, start=found.start_line):
         click.echo(f"{number:>6}  {text}" if line_numbers else text)
 

@@ -343,10 +343,13 @@ def file_title(path: str, day: str | None, frontmatter: dict[str, object]) -> st
     return " ".join(words)[:TITLE_CHARS]  # copied into every chunk's full-text row: bounded
 
 
-def read_lines(root: Path, user_path: str) -> tuple[str, list[str]]:
-    """The raw lines of a memory file (for ``get``), split as the chunker splits them."""
+def read_lines(root: Path, user_path: str, *, max_bytes: int | None = None) -> tuple[str, list[str]]:
+    """The raw lines of a memory file (for ``get``), split as the chunker splits them.
+    A file over ``max_bytes`` (which a sync skips) is refused."""
     rel, real = resolve_inside(root, user_path)
     try:
+        if max_bytes is not None and real.stat().st_size > max_bytes:
+            raise PathError(f"{rel}: over the {max_bytes / 2**20:.1f} MiB limit, so memdex does not index or serve it")
         data = real.read_bytes()
         text, _ = decode(data)
     except NotText as exc:

@@ -187,7 +187,7 @@ def closed_early(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_broken_pipe_exits_quietly(root: Path, embedder: RecordingEmbedder) -> None:
-    write(root, "long.md", "".join(f"line {n} of a long note about tomatoes\n" for n in range(200_000)))
+    write(root, "long.md", "".join(f"line {n} about tomatoes\n" for n in range(100_000)))  # 2.4 MB
     for number in range(700):
         write(root, f"notes/n{number}.md", f"# Note {number}\n\n" + "tomatoes grow in the garden " * 8 + "\n")
     with open_index(make_settings(root), write=True, embedder=embedder) as index:
@@ -294,3 +294,9 @@ def test_huge_paragraph_chunks_stay_within_the_window() -> None:
     assert all(embedder.count_tokens([c.embed_text])[0] <= 64 for c in chunks)
     covered = [n for c in chunks for n in range(c.start_line, c.end_line + 1)]
     assert covered == list(range(1, 3002))
+
+
+def test_get_refuses_a_file_too_large_to_be_indexed(runner: CliRunner, root: Path) -> None:
+    write(root, "huge.md", "a line of a pasted log\n" * 300_000)  # about 6.6 MiB, over the 5 MiB limit
+    line = assert_one_line_error(run(runner, "--root", root, "get", "huge.md:1"))
+    assert "limit" in line
