@@ -32,6 +32,7 @@ from indexer.parse import parse_note
 from indexer.sync import TITLE_CHARS
 from test_cli import assert_one_line_error, ok_json, restore_indexer_logger, run, runner  # noqa: F401
 from test_hardening_data import fake_model  # noqa: F401
+from test_watch import start_watcher  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -300,3 +301,23 @@ def test_get_refuses_a_file_too_large_to_be_indexed(runner: CliRunner, root: Pat
     write(root, "huge.md", "a line of a pasted log\n" * 300_000)  # about 6.6 MiB, over the 5 MiB limit
     line = assert_one_line_error(run(runner, "--root", root, "get", "huge.md:1"))
     assert "limit" in line
+
+
+def test_hostile_frontmatter_under_the_watcher(root: Path, start_watcher, caplog) -> None:
+    """The running watcher logs one warning naming each hostile file, indexes it
+    as text, and keeps indexing the files that follow."""
+    from test_watch import keyword_paths, wait_until
+
+    settings = make_settings(root)
+    write(root, "MEMORY.md", "# Facts\n\nThe tomatoes need staking.\n")
+    watcher = start_watcher()
+    with caplog.at_level("WARNING", logger="indexer"):
+        write(root, "rec.md", RECURSIVE)
+        write(root, "laughs.md", NINE_LEVELS)
+        wait_until(lambda: keyword_paths(settings, "recursive billion") == {"rec.md", "laughs.md"},
+                   message="the hostile files indexed as text")  # fmt: skip
+        write(root, "after.md", "# After\n\nquokka sighting\n")
+        wait_until(lambda: keyword_paths(settings, "quokka") == {"after.md"}, message="the next file")
+    assert watcher.alive
+    named = {record.getMessage().split(":")[0] for record in caplog.records if "frontmatter" in record.getMessage()}
+    assert named == {"rec.md", "laughs.md"}
