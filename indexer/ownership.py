@@ -54,7 +54,7 @@ def ownership(path: Path, *, kind: str, probe: Probe) -> str:
         raise StorageError(f"cannot read {path} ({exc.strerror or exc})") from None
     if not S_ISREG(stat.st_mode):
         raise NotAnIndex(f"{path} is not a regular file, so it cannot be memdex's {what}; choose another --db")
-    own_place = path.parent.name == OWN_FOLDER and path.name == default_name
+    own_place = path.parent.name == OWN_FOLDER and _base_name(path.name) == default_name
     if stat.st_size == 0:
         if own_place or path.suffix == ".db" or path.name.endswith((CREATING_SUFFIX, REBUILD_SUFFIX)):
             return EMPTY
@@ -77,8 +77,20 @@ def ownership(path: Path, *, kind: str, probe: Probe) -> str:
             raise NotAnIndex(f"{path} is {label}, not memdex's {what}; it is left alone: choose another --db")
         if probe(path, tables) == PROBE_OURS:
             return LEGACY
-    hint = "choose another --db" if kind == INDEX else "move it away and memdex starts a new cache"
+    if kind == CACHE:
+        hint = "move it away and memdex starts a new cache"
+    elif path.name.endswith((CREATING_SUFFIX, REBUILD_SUFFIX)):
+        hint = "memdex needs this name for a temporary index: move it away"
+    else:
+        hint = "choose another --db"
     raise NotAnIndex(f"{path} is not memdex's {what} (memdex never renames, replaces or deletes such a file); {hint}")
+
+
+def _base_name(name: str) -> str:
+    """``index.db`` for ``index.db``, ``index.db.rebuild``, ``index.db.rebuild.creating``..."""
+    for suffix in (CREATING_SUFFIX, REBUILD_SUFFIX):
+        name = name.removesuffix(suffix)
+    return name
 
 
 def quarantine_target(path: Path) -> Path:

@@ -371,3 +371,21 @@ def test_storage_errors_are_indexer_errors() -> None:
         assert isinstance(translated, IndexerError) and "\n" not in str(translated)
     assert db.as_user_error(ValueError("not sqlite")) is None
     assert issubclass(NotAnIndex, ConfigError)
+
+
+def test_leftover_temporaries_are_removed_only_when_memdex_made_them(
+    runner: CliRunner, memory: Path, tmp_path: Path, fake_model
+) -> None:
+    """Half-written index.db.creating / index.db.rebuild in .memdex/ are cleaned up;
+    beside a custom --db, a user's file that happens to have such a name is refused and kept."""
+    index_dir = memory / ".memdex"
+    write(index_dir, "index.db.creating", "half written garbage " * 50)
+    write(index_dir, "index.db.rebuild", "half written garbage " * 50)
+    ok_json(run(runner, "--root", memory, "index", "--json"))
+    ok_json(run(runner, "--root", memory, "rebuild", "--json"))
+    assert not (index_dir / "index.db.creating").exists() and not (index_dir / "index.db.rebuild").exists()
+    theirs = write(tmp_path / "idx", "work.db.rebuild", "my notes about rebuilding the shed\n")
+    for command in (["index"], ["rebuild"]):
+        result = run(runner, "--root", memory, "--db", tmp_path / "idx" / "work.db", *command)
+        assert_one_line_error(result, contains="move it away")
+    assert theirs.read_text() == "my notes about rebuilding the shed\n"
