@@ -285,12 +285,26 @@ def _enforce_budget(
             continue
         budget = max_tokens - _prefix_tokens(chunk.heading, count_tokens)
         pieces = _split_lines(chunk.start_line, chunk.end_line, lines, count_tokens, budget)
-        parts = [_make_chunk(chunk.heading, a, b, lines) for a, b, _, _ in pieces]
-        if len(parts) == 1:  # could not split further: a single long line
-            result.append(_make_chunk(chunk.heading, chunk.start_line, chunk.end_line, lines, oversized=True))
-        else:
-            result.extend(_enforce_budget(parts, lines, count_tokens, max_tokens))
+        spans = [(piece.start, piece.end) for piece in pieces]
+        if len(spans) == 1:  # the lines fit one by one but not joined: halve the range
+            middle = (chunk.start_line + chunk.end_line) // 2
+            spans = [(chunk.start_line, middle), (middle + 1, chunk.end_line)]
+        parts = [_make_chunk(chunk.heading, a, b, lines) for a, b in _without_blank_edges(spans, lines)]
+        result.extend(_enforce_budget(parts, lines, count_tokens, max_tokens))
     return result
+
+
+def _without_blank_edges(spans: list[tuple[int, int]], lines: list[str]) -> list[tuple[int, int]]:
+    """Spans trimmed of leading and trailing blank lines; all-blank spans dropped."""
+    trimmed = []
+    for start, end in spans:
+        while start <= end and not lines[start - 1].strip():
+            start += 1
+        while end >= start and not lines[end - 1].strip():
+            end -= 1
+        if start <= end:
+            trimmed.append((start, end))
+    return trimmed
 
 
 def _make_chunk(heading: str, start: int, end: int, lines: list[str], *, oversized: bool = False) -> Chunk:

@@ -135,8 +135,13 @@ def test_huge_heading_is_capped_and_no_line_is_blamed(root: Path, embedder: Reco
     with open_index(settings, write=True, embedder=embedder) as index:
         report = index.sync()
         rows = list(index.store.connection.execute("SELECT heading, text FROM chunks"))
-    assert not [w for w in report.warnings if "longer than" in w], report.warnings
-    assert len(rows) <= 8  # 41 lines: not one chunk per line
+    # Only the heading's own line is longer than the window (and it is named as such).
+    assert [w for w in report.warnings if "longer than" in w] == [
+        "notes/heading.md:1: line longer than the model's 64-token window; "
+        "its vector covers the start of the line, keyword search all of it"
+    ], report.warnings
+    assert len(rows) <= 12  # 42 lines: not one chunk per line
+    assert all(text.strip() for _, text in rows)
     assert all(embedder.count_tokens([h])[0] <= embedder.max_tokens // 4 for h, _ in rows)
     assert all(h.startswith("word0 word1") and h.endswith("…") for h, _ in rows)
 
@@ -321,3 +326,18 @@ def test_hostile_frontmatter_under_the_watcher(root: Path, start_watcher, caplog
     assert watcher.alive
     named = {record.getMessage().split(":")[0] for record in caplog.records if "frontmatter" in record.getMessage()}
     assert named == {"rec.md", "laughs.md"}
+
+
+def test_chunks_that_overflow_once_joined_are_split_again() -> None:
+    """A tokenizer whose count of joined lines exceeds the sum of the lines' own
+    counts (here: each line break costs 5 tokens) sends chunks through the final
+    budget check, which splits them by lines (a regression: it once failed there)."""
+
+    def count(texts: Sequence[str]) -> list[int]:
+        return [len(text.split()) + 5 * text.count("\n") for text in texts]
+
+    heading = " ".join(f"h{n}" for n in range(40))
+    note = parse_note((f"# {heading}\n" + "\n".join(f"a b c d e f {n}" for n in range(200)) + "\n").encode())
+    chunks = chunk_note(note, count_tokens=count, max_tokens=64)
+    assert all(count([c.embed_text])[0] <= 64 for c in chunks)
+    assert [n for c in chunks for n in range(c.start_line, c.end_line + 1)] == list(range(1, 202))
