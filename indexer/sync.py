@@ -234,9 +234,10 @@ def _prepare(
         return None
     for message in note.warnings:
         report.warn(f"{item.path}: {message}")
+    headings = {block.start for block in note.blocks if block.kind == "heading"}
     for chunk in chunks:
         if chunk.oversized:
-            report.warn(_oversized_message(item.path, chunk, embedder))
+            report.warn(_oversized_message(item.path, chunk, embedder, is_heading=chunk.start_line in headings))
     record = FileRecord(
         path=item.path, kind=item.kind, date=item.date, stamp=stamp, hash=digest,
         frontmatter=note.frontmatter, title=title,
@@ -244,9 +245,14 @@ def _prepare(
     return _Prepared(item, record, chunks, read_at)
 
 
-def _oversized_message(path: str, chunk: Chunk, embedder: Embedder) -> str:
+def _oversized_message(path: str, chunk: Chunk, embedder: Embedder, *, is_heading: bool) -> str:
     """Blame the right cause: the line itself, or the heading path prefixed to it."""
     window = f"the model's {embedder.max_tokens}-token window"
+    if is_heading:
+        return (
+            f"{path}:{chunk.start_line}: heading longer than {window}; it is shortened in the heading path "
+            "of the chunks below it, its own vector covers its start, keyword search all of it"
+        )
     if embedder.count_tokens([chunk.text])[0] <= embedder.max_tokens:
         return (
             f"{path}:{chunk.start_line}: line plus its heading path is longer than {window}; "
