@@ -39,6 +39,14 @@ log = logging.getLogger(__name__)
 
 # The vector search (counted per open index) from which every vector is kept in memory.
 MATRIX_FROM_SEARCH = 2
+MAX_LIMIT = 1000  # results per search (the CLI's --limit has the same bound)
+
+
+def _raise_user_error(exc: BaseException) -> None:
+    """Disk full, read-only index, I/O error: a one-line error instead of SQLite's exception."""
+    error = db.as_user_error(exc)
+    if error is not None:
+        raise error from exc
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,7 @@ class MemoryIndex:
             )
         except Exception as exc:
             if not db.is_damage(exc):
+                _raise_user_error(exc)
                 raise
             return self._recover(exc, progress=progress)
         self._matrix = None
@@ -123,6 +132,7 @@ class MemoryIndex:
         except Exception as exc:
             rebuild.discard(built, self.settings.index_path)
             if not db.is_damage(exc):
+                _raise_user_error(exc)
                 raise
             return self._recover(exc, progress=progress)
         rebuild.discard(built, self.settings.index_path)
@@ -133,10 +143,15 @@ class MemoryIndex:
         self, query: str, *, mode: Mode = "hybrid", limit: int = 10, filters: SearchFilters | None = None
     ) -> list[SearchResult]:
         """Best chunks first; ``filters`` (``make_filters(...)``) narrow the candidates."""
+        if not isinstance(query, str):
+            raise ConfigError(f"the query must be a str, not {type(query).__name__}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise ConfigError(f"limit must be a whole number from 1 to {MAX_LIMIT}, not {limit!r}")
         try:
             return self._search(query, mode=mode, limit=limit, filters=filters)
         except Exception as exc:
             if not db.is_damage(exc):
+                _raise_user_error(exc)
                 raise
             self._recover(exc)
         return self._search(query, mode=mode, limit=limit, filters=filters)  # once: a second failure is raised
@@ -161,7 +176,7 @@ class MemoryIndex:
             )
 
     def get(self, target: str) -> Lines:
-        return read_target(self.settings.root, target)
+        return read_target(self.settings.root, target, max_bytes=self.settings.max_file_bytes)
 
     def status(self) -> dict[str, Any]:
         meta = self.store.meta()
@@ -184,7 +199,7 @@ class MemoryIndex:
             "schema_version": db.SCHEMA_VERSION,
             "vector_search": "sqlite-vec" if self._uses_vec0() else "numpy",
             "last_sync": float(meta["last_sync"]) if "last_sync" in meta else None,
-            "watcher": watcher_status(self.settings.index_dir),
+            "watcher": watcher_status(self.settings.status_path.parent, self.settings.status_path.name),
             "skipped": [{"path": path, "reason": f.reason} for path, f in sorted(self.store.skipped_files().items())],
         }
 
@@ -349,13 +364,13 @@ def read_excerpt(root: Path, path: str, *, start: int = 1, count: int = 200) -> 
     return Excerpt(rel, start, lines[start - 1 : start - 1 + count], len(lines))
 
 
-def read_target(root: Path, target: str) -> Lines:
+def read_target(root: Path, target: str, *, max_bytes: int | None = None) -> Lines:
     """Lines of a memory file: ``path``, ``path:N`` or ``path:START-END`` (1-based, inclusive).
 
     Reads the Markdown itself, so it needs no index; paths outside ``root`` are refused.
     """
     user_path, start, end = parse_target(target)
-    rel, lines = read_lines(root, user_path)
+    rel, lines = read_lines(root, user_path, max_bytes=max_bytes)
     if start is None:
         return Lines(rel, 1, len(lines), lines)
     end = start if end is None else end
@@ -388,11 +403,18 @@ def open_index(
     memdex is moved aside and rebuilt from the Markdown (one warning), unless
     ``recover=False`` (then ``UnusableIndex`` is raised, e.g. for ``check``).
     """
-    lock = acquire_lock(settings.lock_path) if write else None
+    # Refuse a --db (or its cache) that memdex did not make before creating anything beside it.
+    db.ownership(settings.index_path, kind=db.INDEX)
+    db.ownership(settings.cache_path, kind=db.CACHE)
+    lock = acquire_lock(settings.lock_path, status_path=settings.status_path) if write else None
     try:
         if write:
             rebuild.remove_leftovers(settings.index_path)
-        index = _open(settings, write=write, embedder=embedder, recover=recover)
+        try:
+            index = _open(settings, write=write, embedder=embedder, recover=recover)
+        except Exception as exc:
+            _raise_user_error(exc)
+            raise
         try:
             yield index
         finally:

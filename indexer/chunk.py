@@ -12,12 +12,18 @@ Rules, in order:
    is cut at the block with the smallest such hash. A one-line edit therefore
    almost always changes only the chunk that holds it (98.5% of grow/shrink
    edits in our tests, otherwise two chunks); boundaries further down stay.
-4. A single block larger than the budget is split by lines. A single line
+4. A single block larger than the budget is split by lines, at content-defined
+   cuts too (each line is a unit, its first two words decide), so inserting a
+   line in a huge paragraph does not shift every later piece. A single line
    larger than the budget becomes its own chunk, flagged ``oversized``: its
    vector covers only the start of the line (the caller warns), while keyword
    search covers all of it.
 5. Every non-blank body line belongs to exactly one chunk (gaps between
    blocks, such as link reference definitions, stay with the chunk above).
+   A note with frontmatter and no body is one chunk of its frontmatter lines,
+   so that its title and tags can be found.
+6. The heading path is capped (each heading's text, and the whole path to a
+   quarter of the window), so a giant heading cannot crowd out the content.
 
 The embedded text is the heading path, a newline, then the chunk's lines.
 Token counts come from the caller (the embedding model's tokenizer), and the
@@ -37,7 +43,16 @@ from .parse import Block, Note
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 HEADING_SEPARATOR = " > "
+# The heading path is prefixed to every chunk of its section (embedded text and
+# the full-text heading column), so it is bounded: each heading's text to
+# HEADING_TITLE_CHARS characters, the whole path to a quarter of the token window.
+HEADING_TITLE_CHARS = 200
+HEADING_SHARE = 4
+ELLIPSIS = "…"
 ANCHOR_MODULUS = 4  # on average one block in four may start a chunk
+# Lines of an oversized block are much smaller units than blocks: sparser
+# anchors, so that after an insert the cut points fall back in step at once.
+LINE_ANCHOR_MODULUS = 16
 WORD = re.compile(r"\w+")
 
 
@@ -78,14 +93,36 @@ def chunk_note(
     min_tokens = max_tokens // 4 if min_tokens is None else min_tokens
     lines = note.lines
     spans: list[tuple[str, int, int]] = []
+    capped: dict[str, str] = {}
     for section in _sections(note.blocks):
+        if section.heading not in capped:
+            capped[section.heading] = _cap_heading(section.heading, count_tokens, max_tokens // HEADING_SHARE)
+        section = _Section(capped[section.heading], section.units)
         spans.extend(_split_section(section, lines, count_tokens, max_tokens, min_tokens))
     if not spans:  # no Markdown blocks (e.g. only link reference definitions): keep the text
         body = [n for n in range(note.body_start, len(lines) + 1) if lines[n - 1].strip()]
         spans = [("", body[0], body[-1])] if body else []
+        if not body and note.frontmatter:  # frontmatter only: its lines are the chunk (found by its title)
+            return _enforce_budget([_make_chunk("", 1, note.body_start - 1, lines)], lines, count_tokens, max_tokens)
     spans = _cover_gaps(spans, lines, body_start=note.body_start)
     chunks = [_make_chunk(heading, start, end, lines) for heading, start, end in spans]
     return _enforce_budget(chunks, lines, count_tokens, max_tokens)
+
+
+def _cap_heading(heading: str, count_tokens: TokenCounter, limit: int) -> str:
+    """Shorten a heading path to at most ``limit`` tokens (ending in an ellipsis)."""
+    if not heading:
+        return heading
+    tokens = count_tokens([heading])[0]
+    while tokens > limit and len(heading) > 1:
+        keep = max(1, min(len(heading) - 1, int(len(heading) * limit / tokens * 0.9)))
+        heading = heading[:keep].rstrip() + ELLIPSIS
+        tokens = count_tokens([heading])[0]
+    return heading
+
+
+def _short(title: str) -> str:
+    return title if len(title) <= HEADING_TITLE_CHARS else title[: HEADING_TITLE_CHARS - 1].rstrip() + ELLIPSIS
 
 
 def _sections(blocks: list[Block]) -> list[_Section]:
@@ -105,7 +142,7 @@ def _sections(blocks: list[Block]) -> list[_Section]:
             # else: the previous heading had no content and joins this section
             while path and path[-1][0] >= block.level:
                 path.pop()
-            path.append((block.level, block.title))
+            path.append((block.level, _short(block.title)))
             heading = HEADING_SEPARATOR.join(title for _, title in path)
             heading_end = block.end
         elif not units and heading_start is not None:
@@ -124,6 +161,7 @@ class _Unit(NamedTuple):
     end: int
     tokens: int
     text: str
+    modulus: int = ANCHOR_MODULUS
 
 
 def _split_section(
@@ -143,8 +181,8 @@ def _split_section(
     for (a, b), tokens, text in zip(section.units, unit_tokens, unit_texts):
         if tokens <= budget:
             units.append(_Unit(a, b, tokens, text))
-        else:
-            units.extend(_split_lines(a, b, lines, count_tokens, budget))
+        else:  # its lines become units, cut at content-defined points like blocks
+            units.extend(_line_units(a, b, lines, count_tokens))
     return [(section.heading, group[0].start, group[-1].end) for group in _pack(units, budget, min_tokens)]
 
 
@@ -160,7 +198,7 @@ def _pack(units: list[_Unit], budget: int, min_tokens: int) -> list[list[_Unit]]
     current = [units[0]]
     for previous, unit in zip(units, units[1:]):
         size = sum(u.tokens for u in current)
-        if size >= min_tokens and _is_anchor(unit.text, previous.text):
+        if size >= min_tokens and _is_anchor(unit.text, previous.text, unit.modulus):
             groups.append(current)
             current = [unit]
             continue
@@ -183,6 +221,16 @@ def _best_cut(current: list[_Unit], min_tokens: int) -> int:
             best, best_key = index, _anchor_key(unit.text)
         before += unit.tokens
     return best
+
+
+def _line_units(start: int, end: int, lines: list[str], count_tokens: TokenCounter) -> list[_Unit]:
+    """One unit per non-blank line of an oversized block (blank lines join the line above)."""
+    numbers = [n for n in range(start, end + 1) if lines[n - 1].strip() or n == start]
+    counts = count_tokens([lines[n - 1] for n in numbers])
+    ends = [following - 1 for following in numbers[1:]] + [end]
+    return [
+        _Unit(a, b, tokens, _join(lines, a, b), LINE_ANCHOR_MODULUS) for a, b, tokens in zip(numbers, ends, counts)
+    ]
 
 
 def _split_lines(
@@ -237,12 +285,26 @@ def _enforce_budget(
             continue
         budget = max_tokens - _prefix_tokens(chunk.heading, count_tokens)
         pieces = _split_lines(chunk.start_line, chunk.end_line, lines, count_tokens, budget)
-        parts = [_make_chunk(chunk.heading, a, b, lines) for a, b, _, _ in pieces]
-        if len(parts) == 1:  # could not split further: a single long line
-            result.append(_make_chunk(chunk.heading, chunk.start_line, chunk.end_line, lines, oversized=True))
-        else:
-            result.extend(_enforce_budget(parts, lines, count_tokens, max_tokens))
+        spans = [(piece.start, piece.end) for piece in pieces]
+        if len(spans) == 1:  # the lines fit one by one but not joined: halve the range
+            middle = (chunk.start_line + chunk.end_line) // 2
+            spans = [(chunk.start_line, middle), (middle + 1, chunk.end_line)]
+        parts = [_make_chunk(chunk.heading, a, b, lines) for a, b in _without_blank_edges(spans, lines)]
+        result.extend(_enforce_budget(parts, lines, count_tokens, max_tokens))
     return result
+
+
+def _without_blank_edges(spans: list[tuple[int, int]], lines: list[str]) -> list[tuple[int, int]]:
+    """Spans trimmed of leading and trailing blank lines; all-blank spans dropped."""
+    trimmed = []
+    for start, end in spans:
+        while start <= end and not lines[start - 1].strip():
+            start += 1
+        while end >= start and not lines[end - 1].strip():
+            end -= 1
+        if start <= end:
+            trimmed.append((start, end))
+    return trimmed
 
 
 def _make_chunk(heading: str, start: int, end: int, lines: list[str], *, oversized: bool = False) -> Chunk:
@@ -267,10 +329,10 @@ def _anchor_key(text: str) -> bytes:
     return hashlib.blake2b(lead, digest_size=3).digest() + hashlib.blake2b(text.encode("utf-8"), digest_size=3).digest()
 
 
-def _is_anchor(text: str, previous: str) -> bool:
+def _is_anchor(text: str, previous: str, modulus: int = ANCHOR_MODULUS) -> bool:
     """A block may start a chunk when its lead hashes to an anchor and differs from
     the block before (in a run of look-alike items only the first qualifies)."""
-    return _anchor_key(text)[0] % ANCHOR_MODULUS == 0 and _lead(text) != _lead(previous)
+    return _anchor_key(text)[0] % modulus == 0 and _lead(text) != _lead(previous)
 
 
 def _join(lines: list[str], start: int, end: int) -> str:

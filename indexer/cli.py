@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import os
 import sys
 from dataclasses import asdict
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any
 
 import click
 
+from . import db as _db
 from .api import open_index, read_target
 from .check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
 from .cli_serve import config_command, mcp_command
@@ -30,7 +32,7 @@ from .filters import KINDS, make_filters
 from .search import MODES
 from .service import launchd_plist, systemd_unit, watch_command
 from .settings_file import Configuration, load_configuration
-from .sync import SyncReport
+from .sync import SyncReport, one_line
 from .watch import DEBOUNCE_SECONDS, MAX_WAIT_SECONDS, RECONCILE_SECONDS, Watcher, WatchOptions, stop_on_signals
 
 
@@ -99,12 +101,35 @@ class _Group(click.Group):
                 raise
             click.echo(f"memdex: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:  # `memdex get x | head -1`: the reader has all it wants
+            _silence_stdout()
+            ctx.exit(BROKEN_PIPE_EXIT)
         except OSError as exc:  # disk full, permissions...: still one line
             if ctx.obj is not None and ctx.obj.verbose:
                 raise
             where = f": {exc.filename}" if exc.filename else ""
             click.echo(f"memdex: error: {exc.strerror or exc}{where}", err=True)
             ctx.exit(1)
+        except Exception as exc:  # last resort: an SQLite error no layer below turned into a message
+            error = _db.as_user_error(exc)
+            if error is None or (ctx.obj is not None and ctx.obj.verbose):
+                raise
+            click.echo(f"memdex: error: {error}", err=True)
+            ctx.exit(error.exit_code)
+
+
+# Exit status of a command whose output pipe was closed early (128 + SIGPIPE, as
+# shells report for tools killed by SIGPIPE); nothing is printed.
+BROKEN_PIPE_EXIT = 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 @click.group(cls=_Group)
@@ -380,10 +405,12 @@ def search(
     if not results:
         click.echo("no results")
     for result in results:
-        where = f"{result.path}:{result.start_line}-{result.end_line}"
-        heading = f"  [{result.heading}]" if result.heading else ""
+        # one_line: a newline (or other control character) in a file name or heading is escaped,
+        # so each result stays two lines; --json has the exact path.
+        where = one_line(f"{result.path}:{result.start_line}-{result.end_line}")
+        heading = f"  [{one_line(result.heading)}]" if result.heading else ""
         click.echo(f"{result.score:.3f}  {where}{heading}")
-        click.echo(f"       {result.snippet}")
+        click.echo(f"       {one_line(result.snippet)}")
 
 
 @cli.command()
@@ -393,7 +420,8 @@ def search(
 @click.pass_obj
 def get(obj: _Context, target: str, line_numbers: bool, as_json: bool) -> None:
     """Print lines of a memory file: PATH, PATH:N or PATH:START-END."""
-    found = read_target(obj.settings().root, target)
+    settings = obj.settings()
+    found = read_target(settings.root, target, max_bytes=settings.max_file_bytes)
     if as_json:
         click.echo(json.dumps(asdict(found), indent=2, ensure_ascii=False))
         return

@@ -15,7 +15,7 @@ LOCK_FILE_NAME = "write.lock"
 
 # Bump when chunk boundaries or embedded text change: the index re-chunks and
 # re-embeds everything (announced), since old chunks would no longer match.
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2  # 2: content-defined cuts inside oversized blocks, capped heading paths
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,23 @@ class Settings:
 
     @property
     def cache_path(self) -> Path:
-        return self.index_dir / CACHE_FILE_NAME
+        return self._sibling(CACHE_FILE_NAME, ".embeddings.db")
 
     @property
     def lock_path(self) -> Path:
-        return self.index_dir / LOCK_FILE_NAME
+        return self._sibling(LOCK_FILE_NAME, ".lock")
+
+    @property
+    def status_path(self) -> Path:
+        """The running watcher's state file (``watch_state``)."""
+        return self._sibling("watcher.json", ".watcher.json")
+
+    def _sibling(self, default_name: str, suffix: str) -> Path:
+        """``embeddings.db``/``write.lock`` beside an ``index.db``; beside any other
+        ``--db`` name, files named after it (never a generic name in the user's folder)."""
+        if self.index_path.name == INDEX_FILE_NAME:
+            return self.index_dir / default_name
+        return self.index_path.with_name(self.index_path.name + suffix)
 
 
 def make_settings(
@@ -77,4 +89,8 @@ def make_settings(
         resolved_index = Path(index_path).expanduser().resolve()
         if resolved_index.is_dir():
             raise ConfigError(f"--db must name a file, not a folder: {resolved_index}")
+        if resolved_index.exists() and not resolved_index.is_file():
+            raise ConfigError(f"--db must name a regular file: {resolved_index} is not one")
+        if resolved_index.suffix.lower() == ".md" and (resolved_index == root_path or root_path in resolved_index.parents):
+            raise ConfigError(f"--db {resolved_index} is a memory file's name; choose a name that does not end in .md")
     return Settings(root=root_path, index_path=resolved_index, **options)  # type: ignore[arg-type]

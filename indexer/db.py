@@ -2,7 +2,8 @@
 
 Migrations are a ladder on ``PRAGMA user_version``: step N brings a database
 at version N-1 to N. A database at a higher version than this code knows is
-refused with a clear error, never written to.
+refused with a clear error, never written to. Every index and cache carries
+memdex's ``application_id``; ``ownership`` decides what recovery may touch.
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import apsw
 
-from .errors import SchemaError, UnusableIndex
+from .errors import SchemaError, StorageError, UnusableIndex
+from .ownership import (  # noqa: F401 - re-exported: callers name them db.*
+    CACHE, CACHE_APPLICATION_ID, CREATING_SUFFIX, EMPTY, INDEX, INDEX_APPLICATION_ID, LEGACY, MISSING, OURS,
+    PROBE_BLANK, PROBE_OTHER, PROBE_OURS, ownership as _ownership, prune_quarantined, quarantine_target,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,8 @@ BUSY_TIMEOUT_MS = 5_000
 DAMAGE_ERRORS: tuple[type[Exception], ...] = (apsw.CorruptError, apsw.NotADBError)
 # What SQLite raises when another connection holds a lock past the busy timeout.
 BUSY_ERRORS: tuple[type[Exception], ...] = (apsw.BusyError, apsw.LockedError)
+# What SQLite raises for a write on a connection opened read-only (or a read-only file).
+READ_ONLY_ERRORS: tuple[type[Exception], ...] = (apsw.ReadOnlyError, apsw.CantOpenError)
 # sqlite-vec reports a damaged vec0 table as a plain SQL error with these words.
 VEC_DAMAGE = re.compile(r"(?i)vector blob|shadow table|sqlite-vec error|chunk position|could not (find|fetch|extract)")
 # Quarantined damaged files kept beside the index (the newest ones).
@@ -94,7 +101,8 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-CACHE_SCHEMA = """
+CACHE_SCHEMA = f"""
+PRAGMA application_id = {CACHE_APPLICATION_ID};
 CREATE TABLE IF NOT EXISTS embeddings(
     model TEXT NOT NULL,
     hash TEXT NOT NULL,
@@ -112,10 +120,20 @@ class Opened:
 
 
 def connect(path: Path, *, load_vec: bool) -> Opened:
-    """Open (creating if needed) and migrate the index database at ``path``."""
+    """Open (creating if needed) and migrate the index database at ``path``.
+
+    A new index is created complete in ``<path>.creating`` and renamed into
+    place, so a reader never sees a half-made one. A file that is not
+    memdex's index raises ``NotAnIndex`` and is left untouched.
+    """
     _make_folder(path.parent)
+    state = ownership(path, kind=INDEX)
+    if state in (MISSING, EMPTY):
+        _create(path, load_vec=load_vec)
     connection = _open(path)
     try:
+        if connection.readonly("main"):
+            raise StorageError(f"the index {path} is read-only; 'memdex search', 'status' and 'check' can still read it")
         vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
         migrate(connection, path)
     except DAMAGE_ERRORS as exc:
@@ -127,11 +145,34 @@ def connect(path: Path, *, load_vec: bool) -> Opened:
     return Opened(connection, vec_loaded, warning)
 
 
+def _create(path: Path, *, load_vec: bool) -> None:
+    temporary = path.with_name(path.name + CREATING_SUFFIX)
+    remove_own_temporary(temporary)
+    connection = _open(temporary, new=INDEX_APPLICATION_ID)
+    try:
+        if load_vec:
+            _load_sqlite_vec(connection)
+        migrate(connection, temporary)
+        close_for_move(connection, temporary)
+    except BaseException:
+        connection.close()
+        remove_database(temporary)
+        raise
+    os.replace(temporary, path)
+
+
 def connect_reader(path: Path, *, load_vec: bool) -> Opened:
-    """Open an existing index for searching; never creates or migrates it."""
-    if not path.exists():
+    """Open an existing index for searching; never creates or migrates it.
+
+    When the index folder or file cannot be written (read-only folder,
+    immutable file), the index is opened read-only instead.
+    """
+    state = ownership(path, kind=INDEX)
+    if state == MISSING:
         raise SchemaError(f"no index at {path}; run 'memdex index' first")
-    connection = _open(path, flags=apsw.SQLITE_OPEN_READWRITE)
+    if state == EMPTY:
+        raise UnusableIndex(f"{path} is empty")
+    connection = _open_for_reading(path)
     try:
         vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
         version = _user_version(connection, path)
@@ -145,23 +186,144 @@ def connect_reader(path: Path, *, load_vec: bool) -> Opened:
     return Opened(connection, vec_loaded, warning)
 
 
+def _open_for_reading(path: Path) -> apsw.Connection:
+    connection = None
+    try:
+        connection = _open(path, flags=apsw.SQLITE_OPEN_READWRITE)
+        _user_version(connection, path)
+        return connection
+    except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
+        if connection is not None:
+            connection.close()
+        if isinstance(exc, UnusableIndex):
+            raise
+        first = exc
+    # WAL needs -shm beside the index; without write access, read the file as it is.
+    for query in ("mode=ro", "immutable=1"):
+        try:
+            connection = _open(path, uri=query)
+        except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
+            if isinstance(exc, UnusableIndex):
+                raise
+            continue
+        try:
+            _user_version(connection, path)
+        except (apsw.CantOpenError, apsw.ReadOnlyError):
+            connection.close()
+            continue
+        except BaseException:
+            connection.close()
+            raise
+        log.info("the index folder is not writable; reading %s read-only (%s)", path, query)
+        return connection
+    raise StorageError(f"cannot open the index {path} ({one_line_error(first)})") from None
+
+
 def connect_cache(path: Path) -> apsw.Connection:
     """Open (creating if needed) the embedding cache database.
 
     A damaged cache is moved aside and started afresh: it only saves model
-    calls, so losing it costs time, never data.
+    calls, so losing it costs time, never data. A file that is not memdex's
+    cache raises ``NotAnIndex``; in a folder that cannot be written, an
+    existing cache is opened read-only (nothing new is stored).
     """
-    _make_folder(path.parent)
+    _make_folder(path.parent, quiet=True)
+    state = ownership(path, kind=CACHE)
+    connection = None
     try:
-        connection = _open(path)
-        connection.execute(CACHE_SCHEMA)
+        if state in (MISSING, EMPTY):
+            connection = _open(path, new=CACHE_APPLICATION_ID)
+        else:
+            try:
+                connection = _open(path)
+            except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
+                if isinstance(exc, UnusableIndex):
+                    raise
+                return _open(path, uri="immutable=1")  # a folder that cannot be written
+            if connection.readonly("main"):
+                return connection
+        with connection:
+            connection.execute(CACHE_SCHEMA)
         return connection
     except (UnusableIndex, *DAMAGE_ERRORS) as exc:
-        moved = quarantine(path)
-        log.warning("embedding cache %s is damaged (%s); moved to %s and started afresh", path, exc, moved.name)
-    connection = _open(path)
-    connection.execute(CACHE_SCHEMA)
+        if connection is not None:
+            connection.close()
+        moved = quarantine(path, kind=CACHE)
+        log.warning(
+            "embedding cache %s is damaged (%s); %s and started afresh", path, exc,
+            f"moved to {moved.name}" if moved else "removed it",
+        )  # fmt: skip
+    connection = _open(path, new=CACHE_APPLICATION_ID)
+    with connection:
+        connection.execute(CACHE_SCHEMA)
     return connection
+
+
+def ownership(path: Path, *, kind: str = INDEX) -> str:
+    """Whether ``path`` is memdex's own index (or cache), before anything opens
+    it: MISSING, EMPTY, OURS or LEGACY (see ``ownership.ownership``); anything
+    else raises ``NotAnIndex``."""
+    return _ownership(path, kind=kind, probe=_probe)
+
+
+def _probe(path: Path, tables: frozenset[str]) -> str | None:
+    """What SQLite sees in an unstamped file: memdex's tables (an index also
+    needs its user_version ladder), none at all, other ones; None if unreadable."""
+    for query in ("mode=ro", "immutable=1"):
+        try:
+            connection = apsw.Connection(read_only_uri(path, query), flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+        except apsw.Error:
+            continue
+        try:
+            names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = int(connection.pragma("user_version"))
+        except apsw.Error:
+            continue
+        finally:
+            connection.close()
+        if not names:
+            return PROBE_BLANK
+        return PROBE_OURS if tables <= names and (version >= 1 or "embeddings" in tables) else PROBE_OTHER
+    return None
+
+
+def remove_own_temporary(path: Path) -> None:
+    """Delete a temporary index memdex left behind; a foreign file by that name raises ``NotAnIndex``."""
+    if ownership(path, kind=INDEX) != MISSING:
+        remove_database(path)
+
+
+def one_line_error(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def as_user_error(exc: BaseException) -> StorageError | None:
+    """The one-line error for an SQLite failure that is not damage (disk full,
+    read-only file or folder, I/O error), or None for anything else."""
+    if not isinstance(exc, apsw.Error):
+        return None
+    # After SQLITE_FULL or an I/O error SQLite has already rolled the transaction
+    # back, so `with connection:` fails again ("cannot rollback"): name the first cause.
+    chain, seen = exc, 0
+    while chain is not None and seen < 10:
+        if isinstance(chain, (apsw.FullError, apsw.ReadOnlyError, apsw.CantOpenError, apsw.IOError, apsw.PermissionsError)):
+            exc = chain
+            break
+        chain, seen = chain.__cause__ or chain.__context__, seen + 1
+    detail = one_line_error(exc)
+    if isinstance(exc, apsw.FullError):
+        return StorageError(
+            f"the disk holding the index is full ({detail}); files not yet written keep their old rows: "
+            "free some space and run 'memdex index' again"
+        )
+    if isinstance(exc, (apsw.ReadOnlyError, apsw.CantOpenError, apsw.PermissionsError)):
+        return StorageError(f"cannot write the index or its folder ({detail}); check its permissions")
+    if isinstance(exc, apsw.IOError):
+        return StorageError(f"disk I/O error on the index ({detail}); the next 'memdex index' retries")
+    if isinstance(exc, apsw.TooBigError):
+        return StorageError(f"a value is too big for SQLite ({detail})")
+    return StorageError(f"SQLite error: {detail}")
 
 
 def is_damage(exc: BaseException) -> bool:
@@ -172,32 +334,26 @@ def is_damage(exc: BaseException) -> bool:
     return isinstance(exc, apsw.SQLError) and VEC_DAMAGE.search(str(exc)) is not None
 
 
-def quarantine(path: Path, *, keep: int = KEEP_QUARANTINED) -> Path:
-    """Move a damaged database (and its WAL) aside as ``<name>.corrupt-<timestamp>``.
-
-    Only the newest ``keep`` quarantined copies of this file are kept.
-    """
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    number = 1
-    while target.exists():
-        number += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
-    if path.exists():
+def quarantine(path: Path, *, keep: int = KEEP_QUARANTINED, kind: str = INDEX) -> Path | None:
+    """Move a damaged database of memdex's (and its WAL) aside as
+    ``<name>.corrupt-<timestamp>``; None when there was nothing to keep (a
+    0-byte file is simply replaced). A file memdex cannot prove is its own
+    raises ``NotAnIndex`` and stays where it is. Only the newest ``keep``
+    quarantined copies are kept."""
+    state = ownership(path, kind=kind)
+    target: Path | None = None
+    if state in (OURS, LEGACY):
+        target = quarantine_target(path)
         os.replace(path, target)
         os.utime(target)  # its mtime now says when it was moved aside: the newest are kept
-    wal = Path(f"{path}-wal")
-    if wal.exists():
-        os.replace(wal, Path(f"{target}-wal"))
+        wal = Path(f"{path}-wal")
+        if wal.exists():
+            os.replace(wal, Path(f"{target}-wal"))
+    elif state == EMPTY:
+        remove_database(path)
     for suffix in ("-shm", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
-    old = sorted(
-        (p for p in path.parent.glob(f"{path.name}.corrupt-*") if not p.name.endswith("-wal")),
-        key=lambda p: p.stat().st_mtime_ns,
-    )
-    for stale in old[:-keep] if keep else old:
-        stale.unlink(missing_ok=True)
-        Path(f"{stale}-wal").unlink(missing_ok=True)
+    prune_quarantined(path, keep)
     return target
 
 
@@ -225,27 +381,45 @@ def copy_into(destination: apsw.Connection, source: apsw.Connection) -> None:
 
 
 def migrate(connection: apsw.Connection, path: Path) -> None:
+    """Run every missing step in ONE transaction (readers see the old schema or
+    the new one, never a step in between) and stamp memdex's application_id."""
     version = _user_version(connection, path)
     if version > SCHEMA_VERSION:
         raise UnusableIndex(_newer_message(path, version))
-    for number in range(version + 1, SCHEMA_VERSION + 1):
-        name, sql = MIGRATIONS[number - 1]
-        log.info("migrating %s to schema %d: %s", path, number, name)
-        with connection:
+    stamped = int(connection.pragma("application_id")) == INDEX_APPLICATION_ID
+    if version == SCHEMA_VERSION and stamped:
+        return
+    with connection:
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            name, sql = MIGRATIONS[number - 1]
+            log.info("migrating %s to schema %d: %s", path, number, name)
             connection.execute(sql)
-            connection.execute(f"PRAGMA user_version = {number}")
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute(f"PRAGMA application_id = {INDEX_APPLICATION_ID}")
 
 
-def _make_folder(folder: Path) -> None:
+def read_only_uri(path: Path, query: str) -> str:
+    """An SQLite URI for ``path`` ("?", "#" and "%" in folder names escaped)."""
+    return f"file:{quote(os.fspath(path), safe='/')}?{query}"
+
+
+def _make_folder(folder: Path, *, quiet: bool = False) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        if quiet and folder.is_dir():
+            return
         raise SchemaError(f"cannot create the index folder {folder} ({exc.strerror or exc})") from None
 
 
-def _open(path: Path, flags: int | None = None) -> apsw.Connection:
+def _open(path: Path, flags: int | None = None, *, uri: str | None = None, new: int | None = None) -> apsw.Connection:
+    """A connection with memdex's pragmas. ``uri`` opens read-only with that
+    query (``mode=ro``, ``immutable=1``); ``new`` stamps a new file with that
+    application_id before anything else is written to it."""
     try:
-        if flags is None:
+        if uri is not None:
+            connection = apsw.Connection(read_only_uri(path, uri), flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+        elif flags is None:
             connection = apsw.Connection(str(path))
         else:
             connection = apsw.Connection(str(path), flags=flags)
@@ -253,8 +427,11 @@ def _open(path: Path, flags: int | None = None) -> apsw.Connection:
         raise SchemaError(f"cannot open {path} ({exc})") from None
     try:
         connection.set_busy_timeout(BUSY_TIMEOUT_MS)
-        connection.pragma("journal_mode", "wal")
-        connection.pragma("synchronous", "normal")
+        if uri is None:
+            if new is not None:
+                connection.pragma("application_id", new)
+            connection.pragma("journal_mode", "wal")
+            connection.pragma("synchronous", "normal")
     except DAMAGE_ERRORS as exc:
         connection.close()
         raise UnusableIndex(f"{path} is not a usable SQLite database ({exc})") from None

@@ -218,7 +218,9 @@ def resolve_inside(root: Path, user_path: str) -> tuple[str, Path]:
     """
     if not user_path or "\x00" in user_path:
         raise PathError("empty or invalid path")
-    given = Path(user_path).expanduser()
+    given = Path(user_path)
+    if user_path.startswith("~/") and not (root / given).exists():
+        given = given.expanduser()  # "~user" and a file really named "~x.md" are never expanded
     joined = given if given.is_absolute() else root / given
     lexical = Path(os.path.normpath(joined))
     if not is_inside(root, lexical):
@@ -233,4 +235,20 @@ def resolve_inside(root: Path, user_path: str) -> tuple[str, Path]:
         raise PathError(f"{user_path}: symlink leads outside the memory root")
     if not real.is_file():
         raise PathError(f"{user_path}: not a file")
-    return lexical.relative_to(root).as_posix(), real
+    rel = lexical.relative_to(root).as_posix()
+    _refuse_unindexed(root, rel, user_path)
+    return rel, real
+
+
+def _refuse_unindexed(root: Path, rel: str, user_path: str) -> None:
+    """``get`` serves only what a scan indexes: ``*.md``, nothing hidden, no folder symlinks."""
+    parts = PurePosixPath(rel).parts
+    if any(part.startswith(".") for part in parts):
+        raise PathError(f"{user_path}: hidden files and folders are not memory files; memdex does not serve them")
+    if not rel.endswith(".md"):
+        raise PathError(f"{user_path}: not a memory file (memdex indexes and serves only *.md files)")
+    folder = root
+    for part in parts[:-1]:
+        folder = folder / part
+        if folder.is_symlink():
+            raise PathError(f"{user_path}: below a folder symlink, which memdex does not index")

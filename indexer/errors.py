@@ -21,6 +21,15 @@ class PathError(IndexerError):
     """A path that is missing, not a memory file, or outside the root."""
 
 
+class NotAnIndex(ConfigError):
+    """``--db`` (or a file derived from it) names something memdex did not create:
+    it is never renamed, replaced or deleted."""
+
+
+class StorageError(IndexerError):
+    """SQLite cannot write or read the index: disk full, read-only, I/O error."""
+
+
 class SchemaError(IndexerError):
     """The index was written by a newer memdex, or is not a memdex index."""
 

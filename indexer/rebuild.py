@@ -25,8 +25,9 @@ def temporary_path(index_path: Path) -> Path:
 
 
 def remove_leftovers(index_path: Path) -> None:
-    """Delete a temporary index an interrupted rebuild left behind (the caller holds the writer lock)."""
-    db.remove_database(temporary_path(index_path))
+    """Delete a temporary index an interrupted rebuild left behind (the caller
+    holds the writer lock); a file of that name that is not memdex's raises."""
+    db.remove_own_temporary(temporary_path(index_path))
 
 
 def build_beside(
@@ -38,7 +39,7 @@ def build_beside(
 ) -> tuple[db.Opened, SyncReport]:
     """A fresh, complete index in the temporary file; the caller copies it in and closes it."""
     temporary = temporary_path(settings.index_path)
-    db.remove_database(temporary)
+    db.remove_own_temporary(temporary)
     opened = db.connect(temporary, load_vec=settings.use_sqlite_vec)
     try:
         store = Store(opened.connection, vec_enabled=opened.vec_loaded)
@@ -51,4 +52,4 @@ def build_beside(
 
 def discard(opened: db.Opened, index_path: Path) -> None:
     opened.connection.close()
-    remove_leftovers(index_path)
+    db.remove_database(temporary_path(index_path))  # made by this process

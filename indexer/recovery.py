@@ -23,7 +23,7 @@ from .embed import Embedder
 from .errors import ConfigError, LockedError, UnusableIndex
 from .store import EmbeddingCache
 from .sync import Progress, SyncReport, one_line
-from .watch_state import watcher_status
+from .watch_state import STATUS_FILE_NAME, watcher_status
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ def replace_damaged(
         if cache is None:
             own_cache.close()
     log.warning(
-        "the index was unusable (%s); moved it to %s and rebuilt it from the Markdown",
-        one_line(reason), moved.name,
+        "the index was unusable (%s); %s and rebuilt it from the Markdown",
+        one_line(reason), f"moved it to {moved.name}" if moved else "replaced it",
     )  # fmt: skip
     return report
 
@@ -67,7 +67,7 @@ def lock_for_recovery(settings: Settings, reason: str, *, seen: tuple[int, int] 
     longer the one found damaged (another process has repaired it meanwhile).
     """
     try:
-        lock = acquire_lock(settings.lock_path)
+        lock = acquire_lock(settings.lock_path, status_path=settings.status_path)
     except LockedError as exc:
         raise UnusableIndex(
             f"the index is unusable ({one_line(reason)}) and cannot be repaired now: {exc}"
@@ -87,23 +87,29 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
-def acquire_lock(path: Path) -> IO[str]:
+def acquire_lock(path: Path, *, status_path: Path | None = None) -> IO[str]:
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"the lock file {path} is not a regular file; move it away")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")
     except OSError as exc:
         raise ConfigError(f"cannot create the index folder {path.parent} ({exc.strerror or exc})") from None
+    try:
+        handle = open(path, "a+")
+    except OSError as exc:
+        raise ConfigError(f"cannot create the lock file {path} ({exc.strerror or exc})") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        watcher = watcher_status(path.parent)
+        status_path = status_path or path.parent / STATUS_FILE_NAME
+        watcher = watcher_status(status_path.parent, status_path.name)
         if watcher is not None and str(watcher["pid"]) == holder:
             raise LockedError(
-                f"a watcher (pid {holder}) keeps this index current; it needs no 'memdex index' "
-                "(stop the watcher first to run other writing commands)"
+                f"a watcher (pid {holder}) is keeping this index current, so 'memdex index' is not needed; "
+                "stop the watcher to rebuild or repair it"
             ) from None
         raise LockedError(f"another memdex process (pid {holder}) is writing this index; try again later") from None
     handle.seek(0)

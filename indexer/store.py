@@ -22,7 +22,7 @@ import numpy as np
 from .chunk import Chunk
 from .discover import FileStamp
 from .filters import SearchFilters
-from .db import DAMAGE_ERRORS, FTS_TOKENIZE, connect_cache, quarantine
+from .db import CACHE, DAMAGE_ERRORS, FTS_TOKENIZE, connect_cache, quarantine
 
 log = logging.getLogger(__name__)
 
@@ -493,8 +493,9 @@ class EmbeddingCache:
 
     def _start_afresh(self, exc: Exception) -> None:
         self.connection.close()
-        moved = quarantine(self.path)
-        log.warning("embedding cache %s is damaged (%s); moved to %s and started afresh", self.path, exc, moved.name)
+        moved = quarantine(self.path, kind=CACHE)
+        where = f"moved to {moved.name}" if moved else "removed it"
+        log.warning("embedding cache %s is damaged (%s); %s and started afresh", self.path, exc, where)
         self.connection = connect_cache(self.path)
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date as Date
 from pathlib import Path, PurePosixPath
 
-from .chunk import chunk_note
+from .chunk import Chunk, chunk_note
 from .config import CHUNKER_VERSION, Settings
 from .discover import FileStamp, MemoryFile, classify, resolve_inside, scan, scan_paths
 from .embed import Embedder
@@ -46,6 +46,11 @@ READ_RETRIES = 2
 TOO_LARGE = " MiB limit"
 # meta key: the daily folders the files' kinds and dates were derived with.
 CLASSIFICATION_KEY = "daily_folders"
+
+# The title words (path, date, frontmatter title/tags/aliases) are copied into
+# every chunk's full-text row, so they are bounded: per value and in total.
+TITLE_VALUE_CHARS = 200
+TITLE_CHARS = 1000
 
 Progress = Callable[[int, int], None]
 # Every warning about a skipped file reads "PATH: skipped, REASON" (scan's and sync's alike).
@@ -316,23 +321,46 @@ def _prepare(
         return None
     try:
         note = parse_note(data)
+        chunks = chunk_note(note, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
+        title = file_title(item.path, item.date, note.frontmatter)
     except NotText as exc:
         _drop(store, item.path, state, report, f"{item.path}: skipped, {exc}")
         return None
+    except Exception as exc:  # noqa: BLE001 - one file's content never stops the sync of the others
+        log.debug("cannot parse %s", item.path, exc_info=True)
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        _drop(store, item.path, state, report, f"{item.path}: skipped, cannot parse it ({type(exc).__name__}: {detail})")
+        return None
     for message in note.warnings:
         report.warn(f"{item.path}: {message}")
-    chunks = chunk_note(note, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
+    headings = {block.start for block in note.blocks if block.kind == "heading"}
     for chunk in chunks:
         if chunk.oversized:
-            report.warn(
-                f"{item.path}:{chunk.start_line}: line longer than the model's {embedder.max_tokens}-token "
-                "window; its vector covers the start of the line, keyword search all of it"
-            )
+            report.warn(_oversized_message(item.path, chunk, embedder, is_heading=chunk.start_line in headings))
     record = FileRecord(
         path=item.path, kind=item.kind, date=item.date, stamp=stamp, hash=digest,
-        frontmatter=note.frontmatter, title=file_title(item.path, item.date, note.frontmatter),
+        frontmatter=note.frontmatter, title=title,
     )  # fmt: skip
     return _Prepared(item, record, chunks, read_at)
+
+
+def _oversized_message(path: str, chunk: Chunk, embedder: Embedder, *, is_heading: bool) -> str:
+    """Blame the right cause: the line itself, or the heading path prefixed to it."""
+    window = f"the model's {embedder.max_tokens}-token window"
+    if is_heading:
+        return (
+            f"{path}:{chunk.start_line}: heading longer than {window}; it is shortened in the heading path "
+            "of the chunks below it, its own vector covers its start, keyword search all of it"
+        )
+    if embedder.count_tokens([chunk.text])[0] <= embedder.max_tokens:
+        return (
+            f"{path}:{chunk.start_line}: line plus its heading path is longer than {window}; "
+            "its vector covers the start, keyword search all of it"
+        )
+    return (
+        f"{path}:{chunk.start_line}: line longer than {window}; "
+        "its vector covers the start of the line, keyword search all of it"
+    )
 
 
 class _TooLarge(Exception):
@@ -378,16 +406,19 @@ def file_title(path: str, day: str | None, frontmatter: dict[str, object]) -> st
     for key in ("title", "tags", "aliases"):
         value = frontmatter.get(key)
         if isinstance(value, (list, tuple)):
-            words.extend(str(v) for v in value)
+            words.extend(str(v)[:TITLE_VALUE_CHARS] for v in value)
         elif value:
-            words.append(str(value))
-    return " ".join(words)
+            words.append(str(value)[:TITLE_VALUE_CHARS])
+    return " ".join(words)[:TITLE_CHARS]  # copied into every chunk's full-text row: bounded
 
 
-def read_lines(root: Path, user_path: str) -> tuple[str, list[str]]:
-    """The raw lines of a memory file (for ``get``), split as the chunker splits them."""
+def read_lines(root: Path, user_path: str, *, max_bytes: int | None = None) -> tuple[str, list[str]]:
+    """The raw lines of a memory file (for ``get``), split as the chunker splits them.
+    A file over ``max_bytes`` (which a sync skips) is refused."""
     rel, real = resolve_inside(root, user_path)
     try:
+        if max_bytes is not None and real.stat().st_size > max_bytes:
+            raise PathError(f"{rel}: over the {max_bytes / 2**20:.1f} MiB limit, so memdex does not index or serve it")
         data = real.read_bytes()
         text, _ = decode(data)
     except NotText as exc:

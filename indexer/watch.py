@@ -53,7 +53,7 @@ from .config import Settings
 from .errors import IndexReplaced, RootReplaced
 from .sync import one_line
 from .watch_root import RootState, RootTracker
-from .watch_state import STATUS_FILE_NAME, StatusFile
+from .watch_state import StatusFile
 
 if TYPE_CHECKING:
     from .api import MemoryIndex
@@ -252,7 +252,7 @@ class Watcher:
         self.ready = threading.Event()  # set once the initial sync is done and events flow
         self.observer_kind = "polling" if options.polling else "native"
         self._observer_factory = observer_factory
-        self._status = StatusFile(self.settings.index_dir / STATUS_FILE_NAME)
+        self._status = StatusFile(self.settings.status_path)
         self._links = SymlinkMap()
         self._failures: dict[str, int] = {}  # path -> failed syncs in a row
         self._started_at = time.time()

@@ -54,9 +54,9 @@ class StatusFile:
         self._folder = None
 
 
-def watcher_status(index_dir: Path) -> dict[str, Any] | None:
+def watcher_status(index_dir: Path, name: str = STATUS_FILE_NAME) -> dict[str, Any] | None:
     """The running watcher's state, or None when no watcher runs for this index."""
-    path = index_dir / STATUS_FILE_NAME
+    path = index_dir / name
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
         pid = int(state["pid"])
