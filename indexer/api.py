@@ -24,6 +24,7 @@ from . import db, rebuild
 from .config import CHUNKER_VERSION, Settings
 from .embed import Embedder, SentenceTransformerEmbedder
 from .errors import ConfigError, ModelError, PathError, UnusableIndex
+from .budget import Budget
 from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
 from .store import EmbeddingCache, Store
 from .sync import Progress, SyncReport, configuration_change, one_line, read_lines, sync
@@ -31,6 +32,13 @@ from .recovery import acquire_lock, file_identity, lock_for_recovery, replace_da
 from .watch_state import watcher_status
 
 log = logging.getLogger(__name__)
+
+# What one search returns by default: about a screenful, what an assistant can
+# read per question without crowding out the conversation (~1,500 tokens of
+# notes or chat lines), and room for 10-15 short hits or 3-5 note sections.
+DEFAULT_BUDGET_LINES = 50
+DEFAULT_LIMIT = 10  # results without a budget
+MAX_RESULTS = 100  # results with a budget and no limit
 
 
 @dataclass(frozen=True)
@@ -121,20 +129,43 @@ class MemoryIndex:
         self._numpy_vectors = None
         return report
 
-    def search(self, query: str, *, mode: Mode = "hybrid", limit: int = 10) -> list[SearchResult]:
+    def search(
+        self,
+        query: str,
+        *,
+        mode: Mode = "hybrid",
+        limit: int | None = None,
+        budget_lines: int | None = DEFAULT_BUDGET_LINES,
+        budget_tokens: int | None = None,
+    ) -> list[SearchResult]:
+        """The best results for ``query``, in rank order until ``budget_lines`` lines
+        (and ``budget_tokens`` estimated tokens, if given) are filled: adjacent hits
+        of a file merge into one result, an oversized one is trimmed to its best lines.
+        ``limit`` caps the number of results (default: as many as the budget holds,
+        or 10 without a budget). ``budget_lines=None`` (and no token budget) returns
+        whole chunks, one result each."""
+        options = dict(mode=mode, limit=limit, budget_lines=budget_lines, budget_tokens=budget_tokens)
         try:
-            return self._search(query, mode=mode, limit=limit)
+            return self._search(query, **options)  # type: ignore[arg-type]
         except Exception as exc:
             if not db.is_damage(exc):
                 raise
             self._recover(exc)
-        return self._search(query, mode=mode, limit=limit)  # once: a second failure is raised
+        return self._search(query, **options)  # type: ignore[arg-type]  # once: a second failure is raised
 
-    def _search(self, query: str, *, mode: Mode, limit: int) -> list[SearchResult]:
+    def _search(
+        self, query: str, *, mode: Mode, limit: int | None, budget_lines: int | None, budget_tokens: int | None
+    ) -> list[SearchResult]:
         if mode not in MODES:
             raise ConfigError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
-        if limit < 1:
+        if limit is not None and limit < 1:
             raise ConfigError("--limit must be at least 1")
+        for name, value in (("--budget-lines", budget_lines), ("--budget-tokens", budget_tokens)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        budget = None if budget_lines is None and budget_tokens is None else Budget(budget_lines, budget_tokens)
+        if limit is None:
+            limit = MAX_RESULTS if budget is not None else DEFAULT_LIMIT
         # Command lines may carry bytes that are not UTF-8 (as lone surrogates).
         query = query.encode("utf-8", "replace").decode("utf-8")
         query_vector = None
@@ -143,7 +174,9 @@ class MemoryIndex:
             query_vector = self.embedder.embed([query])[0]
         with self.store.connection:  # one read snapshot: ids found are the ids read back
             vectors = self._vector_source() if query_vector is not None else None
-            return run_search(self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors)
+            return run_search(
+                self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors, budget=budget
+            )
 
     def get(self, target: str) -> Lines:
         return read_target(self.settings.root, target)

@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from .api import open_index, read_target
+from .api import DEFAULT_BUDGET_LINES, open_index, read_target
 from .config import Settings, make_settings
 from .check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
 from .embed import resolve_model
@@ -279,13 +279,22 @@ def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
 @cli.command()
 @click.argument("query")
 @click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
-@click.option("--limit", type=click.IntRange(min=1, max=1000), default=5, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1, max=1000), default=None, help="At most this many results.")
+@click.option(
+    "--budget-lines", type=click.IntRange(min=0), default=DEFAULT_BUDGET_LINES, show_default=True,
+    help="Fill this many lines in rank order (adjacent hits merged); 0: whole chunks, no line budget.",
+)  # fmt: skip
+@click.option("--budget-tokens", type=click.IntRange(min=1), default=None, help="Also stay within ~this many tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.pass_obj
-def search(obj: _Context, query: str, mode: str, limit: int, as_json: bool) -> None:
+def search(
+    obj: _Context, query: str, mode: str, limit: int | None, budget_lines: int, budget_tokens: int | None, as_json: bool
+) -> None:
     """Search the memory; prints path:start-end, heading and a snippet."""
     with open_index(obj.settings()) as memory:
-        results = memory.search(query, mode=mode, limit=limit)  # type: ignore[arg-type]
+        results = memory.search(
+            query, mode=mode, limit=limit, budget_lines=budget_lines or None, budget_tokens=budget_tokens  # type: ignore[arg-type]
+        )
     if as_json:
         click.echo(json.dumps([asdict(r) for r in results], indent=2, ensure_ascii=False))
         return

@@ -31,6 +31,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from .budget import Budget, Hit, Packed, pack
 from .store import ChunkRow, Store
 
 Mode = Literal["keyword", "vector", "hybrid"]
@@ -154,22 +155,56 @@ def run_search(
     limit: int,
     query_vector: np.ndarray | None,
     vectors: VectorSource | None,
+    budget: Budget | None = None,
 ) -> list[SearchResult]:
+    """The best chunks for ``query``; with a ``budget``, packed into it (see budget.py):
+    adjacent hits of a file merged, results in rank order until the budget is spent."""
     terms = query_terms(query)
     match = match_expression(terms)
-    pool = max(CANDIDATES, limit)
+    wanted = limit if budget is None else max(limit, budget_candidates(budget))
+    pool = max(CANDIDATES, wanted)
     if mode == "keyword":
-        ranked = store.keyword_candidates(match, limit) if match else []
+        ranked = store.keyword_candidates(match, wanted) if match else []
     elif mode == "vector":
-        ranked = vectors.nearest(query_vector, limit) if vectors is not None and query_vector is not None else []
+        ranked = vectors.nearest(query_vector, wanted) if vectors is not None and query_vector is not None else []
     else:
         keyword = store.keyword_candidates(match, pool) if match else []
         vector = vectors.nearest(query_vector, pool) if vectors is not None and query_vector is not None else []
         idf = idf_total(store, terms) if match else 0.0
-        ranked = fuse(keyword, vector, idf_total=idf, pool=pool)[:limit]
+        ranked = fuse(keyword, vector, idf_total=idf, pool=pool)
+    ranked = ranked[:wanted]
     rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked])
     pattern = snippet_pattern(terms)
-    return [_result(rows[chunk_id], score, pattern) for chunk_id, score in ranked if chunk_id in rows]
+    if budget is None:
+        return [_result(rows[chunk_id], score, pattern) for chunk_id, score in ranked if chunk_id in rows]
+    hits = [_hit(rows[chunk_id], score) for chunk_id, score in ranked if chunk_id in rows]
+    packed = pack(hits, budget=budget, limit=limit, line_weight=line_weight(pattern))
+    return [_packed_result(item, rows[item.keys[0]], pattern) for item in packed]
+
+
+def budget_candidates(budget: Budget) -> int:
+    """How many ranked chunks to read to fill a budget: each one taken costs at
+    least a line, and some are merged or skipped."""
+    lines = budget.lines if budget.lines is not None else max(1, (budget.tokens or 0) // 10)
+    return min(2 * lines, 4 * CANDIDATES)
+
+
+def line_weight(pattern: re.Pattern[str] | None):  # -> Callable[[str], float]
+    """How well a line matches the query: the number of distinct query words it has."""
+    if pattern is None:
+        return lambda line: 0.0
+    return lambda line: float(len({m.lower() for m in pattern.findall(line)}))
+
+
+def _hit(row: ChunkRow, score: float) -> Hit:
+    return Hit(row.path, row.start_line, row.end_line, float(score), tuple(row.text.split("\n")), row.heading, row.id)
+
+
+def _packed_result(item: Packed, row: ChunkRow, pattern: re.Pattern[str] | None) -> SearchResult:
+    return SearchResult(
+        path=item.path, start_line=item.start_line, end_line=item.end_line, heading=item.heading,
+        kind=row.kind, date=row.date, score=round(item.score, 6), snippet=_snippet("\n".join(item.lines), pattern),
+    )  # fmt: skip
 
 
 def _result(row: ChunkRow, score: float, pattern: re.Pattern[str] | None) -> SearchResult:
