@@ -25,6 +25,7 @@ from .config import CHUNKER_VERSION, Settings
 from .embed import Embedder, SentenceTransformerEmbedder
 from .errors import ConfigError, ModelError, PathError, UnusableIndex
 from .budget import Budget
+from .rank import DEFAULT_RANKING, Ranking
 from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
 from .store import EmbeddingCache, Store
 from .sync import Progress, SyncReport, configuration_change, one_line, read_lines, sync
@@ -137,14 +138,16 @@ class MemoryIndex:
         limit: int | None = None,
         budget_lines: int | None = DEFAULT_BUDGET_LINES,
         budget_tokens: int | None = None,
+        ranking: Ranking | None = DEFAULT_RANKING,
     ) -> list[SearchResult]:
         """The best results for ``query``, in rank order until ``budget_lines`` lines
         (and ``budget_tokens`` estimated tokens, if given) are filled: adjacent hits
         of a file merge into one result, an oversized one is trimmed to its best lines.
         ``limit`` caps the number of results (default: as many as the budget holds,
         or 10 without a budget). ``budget_lines=None`` (and no token budget) returns
-        whole chunks, one result each."""
-        options = dict(mode=mode, limit=limit, budget_lines=budget_lines, budget_tokens=budget_tokens)
+        whole chunks, one result each. ``ranking`` selects the re-ranking stages
+        after fusion (rank.py; None: fusion alone), for experiments."""
+        options = dict(mode=mode, limit=limit, budget_lines=budget_lines, budget_tokens=budget_tokens, ranking=ranking)
         try:
             return self._search(query, **options)  # type: ignore[arg-type]
         except Exception as exc:
@@ -154,7 +157,14 @@ class MemoryIndex:
         return self._search(query, **options)  # type: ignore[arg-type]  # once: a second failure is raised
 
     def _search(
-        self, query: str, *, mode: Mode, limit: int | None, budget_lines: int | None, budget_tokens: int | None
+        self,
+        query: str,
+        *,
+        mode: Mode,
+        limit: int | None,
+        budget_lines: int | None,
+        budget_tokens: int | None,
+        ranking: Ranking | None,
     ) -> list[SearchResult]:
         if mode not in MODES:
             raise ConfigError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -175,7 +185,8 @@ class MemoryIndex:
         with self.store.connection:  # one read snapshot: ids found are the ids read back
             vectors = self._vector_source() if query_vector is not None else None
             return run_search(
-                self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors, budget=budget
+                self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors, budget=budget,
+                ranking=ranking,
             )
 
     def get(self, target: str) -> Lines:

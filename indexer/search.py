@@ -31,7 +31,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from .budget import Budget, Hit, Packed, pack
+from .budget import Budget, Hit, Packed, focus, pack
+from .rank import DEFAULT_RANKING, Evidence, Ranking, rerank
 from .store import ChunkRow, Store
 
 Mode = Literal["keyword", "vector", "hybrid"]
@@ -126,25 +127,59 @@ def fuse(
     keyword_weight: float = KEYWORD_WEIGHT,
 ) -> list[tuple[int, float]]:
     """Combine bm25 and cosine candidate lists (best first, at most ``pool`` each)."""
-    keyword_floor = keyword[-1][1] if len(keyword) >= pool else 0.0
-    vector_floor = vector[-1][1] if len(vector) >= pool else 0.0
-    bm25 = dict(keyword)
-    cosine = dict(vector)
-    coverage = {cid: keyword_part(bm25.get(cid, keyword_floor), idf_total) for cid in bm25.keys() | cosine.keys()}
-    weight = keyword_weight * max(coverage.values(), default=0.0)
+    return fused_ranking(fusion_parts(keyword, vector, idf_total=idf_total, pool=pool, keyword_weight=keyword_weight))
+
+
+def fused_ranking(evidence: Evidence) -> list[tuple[int, float]]:
+    """Candidates by ``weight * coverage + (1 - weight) * cosine``, best first."""
+    weight = evidence.weight
     fused = [
-        (cid, weight * cov + (1 - weight) * max(0.0, cosine.get(cid, vector_floor)))
-        for cid, cov in coverage.items()
+        (cid, weight * cov + (1 - weight) * max(0.0, evidence.cosine[cid]))
+        for cid, cov in evidence.coverage.items()
     ]
     fused.sort(key=lambda item: (-item[1], item[0]))
     return fused
 
 
+def fusion_parts(
+    keyword: list[tuple[int, float]],
+    vector: list[tuple[int, float]],
+    *,
+    idf_total: float,
+    pool: int,
+    keyword_weight: float = KEYWORD_WEIGHT,
+) -> Evidence:
+    """The query's keyword weight and each candidate's coverage and cosine."""
+    keyword_floor = keyword[-1][1] if len(keyword) >= pool else 0.0
+    vector_floor = vector[-1][1] if len(vector) >= pool else 0.0
+    bm25 = dict(keyword)
+    cosine = dict(vector)
+    ids = bm25.keys() | cosine.keys()
+    coverage = {cid: keyword_part(bm25.get(cid, keyword_floor), idf_total) for cid in ids}
+    weight = keyword_weight * max(coverage.values(), default=0.0)
+    return Evidence(weight, coverage, {cid: cosine.get(cid, vector_floor) for cid in ids})
+
+
 def idf_total(store: Store, terms: Sequence[str]) -> float:
     """Sum of FTS5-style IDFs of the query's stemmed terms."""
+    return sum(stem_idfs(store, terms).values())
+
+
+def stem_idfs(store: Store, terms: Sequence[str]) -> dict[str, float]:
+    """FTS5-style IDF of each of the query's stemmed terms."""
     stems = list(dict.fromkeys(stem for term in terms for stem in store.stem(term)))
     total, counts = store.term_document_counts(stems)
-    return sum(max(1e-6, math.log((total - counts.get(s, 0) + 0.5) / (counts.get(s, 0) + 0.5))) for s in stems)
+    return {s: max(1e-6, math.log((total - counts.get(s, 0) + 0.5) / (counts.get(s, 0) + 0.5))) for s in stems}
+
+
+def prefix_idfs(store: Store, terms: Sequence[str], idfs: dict[str, float]) -> dict[str, float]:
+    """IDF per snippet prefix (a query term's first five letters; see snippet_pattern)."""
+    out: dict[str, float] = {}
+    for term in terms:
+        if len(term) > 2:
+            idf = max((idfs.get(stem, 0.0) for stem in store.stem(term)), default=0.0)
+            out[term[:5]] = max(out.get(term[:5], 0.0), idf)
+    return out
 
 
 def run_search(
@@ -156,11 +191,13 @@ def run_search(
     query_vector: np.ndarray | None,
     vectors: VectorSource | None,
     budget: Budget | None = None,
+    ranking: Ranking | None = DEFAULT_RANKING,
 ) -> list[SearchResult]:
     """The best chunks for ``query``; with a ``budget``, packed into it (see budget.py):
     adjacent hits of a file merged, results in rank order until the budget is spent."""
     terms = query_terms(query)
     match = match_expression(terms)
+    rows: dict[int, ChunkRow] = {}
     wanted = limit if budget is None else max(limit, budget_candidates(budget))
     pool = max(CANDIDATES, wanted)
     if mode == "keyword":
@@ -170,15 +207,25 @@ def run_search(
     else:
         keyword = store.keyword_candidates(match, pool) if match else []
         vector = vectors.nearest(query_vector, pool) if vectors is not None and query_vector is not None else []
-        idf = idf_total(store, terms) if match else 0.0
-        ranked = fuse(keyword, vector, idf_total=idf, pool=pool)
+        idfs = stem_idfs(store, terms) if match else {}
+        evidence = fusion_parts(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
+        ranked = fused_ranking(evidence)
+        if ranking is not None:
+            rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked])
+            pattern = snippet_pattern(terms)
+            ranked = rerank(ranked, rows, evidence, term_idfs=prefix_idfs(store, terms, idfs), term_pattern=pattern, ranking=ranking)
     ranked = ranked[:wanted]
-    rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked])
+    if not rows:
+        rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked])
     pattern = snippet_pattern(terms)
     if budget is None:
         return [_result(rows[chunk_id], score, pattern) for chunk_id, score in ranked if chunk_id in rows]
     hits = [_hit(rows[chunk_id], score) for chunk_id, score in ranked if chunk_id in rows]
-    packed = pack(hits, budget=budget, limit=limit, line_weight=line_weight(pattern))
+    weigh = line_weight(pattern)
+    if ranking is not None and ranking.focus_lines and mode == "hybrid":
+        weigh = idf_line_weight(pattern, prefix_idfs(store, terms, idfs))
+        hits = [piece for hit in hits for piece in focus(hit, max_lines=ranking.focus_lines, line_weight=weigh, context=ranking.focus_context)]
+    packed = pack(hits, budget=budget, limit=limit, line_weight=weigh)
     return [_packed_result(item, rows[item.keys[0]], pattern) for item in packed]
 
 
@@ -194,6 +241,13 @@ def line_weight(pattern: re.Pattern[str] | None):  # -> Callable[[str], float]
     if pattern is None:
         return lambda line: 0.0
     return lambda line: float(len({m.lower() for m in pattern.findall(line)}))
+
+
+def idf_line_weight(pattern: re.Pattern[str] | None, idfs: dict[str, float]):  # -> Callable[[str], float]
+    """How well a line matches the query: the IDFs of the distinct query words it has."""
+    if pattern is None:
+        return lambda line: 0.0
+    return lambda line: sum(idfs.get(m, 0.0) for m in {m.lower() for m in pattern.findall(line)})
 
 
 def _hit(row: ChunkRow, score: float) -> Hit:
