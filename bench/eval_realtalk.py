@@ -26,13 +26,12 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from indexer import make_settings, open_index
-from indexer.rank import DEFAULT_RANKING, Ranking
+from indexer.rank import parse_ranking
 from indexer.embed import SentenceTransformerEmbedder
 from indexer.store import EmbeddingCache
 
@@ -53,6 +52,9 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
     options: dict[str, object] = {}
     for pair in pairs:
         name, _, value = pair.partition("=")
+        if value == "None":
+            options[name] = None
+            continue
         if name == "ranking":
             options[name] = parse_ranking(value)
             continue
@@ -64,20 +66,6 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
             except ValueError:
                 options[name] = value
     return options
-
-
-def parse_ranking(text: str) -> Ranking | None:
-    """``none``, ``default`` or ``field:value,field:value`` over the default Ranking."""
-    if text == "none":
-        return None
-    changes: dict[str, object] = {}
-    for item in filter(None, text.split(",")):
-        if item == "default":
-            continue
-        name, _, value = item.partition(":")
-        kind = type(getattr(DEFAULT_RANKING, name))
-        changes[name] = bool(int(value)) if kind is bool else kind(value)
-    return replace(DEFAULT_RANKING, **changes)
 
 
 def seed_cache(work: Path, chats: list[str], target: Path, model: SentenceTransformerEmbedder) -> None:
