@@ -166,35 +166,3 @@ def _best_window(hit: Hit, budget: Budget, used: tuple[int, int], weight: LineWe
     start, stop = -best[1], best[2]
     return lines[start:stop], hit.start_line + start
 
-
-def focus(hit: Hit, *, max_lines: int, line_weight: LineWeight, context: int = 0) -> list[Hit]:
-    """A hit longer than ``max_lines`` cut to its best lines: each run of lines that
-    weigh at least half the best line's weight (widened by ``context`` lines inside
-    the hit) becomes a hit of its own, best run first, each at most ``max_lines``
-    long. A hit whose lines all weigh nothing is kept whole."""
-    if len(hit.lines) <= max_lines:
-        return [hit]
-    weights = [line_weight(line) for line in hit.lines]
-    best = max(weights)
-    if best <= 0:
-        return [hit]
-    keep = [i for i, w in enumerate(weights) if w >= best / 2]
-    runs: list[list[int]] = []
-    for i in keep:
-        if runs and i - runs[-1][-1] <= 2 * context + 1:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    pieces = []
-    for run in runs:
-        first, last = max(0, run[0] - context), min(len(hit.lines) - 1, run[-1] + context)
-        if last - first + 1 > max_lines:  # keep the heaviest window of the run
-            window = max(range(first, last - max_lines + 2), key=lambda s: (sum(weights[s : s + max_lines]), -s))
-            first, last = window, window + max_lines - 1
-        pieces.append((-max(weights[first : last + 1]), first, last))
-    pieces.sort()
-    return [
-        Hit(hit.path, hit.start_line + first, hit.start_line + last, hit.score, hit.lines[first : last + 1],
-            hit.heading, hit.key)
-        for _, first, last in pieces
-    ]  # fmt: skip

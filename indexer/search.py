@@ -31,8 +31,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from .budget import Budget, Hit, Packed, focus, pack
-from .rank import DEFAULT_RANKING, Evidence, Ranking, rerank
+from .budget import Budget, Hit, Packed, pack
+from .rank import DEFAULT_RANKING, RERANK_DEPTH, Evidence, Ranking, rerank
 from .store import ChunkRow, Store
 
 Mode = Literal["keyword", "vector", "hybrid"]
@@ -211,21 +211,18 @@ def run_search(
         evidence = fusion_parts(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
         ranked = fused_ranking(evidence)
         if ranking is not None:
-            rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked])
-            pattern = snippet_pattern(terms)
-            ranked = rerank(ranked, rows, evidence, term_idfs=prefix_idfs(store, terms, idfs), term_pattern=pattern, ranking=ranking)
+            rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked[:RERANK_DEPTH]])
+            prefixes = prefix_idfs(store, terms, idfs)
+            ranked = rerank(ranked, rows, evidence, term_idfs=prefixes, ranking=ranking)
     ranked = ranked[:wanted]
-    if not rows:
-        rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked])
+    missing = [chunk_id for chunk_id, _ in ranked if chunk_id not in rows]
+    if missing:
+        rows.update(store.chunks_by_id(missing))
     pattern = snippet_pattern(terms)
     if budget is None:
         return [_result(rows[chunk_id], score, pattern) for chunk_id, score in ranked if chunk_id in rows]
     hits = [_hit(rows[chunk_id], score) for chunk_id, score in ranked if chunk_id in rows]
-    weigh = line_weight(pattern)
-    if ranking is not None and ranking.focus_lines and mode == "hybrid":
-        weigh = idf_line_weight(pattern, prefix_idfs(store, terms, idfs))
-        hits = [piece for hit in hits for piece in focus(hit, max_lines=ranking.focus_lines, line_weight=weigh, context=ranking.focus_context)]
-    packed = pack(hits, budget=budget, limit=limit, line_weight=weigh)
+    packed = pack(hits, budget=budget, limit=limit, line_weight=line_weight(pattern))
     return [_packed_result(item, rows[item.keys[0]], pattern) for item in packed]
 
 
@@ -241,13 +238,6 @@ def line_weight(pattern: re.Pattern[str] | None):  # -> Callable[[str], float]
     if pattern is None:
         return lambda line: 0.0
     return lambda line: float(len({m.lower() for m in pattern.findall(line)}))
-
-
-def idf_line_weight(pattern: re.Pattern[str] | None, idfs: dict[str, float]):  # -> Callable[[str], float]
-    """How well a line matches the query: the IDFs of the distinct query words it has."""
-    if pattern is None:
-        return lambda line: 0.0
-    return lambda line: sum(idfs.get(m, 0.0) for m in {m.lower() for m in pattern.findall(line)})
 
 
 def _hit(row: ChunkRow, score: float) -> Hit:
