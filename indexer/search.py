@@ -208,9 +208,9 @@ def run_search(
         keyword = store.keyword_candidates(match, pool) if match else []
         vector = vectors.nearest(query_vector, pool) if vectors is not None and query_vector is not None else []
         idfs = stem_idfs(store, terms) if match else {}
-        evidence = fusion_parts(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
-        ranked = fused_ranking(evidence)
+        ranked = fuse(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
         if ranking is not None:
+            evidence = fusion_parts(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
             rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked[:RERANK_DEPTH]])
             prefixes = prefix_idfs(store, terms, idfs)
             ranked = rerank(ranked, rows, evidence, term_idfs=prefixes, ranking=ranking)
