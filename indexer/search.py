@@ -19,13 +19,17 @@ evidence leads; when the best keyword hit matches only incidental words (a
 paraphrase), the weight falls and the cosine decides. Plain reciprocal rank
 fusion, which ignores scores, ranked below keyword search alone on the
 labelled fixture (see README), as DESIGN.md predicted.
+
+After fusion, hybrid results are re-ranked by rank.py (file and folder priors,
+heading-only chunks last); with a budget, every mode's ranked chunks are packed
+by budget.py (adjacent hits merged, oversized ones trimmed, total bounded).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -233,7 +237,7 @@ def budget_candidates(budget: Budget) -> int:
     return min(2 * lines, 4 * CANDIDATES)
 
 
-def line_weight(pattern: re.Pattern[str] | None):  # -> Callable[[str], float]
+def line_weight(pattern: re.Pattern[str] | None) -> Callable[[str], float]:
     """How well a line matches the query: the number of distinct query words it has."""
     if pattern is None:
         return lambda line: 0.0
@@ -241,7 +245,11 @@ def line_weight(pattern: re.Pattern[str] | None):  # -> Callable[[str], float]
 
 
 def _hit(row: ChunkRow, score: float) -> Hit:
-    return Hit(row.path, row.start_line, row.end_line, float(score), tuple(row.text.split("\n")), row.heading, row.id)
+    size = row.end_line - row.start_line + 1
+    lines = row.text.split("\n")
+    if len(lines) != size:  # never expected (a chunk's text is its lines); keep the span's length honest
+        lines = (lines + [""] * size)[:size]
+    return Hit(row.path, row.start_line, row.end_line, float(score), tuple(lines), row.heading, row.id)
 
 
 def _packed_result(item: Packed, row: ChunkRow, pattern: re.Pattern[str] | None) -> SearchResult:
