@@ -12,14 +12,20 @@ tokens) is spent:
   best matches the query (``line_weight``), so no result exceeds the budget;
 - a merge that would overflow the budget is skipped; the total never exceeds it;
 - at most ``limit`` results.
+
+Before packing, ``without_filler`` drops blank and heading lines at a hit's
+edges: the heading is reported with the result, and reading it again would
+spend the budget on lines that answer nothing.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 LineWeight = Callable[[str], float]
+HEADING = re.compile(r"^\s{0,3}#{1,6}(\s|$)")
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,22 @@ class Budget:
         return (self.lines is not None and used[0] >= self.lines) or (
             self.tokens is not None and used[1] >= self.tokens
         )
+
+
+def is_filler(line: str) -> bool:
+    """A blank line or a Markdown ATX heading."""
+    return not line.strip() or HEADING.match(line) is not None
+
+
+def without_filler(hit: Hit) -> Hit:
+    """The hit without blank and heading lines at its start and end (a hit of
+    headings only keeps its first line)."""
+    content = [i for i, line in enumerate(hit.lines) if not is_filler(line)]
+    first, last = (content[0], content[-1]) if content else (0, 0)
+    if (first, last) == (0, len(hit.lines) - 1):
+        return hit
+    return Hit(hit.path, hit.start_line + first, hit.start_line + last, hit.score, hit.lines[first : last + 1],
+               hit.heading, hit.key)  # fmt: skip
 
 
 def estimate_tokens(line: str) -> int:

@@ -25,9 +25,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from .budget import is_filler
 from .store import ChunkRow
 
-HEADING = re.compile(r"^\s{0,3}#{1,6}(\s|$)")
 RERANK_DEPTH = 100  # fused candidates re-scored (and evidence for the priors); the rest keep their order
 
 
@@ -38,6 +38,7 @@ class Ranking:
     file_prior: float = 0.3
     folder_prior: float = 0.3
     demote_headings: bool = True
+    skip_filler: bool = True  # with a budget: blank and heading lines at a result's edges are not read (budget.py)
     best_cosines: int = 3  # a file's (folder's) cosine: the mean of its best this-many chunk cosines
 
 
@@ -97,7 +98,7 @@ def rerank(
 
 def has_content(text: str) -> bool:
     """True when the chunk has a non-blank line that is not a heading."""
-    return any(line.strip() and not HEADING.match(line) for line in text.split("\n"))
+    return not all(is_filler(line) for line in text.split("\n"))
 
 
 def term_matcher(prefixes: Sequence[str]) -> re.Pattern[str] | None:

@@ -35,7 +35,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from .budget import Budget, Hit, Packed, pack
+from .budget import Budget, Hit, Packed, pack, without_filler
 from .rank import DEFAULT_RANKING, RERANK_DEPTH, Evidence, Ranking, rerank
 from .store import ChunkRow, Store
 
@@ -226,6 +226,8 @@ def run_search(
     if budget is None:
         return [_result(rows[chunk_id], score, pattern) for chunk_id, score in ranked if chunk_id in rows]
     hits = [_hit(rows[chunk_id], score) for chunk_id, score in ranked if chunk_id in rows]
+    if ranking is not None and ranking.skip_filler:
+        hits = [without_filler(hit) for hit in hits]
     packed = pack(hits, budget=budget, limit=limit, line_weight=line_weight(pattern))
     return [_packed_result(item, rows[item.keys[0]], pattern) for item in packed]
 

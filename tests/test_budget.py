@@ -6,7 +6,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from conftest import write
 from indexer import open_index
-from indexer.budget import Budget, Hit, estimate_tokens, pack
+from indexer.budget import Budget, Hit, estimate_tokens, pack, without_filler
 
 
 def line_text(path: str, number: int) -> str:
@@ -92,6 +92,15 @@ def test_oversized_chunk_is_trimmed_to_its_best_lines():
     assert item.trimmed and item.end_line - item.start_line + 1 == 10
     assert item.start_line <= 61 and item.end_line >= 62
     assert item.lines == lines[item.start_line - 1 : item.end_line]
+
+
+def test_blank_and_heading_lines_at_the_edges_are_not_read():
+    hit = Hit("d.md", 1, 6, 1.0, ("# 2026-01-05", "", "## Chat", "- the message", "- another", ""), "Chat", 3)
+    assert without_filler(hit) == Hit("d.md", 4, 5, 1.0, ("- the message", "- another"), "Chat", 3)
+    only = Hit("d.md", 1, 2, 1.0, ("# Title", ""), "Title", 4)
+    assert without_filler(only) == Hit("d.md", 1, 1, 1.0, ("# Title",), "Title", 4)
+    inner = make_hit("a.md", 1, 3, 1.0, 5)
+    assert without_filler(inner) is inner
 
 
 def test_limit_caps_the_count_and_a_merge_needs_room():
