@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from . import db, rebuild
+from .budget import Budget
 from .config import CHUNKER_VERSION, Settings
 from .embed import Embedder, SentenceTransformerEmbedder
 from .errors import ConfigError, ModelError, PathError, UnusableIndex
-from .budget import Budget
 from .rank import DEFAULT_RANKING, Ranking
 from .search import MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
 from .store import EmbeddingCache, Store
