@@ -17,24 +17,28 @@ from pathlib import Path
 
 from indexer import make_settings, open_index
 from indexer.embed import BACKENDS, LazyEmbedder
+from indexer.api import DEFAULT_BUDGET_LINES
+from indexer.rank import parse_ranking
 
 MODES = ("keyword", "vector", "hybrid")
 
 
-def first_hit_rank(index, query: dict, mode: str, depth: int) -> int | None:
-    for rank, result in enumerate(index.search(query["query"], mode=mode, limit=depth), start=1):
+def first_hit_rank(index, query: dict, mode: str, depth: int, options: dict) -> int | None:
+    for rank, result in enumerate(index.search(query["query"], mode=mode, limit=depth, **options), start=1):
         text = "\n".join(index.get(f"{result.path}:{result.start_line}-{result.end_line}").lines)
         if any(result.path == rel["path"] and rel["contains"] in text for rel in query["relevant"]):
             return rank
     return None
 
 
-def evaluate(index, queries: list[dict], *, k: int = 5, depth: int = 10) -> dict[str, dict[str, float]]:
+def evaluate(
+    index, queries: list[dict], *, k: int = 5, depth: int = 10, options: dict | None = None
+) -> dict[str, dict[str, float]]:
     table: dict[str, dict[str, float]] = {}
     for mode in MODES:
         groups: dict[str, list[int | None]] = defaultdict(list)
         for query in queries:
-            rank = first_hit_rank(index, query, mode, depth)
+            rank = first_hit_rank(index, query, mode, depth, options or {})
             groups["all"].append(rank)
             groups[query.get("type", "untyped")].append(rank)
         for group, ranks in groups.items():
@@ -52,7 +56,13 @@ def main() -> None:
     parser.add_argument("--queries", type=Path, default=Path("fixtures/queries.json"))
     parser.add_argument("-k", type=int, default=5)
     parser.add_argument("--backend", choices=BACKENDS, default="auto")
+    parser.add_argument(
+        "--budget-lines", type=int, default=DEFAULT_BUDGET_LINES,
+        help="line budget of each search (0: whole chunks, the ranking alone)",
+    )  # fmt: skip
+    parser.add_argument("--ranking", default="default", help="none, default or field:value,... (see rank.Ranking)")
     args = parser.parse_args()
+    options = {"budget_lines": args.budget_lines or None, "ranking": parse_ranking(args.ranking)}
     queries = json.loads(args.queries.read_text())
     model = LazyEmbedder(backend=args.backend)
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,7 +70,7 @@ def main() -> None:
         with open_index(settings, write=True, embedder=model) as index:
             index.sync()
         with open_index(settings, embedder=model) as index:
-            table = evaluate(index, queries, k=args.k)
+            table = evaluate(index, queries, k=args.k, options=options)
     columns = [f"{mode} R@{args.k}" for mode in MODES] + [f"{mode} MRR" for mode in MODES]
     print("| queries | n | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 2) + "|")

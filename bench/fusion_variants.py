@@ -57,6 +57,8 @@ def weighted(keyword_weight: float):
     return fuse
 
 
+FUSION_ALONE = {"ranking": None, "budget_lines": None}  # whole chunks, no re-ranking: the fusion alone
+
 VARIANTS = {
     "reciprocal rank fusion (1:1)": rrf(0.5),
     "reciprocal rank fusion (keyword 0.7)": rrf(0.7),
@@ -80,13 +82,13 @@ def main() -> None:
         with open_index(settings, embedder=model) as index:
             for name, fuse in VARIANTS.items():
                 search.fuse = fuse
-                table = evaluate(index, queries)
+                table = evaluate(index, queries, options=FUSION_ALONE)
                 search.fuse = DEFAULT_FUSE
                 cells = [table["all"]["hybrid R@5"], table["all"]["hybrid MRR"]] + [
                     table[group]["hybrid R@5"] for group in ("keyword", "mixed", "paraphrase")
                 ]
                 print(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
-            table = evaluate(index, queries)
+            table = evaluate(index, queries, options=FUSION_ALONE)
             for mode in ("keyword", "vector"):
                 cells = [table["all"][f"{mode} R@5"], table["all"][f"{mode} MRR"]] + [
                     table[group][f"{mode} R@5"] for group in ("keyword", "mixed", "paraphrase")

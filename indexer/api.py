@@ -23,12 +23,16 @@ from typing import Any
 import numpy as np
 
 from . import db, rebuild
+from .budget import Budget
 from .config import CHUNKER_VERSION, Settings
 from .embed import Embedder, LazyEmbedder
 from .discover import is_inside
 from .errors import ConfigError, ModelError, PathError, UnusableIndex
 from .filters import SearchFilters
-from .search import CANDIDATES, MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, run_search
+from .rank import DEFAULT_RANKING, Ranking
+from .search import (
+    CANDIDATES, MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, budget_candidates, run_search,
+)  # fmt: skip
 from .store import EmbeddingCache, Store
 from .vectors import LiveMatrix, Prefetched
 from .sync import Progress, SyncReport, configuration_change, one_line, read_lines, sync
@@ -47,6 +51,12 @@ def _raise_user_error(exc: BaseException) -> None:
     error = db.as_user_error(exc)
     if error is not None:
         raise error from exc
+# What one search returns by default: about a screenful, what an assistant can
+# read per question without crowding out the conversation (~1,500 tokens of
+# notes or chat lines), and room for 10-15 short hits or 3-5 note sections.
+DEFAULT_BUDGET_LINES = 50
+DEFAULT_LIMIT = 10  # results without a budget
+MAX_RESULTS = 100  # results with a budget and no limit
 
 
 @dataclass(frozen=True)
@@ -140,27 +150,65 @@ class MemoryIndex:
         return report
 
     def search(
-        self, query: str, *, mode: Mode = "hybrid", limit: int = 10, filters: SearchFilters | None = None
+        self,
+        query: str,
+        *,
+        mode: Mode = "hybrid",
+        limit: int | None = None,
+        budget_lines: int | None = DEFAULT_BUDGET_LINES,
+        budget_tokens: int | None = None,
+        filters: SearchFilters | None = None,
+        ranking: Ranking | None = DEFAULT_RANKING,
     ) -> list[SearchResult]:
-        """Best chunks first; ``filters`` (``make_filters(...)``) narrow the candidates."""
+        """The best results for ``query``, in rank order until ``budget_lines`` lines
+        (and ``budget_tokens`` estimated tokens, if given) are filled: adjacent hits
+        of a file merge into one result, an oversized one is trimmed to its best lines.
+        ``limit`` caps the number of results (default: as many as the budget holds,
+        or 10 without a budget). ``budget_lines=None`` (and no token budget) returns
+        whole chunks, one result each. ``filters`` (``make_filters(...)``) narrow the
+        candidates. ``ranking`` selects the re-ranking stages after fusion (rank.py;
+        None: fusion alone), for experiments."""
         if not isinstance(query, str):
             raise ConfigError(f"the query must be a str, not {type(query).__name__}")
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT):
             raise ConfigError(f"limit must be a whole number from 1 to {MAX_LIMIT}, not {limit!r}")
+        for name, value in (("budget_lines", budget_lines), ("budget_tokens", budget_tokens)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ConfigError(f"{name} must be a whole number, not {value!r}")
+        options = dict(
+            mode=mode, limit=limit, budget_lines=budget_lines, budget_tokens=budget_tokens, filters=filters,
+            ranking=ranking,
+        )  # fmt: skip
         try:
-            return self._search(query, mode=mode, limit=limit, filters=filters)
+            return self._search(query, **options)  # type: ignore[arg-type]
         except Exception as exc:
             if not db.is_damage(exc):
                 _raise_user_error(exc)
                 raise
             self._recover(exc)
-        return self._search(query, mode=mode, limit=limit, filters=filters)  # once: a second failure is raised
+        return self._search(query, **options)  # type: ignore[arg-type]  # once: a second failure is raised
 
-    def _search(self, query: str, *, mode: Mode, limit: int, filters: SearchFilters | None = None) -> list[SearchResult]:
+    def _search(
+        self,
+        query: str,
+        *,
+        mode: Mode,
+        limit: int | None,
+        budget_lines: int | None,
+        budget_tokens: int | None,
+        filters: SearchFilters | None,
+        ranking: Ranking | None,
+    ) -> list[SearchResult]:
         if mode not in MODES:
             raise ConfigError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
-        if limit < 1:
+        if limit is not None and limit < 1:
             raise ConfigError("--limit must be at least 1")
+        for name, value in (("--budget-lines", budget_lines), ("--budget-tokens", budget_tokens)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        budget = None if budget_lines is None and budget_tokens is None else Budget(budget_lines, budget_tokens)
+        if limit is None:
+            limit = MAX_RESULTS if budget is not None else DEFAULT_LIMIT
         # Command lines may carry bytes that are not UTF-8 (as lone surrogates).
         query = query.encode("utf-8", "replace").decode("utf-8")
         query_vector = None
@@ -170,9 +218,11 @@ class MemoryIndex:
         with self.store.connection:  # one read snapshot: ids found are the ids read back
             vectors = self._vector_source() if query_vector is not None else None
             if mode == "hybrid" and isinstance(vectors, NumpyVectors) and not (filters and filters.narrows_candidates):
-                vectors = Prefetched(vectors, self._worker(), query_vector, max(CANDIDATES, limit))  # overlaps the keyword query
+                pool = max(CANDIDATES, limit, budget_candidates(budget) if budget is not None else 0)
+                vectors = Prefetched(vectors, self._worker(), query_vector, pool)  # overlaps the keyword query
             return run_search(
-                self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors, filters=filters
+                self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors, filters=filters,
+                budget=budget, ranking=ranking,
             )
 
     def get(self, target: str) -> Lines:

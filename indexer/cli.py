@@ -372,7 +372,12 @@ def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
 @cli.command()
 @click.argument("query")
 @click.option("--mode", type=click.Choice(MODES), default=None, help="Default: search_mode setting (hybrid).")
-@click.option("--limit", type=click.IntRange(min=1, max=1000), default=None, help="Default: search_limit setting (5).")
+@click.option("--limit", type=click.IntRange(min=1, max=1000), default=None,
+              help="At most this many results (default: search_limit setting; none: as many as the budget holds).")
+@click.option("--budget-lines", type=click.IntRange(min=0), default=None,
+              help="Fill this many lines in rank order, adjacent hits merged (default: search_budget_lines "
+              "setting, 50); 0: whole chunks, no line budget.")
+@click.option("--budget-tokens", type=click.IntRange(min=1), default=None, help="Also stay within ~this many tokens.")
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(KINDS), help="Only these kinds (repeatable).")
 @click.option("--path", "path_prefix", default=None, help="Only files whose root-relative path starts with this.")
 @click.option("--after", default=None, help="Only dated logs on or after this day (YYYY-MM-DD, or 7d, 2w, 3m, 1y).")
@@ -385,6 +390,8 @@ def search(
     query: str,
     mode: str | None,
     limit: int | None,
+    budget_lines: int | None,
+    budget_tokens: int | None,
     kinds: tuple[str, ...],
     path_prefix: str | None,
     after: str | None,
@@ -395,9 +402,11 @@ def search(
     """Search the memory; prints path:start-end, heading and a snippet."""
     settings = obj.settings()
     filters = make_filters(kinds=kinds, path_prefix=path_prefix, after=after, before=before, min_score=min_score)
+    lines = settings.search_budget_lines if budget_lines is None else budget_lines
     with open_index(settings) as memory:
         results = memory.search(
-            query, mode=mode or settings.search_mode, limit=limit or settings.search_limit, filters=filters  # type: ignore[arg-type]
+            query, mode=mode or settings.search_mode, limit=limit or settings.search_limit,  # type: ignore[arg-type]
+            budget_lines=lines or None, budget_tokens=budget_tokens, filters=filters,
         )
     if as_json:
         click.echo(json.dumps([asdict(r) for r in results], indent=2, ensure_ascii=False))

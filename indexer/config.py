@@ -37,7 +37,10 @@ class Settings:
     daily_folders: tuple[str, ...] = ("daily", "memory")
     # What `memdex search` and the MCP memory_search use when not told otherwise.
     search_mode: str = "hybrid"
-    search_limit: int = 5
+    # At most this many results (None: as many as the reading budget holds).
+    search_limit: int | None = None
+    # The reading budget in lines a search fills (0: whole chunks, no budget).
+    search_budget_lines: int = 50
     # Embedding backend: "auto" (ONNX Runtime for queries, AUTO_BULK in embed.py
     # for bulk), "onnx" or "torch". The CLI reads --backend / MEMDEX_BACKEND.
     backend: str = "auto"

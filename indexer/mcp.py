@@ -141,8 +141,11 @@ def build_server(service: IndexService) -> MCPServer:
     @server.tool(name="memory_search", annotations=READ_ONLY, structured_output=True)
     def memory_search(
         query: Annotated[str, Field(description="What to recall, in natural language or keywords.")],
-        maxResults: Annotated[int | None, Field(ge=1, le=100, description="Results to return "
-                              "(default: the search_limit setting, 5).")] = None,  # fmt: skip
+        maxResults: Annotated[int | None, Field(ge=1, le=100, description="At most this many results "
+                              "(default: as many as the line budget holds).")] = None,  # fmt: skip
+        budgetLines: Annotated[int | None, Field(ge=0, le=10000, description="Lines of memory to return, "
+                               "filled in rank order with adjacent hits merged (default 50; 0: whole "
+                               "chunks, no budget).")] = None,  # fmt: skip
         minScore: Annotated[float | None, Field(description="Drop results scoring below this.")] = None,
         kind: Annotated[Kind | list[Kind] | None, Field(description="Only these kinds of file.")] = None,
         pathPrefix: Annotated[str | None, Field(description="Only files whose path starts with this, "
@@ -163,8 +166,10 @@ def build_server(service: IndexService) -> MCPServer:
             )  # fmt: skip
             chosen = mode or settings.search_mode
             with service.reader() as index:
+                lines = settings.search_budget_lines if budgetLines is None else budgetLines
                 results = index.search(
-                    query, mode=chosen, limit=maxResults or settings.search_limit, filters=filters  # type: ignore[arg-type]
+                    query, mode=chosen, limit=maxResults or settings.search_limit,  # type: ignore[arg-type]
+                    budget_lines=lines or None, filters=filters,
                 )
                 info = index.search_info()
             fallback = "numpy" if chosen != "keyword" and info["vector_search"] == "numpy" else None

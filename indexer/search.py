@@ -19,6 +19,10 @@ evidence leads; when the best keyword hit matches only incidental words (a
 paraphrase), the weight falls and the cosine decides. Plain reciprocal rank
 fusion, which ignores scores, ranked below keyword search alone on the
 labelled fixture (see README), as DESIGN.md predicted.
+
+After fusion, hybrid results are re-ranked by rank.py (file and folder priors,
+heading-only chunks last); with a budget, every mode's ranked chunks are packed
+by budget.py (adjacent hits merged, oversized ones trimmed, total bounded).
 """
 
 from __future__ import annotations
@@ -26,14 +30,16 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
 
+from .budget import Budget, Hit, Packed, pack, without_filler
 from .filters import SearchFilters
+from .rank import DEFAULT_RANKING, RERANK_DEPTH, Evidence, Ranking, rerank
 from .store import ChunkRow, Store
 
 Mode = Literal["keyword", "vector", "hybrid"]
@@ -160,25 +166,59 @@ def fuse(
     keyword_weight: float = KEYWORD_WEIGHT,
 ) -> list[tuple[int, float]]:
     """Combine bm25 and cosine candidate lists (best first, at most ``pool`` each)."""
-    keyword_floor = keyword[-1][1] if len(keyword) >= pool else 0.0
-    vector_floor = vector[-1][1] if len(vector) >= pool else 0.0
-    bm25 = dict(keyword)
-    cosine = dict(vector)
-    coverage = {cid: keyword_part(bm25.get(cid, keyword_floor), idf_total) for cid in bm25.keys() | cosine.keys()}
-    weight = keyword_weight * max(coverage.values(), default=0.0)
+    return fused_ranking(fusion_parts(keyword, vector, idf_total=idf_total, pool=pool, keyword_weight=keyword_weight))
+
+
+def fused_ranking(evidence: Evidence) -> list[tuple[int, float]]:
+    """Candidates by ``weight * coverage + (1 - weight) * cosine``, best first."""
+    weight = evidence.weight
     fused = [
-        (cid, weight * cov + (1 - weight) * max(0.0, cosine.get(cid, vector_floor)))
-        for cid, cov in coverage.items()
+        (cid, weight * cov + (1 - weight) * max(0.0, evidence.cosine[cid]))
+        for cid, cov in evidence.coverage.items()
     ]
     fused.sort(key=lambda item: (-item[1], item[0]))
     return fused
 
 
+def fusion_parts(
+    keyword: list[tuple[int, float]],
+    vector: list[tuple[int, float]],
+    *,
+    idf_total: float,
+    pool: int,
+    keyword_weight: float = KEYWORD_WEIGHT,
+) -> Evidence:
+    """The query's keyword weight and each candidate's coverage and cosine."""
+    keyword_floor = keyword[-1][1] if len(keyword) >= pool else 0.0
+    vector_floor = vector[-1][1] if len(vector) >= pool else 0.0
+    bm25 = dict(keyword)
+    cosine = dict(vector)
+    ids = bm25.keys() | cosine.keys()
+    coverage = {cid: keyword_part(bm25.get(cid, keyword_floor), idf_total) for cid in ids}
+    weight = keyword_weight * max(coverage.values(), default=0.0)
+    return Evidence(weight, coverage, {cid: cosine.get(cid, vector_floor) for cid in ids})
+
+
 def idf_total(store: Store, terms: Sequence[str]) -> float:
     """Sum of FTS5-style IDFs of the query's stemmed terms."""
+    return sum(stem_idfs(store, terms).values())
+
+
+def stem_idfs(store: Store, terms: Sequence[str]) -> dict[str, float]:
+    """FTS5-style IDF of each of the query's stemmed terms."""
     stems = list(dict.fromkeys(stem for term in terms for stem in store.stem(term)))
     total, counts = store.term_document_counts(stems)
-    return sum(max(1e-6, math.log((total - counts.get(s, 0) + 0.5) / (counts.get(s, 0) + 0.5))) for s in stems)
+    return {s: max(1e-6, math.log((total - counts.get(s, 0) + 0.5) / (counts.get(s, 0) + 0.5))) for s in stems}
+
+
+def prefix_idfs(store: Store, terms: Sequence[str], idfs: dict[str, float]) -> dict[str, float]:
+    """IDF per snippet prefix (a query term's first five letters; see snippet_pattern)."""
+    out: dict[str, float] = {}
+    for term in terms:
+        if len(term) > 2:
+            idf = max((idfs.get(stem, 0.0) for stem in store.stem(term)), default=0.0)
+            out[term[:5]] = max(out.get(term[:5], 0.0), idf)
+    return out
 
 
 def run_search(
@@ -190,28 +230,77 @@ def run_search(
     query_vector: np.ndarray | None,
     vectors: VectorSource | None,
     filters: SearchFilters | None = None,
+    budget: Budget | None = None,
+    ranking: Ranking | None = DEFAULT_RANKING,
 ) -> list[SearchResult]:
+    """The best chunks for ``query``; with a ``budget``, packed into it (see budget.py):
+    adjacent hits of a file merged, results in rank order until the budget is spent."""
     terms = query_terms(query)
     match = match_expression(terms)
-    pool = max(CANDIDATES, limit)
+    rows: dict[int, ChunkRow] = {}
+    wanted = limit if budget is None else max(limit, budget_candidates(budget))
+    pool = max(CANDIDATES, wanted)
     # Filters narrow the candidate queries themselves, so a filtered search still fills ``limit``.
     narrowed = filters is not None and filters.narrows_candidates and mode != "keyword"
     only = store.filtered_chunk_ids(filters) if narrowed else None  # type: ignore[arg-type]
     use_vectors = vectors is not None and query_vector is not None and (only is None or len(only) > 0)
     if mode == "keyword":
-        ranked = store.keyword_candidates(match, limit, filters=filters) if match else []
+        ranked = store.keyword_candidates(match, wanted, filters=filters) if match else []
     elif mode == "vector":
-        ranked = vectors.nearest(query_vector, limit, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
+        ranked = vectors.nearest(query_vector, wanted, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
     else:
         keyword = store.keyword_candidates(match, pool, filters=filters) if match else []
         vector = vectors.nearest(query_vector, pool, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
-        idf = idf_total(store, terms) if match else 0.0
-        ranked = fuse(keyword, vector, idf_total=idf, pool=pool)[:limit]
-    if filters is not None and filters.min_score is not None:  # on the final scores, after fusion
+        idfs = stem_idfs(store, terms) if match else {}
+        ranked = fuse(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
+        if ranking is not None:
+            evidence = fusion_parts(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
+            rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked[:RERANK_DEPTH]])
+            prefixes = prefix_idfs(store, terms, idfs)
+            ranked = rerank(ranked, rows, evidence, term_idfs=prefixes, ranking=ranking)
+    ranked = ranked[:wanted]
+    if filters is not None and filters.min_score is not None:  # on the final scores, after fusion and ranking
         ranked = [(chunk_id, score) for chunk_id, score in ranked if score >= filters.min_score]
-    rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked])
+    missing = [chunk_id for chunk_id, _ in ranked if chunk_id not in rows]
+    if missing:
+        rows.update(store.chunks_by_id(missing))
     pattern = snippet_pattern(terms)
-    return [_result(rows[chunk_id], score, pattern) for chunk_id, score in ranked if chunk_id in rows]
+    if budget is None:
+        return [_result(rows[chunk_id], score, pattern) for chunk_id, score in ranked if chunk_id in rows]
+    hits = [_hit(rows[chunk_id], score) for chunk_id, score in ranked if chunk_id in rows]
+    if ranking is not None and ranking.skip_filler:
+        hits = [without_filler(hit) for hit in hits]
+    packed = pack(hits, budget=budget, limit=limit, line_weight=line_weight(pattern))
+    return [_packed_result(item, rows[item.keys[0]], pattern) for item in packed]
+
+
+def budget_candidates(budget: Budget) -> int:
+    """How many ranked chunks to read to fill a budget: each one taken costs at
+    least a line, and some are merged or skipped."""
+    lines = budget.lines if budget.lines is not None else max(1, (budget.tokens or 0) // 10)
+    return min(2 * lines, 4 * CANDIDATES)
+
+
+def line_weight(pattern: re.Pattern[str] | None) -> Callable[[str], float]:
+    """How well a line matches the query: the number of distinct query words it has."""
+    if pattern is None:
+        return lambda line: 0.0
+    return lambda line: float(len({m.lower() for m in pattern.findall(line)}))
+
+
+def _hit(row: ChunkRow, score: float) -> Hit:
+    size = row.end_line - row.start_line + 1
+    lines = row.text.split("\n")
+    if len(lines) != size:  # never expected (a chunk's text is its lines); keep the span's length honest
+        lines = (lines + [""] * size)[:size]
+    return Hit(row.path, row.start_line, row.end_line, float(score), tuple(lines), row.heading, row.id)
+
+
+def _packed_result(item: Packed, row: ChunkRow, pattern: re.Pattern[str] | None) -> SearchResult:
+    return SearchResult(
+        path=item.path, start_line=item.start_line, end_line=item.end_line, heading=item.heading,
+        kind=row.kind, date=row.date, score=round(item.score, 6), snippet=_snippet("\n".join(item.lines), pattern),
+    )  # fmt: skip
 
 
 def _result(row: ChunkRow, score: float, pattern: re.Pattern[str] | None) -> SearchResult:

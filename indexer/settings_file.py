@@ -51,6 +51,14 @@ def _positive_int(value: Any, where: str) -> int:
     return value
 
 
+def _budget(value: Any, where: str) -> int:
+    if isinstance(value, str) and value.strip() == "0":
+        return 0
+    if value == 0 and not isinstance(value, bool):
+        return 0
+    return _positive_int(value, where)
+
+
 def _limit(value: Any, where: str) -> int:
     number = _positive_int(value, where)
     if number > 1000:
@@ -123,6 +131,7 @@ KEYS: dict[str, Key] = {
         Key("daily_folders", _folders, "daily_folders"),
         Key("search_mode", _mode, "search_mode"),
         Key("search_limit", _limit, "search_limit"),
+        Key("search_budget_lines", _budget, "search_budget_lines"),
         Key("max_file_bytes", _positive_int, "max_file_bytes"),
         Key("sqlite_vec", _boolean, "use_sqlite_vec"),
         Key("embed_batch_size", _positive_int, "embed_batch_size"),

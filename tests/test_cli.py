@@ -257,6 +257,21 @@ def test_search_limit(runner: CliRunner, memory: Path, fake_model) -> None:
     assert len(hits) <= 1
 
 
+def test_search_budget_lines_and_tokens(runner: CliRunner, memory: Path, fake_model) -> None:
+    index_json(runner, memory)
+    query = ["search", "thermostat bouldering Lisbon Helix ThinkPad", "--mode", "keyword", "--json"]
+    whole = ok_json(run(runner, "--root", memory, *query, "--budget-lines", "0"))
+    assert len(whole) >= 2
+    for budget in ("1", "3"):
+        hits = ok_json(run(runner, "--root", memory, *query, "--budget-lines", budget))
+        assert hits and sum(h["end_line"] - h["start_line"] + 1 for h in hits) <= int(budget)
+    hits = ok_json(run(runner, "--root", memory, *query, "--budget-tokens", "12"))
+    lines = [line for h in hits for line in (memory / h["path"]).read_text().splitlines()[h["start_line"] - 1 : h["end_line"]]]
+    assert hits and sum(max(1, (len(line) + 3) // 4) for line in lines) <= 12
+    bad = run(runner, "--root", memory, *query, "--budget-lines", "-1")
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
+
+
 def test_search_no_results_json_is_empty_list(runner: CliRunner, memory: Path, fake_model) -> None:
     index_json(runner, memory)
     assert ok_json(run(runner, "--root", memory, "search", "xylophone", "--mode", "keyword", "--json")) == []

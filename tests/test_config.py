@@ -32,7 +32,8 @@ def test_defaults_when_nothing_is_set(tmp_path: Path) -> None:
     write(tmp_path / "m", "MEMORY.md", "")
     found = load_configuration({"root": str(tmp_path / "m")})
     assert found.settings.model == "sentence-transformers/all-MiniLM-L6-v2"
-    assert found.settings.daily_folders == ("daily", "memory") and found.settings.search_limit == 5
+    assert found.settings.daily_folders == ("daily", "memory") and found.settings.search_limit is None
+    assert found.settings.search_budget_lines == 50
     assert found.values["model"].source == "default" and found.values["root"].source == "flag --root"
     assert found.settings.index_path == (tmp_path / "m").resolve() / ".memdex" / "index.db"
 

@@ -198,7 +198,7 @@ def test_broken_pipe_exits_quietly(root: Path, embedder: RecordingEmbedder) -> N
         write(root, f"notes/n{number}.md", f"# Note {number}\n\n" + "tomatoes grow in the garden " * 8 + "\n")
     with open_index(make_settings(root), write=True, embedder=embedder) as index:
         index.sync()
-    for args in (["get", "long.md"], ["search", "--mode", "keyword", "--limit", "1000", "tomatoes"]):
+    for args in (["get", "long.md"], ["search", "--mode", "keyword", "--limit", "1000", "--budget-lines", "0", "tomatoes"]):
         done = closed_early(["--root", str(root), *args])
         assert done.stdout and done.returncode == 141, (args, done.returncode, done.stderr)
         assert "error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
@@ -210,7 +210,7 @@ def test_newline_in_a_file_name_keeps_the_citation_on_one_line(
     write(root, "two\nlines.md", "# Odd\n\nzanzibar is the word\n")
     with open_index(make_settings(root), write=True, embedder=embedder) as index:
         index.sync()
-    result = run(runner, "--root", root, "search", "--mode", "keyword", "zanzibar")
+    result = run(runner, "--root", root, "search", "--mode", "keyword", "--budget-lines", "0", "zanzibar")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == 2 and "two\\nlines.md:1-3" in lines[0]
@@ -256,7 +256,7 @@ def test_utf16_with_a_bom_is_indexed_with_exact_lines(
     write(root, "wide.md", bom + text.encode(encoding))
     with open_index(make_settings(root), write=True, embedder=embedder) as index:
         index.sync()
-        hit = index.search("mangosteen", mode="keyword")[0]
+        hit = index.search("mangosteen", mode="keyword", budget_lines=None)[0]  # the whole chunk
         got = index.get(f"{hit.path}:{hit.start_line}-{hit.end_line}")
     assert got.lines[got.lines.index("the mangosteen is ripe")] == "the mangosteen is ripe"
     assert (hit.start_line, hit.end_line) == (4, 7)

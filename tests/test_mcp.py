@@ -112,7 +112,8 @@ def test_search_then_get_returns_the_cited_lines(memory: IndexService) -> None:
     assert 1 <= len(found["results"]) <= 3
     first = found["results"][0]
     assert first["path"] == "MEMORY.md" and first["kind"] == "memory"
-    assert first["citation"] == f"MEMORY.md#L{first['startLine']}-L{first['endLine']}"
+    span = f"L{first['startLine']}" + (f"-L{first['endLine']}" if first["endLine"] != first["startLine"] else "")
+    assert first["citation"] == f"MEMORY.md#{span}"
     expected = read_target(memory.settings.root, f"MEMORY.md:{first['startLine']}-{first['endLine']}").lines
     assert by_citation["text"] == by_range["text"] == "\n".join(expected)
     assert by_citation["from"] == first["startLine"] and by_citation["lines"] == len(expected)

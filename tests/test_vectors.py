@@ -123,7 +123,7 @@ def test_the_prefetched_hybrid_search_equals_the_plain_one(index, embedder):
     index.search("warm", mode="vector")
     index.search("warm", mode="vector")  # the matrix from now on
     for text in ("charlie delta", "kilo lima mike", "alpha"):
-        got = index.search(text, mode="hybrid", limit=7)
+        got = index.search(text, mode="hybrid", limit=7, budget_lines=None)
         with index.store.connection:
             plain = run_search(index.store, text, mode="hybrid", limit=7,
                                query_vector=embedder.embed([text])[0], vectors=index.vector_matrix())  # fmt: skip

@@ -1,0 +1,138 @@
+"""Reading budget: pure packing (hypothesis) and search through the API and CLI."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings as hsettings, strategies as st
+
+from conftest import write
+from indexer import open_index
+from indexer.budget import Budget, Hit, estimate_tokens, pack, without_filler
+
+
+def line_text(path: str, number: int) -> str:
+    return f"{path} line {number} " + "word " * (number % 7)
+
+
+def make_hit(path: str, start: int, end: int, score: float, key: int) -> Hit:
+    return Hit(path, start, end, score, tuple(line_text(path, n) for n in range(start, end + 1)), key=key)
+
+
+@st.composite
+def ranked_hits(draw) -> list[Hit]:
+    """Non-overlapping chunks of a few files (as the index has them), in a random rank order."""
+    hits = []
+    for path in draw(st.lists(st.sampled_from(["a.md", "b.md", "daily/c.md"]), min_size=1, max_size=3, unique=True)):
+        line = 1
+        for _ in range(draw(st.integers(1, 8))):
+            line += draw(st.integers(0, 2))  # blank lines between chunks, or none
+            size = draw(st.integers(1, 30))
+            hits.append((path, line, line + size - 1))
+            line += size
+    order = draw(st.permutations(hits))
+    return [make_hit(p, s, e, score=1.0 - i / 100, key=i) for i, (p, s, e) in enumerate(order)]
+
+
+budgets = st.one_of(
+    st.builds(Budget, lines=st.integers(1, 80)),
+    st.builds(Budget, tokens=st.integers(1, 400)),
+    st.builds(Budget, lines=st.integers(1, 80), tokens=st.integers(1, 400)),
+)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(ranked_hits(), budgets, st.integers(1, 30))
+def test_packing_keeps_every_promise(hits, budget, limit):
+    packed = pack(hits, budget=budget, limit=limit)
+    by_key = {hit.key: hit for hit in hits}
+    assert len(packed) <= limit
+    lines = [line for item in packed for line in item.lines]
+    assert budget.lines is None or len(lines) <= budget.lines
+    assert budget.tokens is None or sum(estimate_tokens(line) for line in lines) <= budget.tokens
+    for item in packed:
+        # the result's lines are exactly the file's lines start..end ("get" is exact)
+        assert item.lines == tuple(line_text(item.path, n) for n in range(item.start_line, item.end_line + 1))
+        members = [by_key[key] for key in item.keys]
+        assert all(m.path == item.path for m in members)
+        if not item.trimmed:  # merged spans are the union of their hits, no more
+            covered = {n for m in members for n in range(m.start_line, m.end_line + 1)}
+            assert covered == set(range(item.start_line, item.end_line + 1))
+        assert item.score == max(m.score for m in members)
+        assert item.heading == members[0].heading
+    spans = sorted((item.path, item.start_line, item.end_line) for item in packed)
+    for (p1, _, e1), (p2, s2, _) in zip(spans, spans[1:]):
+        assert p1 != p2 or s2 > e1 + 1  # no two results overlap or touch
+
+
+@hsettings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=8), st.integers(1, 80))
+def test_budget_is_filled_when_the_hits_allow(sizes, budget_lines):
+    hits = [make_hit(f"f{i}.md", 1, size, 1.0 - i / 10, i) for i, size in enumerate(sizes)]  # nothing to merge
+    packed = pack(hits, budget=Budget(lines=budget_lines), limit=1000)
+    used = sum(item.end_line - item.start_line + 1 for item in packed)
+    available = sum(hit.end_line - hit.start_line + 1 for hit in hits)
+    assert used == min(budget_lines, available)  # trimming fills the remainder exactly
+
+
+def test_adjacent_and_overlapping_hits_merge_in_rank_order():
+    hits = [make_hit("a.md", 10, 12, 0.9, 0), make_hit("b.md", 1, 2, 0.8, 1), make_hit("a.md", 13, 15, 0.7, 2),
+            make_hit("a.md", 5, 9, 0.6, 3)]  # fmt: skip
+    packed = pack(hits, budget=Budget(lines=50), limit=10)
+    assert [(p.path, p.start_line, p.end_line, p.keys) for p in packed] == [
+        ("a.md", 5, 15, (0, 2, 3)), ("b.md", 1, 2, (1,)),
+    ]  # fmt: skip
+    assert packed[0].score == 0.9
+
+
+def test_oversized_chunk_is_trimmed_to_its_best_lines():
+    lines = tuple(f"filler {n}" for n in range(1, 81))
+    lines = lines[:60] + ("the penicillin allergy", "penicillin again") + lines[62:]
+    hit = Hit("notes.md", 1, 80, 1.0, lines, key=7)
+    weight = lambda line: float("penicillin" in line)  # noqa: E731
+    [item] = pack([hit], budget=Budget(lines=10), limit=5, line_weight=weight)
+    assert item.trimmed and item.end_line - item.start_line + 1 == 10
+    assert item.start_line <= 61 and item.end_line >= 62
+    assert item.lines == lines[item.start_line - 1 : item.end_line]
+
+
+def test_blank_and_heading_lines_at_the_edges_are_not_read():
+    hit = Hit("d.md", 1, 6, 1.0, ("# 2026-01-05", "", "## Chat", "- the message", "- another", ""), "Chat", 3)
+    assert without_filler(hit) == Hit("d.md", 4, 5, 1.0, ("- the message", "- another"), "Chat", 3)
+    only = Hit("d.md", 1, 2, 1.0, ("# Title", ""), "Title", 4)
+    assert without_filler(only) == Hit("d.md", 1, 1, 1.0, ("# Title",), "Title", 4)
+    inner = make_hit("a.md", 1, 3, 1.0, 5)
+    assert without_filler(inner) is inner
+
+
+def test_limit_caps_the_count_and_a_merge_needs_room():
+    hits = [make_hit("a.md", 1, 3, 0.9, 0), make_hit("b.md", 1, 3, 0.8, 1), make_hit("a.md", 4, 9, 0.7, 2)]
+    assert [p.path for p in pack(hits, budget=Budget(lines=50), limit=1)] == ["a.md"]
+    packed = pack(hits, budget=Budget(lines=8), limit=5)  # merging 6 more lines would overflow
+    assert [(p.path, p.start_line, p.end_line) for p in packed] == [("a.md", 1, 3), ("b.md", 1, 3)]
+
+
+# -- through the API and the CLI ----------------------------------------------------
+
+
+def chat_day(words: list[str]) -> str:
+    return "# 2026-01-05\n\n## Chat\n\n" + "".join(f"- message {i} about {w}\n" for i, w in enumerate(words))
+
+
+def test_search_fills_the_budget_and_get_returns_each_result(root, settings, embedder, do_sync):
+    topics = ["kayak", "pottery", "kayak", "tax", "kayak", "garden"] * 10
+    write(root, "daily/2026-01-05.md", chat_day(topics))
+    write(root, "notes/kayak.md", "# Kayak\n\n" + "".join(f"- kayak note {i}\n" for i in range(40)))
+    do_sync()
+    with open_index(settings, embedder=embedder) as index:
+        for budget in (5, 12, 50):
+            results = index.search("kayak", budget_lines=budget)
+            assert results
+            assert sum(r.end_line - r.start_line + 1 for r in results) <= budget
+            for r in results:
+                got = index.get(f"{r.path}:{r.start_line}-{r.end_line}")
+                assert (got.start_line, got.end_line) == (r.start_line, r.end_line)
+            spans = sorted((r.path, r.start_line, r.end_line) for r in results)
+            for (p1, _, e1), (p2, s2, _) in zip(spans, spans[1:]):
+                assert p1 != p2 or s2 > e1 + 1
+        assert len(index.search("kayak", limit=2)) <= 2
+        whole = index.search("kayak", budget_lines=None, limit=3)
+        assert len(whole) == 3  # no budget: one chunk per result, as many as the limit
