@@ -73,10 +73,11 @@ def config_command(obj: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
         return
+    width = max(map(len, shown["settings"]), default=0)
     for name, item in shown["settings"].items():
         value = item["value"]
-        text = ", ".join(value) if isinstance(value, list) else value
-        click.echo(f"{name:<17} {text}  ({item['source']})")
+        text = ", ".join(value) if isinstance(value, list) else "none" if value is None else value
+        click.echo(f"{name:<{width}}  {text}  ({item['source']})")
     for which, found in shown["files"].items():
         state = "found" if found["exists"] else "not found"
         click.echo(f"{which} file: {found['path']} ({state})")

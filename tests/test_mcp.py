@@ -171,6 +171,28 @@ def test_filters_apply_inside_the_candidate_queries(crowded: IndexService, mode:
     assert sorted(r["date"] for r in dated["results"]) == ["2026-10-03", "2026-10-04", "2026-10-05"]
 
 
+def test_filters_and_the_line_budget_together(crowded: IndexService) -> None:
+    """A filtered search fills its line budget from the filtered files only, within the budget."""
+
+    async def body(client: Client) -> Any:
+        daily = await call(client, "memory_search", query="walrus", kind="daily", budgetLines=5)
+        notes = await call(client, "memory_search", query="walrus tusk", pathPrefix="projects/", budgetLines=7)
+        whole = await call(client, "memory_search", query="walrus", kind="daily", budgetLines=0, maxResults=3)
+        return daily, notes, whole
+
+    daily, notes, whole = with_client(crowded, body)
+
+    def lines(found: dict[str, Any]) -> int:
+        return sum(r["endLine"] - r["startLine"] + 1 for r in found["results"])
+
+    # each daily log's hit is its one content line: five logs fill five lines, and nothing else is read
+    assert [r["kind"] for r in daily["results"]] == ["daily"] * 5 and lines(daily) == 5
+    assert notes["results"] and all(r["path"].startswith("projects/") for r in notes["results"])
+    assert lines(notes) <= 7
+    assert len(whole["results"]) == 3 and all(r["kind"] == "daily" for r in whole["results"])
+    assert all(r["startLine"] == 1 for r in whole["results"])  # whole chunks: the heading line too
+
+
 def test_min_score_applies_to_the_final_scores(crowded: IndexService) -> None:
     async def body(client: Client) -> Any:
         everything = await call(client, "memory_search", query="walrus tusk", maxResults=40)
