@@ -130,8 +130,7 @@ class MemoryIndex:
                 _raise_user_error(exc)
                 raise
             return self._recover(exc, progress=progress)
-        self._matrix = None
-        return report
+        return report  # the live matrix follows this connection's own writes (vectors.LiveMatrix)
 
     def rebuild(self, *, progress: Progress | None = None) -> SyncReport:
         """Build a complete index from the Markdown beside this one, then swap it in atomically."""
@@ -201,11 +200,9 @@ class MemoryIndex:
     ) -> list[SearchResult]:
         if mode not in MODES:
             raise ConfigError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
-        if limit is not None and limit < 1:
-            raise ConfigError("--limit must be at least 1")
-        for name, value in (("--budget-lines", budget_lines), ("--budget-tokens", budget_tokens)):
+        for name, value in (("budget_lines", budget_lines), ("budget_tokens", budget_tokens)):
             if value is not None and value < 1:
-                raise ConfigError(f"{name} must be at least 1")
+                raise ConfigError(f"{name} must be at least 1, or None for no such budget")
         budget = None if budget_lines is None and budget_tokens is None else Budget(budget_lines, budget_tokens)
         if limit is None:
             limit = MAX_RESULTS if budget is not None else DEFAULT_LIMIT
@@ -390,7 +387,9 @@ class Excerpt:
         return after if self.found and after <= self.total_lines else None
 
 
-def read_excerpt(root: Path, path: str, *, start: int = 1, count: int = 200) -> Excerpt:
+def read_excerpt(
+    root: Path, path: str, *, start: int = 1, count: int = 200, max_bytes: int | None = None
+) -> Excerpt:
     """At most ``count`` lines of a memory file from line ``start`` (1-based).
 
     Only memory files (``*.md``, no hidden part) inside the root are read; a
@@ -400,7 +399,7 @@ def read_excerpt(root: Path, path: str, *, start: int = 1, count: int = 200) -> 
         raise PathError(f"{path}: from and lines must be at least 1")
     if not path or "\x00" in path:
         raise PathError("empty or invalid path")
-    lexical = Path(os.path.normpath(root / Path(path).expanduser()))
+    lexical = Path(os.path.normpath(root / path))  # "~/" is resolve_inside's to judge, as for get
     if not is_inside(root, lexical):
         raise PathError(f"{path}: outside the memory root {root}")
     rel = lexical.relative_to(root).as_posix()
@@ -408,7 +407,7 @@ def read_excerpt(root: Path, path: str, *, start: int = 1, count: int = 200) -> 
         raise PathError(f"{path}: not a memory file (only *.md files outside hidden folders are readable)")
     if not os.path.lexists(lexical):
         return Excerpt(rel, start, [], 0, found=False)
-    rel, lines = read_lines(root, path)  # refuses paths outside the root, and symlinks that lead out
+    rel, lines = read_lines(root, path, max_bytes=max_bytes)  # refuses paths outside the root, symlinks out, huge files
     if start > max(len(lines), 1):
         raise PathError(f"{rel} has only {len(lines)} lines")
     return Excerpt(rel, start, lines[start - 1 : start - 1 + count], len(lines))

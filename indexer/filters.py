@@ -102,6 +102,10 @@ def parse_prefix(prefix: str | None) -> str | None:
         text = text[2:]
     if not text or text == ".":
         return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"path prefix {prefix!r} is not valid UTF-8") from None
     if "\x00" in text or text.startswith("/") or PurePosixPath(text).is_absolute():
         raise ConfigError(f"path prefix {prefix!r} must be relative to the memory root")
     if any(part == ".." for part in text.split("/")):

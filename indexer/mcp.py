@@ -183,7 +183,7 @@ def build_server(service: IndexService) -> MCPServer:
 
         def run() -> GetOutput:
             rel, start, count = _get_target(path, aliased.get("from"), lines)
-            excerpt = read_excerpt(settings.root, rel, start=start, count=count)
+            excerpt = read_excerpt(settings.root, rel, start=start, count=count, max_bytes=settings.max_file_bytes)
             if not excerpt.found:
                 return {"path": excerpt.path, "text": "", "from": start, "lines": 0, "truncated": False, "nextFrom": None}
             return {

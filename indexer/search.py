@@ -117,7 +117,7 @@ class NumpyVectors:
             rows = rows[(rows < len(self.ids)) & (self.ids[np.minimum(rows, len(self.ids) - 1)] == wanted)]
             if len(rows) == 0:
                 return []
-            ids, scores = self.ids[rows], self.matrix[rows] @ query
+            ids, scores = self.ids[rows], (self.matrix @ query)[rows]  # no copy of the allowed rows
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.lexsort((ids[top], -scores[top]))]  # best first; ties by id, as a rebuild would order them

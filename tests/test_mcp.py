@@ -384,3 +384,25 @@ def test_http_address_parsing_and_security() -> None:
     assert "192.168.1.5:*" in lan.allowed_hosts and "https://app.example" in lan.allowed_origins
     anywhere = http_security("0.0.0.0", allowed_hosts=("memory.lan",))
     assert "memory.lan:*" in anywhere.allowed_hosts and "0.0.0.0:*" not in anywhere.allowed_hosts
+
+
+def test_get_serves_only_what_memdex_indexes(tmp_path: Path, embedder: RecordingEmbedder) -> None:
+    """memory_get keeps get's rules: nothing over the file-size limit, "~user" paths are
+    plain names (no home-folder lookup, no internal error), and a bad path prefix in a
+    search is a one-line tool error."""
+    root = tmp_path / "memory"
+    write(root, "MEMORY.md", "# Memory\n\n- small\n")
+    write(root, "big.md", "# Big\n\n" + "a long line of text\n" * 200)
+    write(root, "~nosuchuser/note.md", "# Tilde\n\n- found\n")
+    service = IndexService(indexed(root, embedder, max_file_bytes=1000), embedder=embedder)
+
+    async def body(client: Client) -> Any:
+        big = await error(client, "memory_get", path="big.md")
+        tilde = await call(client, "memory_get", path="~nosuchuser/note.md")
+        bad_prefix = await error(client, "memory_search", query="small", pathPrefix="\udcff")
+        return big, tilde, bad_prefix
+
+    big, tilde, bad_prefix = with_client(service, body)
+    assert "limit" in big and "internal error" not in big
+    assert tilde["text"] == "# Tilde\n\n- found"
+    assert "UTF-8" in bad_prefix and "internal error" not in bad_prefix
