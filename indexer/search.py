@@ -39,7 +39,7 @@ import numpy as np
 
 from .budget import Budget, Hit, Packed, pack, without_filler
 from .filters import SearchFilters
-from .rank import DEFAULT_RANKING, Evidence, Ranking, expansion_terms, feedback_query, rerank
+from .rank import DEFAULT_RANKING, Evidence, Ranking, expansion_terms, rerank
 from .store import ChunkRow, Store
 
 Mode = Literal["keyword", "vector", "hybrid"]
@@ -253,12 +253,6 @@ def run_search(
         vector = vectors.nearest(query_vector, pool, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
         idfs = stem_idfs(store, terms) if match else {}
         ranked = fuse(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
-        if ranking is not None and ranking.feedback_chunks > 0 and use_vectors:
-            top = vectors_of(vectors, [chunk_id for chunk_id, _ in ranked[: ranking.feedback_chunks]])
-            if top is not None and len(top):
-                moved = feedback_query(query_vector, top, ranking.feedback_weight)  # type: ignore[arg-type]
-                vector = vectors.nearest(moved, pool, only=only)  # type: ignore[union-attr]
-                ranked = fuse(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
         if ranking is not None and ranking.expand_terms > 0 and match:
             unsure = 1 - max((keyword_part(b, sum(idfs.values())) for _, b in keyword), default=0.0)
             ranked = expanded(store, ranked, idfs, ranking, pool=pool, filters=filters, unsure=unsure)
@@ -303,17 +297,6 @@ def expanded(
     rescored = [(cid, (1 - share) * score + share * keyword_part(found.get(cid, 0.0), extra_total)) for cid, score in ranked]
     rescored.sort(key=lambda item: (-item[1], item[0]))
     return rescored
-
-
-def vectors_of(vectors: VectorSource | None, ids: Sequence[int]) -> np.ndarray | None:
-    """The stored vectors of ``ids`` (rows in that order, missing ids left out) from
-    an in-memory matrix; None for other sources (vec0: a one-shot search skips feedback)."""
-    source = getattr(vectors, "source", vectors)  # vectors.Prefetched wraps the matrix
-    if not isinstance(source, NumpyVectors) or not ids:
-        return None
-    wanted = np.asarray(ids, dtype=np.int64)
-    rows = np.minimum(np.searchsorted(source.ids, wanted), len(source.ids) - 1)
-    return source.matrix[rows[source.ids[rows] == wanted]]
 
 
 def budget_candidates(budget: Budget) -> int:
