@@ -41,7 +41,6 @@ class Ranking:
     skip_filler: bool = True  # with a budget: blank and heading lines at a result's edges are not read (budget.py)
     best_cosines: int = 3  # a file's (folder's) cosine: the mean of its best this-many chunk cosines
     depth: int = RERANK_DEPTH  # fused candidates re-scored (and evidence for the priors)
-    file_vector: float = 0.0  # share of a file's cosine taken from the cosine of its mean chunk vector
     # Keyword feedback (off: it helped the dev set but cost the fixture's MRR, see README):
     expand_terms: int = 0  # this many rare terms of the top fused chunks are searched too
     expand_chunks: int = 5  # ... taken from this many top chunks (a term must occur in two of them)
@@ -59,7 +58,6 @@ class Evidence:
     weight: float  # the query's keyword weight
     coverage: Mapping[int, float]  # chunk id -> share of the query's IDF its bm25 reaches
     cosine: Mapping[int, float]  # chunk id -> cosine (the list's floor if missing)
-    file_cosine: Mapping[str, float] | None = None  # path -> cosine of its mean chunk vector
 
 
 def expansion_terms(
@@ -112,9 +110,7 @@ def rerank(
     for share, group in ((ranking.file_prior, _file), (ranking.folder_prior, _folder)):
         if share > 0:
             groups = {cid: group(rows[cid].path) for cid in scores}
-            whole = evidence.file_cosine if group is _file and ranking.file_vector > 0 else None
-            prior = group_prior(groups, found, evidence, term_idfs=term_idfs, best_cosines=ranking.best_cosines,
-                                whole=whole, whole_share=ranking.file_vector)  # fmt: skip
+            prior = group_prior(groups, found, evidence, term_idfs=term_idfs, best_cosines=ranking.best_cosines)
             scores = {cid: (1 - share) * score + share * prior[groups[cid]] for cid, score in scores.items()}
     order = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
     if ranking.demote_headings:
@@ -156,8 +152,6 @@ def group_prior(
     *,
     term_idfs: Mapping[str, float],
     best_cosines: int,
-    whole: Mapping[str, float] | None = None,
-    whole_share: float = 0.0,
 ) -> dict[str, float]:
     """group (file or folder) -> its score in [0, 1]: the IDF share of the query
     matched anywhere in its candidates, and the mean of its best cosines, mixed
@@ -172,8 +166,6 @@ def group_prior(
     for group, matched in terms.items():
         coverage = sum(term_idfs.get(term, 0.0) for term in matched) / total_idf if total_idf > 0 else 0.0
         cosine = sum(sorted(cosines[group], reverse=True)[:best_cosines]) / best_cosines
-        if whole is not None and group in whole:
-            cosine = (1 - whole_share) * cosine + whole_share * max(0.0, whole[group])
         prior[group] = evidence.weight * min(1.0, coverage) + (1 - evidence.weight) * cosine
     return prior
 

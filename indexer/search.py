@@ -32,7 +32,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
@@ -259,10 +259,6 @@ def run_search(
         if ranking is not None:
             evidence = fusion_parts(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
             rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked[: ranking.depth]])
-            if ranking.file_vector > 0 and use_vectors:
-                whole = file_cosines(store, vectors, query_vector, {row.path for row in rows.values()})  # type: ignore[arg-type]
-                if whole is not None:
-                    evidence = replace(evidence, file_cosine=whole)
             prefixes = prefix_idfs(store, terms, idfs)
             ranked = rerank(ranked, rows, evidence, term_idfs=prefixes, ranking=ranking)
     ranked = ranked[:wanted]
@@ -301,26 +297,6 @@ def expanded(
     rescored = [(cid, (1 - share) * score + share * keyword_part(found.get(cid, 0.0), extra_total)) for cid, score in ranked]
     rescored.sort(key=lambda item: (-item[1], item[0]))
     return rescored
-
-
-def file_cosines(
-    store: Store, vectors: VectorSource, query: np.ndarray, paths: set[str]
-) -> dict[str, float] | None:
-    """path -> cosine of the query with the mean of the file's chunk vectors (from an
-    in-memory matrix; None for other sources)."""
-    source = getattr(vectors, "source", vectors)  # vectors.Prefetched wraps the matrix
-    if not isinstance(source, NumpyVectors) or not paths:
-        return None
-    out = {}
-    for path, ids in store.chunk_ids_by_path(sorted(paths)).items():
-        wanted = np.asarray(sorted(ids), dtype=np.int64)
-        rows = np.minimum(np.searchsorted(source.ids, wanted), len(source.ids) - 1)
-        rows = rows[source.ids[rows] == wanted]
-        if len(rows):
-            mean = source.matrix[rows].mean(axis=0)
-            norm = float(np.linalg.norm(mean))
-            out[path] = float(mean @ query) / norm if norm > 0 else 0.0
-    return out
 
 
 def budget_candidates(budget: Budget) -> int:

@@ -366,15 +366,6 @@ class Store:
                 found[row[0]] = ChunkRow(*row)
         return found
 
-    def chunk_ids_by_path(self, paths: Sequence[str]) -> dict[str, list[int]]:
-        """path -> the ids of its chunks."""
-        found: dict[str, list[int]] = {}
-        for batch in _batches(list(paths)):
-            marks = ",".join("?" * len(batch))
-            for chunk_id, path in self.connection.execute(f"SELECT id, path FROM chunks WHERE path IN ({marks})", batch):
-                found.setdefault(path, []).append(chunk_id)
-        return found
-
     # -- status and checks --------------------------------------------------
     def counts_by_kind(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
