@@ -33,6 +33,8 @@ STEPS = [
     ("sensitivity: file prior 0.5", ["ranking=file_prior:0.5"], ["--ranking", "file_prior:0.5"]),
     ("sensitivity: folder prior 0.15", ["ranking=folder_prior:0.15"], ["--ranking", "folder_prior:0.15"]),
     ("sensitivity: folder prior 0.5", ["ranking=folder_prior:0.5"], ["--ranking", "folder_prior:0.5"]),
+    ("round two, dropped: re-rank depth 200", ["ranking=depth:200"], ["--ranking", "depth:200"]),
+    ("round two, opt-in: keyword feedback, 16 terms", ["ranking=expand_terms:16"], ["--ranking", "expand_terms:16"]),
 ]
 CATEGORIES = ("1 multi-hop", "2 temporal", "3 commonsense", "ALL")
 

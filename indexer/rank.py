@@ -40,6 +40,12 @@ class Ranking:
     demote_headings: bool = True
     skip_filler: bool = True  # with a budget: blank and heading lines at a result's edges are not read (budget.py)
     best_cosines: int = 3  # a file's (folder's) cosine: the mean of its best this-many chunk cosines
+    depth: int = RERANK_DEPTH  # fused candidates re-scored (and evidence for the priors)
+    # Keyword feedback (off: it helped the dev set but cost the fixture's MRR, see README):
+    expand_terms: int = 0  # this many rare terms of the top fused chunks are searched too
+    expand_chunks: int = 5  # ... taken from this many top chunks (a term must occur in two of them)
+    expand_weight: float = 0.3  # ... their coverage's share of the score
+    expand_when_unsure: bool = True  # ... times (1 - keyword confidence): paraphrased queries get more
 
 
 DEFAULT_RANKING = Ranking()
@@ -52,6 +58,22 @@ class Evidence:
     weight: float  # the query's keyword weight
     coverage: Mapping[int, float]  # chunk id -> share of the query's IDF its bm25 reaches
     cosine: Mapping[int, float]  # chunk id -> cosine (the list's floor if missing)
+
+
+def expansion_terms(
+    chunk_terms: Sequence[Sequence[str]], idfs: Mapping[str, float], *, exclude: frozenset[str], count: int
+) -> list[str]:
+    """RM3-style feedback: the ``count`` indexed terms that occur in at least two of
+    the top chunks (``chunk_terms``: each chunk's stemmed terms), best by
+    (chunks containing it) x IDF; query terms and terms with digits (times, counts) left out."""
+    seen: dict[str, int] = defaultdict(int)
+    for terms in chunk_terms:
+        for term in set(terms):
+            if term not in exclude and len(term) > 2 and not any(ch.isdigit() for ch in term):
+                seen[term] += 1
+    scored = [(n * idfs.get(term, 0.0), term) for term, n in seen.items() if n >= 2]
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    return [term for score, term in scored[:count] if score > 0]
 
 
 def parse_ranking(text: str) -> Ranking | None:
@@ -78,10 +100,10 @@ def rerank(
     term_idfs: Mapping[str, float],
     ranking: Ranking = DEFAULT_RANKING,
 ) -> list[tuple[int, float]]:
-    """The first RERANK_DEPTH of ``ranked`` (best first) re-scored, then the rest.
+    """The first ``ranking.depth`` of ``ranked`` (best first) re-scored, then the rest.
     ``term_idfs``: IDF of each query word's prefix (search.prefix_idfs)."""
     term_pattern = term_matcher(list(term_idfs))
-    head = [(cid, score) for cid, score in ranked[:RERANK_DEPTH] if cid in rows]
+    head = [(cid, score) for cid, score in ranked[: ranking.depth] if cid in rows]
     scores = dict(head)
     found = {cid: matched_terms(rows[cid].text, term_pattern) for cid in scores}
     content = {cid: has_content(rows[cid].text) for cid in scores} if ranking.demote_headings else {}
@@ -93,7 +115,7 @@ def rerank(
     order = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
     if ranking.demote_headings:
         order = [item for item in order if content[item[0]]] + [item for item in order if not content[item[0]]]
-    return order + [item for item in ranked[RERANK_DEPTH:]]
+    return order + [item for item in ranked[ranking.depth :]]
 
 
 def has_content(text: str) -> bool:

@@ -39,7 +39,7 @@ import numpy as np
 
 from .budget import Budget, Hit, Packed, pack, without_filler
 from .filters import SearchFilters
-from .rank import DEFAULT_RANKING, RERANK_DEPTH, Evidence, Ranking, rerank
+from .rank import DEFAULT_RANKING, Evidence, Ranking, expansion_terms, rerank
 from .store import ChunkRow, Store
 
 Mode = Literal["keyword", "vector", "hybrid"]
@@ -253,9 +253,12 @@ def run_search(
         vector = vectors.nearest(query_vector, pool, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
         idfs = stem_idfs(store, terms) if match else {}
         ranked = fuse(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
+        if ranking is not None and ranking.expand_terms > 0 and match:
+            unsure = 1 - max((keyword_part(b, sum(idfs.values())) for _, b in keyword), default=0.0)
+            ranked = expanded(store, ranked, idfs, ranking, pool=pool, filters=filters, unsure=unsure)
         if ranking is not None:
             evidence = fusion_parts(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
-            rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked[:RERANK_DEPTH]])
+            rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked[: ranking.depth]])
             prefixes = prefix_idfs(store, terms, idfs)
             ranked = rerank(ranked, rows, evidence, term_idfs=prefixes, ranking=ranking)
     ranked = ranked[:wanted]
@@ -272,6 +275,28 @@ def run_search(
         hits = [without_filler(hit) for hit in hits]
     packed = pack(hits, budget=budget, limit=limit, line_weight=line_weight(pattern))
     return [_packed_result(item, rows[item.keys[0]], pattern) for item in packed]
+
+
+def expanded(
+    store: Store, ranked: list[tuple[int, float]], idfs: dict[str, float], ranking: Ranking, *, pool: int,
+    filters: SearchFilters | None, unsure: float = 1.0,
+) -> list[tuple[int, float]]:
+    """``ranked`` re-scored with keyword feedback (rank.expansion_terms): each
+    candidate's score mixed with its coverage of the expansion terms."""
+    top = store.chunks_by_id([chunk_id for chunk_id, _ in ranked[: ranking.expand_chunks]])
+    chunk_terms = [store.stem(row.text) for row in top.values()]
+    vocabulary = list({term for terms in chunk_terms for term in terms})
+    total, counts = store.term_document_counts(vocabulary)
+    term_idfs = {t: math.log((total - counts.get(t, 0) + 0.5) / (counts.get(t, 0) + 0.5)) for t in vocabulary}
+    extra = expansion_terms(chunk_terms, term_idfs, exclude=frozenset(idfs), count=ranking.expand_terms)
+    if not extra:
+        return ranked
+    found = dict(store.keyword_candidates(match_expression(extra), pool, filters=filters))  # type: ignore[arg-type]
+    extra_total = sum(term_idfs[t] for t in extra)
+    share = ranking.expand_weight * (unsure if ranking.expand_when_unsure else 1.0)
+    rescored = [(cid, (1 - share) * score + share * keyword_part(found.get(cid, 0.0), extra_total)) for cid, score in ranked]
+    rescored.sort(key=lambda item: (-item[1], item[0]))
+    return rescored
 
 
 def budget_candidates(budget: Budget) -> int:

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import write
 from indexer import open_index
-from indexer.rank import Evidence, Ranking, has_content, parse_ranking, rerank
+from indexer.rank import Evidence, Ranking, expansion_terms, has_content, parse_ranking, rerank
 from indexer.store import ChunkRow
 
 IDFS = {"gym": 2.0, "games": 2.0, "hobbi": 1.0}  # prefixes of "gym", "games", "hobbies"
@@ -72,3 +72,27 @@ def test_hybrid_search_puts_a_title_only_file_after_content(root, settings, embe
         ranked = index.search("kayak", budget_lines=None)
     assert plain[0].path == "MEMORY.md"  # bm25 alone likes the repeated title
     assert [r.path for r in ranked] == ["daily/2026-01-05.md", "MEMORY.md"]
+
+
+def test_expansion_terms_are_rare_words_shared_by_the_top_chunks():
+    chunks = [["gym", "squat", "at", "six"], ["squat", "gym", "deadlift"], ["squat", "deadlift", "12", "1230"]]
+    idfs = {"gym": 3.0, "squat": 2.0, "deadlift": 4.0, "six": 5.0, "1230": 6.0}
+    # "six" is in one chunk only, "1230" has digits, "gym" is a query term, "at" is short
+    assert expansion_terms(chunks, idfs, exclude=frozenset({"gym"}), count=5) == ["deadlift", "squat"]
+    assert expansion_terms(chunks, idfs, exclude=frozenset({"gym"}), count=1) == ["deadlift"]
+    assert expansion_terms(chunks[:1], idfs, exclude=frozenset(), count=5) == []
+
+
+def test_keyword_feedback_lifts_a_chunk_that_shares_the_top_hits_vocabulary(root, settings, embedder, do_sync):
+    # the question names the kayak; the answer, in another file, only talks of the paddle and the island
+    write(root, "a.md", "# A\n\n- kayak trip: paddle to the island\n")
+    write(root, "b.md", "# B\n\n- kayak rental, paddle and island map\n")
+    write(root, "c.md", "# C\n\n- lost my paddle near the island\n")
+    for name in "defghij":
+        write(root, f"{name}.md", f"# {name.upper()}\n\n- {name} groceries and laundry\n")
+    do_sync()
+    with open_index(settings, embedder=embedder) as index:
+        plain = index.search("kayak", ranking=Ranking(file_prior=0, folder_prior=0), budget_lines=None, limit=20)
+        fed = index.search("kayak", ranking=Ranking(file_prior=0, folder_prior=0, expand_terms=4), budget_lines=None, limit=20)
+    rank_of = lambda results: [r.path for r in results].index("c.md")  # noqa: E731
+    assert rank_of(fed) == 2 and rank_of(fed) < rank_of(plain)
