@@ -252,12 +252,15 @@ def run_search(
         keyword = store.keyword_candidates(match, pool, filters=filters) if match else []
         vector = vectors.nearest(query_vector, pool, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
         idfs = stem_idfs(store, terms) if match else {}
-        ranked = fuse(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
+        if ranking is None:  # fusion alone (bench/fusion_variants.py swaps ``fuse`` for other rules)
+            ranked = fuse(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
+        else:  # the re-ranking reuses what fusion knew about each candidate
+            evidence = fusion_parts(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
+            ranked = fused_ranking(evidence)
         if ranking is not None and ranking.expand_terms > 0 and match:
             unsure = 1 - max((keyword_part(b, sum(idfs.values())) for _, b in keyword), default=0.0)
             ranked = expanded(store, ranked, idfs, ranking, pool=pool, filters=filters, unsure=unsure)
         if ranking is not None:
-            evidence = fusion_parts(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
             rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked[: ranking.depth]])
             prefixes = prefix_idfs(store, terms, idfs)
             ranked = rerank(ranked, rows, evidence, term_idfs=prefixes, ranking=ranking)
