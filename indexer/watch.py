@@ -85,9 +85,23 @@ ObserverFactory = Callable[[], BaseObserver]
 WATCHDOG_BOOKKEEPING = r"Callback with id .* (already exists|does not exist) for watch"
 
 
+# Stopping an inotify observer races with its emitter thread, which then logs this
+# at ERROR level (watchdog 7.x) although nothing is lost: the observer is being stopped.
+WATCHDOG_STOP_RACE = "InotifyEmitter.queue_events() called when the thread is inactive"
+
+
+class _DropStopRace(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != WATCHDOG_STOP_RACE
+
+
+_STOP_RACE_FILTER = _DropStopRace()
+
+
 def quiet_watchdog_bookkeeping() -> None:
-    """Ignore only those warnings, only from watchdog's modules (idempotent)."""
+    """Ignore only those warnings and that shutdown message, only from watchdog's modules (idempotent)."""
     warnings.filterwarnings("ignore", message=WATCHDOG_BOOKKEEPING, category=RuntimeWarning, module=r"watchdog\.")
+    logging.getLogger("watchdog.observers.inotify").addFilter(_STOP_RACE_FILTER)  # a set: added once
 
 
 @dataclass(frozen=True)
