@@ -200,14 +200,22 @@ def _memory_file(
     return MemoryFile(rel, kind, day, FileStamp.of(stat), target)
 
 
-def _storable(rel: str, warnings: list[str]) -> bool:
-    """SQLite text must be UTF-8: a name with undecodable bytes (surrogates here) is skipped."""
+def is_utf8(text: str) -> bool:
+    """False for text holding lone surrogates (undecodable bytes of a file name or argument):
+    SQLite text must be UTF-8."""
     try:
-        rel.encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError:
-        warnings.append(f"{rel}: skipped, file name is not valid UTF-8")
         return False
     return True
+
+
+def _storable(rel: str, warnings: list[str]) -> bool:
+    """A name with undecodable bytes cannot be stored: it is skipped with a warning."""
+    if is_utf8(rel):
+        return True
+    warnings.append(f"{rel}: skipped, file name is not valid UTF-8")
+    return False
 
 
 def resolve_inside(root: Path, user_path: str) -> tuple[str, Path]:

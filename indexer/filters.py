@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import PurePosixPath
 
+from .discover import is_utf8
 from .errors import ConfigError
 
 KINDS: tuple[str, ...] = ("soul", "memory", "daily", "note")
@@ -102,10 +103,8 @@ def parse_prefix(prefix: str | None) -> str | None:
         text = text[2:]
     if not text or text == ".":
         return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(f"path prefix {prefix!r} is not valid UTF-8") from None
+    if not is_utf8(text):
+        raise ConfigError(f"path prefix {prefix!r} is not valid UTF-8")
     if "\x00" in text or text.startswith("/") or PurePosixPath(text).is_absolute():
         raise ConfigError(f"path prefix {prefix!r} must be relative to the memory root")
     if any(part == ".." for part in text.split("/")):

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from .chunk import Chunk, chunk_note
 from .config import CHUNKER_VERSION, Settings
-from .discover import FileStamp, MemoryFile, classify, resolve_inside, scan, scan_paths
+from .discover import FileStamp, MemoryFile, classify, is_utf8, resolve_inside, scan, scan_paths
 from .embed import Embedder
 from .errors import PathError
 from .parse import NotText, decode, parse_note, split_lines
@@ -178,7 +178,7 @@ def _report_scan_warnings(
         if not mark:
             report.warn(message)
             continue
-        key = rel if _utf8(rel) else one_line(rel)  # the table's text must be UTF-8
+        key = rel if is_utf8(rel) else one_line(rel)  # the table's text must be UTF-8
         keys.add(key)
         checked_at = time.time_ns()
         try:
@@ -195,14 +195,6 @@ def _report_scan_warnings(
         if stamp is not None:
             store.record_skipped(key, stamp, reason=reason, skipped_at_ns=checked_at)
     return keys
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _check_configuration(store: Store, cache: EmbeddingCache, embedder: Embedder) -> str | None:

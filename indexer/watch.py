@@ -50,6 +50,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from .config import Settings
+from .discover import is_utf8
 from .errors import IndexReplaced, RootReplaced
 from .sync import one_line
 from .watch_root import RootState, RootTracker
@@ -202,19 +203,11 @@ def relevant_path(root: Path, index_dir: Path, event_path: str, *, is_directory:
         return None
     if not rel.parts or any(part.startswith(".") for part in rel.parts):
         return None
-    if not _utf8(rel.as_posix()):
+    if not is_utf8(rel.as_posix()):
         return None  # the full scan skips such names with a warning
     if not is_directory and rel.suffix != ".md":
         return None
     return rel.as_posix()
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class _EventHandler(FileSystemEventHandler):
