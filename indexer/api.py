@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from . import db, rebuild
 from .budget import Budget
 from .config import CHUNKER_VERSION, Settings
 from .embed import Embedder, LazyEmbedder
-from .discover import is_inside
+from .discover import lexical_inside, refuse_unindexed
 from .errors import ConfigError, ModelError, PathError, UnusableIndex
 from .filters import SearchFilters
 from .rank import DEFAULT_RANKING, Ranking
@@ -44,6 +44,12 @@ log = logging.getLogger(__name__)
 # The vector search (counted per open index) from which every vector is kept in memory.
 MATRIX_FROM_SEARCH = 2
 MAX_LIMIT = 1000  # results per search (the CLI's --limit has the same bound)
+# What one search returns by default: about a screenful, what an assistant can
+# read per question without crowding out the conversation (~1,500 tokens of
+# notes or chat lines), and room for 10-15 short hits or 3-5 note sections.
+DEFAULT_BUDGET_LINES = 50
+DEFAULT_LIMIT = 10  # results without a budget
+MAX_RESULTS = 100  # results with a budget and no limit
 
 
 def _raise_user_error(exc: BaseException) -> None:
@@ -51,12 +57,6 @@ def _raise_user_error(exc: BaseException) -> None:
     error = db.as_user_error(exc)
     if error is not None:
         raise error from exc
-# What one search returns by default: about a screenful, what an assistant can
-# read per question without crowding out the conversation (~1,500 tokens of
-# notes or chat lines), and room for 10-15 short hits or 3-5 note sections.
-DEFAULT_BUDGET_LINES = 50
-DEFAULT_LIMIT = 10  # results without a budget
-MAX_RESULTS = 100  # results with a budget and no limit
 
 
 @dataclass(frozen=True)
@@ -397,15 +397,9 @@ def read_excerpt(
     """
     if start < 1 or count < 1:
         raise PathError(f"{path}: from and lines must be at least 1")
-    if not path or "\x00" in path:
-        raise PathError("empty or invalid path")
-    lexical = Path(os.path.normpath(root / path))  # "~/" is resolve_inside's to judge, as for get
-    if not is_inside(root, lexical):
-        raise PathError(f"{path}: outside the memory root {root}")
-    rel = lexical.relative_to(root).as_posix()
-    if not rel.lower().endswith(".md") or any(part.startswith(".") for part in PurePosixPath(rel).parts):
-        raise PathError(f"{path}: not a memory file (only *.md files outside hidden folders are readable)")
+    rel, lexical = lexical_inside(root, path)
     if not os.path.lexists(lexical):
+        refuse_unindexed(root, rel, path)  # the same rules as get: only a memory file reads as empty
         return Excerpt(rel, start, [], 0, found=False)
     rel, lines = read_lines(root, path, max_bytes=max_bytes)  # refuses paths outside the root, symlinks out, huge files
     if start > max(len(lines), 1):

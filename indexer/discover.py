@@ -224,15 +224,7 @@ def resolve_inside(root: Path, user_path: str) -> tuple[str, Path]:
     Accepts paths relative to the root or absolute paths inside it. Refuses
     ``..`` escapes, absolute paths elsewhere and symlinks that lead out.
     """
-    if not user_path or "\x00" in user_path:
-        raise PathError("empty or invalid path")
-    given = Path(user_path)
-    if user_path.startswith("~/") and not (root / given).exists():
-        given = given.expanduser()  # "~user" and a file really named "~x.md" are never expanded
-    joined = given if given.is_absolute() else root / given
-    lexical = Path(os.path.normpath(joined))
-    if not is_inside(root, lexical):
-        raise PathError(f"{user_path}: outside the memory root {root}")
+    rel, lexical = lexical_inside(root, user_path)
     try:
         real = lexical.resolve(strict=True)
     except FileNotFoundError:
@@ -243,12 +235,26 @@ def resolve_inside(root: Path, user_path: str) -> tuple[str, Path]:
         raise PathError(f"{user_path}: symlink leads outside the memory root")
     if not real.is_file():
         raise PathError(f"{user_path}: not a file")
-    rel = lexical.relative_to(root).as_posix()
-    _refuse_unindexed(root, rel, user_path)
+    refuse_unindexed(root, rel, user_path)
     return rel, real
 
 
-def _refuse_unindexed(root: Path, rel: str, user_path: str) -> None:
+def lexical_inside(root: Path, user_path: str) -> tuple[str, Path]:
+    """(root-relative POSIX path, normalised path) of a user-supplied path, which need not
+    exist; ``..`` escapes and absolute paths elsewhere are refused."""
+    if not user_path or "\x00" in user_path:
+        raise PathError("empty or invalid path")
+    given = Path(user_path)
+    if user_path.startswith("~/") and not (root / given).exists():
+        given = given.expanduser()  # "~user" and a file really named "~x.md" are never expanded
+    joined = given if given.is_absolute() else root / given
+    lexical = Path(os.path.normpath(joined))
+    if not is_inside(root, lexical):
+        raise PathError(f"{user_path}: outside the memory root {root}")
+    return lexical.relative_to(root).as_posix(), lexical
+
+
+def refuse_unindexed(root: Path, rel: str, user_path: str) -> None:
     """``get`` serves only what a scan indexes: ``*.md``, nothing hidden, no folder symlinks."""
     parts = PurePosixPath(rel).parts
     if any(part.startswith(".") for part in parts):

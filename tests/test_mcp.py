@@ -263,7 +263,7 @@ def test_bad_calls_are_one_line_tool_errors_and_the_server_keeps_answering(memor
     assert "diary" in errors[3] or "kind" in errors[3]
     assert "last tuesday" in errors[4] and "later than" in errors[5] and "inside the memory root" in errors[6]
     assert "outside the memory root" in errors[8] and "outside the memory root" in errors[9]
-    assert "symlink leads outside" in errors[10] and "not a memory file" in errors[11]
+    assert "symlink leads outside" in errors[10] and "hidden files and folders are not memory files" in errors[11]
     assert "from: Input should be greater than or equal to 1" in errors[12] and "has only" in errors[13]
     assert "no_such_tool" in errors[14]
 
