@@ -40,7 +40,7 @@ import numpy as np
 from .budget import Budget, Hit, Packed, pack, without_filler
 from .filters import SearchFilters
 from .rank import DEFAULT_RANKING, Evidence, Ranking, expansion_terms, rerank
-from .store import ChunkRow, Store
+from .store import ChunkRow, IndexStore
 
 Mode = Literal["keyword", "vector", "hybrid"]
 MODES: tuple[str, ...] = ("keyword", "vector", "hybrid")
@@ -82,7 +82,7 @@ class VectorSource(Protocol):
 class Vec0Vectors:
     """Vector search through the sqlite-vec ``chunks_vec`` table (KNN; an exact scan of the listed ids for ``only``)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: IndexStore) -> None:
         self.store = store
 
     def nearest(self, query: np.ndarray, k: int, *, only: Sequence[int] | None = None) -> list[tuple[int, float]]:
@@ -199,19 +199,19 @@ def fusion_parts(
     return Evidence(weight, coverage, {cid: cosine.get(cid, vector_floor) for cid in ids})
 
 
-def idf_total(store: Store, terms: Sequence[str]) -> float:
+def idf_total(store: IndexStore, terms: Sequence[str]) -> float:
     """Sum of FTS5-style IDFs of the query's stemmed terms."""
     return sum(stem_idfs(store, terms).values())
 
 
-def stem_idfs(store: Store, terms: Sequence[str]) -> dict[str, float]:
+def stem_idfs(store: IndexStore, terms: Sequence[str]) -> dict[str, float]:
     """FTS5-style IDF of each of the query's stemmed terms."""
     stems = list(dict.fromkeys(stem for term in terms for stem in store.stem(term)))
     total, counts = store.term_document_counts(stems)
     return {s: max(1e-6, math.log((total - counts.get(s, 0) + 0.5) / (counts.get(s, 0) + 0.5))) for s in stems}
 
 
-def prefix_idfs(store: Store, terms: Sequence[str], idfs: dict[str, float]) -> dict[str, float]:
+def prefix_idfs(store: IndexStore, terms: Sequence[str], idfs: dict[str, float]) -> dict[str, float]:
     """IDF per snippet prefix (a query term's first five letters; see snippet_pattern)."""
     out: dict[str, float] = {}
     for term in terms:
@@ -222,7 +222,7 @@ def prefix_idfs(store: Store, terms: Sequence[str], idfs: dict[str, float]) -> d
 
 
 def run_search(
-    store: Store,
+    store: IndexStore,
     query: str,
     *,
     mode: Mode,
@@ -281,7 +281,7 @@ def run_search(
 
 
 def expanded(
-    store: Store, ranked: list[tuple[int, float]], idfs: dict[str, float], ranking: Ranking, *, pool: int,
+    store: IndexStore, ranked: list[tuple[int, float]], idfs: dict[str, float], ranking: Ranking, *, pool: int,
     filters: SearchFilters | None, unsure: float = 1.0,
 ) -> list[tuple[int, float]]:
     """``ranked`` re-scored with keyword feedback (rank.expansion_terms): each

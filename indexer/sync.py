@@ -31,7 +31,7 @@ from .discover import FileStamp, MemoryFile, classify, is_utf8, resolve_inside, 
 from .embed import Embedder
 from .errors import PathError
 from .parse import NotText, decode, parse_note, split_lines
-from .store import EmbeddingCache, FileRecord, FileState, SkippedFile, Store
+from .store import VectorCache, FileRecord, FileState, SkippedFile, IndexStore
 from .writer import Prepared as _Prepared
 from .writer import Writer, content_hash
 
@@ -96,8 +96,8 @@ def one_line(text: str) -> str:
 
 def sync(
     settings: Settings,
-    store: Store,
-    cache: EmbeddingCache,
+    store: IndexStore,
+    cache: VectorCache,
     embedder: Embedder,
     *,
     progress: Progress | None = None,
@@ -168,7 +168,7 @@ def sync(
 
 
 def _report_scan_warnings(
-    root: Path, store: Store, report: SyncReport, warnings: list[str], skipped: dict[str, SkippedFile]
+    root: Path, store: IndexStore, report: SyncReport, warnings: list[str], skipped: dict[str, SkippedFile]
 ) -> set[str]:
     """Report what the scan skipped (broken or outside symlinks, names that are not UTF-8),
     except what was skipped before with the same stamp. Returns the keys of those skips."""
@@ -197,7 +197,7 @@ def _report_scan_warnings(
     return keys
 
 
-def _check_configuration(store: Store, cache: EmbeddingCache, embedder: Embedder) -> str | None:
+def _check_configuration(store: IndexStore, cache: VectorCache, embedder: Embedder) -> str | None:
     """Record model and chunker in meta; clear the index if they changed.
 
     Returns the reason for a full re-embed, or None. The vector table is
@@ -227,7 +227,7 @@ def _check_configuration(store: Store, cache: EmbeddingCache, embedder: Embedder
     return reason
 
 
-def reclassify(settings: Settings, store: Store) -> bool:
+def reclassify(settings: Settings, store: IndexStore) -> bool:
     """When the daily folders differ from the ones the index was classified with,
     mark the files whose kind or date changes so that this sync reads them again
     (their kind, date and full-text title words change; vectors come from the cache).
@@ -290,7 +290,7 @@ def _still_skipped(item: MemoryFile, record: SkippedFile | None, limit: int) -> 
 
 def _prepare(
     settings: Settings,
-    store: Store,
+    store: IndexStore,
     embedder: Embedder,
     item: MemoryFile,
     state: FileState | None,
@@ -379,7 +379,7 @@ def _read(path: Path, limit: int) -> tuple[bytes, FileStamp]:
     return data, FileStamp.of(before)
 
 
-def _drop(store: Store, path: str, state: FileState | None, report: SyncReport, message: str | None) -> None:
+def _drop(store: IndexStore, path: str, state: FileState | None, report: SyncReport, message: str | None) -> None:
     """A file that cannot be indexed keeps no rows: the index mirrors what is readable."""
     if message:
         report.warn_skipped(message)

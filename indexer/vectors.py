@@ -22,7 +22,7 @@ from concurrent.futures import Executor
 import numpy as np
 
 from .search import NumpyVectors
-from .store import Store
+from .store import IndexStore
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class LiveMatrix:
         self.vectors = NumpyVectors([], np.zeros((0, dimensions), dtype=np.float32))
         self.refreshes = 0  # how many times the index had changed (for tests and benchmarks)
 
-    def current(self, store: Store, fetch: Fetch) -> NumpyVectors:
+    def current(self, store: IndexStore, fetch: Fetch) -> NumpyVectors:
         """The matrix as of the caller's read snapshot (call inside it)."""
         version = store.data_version()
         if version == self.version:

@@ -33,7 +33,7 @@ import numpy as np
 from .chunk import Chunk
 from .discover import FileStamp, MemoryFile
 from .embed import Embedder
-from .store import EmbeddingCache, FileRecord, Store
+from .store import VectorCache, FileRecord, IndexStore
 
 if TYPE_CHECKING:
     from .sync import Progress, SyncReport
@@ -66,8 +66,8 @@ class Writer:
     def __init__(
         self,
         root: Path,
-        store: Store,
-        cache: EmbeddingCache,
+        store: IndexStore,
+        cache: VectorCache,
         embedder: Embedder,
         report: SyncReport,
         prepare: Callable[[MemoryFile], Prepared | None],

@@ -1,4 +1,4 @@
-"""All SQL lives here: the index tables and the embedding cache.
+"""The SQLite store: all of SQLite's SQL, the index tables and the embedding cache.
 
 Every write happens inside ``with connection:`` and a file's rows (files,
 chunks, FTS, vectors) are replaced in one transaction, so a reader or a crash
@@ -12,67 +12,25 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import apsw
 import numpy as np
 
-from .chunk import Chunk
-from .discover import FileStamp
-from .filters import SearchFilters
-from .db import CACHE, DAMAGE_ERRORS, FTS_TOKENIZE, connect_cache, quarantine
+from ..chunk import Chunk
+from ..db import CACHE, DAMAGE_ERRORS, FTS_TOKENIZE, connect_cache, quarantine
+from ..discover import FileStamp
+from ..filters import SearchFilters
+from .records import (  # noqa: F401 - re-exported
+    BM25_WEIGHTS, SQL_VARIABLES_PER_QUERY, ChunkRow, FileRecord, FileState, SkippedFile, batches as _batches,
+    blob as _blob, plausible as _plausible,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-SQL_VARIABLES_PER_QUERY = 500
-# bm25 column weights for (text, heading, title): a heading or a file title
-# that matches says a little more about the chunk than one word of its body.
-BM25_WEIGHTS = (1.0, 2.0, 1.0)
-
-
-@dataclass(frozen=True)
-class FileState:
-    stamp: FileStamp
-    hash: str
-    indexed_at_ns: int
-
-
-@dataclass(frozen=True)
-class SkippedFile:
-    """A memory file skipped with a warning, as it was then: unchanged, it is skipped silently."""
-
-    stamp: FileStamp
-    reason: str
-    skipped_at_ns: int
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    path: str
-    kind: str
-    date: str | None
-    stamp: FileStamp
-    hash: str
-    frontmatter: dict[str, Any]
-    title: str  # searchable words naming the file (path words, date)
-
-
-@dataclass(frozen=True)
-class ChunkRow:
-    id: int
-    path: str
-    start_line: int
-    end_line: int
-    heading: str
-    text: str
-    kind: str
-    date: str | None
-
-
 class Store:
-    """The index database. ``vec_enabled`` says whether ``chunks_vec`` is usable."""
+    """The SQLite index database (one memory root). ``vec_enabled`` says whether ``chunks_vec`` is usable."""
 
     def __init__(self, connection: apsw.Connection, *, vec_enabled: bool) -> None:
         self.connection = connection
@@ -497,22 +455,6 @@ class EmbeddingCache:
         where = f"moved to {moved.name}" if moved else "removed it"
         log.warning("embedding cache %s is damaged (%s); %s and started afresh", self.path, exc, where)
         self.connection = connect_cache(self.path)
-
-
-def _plausible(vector: np.ndarray) -> bool:
-    if not np.all(np.isfinite(vector)):
-        return False
-    norm = float(np.linalg.norm(vector))
-    return abs(norm - 1.0) < 1e-3
-
-
-def _blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-
-
-def _batches(items: list[Any], size: int = SQL_VARIABLES_PER_QUERY) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def filter_clause(filters: SearchFilters | None) -> tuple[str, list[Any]]:
