@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import db, rebuild
+from . import db, pg, rebuild
 from .budget import Budget
 from .config import CHUNKER_VERSION, Settings
 from .embed import Embedder, LazyEmbedder
@@ -53,8 +53,8 @@ MAX_RESULTS = 100  # results with a budget and no limit
 
 
 def _raise_user_error(exc: BaseException) -> None:
-    """Disk full, read-only index, I/O error: a one-line error instead of SQLite's exception."""
-    error = db.as_user_error(exc)
+    """Disk full, read-only index, I/O error, server down: a one-line error instead of the engine's exception."""
+    error = db.as_user_error(exc) or pg.user_error(exc)
     if error is not None:
         raise error from exc
 
@@ -71,11 +71,11 @@ class MemoryIndex:
     """An open index. Use through ``open_index``."""
 
     def __init__(
-        self, settings: Settings, opened: db.Opened, *, embedder: Embedder | None, writable: bool = False
+        self, settings: Settings, store: Store, *, embedder: Embedder | None, writable: bool = False
     ) -> None:
         self.settings = settings
         self.writable = writable
-        self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
+        self.store = store
         self.recovered_from: str | None = None  # why the index was rebuilt when opened, if it was
         self._identity = file_identity(settings.index_path)  # to notice another process replacing it
         self._embedder = embedder
@@ -212,7 +212,7 @@ class MemoryIndex:
         if mode != "keyword" and self.store.meta().get("model"):
             self._check_model()
             query_vector = self.embedder.embed([query])[0]
-        with self.store.connection:  # one read snapshot: ids found are the ids read back
+        with self._snapshot():  # one read snapshot: ids found are the ids read back
             vectors = self._vector_source() if query_vector is not None else None
             if mode == "hybrid" and isinstance(vectors, NumpyVectors) and not (filters and filters.narrows_candidates):
                 pool = max(CANDIDATES, limit, budget_candidates(budget) if budget is not None else 0)
@@ -309,6 +309,9 @@ class MemoryIndex:
         return file_identity(self.settings.index_path) != self._identity
 
     # -- helpers ----------------------------------------------------------------
+    def _snapshot(self) -> Any:
+        return self.store.connection  # ``with connection:`` is one SQLite transaction
+
     def _require_writable(self) -> None:
         if not self.writable:
             raise ConfigError("this index was opened for reading; use open_index(settings, write=True) to change it")
@@ -345,7 +348,7 @@ class MemoryIndex:
     def vector_matrix(self) -> NumpyVectors:
         """The in-memory matrix of every vector as of now (loaded or brought up to date)."""
         self.vector_searches = max(self.vector_searches, MATRIX_FROM_SEARCH - 1)
-        with self.store.connection:
+        with self._snapshot():
             source = self._vector_source()
         assert isinstance(source, NumpyVectors)
         return source
@@ -446,6 +449,12 @@ def open_index(
     memdex is moved aside and rebuilt from the Markdown (one warning), unless
     ``recover=False`` (then ``UnusableIndex`` is raised, e.g. for ``check``).
     """
+    if settings.database_url:
+        from .api_pg import open_pg_index  # psycopg only when a server is configured
+
+        with open_pg_index(settings, write=write, embedder=embedder) as index:
+            yield index
+        return
     # Refuse a --db (or its cache) that memdex did not make before creating anything beside it.
     db.ownership(settings.index_path, kind=db.INDEX)
     db.ownership(settings.cache_path, kind=db.CACHE)
@@ -488,6 +497,6 @@ def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover
         opened = connect(settings.index_path, load_vec=settings.use_sqlite_vec)
     if opened.vec_warning:
         log.warning("%s", opened.vec_warning)
-    index = MemoryIndex(settings, opened, embedder=embedder, writable=write)
+    index = MemoryIndex(settings, Store(opened.connection, vec_enabled=opened.vec_loaded), embedder=embedder, writable=write)
     index.recovered_from = recovered_from
     return index

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ INDEX_DIR_NAME = ".memdex"
 INDEX_FILE_NAME = "index.db"
 CACHE_FILE_NAME = "embeddings.db"
 LOCK_FILE_NAME = "write.lock"
+SERVER_STATE_NAME = "postgres"  # with a PostgreSQL index: the name its local lock and watcher files take
 
 # Bump when chunk boundaries or embedded text change: the index re-chunks and
 # re-embeds everything (announced), since old chunks would no longer match.
@@ -48,6 +50,22 @@ class Settings:
     # the cores busy) and for bulk embedding (None: one per core).
     query_threads: int = 1
     embed_threads: int | None = None
+    # PostgreSQL instead of SQLite (``--db postgresql://...``): the server's URL
+    # (credentials also from libpq's PG* variables and ~/.pgpass), this root's
+    # namespace there (default HOST:ROOT) and the namespaces searches cover
+    # (empty: just this one; "*": all of them).
+    database_url: str | None = None
+    namespace: str | None = None
+    search_namespaces: tuple[str, ...] = ()
+
+    @property
+    def host(self) -> str:
+        """This machine's name: whose stat cache a PostgreSQL index's file stamps are."""
+        return socket.gethostname()
+
+    @property
+    def namespace_name(self) -> str:
+        return self.namespace or f"{self.host}:{self.root}"
 
     @property
     def index_dir(self) -> Path:
@@ -74,6 +92,10 @@ class Settings:
         return self.index_path.with_name(self.index_path.name + suffix)
 
 
+def is_database_url(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
+
+
 def make_settings(
     root: str | Path = ".",
     index_path: str | Path | None = None,
@@ -86,7 +108,11 @@ def make_settings(
     if not root_path.is_dir():
         raise ConfigError(f"memory root is not a folder: {root_path}")
     root_path = root_path.resolve()
-    if index_path is None:
+    if is_database_url(index_path):
+        # The server holds the index; the root's .memdex/ keeps the writer lock and watcher state.
+        options = {**options, "database_url": str(index_path)}
+        resolved_index = root_path / INDEX_DIR_NAME / SERVER_STATE_NAME  # postgres.lock, postgres.watcher.json
+    elif index_path is None:
         resolved_index = root_path / INDEX_DIR_NAME / INDEX_FILE_NAME
     else:
         resolved_index = Path(index_path).expanduser().resolve()

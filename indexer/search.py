@@ -41,6 +41,7 @@ from .budget import Budget, Hit, Packed, pack, without_filler
 from .filters import SearchFilters
 from .rank import DEFAULT_RANKING, Evidence, Ranking, expansion_terms, rerank
 from .store import ChunkRow, IndexStore
+from .store.sqlite import match_expression  # noqa: F401 - FTS5's query syntax, re-exported
 
 Mode = Literal["keyword", "vector", "hybrid"]
 MODES: tuple[str, ...] = ("keyword", "vector", "hybrid")
@@ -143,13 +144,6 @@ def query_terms(query: str) -> list[str]:
     return list(dict.fromkeys(chosen))[:MAX_QUERY_TERMS]
 
 
-def match_expression(terms: Sequence[str]) -> str | None:
-    """An FTS5 MATCH string that ORs the terms, each quoted so no operator survives."""
-    if not terms:
-        return None
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
-
-
 def keyword_part(bm25: float, idf_total: float) -> float:
     """bm25 as a share of the query's total IDF, in [0, 1]."""
     if idf_total <= 0:
@@ -236,7 +230,7 @@ def run_search(
     """The best chunks for ``query``; with a ``budget``, packed into it (see budget.py):
     adjacent hits of a file merged, results in rank order until the budget is spent."""
     terms = query_terms(query)
-    match = match_expression(terms)
+    match = bool(terms)
     rows: dict[int, ChunkRow] = {}
     wanted = limit if budget is None else max(limit, budget_candidates(budget))
     pool = max(CANDIDATES, wanted)
@@ -245,11 +239,11 @@ def run_search(
     only = store.filtered_chunk_ids(filters) if narrowed else None  # type: ignore[arg-type]
     use_vectors = vectors is not None and query_vector is not None and (only is None or len(only) > 0)
     if mode == "keyword":
-        ranked = store.keyword_candidates(match, wanted, filters=filters) if match else []
+        ranked = store.keyword_candidates(terms, wanted, filters=filters) if match else []
     elif mode == "vector":
         ranked = vectors.nearest(query_vector, wanted, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
     else:
-        keyword = store.keyword_candidates(match, pool, filters=filters) if match else []
+        keyword = store.keyword_candidates(terms, pool, filters=filters) if match else []
         vector = vectors.nearest(query_vector, pool, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
         idfs = stem_idfs(store, terms) if match else {}
         if ranking is None:  # fusion alone (bench/fusion_variants.py swaps ``fuse`` for other rules)
@@ -294,7 +288,7 @@ def expanded(
     extra = expansion_terms(chunk_terms, term_idfs, exclude=frozenset(idfs), count=ranking.expand_terms)
     if not extra:
         return ranked
-    found = dict(store.keyword_candidates(match_expression(extra), pool, filters=filters))  # type: ignore[arg-type]
+    found = dict(store.keyword_candidates(extra, pool, filters=filters))
     extra_total = sum(term_idfs[t] for t in extra)
     share = ranking.expand_weight * (unsure if ranking.expand_when_unsure else 1.0)
     rescored = [(cid, (1 - share) * score + share * keyword_part(found.get(cid, 0.0), extra_total)) for cid, score in ranked]

@@ -24,9 +24,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .config import INDEX_DIR_NAME, Settings, make_settings
+from .config import INDEX_DIR_NAME, Settings, is_database_url, make_settings
 from .errors import ConfigError
 from .embed import BACKENDS
+from .pg import redact
 from .search import MODES
 
 CONFIG_FILE_NAME = "config.toml"
@@ -107,6 +108,13 @@ def _folders(value: Any, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(folders))
 
 
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise ConfigError(f"{where}: expected a list of namespace names, got {value!r}")
+    return tuple(dict.fromkeys(item.strip() for item in items if item.strip()))
+
+
 @dataclass(frozen=True)
 class Key:
     """One setting: how to read it, the Settings field it fills (None: not a field)."""
@@ -135,6 +143,8 @@ KEYS: dict[str, Key] = {
         Key("max_file_bytes", _positive_int, "max_file_bytes"),
         Key("sqlite_vec", _boolean, "use_sqlite_vec"),
         Key("embed_batch_size", _positive_int, "embed_batch_size"),
+        Key("namespace", _text, "namespace"),
+        Key("search_namespaces", _names, "search_namespaces"),
     )
 }
 def _settings_defaults() -> dict[str, Any]:
@@ -225,12 +235,16 @@ def load_configuration(
             )
     db_item = values["db"]
     db = db_item.value
-    if db is not None and db_item.source.startswith(("root file", "user file")) and not Path(db).expanduser().is_absolute():
+    if (
+        db is not None and not is_database_url(db) and db_item.source.startswith(("root file", "user file"))
+        and not Path(db).expanduser().is_absolute()
+    ):
         db = str(root / db)
     options = {KEYS[name].field: item.value for name, item in values.items() if KEYS[name].field}
     settings = make_settings(root, db, **options)
     values["root"] = Source(str(settings.root), values["root"].source)
-    values["db"] = Source(str(settings.index_path), values["db"].source)
+    shown = redact(settings.database_url) if settings.database_url else str(settings.index_path)
+    values["db"] = Source(shown, values["db"].source)
     return Configuration(
         settings=settings, values=values, user_file=user_path, root_file=settings.root / INDEX_DIR_NAME / CONFIG_FILE_NAME
     )

@@ -209,10 +209,13 @@ class Store:
 
     # -- search -----------------------------------------------------------
     def keyword_candidates(
-        self, match: str, limit: int, *, filters: SearchFilters | None = None
+        self, terms: Sequence[str], limit: int, *, filters: SearchFilters | None = None
     ) -> list[tuple[int, float]]:
-        """(chunk id, bm25 score where higher is better) for an FTS5 MATCH expression,
-        among the chunks ``filters`` allows."""
+        """(chunk id, bm25 score where higher is better) of the chunks matching any of
+        the query ``terms``, among the chunks ``filters`` allows."""
+        match = match_expression(terms)
+        if match is None:
+            return []
         weights = ", ".join(str(w) for w in BM25_WEIGHTS)
         where, params = filter_clause(filters)
         if where:
@@ -455,6 +458,13 @@ class EmbeddingCache:
         where = f"moved to {moved.name}" if moved else "removed it"
         log.warning("embedding cache %s is damaged (%s); %s and started afresh", self.path, exc, where)
         self.connection = connect_cache(self.path)
+
+
+def match_expression(terms: Sequence[str]) -> str | None:
+    """An FTS5 MATCH string that ORs the terms, each quoted so no operator survives."""
+    if not terms:
+        return None
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
 def filter_clause(filters: SearchFilters | None) -> tuple[str, list[Any]]:

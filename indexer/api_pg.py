@@ -1,0 +1,153 @@
+"""The API over a PostgreSQL index: the same ``MemoryIndex``, with the
+server's store, its shared embedding cache and a rebuild that replaces the
+namespace in one transaction.
+
+What differs from SQLite is only what a server changes: there is no index
+file to quarantine (the server keeps its data consistent; a lost connection
+is an error the next sync retries), a rebuild holds the namespace's advisory
+lock and commits at once (searches see the old rows until then), and vector
+search runs on the server's HNSW index.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from . import pg
+from .api import MemoryIndex, parse_target
+from .config import Settings
+from .embed import Embedder
+from .errors import PathError, StorageError
+from .recovery import acquire_lock
+from .search import Vec0Vectors, VectorSource
+from .store.postgres import PgEmbeddingCache, PgStore
+from .sync import Progress, SyncReport, one_line, sync
+from .watch_state import watcher_status
+
+log = logging.getLogger(__name__)
+
+
+class PgMemoryIndex(MemoryIndex):
+    """One namespace of a PostgreSQL index. Use through ``open_index``."""
+
+    store: PgStore
+
+    @property
+    def cache(self) -> PgEmbeddingCache:  # type: ignore[override]
+        if self._cache is None:
+            embedder = self.embedder
+            self._cache = PgEmbeddingCache(self.store, model_id=embedder.model_id, dimensions=embedder.dimensions)
+        return self._cache  # type: ignore[return-value]
+
+    def rebuild(self, *, progress: Progress | None = None) -> SyncReport:
+        """Re-index the namespace from the Markdown in one transaction, holding its
+        advisory lock: other writers of the namespace wait, readers see the old rows."""
+        self._require_writable()
+        conn = self.store.connection
+        try:
+            with pg.advisory_lock(conn, self.settings.namespace_name), conn.transaction():
+                self.store.clear()
+                return sync(self.settings, self.store, self.cache, self.embedder, progress=progress)
+        except Exception as exc:
+            _raise_pg_error(exc, self.settings)
+            raise
+
+    def get_stored(self, namespace: str, target: str) -> tuple[str, int, int, list[str]]:
+        """Lines of a file of another namespace (another host's Markdown), from the
+        text the server stores: (path, start, end, lines); lines between chunks are blank."""
+        path, start, end = parse_target(target)
+        chunks = self.store.stored_lines(namespace, path)
+        if chunks is None:
+            raise PathError(f"{path}: not indexed in namespace {namespace!r}")
+        total = max((last for _, last, _ in chunks), default=0)
+        lines = [""] * total
+        for first, last, text in chunks:
+            lines[first - 1 : last] = text.split("\n")[: last - first + 1]
+        start = 1 if start is None else start
+        end = total if end is None else min(end if end is not None else start, total)
+        if start < 1 or start > max(total, 1) or end < start:
+            raise PathError(f"{target}: {path} has {total} stored lines in namespace {namespace!r}")
+        return path, start, end, lines[start - 1 : end]
+
+    def status(self) -> dict[str, Any]:
+        meta = self.store.meta()
+        counts = self.store.counts_by_kind()
+        return {
+            "root": str(self.settings.root),
+            "index_path": pg.redact(self.settings.database_url or ""),
+            "engine": "postgresql",
+            "namespace": self.settings.namespace_name,
+            "namespaces": self.store.namespaces(),
+            "index_bytes": self.store.size_bytes(),
+            "files": sum(c["files"] for c in counts.values()),
+            "chunks": sum(c["chunks"] for c in counts.values()),
+            "by_kind": counts,
+            "model": meta.get("model"),
+            "dimensions": int(meta["dimensions"]) if "dimensions" in meta else None,
+            "chunker_version": meta.get("chunker_version"),
+            "schema_version": pg.SCHEMA_VERSION,
+            "vector_search": "pgvector-hnsw",
+            "last_sync": float(meta["last_sync"]) if "last_sync" in meta else None,
+            "watcher": watcher_status(self.settings.status_path.parent, self.settings.status_path.name),
+            "skipped": [{"path": path, "reason": f.reason} for path, f in sorted(self.store.skipped_files().items())],
+        }
+
+    def search_info(self) -> dict[str, Any]:
+        return {"model": self.store.meta().get("model"), "vector_search": "pgvector-hnsw"}
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self.store.close()
+
+    def replaced_on_disk(self) -> bool:
+        return False  # the server's tables are not a file another process can swap
+
+    def _recover(self, problem: BaseException | str, *, progress: Progress | None = None) -> SyncReport:
+        raise problem if isinstance(problem, BaseException) else StorageError(one_line(problem))
+
+    def _snapshot(self) -> Any:
+        return self.store.read_snapshot()
+
+    def _uses_vec0(self) -> bool:
+        return self.store.vec_dimensions() is not None
+
+    def _vector_source(self) -> VectorSource:
+        self.vector_searches += 1
+        return Vec0Vectors(self.store)  # the server's HNSW index (store.vector_candidates)
+
+
+def _raise_pg_error(exc: BaseException, settings: Settings) -> None:
+    error = pg.user_error(exc, settings.database_url)
+    if error is not None:
+        raise error from None
+
+
+@contextmanager
+def open_pg_index(settings: Settings, *, write: bool, embedder: Embedder | None) -> Iterator[PgMemoryIndex]:
+    """Open this root's namespace on the server; ``write=True`` takes the root's local
+    writer lock (one writer per root and host) and creates or migrates the schema."""
+    lock = acquire_lock(settings.lock_path, status_path=settings.status_path) if write else None
+    try:
+        try:
+            store = PgStore(
+                settings.database_url or "", namespace=settings.namespace_name, host=settings.host, write=write,
+                search_namespaces=settings.search_namespaces,
+            )  # fmt: skip
+        except Exception as exc:
+            _raise_pg_error(exc, settings)
+            raise
+        index = PgMemoryIndex(settings, store, embedder=embedder, writable=write)  # type: ignore[arg-type]
+        try:
+            yield index
+        finally:
+            index.close()
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+__all__ = ["PgMemoryIndex", "open_pg_index"]
