@@ -106,6 +106,13 @@ class PgMemoryIndex(MemoryIndex):
     def replaced_on_disk(self) -> bool:
         return False  # the server's tables are not a file another process can swap
 
+    def replace_damaged(self, reason: str, *, progress: Progress | None = None) -> SyncReport:
+        """Rows that do not match their Markdown (``check --repair``): rebuild the namespace."""
+        log.warning("rebuilding namespace %s from the Markdown: %s", self.settings.namespace_name, one_line(reason))
+        report = self.rebuild(progress=progress)
+        self.recovered_from = reason
+        return report
+
     def _recover(self, problem: BaseException | str, *, progress: Progress | None = None) -> SyncReport:
         raise problem if isinstance(problem, BaseException) else StorageError(one_line(problem))
 

@@ -64,9 +64,10 @@ def check_index(settings: Settings, store: Store, *, model_id: str) -> CheckRepo
     """Run every check; SQLite errors that mean damage become "corrupt" findings."""
     started = time.perf_counter()
     report = CheckReport()
+    sqlite = isinstance(store, Store)  # FTS5's and SQLite's own integrity checks; a server checks its own pages
     steps: list[Callable[[], None]] = [
-        lambda: _check_full_text(store, report),
-        lambda: _check_sqlite(store, report),
+        (lambda: _check_full_text(store, report)) if sqlite else (lambda: None),
+        (lambda: _check_sqlite(store, report)) if sqlite else (lambda: None),
         lambda: _check_rows(store, report),
         lambda: _check_chunk_texts(store, report),
         lambda: _check_vectors(settings, store, report),
@@ -132,9 +133,13 @@ def _check_vectors(settings: Settings, store: Store, report: CheckReport) -> Non
     meta = store.meta()
     if not store.vec_enabled or store.vec_dimensions() is None or meta.get("vec_stale") == "1":
         return
-    if "model" not in meta or not settings.cache_path.exists():
+    if "model" not in meta or (isinstance(store, Store) and not settings.cache_path.exists()):
         return
-    cache = EmbeddingCache(settings.cache_path, model_id=meta["model"], dimensions=int(meta["dimensions"]))
+    cache = (
+        EmbeddingCache(settings.cache_path, model_id=meta["model"], dimensions=int(meta["dimensions"]))
+        if isinstance(store, Store)
+        else store.shared_cache(model_id=meta["model"], dimensions=int(meta["dimensions"]))
+    )
     try:
         stored = store.vectors_by_chunk()
         hashes = store.chunk_hashes()

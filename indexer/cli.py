@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import dataclasses
 from dataclasses import asdict
 from collections.abc import Callable
 from datetime import datetime
@@ -22,12 +23,13 @@ from typing import Any
 import click
 
 from . import db as _db
-from .api import open_index, read_target
+from . import pg as _pg
+from .api import Lines, open_index, read_target
 from .check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
 from .cli_serve import config_command, mcp_command
 from .config import Settings
 from .embed import BACKENDS, resolve_model
-from .errors import IndexerError, LockedError, PathError, RootReplaced, SchemaError, UnusableIndex
+from .errors import ConfigError, IndexerError, LockedError, PathError, RootReplaced, SchemaError, UnusableIndex
 from .filters import KINDS, make_filters
 from .search import MODES
 from .service import launchd_plist, systemd_unit, watch_command
@@ -50,16 +52,19 @@ def _templates() -> Traversable:
 
 class _Context:
     def __init__(
-        self, root: str | None, db: str | None, model: str | None, verbose: int, backend: str | None = None
+        self, root: str | None, db: str | None, model: str | None, verbose: int, backend: str | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.root, self.db, self.model, self.verbose, self.backend = root, db, model, verbose, backend
+        self.namespace = namespace
         self._configuration: Configuration | None = None
 
     def configuration(self) -> Configuration:
         """Flags > MEMDEX_* environment > ROOT/.memdex/config.toml > user file > defaults."""
         if self._configuration is None:
             self._configuration = load_configuration(
-                {"root": self.root, "db": self.db, "model": self.model, "backend": self.backend}
+                {"root": self.root, "db": self.db, "model": self.model, "backend": self.backend,
+                 "namespace": self.namespace}
             )
         return self._configuration
 
@@ -111,7 +116,7 @@ class _Group(click.Group):
             click.echo(f"memdex: error: {exc.strerror or exc}{where}", err=True)
             ctx.exit(1)
         except Exception as exc:  # last resort: an SQLite error no layer below turned into a message
-            error = _db.as_user_error(exc)
+            error = _db.as_user_error(exc) or _pg.user_error(exc)
             if error is None or (ctx.obj is not None and ctx.obj.verbose):
                 raise
             click.echo(f"memdex: error: {error}", err=True)
@@ -134,7 +139,10 @@ def _silence_stdout() -> None:
 
 @click.group(cls=_Group)
 @click.option("--root", default=None, help="Memory root folder (default: the current folder; env MEMDEX_ROOT).")
-@click.option("--db", default=None, help="Index file (default ROOT/.memdex/index.db; env MEMDEX_DB).")
+@click.option("--db", default=None,
+              help="Index file (default ROOT/.memdex/index.db), or a postgresql:// URL (env MEMDEX_DB).")
+@click.option("--namespace", default=None,
+              help="With PostgreSQL: this root's namespace on the server (default HOST:ROOT; env MEMDEX_NAMESPACE).")
 @click.option("--model", default=None, help="sentence-transformers model name or local folder (env MEMDEX_MODEL).")
 @click.option("--backend", type=click.Choice(BACKENDS), default=None,
               help="Embedding backend: auto (ONNX Runtime, torch as fallback), onnx or torch (env MEMDEX_BACKEND).")  # fmt: skip
@@ -142,11 +150,12 @@ def _silence_stdout() -> None:
 @click.version_option(package_name="memdex")
 @click.pass_context
 def cli(
-    ctx: click.Context, root: str | None, db: str | None, model: str | None, backend: str | None, verbose: int
+    ctx: click.Context, root: str | None, db: str | None, namespace: str | None, model: str | None,
+    backend: str | None, verbose: int,
 ) -> None:
     """memdex: keep a searchable index of an assistant's Markdown memory."""
     _configure_logging(verbose)
-    ctx.obj = _Context(root, db, model, verbose, backend)
+    ctx.obj = _Context(root, db, model, verbose, backend, namespace)
 
 
 @cli.command()
@@ -233,7 +242,7 @@ def check(obj: _Context, repair: bool, as_json: bool) -> None:
 
 def _check(settings: Settings) -> CheckReport:
     model_id, _ = resolve_model(settings.model)
-    if not settings.index_path.exists():
+    if not settings.database_url and not settings.index_path.exists():
         report = CheckReport()
         report.add(DRIFT, f"no index at {settings.index_path} yet")
         return report
@@ -362,7 +371,8 @@ def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
     model = obj.model
     if model and Path(model).expanduser().is_dir():
         model = str(Path(model).expanduser().resolve())  # a service does not run in this folder
-    command = watch_command(sys.executable, root=settings.root, db=settings.index_path if obj.db else None, model=model)
+    db = settings.database_url or (settings.index_path if obj.db else None)
+    command = watch_command(sys.executable, root=settings.root, db=db, model=model, namespace=obj.namespace)
     environment = obj.configuration().environment()  # MEMDEX_* settings; the files are read by the service itself
     if kind == "systemd":
         return systemd_unit(command, root=settings.root, environment=environment)
@@ -383,6 +393,8 @@ def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
 @click.option("--after", default=None, help="Only dated logs on or after this day (YYYY-MM-DD, or 7d, 2w, 3m, 1y).")
 @click.option("--before", default=None, help="Only dated logs on or before this day.")
 @click.option("--min-score", type=float, default=None, help="Drop results scoring below this (per-mode scale).")
+@click.option("--across", "across", multiple=True,
+              help="With PostgreSQL: search these namespaces (repeatable; 'all': every one) instead of this root's.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.pass_obj
 def search(
@@ -397,10 +409,16 @@ def search(
     after: str | None,
     before: str | None,
     min_score: float | None,
+    across: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Search the memory; prints path:start-end, heading and a snippet."""
     settings = obj.settings()
+    if across:
+        if not settings.database_url:
+            raise ConfigError("--across needs a PostgreSQL index (--db postgresql://...)")
+        names = tuple("*" if name == "all" else name for name in across)
+        settings = dataclasses.replace(settings, search_namespaces=names)
     filters = make_filters(kinds=kinds, path_prefix=path_prefix, after=after, before=before, min_score=min_score)
     lines = settings.search_budget_lines if budget_lines is None else budget_lines
     with open_index(settings) as memory:
@@ -417,6 +435,8 @@ def search(
         # one_line: a newline (or other control character) in a file name or heading is escaped,
         # so each result stays two lines; --json has the exact path.
         where = one_line(f"{result.path}:{result.start_line}-{result.end_line}")
+        if result.namespace is not None and result.namespace != settings.namespace_name:
+            where = f"({one_line(result.namespace)}) {where}"
         heading = f"  [{one_line(result.heading)}]" if result.heading else ""
         click.echo(f"{result.score:.3f}  {where}{heading}")
         click.echo(f"       {one_line(result.snippet)}")
@@ -426,11 +446,21 @@ def search(
 @click.argument("target")
 @click.option("-n", "--line-numbers", is_flag=True, help="Prefix each line with its number.")
 @click.option("--json", "as_json", is_flag=True, help="Print {path, start_line, end_line, lines} as JSON.")
+@click.option("--from", "namespace", default=None,
+              help="With PostgreSQL: read another namespace's stored text (its Markdown is on another host).")
 @click.pass_obj
-def get(obj: _Context, target: str, line_numbers: bool, as_json: bool) -> None:
+def get(obj: _Context, target: str, line_numbers: bool, as_json: bool, namespace: str | None) -> None:
     """Print lines of a memory file: PATH, PATH:N or PATH:START-END."""
     settings = obj.settings()
-    found = read_target(settings.root, target, max_bytes=settings.max_file_bytes)
+    if namespace is not None and namespace != settings.namespace_name:
+        if not settings.database_url:
+            raise ConfigError("--from needs a PostgreSQL index (--db postgresql://...)")
+        with open_index(settings) as memory:
+            path, start, end, lines = memory.get_stored(namespace, target)  # type: ignore[attr-defined]
+        found = Lines(path, start, end, lines)
+        click.echo(f"memdex: stored text of {path} in namespace {one_line(namespace)}, not its Markdown", err=True)
+    else:
+        found = read_target(settings.root, target, max_bytes=settings.max_file_bytes)
     if as_json:
         click.echo(json.dumps(asdict(found), indent=2, ensure_ascii=False))
         return

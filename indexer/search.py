@@ -71,6 +71,7 @@ class SearchResult:
     date: str | None
     score: float
     snippet: str
+    namespace: str | None = None  # the memory root's namespace on a PostgreSQL server; None with SQLite
 
 
 class VectorSource(Protocol):
@@ -315,13 +316,16 @@ def _hit(row: ChunkRow, score: float) -> Hit:
     lines = row.text.split("\n")
     if len(lines) != size:  # never expected (a chunk's text is its lines); keep the span's length honest
         lines = (lines + [""] * size)[:size]
-    return Hit(row.path, row.start_line, row.end_line, float(score), tuple(lines), row.heading, row.id)
+    # Hits merge by path: the same path in two namespaces (PostgreSQL) is two files.
+    path = row.path if row.namespace is None else f"{row.namespace}\0{row.path}"
+    return Hit(path, row.start_line, row.end_line, float(score), tuple(lines), row.heading, row.id)
 
 
 def _packed_result(item: Packed, row: ChunkRow, pattern: re.Pattern[str] | None) -> SearchResult:
     return SearchResult(
-        path=item.path, start_line=item.start_line, end_line=item.end_line, heading=item.heading,
+        path=row.path, start_line=item.start_line, end_line=item.end_line, heading=item.heading,
         kind=row.kind, date=row.date, score=round(item.score, 6), snippet=_snippet("\n".join(item.lines), pattern),
+        namespace=row.namespace,
     )  # fmt: skip
 
 
@@ -329,6 +333,7 @@ def _result(row: ChunkRow, score: float, pattern: re.Pattern[str] | None) -> Sea
     return SearchResult(
         path=row.path, start_line=row.start_line, end_line=row.end_line, heading=row.heading,
         kind=row.kind, date=row.date, score=round(float(score), 6), snippet=_snippet(row.text, pattern),
+        namespace=row.namespace,
     )  # fmt: skip
 
 

@@ -15,10 +15,14 @@ SERVICE_NAME = "memdex-watch"
 LAUNCHD_LABEL = "dev.memdex.watch"
 
 
-def watch_command(python: str, *, root: Path, db: Path | None, model: str | None) -> list[str]:
+def watch_command(
+    python: str, *, root: Path, db: Path | str | None, model: str | None, namespace: str | None = None
+) -> list[str]:
     command = [python, "-m", "indexer", "--root", str(root)]
     if db is not None:
-        command += ["--db", str(db)]
+        command += ["--db", str(db)]  # a postgresql:// URL as given (keep its password in ~/.pgpass instead)
+    if namespace is not None:
+        command += ["--namespace", namespace]
     if model is not None:
         command += ["--model", model]
     return command + ["watch", "--wait-for-lock"]

@@ -54,11 +54,12 @@ def stems(text: str, *, query: bool = False) -> list[str]:
     return [token[2] for token in _tokenizer()(text.encode("utf-8"), reason, None)]
 
 
-def chunk_terms(chunk: Chunk, title: str) -> tuple[dict[str, float], int]:
-    """(term -> column-weighted frequency, length in tokens) of a chunk's text, heading and title."""
+def chunk_terms(text: str, heading: str, title: str) -> tuple[dict[str, float], int]:
+    """(term -> column-weighted frequency, length in tokens) of a chunk's text, heading and title,
+    as FTS5 counts them for bm25 (length: every token of every column)."""
     freq: dict[str, float] = {}
     length = 0
-    for text, weight in zip((chunk.text, chunk.heading, title), BM25_WEIGHTS):
+    for text, weight in zip((text, heading, title), BM25_WEIGHTS):
         for term in stems(text):
             length += 1
             if len(term.encode("utf-8")) <= MAX_TERM_BYTES:
@@ -264,7 +265,7 @@ class PgStore:
     def _insert_chunks(self, conn: Any, record: FileRecord, items: Sequence[tuple[Chunk, np.ndarray]]) -> int:
         if not items:
             return 0
-        terms = [chunk_terms(chunk, record.title) for chunk, _ in items]
+        terms = [chunk_terms(chunk.text, chunk.heading, record.title) for chunk, _ in items]
         cursor = conn.cursor()
         cursor.executemany(
             "INSERT INTO chunks(ns, path, start_line, end_line, heading, text, hash, oversized, length) "
@@ -364,6 +365,18 @@ class PgStore:
             (pg.SCHEMA,),
         )
         return [row[0] for row in rows]
+
+    def vectors_by_chunk(self) -> dict[int, bytes]:
+        table = self._vec_table()
+        if table is None:
+            return {}
+        rows = self.connection.execute(
+            f"SELECT v.chunk_id, v.embedding::text FROM {table} v WHERE v.ns = %s", (self.ns,)
+        )
+        return {cid: parse_vector(text).tobytes() for cid, text in rows}
+
+    def shared_cache(self, *, model_id: str, dimensions: int) -> PgEmbeddingCache:
+        return PgEmbeddingCache(self, model_id=model_id, dimensions=dimensions)
 
     def chunk_hashes(self) -> list[tuple[int, str]]:
         return self.connection.execute("SELECT id, hash FROM chunks WHERE ns = %s ORDER BY id", (self.ns,)).fetchall()
@@ -525,6 +538,25 @@ class PgStore:
                 f"(SELECT 1 FROM {table} v WHERE v.chunk_id = c.id)"
             )
         return {name: self.connection.execute(query, {"ns": self.ns}).fetchone()[0] for name, query in sql.items()}
+
+    def chunks_with_fts(self) -> dict[str, list[tuple[int, int, str, str, tuple[str, str, str]]]]:
+        """path -> [(start, end, heading, text, (text, heading, title) its postings were made from)];
+        a chunk whose postings are not those of its text and title gets ("", "", "")."""
+        conn, ns = self.connection, {"ns": self.ns}
+        stored: dict[int, dict[str, float]] = {}
+        for cid, term, freq in conn.execute("SELECT chunk_id, term, freq FROM postings WHERE ns = %(ns)s", ns):
+            stored.setdefault(cid, {})[term] = freq
+        rows = conn.execute(
+            "SELECT c.id, c.path, c.start_line, c.end_line, c.heading, c.text, f.title, c.length FROM chunks c "
+            "JOIN files f ON f.ns = c.ns AND f.path = c.path WHERE c.ns = %(ns)s ORDER BY c.path, c.start_line",
+            ns,
+        )
+        found: dict[str, list[tuple[int, int, str, str, tuple[str, str, str]]]] = {}
+        for cid, path, start, end, heading, text, title, length in rows:
+            expected, tokens = chunk_terms(text, heading, title)
+            same = tokens == length and expected == stored.get(cid, {})
+            found.setdefault(path, []).append((start, end, heading, text, (text, heading, title) if same else ("", "", "")))
+        return found
 
     def chunk_texts(self) -> Iterator[tuple[str, int, str, str, str]]:
         yield from self.connection.execute(
