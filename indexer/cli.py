@@ -427,7 +427,8 @@ def search(
             budget_lines=lines or None, budget_tokens=budget_tokens, filters=filters,
         )
     if as_json:
-        click.echo(json.dumps([asdict(r) for r in results], indent=2, ensure_ascii=False))
+        shown = [{k: v for k, v in asdict(r).items() if k != "namespace" or v is not None} for r in results]
+        click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
         return
     if not results:
         click.echo("no results")

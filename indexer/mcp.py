@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 import anyio
 
-from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
+from typing_extensions import NotRequired, TypedDict  # pydantic needs this one before Python 3.12
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -70,6 +70,7 @@ class SearchHit(TypedDict):
     heading: str
     kind: str
     date: str | None
+    namespace: NotRequired[str]  # PostgreSQL: the memory root the hit is from
 
 
 class SearchOutput(TypedDict):
@@ -235,11 +236,14 @@ def _lifespan(service: IndexService) -> Any:
 
 def _hit(result: SearchResult) -> SearchHit:
     span = f"#L{result.start_line}" if result.start_line == result.end_line else f"#L{result.start_line}-L{result.end_line}"
-    return {
+    hit: SearchHit = {
         "path": result.path, "startLine": result.start_line, "endLine": result.end_line, "score": result.score,
         "snippet": result.snippet, "citation": result.path + span, "heading": result.heading,
         "kind": result.kind, "date": result.date,
     }  # fmt: skip
+    if result.namespace is not None:
+        hit["namespace"] = result.namespace
+    return hit
 
 
 def _get_target(path: str, start: int | None, count: int | None) -> tuple[str, int, int]:

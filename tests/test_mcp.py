@@ -92,7 +92,8 @@ def test_tools_are_listed_with_schemas_and_read_only_hints(memory: IndexService)
     get = tools["memory_get"].input_schema
     assert get["required"] == ["path"] and {"path", "from", "lines"} == set(get["properties"])
     hit = tools["memory_search"].output_schema["$defs"]["SearchHit"]["properties"]
-    assert {"path", "startLine", "endLine", "score", "snippet", "citation", "heading", "kind", "date"} == set(hit)
+    assert {"path", "startLine", "endLine", "score", "snippet", "citation", "heading", "kind", "date", "namespace"} == set(hit)
+    assert "namespace" not in tools["memory_search"].output_schema["$defs"]["SearchHit"]["required"]  # PostgreSQL only
     assert {"path", "text", "from", "lines", "truncated", "nextFrom"} == set(
         tools["memory_get"].output_schema["properties"]
     )
