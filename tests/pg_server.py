@@ -90,7 +90,7 @@ def server_os_user() -> pwd.struct_passwd | None:
     except KeyError:
         pass
     made = _run(
-        ["useradd", "--system", "--user-group", "--no-create-home",
+        [shutil.which("useradd") or "/usr/sbin/useradd", "--system", "--user-group", "--no-create-home",
          "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
         check=False,
     )
