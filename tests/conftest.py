@@ -134,7 +134,8 @@ def snapshot(settings: Settings, embedder: RecordingEmbedder) -> dict[str, Any]:
 
 
 def pg_required() -> bool:
-    return bool(os.environ.get("CI")) or os.environ.get("MEMDEX_REQUIRE_PG") == "1"
+    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    return ci or os.environ.get("MEMDEX_REQUIRE_PG") == "1"
 
 
 @pytest.fixture(scope="session")
