@@ -125,3 +125,45 @@ def do_sync(settings: Settings, embedder: RecordingEmbedder) -> Callable[..., Sy
 def snapshot(settings: Settings, embedder: RecordingEmbedder) -> dict[str, Any]:
     with open_index(settings, embedder=embedder) as index:
         return index.store.snapshot()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+# One throwaway PostgreSQL + pgvector server per test session (tests/pg_server.py). Where it
+# cannot start, PostgreSQL tests are skipped, except under CI or MEMDEX_REQUIRE_PG=1, where
+# they fail: CI must never pass by skipping them.
+
+
+def pg_required() -> bool:
+    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    return ci or os.environ.get("MEMDEX_REQUIRE_PG") == "1"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """The session's PgServer: .url, .url_for(db), .create_database(name), .restart(), .kill(), .stop()."""
+    from pg_server import PgServer, PgServerError
+
+    try:
+        server = PgServer.start()
+    except PgServerError as exc:
+        if pg_required():
+            pytest.fail(f"PostgreSQL server did not start (CI / MEMDEX_REQUIRE_PG=1): {exc}", pytrace=False)
+        pytest.skip(f"no PostgreSQL server for the postgres tests: {exc}")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server: Any) -> str:
+    """libpq URL of the session server's `memdex` database (pgvector installed), with a password."""
+    return str(pg_server.url)
+
+
+@pytest.fixture
+def pg_server_alive(pg_server: Any) -> Iterator[Any]:
+    """The session server, started again after the test if the test stopped or killed it."""
+    yield pg_server
+    if not pg_server.is_running():
+        pg_server.restart()
