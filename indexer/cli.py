@@ -456,7 +456,7 @@ def get(obj: _Context, target: str, line_numbers: bool, as_json: bool, namespace
     if namespace is not None and namespace != settings.namespace_name:
         if not settings.database_url:
             raise ConfigError("--from needs a PostgreSQL index (--db postgresql://...)")
-        with open_index(settings) as memory:
+        with open_index(dataclasses.replace(settings, namespace=namespace)) as memory:
             path, start, end, lines = memory.get_stored(namespace, target)  # type: ignore[attr-defined]
         found = Lines(path, start, end, lines)
         click.echo(f"memdex: stored text of {path} in namespace {one_line(namespace)}, not its Markdown", err=True)

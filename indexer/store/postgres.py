@@ -115,6 +115,8 @@ class PgStore:
         elif pg.schema_version(conn) < pg.SCHEMA_VERSION:
             raise SchemaError(f"no memdex index at {pg.redact(self.url)} (or an older one); run 'memdex index' first")
         row = conn.execute("SELECT id FROM namespaces WHERE name = %s", (self.namespace,)).fetchone()
+        if row is None and self._search_names:
+            return 0  # a reader searching other namespaces: its own need not exist (ids start at 1)
         if row is None:
             raise SchemaError(
                 f"namespace {self.namespace!r} has no index at {pg.redact(self.url)}; run 'memdex index' first"

@@ -1,0 +1,328 @@
+"""memdex on PostgreSQL + pgvector: the same behaviour as SQLite, on a real server.
+
+Every test gets its own namespaces (memory roots) on the session's server
+(``pg_url``), so tests share the server but never each other's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from conftest import RecordingEmbedder, age_files, write
+from indexer import make_settings, open_index
+from indexer.cli import cli
+from indexer.config import Settings
+from indexer.errors import SchemaError, StorageError
+from indexer.filters import make_filters
+from indexer.pg import redact
+
+pytestmark = pytest.mark.postgres
+
+NOTES = {
+    "MEMORY.md": "# Facts\n\n- Penicillin allergy: hives in 2009.\n- Editor: vim with tmux.\n\n## Pets\n\nPangur the cat.\n",
+    "SOUL.md": "# Soul\n\nBe brief and kind.\n",
+    "daily/2024-05-01.md": "# Wednesday\n\nDentist at 3pm. Bought a bike.\n",
+    "daily/2024-05-02.md": "# Thursday\n\nRode the bike to the lake.\n",
+    "notes/garden.md": "---\ntitle: Greenhouse\ntags: [tomatoes]\n---\n# Plan\n\nTomatoes in May, basil in June.\n",
+}
+
+
+def fill(root: Path, files: dict[str, str] = NOTES) -> None:
+    for rel, text in files.items():
+        write(root, rel, text)
+    age_files(root)
+
+
+def pg_settings(root: Path, url: str, namespace: str | None = None, **options: Any) -> Settings:
+    return make_settings(root, url, namespace=namespace or f"test-{uuid.uuid4().hex[:10]}", **options)
+
+
+def index(settings: Settings, embedder: RecordingEmbedder | None = None, **options: Any) -> Any:
+    with open_index(settings, write=True, embedder=embedder or RecordingEmbedder()) as memory:
+        return memory.sync(**options)
+
+
+def snap(settings: Settings) -> dict[str, Any]:
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        return memory.store.snapshot()
+
+
+def search(settings: Settings, query: str, **options: Any) -> list[Any]:
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        return memory.search(query, **options)
+
+
+def test_index_search_and_resync_skip_unchanged_files(root: Path, pg_url: str) -> None:
+    fill(root)
+    settings = pg_settings(root, pg_url)
+    embedder = RecordingEmbedder()
+    first = index(settings, embedder)
+    assert first.reindexed == len(NOTES) and len(embedder.embedded) > 0
+    embedder.reset()
+    again = index(settings, embedder)
+    assert again.reindexed == 0 and again.skipped_unchanged_stat == len(NOTES) and embedder.embedded == []
+    hits = search(settings, "penicillin allergy", mode="keyword", budget_lines=None)
+    assert hits[0].path == "MEMORY.md" and hits[0].start_line == 1 and hits[0].namespace == settings.namespace_name
+
+
+def test_one_line_edit_reembeds_one_chunk_and_keeps_the_others(root: Path, pg_url: str) -> None:
+    fill(root)
+    settings = pg_settings(root, pg_url)
+    index(settings)
+    before = {row[:3]: row for row in snap(settings)["chunks"]}
+    ids_before = _chunk_ids(pg_url, settings)
+    write(root, "MEMORY.md", NOTES["MEMORY.md"].replace("Pangur the cat.", "Pangur the grey cat."))
+    age_files(root)
+    embedder = RecordingEmbedder()
+    index(settings, embedder)
+    assert embedder.embedded == ["Facts > Pets\n## Pets\n\nPangur the grey cat."]
+    after = _chunk_ids(pg_url, settings)
+    # Only the changed chunk's row is replaced: the others keep their ids (no delete + insert).
+    assert len(set(ids_before) & set(after)) == len(after) - 1
+    assert len(before) == len(snap(settings)["chunks"])
+
+
+def _chunk_ids(url: str, settings: Settings) -> list[int]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT c.id FROM memdex.chunks c JOIN memdex.namespaces n ON n.id = c.ns WHERE n.name = %s",
+            (settings.namespace_name,),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_incremental_syncs_equal_a_fresh_rebuild(root: Path, pg_url: str) -> None:
+    """Invariant 1 on PostgreSQL: after edits, renames, deletes and a title change,
+    the namespace's rows equal those of a fresh namespace built from the same folder."""
+    fill(root)
+    settings = pg_settings(root, pg_url)
+    index(settings)
+    write(root, "notes/garden.md", NOTES["notes/garden.md"].replace("Greenhouse", "Glasshouse"))  # title words
+    (root / "daily/2024-05-02.md").rename(root / "daily/2024-05-03.md")
+    (root / "SOUL.md").unlink()
+    write(root, "notes/new.md", "# New\n\nA brand new note about kayaks.\n")
+    write(root, "MEMORY.md", NOTES["MEMORY.md"] + "\n## Work\n\nStarted at the library.\n")
+    index(settings, paths=["notes/garden.md", "daily", "SOUL.md", "notes/new.md"])
+    index(settings)
+    fresh = pg_settings(root, pg_url)
+    index(fresh)
+    incremental, rebuilt = snap(settings), snap(fresh)
+    assert incremental["files"] == rebuilt["files"] and incremental["chunks"] == rebuilt["chunks"]
+    assert incremental == rebuilt
+
+
+def test_the_same_folder_gives_the_same_chunks_and_keyword_scores_as_sqlite(root: Path, tmp_path: Path, pg_url: str) -> None:
+    """Parity: identical chunks, and bm25 computed on the server equals FTS5's."""
+    fill(root)
+    lite = make_settings(root, tmp_path / "lite.db")
+    server = pg_settings(root, pg_url)
+    index(lite)
+    index(server)
+    assert sorted(snap(lite)["chunks"]) == sorted(snap(server)["chunks"])
+    for query in ("bike", "penicillin vim", "tomatoes greenhouse basil", "the cat", "lake dentist bike"):
+        a = search(lite, query, mode="keyword", budget_lines=None, limit=20)
+        b = search(server, query, mode="keyword", budget_lines=None, limit=20)
+        assert [(r.path, r.start_line) for r in a] == [(r.path, r.start_line) for r in b], query
+        assert [r.score for r in a] == pytest.approx([r.score for r in b], rel=1e-5), query
+    for mode in ("hybrid", "vector"):
+        for budget in (None, 6):
+            a = search(lite, "bike ride to the lake", mode=mode, budget_lines=budget)
+            b = search(server, "bike ride to the lake", mode=mode, budget_lines=budget)
+            assert [(r.path, r.start_line, r.end_line) for r in a] == [(r.path, r.start_line, r.end_line) for r in b]
+
+
+def test_filters_behave_as_on_sqlite(root: Path, tmp_path: Path, pg_url: str) -> None:
+    fill(root)
+    lite, server = make_settings(root, tmp_path / "lite.db"), pg_settings(root, pg_url)
+    index(lite)
+    index(server)
+    cases = [
+        make_filters(kinds=["daily"]),
+        make_filters(path_prefix="notes/"),
+        make_filters(after="2024-05-02"),
+        make_filters(before="2024-05-01", kinds=["daily"]),
+        make_filters(kinds=["soul"], path_prefix="nowhere/"),
+    ]
+    for filters in cases:
+        for mode in ("keyword", "vector", "hybrid"):
+            a = search(lite, "bike dentist tomatoes", mode=mode, filters=filters, budget_lines=None)
+            b = search(server, "bike dentist tomatoes", mode=mode, filters=filters, budget_lines=None)
+            assert [(r.path, r.start_line) for r in a] == [(r.path, r.start_line) for r in b], (filters, mode)
+
+
+def test_deletions_stay_inside_the_namespace_and_searches_can_span_namespaces(tmp_path: Path, pg_url: str) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    fill(one, {"MEMORY.md": "# A\n\nKayak trip to Skye.\n"})
+    fill(two, {"MEMORY.md": "# B\n\nKayak repair kit.\n", "notes/x.md": "# X\n\nOnly here.\n"})
+    a, b = pg_settings(one, pg_url), pg_settings(two, pg_url)
+    index(a)
+    index(b)
+    index(a)  # one's files do not include notes/x.md: two's rows must survive
+    assert [row[0] for row in snap(b)["files"]] == ["MEMORY.md", "notes/x.md"]
+    assert [r.path for r in search(a, "kayak", mode="keyword")] == ["MEMORY.md"]
+    both = search(Settings(**{**a.__dict__, "search_namespaces": (a.namespace_name, b.namespace_name)}), "kayak",
+                  mode="keyword", budget_lines=None)  # fmt: skip
+    assert sorted(r.namespace for r in both) == sorted([a.namespace_name, b.namespace_name])
+    # The same path in two namespaces stays two results, even when a budget merges adjacent lines.
+    budgeted = search(Settings(**{**a.__dict__, "search_namespaces": ("*",)}), "kayak", mode="keyword", budget_lines=10)
+    assert {(r.namespace, r.path) for r in budgeted} >= {(a.namespace_name, "MEMORY.md"), (b.namespace_name, "MEMORY.md")}
+
+
+def test_a_second_host_with_the_same_files_embeds_nothing(tmp_path: Path, pg_url: str) -> None:
+    """The stat cache is per host; the hash and the embedding cache are shared."""
+    root = tmp_path / "memory"
+    fill(root)
+    namespace = f"shared-{uuid.uuid4().hex[:8]}"
+    first = pg_settings(root, pg_url, namespace)
+    index(first)
+    copy = tmp_path / "copy"
+    fill(copy)  # another host's copy: other inodes and mtimes, same bytes
+    embedder = RecordingEmbedder()
+    other = pg_settings(copy, pg_url, namespace)
+    with open_index(other, write=True, embedder=embedder) as memory:
+        memory.store.host = "other-host"
+        report = memory.sync()
+    assert embedder.embedded == [] and report.reindexed == 0 and report.unchanged_hash == len(NOTES)
+    # A new namespace holding the same texts takes every vector from the shared cache.
+    embedder.reset()
+    index(pg_settings(copy, pg_url), embedder)
+    assert embedder.embedded == []
+
+
+def test_get_from_another_namespace_reads_the_stored_text_and_says_so(tmp_path: Path, pg_url: str) -> None:
+    root, mine = tmp_path / "theirs", tmp_path / "mine"
+    fill(root)
+    fill(mine, {"MEMORY.md": "# Mine\n\nnothing\n"})
+    theirs = pg_settings(root, pg_url)
+    index(theirs)
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["--root", str(mine), "--db", pg_url, "get", "--from", theirs.namespace_name, "MEMORY.md:3-4", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["lines"] == ["- Penicillin allergy: hives in 2009.", "- Editor: vim with tmux."]
+    assert "stored text" in result.stderr
+
+
+def test_rebuild_replaces_the_namespace_at_once_and_reuses_the_cache(root: Path, pg_url: str) -> None:
+    fill(root)
+    settings = pg_settings(root, pg_url)
+    index(settings)
+    before = snap(settings)
+    embedder = RecordingEmbedder()
+    with open_index(settings, write=True, embedder=embedder) as memory:
+        report = memory.rebuild()
+    assert embedder.embedded == [] and report.reindexed == len(NOTES)
+    assert snap(settings) == before
+
+
+def test_check_finds_postings_that_do_not_match_and_repair_fixes_them(root: Path, pg_url: str) -> None:
+    from indexer.check import CORRUPT, HEALTHY, check_index
+
+    fill(root)
+    settings = pg_settings(root, pg_url)
+    index(settings)
+
+    def check() -> Any:
+        with open_index(settings, embedder=RecordingEmbedder()) as memory:
+            return check_index(settings, memory.store, model_id=RecordingEmbedder().model_id)
+
+    assert check().exit_code == HEALTHY
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "DELETE FROM memdex.postings WHERE chunk_id = (SELECT min(c.id) FROM memdex.chunks c "
+            "JOIN memdex.namespaces n ON n.id = c.ns WHERE n.name = %s) AND term = 'penicillin'",
+            (settings.namespace_name,),
+        )
+    found = check()
+    assert found.exit_code == CORRUPT and "MEMORY.md" in json.dumps(found.as_dict())
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as memory:
+        memory.replace_damaged("check found it corrupt")  # what check --repair does
+    assert check().exit_code == HEALTHY
+
+
+def test_status_and_config_never_show_the_password(root: Path, pg_url: str) -> None:
+    assert ":" in pg_url.split("@")[0].split("//")[1], "the test server's URL carries a password"
+    password = pg_url.split("@")[0].rsplit(":", 1)[1]
+    fill(root)
+    runner = CliRunner()
+    base = ["--root", str(root), "--db", pg_url, "--namespace", f"status-{uuid.uuid4().hex[:6]}"]
+    outputs = [runner.invoke(cli, [*base, *args]) for args in (["index"], ["status"], ["status", "--json"], ["config"])]
+    for result in outputs:
+        assert result.exit_code == 0, result.output
+        assert password not in result.output
+    assert json.loads(outputs[2].stdout)["index_path"] == redact(pg_url)
+    assert redact("postgresql://u:p%40ss@h:5/db?password=x&sslmode=require") == (
+        "postgresql://u:***@h:5/db?password=***&sslmode=require"
+    )
+
+
+def test_a_server_that_is_down_is_one_line_without_the_password(root: Path) -> None:
+    fill(root)
+    runner = CliRunner()
+    url = "postgresql://memdex:hunter2@127.0.0.1:1/memdex"
+    for args in (["index"], ["search", "bike"], ["status"]):
+        result = runner.invoke(cli, ["--root", str(root), "--db", url, *args])
+        assert result.exit_code == 1
+        assert result.stderr.startswith("memdex: error: cannot reach the PostgreSQL server") and result.stderr.count("\n") == 1
+        assert "hunter2" not in result.output and "Traceback" not in result.output
+
+
+def test_a_schema_that_is_not_memdex_is_left_alone(root: Path, pg_server: Any) -> None:
+    url = pg_server.create_database(f"foreign_{uuid.uuid4().hex[:8]}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA memdex")
+        conn.execute("CREATE TABLE memdex.important(x int)")
+    fill(root)
+    with pytest.raises(SchemaError, match="not made by memdex"):
+        index(pg_settings(root, url))
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM memdex.important").fetchone() == (0,)
+
+
+def test_a_newer_schema_is_refused(root: Path, pg_server: Any) -> None:
+    url = pg_server.create_database(f"newer_{uuid.uuid4().hex[:8]}")
+    fill(root)
+    index(pg_settings(root, url))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE memdex.schema_version SET version = 99")
+    with pytest.raises(SchemaError, match="newer memdex"):
+        index(pg_settings(root, url))
+
+
+def test_a_reader_of_a_namespace_that_was_never_indexed_is_told_to_index(root: Path, pg_url: str) -> None:
+    fill(root)
+    with pytest.raises(SchemaError, match="run 'memdex index' first"):
+        search(pg_settings(root, pg_url), "anything")
+
+
+def test_statement_timeout_guard_is_set(root: Path, pg_url: str) -> None:
+    fill(root)
+    settings = pg_settings(root, pg_url)
+    index(settings)
+    with open_index(settings) as memory:
+        (timeout,) = memory.store.connection.execute("SHOW statement_timeout").fetchone()
+        assert timeout == "30s"
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            memory.store.connection.execute("SET statement_timeout = 50; SELECT pg_sleep(2)")
+    from indexer.pg import user_error
+
+    error = user_error(psycopg.errors.QueryCanceled("canceling statement due to statement timeout"), pg_url)
+    assert isinstance(error, StorageError) and "timeout" in str(error)
+
+
+def test_queries_with_operators_quotes_and_emoji_are_safe(root: Path, pg_url: str) -> None:
+    fill(root)
+    settings = pg_settings(root, pg_url)
+    index(settings)
+    for query in ['"unbalanced', "a OR b AND NOT", "NEAR(x y)", "🙂 emoji", "", "   ", "'; DROP TABLE chunks; --", "x" * 3000]:
+        for mode in ("keyword", "vector", "hybrid"):
+            search(settings, query, mode=mode)  # no error of any kind
