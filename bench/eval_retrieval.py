@@ -1,17 +1,21 @@
 """Retrieval quality on a labelled fixture: recall@k and MRR per mode and query type.
 
     python bench/eval_retrieval.py [--root fixtures/memory] [--queries fixtures/queries.json] [--backend torch|onnx]
+                                   [--db postgresql://...]
 
 A result is a hit when its chunk comes from a labelled path and its lines
-contain the labelled substring. Indexes into a temporary file, so the fixture
-folder is left untouched.
+contain the labelled substring. Indexes into a temporary file (or, with ``--db postgresql://...``, a new
+namespace on that server, from a temporary copy of the folder), so the
+fixture folder is left untouched.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -61,12 +65,18 @@ def main() -> None:
         help="line budget of each search (0: whole chunks, the ranking alone)",
     )  # fmt: skip
     parser.add_argument("--ranking", default="default", help="none, default or field:value,... (see rank.Ranking)")
+    parser.add_argument("--db", default=None, help="a postgresql:// URL: evaluate on PostgreSQL instead of SQLite")
     args = parser.parse_args()
     options = {"budget_lines": args.budget_lines or None, "ranking": parse_ranking(args.ranking)}
     queries = json.loads(args.queries.read_text())
     model = LazyEmbedder(backend=args.backend)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = make_settings(args.root, Path(tmp) / "index.db")
+        if args.db:  # the server index keeps its lock in ROOT/.memdex: work on a copy
+            root = Path(tmp) / "memory"
+            shutil.copytree(args.root, root)
+            settings = make_settings(root, args.db, namespace=f"eval-{uuid.uuid4().hex[:8]}")
+        else:
+            settings = make_settings(args.root, Path(tmp) / "index.db")
         with open_index(settings, write=True, embedder=model) as index:
             index.sync()
         with open_index(settings, embedder=model) as index:

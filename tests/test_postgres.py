@@ -326,3 +326,39 @@ def test_queries_with_operators_quotes_and_emoji_are_safe(root: Path, pg_url: st
     for query in ['"unbalanced', "a OR b AND NOT", "NEAR(x y)", "🙂 emoji", "", "   ", "'; DROP TABLE chunks; --", "x" * 3000]:
         for mode in ("keyword", "vector", "hybrid"):
             search(settings, query, mode=mode)  # no error of any kind
+
+
+@pytest.mark.slow
+def test_fixture_hit_at_5_matches_sqlite_with_the_real_model(tmp_path: Path, pg_url: str) -> None:
+    """Parity on the labelled fixture with all-MiniLM-L6-v2: the same chunks, and
+    hit@5 of every mode within 0.02 of SQLite's (default search, 50-line budget)."""
+    import shutil
+
+    from indexer.embed import LazyEmbedder
+
+    fixture = Path(__file__).resolve().parent.parent / "fixtures"
+    queries = json.loads((fixture / "queries.json").read_text())
+    root = tmp_path / "memory"
+    shutil.copytree(fixture / "memory", root)
+    model = LazyEmbedder()
+    engines = {"sqlite": make_settings(root, tmp_path / "index.db"), "postgresql": pg_settings(root, pg_url)}
+    recall: dict[str, dict[str, float]] = {}
+    chunks = {}
+    for name, settings in engines.items():
+        with open_index(settings, write=True, embedder=model) as memory:
+            memory.sync()
+        with open_index(settings, embedder=model) as memory:
+            chunks[name] = sorted(memory.store.snapshot()["chunks"])
+            for mode in ("keyword", "vector", "hybrid"):
+                hits = 0
+                for q in queries:
+                    results = memory.search(q["query"], mode=mode, limit=5)
+                    hits += any(
+                        r.path == rel["path"] and rel["contains"] in "\n".join(memory.get(f"{r.path}:{r.start_line}-{r.end_line}").lines)
+                        for r in results
+                        for rel in q["relevant"]
+                    )
+                recall.setdefault(name, {})[mode] = hits / len(queries)
+    assert chunks["sqlite"] == chunks["postgresql"]
+    for mode, value in recall["sqlite"].items():
+        assert abs(recall["postgresql"][mode] - value) <= 0.02, recall
