@@ -22,7 +22,7 @@ from .config import Settings
 from .embed import Embedder
 from .errors import PathError, StorageError
 from .recovery import acquire_lock
-from .search import Vec0Vectors, VectorSource
+from .search import SearchResult, Vec0Vectors, VectorSource
 from .store.postgres import PgEmbeddingCache, PgStore
 from .sync import Progress, SyncReport, one_line, sync
 from .watch_state import watcher_status
@@ -55,6 +55,17 @@ class PgMemoryIndex(MemoryIndex):
             _raise_pg_error(exc, self.settings)
             raise
 
+    def search(self, query: str, **options: Any) -> list[SearchResult]:  # type: ignore[override]
+        """As ``MemoryIndex.search``; a connection the server dropped (a restart) is
+        replaced once before the error reaches the caller (a long-lived MCP reader)."""
+        try:
+            return super().search(query, **options)
+        except StorageError:
+            if not self.store.lost_connection():
+                raise
+            log.info("the PostgreSQL connection was lost; reconnecting")
+            return super().search(query, **options)
+
     def get_stored(self, namespace: str, target: str) -> tuple[str, int, int, list[str]]:
         """Lines of a file of another namespace (another host's Markdown), from the
         text the server stores: (path, start, end, lines); lines between chunks are blank."""
@@ -77,7 +88,7 @@ class PgMemoryIndex(MemoryIndex):
         counts = self.store.counts_by_kind()
         return {
             "root": str(self.settings.root),
-            "index_path": pg.redact(self.settings.database_url or ""),
+            "index_path": self.settings.index_location,
             "engine": "postgresql",
             "namespace": self.settings.namespace_name,
             "namespaces": self.store.namespaces(),

@@ -64,6 +64,15 @@ class Settings:
         return socket.gethostname()
 
     @property
+    def index_location(self) -> str:
+        """Where the index is, for people: its file, or the server's URL without the password."""
+        if self.database_url:
+            from .pg import redact
+
+            return redact(self.database_url)
+        return str(self.index_path)
+
+    @property
     def namespace_name(self) -> str:
         return self.namespace or f"{self.host}:{self.root}"
 

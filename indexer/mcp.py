@@ -210,7 +210,7 @@ def build_server(service: IndexService) -> MCPServer:
                 with service.reader() as index:
                     info = index.status()
             except IndexerError as exc:
-                return {"root": str(settings.root), "index_path": str(settings.index_path),
+                return {"root": str(settings.root), "index_path": settings.index_location,
                         "indexed": False, "error": one_line(str(exc)), "server": state}  # fmt: skip
             return {**info, "indexed": True, "server": state}
 

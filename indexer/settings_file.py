@@ -27,7 +27,6 @@ from typing import Any
 from .config import INDEX_DIR_NAME, Settings, is_database_url, make_settings
 from .errors import ConfigError
 from .embed import BACKENDS
-from .pg import redact
 from .search import MODES
 
 CONFIG_FILE_NAME = "config.toml"
@@ -243,8 +242,7 @@ def load_configuration(
     options = {KEYS[name].field: item.value for name, item in values.items() if KEYS[name].field}
     settings = make_settings(root, db, **options)
     values["root"] = Source(str(settings.root), values["root"].source)
-    shown = redact(settings.database_url) if settings.database_url else str(settings.index_path)
-    values["db"] = Source(shown, values["db"].source)
+    values["db"] = Source(settings.index_location, values["db"].source)
     return Configuration(
         settings=settings, values=values, user_file=user_path, root_file=settings.root / INDEX_DIR_NAME / CONFIG_FILE_NAME
     )

@@ -362,3 +362,14 @@ def test_fixture_hit_at_5_matches_sqlite_with_the_real_model(tmp_path: Path, pg_
     assert chunks["sqlite"] == chunks["postgresql"]
     for mode, value in recall["sqlite"].items():
         assert abs(recall["postgresql"][mode] - value) <= 0.02, recall
+
+
+def test_a_long_lived_reader_survives_a_server_restart(root: Path, pg_server_alive: Any) -> None:
+    """An MCP server's reader keeps one connection: after a restart it reconnects once."""
+    fill(root)
+    settings = pg_settings(root, pg_server_alive.url)
+    index(settings)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        assert memory.search("bike", mode="keyword")
+        pg_server_alive.restart()
+        assert [r.path for r in memory.search("bike", mode="keyword", budget_lines=None)][:1] == ["daily/2024-05-01.md"]

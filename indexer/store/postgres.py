@@ -107,6 +107,10 @@ class PgStore:
         if self._conn is not None:
             self._conn.close()
 
+    def lost_connection(self) -> bool:
+        """True when the server dropped the connection (the next use opens a new one)."""
+        return self._conn is not None and bool(self._conn.broken or self._conn.closed)
+
     def _namespace_id(self, *, create: bool) -> int:
         conn = self.connection
         if create:
