@@ -373,3 +373,43 @@ def test_a_long_lived_reader_survives_a_server_restart(root: Path, pg_server_ali
         assert memory.search("bike", mode="keyword")
         pg_server_alive.restart()
         assert [r.path for r in memory.search("bike", mode="keyword", budget_lines=None)][:1] == ["daily/2024-05-01.md"]
+
+
+def test_the_mcp_tools_serve_a_postgresql_index_and_watch_it(root: Path, pg_url: str) -> None:
+    import anyio
+    from mcp import Client
+
+    from indexer.mcp import build_server
+    from indexer.serving import IndexService
+    from indexer.watch import WatchOptions
+
+    fill(root)
+    settings = pg_settings(root, pg_url)
+    embedder = RecordingEmbedder()
+    service = IndexService(settings, embedder=embedder, watch=True, watch_options=WatchOptions(debounce=0.05))
+    server = build_server(service)
+
+    async def main() -> None:
+        async with Client(server) as client:
+            with anyio.fail_after(20):
+                while not (status := (await client.call_tool("memory_status", {})).structured_content)["indexed"] or (
+                    not status["files"]
+                ):  # the server's writer makes the namespace and syncs it
+                    await anyio.sleep(0.05)
+            assert status["index_path"] == redact(pg_url) and status["engine"] == "postgresql"
+            found = (await client.call_tool("memory_search", {"query": "dentist", "mode": "keyword"})).structured_content
+            assert found["results"][0]["citation"].startswith("daily/2024-05-01.md#L")
+            assert found["results"][0]["namespace"] == settings.namespace_name
+            write(root, "notes/boat.md", "# Boat\n\nThe kayak is called Selkie.\n")
+            with anyio.fail_after(20):
+                while True:  # the server's watcher indexes the new note
+                    hits = (await client.call_tool("memory_search", {"query": "selkie", "mode": "keyword"})).structured_content
+                    if hits["results"]:
+                        break
+                    await anyio.sleep(0.05)
+            assert hits["results"][0]["path"] == "notes/boat.md"
+
+    try:
+        anyio.run(main)
+    finally:
+        service.close()
