@@ -482,6 +482,9 @@ def status(obj: _Context, as_json: bool) -> None:
     last = datetime.fromtimestamp(info["last_sync"]).isoformat(timespec="seconds") if info["last_sync"] else "never"
     click.echo(f"root:    {info['root']}")
     click.echo(f"index:   {info['index_path']} ({info['index_bytes'] / 1e6:.1f} MB with cache)")
+    if "namespace" in info:  # PostgreSQL
+        others = len(info["namespaces"]) - 1
+        click.echo(f"namespace: {one_line(info['namespace'])} (and {others} other{'s' if others != 1 else ''} on the server)")
     click.echo(f"model:   {info['model']} ({info['dimensions']} dims), vectors via {info['vector_search']}")
     click.echo(f"files:   {info['files']}, chunks: {info['chunks']}, last sync: {last}")
     for kind, counts in sorted(info["by_kind"].items()):
