@@ -177,6 +177,10 @@ def connect(url: str, *, application: str = "memdex") -> Any:
             autocommit=True,
             connect_timeout=CONNECT_TIMEOUT_S,
             application_name=application,
+            # No server-side prepared statements: after five runs psycopg would prepare
+            # them, and a generic plan can pick the HNSW index where a filter needs an
+            # exact scan (recall fell from 1.0 to 0.89 in bench/pg_hnsw.py's notes).
+            prepare_threshold=None,
             options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c search_path={SCHEMA},public",
         )
     except psycopg.Error as exc:
