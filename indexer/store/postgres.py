@@ -398,7 +398,14 @@ class PgStore:
         query = vector_text(vector)
         conn = self.connection
         with self.read_snapshot():
-            if only is not None:
+            if isinstance(only, FilteredChunks):  # exact: every allowed chunk, scanned on the server
+                sql, params = self._filtered(only.filters, vectors=table)
+                rows = conn.execute(
+                    f"SELECT c.id, 1 - (v.embedding <=> %(q)s::vector) AS cosine {sql} "
+                    "ORDER BY cosine DESC, c.id LIMIT %(limit)s",
+                    {**params, "q": query, "limit": limit},
+                ).fetchall()
+            elif only is not None:
                 rows = conn.execute(
                     f"SELECT chunk_id, 1 - (embedding <=> %s::vector) AS cosine FROM {table} "
                     "WHERE chunk_id = ANY(%s) ORDER BY cosine DESC, chunk_id LIMIT %s",
@@ -483,14 +490,20 @@ class PgStore:
         ).fetchall()  # fmt: skip
         return [(int(cid), float(score)) for cid, score in rows]
 
-    def filtered_chunk_ids(self, filters: SearchFilters) -> list[int]:
+    def filtered_chunk_ids(self, filters: SearchFilters) -> FilteredChunks:
+        """The chunks ``filters`` allows, kept as the query: ``vector_candidates`` scans
+        them on the server instead of sending every id back and forth."""
+        return FilteredChunks(self, filters)
+
+    def _filtered(self, filters: SearchFilters, *, vectors: str | None = None) -> tuple[str, dict[str, Any]]:
+        """``FROM ... WHERE ...`` of the allowed chunks (joined with a vector table) and its parameters."""
         where, params = filter_clause(filters)
-        rows = self.connection.execute(
-            "SELECT c.id FROM chunks c JOIN files f ON f.ns = c.ns AND f.path = c.path "
-            f"WHERE c.ns = ANY(%(ns)s){' AND ' + where if where else ''} ORDER BY c.id",
-            {"ns": self.search_ids(), **params},
+        join = f" JOIN {vectors} v ON v.chunk_id = c.id" if vectors else ""
+        sql = (
+            f"FROM chunks c JOIN files f ON f.ns = c.ns AND f.path = c.path{join} "
+            f"WHERE c.ns = ANY(%(ns)s){' AND ' + where if where else ''}"
         )
-        return [row[0] for row in rows]
+        return sql, {"ns": self.search_ids(), **params}
 
     def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         rows = self.connection.execute(
@@ -598,6 +611,30 @@ class PgStore:
             )
             snapshot["vec"] = sorted((p, s, parse_vector(e).tobytes()) for p, s, e in vec)
         return snapshot
+
+
+class FilteredChunks(Sequence[int]):
+    """The ids of the chunks a filter allows, read from the server only when iterated."""
+
+    def __init__(self, store: PgStore, filters: SearchFilters) -> None:
+        self.store = store
+        self.filters = filters
+        self._ids: list[int] | None = None
+        self._count: int | None = None
+
+    def __len__(self) -> int:
+        if self._ids is not None:
+            return len(self._ids)
+        if self._count is None:
+            sql, params = self.store._filtered(self.filters)
+            self._count = int(self.store.connection.execute(f"SELECT count(*) {sql}", params).fetchone()[0])
+        return self._count
+
+    def __getitem__(self, index: Any) -> Any:
+        if self._ids is None:
+            sql, params = self.store._filtered(self.filters)
+            self._ids = [row[0] for row in self.store.connection.execute(f"SELECT c.id {sql} ORDER BY c.id", params)]
+        return self._ids[index]
 
 
 class PgEmbeddingCache:
