@@ -111,7 +111,10 @@ class PgStore:
         conn = self.connection
         if create:
             pg.migrate(conn)
-            conn.execute("INSERT INTO namespaces(name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (self.namespace,))
+            # Look before inserting: the upsert would wait for any transaction that updated the
+            # row (a rebuild's, for its whole length) and could run past the statement timeout.
+            if conn.execute("SELECT 1 FROM namespaces WHERE name = %s", (self.namespace,)).fetchone() is None:
+                conn.execute("INSERT INTO namespaces(name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (self.namespace,))
         elif pg.schema_version(conn) < pg.SCHEMA_VERSION:
             raise SchemaError(f"no memdex index at {pg.redact(self.url)} (or an older one); run 'memdex index' first")
         row = conn.execute("SELECT id FROM namespaces WHERE name = %s", (self.namespace,)).fetchone()
