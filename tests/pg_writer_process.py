@@ -2,21 +2,24 @@
 writing one namespace of a PostgreSQL index.
 
 ``python tests/pg_writer_process.py ROOT URL NAMESPACE [--rounds N --seed S]
-[--rebuild] [--embed-delay S] [--group N]``
+[--rebuild] [--embed-delay S] [--group N] [--go FILE]``
 
 Opens the namespace like ``memdex index --db URL --namespace NAMESPACE`` does
 (``open_index(write=True)``) with the deterministic test embedder, slowed by
 ``--embed-delay`` seconds per model call and with sync's embedding group
-lowered to ``--group`` texts so files are written a few at a time. Then:
+lowered to ``--group`` texts so files are written a few at a time. With
+``--go FILE`` it then waits for FILE to exist, so that writers start together.
+Then:
 
 - with ``--rounds N``: N times, applies round i of the edits drawn from
-  ``--seed`` (``edit_round``) to ROOT and syncs; two hosts given the same seed
-  make the same edits to their own copies;
+  ``--seed`` (``edit_round``) to ROOT and syncs; two hosts given the same
+  seed make the same edits to their own copies;
 - with ``--rebuild``: one rebuild; otherwise one sync.
 
 The host id (whose stat cache the rows are) comes from ``MEMDEX_HOST``.
 Prints ``opened TIME`` once the namespace is open, ``round I`` after each
-round's sync, and ``done TIME`` at the end (TIME: ``time.time()``). The tests kill it with SIGKILL part-way through.
+round's sync, and ``done TIME`` at the end (TIME: ``time.time()``). The
+tests kill it with SIGKILL part-way through.
 """
 
 from __future__ import annotations
@@ -99,12 +102,15 @@ def main() -> int:
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--embed-delay", type=float, default=0.0)
     parser.add_argument("--group", type=int, default=8)
+    parser.add_argument("--go", type=Path, help="once open, wait until this file exists")
     args = parser.parse_args()
     indexer.writer.EMBED_GROUP = args.group
     settings = make_settings(args.root, args.url, namespace=args.namespace)
     embedder = SlowRecordingEmbedder(args.embed_delay, model_id="test/recording")
     with open_index(settings, write=True, embedder=embedder) as index:
         print("opened", time.time(), flush=True)
+        while args.go is not None and not args.go.exists():
+            time.sleep(0.005)  # polling for the test's start signal
         if args.rounds:
             for number in range(args.rounds):
                 edit_round(args.root, args.seed, number)

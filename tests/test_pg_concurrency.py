@@ -229,7 +229,8 @@ def test_concurrent_writers_and_readers_lose_nothing_and_duplicate_nothing(tmp_p
         settings_for(shared_roots[0], pg_url, shared),
         settings_for(shared_roots[0], pg_url, shared, search_namespaces=("*",)),
     ]
-    options = ("--rounds", str(rounds), "--group", "3", "--embed-delay", "0.005")
+    go = tmp_path / "go"
+    options = ("--rounds", str(rounds), "--group", "3", "--embed-delay", "0.01", "--go", str(go))
     with Readers(readers_settings, ["memo lake", "garden kettle", "round memo", "edited violin"]) as readers:
         writers = [
             WriterProcess(root, pg_url, shared, *options, "--seed", "1", host=f"host-{i}")
@@ -240,6 +241,7 @@ def test_concurrent_writers_and_readers_lose_nothing_and_duplicate_nothing(tmp_p
             for i, (name, root) in enumerate(own)
         ]
         started = [writer.opened() for writer in writers]
+        go.touch()  # all writers are open: start the rounds together
         searches_before = [len(c) for c in readers.counts]
         finished = [writer.finish(timeout=120) for writer in writers]
         searches_during = [len(c) - n for c, n in zip(readers.counts, searches_before)]
@@ -310,7 +312,8 @@ def test_a_writer_killed_mid_file_leaves_whole_files_and_the_next_sync_converges
         assert problems(settings) == {}
         now, old_rows, new_rows = per_path(snap(settings)), per_path(before), per_path(expected)
         for path, rows in now.items():
-            assert rows in (old_rows.get(path), new_rows.get(path)), f"trial {trial}: {path} is partly written"
+            whole = rows in (old_rows.get(path), new_rows.get(path))
+            assert whole, f"trial {trial}: {path} is partly written: chunks at lines {[c[1] for c in rows['chunks']]}"
         assert duplicate_chunks(pg_url, [name]) == []
         WriterProcess(root, pg_url, name, host="killed-host").finish()
         assert snap(settings) == expected, f"trial {trial}: the next sync did not converge"
@@ -356,6 +359,11 @@ def sync_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "indexer.watch" and "failed" in r.getMessage()]
 
 
+def one_warning_line(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return record.levelno == logging.WARNING and record.exc_info is None and "\n" not in message and "Traceback" not in message
+
+
 def test_the_watcher_survives_a_server_restart_and_an_outage(
     tmp_path: Path, pg_url: str, pg_server_alive: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -372,18 +380,20 @@ def test_the_watcher_survives_a_server_restart_and_an_outage(
         pg_server_alive.restart()
         write(root, "notes/after-restart.md", "# Restart\n\nzeppelin after the restart.\n")
         wait_until(lambda: searchable(settings, "zeppelin"), message="the edit after the restart to be searchable")
-        for record in sync_failures(caplog):
-            assert record.levelno == logging.WARNING and record.exc_info is None
-            assert "\n" not in record.getMessage() and "Traceback" not in record.getMessage()
+        # The watcher's connection died with the restart: that sync failed, was retried, and worked.
+        failures = sync_failures(caplog)
+        assert len(failures) >= 1, "the sync on the dead connection did not fail: the test missed the restart"
+        assert all(one_warning_line(r) and "cannot reach the PostgreSQL server" in r.getMessage() for r in failures)
         assert running.thread.is_alive()
 
         caplog.clear()
         pg_server_alive.stop()
         write(root, "notes/during-outage.md", "# Outage\n\nquokka while the server was down.\n")
-        wait_until(lambda: len(sync_failures(caplog)) >= 2, message="the watcher to retry the sync")
+        wait_until(lambda: len(sync_failures(caplog)) >= 3, message="the watcher to retry the sync")
         failures = sync_failures(caplog)
-        assert all(r.levelno == logging.WARNING and r.exc_info is None and "\n" not in r.getMessage() for r in failures)
-        assert all("cannot reach the PostgreSQL server" in r.getMessage() for r in failures), failures[0].getMessage()
+        assert all(one_warning_line(r) and "cannot reach the PostgreSQL server" in r.getMessage() for r in failures)
+        gaps = [b.created - a.created for a, b in zip(failures, failures[1:])]
+        assert gaps[1] > gaps[0] >= options.max_wait * 0.9, f"no backoff between retries: {gaps}"
         assert running.thread.is_alive()
         pg_server_alive.restart()
         wait_until(lambda: searchable(settings, "quokka"), message="the edit made during the outage to be searchable")
