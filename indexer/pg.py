@@ -206,6 +206,11 @@ def shared_namespace_lock(connection: Any, name: str) -> None:
     connection.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", (_LOCK_SPACE, lock_key(name)))
 
 
+def exclusive_namespace_lock(connection: Any, name: str) -> None:
+    """Inside a transaction: wait for the namespace's other writers and keep them out until it commits."""
+    connection.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_SPACE, lock_key(name)))
+
+
 def migrate(connection: Any) -> None:
     """Create or upgrade memdex's schema, one transaction per step, under an advisory
     lock so that hosts starting together do not race. A newer schema is refused."""

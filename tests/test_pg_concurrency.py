@@ -224,10 +224,13 @@ def test_concurrent_writers_and_readers_lose_nothing_and_duplicate_nothing(tmp_p
     shared = new_name("shared")
     shared_roots = [folder(tmp_path, f"host{i}", initial_files(100)) for i in range(2)]
     own = [(new_name(f"own{i}"), folder(tmp_path, f"own{i}", initial_files(200 + i))) for i in range(4)]
-    index(settings_for(shared_roots[0], pg_url, shared))  # readers need the namespace (and the schema) to exist
+    # Every namespace starts empty: both hosts of the shared one create it and set it up at once.
+    # The readers' own namespace only makes sure the schema exists before they open.
+    lookout = settings_for(folder(tmp_path, "lookout", {"a.md": "# A\n\nmemo\n"}), pg_url, new_name("lookout"))
+    index(lookout)
     readers_settings = [
-        settings_for(shared_roots[0], pg_url, shared),
-        settings_for(shared_roots[0], pg_url, shared, search_namespaces=("*",)),
+        settings_for(lookout.root, pg_url, lookout.namespace_name, search_namespaces=(shared,)),
+        settings_for(lookout.root, pg_url, lookout.namespace_name, search_namespaces=("*",)),
     ]
     go = tmp_path / "go"
     options = ("--rounds", str(rounds), "--group", "3", "--embed-delay", "0.01", "--go", str(go))
@@ -461,5 +464,30 @@ def test_a_rebuild_racing_a_sync_keeps_searches_answered_and_converges(tmp_path:
     assert readers.errors == []
     assert len(readers.counts[0]) >= 6 and min(readers.counts[0]) > 0, readers.counts[0]
     assert duplicate_chunks(pg_url, [name]) == []
+    assert problems(settings) == {}
+    assert snap(settings) == fresh_snapshot(tmp_path, roots[0], pg_url)
+
+
+# -- 5. two hosts setting up a new namespace at once -------------------------------------------
+def test_a_second_host_setting_up_the_vector_table_late_keeps_the_first_hosts_vectors(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Both hosts of a new namespace find no vector table at their first sync and set one
+    up (sync._check_configuration). Host B looked (no table, no chunks) before host A set
+    it up and wrote files; B's set-up must not delete A's vectors nor fail on chunks it
+    has no vectors for (it raised KeyError, or left chunks without a vector)."""
+    from indexer.store.postgres import PgStore
+
+    files = initial_files(600, count=3)
+    roots = [folder(tmp_path, f"host{i}", files) for i in range(2)]
+    name = new_name("setup")
+    late = PgStore(pg_url, namespace=name, host="host-b", write=True)
+    try:
+        assert late.vec_dimensions() is None and late.chunk_hashes() == []  # B's look, before A starts
+        index(settings_for(roots[0], pg_url, name))  # host A: table, meta, chunks and vectors
+        late.rebuild_vectors(RecordingEmbedder().dimensions, {})  # B acts on what it saw
+    finally:
+        late.close()
+    settings = settings_for(roots[1], pg_url, name)
     assert problems(settings) == {}
     assert snap(settings) == fresh_snapshot(tmp_path, roots[0], pg_url)

@@ -349,7 +349,12 @@ class PgStore:
                 f"ON DELETE CASCADE, ns int NOT NULL, embedding vector({dims}) NOT NULL)"
             )
             conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops)")
-        with self._file_transaction():
+        with conn.transaction():
+            # Alone in the namespace: another host may have set up the same table since the caller
+            # looked (the first sync of a new namespace on two hosts); its vectors are complete.
+            pg.exclusive_namespace_lock(conn, self.namespace)
+            if self.vec_dimensions() == dims:
+                return
             conn.execute("SET LOCAL statement_timeout = 0")  # HNSW inserts of a whole namespace take a while
             for other in self._vector_tables():
                 conn.execute(f"DELETE FROM {other} WHERE ns = %s", (self.ns,))
