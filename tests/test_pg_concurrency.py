@@ -491,3 +491,42 @@ def test_a_second_host_setting_up_the_vector_table_late_keeps_the_first_hosts_ve
     settings = settings_for(roots[1], pg_url, name)
     assert problems(settings) == {}
     assert snap(settings) == fresh_snapshot(tmp_path, roots[0], pg_url)
+
+
+# -- 6. the shared embedding cache during another namespace's rebuild ------------------------------
+def test_embeddings_cached_inside_a_rebuild_do_not_block_other_hosts(tmp_path: Path, pg_url: str) -> None:
+    """A rebuild is one long transaction. The embeddings it caches are committed at once
+    (the cache writes on a connection of its own), so another host embedding the same
+    text, in any namespace, neither waits for the rebuild (until the statement timeout)
+    nor deadlocks with it; and they stay cached if the rebuild fails."""
+    import numpy as np
+
+    from indexer.store.postgres import PgEmbeddingCache, PgStore
+
+    model = f"test/cache-{uuid.uuid4().hex[:8]}"
+    vectors = {f"hash-{i:03d}": np.full(4, i + 1, dtype=np.float32) / (2 * (i + 1)) for i in range(20)}
+    rebuilding = PgStore(pg_url, namespace=new_name("rebuilding"), host="host-a", write=True)
+    other = PgStore(pg_url, namespace=new_name("other"), host="host-b", write=True)
+    try:
+        cache_a = PgEmbeddingCache(rebuilding, model_id=model, dimensions=4)
+        cache_b = PgEmbeddingCache(other, model_id=model, dimensions=4)
+        done = threading.Event()
+        first = {**dict(list(vectors.items())[:10]), "only-the-rebuild": np.full(4, 0.5, dtype=np.float32)}
+        with pytest.raises(RuntimeError, match="the rebuild failed"):
+            with rebuilding.connection.transaction():  # as PgMemoryIndex.rebuild holds it
+                cache_a.put_many(first)
+                writer = threading.Thread(target=lambda: (cache_b.put_many(dict(reversed(vectors.items()))), done.set()))
+                writer.start()
+                wait_until(done.is_set, timeout=10, message="the other host's cache write (it waited for the rebuild)")
+                raise RuntimeError("the rebuild failed")
+        writer.join(TIMEOUT)
+        assert sorted(cache_b.get_many(vectors)) == sorted(vectors)
+        assert sorted(cache_b.get_many(first)) == sorted(first), "what the failed rebuild embedded was lost"
+        cache_a.close()
+        cache_a.put_many({"after-close": np.full(4, 0.5, dtype=np.float32)})  # a closed cache connects again
+        assert list(cache_b.get_many(["after-close"])) == ["after-close"]
+        cache_a.close()
+        cache_b.close()
+    finally:
+        rebuilding.close()
+        other.close()

@@ -605,12 +605,18 @@ class PgStore:
 
 
 class PgEmbeddingCache:
-    """The server's shared embedding cache: (model id, text hash) -> float32 vector."""
+    """The server's shared embedding cache: (model id, text hash) -> float32 vector.
+
+    Writes go through a connection of its own and commit at once, in hash order: a
+    rebuild's long transaction must not hold cache rows that other hosts (of any
+    namespace) write too, which would make them wait for it or deadlock with it; and
+    what a failed rebuild embedded stays cached."""
 
     def __init__(self, store: PgStore, *, model_id: str, dimensions: int) -> None:
         self.store = store
         self.model_id = model_id
         self.dimensions = dimensions
+        self._conn: Any = None
 
     def get_many(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
         rows = self.store.connection.execute(
@@ -628,16 +634,23 @@ class PgEmbeddingCache:
     def put_many(self, vectors: dict[str, np.ndarray]) -> None:
         if not vectors:
             return
-        conn = self.store.connection
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = pg.connect(self.store.url)
+        conn = self._conn
         with conn.transaction():
             conn.cursor().executemany(
                 "INSERT INTO embeddings(model, hash, vector) VALUES (%s, %s, %s) ON CONFLICT (model, hash) "
                 "DO UPDATE SET vector = excluded.vector",
-                [(self.model_id, digest, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for digest, v in vectors.items()],
-            )
+                [(self.model_id, digest, np.ascontiguousarray(vectors[digest], dtype=np.float32).tobytes())
+                 for digest in sorted(vectors)],
+            )  # fmt: skip
 
     def close(self) -> None:
-        pass  # the store's connection
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def _under(under: Iterable[str] | None, column: str) -> tuple[str, list[Any]]:
