@@ -530,3 +530,80 @@ def test_embeddings_cached_inside_a_rebuild_do_not_block_other_hosts(tmp_path: P
     finally:
         rebuilding.close()
         other.close()
+
+
+# -- 7. a rebuild longer than the statement timeout ----------------------------------------
+class GatedEmbedder(RecordingEmbedder):
+    """Holds every embed call until ``gate`` is set (a rebuild that takes as long as the test wants)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.waiting = threading.Event()
+
+    def embed(self, texts: Any) -> Any:
+        self.waiting.set()
+        assert self.gate.wait(TIMEOUT), "the test never opened the gate"
+        return super().embed(texts)
+
+
+def lock_waiters(url: str, application: str = "memdex") -> list[float]:
+    """How long each memdex session that is waiting for a lock has been waiting (seconds)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT extract(epoch FROM now() - query_start) FROM pg_stat_activity "
+            "WHERE application_name = %s AND wait_event_type = 'Lock'",
+            (application,),
+        ).fetchall()
+    return [float(row[0]) for row in rows]
+
+
+def test_a_sync_waits_out_a_rebuild_longer_than_the_statement_timeout(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Host B syncs while host A rebuilds the namespace for longer than the statement
+    timeout (the rebuild of a large namespace takes minutes): B's writes wait for the
+    rebuild's lock instead of being cancelled by the timeout, and both finish."""
+    import indexer.pg
+
+    monkeypatch.setattr(indexer.pg, "STATEMENT_TIMEOUT_MS", 400)
+    files = initial_files(700, count=5)
+    roots = [folder(tmp_path, f"host{i}", files) for i in range(2)]
+    name = new_name("long-rebuild")
+    for i, root in enumerate(roots):
+        monkeypatch.setenv("MEMDEX_HOST", f"long-host-{i}")
+        index(settings_for(root, pg_url, name))
+    for root in roots:  # the same edits on both hosts
+        (root / "note0.md").write_text("# Note 0\n\nrewritten while rebuilt.\n")
+        os.utime(root / "note3.md")  # a new stamp, the same content
+        age_files(root)
+    errors: list[BaseException] = []
+
+    def run(task: Callable[[], Any]) -> threading.Thread:
+        def guarded() -> None:
+            try:
+                task()
+            except BaseException as exc:  # noqa: BLE001 - asserted below
+                errors.append(exc)
+
+        thread = threading.Thread(target=guarded, daemon=True)
+        thread.start()
+        return thread
+
+    gated = GatedEmbedder()
+    monkeypatch.setenv("MEMDEX_HOST", "long-host-0")
+    with open_index(settings_for(roots[0], pg_url, name), write=True, embedder=gated) as host_a:
+        rebuilding = run(host_a.rebuild)
+        assert gated.waiting.wait(TIMEOUT), "the rebuild never embedded"
+        monkeypatch.setenv("MEMDEX_HOST", "long-host-1")
+        settings_b = settings_for(roots[1], pg_url, name)
+        syncing = run(lambda: index(settings_b))
+        wait_until(lambda: any(w > 1.0 for w in lock_waiters(pg_url)) or errors or not syncing.is_alive(),
+                   message="host B to wait for the rebuild")  # fmt: skip
+        assert errors == [] and syncing.is_alive(), f"host B did not wait for the rebuild: {errors}"
+        gated.gate.set()
+        rebuilding.join(TIMEOUT)
+        syncing.join(TIMEOUT)
+    assert errors == []
+    assert problems(settings_b) == {}
+    assert snap(settings_b) == fresh_snapshot(tmp_path, roots[1], pg_url)

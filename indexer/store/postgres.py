@@ -172,7 +172,7 @@ class PgStore:
         return dict(self.connection.execute("SELECT key, value FROM meta WHERE ns = %s", (self.ns,)).fetchall())
 
     def set_meta(self, **values: str | int | float) -> None:
-        with self.connection.transaction():
+        with self._file_transaction():
             self.connection.cursor().executemany(
                 "INSERT INTO meta(ns, key, value) VALUES (%s, %s, %s) "
                 "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
@@ -207,21 +207,23 @@ class PgStore:
         }
 
     def record_skipped(self, path: str, stamp: FileStamp, *, reason: str, skipped_at_ns: int) -> None:
-        self.connection.execute(
-            "INSERT INTO skipped(ns, host, path, size, mtime_ns, ctime_ns, inode, reason, skipped_at_ns) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (ns, host, path) DO UPDATE SET "
-            "size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, "
-            "inode = excluded.inode, reason = excluded.reason, skipped_at_ns = excluded.skipped_at_ns",
-            (self.ns, self.host, path, stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode, reason, skipped_at_ns),
-        )
+        with self._file_transaction() as conn:
+            conn.execute(
+                "INSERT INTO skipped(ns, host, path, size, mtime_ns, ctime_ns, inode, reason, skipped_at_ns) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (ns, host, path) DO UPDATE SET "
+                "size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, "
+                "inode = excluded.inode, reason = excluded.reason, skipped_at_ns = excluded.skipped_at_ns",
+                (self.ns, self.host, path, stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode, reason, skipped_at_ns),
+            )
 
     def forget_skipped(self, path: str) -> None:
-        self.connection.execute("DELETE FROM skipped WHERE ns = %s AND host = %s AND path = %s", (self.ns, self.host, path))
+        with self._file_transaction() as conn:
+            conn.execute("DELETE FROM skipped WHERE ns = %s AND host = %s AND path = %s", (self.ns, self.host, path))
 
     def touch_file(self, path: str, stamp: FileStamp, *, indexed_at_ns: int) -> None:
         """Record this host's stat for a file whose content (hash) is what the server has."""
-        with self.connection.transaction():
-            self._write_stat(self.connection, path, stamp, indexed_at_ns)
+        with self._file_transaction() as conn:
+            self._write_stat(conn, path, stamp, indexed_at_ns)
 
     def _write_stat(self, conn: Any, path: str, stamp: FileStamp, indexed_at_ns: int) -> None:
         conn.execute(
