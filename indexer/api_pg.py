@@ -112,6 +112,8 @@ class PgMemoryIndex(MemoryIndex):
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        if self._cache is not None:
+            self._cache.close()
         self.store.close()
 
     def replaced_on_disk(self) -> bool:

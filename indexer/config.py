@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +61,9 @@ class Settings:
 
     @property
     def host(self) -> str:
-        """This machine's name: whose stat cache a PostgreSQL index's file stamps are."""
-        return socket.gethostname()
+        """This machine's name: whose stat cache a PostgreSQL index's file stamps are
+        (``MEMDEX_HOST`` overrides it, e.g. for several containers sharing a hostname)."""
+        return os.environ.get("MEMDEX_HOST", "").strip() or socket.gethostname()
 
     @property
     def index_location(self) -> str:

@@ -206,8 +206,25 @@ def advisory_lock(connection: Any, name: str) -> Iterator[None]:
 
 
 def shared_namespace_lock(connection: Any, name: str) -> None:
-    """Inside a transaction: block a rebuild of the namespace until it commits."""
-    connection.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", (_LOCK_SPACE, lock_key(name)))
+    """Inside a transaction: block a rebuild of the namespace until it commits, or wait
+    for a running one, however long it takes (the wait is exempt from the statement timeout)."""
+    _wait_for_lock(connection, "pg_advisory_xact_lock_shared", name)
+
+
+def exclusive_namespace_lock(connection: Any, name: str) -> None:
+    """Inside a transaction: wait for the namespace's other writers and keep them out until it commits."""
+    _wait_for_lock(connection, "pg_advisory_xact_lock", name)
+
+
+def _wait_for_lock(connection: Any, function: str, name: str) -> None:
+    key = (_LOCK_SPACE, lock_key(name))
+    try_function = function.replace("pg_advisory", "pg_try_advisory")
+    if connection.execute(f"SELECT {try_function}(%s, %s)", key).fetchone()[0]:
+        return  # the usual case: one round trip
+    (timeout,) = connection.execute("SELECT current_setting('statement_timeout')").fetchone()
+    connection.execute("SELECT set_config('statement_timeout', '0', true)")
+    connection.execute(f"SELECT {function}(%s, %s)", key)
+    connection.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
 
 
 def migrate(connection: Any) -> None:

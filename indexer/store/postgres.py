@@ -115,7 +115,10 @@ class PgStore:
         conn = self.connection
         if create:
             pg.migrate(conn)
-            conn.execute("INSERT INTO namespaces(name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (self.namespace,))
+            # Look before inserting: the upsert would wait for any transaction that updated the
+            # row (a rebuild's, for its whole length) and could run past the statement timeout.
+            if conn.execute("SELECT 1 FROM namespaces WHERE name = %s", (self.namespace,)).fetchone() is None:
+                conn.execute("INSERT INTO namespaces(name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (self.namespace,))
         elif pg.schema_version(conn) < pg.SCHEMA_VERSION:
             raise SchemaError(f"no memdex index at {pg.redact(self.url)} (or an older one); run 'memdex index' first")
         row = conn.execute("SELECT id FROM namespaces WHERE name = %s", (self.namespace,)).fetchone()
@@ -173,7 +176,7 @@ class PgStore:
         return dict(self.connection.execute("SELECT key, value FROM meta WHERE ns = %s", (self.ns,)).fetchall())
 
     def set_meta(self, **values: str | int | float) -> None:
-        with self.connection.transaction():
+        with self._file_transaction():
             self.connection.cursor().executemany(
                 "INSERT INTO meta(ns, key, value) VALUES (%s, %s, %s) "
                 "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
@@ -208,21 +211,23 @@ class PgStore:
         }
 
     def record_skipped(self, path: str, stamp: FileStamp, *, reason: str, skipped_at_ns: int) -> None:
-        self.connection.execute(
-            "INSERT INTO skipped(ns, host, path, size, mtime_ns, ctime_ns, inode, reason, skipped_at_ns) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (ns, host, path) DO UPDATE SET "
-            "size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, "
-            "inode = excluded.inode, reason = excluded.reason, skipped_at_ns = excluded.skipped_at_ns",
-            (self.ns, self.host, path, stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode, reason, skipped_at_ns),
-        )
+        with self._file_transaction() as conn:
+            conn.execute(
+                "INSERT INTO skipped(ns, host, path, size, mtime_ns, ctime_ns, inode, reason, skipped_at_ns) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (ns, host, path) DO UPDATE SET "
+                "size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, "
+                "inode = excluded.inode, reason = excluded.reason, skipped_at_ns = excluded.skipped_at_ns",
+                (self.ns, self.host, path, stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode, reason, skipped_at_ns),
+            )
 
     def forget_skipped(self, path: str) -> None:
-        self.connection.execute("DELETE FROM skipped WHERE ns = %s AND host = %s AND path = %s", (self.ns, self.host, path))
+        with self._file_transaction() as conn:
+            conn.execute("DELETE FROM skipped WHERE ns = %s AND host = %s AND path = %s", (self.ns, self.host, path))
 
     def touch_file(self, path: str, stamp: FileStamp, *, indexed_at_ns: int) -> None:
         """Record this host's stat for a file whose content (hash) is what the server has."""
-        with self.connection.transaction():
-            self._write_stat(self.connection, path, stamp, indexed_at_ns)
+        with self._file_transaction() as conn:
+            self._write_stat(conn, path, stamp, indexed_at_ns)
 
     def _write_stat(self, conn: Any, path: str, stamp: FileStamp, indexed_at_ns: int) -> None:
         conn.execute(
@@ -350,7 +355,12 @@ class PgStore:
                 f"ON DELETE CASCADE, ns int NOT NULL, embedding vector({dims}) NOT NULL)"
             )
             conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops)")
-        with self._file_transaction():
+        with conn.transaction():
+            # Alone in the namespace: another host may have set up the same table since the caller
+            # looked (the first sync of a new namespace on two hosts); its vectors are complete.
+            pg.exclusive_namespace_lock(conn, self.namespace)
+            if self.vec_dimensions() == dims:
+                return
             conn.execute("SET LOCAL statement_timeout = 0")  # HNSW inserts of a whole namespace take a while
             for other in self._vector_tables():
                 conn.execute(f"DELETE FROM {other} WHERE ns = %s", (self.ns,))
@@ -638,12 +648,18 @@ class FilteredChunks(Sequence[int]):
 
 
 class PgEmbeddingCache:
-    """The server's shared embedding cache: (model id, text hash) -> float32 vector."""
+    """The server's shared embedding cache: (model id, text hash) -> float32 vector.
+
+    Writes go through a connection of its own and commit at once, in hash order: a
+    rebuild's long transaction must not hold cache rows that other hosts (of any
+    namespace) write too, which would make them wait for it or deadlock with it; and
+    what a failed rebuild embedded stays cached."""
 
     def __init__(self, store: PgStore, *, model_id: str, dimensions: int) -> None:
         self.store = store
         self.model_id = model_id
         self.dimensions = dimensions
+        self._conn: Any = None
 
     def get_many(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
         rows = self.store.connection.execute(
@@ -661,16 +677,23 @@ class PgEmbeddingCache:
     def put_many(self, vectors: dict[str, np.ndarray]) -> None:
         if not vectors:
             return
-        conn = self.store.connection
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = pg.connect(self.store.url)
+        conn = self._conn
         with conn.transaction():
             conn.cursor().executemany(
                 "INSERT INTO embeddings(model, hash, vector) VALUES (%s, %s, %s) ON CONFLICT (model, hash) "
                 "DO UPDATE SET vector = excluded.vector",
-                [(self.model_id, digest, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for digest, v in vectors.items()],
-            )
+                [(self.model_id, digest, np.ascontiguousarray(vectors[digest], dtype=np.float32).tobytes())
+                 for digest in sorted(vectors)],
+            )  # fmt: skip
 
     def close(self) -> None:
-        pass  # the store's connection
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def _under(under: Iterable[str] | None, column: str) -> tuple[str, list[Any]]:
