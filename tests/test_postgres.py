@@ -413,3 +413,15 @@ def test_the_mcp_tools_serve_a_postgresql_index_and_watch_it(root: Path, pg_url:
         anyio.run(main)
     finally:
         service.close()
+
+
+def test_searching_a_namespace_that_does_not_exist_names_the_ones_that_do(root: Path, pg_url: str) -> None:
+    fill(root)
+    settings = pg_settings(root, pg_url)
+    index(settings)
+    result = CliRunner().invoke(
+        cli, ["--root", str(root), "--db", pg_url, "--namespace", settings.namespace_name, "search", "bike",
+              "--across", "no-such-namespace", "--mode", "keyword"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "no namespace 'no-such-namespace' on the server (it has: " in result.stderr

@@ -29,7 +29,7 @@ from .. import pg
 from ..chunk import Chunk
 from ..db import FTS_TOKENIZE
 from ..discover import FileStamp
-from ..errors import SchemaError
+from ..errors import ConfigError, SchemaError
 from ..filters import SearchFilters
 from .records import (
     BM25_B, BM25_K1, BM25_WEIGHTS, ChunkRow, FileRecord, FileState, SkippedFile, plausible,
@@ -91,7 +91,11 @@ class PgStore:
         self.write = write
         self._search_names = tuple(search_namespaces)
         self._conn: Any = None
-        self.ns = self._namespace_id(create=write)
+        try:
+            self.ns = self._namespace_id(create=write)
+        except BaseException:
+            self.close()
+            raise
 
     # -- connection ---------------------------------------------------------------
     @property
@@ -137,8 +141,13 @@ class PgStore:
         if ALL in self._search_names:
             return [row[0] for row in self.connection.execute("SELECT id FROM namespaces ORDER BY id")]
         rows = self.connection.execute(
-            "SELECT id FROM namespaces WHERE name = ANY(%s) ORDER BY id", (list(self._search_names),)
+            "SELECT id, name FROM namespaces WHERE name = ANY(%s) ORDER BY id", (list(self._search_names),)
         ).fetchall()
+        missing = sorted(set(self._search_names) - {name for _, name in rows})
+        if missing:
+            names = [item["name"] for item in self.namespaces()]
+            known = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+            raise ConfigError(f"no namespace {missing[0]!r} on the server (it has: {known or 'none'})")
         return [row[0] for row in rows]
 
     def namespaces(self) -> list[dict[str, Any]]:
