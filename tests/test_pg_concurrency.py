@@ -234,16 +234,16 @@ def test_concurrent_writers_and_readers_lose_nothing_and_duplicate_nothing(tmp_p
     ]
     go = tmp_path / "go"
     options = ("--rounds", str(rounds), "--group", "3", "--embed-delay", "0.01", "--go", str(go))
+    writers = [
+        WriterProcess(root, pg_url, shared, *options, "--seed", "1", host=f"host-{i}")
+        for i, root in enumerate(shared_roots)
+    ]
+    writers += [
+        WriterProcess(root, pg_url, name, *options, "--seed", str(10 + i), host=f"own-{i}")
+        for i, (name, root) in enumerate(own)
+    ]
+    started = [writer.opened() for writer in writers]  # every namespace exists (a reader naming one needs it)
     with Readers(readers_settings, ["memo lake", "garden kettle", "round memo", "edited violin"]) as readers:
-        writers = [
-            WriterProcess(root, pg_url, shared, *options, "--seed", "1", host=f"host-{i}")
-            for i, root in enumerate(shared_roots)
-        ]
-        writers += [
-            WriterProcess(root, pg_url, name, *options, "--seed", str(10 + i), host=f"own-{i}")
-            for i, (name, root) in enumerate(own)
-        ]
-        started = [writer.opened() for writer in writers]
         go.touch()  # all writers are open: start the rounds together
         searches_before = [len(c) for c in readers.counts]
         finished = [writer.finish(timeout=120) for writer in writers]
