@@ -157,7 +157,8 @@ def run_reader(job: dict[str, Any]) -> dict[str, Any]:
 
 def run_writer(job: dict[str, Any]) -> dict[str, Any]:
     """Index its own root (its namespace), then: edit one line of a random file, sync that file
-    (what the watcher does on a save), again and again. Each sync is one file's transaction."""
+    (what the watcher does on a save), again and again (flat out, or ``rate`` saves per second).
+    Each sync is one file's transaction."""
     embedder = BenchVectors(Path(job["bank"]))
     root = Path(job["root"])
     rng = random.Random(job["seed"])
@@ -167,8 +168,15 @@ def run_writer(job: dict[str, Any]) -> dict[str, Any]:
     with open_index(settings_for(job), write=True, embedder=embedder) as index:
         setup = index.sync()
         _wait_for_go()
-        deadline = time.perf_counter() + job["seconds"]
+        began = time.perf_counter()
+        deadline = began + job["seconds"]
+        rate = job.get("rate") or 0.0  # syncs per second (0: one after the other, flat out)
         while time.perf_counter() < deadline:
+            if rate:  # a paced writer: the n-th save is due at n / rate
+                due = began + (len(latencies) + len(errors)) / rate
+                if due >= deadline:
+                    break
+                time.sleep(max(0.0, due - time.perf_counter()))
             path = rng.choice(files)
             edit_one_line(root / path, rng)
             started = time.perf_counter()
