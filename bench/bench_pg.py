@@ -53,6 +53,7 @@ sys.path.insert(0, str(REPO / "tests"))  # tests/pg_server.py: the throwaway ser
 sys.path.insert(0, str(REPO))
 
 from generate import generate_memory  # noqa: E402
+from pg_bench_roles import churn  # noqa: E402
 
 CHUNKS_PER_FILE = 9.93  # bench/generate.py: 1,000 files -> 9,931 chunks
 MODES = ["hybrid", "keyword", "vector"]
@@ -141,33 +142,6 @@ def prepare(args: argparse.Namespace) -> tuple[Path, Path, list[str]]:
 
     queries = np.load(bank)["queries"].tolist()
     return pristine, bank, queries
-
-
-def churn(root: Path, fraction: float, seed: int) -> dict[str, int]:
-    """Change one word on every content line of ``fraction`` of the files (not the frontmatter,
-    headings or rules): every chunk with such a line gets new text, its line ranges stay."""
-    from generate import _REPLACEMENTS, _WORD_RE
-
-    rng = random.Random(seed)
-    files = sorted(p for p in root.rglob("*.md") if ".memdex" not in p.parts)
-    picked = rng.sample(files, round(fraction * len(files)))
-    lines_changed = 0
-    for path in picked:
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-        start = 0
-        if lines and lines[0].strip() == "---":
-            start = next((i + 1 for i in range(1, len(lines)) if lines[i].strip() == "---"), len(lines))
-        for i in range(start, len(lines)):
-            text = lines[i].strip()
-            match = _WORD_RE.search(lines[i])
-            if not text or text.startswith(("```", "---", "|---", "#")) or match is None:
-                continue
-            new = rng.choice(_REPLACEMENTS)
-            new = "revised" if new.lower() == match.group(0).lower() else new
-            lines[i] = lines[i][: match.start()] + new + lines[i][match.end():]
-            lines_changed += 1
-        path.write_text("".join(lines), encoding="utf-8")
-    return {"files_changed": len(picked), "lines_changed": lines_changed}
 
 
 # -- the server ----------------------------------------------------------------------------
@@ -274,9 +248,9 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        from pg_bench_roles import run_child as child
+        from pg_bench_roles import run_child as run_role
 
-        child(args.child)
+        run_role(args.child)
         return
     import psycopg
     from pg_server import PgServer

@@ -1,4 +1,4 @@
-"""The child processes of bench/bench_pg.py and the deterministic embedder they share.
+"""The child processes of bench/bench_pg.py, the deterministic embedder they share, and the churn edit.
 
 Each role runs as ``python bench/bench_pg.py --child '<json>'`` and prints one JSON line at the
 end. Readers and writers print ``ready`` once set up, wait for ``go`` on stdin, then run for the
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from generate import edit_one_line  # bench/generate.py
+from generate import _REPLACEMENTS, _WORD_RE, edit_one_line  # bench/generate.py
 
 from indexer import make_settings, open_index
 from indexer.chunk import chunk_note, text_hash
@@ -190,6 +190,31 @@ def run_writer(job: dict[str, Any]) -> dict[str, Any]:
                 errors.append(f"{path}: sync re-indexed {report.reindexed} files, not 1")
     return {"setup_seconds": round(setup.seconds, 2), "setup_files": setup.reindexed, "sync_ms": latencies,
             "errors": len(errors), "first_errors": errors[:3]}  # fmt: skip
+
+
+def churn(root: Path, fraction: float, seed: int) -> dict[str, int]:
+    """Change one word on every content line of ``fraction`` of the files (not the frontmatter,
+    headings or rules): every chunk with such a line gets new text, its line ranges stay."""
+    rng = random.Random(seed)
+    files = sorted(p for p in root.rglob("*.md") if ".memdex" not in p.parts)
+    picked = rng.sample(files, round(fraction * len(files)))
+    lines_changed = 0
+    for path in picked:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        start = 0
+        if lines and lines[0].strip() == "---":
+            start = next((i + 1 for i in range(1, len(lines)) if lines[i].strip() == "---"), len(lines))
+        for i in range(start, len(lines)):
+            text = lines[i].strip()
+            match = _WORD_RE.search(lines[i])
+            if not text or text.startswith(("```", "---", "|---", "#")) or match is None:
+                continue
+            new = rng.choice(_REPLACEMENTS)
+            new = "revised" if new.lower() == match.group(0).lower() else new
+            lines[i] = lines[i][: match.start()] + new + lines[i][match.end():]
+            lines_changed += 1
+        path.write_text("".join(lines), encoding="utf-8")
+    return {"files_changed": len(picked), "lines_changed": lines_changed}
 
 
 ROLES = {"index": run_index, "reader": run_reader, "writer": run_writer}
