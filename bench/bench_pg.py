@@ -2,7 +2,7 @@
 
     python bench/bench_pg.py [--chunks 100000] [--duration 60] [--writers 4] [--readers 2]
                              [--paced-rate 2] [--churn 0.4] [--no-sqlite] [--no-churn] [--fast]
-                             [--pg-setting K=V]
+                             [--pg-setting K=V] [--keep]
                              [--workdir /tmp/memdex-bench-pg] [--out bench/out/pg.json]
 
 Data: the folder of bench/generate.py with about ``--chunks`` chunks (``bench_scale.py``'s data);
@@ -30,7 +30,8 @@ PostgreSQL 18 server from tests/pg_server.py, durable unless ``--fast``) is made
    meanwhile; then a timed plain ``VACUUM (ANALYZE)`` per table; HNSW index size and table sizes
    before churn, after it and after the VACUUM; search latency again after the VACUUM.
 
-Writes ``--out`` (JSON) and prints a short table. The machine may be shared: absolute figures
+Writes ``--out`` (JSON) and prints a short table; ``--keep`` then keeps the server (and the
+``main`` namespace, after churn) up for other tools, e.g. bench/pg_keyword_plans.py, until Ctrl-C. The machine may be shared: absolute figures
 move with the load; the ratios measured in one run compare fairly.
 """
 
@@ -41,6 +42,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -241,6 +243,8 @@ def main() -> None:
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite side")
     parser.add_argument("--no-churn", action="store_true", help="skip churn, VACUUM and the search after them")
     parser.add_argument("--fast", action="store_true", help="server with fsync off (default: durable)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the server running at the end (prints its URL) until Ctrl-C or SIGTERM")
     parser.add_argument("--pg-setting", action="append", default=[], metavar="K=V", help="extra postgresql.conf setting")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/memdex-bench-pg"))
@@ -316,15 +320,28 @@ def main() -> None:
                 results["search"]["postgresql_after_churn"] = search_phase(
                     pg, args, queries, logs, "postgresql_after_churn")  # fmt: skip
                 mark("search after churn")
+        results["wall_seconds"] = walls
+        results["total_seconds"] = round(time.perf_counter() - began, 1)
+        results["load_average_at_end"] = os.getloadavg()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print_table(results)
+        print(f"wrote {args.out} ({results['total_seconds']} s)")
+        if args.keep:
+            hold(server.url)
     finally:
         server.close()
-    results["wall_seconds"] = walls
-    results["total_seconds"] = round(time.perf_counter() - began, 1)
-    results["load_average_at_end"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print_table(results)
-    print(f"wrote {args.out} ({results['total_seconds']} s)")
+
+
+def hold(url: str) -> None:
+    """Keep the throwaway server (and its index) up for other tools until Ctrl-C or SIGTERM."""
+    print(f"server kept: --db {url} --namespace main (Ctrl-C or SIGTERM stops and deletes it)", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
 
 
 def churn_phase(conn: Any, args: argparse.Namespace, pg: dict[str, Any], root: Path, logs: Path) -> dict[str, Any]:

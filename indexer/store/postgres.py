@@ -81,6 +81,7 @@ class PgStore:
     (names; ``"*"`` every namespace; default just this one)."""
 
     vec_enabled = True
+    _snapshot_counts: dict[str, int] | None = None  # term -> chunks holding it, within one read snapshot
 
     def __init__(
         self, url: str, *, namespace: str, host: str, write: bool, search_namespaces: Sequence[str] = ()
@@ -91,7 +92,6 @@ class PgStore:
         self.write = write
         self._search_names = tuple(search_namespaces)
         self._conn: Any = None
-        self._snapshot_counts: dict[str, int] | None = None  # term -> chunks holding it, in one read snapshot
         self.ns = self._namespace_id(create=write)
 
     # -- connection ---------------------------------------------------------------
