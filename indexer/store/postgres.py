@@ -81,6 +81,7 @@ class PgStore:
     (names; ``"*"`` every namespace; default just this one)."""
 
     vec_enabled = True
+    _snapshot_counts: dict[str, int] | None = None  # term -> chunks holding it, within one read snapshot
 
     def __init__(
         self, url: str, *, namespace: str, host: str, write: bool, search_namespaces: Sequence[str] = ()
@@ -171,7 +172,11 @@ class PgStore:
             return
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            yield
+            self._snapshot_counts = {}  # a search asks for its terms' counts more than once
+            try:
+                yield
+            finally:
+                self._snapshot_counts = None
 
     @contextmanager
     def _file_transaction(self) -> Iterator[Any]:
@@ -468,16 +473,26 @@ class PgStore:
         return stems(text, query=True)
 
     def term_document_counts(self, terms: Sequence[str]) -> tuple[int, dict[str, int]]:
-        """(chunks in the searched namespaces, chunks containing each stemmed term)."""
+        """(chunks in the searched namespaces, chunks containing each stemmed term); inside a
+        read snapshot each term is counted once (counting a common term reads all its postings)."""
         ids = self.search_ids()
         (total,) = self.connection.execute(
             "SELECT coalesce(sum(chunk_count), 0)::bigint FROM namespaces WHERE id = ANY(%s)", (ids,)
         ).fetchone()
-        rows = self.connection.execute(
-            "SELECT term, count(*) FROM postings WHERE term = ANY(%s) AND ns = ANY(%s) GROUP BY term",
-            (list(set(terms)), ids),
-        )
-        return int(total), {term: int(count) for term, count in rows}
+        wanted = set(terms)
+        memo = self._snapshot_counts
+        missing = wanted if memo is None else wanted - memo.keys()
+        counts: dict[str, int] = {}
+        if missing:
+            rows = self.connection.execute(
+                "SELECT term, count(*) FROM postings WHERE term = ANY(%s) AND ns = ANY(%s) GROUP BY term",
+                (list(missing), ids),
+            )
+            counts = {term: int(count) for term, count in rows}
+        if memo is None:
+            return int(total), counts
+        memo.update((term, counts.get(term, 0)) for term in missing)
+        return int(total), {term: memo[term] for term in wanted if memo[term]}
 
     def keyword_candidates(
         self, terms: Sequence[str], limit: int, *, filters: SearchFilters | None = None
