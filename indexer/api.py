@@ -33,7 +33,7 @@ from .rank import DEFAULT_RANKING, Ranking
 from .search import (
     CANDIDATES, MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, budget_candidates, run_search,
 )  # fmt: skip
-from .store import EmbeddingCache, Store
+from .store import EmbeddingCache, IndexStore, Store
 from .vectors import LiveMatrix, Prefetched
 from .sync import Progress, SyncReport, configuration_change, one_line, read_lines, sync
 from .recovery import acquire_lock, file_identity, lock_for_recovery, replace_damaged
@@ -71,7 +71,7 @@ class MemoryIndex:
     """An open index. Use through ``open_index``."""
 
     def __init__(
-        self, settings: Settings, store: Store, *, embedder: Embedder | None, writable: bool = False
+        self, settings: Settings, store: IndexStore, *, embedder: Embedder | None, writable: bool = False
     ) -> None:
         self.settings = settings
         self.writable = writable

@@ -82,7 +82,8 @@ class VectorSource(Protocol):
 
 
 class Vec0Vectors:
-    """Vector search through the sqlite-vec ``chunks_vec`` table (KNN; an exact scan of the listed ids for ``only``)."""
+    """Vector search through the store's own index: sqlite-vec's ``chunks_vec`` (KNN; an exact
+    scan of the listed ids for ``only``), or pgvector's HNSW index on PostgreSQL."""
 
     def __init__(self, store: IndexStore) -> None:
         self.store = store
