@@ -172,6 +172,8 @@ def user_error(exc: BaseException, url: str | None = None) -> StorageError | Non
     where = f" at {redact(url)}" if url else ""
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return StorageError(f"PostgreSQL cancelled a statement that ran past the timeout{where} ({detail})")
+    if isinstance(exc, psycopg.OperationalError) and "authentication failed" in detail:
+        return StorageError(f"the PostgreSQL server{where} refused the login ({detail}); check the user and password")
     if isinstance(exc, psycopg.OperationalError):
         return StorageError(f"cannot reach the PostgreSQL server{where} ({detail}); it is retried on the next sync")
     return StorageError(f"PostgreSQL error{where}: {detail}")

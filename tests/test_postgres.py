@@ -425,3 +425,16 @@ def test_searching_a_namespace_that_does_not_exist_names_the_ones_that_do(root: 
     )  # fmt: skip
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert "no namespace 'no-such-namespace' on the server (it has: " in result.stderr
+
+
+def test_credentials_can_come_from_libpq_environment(root: Path, pg_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No password in the URL: libpq's PGPASSWORD supplies it (``postgres://`` works too)."""
+    fill(root)
+    bare = f"postgres://{pg_server.user}@{pg_server.host}:{pg_server.port}/{pg_server.dbname}"
+    monkeypatch.setenv("PGPASSWORD", pg_server.password)
+    settings = pg_settings(root, bare)
+    assert settings.database_url == bare and index(settings).reindexed == len(NOTES)
+    monkeypatch.setenv("PGPASSWORD", "wrong")
+    with pytest.raises(StorageError, match="refused the login") as failed:
+        index(settings)
+    assert "wrong" not in str(failed.value)
