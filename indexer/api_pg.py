@@ -77,8 +77,10 @@ class PgMemoryIndex(MemoryIndex):
         lines = [""] * total
         for first, last, text in chunks:
             lines[first - 1 : last] = text.split("\n")[: last - first + 1]
-        start = 1 if start is None else start
-        end = total if end is None else min(end if end is not None else start, total)
+        if start is None:  # the whole file
+            start, end = 1, total
+        else:  # PATH:N is one line, PATH:START-END a range (cut at the last stored line)
+            end = start if end is None else min(end, total)
         if start < 1 or start > max(total, 1) or end < start:
             raise PathError(f"{target}: {path} has {total} stored lines in namespace {namespace!r}")
         return path, start, end, lines[start - 1 : end]

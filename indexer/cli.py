@@ -6,12 +6,12 @@ shows tracebacks and info-level logs.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
 import os
 import sys
-import dataclasses
 from dataclasses import asdict
 from collections.abc import Callable
 from datetime import datetime

@@ -210,6 +210,12 @@ def test_get_from_another_namespace_reads_the_stored_text_and_says_so(tmp_path: 
     payload = json.loads(result.stdout)
     assert payload["lines"] == ["- Penicillin allergy: hives in 2009.", "- Editor: vim with tmux."]
     assert "stored text" in result.stderr
+    one = runner.invoke(cli, ["--root", str(mine), "--db", pg_url, "get", "--from", theirs.namespace_name, "MEMORY.md:3"])
+    assert one.exit_code == 0 and one.stdout == "- Penicillin allergy: hives in 2009.\n"
+    whole = runner.invoke(cli, ["--root", str(mine), "--db", pg_url, "get", "--from", theirs.namespace_name, "SOUL.md"])
+    assert whole.exit_code == 0 and whole.stdout == NOTES["SOUL.md"]
+    missing = runner.invoke(cli, ["--root", str(mine), "--db", pg_url, "get", "--from", theirs.namespace_name, "nope.md"])
+    assert missing.exit_code == 1 and "not indexed in namespace" in missing.stderr
 
 
 def test_rebuild_replaces_the_namespace_at_once_and_reuses_the_cache(root: Path, pg_url: str) -> None:
