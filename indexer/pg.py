@@ -8,7 +8,7 @@ many memory roots, each in its own *namespace* (``namespaces`` row): files,
 chunks, postings and vectors carry the namespace id; the embedding cache is
 shared by all of them, so no host embeds a text another host embedded.
 
-Only this module and ``store/postgres.py`` import psycopg.
+Only this module imports psycopg; the store modules go through ``connect``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,7 +31,8 @@ SCHEMA = "memdex"
 # against a runaway query holding locks); bulk steps raise it locally.
 STATEMENT_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10
-# Advisory lock keys: one for migrations, one per namespace (rebuild, migrate).
+# Advisory lock keys: one for the schema (migrations, new vector tables), one per
+# namespace (a rebuild holds it exclusively, each file transaction shared).
 _LOCK_SPACE = 0x4D44  # "MD"
 
 # (name, SQL) in order; never edit a step that has shipped, add a new one.
@@ -163,7 +165,7 @@ def _psycopg() -> Any:
 def user_error(exc: BaseException, url: str | None = None) -> StorageError | None:
     """The one-line error for a PostgreSQL failure, or None if ``exc`` is not one.
     The message never carries the password (libpq leaves it out; the URL is redacted)."""
-    psycopg = __import__("sys").modules.get("psycopg")
+    psycopg = sys.modules.get("psycopg")  # not loaded: no PostgreSQL error is possible
     if psycopg is None or not isinstance(exc, psycopg.Error):
         return None
     detail = " ".join(str(exc).split())[:300] or type(exc).__name__
