@@ -228,23 +228,17 @@ class MemoryIndex:
     def status(self) -> dict[str, Any]:
         meta = self.store.meta()
         counts = self.store.counts_by_kind()
-        sizes = [
-            p.stat().st_size
-            for p in (self.settings.index_path, Path(f"{self.settings.index_path}-wal"), self.settings.cache_path)
-            if p.exists()
-        ]
         return {
             "root": str(self.settings.root),
-            "index_path": str(self.settings.index_path),
-            "index_bytes": sum(sizes),
+            "index_path": self.settings.index_location,
+            **self._engine_status(),
             "files": sum(c["files"] for c in counts.values()),
             "chunks": sum(c["chunks"] for c in counts.values()),
             "by_kind": counts,
             "model": meta.get("model"),
             "dimensions": int(meta["dimensions"]) if "dimensions" in meta else None,
             "chunker_version": meta.get("chunker_version"),
-            "schema_version": db.SCHEMA_VERSION,
-            "vector_search": "sqlite-vec" if self._uses_vec0() else "numpy",
+            "vector_search": self._vector_search_name(),
             "last_sync": float(meta["last_sync"]) if "last_sync" in meta else None,
             "watcher": watcher_status(self.settings.status_path.parent, self.settings.status_path.name),
             "skipped": [{"path": path, "reason": f.reason} for path, f in sorted(self.store.skipped_files().items())],
@@ -252,7 +246,19 @@ class MemoryIndex:
 
     def search_info(self) -> dict[str, Any]:
         """The model the index was built with and how vector search runs (cheap; for each search)."""
-        return {"model": self.store.meta().get("model"), "vector_search": "sqlite-vec" if self._uses_vec0() else "numpy"}
+        return {"model": self.store.meta().get("model"), "vector_search": self._vector_search_name()}
+
+    def _engine_status(self) -> dict[str, Any]:
+        """What ``status`` says about the storage engine."""
+        sizes = [
+            p.stat().st_size
+            for p in (self.settings.index_path, Path(f"{self.settings.index_path}-wal"), self.settings.cache_path)
+            if p.exists()
+        ]
+        return {"index_bytes": sum(sizes), "schema_version": db.SCHEMA_VERSION}
+
+    def _vector_search_name(self) -> str:
+        return "sqlite-vec" if self._uses_vec0() else "numpy"
 
     def close(self) -> None:
         if self._executor is not None:

@@ -25,7 +25,6 @@ from .recovery import acquire_lock
 from .search import SearchResult, Vec0Vectors, VectorSource
 from .store.postgres import PgEmbeddingCache, PgStore
 from .sync import Progress, SyncReport, one_line, sync
-from .watch_state import watcher_status
 
 log = logging.getLogger(__name__)
 
@@ -85,31 +84,17 @@ class PgMemoryIndex(MemoryIndex):
             raise PathError(f"{target}: {path} has {total} stored lines in namespace {namespace!r}")
         return path, start, end, lines[start - 1 : end]
 
-    def status(self) -> dict[str, Any]:
-        meta = self.store.meta()
-        counts = self.store.counts_by_kind()
+    def _engine_status(self) -> dict[str, Any]:
         return {
-            "root": str(self.settings.root),
-            "index_path": self.settings.index_location,
             "engine": "postgresql",
             "namespace": self.settings.namespace_name,
             "namespaces": self.store.namespaces(),
             "index_bytes": self.store.size_bytes(),
-            "files": sum(c["files"] for c in counts.values()),
-            "chunks": sum(c["chunks"] for c in counts.values()),
-            "by_kind": counts,
-            "model": meta.get("model"),
-            "dimensions": int(meta["dimensions"]) if "dimensions" in meta else None,
-            "chunker_version": meta.get("chunker_version"),
             "schema_version": pg.SCHEMA_VERSION,
-            "vector_search": "pgvector-hnsw",
-            "last_sync": float(meta["last_sync"]) if "last_sync" in meta else None,
-            "watcher": watcher_status(self.settings.status_path.parent, self.settings.status_path.name),
-            "skipped": [{"path": path, "reason": f.reason} for path, f in sorted(self.store.skipped_files().items())],
         }
 
-    def search_info(self) -> dict[str, Any]:
-        return {"model": self.store.meta().get("model"), "vector_search": "pgvector-hnsw"}
+    def _vector_search_name(self) -> str:
+        return "pgvector-hnsw"
 
     def close(self) -> None:
         if self._executor is not None:
