@@ -1,6 +1,7 @@
 """memdex: a local memory index for personal AI assistants."""
 
-from .api import Lines, MemoryIndex, open_index
+from .api import MemoryIndex, open_index
+from .excerpts import Lines
 from .config import Settings, make_settings
 from .errors import IndexerError
 from .filters import SearchFilters, make_filters

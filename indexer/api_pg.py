@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from . import pg
-from .api import MemoryIndex, parse_target
+from .api import MemoryIndex
+from .excerpts import parse_target
 from .config import Settings
 from .embed import Embedder
 from .errors import PathError, StorageError

@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from .api import Lines, open_index, read_target
+from .api import open_index
+from .excerpts import Lines, read_target
 from .errors import ConfigError
 from .filters import KINDS, make_filters
 from .search import MODES

@@ -32,7 +32,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError
 
 from . import __version__
-from .api import read_excerpt
+from .excerpts import read_excerpt
 from .errors import ConfigError, IndexerError
 from .filters import make_filters
 from .search import SearchResult

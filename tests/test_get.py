@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import write
-from indexer.api import Lines, parse_target, read_target
+from indexer.excerpts import Lines, parse_target, read_target
 from indexer.errors import PathError
 
 TEXT = "---\ntitle: Facts\n---\n# Facts\n\nline five\nline six\nline seven\n"

@@ -18,7 +18,7 @@ from conftest import RecordingEmbedder, age_files, write
 from mcp import Client
 
 from indexer import make_settings, open_index
-from indexer.api import read_target
+from indexer.excerpts import read_target
 from indexer.config import Settings
 from indexer.mcp import build_server, http_security, parse_http
 from indexer.errors import ConfigError
