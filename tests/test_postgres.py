@@ -444,3 +444,18 @@ def test_credentials_can_come_from_libpq_environment(root: Path, pg_server: Any,
     with pytest.raises(StorageError, match="refused the login") as failed:
         index(settings)
     assert "wrong" not in str(failed.value)
+
+
+def test_a_chunk_of_one_overlong_word_is_consistent(root: Path, pg_url: str) -> None:
+    """Terms over MAX_TERM_BYTES are not posted (btree rows have a size limit); such a
+    chunk is still consistent, found by vector search, and checks healthy."""
+    from indexer.check import HEALTHY, check_index
+
+    fill(root, {"MEMORY.md": "# Facts\n\nshort words\n", "blob.md": "x" * 3000 + "\n"})
+    settings = pg_settings(root, pg_url)
+    index(settings)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        counts = memory.store.consistency_counts()
+        assert {k: v for k, v in counts.items() if k not in ("files", "chunks") and v} == {}
+        assert check_index(settings, memory.store, model_id=RecordingEmbedder().model_id).exit_code == HEALTHY
+        assert "blob.md" in {r.path for r in memory.search("x" * 3000, mode="vector", budget_lines=None)}

@@ -36,10 +36,11 @@ class PgChecks:
         sql = {
             "files": "SELECT count(*) FROM files WHERE ns = %(ns)s",
             "chunks": "SELECT count(*) FROM chunks WHERE ns = %(ns)s",
-            "chunks without postings": "SELECT count(*) FROM chunks c WHERE c.ns = %(ns)s AND c.length > 0 "
-            "AND NOT EXISTS (SELECT 1 FROM postings p WHERE p.chunk_id = c.id)",
+            # (each chunk's postings are compared with its text by chunks_with_fts)
             "chunk count recorded for the namespace is off by": "SELECT abs((SELECT count(*) FROM chunks WHERE "
             "ns = %(ns)s) - (SELECT chunk_count FROM namespaces WHERE id = %(ns)s))",
+            "token count recorded for the namespace is off by": "SELECT abs((SELECT coalesce(sum(length), 0) "
+            "FROM chunks WHERE ns = %(ns)s) - (SELECT token_count FROM namespaces WHERE id = %(ns)s))",
         }
         table = self._vec_table()
         if table:
