@@ -259,13 +259,16 @@ def test_status_and_config_never_show_the_password(root: Path, pg_url: str) -> N
     assert ":" in pg_url.split("@")[0].split("//")[1], "the test server's URL carries a password"
     password = pg_url.split("@")[0].rsplit(":", 1)[1]
     fill(root)
+    settings = pg_settings(root, pg_url)
+    index(settings)  # the deterministic embedder: the CLI commands below load no model
     runner = CliRunner()
-    base = ["--root", str(root), "--db", pg_url, "--namespace", f"status-{uuid.uuid4().hex[:6]}"]
-    outputs = [runner.invoke(cli, [*base, *args]) for args in (["index"], ["status"], ["status", "--json"], ["config"])]
-    for result in outputs:
+    base = ["--root", str(root), "--db", pg_url, "--namespace", settings.namespace_name]
+    outputs = [runner.invoke(cli, [*base, *args]) for args in (["status"], ["status", "--json"], ["config"], ["-v", "check"])]
+    for result in outputs[:3]:
         assert result.exit_code == 0, result.output
+    for result in outputs:
         assert password not in result.output
-    assert json.loads(outputs[2].stdout)["index_path"] == redact(pg_url)
+    assert json.loads(outputs[1].stdout)["index_path"] == redact(pg_url)
     assert redact("postgresql://u:p%40ss@h:5/db?password=x&sslmode=require") == (
         "postgresql://u:***@h:5/db?password=***&sslmode=require"
     )
