@@ -50,9 +50,10 @@ DEFAULT_LIMIT = 10  # results without a budget
 MAX_RESULTS = 100  # results with a budget and no limit
 
 
-def _raise_user_error(exc: BaseException) -> None:
-    """Disk full, read-only index, I/O error, server down: a one-line error instead of the engine's exception."""
-    error = db.as_user_error(exc) or pg.user_error(exc)
+def _raise_user_error(exc: BaseException, settings: Settings | None = None) -> None:
+    """Disk full, read-only index, I/O error, server down: a one-line error instead of the
+    engine's exception (naming the server's URL, without its password)."""
+    error = db.as_user_error(exc) or pg.user_error(exc, settings.database_url if settings else None)
     if error is not None:
         raise error from exc
 
@@ -117,7 +118,7 @@ class MemoryIndex:
             )
         except Exception as exc:
             if not db.is_damage(exc):
-                _raise_user_error(exc)
+                _raise_user_error(exc, self.settings)
                 raise
             return self._recover(exc, progress=progress)
         return report  # the live matrix follows this connection's own writes (vectors.LiveMatrix)
@@ -131,7 +132,7 @@ class MemoryIndex:
         except Exception as exc:
             rebuild.discard(built, self.settings.index_path)
             if not db.is_damage(exc):
-                _raise_user_error(exc)
+                _raise_user_error(exc, self.settings)
                 raise
             return self._recover(exc, progress=progress)
         rebuild.discard(built, self.settings.index_path)
@@ -172,7 +173,7 @@ class MemoryIndex:
             return self._search(query, **options)  # type: ignore[arg-type]
         except Exception as exc:
             if not db.is_damage(exc):
-                _raise_user_error(exc)
+                _raise_user_error(exc, self.settings)
                 raise
             self._recover(exc)
         return self._search(query, **options)  # type: ignore[arg-type]  # once: a second failure is raised
@@ -379,23 +380,24 @@ def open_index(
     memdex is moved aside and rebuilt from the Markdown (one warning), unless
     ``recover=False`` (then ``UnusableIndex`` is raised, e.g. for ``check``).
     """
-    if settings.database_url:
-        from .api_pg import open_pg_index  # psycopg only when a server is configured
-
-        with open_pg_index(settings, write=write, embedder=embedder) as index:
-            yield index
-        return
-    # Refuse a --db (or its cache) that memdex did not make before creating anything beside it.
-    db.ownership(settings.index_path, kind=db.INDEX)
-    db.ownership(settings.cache_path, kind=db.CACHE)
+    if not settings.database_url:
+        # Refuse a --db (or its cache) that memdex did not make before creating anything beside it.
+        db.ownership(settings.index_path, kind=db.INDEX)
+        db.ownership(settings.cache_path, kind=db.CACHE)
+    # One writer per root (and, with PostgreSQL, per host): the lock file beside the index.
     lock = acquire_lock(settings.lock_path, status_path=settings.status_path) if write else None
     try:
-        if write:
-            rebuild.remove_leftovers(settings.index_path)
         try:
-            index = _open(settings, write=write, embedder=embedder, recover=recover)
+            if settings.database_url:
+                from .api_pg import open_pg  # psycopg only when a server is configured
+
+                index: MemoryIndex = open_pg(settings, write=write, embedder=embedder)
+            else:
+                if write:
+                    rebuild.remove_leftovers(settings.index_path)
+                index = _open(settings, write=write, embedder=embedder, recover=recover)
         except Exception as exc:
-            _raise_user_error(exc)
+            _raise_user_error(exc, settings)
             raise
         try:
             yield index

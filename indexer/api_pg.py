@@ -12,17 +12,14 @@ search runs on the server's HNSW index.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from . import pg
-from .api import MemoryIndex
+from .api import MemoryIndex, _raise_user_error
 from .excerpts import parse_target
 from .config import Settings
 from .embed import Embedder
 from .errors import PathError, StorageError
-from .recovery import acquire_lock
 from .search import SearchResult, Vec0Vectors, VectorSource
 from .store.postgres import PgEmbeddingCache, PgStore
 from .sync import Progress, SyncReport, one_line, sync
@@ -52,7 +49,7 @@ class PgMemoryIndex(MemoryIndex):
                 self.store.clear()
                 return sync(self.settings, self.store, self.cache, self.embedder, progress=progress)
         except Exception as exc:
-            _raise_pg_error(exc, self.settings)
+            _raise_user_error(exc, self.settings)
             raise
 
     def search(self, query: str, **options: Any) -> list[SearchResult]:  # type: ignore[override]
@@ -128,34 +125,14 @@ class PgMemoryIndex(MemoryIndex):
         return Vec0Vectors(self.store)  # the server's HNSW index (store.vector_candidates)
 
 
-def _raise_pg_error(exc: BaseException, settings: Settings) -> None:
-    error = pg.user_error(exc, settings.database_url)
-    if error is not None:
-        raise error from None
+def open_pg(settings: Settings, *, write: bool, embedder: Embedder | None) -> PgMemoryIndex:
+    """This root's namespace on the server (``open_index`` holds the writer lock);
+    ``write=True`` creates or migrates the schema and the namespace."""
+    store = PgStore(
+        settings.database_url or "", namespace=settings.namespace_name, host=settings.host, write=write,
+        search_namespaces=settings.search_namespaces,
+    )  # fmt: skip
+    return PgMemoryIndex(settings, store, embedder=embedder, writable=write)  # type: ignore[arg-type]
 
 
-@contextmanager
-def open_pg_index(settings: Settings, *, write: bool, embedder: Embedder | None) -> Iterator[PgMemoryIndex]:
-    """Open this root's namespace on the server; ``write=True`` takes the root's local
-    writer lock (one writer per root and host) and creates or migrates the schema."""
-    lock = acquire_lock(settings.lock_path, status_path=settings.status_path) if write else None
-    try:
-        try:
-            store = PgStore(
-                settings.database_url or "", namespace=settings.namespace_name, host=settings.host, write=write,
-                search_namespaces=settings.search_namespaces,
-            )  # fmt: skip
-        except Exception as exc:
-            _raise_pg_error(exc, settings)
-            raise
-        index = PgMemoryIndex(settings, store, embedder=embedder, writable=write)  # type: ignore[arg-type]
-        try:
-            yield index
-        finally:
-            index.close()
-    finally:
-        if lock is not None:
-            lock.close()
-
-
-__all__ = ["PgMemoryIndex", "open_pg_index"]
+__all__ = ["PgMemoryIndex", "open_pg"]

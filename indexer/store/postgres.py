@@ -48,7 +48,6 @@ class PgStore(PgSearch, PgChecks):
         self.url = url
         self.namespace = namespace
         self.host = host
-        self.write = write
         self._search_names = tuple(search_namespaces)
         self._conn: Any = None
         try:
