@@ -10,7 +10,6 @@ skipped files and vectors. ``MEMDEX_PG_HYPOTHESIS_EXAMPLES`` (default 50).
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,23 +17,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings as hypothesis_settings
 
-from conftest import RecordingEmbedder
-from indexer import make_settings, open_index
+from indexer import make_settings
 from indexer.config import Settings
-from test_invariants import PROPERTY, Memory, Sync, operations
+from test_invariants import PROPERTY, Memory, Sync, fresh_folder, operations, snapshot, sync
 
 pytestmark = pytest.mark.postgres
 EXAMPLES = int(os.environ.get("MEMDEX_PG_HYPOTHESIS_EXAMPLES", "50"))
-
-
-def sync(settings: Settings, paths: set[str] | None = None) -> None:
-    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:
-        index.sync(paths=paths)
-
-
-def snapshot(settings: Settings) -> dict[str, Any]:
-    with open_index(settings, embedder=RecordingEmbedder()) as index:
-        return index.store.snapshot()
 
 
 def namespace(root: Path, url: str) -> Settings:
@@ -53,9 +41,7 @@ def assert_equals_fresh_rebuild(settings: Settings, url: str) -> None:
 @hypothesis_settings(max_examples=EXAMPLES, **PROPERTY)
 @given(ops=operations)
 def test_any_edits_with_full_syncs_in_between_equal_a_fresh_rebuild(pg_url: str, ops: list[Any]) -> None:
-    with tempfile.TemporaryDirectory(prefix="memdex-pg-invariant-") as tmp:
-        root = Path(tmp) / "memory"
-        root.mkdir()
+    with fresh_folder() as (root, _):
         memory = Memory(root)
         settings = namespace(root, pg_url)
         for op in ops:
@@ -70,9 +56,7 @@ def test_any_edits_with_full_syncs_in_between_equal_a_fresh_rebuild(pg_url: str,
 @hypothesis_settings(max_examples=max(EXAMPLES // 2, 1), **PROPERTY)
 @given(ops=operations)
 def test_syncs_of_just_the_changed_paths_equal_a_fresh_rebuild(pg_url: str, ops: list[Any]) -> None:
-    with tempfile.TemporaryDirectory(prefix="memdex-pg-invariant-") as tmp:
-        root = Path(tmp) / "memory"
-        root.mkdir()
+    with fresh_folder() as (root, _):
         memory = Memory(root)
         settings = namespace(root, pg_url)
         sync(settings)
