@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from ..filters import SearchFilters
-from .pg_text import MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, parse_vector, stems, vector_text
-from .records import BM25_B, BM25_K1, ChunkRow
+from .pg_text import MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, parse_vector, vector_text
+from .records import BM25_B, BM25_K1, ChunkRow, stems
 
 
 class PgSearch:

@@ -1,40 +1,25 @@
-"""What the PostgreSQL store computes on the client: the terms of a text (FTS5's
-own tokenizer, so both engines index the same terms), the column-weighted term
-frequencies bm25 needs, pgvector's text form of a vector, and the SQL
+"""What the PostgreSQL store computes on the client: the column-weighted term
+frequencies bm25 needs (terms from ``records.stems``, FTS5's own tokenizer, so
+both engines index the same terms), pgvector's text form of a vector, and the SQL
 conditions of path prefixes and search filters. No I/O.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterable
 from typing import Any
 
-import apsw
 import numpy as np
 
-from ..db import FTS_TOKENIZE
 from ..filters import SearchFilters
-from .records import BM25_WEIGHTS
+from .records import BM25_WEIGHTS, stems
 
 # tsvector-free limits of our own: a term longer than this is not indexed (it
 # is almost always an id or base64 run; FTS5 keeps it, PostgreSQL's btree would not).
 MAX_TERM_BYTES = 1000
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 ALL = "*"  # search every namespace on the server
-
-
-@functools.cache
-def _tokenizer() -> apsw.FTS5Tokenizer:
-    name, *args = FTS_TOKENIZE.split()
-    return apsw.Connection(":memory:").fts5_tokenizer(name, args)
-
-
-def stems(text: str, *, query: bool = False) -> list[str]:
-    """The terms FTS5 would index (or, with ``query``, look up) for ``text``."""
-    reason = apsw.FTS5_TOKENIZE_QUERY if query else apsw.FTS5_TOKENIZE_DOCUMENT
-    return [token[2] for token in _tokenizer()(text.encode("utf-8"), reason, None)]
 
 
 def chunk_terms(text: str, heading: str, title: str) -> tuple[dict[str, float], int]:

@@ -7,14 +7,17 @@ own SQL; nothing above the store knows which engine it talks to.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import apsw
 import numpy as np
 
 from ..chunk import Chunk
+from ..db import FTS_TOKENIZE
 from ..discover import FileStamp
 from ..filters import SearchFilters
 
@@ -115,6 +118,19 @@ class VectorCache(Protocol):
     def get_many(self, hashes: Iterable[str]) -> dict[str, np.ndarray]: ...
     def put_many(self, vectors: dict[str, np.ndarray]) -> None: ...
     def close(self) -> None: ...
+
+
+@functools.cache
+def _tokenizer() -> apsw.FTS5Tokenizer:
+    name, *args = FTS_TOKENIZE.split()
+    return apsw.Connection(":memory:").fts5_tokenizer(name, args)
+
+
+def stems(text: str, *, query: bool = False) -> list[str]:
+    """The terms FTS5 indexes (or, with ``query``, looks up) for ``text``: chunks_fts's
+    tokenizer, so both engines stem queries and chunks alike."""
+    reason = apsw.FTS5_TOKENIZE_QUERY if query else apsw.FTS5_TOKENIZE_DOCUMENT
+    return [token[2] for token in _tokenizer()(text.encode("utf-8"), reason, None)]
 
 
 def plausible(vector: np.ndarray) -> bool:

@@ -19,15 +19,16 @@ import apsw
 import numpy as np
 
 from ..chunk import Chunk
-from ..db import CACHE, DAMAGE_ERRORS, FTS_TOKENIZE, connect_cache, quarantine
+from ..db import CACHE, DAMAGE_ERRORS, connect_cache, quarantine
 from ..discover import FileStamp
 from ..filters import SearchFilters
 from .records import (  # noqa: F401 - re-exported
     BM25_WEIGHTS, SQL_VARIABLES_PER_QUERY, ChunkRow, FileRecord, FileState, SkippedFile, batches as _batches,
-    blob as _blob, plausible as _plausible,
+    blob as _blob, plausible as _plausible, stems,
 )  # fmt: skip
 
 log = logging.getLogger(__name__)
+
 
 class Store:
     """The SQLite index database (one memory root). ``vec_enabled`` says whether ``chunks_vec`` is usable."""
@@ -35,7 +36,6 @@ class Store:
     def __init__(self, connection: apsw.Connection, *, vec_enabled: bool) -> None:
         self.connection = connection
         self.vec_enabled = vec_enabled
-        self._tokenizer: apsw.FTS5Tokenizer | None = None
 
     @contextmanager
     def read_snapshot(self) -> Iterator[None]:
@@ -257,11 +257,8 @@ class Store:
         return total, counts
 
     def stem(self, text: str) -> list[str]:
-        """The terms FTS5 indexes for ``text`` (same tokenizer as ``chunks_fts``)."""
-        if self._tokenizer is None:
-            name, *args = FTS_TOKENIZE.split()
-            self._tokenizer = self.connection.fts5_tokenizer(name, args)
-        return [token[2] for token in self._tokenizer(text.encode("utf-8"), apsw.FTS5_TOKENIZE_QUERY, None)]
+        """The terms FTS5 looks up for ``text`` (same tokenizer as ``chunks_fts``)."""
+        return stems(text, query=True)
 
     def vector_candidates(
         self, vector: np.ndarray, limit: int, *, only: Sequence[int] | None = None
