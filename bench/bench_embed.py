@@ -27,14 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np  # noqa: E402
 from generate import generate_memory  # noqa: E402
 
-import numpy as np  # noqa: E402
-
-from indexer import onnx_embed  # noqa: E402
-from indexer.chunk import chunk_note  # noqa: E402
-from indexer.embed import LazyEmbedder, SentenceTransformerEmbedder  # noqa: E402
-from indexer.parse import parse_note  # noqa: E402
+from indexer.embedding import onnx as onnx_embed  # noqa: E402
+from indexer.embedding.models import LazyEmbedder, SentenceTransformerEmbedder  # noqa: E402
+from indexer.sources.markdown.chunk import chunk_note  # noqa: E402
+from indexer.sources.markdown.parse import parse_note  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

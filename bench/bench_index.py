@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate import edit_one_line, generate_memory  # noqa: E402
 
 from indexer import make_settings, open_index  # noqa: E402
-from indexer.embed import BACKENDS, LazyEmbedder  # noqa: E402
 from indexer.api import DEFAULT_BUDGET_LINES, MAX_RESULTS  # noqa: E402
-from indexer.budget import Budget  # noqa: E402
-from indexer.search import run_search  # noqa: E402
+from indexer.embedding.models import BACKENDS, LazyEmbedder  # noqa: E402
+from indexer.retrieval.budget import Budget  # noqa: E402
+from indexer.retrieval.search import run_search  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

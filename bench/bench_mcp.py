@@ -39,7 +39,6 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from generate import generate_memory  # noqa: E402
-
 from mcp import Client, StdioServerParameters  # noqa: E402
 
 from indexer import make_settings, open_index  # noqa: E402

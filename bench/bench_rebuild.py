@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate import generate_memory  # noqa: E402
 
 from indexer import make_settings, open_index  # noqa: E402
-from indexer.check import check_index  # noqa: E402
-from indexer.db import remove_database  # noqa: E402
-from indexer.embed import SentenceTransformerEmbedder  # noqa: E402
+from indexer.embedding.models import SentenceTransformerEmbedder  # noqa: E402
+from indexer.indexing.check import check_index  # noqa: E402
+from indexer.store.sqlite.connection import remove_database  # noqa: E402
 
 
 def main() -> None:

@@ -41,14 +41,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO))
+import numpy as np  # noqa: E402
 from generate import generate_memory  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 from indexer import make_settings, open_index  # noqa: E402
-from indexer.embed import LazyEmbedder  # noqa: E402
-from indexer.search import CANDIDATES, Vec0Vectors, run_search  # noqa: E402
-from indexer.vectors import Prefetched  # noqa: E402
+from indexer.embedding.models import LazyEmbedder  # noqa: E402
+from indexer.retrieval.search import CANDIDATES, Vec0Vectors, run_search  # noqa: E402
+from indexer.retrieval.vectors import Prefetched  # noqa: E402
 
 CHUNKS_PER_FILE = 9.93
 KEYWORD_ROUNDS = 5  # the 80 fixture questions, 5 times each: 400 samples for the p95  # bench/generate.py: 1,000 files -> 9,931 chunks

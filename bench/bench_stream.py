@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from indexer import make_settings, open_index
-from indexer.watch_state import watcher_status
+from indexer.watch.state import watcher_status
 
 
 def main() -> int:

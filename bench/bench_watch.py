@@ -30,12 +30,11 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import apsw  # noqa: E402
 from generate import append_line, generate_memory  # noqa: E402
 
-import apsw  # noqa: E402
-
 from indexer import make_settings, open_index  # noqa: E402
-from indexer.watch_state import watcher_status  # noqa: E402
+from indexer.watch.state import watcher_status  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

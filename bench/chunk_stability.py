@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from pathlib import Path
 import re
 from collections import Counter
+from pathlib import Path
 
-from indexer.chunk import chunk_note
-from indexer.parse import parse_note
+from indexer.sources.markdown.chunk import chunk_note
+from indexer.sources.markdown.parse import parse_note
 
 TOKEN = re.compile(r"\w+|[^\w\s]")
 WORDS = (

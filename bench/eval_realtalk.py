@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from indexer import make_settings, open_index
-from indexer.rank import parse_ranking
-from indexer.embed import SentenceTransformerEmbedder
+from indexer.embedding.models import SentenceTransformerEmbedder
+from indexer.retrieval.stages import parse_ranking
 from indexer.store import EmbeddingCache
 
 REPO = Path(__file__).resolve().parent.parent

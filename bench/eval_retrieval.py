@@ -20,9 +20,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from indexer import make_settings, open_index
-from indexer.embed import BACKENDS, LazyEmbedder
 from indexer.api import DEFAULT_BUDGET_LINES
-from indexer.rank import parse_ranking
+from indexer.embedding.models import BACKENDS, LazyEmbedder
+from indexer.retrieval.stages import parse_ranking
 
 MODES = ("keyword", "vector", "hybrid")
 

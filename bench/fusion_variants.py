@@ -2,7 +2,7 @@
 
     python bench/fusion_variants.py
 
-Each variant replaces ``indexer.search.fuse`` for one pass over the same index,
+Each variant replaces ``indexer.retrieval.search.fuse`` for one pass over the same index,
 so the figures are side by side. The default rule is "confidence-weighted 0.7".
 """
 
@@ -16,8 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_retrieval import evaluate  # noqa: E402
 
-from indexer import make_settings, open_index, search  # noqa: E402
-from indexer.embed import SentenceTransformerEmbedder  # noqa: E402
+from indexer import make_settings, open_index
+from indexer.embedding.models import SentenceTransformerEmbedder  # noqa: E402
+from indexer.retrieval import search  # noqa: E402
 
 DEFAULT_FUSE = search.fuse
 

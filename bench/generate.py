@@ -30,8 +30,8 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import re
 import random
+import re
 import sys
 from bisect import bisect_right
 from itertools import accumulate

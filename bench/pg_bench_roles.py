@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from generate import _REPLACEMENTS, _WORD_RE, edit_one_line  # bench/generate.py
 
 from indexer import make_settings, open_index
-from indexer.chunk import chunk_note, text_hash
-from indexer.embed import LazyEmbedder
-from indexer.parse import parse_note
+from indexer.embedding.models import LazyEmbedder
+from indexer.sources.markdown.chunk import chunk_note, text_hash
+from indexer.sources.markdown.parse import parse_note
 
 REPO = Path(__file__).resolve().parent.parent
 NOISE = 0.3  # norm of the noise added to a bank vector (before normalising)

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import psycopg
 
-from indexer.search import query_terms
-from indexer.store.postgres import PgStore
+from indexer.retrieval.search import query_terms
+from indexer.store.postgres.store import PgStore
 
 SCRATCH = "public.memdex_bench_tsv"
 

@@ -1,13 +1,14 @@
 """memdex: a local memory index for personal AI assistants."""
 
+from indexer.config.resolve import load_configuration
+from indexer.config.settings import Settings, make_settings
+from indexer.indexing.sync import SyncReport
+from indexer.retrieval.filters import SearchFilters, make_filters
+from indexer.retrieval.search import SearchResult
+from indexer.sources.read import Lines
+
 from .api import MemoryIndex, open_index
-from .excerpts import Lines
-from .config import Settings, make_settings
 from .errors import IndexerError
-from .filters import SearchFilters, make_filters
-from .search import SearchResult
-from .settings_file import load_configuration
-from .sync import SyncReport
 
 __all__ = [
     "IndexerError", "Lines", "MemoryIndex", "SearchFilters", "SearchResult", "Settings", "SyncReport",

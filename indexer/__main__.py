@@ -1,3 +1,3 @@
-from .cli import main
+from indexer.cli.app import main
 
 main()

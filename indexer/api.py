@@ -20,22 +20,33 @@ from typing import Any
 
 import numpy as np
 
-from . import db, pg, rebuild
-from .budget import Budget
-from .config import CHUNKER_VERSION, Settings
-from .embed import Embedder, LazyEmbedder
-from .excerpts import Lines, read_target
-from .errors import ConfigError, ModelError, UnusableIndex
-from .filters import SearchFilters
-from .rank import DEFAULT_RANKING, Ranking
-from .search import (
-    CANDIDATES, MODES, Mode, NumpyVectors, SearchResult, Vec0Vectors, VectorSource, budget_candidates, run_search,
+from indexer.config.settings import CHUNKER_VERSION, Settings
+from indexer.embedding.models import Embedder, LazyEmbedder
+from indexer.indexing.recovery import acquire_lock, file_identity, lock_for_recovery, replace_damaged
+from indexer.indexing.sync import Progress, SyncReport, configuration_change, one_line, sync
+from indexer.retrieval.budget import Budget
+from indexer.retrieval.filters import SearchFilters
+from indexer.retrieval.search import (
+    CANDIDATES,
+    MODES,
+    Mode,
+    NumpyVectors,
+    SearchResult,
+    Vec0Vectors,
+    VectorSource,
+    budget_candidates,
+    run_search,
 )  # fmt: skip
-from .store import EmbeddingCache, IndexStore, Store
-from .vectors import LiveMatrix, Prefetched
-from .sync import Progress, SyncReport, configuration_change, one_line, sync
-from .recovery import acquire_lock, file_identity, lock_for_recovery, replace_damaged
-from .watch_state import watcher_status
+from indexer.retrieval.stages import DEFAULT_RANKING, Ranking
+from indexer.retrieval.vectors import LiveMatrix, Prefetched
+from indexer.sources.read import Lines, read_target
+from indexer.store import EmbeddingCache, IndexStore, Store
+from indexer.store.postgres import connection as pg
+from indexer.store.sqlite import connection as db
+from indexer.store.sqlite import rebuild
+from indexer.watch.state import watcher_status
+
+from .errors import ConfigError, ModelError, UnusableIndex
 
 log = logging.getLogger(__name__)
 
@@ -389,7 +400,7 @@ def open_index(
     try:
         try:
             if settings.database_url:
-                from .api_pg import open_pg  # psycopg only when a server is configured
+                from indexer.store.postgres.index import open_pg  # psycopg only when a server is configured
 
                 index: MemoryIndex = open_pg(settings, write=write, embedder=embedder)
             else:

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from indexer import make_settings, open_index
-from indexer.config import Settings
-from indexer.sync import SyncReport
+from indexer.config.settings import Settings
+from indexer.indexing.sync import SyncReport
 
 # No test writes to the user's cache folder (ONNX exports): one temporary
 # folder per test session, inherited by the processes tests start.
@@ -88,7 +88,7 @@ def restore_indexer_logger() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def no_user_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the machine's own memdex config file and MEMDEX_* settings out of every test."""
-    from indexer.settings_file import KEYS
+    from indexer.config.resolve import KEYS
 
     for key in KEYS.values():
         monkeypatch.delenv(key.env, raising=False)

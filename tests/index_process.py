@@ -24,12 +24,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-
-import indexer.sync  # noqa: E402
-import indexer.writer  # noqa: E402
 from conftest import RecordingEmbedder  # noqa: E402
+
+import indexer.indexing.sync  # noqa: E402
+import indexer.indexing.writer  # noqa: E402
 from indexer import make_settings, open_index  # noqa: E402
-from indexer.embed import resolve_model  # noqa: E402
+from indexer.embedding.models import resolve_model  # noqa: E402
 
 
 class SlowRecordingEmbedder(RecordingEmbedder):
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--embed-delay", type=float, default=0.02)
     parser.add_argument("--group", type=int, default=8)
     args = parser.parse_args(argv)
-    indexer.writer.EMBED_GROUP = args.group
+    indexer.indexing.writer.EMBED_GROUP = args.group
     settings = make_settings(args.root)
     embedder = SlowRecordingEmbedder(args.embed_delay, model_id=resolve_model(settings.model)[0])
     with open_index(settings, write=True, embedder=embedder) as index:

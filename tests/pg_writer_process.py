@@ -32,9 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import indexer.writer  # noqa: E402
 from conftest import write  # noqa: E402
 from index_process import SlowRecordingEmbedder  # noqa: E402
+
+import indexer.indexing.writer  # noqa: E402
 from indexer import make_settings, open_index  # noqa: E402
 
 WORDS = "lake bike garden kettle violin harbour lantern cedar pepper orbit meadow copper".split()
@@ -104,7 +105,7 @@ def main() -> int:
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--go", type=Path, help="once open, wait until this file exists")
     args = parser.parse_args()
-    indexer.writer.EMBED_GROUP = args.group
+    indexer.indexing.writer.EMBED_GROUP = args.group
     settings = make_settings(args.root, args.url, namespace=args.namespace)
     embedder = SlowRecordingEmbedder(args.embed_delay, model_id="test/recording")
     with open_index(settings, write=True, embedder=embedder) as index:

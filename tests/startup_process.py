@@ -14,7 +14,7 @@ import sys
 HEAVY = ("torch", "sentence_transformers", "transformers", "onnxruntime")
 
 if __name__ == "__main__":
-    from indexer.cli import cli
+    from indexer.cli.app import cli
 
     code = 0
     try:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import indexer.sync
 from conftest import RecordingEmbedder, age_files, snapshot, write
+
+import indexer.indexing.sync
 from indexer import make_settings, open_index
-from indexer.config import Settings
-from indexer.sync import SyncReport
+from indexer.config.settings import Settings
+from indexer.indexing.sync import SyncReport
 
 GOOD = {
     "aaa-first.md": ("# Aardvark\n\nThe aardvark digs burrows at night.\n", "aardvark"),
@@ -479,7 +479,7 @@ def test_file_deleted_between_scan_and_read(root, settings, embedder, do_sync, m
     write(root, "b-gone.md", "# Gone\n\nthe dodo, edited\n")  # changed, so the sync must read it
     write(root, "c-new.md", "# New\n\nthe moa, recreated\n")
 
-    real_scan = indexer.sync.scan
+    real_scan = indexer.indexing.sync.scan
 
     def scan_then_delete(*args, **kwargs):
         result = real_scan(*args, **kwargs)
@@ -487,7 +487,7 @@ def test_file_deleted_between_scan_and_read(root, settings, embedder, do_sync, m
         (root / "c-new.md").unlink()
         return result
 
-    monkeypatch.setattr(indexer.sync, "scan", scan_then_delete)
+    monkeypatch.setattr(indexer.indexing.sync, "scan", scan_then_delete)
     report = do_sync()
     monkeypatch.undo()
     assert_warnings_single_line(report)

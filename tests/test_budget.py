@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings as hsettings, strategies as st
-
 from conftest import write
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
 from indexer import open_index
-from indexer.budget import Budget, Hit, estimate_tokens, pack, without_filler
+from indexer.retrieval.budget import Budget, Hit, estimate_tokens, pack, without_filler
 
 
 def line_text(path: str, number: int) -> str:

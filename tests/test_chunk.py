@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from indexer.chunk import chunk_note
-from indexer.parse import parse_note, split_lines
+from indexer.sources.markdown.chunk import chunk_note
+from indexer.sources.markdown.parse import parse_note, split_lines
 
 TOKEN = re.compile(r"\w+|[^\w\s]")
 

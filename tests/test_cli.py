@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import RecordingEmbedder, age_files, write
 
 import indexer.api
-from conftest import RecordingEmbedder, age_files, write
-from indexer.cli import cli
+from indexer.cli.app import cli
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "memory-files"
 
@@ -464,7 +464,7 @@ def test_garbage_index_while_a_writer_runs_is_one_line_error(
     runner: CliRunner, memory: Path, fake_model, settings
 ) -> None:
     write(memory, ".memdex/index.db", b"this is not a database at all" * 100)
-    from indexer.recovery import acquire_lock as _acquire_lock
+    from indexer.indexing.recovery import acquire_lock as _acquire_lock
 
     lock = _acquire_lock(settings.lock_path)
     try:

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from conftest import RecordingEmbedder, write
 
 from indexer import open_index
-from indexer.cli import EXIT_USAGE, cli
+from indexer.cli.app import EXIT_USAGE, cli
+from indexer.config.resolve import load_configuration
 from indexer.errors import ConfigError
-from indexer.settings_file import load_configuration
 
 
 @pytest.fixture

@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import RecordingEmbedder, age_files, snapshot, write
 
 import indexer.api
-import indexer.cli
-from conftest import RecordingEmbedder, age_files, snapshot, write
+import indexer.cli.app
 from indexer import make_settings, open_index
-from indexer.check import HEALTHY, check_index
-from indexer.cli import cli
+from indexer.cli.app import cli
+from indexer.indexing.check import HEALTHY, check_index
 
 SAME = "# Same\n\nthe very same sentence in every copy\n"
 # Unmistakably not text (an image header and every byte value, NULs throughout).
@@ -58,9 +58,9 @@ def test_identical_files_count_every_chunk(root, settings, embedder, do_sync) ->
 
 def test_chunk_counters_add_up_over_groups(root, settings, embedder, do_sync, monkeypatch) -> None:
     """Across several embedding groups, each chunk written is counted exactly once."""
-    import indexer.writer
+    import indexer.indexing.writer
 
-    monkeypatch.setattr(indexer.writer, "EMBED_GROUP", 3)
+    monkeypatch.setattr(indexer.indexing.writer, "EMBED_GROUP", 3)
     for n in range(12):
         write(root, f"note-{n:02d}.md", f"# Note\n\nfact {n % 4} about the lighthouse\n")
     report = do_sync()
@@ -214,7 +214,7 @@ def terminal() -> Iterator[FakeTerminal]:
     saved = (sys.stderr, logger.handlers[:], logger.level, logger.propagate)
     sys.stderr = screen
     try:
-        indexer.cli._configure_logging(0)
+        indexer.cli.app._configure_logging(0)
         yield screen
     finally:
         sys.stderr, logger.handlers[:], logger.propagate = saved[0], saved[1], saved[3]
@@ -226,7 +226,7 @@ def test_warnings_are_printed_after_the_progress_bar_not_over_it(root, settings)
         write(root, f"n-{n:02d}.md", f"# Note {n}\n\nfact {n}\n")
     write(root, "binary.md", BINARY)
     with terminal() as shown, open_index(settings, write=True, embedder=RecordingEmbedder()) as index:
-        report = indexer.cli._with_progress(index.sync, "indexing", False)
+        report = indexer.cli.app._with_progress(index.sync, "indexing", False)
     screen = shown.getvalue()
     assert report.skipped_with_warning == 1
     warning = "memdex: WARNING: binary.md: skipped"

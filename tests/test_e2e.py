@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import write
+
 from indexer import make_settings, open_index
-from indexer.chunk import chunk_note
-from indexer.embed import SentenceTransformerEmbedder
-from indexer.parse import parse_note
+from indexer.embedding.models import SentenceTransformerEmbedder
+from indexer.sources.markdown.chunk import chunk_note
+from indexer.sources.markdown.parse import parse_note
 
 pytestmark = pytest.mark.slow
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures"

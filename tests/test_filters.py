@@ -14,12 +14,12 @@ from click.testing import CliRunner
 from conftest import RecordingEmbedder, age_files, snapshot, write
 
 from indexer import make_filters, make_settings, open_index
-from indexer.check import check_index
-from indexer.cli import cli
-from indexer.discover import classify
+from indexer.cli.app import cli
 from indexer.errors import ConfigError
-from indexer.filters import SearchFilters
-from indexer.search import NumpyVectors
+from indexer.indexing.check import check_index
+from indexer.retrieval.filters import SearchFilters
+from indexer.retrieval.search import NumpyVectors
+from indexer.sources.discover import classify
 from indexer.store import filter_clause
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -187,7 +187,9 @@ def test_get_and_init_print_json(tmp_path: Path) -> None:
 def test_filtered_search_equals_filtering_an_unlimited_search(tmp_path: Path, embedder: RecordingEmbedder) -> None:
     """In keyword and vector mode a filter inside the candidate query returns exactly
     what filtering the complete ranking would, up to the limit (hypothesis over filters)."""
-    from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as st
 
     root = tmp_path / "memory"
     crowded(root)

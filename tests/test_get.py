@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import write
-from indexer.excerpts import Lines, parse_target, read_target
+
 from indexer.errors import PathError
+from indexer.sources.read import Lines, parse_target, read_target
 
 TEXT = "---\ntitle: Facts\n---\n# Facts\n\nline five\nline six\nline seven\n"
 RAW = ["---", "title: Facts", "---", "# Facts", "", "line five", "line six", "line seven"]

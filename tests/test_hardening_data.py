@@ -25,16 +25,17 @@ from pathlib import Path
 import apsw
 import pytest
 from click.testing import CliRunner
-
 from conftest import RecordingEmbedder, write
-from indexer import db, make_settings, open_index
-from indexer.errors import ConfigError, IndexerError, NotAnIndex, SchemaError, StorageError
-from indexer.recovery import acquire_lock
-from indexer.watch_state import StatusFile
 from test_cli import assert_one_line_error, memory, ok_json, run, runner  # noqa: F401
+
 import indexer.api
-from indexer.config import DEFAULT_MODEL
-from indexer.embed import resolve_model
+from indexer import make_settings, open_index
+from indexer.config.settings import DEFAULT_MODEL
+from indexer.embedding.models import resolve_model
+from indexer.errors import ConfigError, IndexerError, NotAnIndex, SchemaError, StorageError
+from indexer.indexing.recovery import acquire_lock
+from indexer.store.sqlite import connection as db
+from indexer.watch.state import StatusFile
 
 COMMANDS = [["index", "--json"], ["search", "--mode", "keyword", "tomatoes"], ["status"], ["check"], ["rebuild"]]
 

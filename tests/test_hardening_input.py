@@ -23,16 +23,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import RecordingEmbedder, age_files, write
-from indexer import make_settings, open_index
-from indexer.chunk import chunk_note
-from indexer.errors import ConfigError
-from indexer.parse import parse_note
-from indexer.sync import TITLE_CHARS
 from test_cli import assert_one_line_error, ok_json, run, runner  # noqa: F401
 from test_hardening_data import fake_model  # noqa: F401
 from test_watch import start_watcher  # noqa: F401
+
+from indexer import make_settings, open_index
+from indexer.errors import ConfigError
+from indexer.indexing.sync import TITLE_CHARS
+from indexer.sources.markdown.chunk import chunk_note
+from indexer.sources.markdown.parse import parse_note
 
 REPO = Path(__file__).resolve().parent.parent
 

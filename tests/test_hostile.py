@@ -14,11 +14,13 @@ import resource
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
-
 from conftest import RecordingEmbedder
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
 from indexer import make_settings, open_index
-from indexer.check import CORRUPT, check_index
+from indexer.indexing.check import CORRUPT, check_index
 
 EXAMPLES = int(os.environ.get("MEMDEX_HOSTILE_EXAMPLES", "25"))
 # A bound on the whole test process (model-free): hostile input must not grow it.

@@ -21,11 +21,13 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
-
 from conftest import RecordingEmbedder, write
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
 from indexer import make_settings, open_index
-from indexer.config import Settings
+from indexer.config.settings import Settings
 
 EXAMPLES = int(os.environ.get("MEMDEX_HYPOTHESIS_EXAMPLES", "100"))
 

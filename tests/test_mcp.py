@@ -18,12 +18,12 @@ from conftest import RecordingEmbedder, age_files, write
 from mcp import Client
 
 from indexer import make_settings, open_index
-from indexer.excerpts import read_target
-from indexer.config import Settings
-from indexer.mcp import build_server, http_security, parse_http
+from indexer.config.settings import Settings
 from indexer.errors import ConfigError
-from indexer.serving import IndexService
-from indexer.watch import WatchOptions
+from indexer.serve.mcp import build_server, http_security, parse_http
+from indexer.serve.service import IndexService
+from indexer.sources.read import read_target
+from indexer.watch.watcher import WatchOptions
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -26,12 +26,12 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from conftest import RecordingEmbedder, age_files, write
-from indexer import make_settings, open_index
-from indexer.config import Settings
-from indexer.watch import Watcher, WatchOptions
 from pg_writer_process import initial_files
+
+from indexer import make_settings, open_index
+from indexer.config.settings import Settings
+from indexer.watch.watcher import Watcher, WatchOptions
 
 pytestmark = pytest.mark.postgres
 
@@ -359,7 +359,7 @@ def searchable(settings: Settings, word: str) -> bool:
 
 
 def sync_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "indexer.watch" and "failed" in r.getMessage()]
+    return [r for r in caplog.records if r.name == "indexer.watch.watcher" and "failed" in r.getMessage()]
 
 
 def one_warning_line(record: logging.LogRecord) -> bool:
@@ -407,7 +407,7 @@ def test_the_watcher_survives_a_server_restart_and_an_outage(
 
 def rebuild_locked(url: str, namespace: str) -> bool:
     """Whether some session holds the namespace's exclusive (rebuild) advisory lock."""
-    from indexer.pg import _LOCK_SPACE, lock_key
+    from indexer.store.postgres.connection import _LOCK_SPACE, lock_key
 
     with psycopg.connect(url) as conn:
         row = conn.execute(
@@ -476,7 +476,7 @@ def test_a_second_host_setting_up_the_vector_table_late_keeps_the_first_hosts_ve
     up (sync._check_configuration). Host B looked (no table, no chunks) before host A set
     it up and wrote files; B's set-up must not delete A's vectors nor fail on chunks it
     has no vectors for (it raised KeyError, or left chunks without a vector)."""
-    from indexer.store.postgres import PgStore
+    from indexer.store.postgres.store import PgStore
 
     files = initial_files(600, count=3)
     roots = [folder(tmp_path, f"host{i}", files) for i in range(2)]
@@ -501,7 +501,7 @@ def test_embeddings_cached_inside_a_rebuild_do_not_block_other_hosts(tmp_path: P
     nor deadlocks with it; and they stay cached if the rebuild fails."""
     import numpy as np
 
-    from indexer.store.postgres import PgEmbeddingCache, PgStore
+    from indexer.store.postgres.store import PgEmbeddingCache, PgStore
 
     model = f"test/cache-{uuid.uuid4().hex[:8]}"
     vectors = {f"hash-{i:03d}": np.full(4, i + 1, dtype=np.float32) / (2 * (i + 1)) for i in range(20)}
@@ -564,9 +564,9 @@ def test_a_sync_waits_out_a_rebuild_longer_than_the_statement_timeout(
     """Host B syncs while host A rebuilds the namespace for longer than the statement
     timeout (the rebuild of a large namespace takes minutes): B's writes wait for the
     rebuild's lock instead of being cancelled by the timeout, and both finish."""
-    import indexer.pg
+    import indexer.store.postgres.connection
 
-    monkeypatch.setattr(indexer.pg, "STATEMENT_TIMEOUT_MS", 400)
+    monkeypatch.setattr(indexer.store.postgres.connection, "STATEMENT_TIMEOUT_MS", 400)
     files = initial_files(700, count=5)
     roots = [folder(tmp_path, f"host{i}", files) for i in range(2)]
     name = new_name("long-rebuild")

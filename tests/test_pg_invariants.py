@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings as hypothesis_settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from test_invariants import PROPERTY, Memory, Sync, fresh_folder, operations, snapshot, sync
 
 from indexer import make_settings
-from indexer.config import Settings
-from test_invariants import PROPERTY, Memory, Sync, fresh_folder, operations, snapshot, sync
+from indexer.config.settings import Settings
 
 pytestmark = pytest.mark.postgres
 EXAMPLES = int(os.environ.get("MEMDEX_PG_HYPOTHESIS_EXAMPLES", "50"))

@@ -14,14 +14,14 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
-
 from conftest import RecordingEmbedder, age_files, write
+
 from indexer import make_settings, open_index
-from indexer.cli import cli
-from indexer.config import Settings
+from indexer.cli.app import cli
+from indexer.config.settings import Settings
 from indexer.errors import SchemaError, StorageError
-from indexer.filters import make_filters
-from indexer.pg import redact
+from indexer.retrieval.filters import make_filters
+from indexer.store.postgres.connection import redact
 
 pytestmark = pytest.mark.postgres
 
@@ -231,7 +231,7 @@ def test_rebuild_replaces_the_namespace_at_once_and_reuses_the_cache(root: Path,
 
 
 def test_check_finds_postings_that_do_not_match_and_repair_fixes_them(root: Path, pg_url: str) -> None:
-    from indexer.check import CORRUPT, HEALTHY, check_index
+    from indexer.indexing.check import CORRUPT, HEALTHY, check_index
 
     fill(root)
     settings = pg_settings(root, pg_url)
@@ -322,7 +322,7 @@ def test_statement_timeout_guard_is_set(root: Path, pg_url: str) -> None:
         assert timeout == "30s"
         with pytest.raises(psycopg.errors.QueryCanceled):
             memory.store.connection.execute("SET statement_timeout = 50; SELECT pg_sleep(2)")
-    from indexer.pg import user_error
+    from indexer.store.postgres.connection import user_error
 
     error = user_error(psycopg.errors.QueryCanceled("canceling statement due to statement timeout"), pg_url)
     assert isinstance(error, StorageError) and "timeout" in str(error)
@@ -343,7 +343,7 @@ def test_fixture_hit_at_5_matches_sqlite_with_the_real_model(tmp_path: Path, pg_
     hit@5 of every mode within 0.02 of SQLite's (default search, 50-line budget)."""
     import shutil
 
-    from indexer.embed import LazyEmbedder
+    from indexer.embedding.models import LazyEmbedder
 
     fixture = Path(__file__).resolve().parent.parent / "fixtures"
     queries = json.loads((fixture / "queries.json").read_text())
@@ -388,9 +388,9 @@ def test_the_mcp_tools_serve_a_postgresql_index_and_watch_it(root: Path, pg_url:
     import anyio
     from mcp import Client
 
-    from indexer.mcp import build_server
-    from indexer.serving import IndexService
-    from indexer.watch import WatchOptions
+    from indexer.serve.mcp import build_server
+    from indexer.serve.service import IndexService
+    from indexer.watch.watcher import WatchOptions
 
     fill(root)
     settings = pg_settings(root, pg_url)
@@ -452,7 +452,7 @@ def test_credentials_can_come_from_libpq_environment(root: Path, pg_server: Any,
 def test_a_chunk_of_one_overlong_word_is_consistent(root: Path, pg_url: str) -> None:
     """Terms over MAX_TERM_BYTES are not posted (btree rows have a size limit); such a
     chunk is still consistent, found by vector search, and checks healthy."""
-    from indexer.check import HEALTHY, check_index
+    from indexer.indexing.check import HEALTHY, check_index
 
     fill(root, {"MEMORY.md": "# Facts\n\nshort words\n", "blob.md": "x" * 3000 + "\n"})
     settings = pg_settings(root, pg_url)

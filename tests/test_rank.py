@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import write
+
 from indexer import open_index
-from indexer.rank import Evidence, Ranking, expansion_terms, has_content, parse_ranking, rerank
+from indexer.retrieval.stages import Evidence, Ranking, expansion_terms, has_content, parse_ranking, rerank
 from indexer.store import ChunkRow
 
 IDFS = {"gym": 2.0, "games": 2.0, "hobbi": 1.0}  # prefixes of "gym", "games", "hobbies"

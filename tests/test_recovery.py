@@ -38,20 +38,20 @@ import numpy as np
 import pytest
 import sqlite_vec
 from click.testing import CliRunner, Result
+from conftest import RecordingEmbedder, write
+from test_cli import assert_one_line_error, ok_json, run, runner  # noqa: F401
 
 import indexer.api
-import indexer.recovery
-import indexer.db
-import indexer.sync
-import indexer.writer
-from conftest import RecordingEmbedder, write
+import indexer.indexing.recovery
+import indexer.indexing.sync
+import indexer.indexing.writer
+import indexer.store.sqlite.connection
 from indexer import make_settings, open_index
-from indexer.chunk import embedded_text
-from indexer.config import DEFAULT_MODEL, Settings
-from indexer.embed import resolve_model
+from indexer.config.settings import DEFAULT_MODEL, Settings
+from indexer.embedding.models import resolve_model
 from indexer.errors import UnusableIndex
-from indexer.rebuild import temporary_path
-from test_cli import assert_one_line_error, ok_json, run, runner  # noqa: F401
+from indexer.sources.markdown.chunk import embedded_text
+from indexer.store.sqlite.rebuild import temporary_path
 
 TESTS = Path(__file__).resolve().parent
 HELPER = TESTS / "index_process.py"
@@ -314,7 +314,7 @@ def test_a_rebuild_that_fails_part_way_keeps_the_prior_index(memory, settings, m
     before = current(settings)
     for path in settings.index_dir.glob("embeddings.db*"):
         path.unlink()  # an empty cache: every text needs the model
-    monkeypatch.setattr(indexer.writer, "EMBED_GROUP", 4)
+    monkeypatch.setattr(indexer.indexing.writer, "EMBED_GROUP", 4)
 
     def fail_on_second_call(call: int, texts: Sequence[str]) -> None:
         if call == 2:
@@ -369,7 +369,7 @@ def test_readers_during_a_rebuild_see_the_old_or_the_new_index_never_a_mix(
     write(memory, "notes/bulk/new.md", sectioned("Brandnew", 2))
     new = fresh_rebuild(memory)
     assert new != old
-    monkeypatch.setattr(indexer.writer, "EMBED_GROUP", 4)
+    monkeypatch.setattr(indexer.indexing.writer, "EMBED_GROUP", 4)
 
     inside: list[bool] = []
 
@@ -378,7 +378,7 @@ def test_readers_during_a_rebuild_see_the_old_or_the_new_index_never_a_mix(
             inside.append(reader.store.snapshot() == old)
 
     across: list[tuple[bool, bool, bool]] = []
-    real_copy = indexer.db.copy_into
+    real_copy = indexer.store.sqlite.connection.copy_into
 
     def copy_while_reading(destination: apsw.Connection, source: apsw.Connection) -> None:
         with open_index(settings, embedder=model()) as reader:
@@ -388,7 +388,7 @@ def test_readers_during_a_rebuild_see_the_old_or_the_new_index_never_a_mix(
                 held = reader.store.snapshot() == old
             across.append((before_copy, held, reader.store.snapshot() == new))
 
-    monkeypatch.setattr(indexer.db, "copy_into", copy_while_reading)
+    monkeypatch.setattr(indexer.store.sqlite.connection, "copy_into", copy_while_reading)
 
     seen: list[str] = []
     errors: list[BaseException] = []
@@ -721,7 +721,7 @@ def test_reader_cannot_repair_while_a_writer_holds_the_lock(runner, memory, fake
     sync(settings)
     damage(settings)
     damaged = settings.index_path.read_bytes()
-    lock = indexer.recovery.acquire_lock(settings.lock_path)
+    lock = indexer.indexing.recovery.acquire_lock(settings.lock_path)
     try:
         with pytest.raises(UnusableIndex, match="cannot be repaired now"):
             with open_index(settings, embedder=model()) as index:

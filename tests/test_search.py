@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-
 from conftest import write
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
 from indexer import open_index
-from indexer.search import fuse, keyword_part, match_expression, query_terms, snippet
+from indexer.retrieval.search import fuse, keyword_part, match_expression, query_terms, snippet
 
 NASTY = [
     "", "   ", '"', '""', "'", "AND", "OR NOT", "NEAR(a b, 2)", "a*", "*", "col:val", "text:foo",

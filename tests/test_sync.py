@@ -6,10 +6,10 @@ import os
 
 import apsw
 import pytest
-
 from conftest import RecordingEmbedder, age_files, snapshot, write
+
 from indexer import make_settings, open_index
-from indexer.errors import PathError, LockedError, SchemaError
+from indexer.errors import LockedError, PathError, SchemaError
 
 SECTIONED = "\n".join(
     f"## Topic {n}\n\n" + "\n".join(f"- fact {n}.{i}: the value is {n * 10 + i}" for i in range(8)) + "\n"
@@ -293,7 +293,7 @@ def test_frontmatter_with_date_keys_is_stored_as_json(root, do_sync, settings, e
 
 
 def test_local_models_with_the_same_folder_name_are_different_models(tmp_path):
-    from indexer.embed import resolve_model
+    from indexer.embedding.models import resolve_model
 
     for name in ("a", "b"):
         write(tmp_path, f"{name}/model/config.json", '{"model_type": "bert", "v": "%s"}' % name)

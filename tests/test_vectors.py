@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import RecordingEmbedder, age_files, write
+
 from indexer import make_settings, open_index
 from indexer.api import MATRIX_FROM_SEARCH
-from indexer.search import NumpyVectors, Vec0Vectors
+from indexer.retrieval.search import NumpyVectors, Vec0Vectors
 
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike".split()
 
@@ -118,7 +118,7 @@ def test_without_sqlite_vec_the_matrix_comes_from_the_cache(root, embedder):
 
 
 def test_the_prefetched_hybrid_search_equals_the_plain_one(index, embedder):
-    from indexer.search import run_search
+    from indexer.retrieval.search import run_search
 
     index.search("warm", mode="vector")
     index.search("warm", mode="vector")  # the matrix from now on

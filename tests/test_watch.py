@@ -39,16 +39,16 @@ from typing import Any
 import apsw
 import pytest
 from click.testing import CliRunner, Result
+from conftest import RecordingEmbedder, write
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, EventEmitter
 
-from conftest import RecordingEmbedder, write
 from indexer import make_settings, open_index
-from indexer.cli import cli
-from indexer.config import Settings
+from indexer.cli.app import cli
+from indexer.config.settings import Settings
 from indexer.errors import IndexerError, LockedError
-from indexer.watch import PendingPaths, Watcher, WatchOptions, relevant_path
-from indexer.watch_state import STATUS_FILE_NAME, watcher_status
+from indexer.watch.state import STATUS_FILE_NAME, watcher_status
+from indexer.watch.watcher import PendingPaths, Watcher, WatchOptions, relevant_path
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -1307,8 +1307,8 @@ def test_service_watcher_waits_for_the_lock_then_starts(root, settings):
     """`memdex watch --wait-for-lock` (what the service definitions run) waits, with one
     warning, while another process writes the index, then starts; SIGTERM stops it with exit 0.
     Loads the real model in the subprocess, hence slow."""
-    from indexer.recovery import acquire_lock as _acquire_lock
-    from indexer.watch_state import watcher_status
+    from indexer.indexing.recovery import acquire_lock as _acquire_lock
+    from indexer.watch.state import watcher_status
 
     seed(root)
     lock = _acquire_lock(settings.lock_path)

@@ -25,11 +25,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-
 from conftest import RecordingEmbedder  # noqa: E402
+
 from indexer import make_settings, open_index  # noqa: E402
 from indexer.errors import RootReplaced  # noqa: E402
-from indexer.watch import Watcher, WatchOptions, stop_on_signals  # noqa: E402
+from indexer.watch.watcher import Watcher, WatchOptions, stop_on_signals  # noqa: E402
 
 
 class SlowEmbedder(RecordingEmbedder):

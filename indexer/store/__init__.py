@@ -4,8 +4,9 @@
 ``postgres`` serves many roots (namespaces) from one PostgreSQL + pgvector server.
 """
 
+from indexer.store.sqlite.store import EmbeddingCache, Store, filter_clause
+
 from .records import ChunkRow, FileRecord, FileState, IndexStore, SkippedFile, VectorCache
-from .sqlite import EmbeddingCache, Store, filter_clause
 
 __all__ = [
     "ChunkRow", "EmbeddingCache", "FileRecord", "FileState", "IndexStore", "SkippedFile", "Store", "VectorCache",

@@ -16,10 +16,10 @@ from typing import Any, Protocol
 import apsw
 import numpy as np
 
-from ..chunk import Chunk
-from ..db import FTS_TOKENIZE
-from ..discover import FileStamp
-from ..filters import SearchFilters
+from indexer.retrieval.filters import SearchFilters
+from indexer.sources.discover import FileStamp
+from indexer.sources.markdown.chunk import Chunk
+from indexer.store.sqlite.connection import FTS_TOKENIZE
 
 SQL_VARIABLES_PER_QUERY = 500
 # bm25 column weights for (text, heading, title): a heading or a file title

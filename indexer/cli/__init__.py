@@ -1,0 +1,1 @@
+"""The ``memdex`` command: parses arguments, calls the library, prints results."""

@@ -1,0 +1,425 @@
+"""The ``memdex`` command: parses arguments, calls the library, prints results.
+
+Every ``IndexerError`` becomes one line on stderr and a non-zero exit; ``-v``
+shows tracebacks and info-level logs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import click
+
+from indexer.api import open_index
+from indexer.config.resolve import Configuration, load_configuration
+from indexer.config.settings import Settings
+from indexer.embedding.models import BACKENDS, resolve_model
+from indexer.errors import IndexerError, LockedError, PathError, RootReplaced, SchemaError, UnusableIndex
+from indexer.indexing.check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
+from indexer.indexing.sync import SyncReport
+from indexer.store.postgres import connection as _pg
+from indexer.store.sqlite import connection as _db
+from indexer.watch.units import launchd_plist, systemd_unit, watch_command
+from indexer.watch.watcher import (
+    DEBOUNCE_SECONDS,
+    MAX_WAIT_SECONDS,
+    RECONCILE_SECONDS,
+    Watcher,
+    WatchOptions,
+    stop_on_signals,
+)
+
+from .read import get_command, search_command, status_command
+from .serve import config_command, mcp_command
+
+
+def _templates() -> Traversable:
+    """The memory-files/ templates: packaged as ``indexer.templates`` in a wheel,
+    read from the source tree in a checkout or editable install."""
+    checkout = Path(__file__).resolve().parents[2] / "memory-files"
+    if checkout.is_dir():
+        return checkout
+    try:
+        return resources.files("indexer.templates")
+    except ModuleNotFoundError:
+        raise PathError("memdex's templates are missing from this installation") from None
+
+
+class _Context:
+    def __init__(
+        self, root: str | None, db: str | None, model: str | None, verbose: int, backend: str | None = None,
+        namespace: str | None = None,
+    ) -> None:
+        self.root, self.db, self.model, self.verbose, self.backend = root, db, model, verbose, backend
+        self.namespace = namespace
+        self._configuration: Configuration | None = None
+
+    def configuration(self) -> Configuration:
+        """Flags > MEMDEX_* environment > ROOT/.memdex/config.toml > user file > defaults."""
+        if self._configuration is None:
+            self._configuration = load_configuration(
+                {"root": self.root, "db": self.db, "model": self.model, "backend": self.backend,
+                 "namespace": self.namespace}
+            )
+        return self._configuration
+
+    def settings(self) -> Settings:
+        return self.configuration().settings
+
+
+class _Group(click.Group):
+    """Turns library errors into one line (a traceback only with -v); usage errors exit 64."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        standalone = kwargs.pop("standalone_mode", True)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            if not standalone:
+                raise
+            exc.show()
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as exc:
+            if not standalone:
+                raise
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            if not standalone:
+                raise
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        if not standalone:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)  # ctx.exit(code) comes back as its code
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IndexerError as exc:
+            if ctx.obj is not None and ctx.obj.verbose:
+                raise
+            click.echo(f"memdex: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except BrokenPipeError:  # `memdex get x | head -1`: the reader has all it wants
+            _silence_stdout()
+            ctx.exit(BROKEN_PIPE_EXIT)
+        except OSError as exc:  # disk full, permissions...: still one line
+            if ctx.obj is not None and ctx.obj.verbose:
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            click.echo(f"memdex: error: {exc.strerror or exc}{where}", err=True)
+            ctx.exit(1)
+        except Exception as exc:  # last resort: an SQLite error no layer below turned into a message
+            error = _db.as_user_error(exc) or _pg.user_error(exc)
+            if error is None or (ctx.obj is not None and ctx.obj.verbose):
+                raise
+            click.echo(f"memdex: error: {error}", err=True)
+            ctx.exit(error.exit_code)
+
+
+# Exit status of a command whose output pipe was closed early (128 + SIGPIPE, as
+# shells report for tools killed by SIGPIPE); nothing is printed.
+BROKEN_PIPE_EXIT = 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+@click.group(cls=_Group)
+@click.option("--root", default=None, help="Memory root folder (default: the current folder; env MEMDEX_ROOT).")
+@click.option("--db", default=None,
+              help="Index file (default ROOT/.memdex/index.db), or a postgresql:// URL (env MEMDEX_DB).")
+@click.option("--namespace", default=None,
+              help="With PostgreSQL: this root's namespace on the server (default HOST:ROOT; env MEMDEX_NAMESPACE).")
+@click.option("--model", default=None, help="sentence-transformers model name or local folder (env MEMDEX_MODEL).")
+@click.option("--backend", type=click.Choice(BACKENDS), default=None,
+              help="Embedding backend: auto (ONNX Runtime, torch as fallback), onnx or torch (env MEMDEX_BACKEND).")  # fmt: skip
+@click.option("-v", "--verbose", count=True, help="Info logs; tracebacks on errors.")
+@click.version_option(package_name="memdex")
+@click.pass_context
+def cli(
+    ctx: click.Context, root: str | None, db: str | None, namespace: str | None, model: str | None,
+    backend: str | None, verbose: int,
+) -> None:
+    """memdex: keep a searchable index of an assistant's Markdown memory."""
+    _configure_logging(verbose)
+    ctx.obj = _Context(root, db, model, verbose, backend, namespace)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the created and kept files as JSON.")
+def init(directory: Path, as_json: bool) -> None:
+    """Create a memory folder from the templates (existing files are kept)."""
+    if directory.exists() and not directory.is_dir():
+        raise PathError(f"{directory} exists and is not a folder")
+    created, kept = [], []
+    for rel, source in _template_files(_templates(), PurePosixPath()):
+        target = directory / rel
+        if target.exists():
+            kept.append(rel.as_posix())
+            continue
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+        except OSError as exc:
+            raise PathError(f"cannot write {target} ({exc.strerror or exc})") from None
+        created.append(rel.as_posix())
+    if as_json:
+        click.echo(json.dumps({"directory": str(directory.resolve()), "created": created, "kept": kept}, indent=2))
+        return
+    for name in created:
+        click.echo(f"created {directory / name}")
+    for name in kept:
+        click.echo(f"kept existing {directory / name}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_obj
+def index(obj: _Context, as_json: bool) -> None:
+    """Bring the index up to date with the Markdown files."""
+    with open_index(obj.settings(), write=True) as memory:
+        report = _with_progress(memory.sync, "indexing", as_json)
+    _print_report(report, as_json)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_obj
+def rebuild(obj: _Context, as_json: bool) -> None:
+    """Build a new index from the Markdown beside the current one, then swap it in."""
+    with open_index(obj.settings(), write=True) as memory:
+        # Opening an unusable index has just rebuilt it; a sync then only reports the counts.
+        run = memory.sync if memory.recovered_from else memory.rebuild
+        report = _with_progress(run, "rebuilding", as_json)
+    _print_report(report, as_json)
+
+
+@cli.command()
+@click.option("--repair", is_flag=True, help="Sync drift; rebuild a corrupt index.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.pass_obj
+def check(obj: _Context, repair: bool, as_json: bool) -> None:
+    """Check the index against itself and the Markdown (exit 0 healthy, 1 drift, 2 corrupt)."""
+    settings = obj.settings()
+    found = _check(settings)
+    result: dict[str, Any] = found.as_dict()
+    if repair and found.exit_code != HEALTHY:
+        with open_index(settings, write=True) as memory:  # recovers an unusable file on opening
+            if found.exit_code == CORRUPT and not memory.recovered_from:
+                memory.replace_damaged("check found it corrupt")
+            memory.sync(rehash=True)  # drift can hide behind an unchanged size and mtime
+        after = _check(settings)
+        result = {**result, "repaired": True, "after": after.as_dict()}
+        exit_code = after.exit_code
+    else:
+        exit_code = found.exit_code
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(f"{result['state']}: {result['files']} files, {result['chunks']} chunks ({result['seconds']:.2f}s)")
+        for problem in result["problems"]:
+            click.echo(f"  {problem['kind']}: {problem['message']}")
+        if "after" in result:
+            click.echo(f"after repair: {result['after']['state']}")
+            for problem in result["after"]["problems"]:
+                click.echo(f"  {problem['kind']}: {problem['message']}")
+    sys.exit(exit_code)
+
+
+def _check(settings: Settings) -> CheckReport:
+    model_id, _ = resolve_model(settings.model)
+    if not settings.database_url and not settings.index_path.exists():
+        report = CheckReport()
+        report.add(DRIFT, f"no index at {settings.index_path} yet")
+        return report
+    try:
+        with open_index(settings, recover=False) as memory:
+            return check_index(settings, memory.store, model_id=model_id)
+    except UnusableIndex as exc:
+        report = CheckReport()
+        report.add(CORRUPT, str(exc))
+        return report
+    except SchemaError as exc:  # an older or empty schema: a writer upgrades it
+        report = CheckReport()
+        report.add(DRIFT, str(exc))
+        return report
+
+
+def _with_progress(run: Callable[..., SyncReport], label: str, as_json: bool) -> SyncReport:
+    if as_json or not sys.stderr.isatty():
+        return run()
+    # Log lines written while the bar is drawn would garble it: they are held and
+    # printed, in order, once the bar is finished.
+    logger = logging.getLogger("indexer")
+    held = _HeldRecords()
+    shown, logger.handlers[:] = logger.handlers[:], [held]
+    try:
+        with click.progressbar(length=1, label=label, file=sys.stderr) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.length = max(total, 1)
+                bar.update(done - bar.pos)
+
+            return run(progress=progress)
+    finally:
+        logger.handlers[:] = shown
+        for record in held.records:
+            logger.handle(record)
+
+
+class _HeldRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _print_report(report: SyncReport, as_json: bool) -> None:
+    data = asdict(report)
+    data["seconds"] = round(report.seconds, 3)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    if report.full_reembed_reason:
+        click.echo(f"re-embedded every chunk ({report.full_reembed_reason})")
+    skipped = report.skipped_with_warning + report.skipped_as_before
+    before = f" ({report.skipped_as_before} as before, see 'memdex status')" if report.skipped_as_before else ""
+    duplicates = f", {report.chunks_deduplicated} duplicates" if report.chunks_deduplicated else ""
+    click.echo(
+        f"{report.files_seen} files: {report.reindexed} indexed, "
+        f"{report.skipped_unchanged_stat + report.unchanged_hash} unchanged, {report.removed} removed, "
+        f"{skipped} skipped{before}; chunks: {report.chunks_embedded} embedded, "
+        f"{report.chunks_from_cache} from cache{duplicates}; {report.seconds:.2f}s"
+    )
+
+
+@cli.command()
+@click.option("--debounce", type=click.FloatRange(0, 60), default=DEBOUNCE_SECONDS, show_default=True,
+              help="Seconds a changed file must stay quiet before it is synced.")
+@click.option("--max-wait", type=click.FloatRange(0, 600), default=MAX_WAIT_SECONDS, show_default=True,
+              help="Sync a file written continuously at least this often (seconds).")
+@click.option("--reconcile", type=click.FloatRange(min=1), default=RECONCILE_SECONDS, show_default=True,
+              help="Seconds between full syncs that catch events the OS dropped.")
+@click.option("--polling", is_flag=True, help="Poll the folder instead of using OS file events.")
+@click.option("--wait-for-lock", is_flag=True,
+              help="If another process is writing the index, wait for it instead of exiting (for services).")
+@click.option("--print-service", type=click.Choice(["systemd", "launchd"]),
+              help="Print a service definition that runs this watcher in the background, and exit.")
+@click.pass_obj
+def watch(
+    obj: _Context,
+    debounce: float,
+    max_wait: float,
+    reconcile: float,
+    polling: bool,
+    wait_for_lock: bool,
+    print_service: str | None,
+) -> None:
+    """Keep the index current while files change (Ctrl-C or SIGTERM stops it)."""
+    settings = obj.settings()
+    if print_service:
+        click.echo(_service_text(obj, settings, print_service), nl=False)
+        return
+    options = WatchOptions(debounce=debounce, max_wait=max(max_wait, debounce), reconcile=reconcile, polling=polling)
+    with stop_on_signals():
+        try:
+            said = False
+            while True:
+                try:
+                    with open_index(settings, write=True) as memory:
+                        watcher = Watcher(memory, options)
+                        logging.getLogger("indexer.watch").info("watching %s", settings.root)
+                        watcher.run()
+                    break
+                except RootReplaced:
+                    continue  # said in one line by the watcher: start over at the configured path
+                except LockedError as exc:
+                    if not wait_for_lock:
+                        raise
+                    if not said:
+                        logging.getLogger("indexer.watch").warning("%s; waiting for it", exc)
+                        said = True
+                    _wait_for_lock(settings)
+        except KeyboardInterrupt:
+            pass  # the current file's transaction was rolled back; the lock is released
+
+
+def _wait_for_lock(settings: Settings) -> None:
+    """Block until no other process holds the writer lock (woken by signals, too)."""
+    with open(settings.lock_path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
+    model = obj.model
+    if model and Path(model).expanduser().is_dir():
+        model = str(Path(model).expanduser().resolve())  # a service does not run in this folder
+    db = settings.database_url or (settings.index_path if obj.db else None)
+    command = watch_command(sys.executable, root=settings.root, db=db, model=model, namespace=obj.namespace)
+    environment = obj.configuration().environment()  # MEMDEX_* settings; the files are read by the service itself
+    if kind == "systemd":
+        return systemd_unit(command, root=settings.root, environment=environment)
+    return launchd_plist(command, log_path=Path("~/Library/Logs/memdex-watch.log").expanduser(), environment=environment)
+
+
+
+def _template_files(folder: Traversable, prefix: PurePosixPath) -> list[tuple[PurePosixPath, Traversable]]:
+    files: list[tuple[PurePosixPath, Traversable]] = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.startswith(("__", ".")):
+            continue
+        if entry.is_dir():
+            files.extend(_template_files(entry, prefix / entry.name))
+        else:
+            files.append((prefix / entry.name, entry))
+    return files
+
+
+def _configure_logging(verbose: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("memdex: %(levelname)s: %(message)s"))
+    root = logging.getLogger("indexer")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    root.propagate = False
+
+
+# Exit codes (README "Exit codes"): 0 ok, 1 error (check: drift), 2 check: corrupt
+# (or a damaged index a watcher holds), 3 another process holds the writer lock,
+# 64 usage error (EX_USAGE: unknown option, bad value). Click's own usage errors exit 2,
+# which would read as "corrupt".
+EXIT_USAGE = 64
+
+
+def main() -> None:
+    cli(prog_name="memdex")
+
+
+
+cli.add_command(search_command)
+cli.add_command(get_command)
+cli.add_command(status_command)
+cli.add_command(mcp_command)
+cli.add_command(config_command)

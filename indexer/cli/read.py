@@ -1,0 +1,149 @@
+"""``memdex search``, ``get`` and ``status``: the commands that read the index and the Markdown.
+
+Kept apart from cli.py (which registers them) so the group module stays small;
+``obj`` is cli.py's context (settings resolved through settings_file.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+import click
+
+from indexer.api import open_index
+from indexer.errors import ConfigError
+from indexer.indexing.sync import one_line
+from indexer.retrieval.filters import KINDS, make_filters
+from indexer.retrieval.search import MODES
+from indexer.sources.read import Lines, read_target
+
+
+@click.command("search")
+@click.argument("query")
+@click.option("--mode", type=click.Choice(MODES), default=None, help="Default: search_mode setting (hybrid).")
+@click.option("--limit", type=click.IntRange(min=1, max=1000), default=None,
+              help="At most this many results (default: search_limit setting; none: as many as the budget holds).")
+@click.option("--budget-lines", type=click.IntRange(min=0), default=None,
+              help="Fill this many lines in rank order, adjacent hits merged (default: search_budget_lines "
+              "setting, 50); 0: whole chunks, no line budget.")
+@click.option("--budget-tokens", type=click.IntRange(min=1), default=None, help="Also stay within ~this many tokens.")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(KINDS), help="Only these kinds (repeatable).")
+@click.option("--path", "path_prefix", default=None, help="Only files whose root-relative path starts with this.")
+@click.option("--after", default=None, help="Only dated logs on or after this day (YYYY-MM-DD, or 7d, 2w, 3m, 1y).")
+@click.option("--before", default=None, help="Only dated logs on or before this day.")
+@click.option("--min-score", type=float, default=None, help="Drop results scoring below this (per-mode scale).")
+@click.option("--across", "across", multiple=True,
+              help="With PostgreSQL: search these namespaces (repeatable; 'all': every one) instead of this root's.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.pass_obj
+def search_command(
+    obj: Any,
+    query: str,
+    mode: str | None,
+    limit: int | None,
+    budget_lines: int | None,
+    budget_tokens: int | None,
+    kinds: tuple[str, ...],
+    path_prefix: str | None,
+    after: str | None,
+    before: str | None,
+    min_score: float | None,
+    across: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Search the memory; prints path:start-end, heading and a snippet."""
+    settings = obj.settings()
+    if across:
+        if not settings.database_url:
+            raise ConfigError("--across needs a PostgreSQL index (--db postgresql://...)")
+        names = tuple("*" if name == "all" else name for name in across)
+        settings = dataclasses.replace(settings, search_namespaces=names)
+    filters = make_filters(kinds=kinds, path_prefix=path_prefix, after=after, before=before, min_score=min_score)
+    lines = settings.search_budget_lines if budget_lines is None else budget_lines
+    with open_index(settings) as memory:
+        results = memory.search(
+            query, mode=mode or settings.search_mode, limit=limit or settings.search_limit,  # type: ignore[arg-type]
+            budget_lines=lines or None, budget_tokens=budget_tokens, filters=filters,
+        )
+    if as_json:
+        shown = [{k: v for k, v in asdict(r).items() if k != "namespace" or v is not None} for r in results]
+        click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+        return
+    if not results:
+        click.echo("no results")
+    for result in results:
+        # one_line: a newline (or other control character) in a file name or heading is escaped,
+        # so each result stays two lines; --json has the exact path.
+        where = one_line(f"{result.path}:{result.start_line}-{result.end_line}")
+        if result.namespace is not None and result.namespace != settings.namespace_name:
+            where = f"({one_line(result.namespace)}) {where}"
+        heading = f"  [{one_line(result.heading)}]" if result.heading else ""
+        click.echo(f"{result.score:.3f}  {where}{heading}")
+        click.echo(f"       {one_line(result.snippet)}")
+
+
+@click.command("get")
+@click.argument("target")
+@click.option("-n", "--line-numbers", is_flag=True, help="Prefix each line with its number.")
+@click.option("--json", "as_json", is_flag=True, help="Print {path, start_line, end_line, lines} as JSON.")
+@click.option("--from", "namespace", default=None,
+              help="With PostgreSQL: read another namespace's stored text (its Markdown is on another host).")
+@click.pass_obj
+def get_command(obj: Any, target: str, line_numbers: bool, as_json: bool, namespace: str | None) -> None:
+    """Print lines of a memory file: PATH, PATH:N or PATH:START-END."""
+    settings = obj.settings()
+    if namespace is not None and namespace != settings.namespace_name:
+        if not settings.database_url:
+            raise ConfigError("--from needs a PostgreSQL index (--db postgresql://...)")
+        with open_index(dataclasses.replace(settings, namespace=namespace)) as memory:
+            path, start, end, lines = memory.get_stored(namespace, target)  # type: ignore[attr-defined]
+        found = Lines(path, start, end, lines)
+        click.echo(f"memdex: stored text of {path} in namespace {one_line(namespace)}, not its Markdown", err=True)
+    else:
+        found = read_target(settings.root, target, max_bytes=settings.max_file_bytes)
+    if as_json:
+        click.echo(json.dumps(asdict(found), indent=2, ensure_ascii=False))
+        return
+    for number, text in enumerate(found.lines, start=found.start_line):
+        click.echo(f"{number:>6}  {text}" if line_numbers else text)
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print status as JSON.")
+@click.pass_obj
+def status_command(obj: Any, as_json: bool) -> None:
+    """Show what is indexed, with which model, and where."""
+    with open_index(obj.settings()) as memory:
+        info = memory.status()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    last = datetime.fromtimestamp(info["last_sync"]).isoformat(timespec="seconds") if info["last_sync"] else "never"
+    click.echo(f"root:    {info['root']}")
+    click.echo(f"index:   {info['index_path']} ({info['index_bytes'] / 1e6:.1f} MB with cache)")
+    if "namespace" in info:  # PostgreSQL
+        others = len(info["namespaces"]) - 1
+        click.echo(f"namespace: {one_line(info['namespace'])} (and {others} other{'s' if others != 1 else ''} on the server)")
+    click.echo(f"model:   {info['model']} ({info['dimensions']} dims), vectors via {info['vector_search']}")
+    click.echo(f"files:   {info['files']}, chunks: {info['chunks']}, last sync: {last}")
+    for kind, counts in sorted(info["by_kind"].items()):
+        click.echo(f"  {kind:<7} {counts['files']:>6} files {counts['chunks']:>7} chunks")
+    for skipped in info["skipped"]:  # files skipped with a warning, not read again until they change
+        click.echo(f"skipped: {skipped['path']}: {skipped['reason']}")
+    watcher = info["watcher"]
+    if watcher is None:
+        click.echo("watcher: not running")
+    else:
+        since = datetime.fromtimestamp(watcher["started_at"]).isoformat(timespec="seconds")
+        synced = (
+            datetime.fromtimestamp(watcher["last_sync"]).isoformat(timespec="seconds")
+            if watcher.get("last_sync") else "not yet"
+        )  # fmt: skip
+        click.echo(
+            f"watcher: running (pid {watcher['pid']}, {watcher['observer']} events) since {since}, "
+            f"last sync {synced}, {len(watcher['pending'])} paths pending"
+        )

@@ -1,0 +1,83 @@
+"""``memdex mcp`` and ``memdex config``: the commands that serve and explain the settings.
+
+Kept apart from cli.py (which registers them) so the group module stays small;
+``obj`` is cli.py's context (settings resolved through settings_file.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import click
+
+from indexer.watch.watcher import WatchOptions, stop_on_signals
+
+
+@click.command("mcp")
+@click.option("--watch", "watch_files", is_flag=True,
+              help="Also keep the index current: this process becomes the index's writer and watcher.")
+@click.option("--http", "http", default=None, metavar="HOST:PORT",
+              help="Serve streamable HTTP (at /mcp) instead of stdio; a bare PORT binds 127.0.0.1.")
+@click.option("--allow-remote", is_flag=True, help="Allow --http on a non-loopback address (there is no authentication).")
+@click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
+              help="Another browser Origin to accept over HTTP (repeatable).")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Another Host name clients use to reach --http (repeatable; needed for 0.0.0.0).")
+@click.option("--polling", is_flag=True, help="With --watch: poll the folder instead of using OS file events.")
+@click.pass_obj
+def mcp_command(
+    obj: Any,
+    watch_files: bool,
+    http: str | None,
+    allow_remote: bool,
+    allow_origins: tuple[str, ...],
+    allow_hosts: tuple[str, ...],
+    polling: bool,
+) -> None:
+    """Serve the memory to assistants over the Model Context Protocol (stdio by default)."""
+    from indexer.serve import mcp as server  # the SDK loads only for this command
+    from indexer.serve.service import IndexService
+
+    settings = obj.settings()
+    address = server.parse_http(http) if http else None
+    if address is not None and not server.is_loopback(address[0]):
+        if not allow_remote:
+            raise click.UsageError(f"--http {http}: not a loopback address; add --allow-remote to serve the network")
+        logging.getLogger("indexer.serve.mcp").warning(
+            "serving %s:%d beyond this machine, without authentication: anyone who can reach it can read the memory",
+            *address,
+        )
+
+    def listening(host: str, port: int) -> None:
+        click.echo(f"memdex mcp: serving http://{host}:{port}/mcp for {settings.root}", err=True)
+
+    service = IndexService(settings, watch=watch_files, watch_options=WatchOptions(polling=polling))
+    with stop_on_signals():
+        try:
+            server.serve(
+                service, http=address, allowed_origins=allow_origins, allowed_hosts=allow_hosts, on_listening=listening
+            )
+        except KeyboardInterrupt:
+            pass
+
+
+@click.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Print the settings and their sources as JSON.")
+@click.pass_obj
+def config_command(obj: Any, as_json: bool) -> None:
+    """Show the effective settings and where each came from
+    (flag > MEMDEX_* environment > ROOT/.memdex/config.toml > user file > default)."""
+    shown = obj.configuration().as_dict()
+    if as_json:
+        click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+        return
+    width = max(map(len, shown["settings"]), default=0)
+    for name, item in shown["settings"].items():
+        value = item["value"]
+        text = ", ".join(value) if isinstance(value, list) else "none" if value is None else value
+        click.echo(f"{name:<{width}}  {text}  ({item['source']})")
+    for which, found in shown["files"].items():
+        state = "found" if found["exists"] else "not found"
+        click.echo(f"{which} file: {found['path']} ({state})")

@@ -1,0 +1,136 @@
+"""Frozen settings, built once by the CLI (or by a library caller)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexer.errors import ConfigError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+INDEX_DIR_NAME = ".memdex"
+INDEX_FILE_NAME = "index.db"
+CACHE_FILE_NAME = "embeddings.db"
+LOCK_FILE_NAME = "write.lock"
+SERVER_STATE_NAME = "postgres"  # with a PostgreSQL index: the name its local lock and watcher files take
+
+# Bump when chunk boundaries or embedded text change: the index re-chunks and
+# re-embeds everything (announced), since old chunks would no longer match.
+CHUNKER_VERSION = 2  # 2: content-defined cuts inside oversized blocks, capped heading paths
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know; nothing here is mutated after start-up."""
+
+    root: Path
+    index_path: Path
+    model: str = DEFAULT_MODEL
+    # Files larger than this are skipped with a warning (a 20 MB "note" is
+    # almost always a pasted log; embedding it would take many minutes).
+    max_file_bytes: int = 5 * 1024 * 1024
+    # Try to load sqlite-vec; when False or when loading fails, vector search
+    # runs as an exact NumPy scan over the stored vectors.
+    use_sqlite_vec: bool = True
+    embed_batch_size: int = 32
+    # Root-relative folders whose YYYY-MM-DD.md files are daily logs (memdex's
+    # daily/, an OpenClaw workspace's memory/). Changing it re-classifies files.
+    daily_folders: tuple[str, ...] = ("daily", "memory")
+    # What `memdex search` and the MCP memory_search use when not told otherwise.
+    search_mode: str = "hybrid"
+    # At most this many results (None: as many as the reading budget holds).
+    search_limit: int | None = None
+    # The reading budget in lines a search fills (0: whole chunks, no budget).
+    search_budget_lines: int = 50
+    # Embedding backend: "auto" (ONNX Runtime for queries, AUTO_BULK in embed.py
+    # for bulk), "onnx" or "torch". The CLI reads --backend / MEMDEX_BACKEND.
+    backend: str = "auto"
+    # Threads for query-sized embeddings (1: fast even when other processes keep
+    # the cores busy) and for bulk embedding (None: one per core).
+    query_threads: int = 1
+    embed_threads: int | None = None
+    # PostgreSQL instead of SQLite (``--db postgresql://...``): the server's URL
+    # (credentials also from libpq's PG* variables and ~/.pgpass), this root's
+    # namespace there (default HOST:ROOT) and the namespaces searches cover
+    # (empty: just this one; "*": all of them).
+    database_url: str | None = None
+    namespace: str | None = None
+    search_namespaces: tuple[str, ...] = ()
+
+    @property
+    def host(self) -> str:
+        """This machine's name: whose stat cache a PostgreSQL index's file stamps are
+        (``MEMDEX_HOST`` overrides it, e.g. for several containers sharing a hostname)."""
+        return os.environ.get("MEMDEX_HOST", "").strip() or socket.gethostname()
+
+    @property
+    def index_location(self) -> str:
+        """Where the index is, for people: its file, or the server's URL without the password."""
+        if self.database_url:
+            from indexer.store.postgres.connection import redact
+
+            return redact(self.database_url)
+        return str(self.index_path)
+
+    @property
+    def namespace_name(self) -> str:
+        return self.namespace or f"{self.host}:{self.root}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.index_path.parent
+
+    @property
+    def cache_path(self) -> Path:
+        return self._sibling(CACHE_FILE_NAME, ".embeddings.db")
+
+    @property
+    def lock_path(self) -> Path:
+        return self._sibling(LOCK_FILE_NAME, ".lock")
+
+    @property
+    def status_path(self) -> Path:
+        """The running watcher's state file (``watch_state``)."""
+        return self._sibling("watcher.json", ".watcher.json")
+
+    def _sibling(self, default_name: str, suffix: str) -> Path:
+        """``embeddings.db``/``write.lock`` beside an ``index.db``; beside any other
+        ``--db`` name, files named after it (never a generic name in the user's folder)."""
+        if self.index_path.name == INDEX_FILE_NAME:
+            return self.index_dir / default_name
+        return self.index_path.with_name(self.index_path.name + suffix)
+
+
+def is_database_url(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
+
+
+def make_settings(
+    root: str | Path = ".",
+    index_path: str | Path | None = None,
+    **options: object,
+) -> Settings:
+    """Validate the root and derive the index location (``ROOT/.memdex/index.db``)."""
+    root_path = Path(root).expanduser()
+    if not root_path.exists():
+        raise ConfigError(f"memory root does not exist: {root_path}")
+    if not root_path.is_dir():
+        raise ConfigError(f"memory root is not a folder: {root_path}")
+    root_path = root_path.resolve()
+    if is_database_url(index_path):
+        # The server holds the index; the root's .memdex/ keeps the writer lock and watcher state.
+        options = {**options, "database_url": str(index_path)}
+        resolved_index = root_path / INDEX_DIR_NAME / SERVER_STATE_NAME  # postgres.lock, postgres.watcher.json
+    elif index_path is None:
+        resolved_index = root_path / INDEX_DIR_NAME / INDEX_FILE_NAME
+    else:
+        resolved_index = Path(index_path).expanduser().resolve()
+        if resolved_index.is_dir():
+            raise ConfigError(f"--db must name a file, not a folder: {resolved_index}")
+        if resolved_index.exists() and not resolved_index.is_file():
+            raise ConfigError(f"--db must name a regular file: {resolved_index} is not one")
+        if resolved_index.suffix.lower() == ".md" and (resolved_index == root_path or root_path in resolved_index.parents):
+            raise ConfigError(f"--db {resolved_index} is a memory file's name; choose a name that does not end in .md")
+    return Settings(root=root_path, index_path=resolved_index, **options)  # type: ignore[arg-type]

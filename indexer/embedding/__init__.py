@@ -1,0 +1,1 @@
+"""Embedders: the protocol the index needs, model resolution, torch and ONNX backends."""

@@ -1,0 +1,1 @@
+"""Plan and apply changes to the index: sync, the writer, reports, check, rebuild, recovery."""

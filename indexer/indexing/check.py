@@ -1,0 +1,278 @@
+"""``memdex check``: is the index sound, and does it match the Markdown?
+
+Findings are "corrupt" (the database or its tables disagree with themselves:
+rebuild) or "drift" (the index is behind the files or built with another
+model: a sync fixes it). Reads only; repairing is the caller's choice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from indexer.config.settings import CHUNKER_VERSION, Settings
+from indexer.sources.discover import classify, scan
+from indexer.sources.markdown.chunk import embedded_text, text_hash
+from indexer.sources.markdown.parse import NotText, decode, parse_note, read_frontmatter, split_lines
+from indexer.store import EmbeddingCache, Store
+from indexer.store.sqlite.connection import BUSY_ERRORS, DAMAGE_ERRORS, READ_ONLY_ERRORS, is_damage
+
+from .sync import CLASSIFICATION_KEY, classification, content_hash, file_title, one_line
+
+log = logging.getLogger(__name__)
+
+HEALTHY, DRIFT, CORRUPT = 0, 1, 2
+STATES = {HEALTHY: "healthy", DRIFT: "drift", CORRUPT: "corrupt"}
+# What indexes from before the daily-folders setting were classified with.
+LEGACY_DAILY_FOLDERS = ("daily",)
+SHOWN_PER_PROBLEM = 3  # example paths named in one finding
+
+
+@dataclass
+class CheckReport:
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (DRIFT or CORRUPT, message)
+    files: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return max((level for level, _ in self.problems), default=HEALTHY)
+
+    @property
+    def state(self) -> str:
+        return STATES[self.exit_code]
+
+    def add(self, level: int, message: str) -> None:
+        self.problems.append((level, one_line(message)))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "exit_code": self.exit_code,
+            "problems": [{"kind": STATES[level], "message": message} for level, message in self.problems],
+            "files": self.files,
+            "chunks": self.chunks,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def check_index(settings: Settings, store: Store, *, model_id: str) -> CheckReport:
+    """Run every check; SQLite errors that mean damage become "corrupt" findings."""
+    started = time.perf_counter()
+    report = CheckReport()
+    sqlite = isinstance(store, Store)  # FTS5's and SQLite's own integrity checks; a server checks its own pages
+    steps: list[Callable[[], None]] = [
+        (lambda: _check_full_text(store, report)) if sqlite else (lambda: None),
+        (lambda: _check_sqlite(store, report)) if sqlite else (lambda: None),
+        lambda: _check_rows(store, report),
+        lambda: _check_chunk_texts(store, report),
+        lambda: _check_vectors(settings, store, report),
+        lambda: _check_configuration(store, report, model_id=model_id),
+        lambda: _check_files(settings, store, report),
+    ]
+    try:
+        steps[0]()
+        # Everything after the FTS5 check reads one snapshot, so a writer running
+        # meanwhile (the watcher) cannot make the rows look inconsistent.
+        with store.read_snapshot():
+            for step in steps[1:]:
+                if report.exit_code == CORRUPT:
+                    break  # later checks would only repeat it, or trip over it
+                step()
+    except Exception as exc:
+        if not is_damage(exc):
+            raise
+        report.add(CORRUPT, f"SQLite reports damage: {exc}")
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _check_full_text(store: Store, report: CheckReport) -> None:
+    """FTS5's own check is written as an INSERT, so it needs SQLite's write lock
+    for a moment; when a writer keeps it longer than the busy timeout, it is skipped."""
+    try:
+        store.connection.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+    except BUSY_ERRORS:
+        log.warning("FTS5 integrity check skipped: another process is writing the index")
+    except READ_ONLY_ERRORS:
+        log.warning("FTS5 integrity check skipped: the index can only be read here")
+    except DAMAGE_ERRORS:
+        report.add(CORRUPT, "the full-text index does not match its rows (FTS5 integrity check)")
+
+
+def _check_sqlite(store: Store, report: CheckReport) -> None:
+    rows = [row[0] for row in store.connection.execute("PRAGMA integrity_check(20)")]
+    if rows != ["ok"]:
+        report.add(CORRUPT, f"SQLite integrity check failed: {'; '.join(rows[:SHOWN_PER_PROBLEM])}")
+
+
+def _check_rows(store: Store, report: CheckReport) -> None:
+    counts = store.consistency_counts()
+    report.files, report.chunks = counts.pop("files"), counts.pop("chunks")
+    for what, count in counts.items():
+        if count:
+            report.add(CORRUPT, f"{count} {what}")
+
+
+def _check_chunk_texts(store: Store, report: CheckReport) -> None:
+    bad = [
+        f"{path}:{start}"
+        for path, start, heading, text, digest in store.chunk_texts()
+        if text_hash(embedded_text(heading, text)) != digest
+    ]
+    if bad:
+        report.add(CORRUPT, f"{len(bad)} chunks whose text does not match its hash ({_examples(bad)})")
+
+
+def _check_vectors(settings: Settings, store: Store, report: CheckReport) -> None:
+    """Each stored vector must equal the cached embedding of its chunk's text."""
+    meta = store.meta()
+    if not store.vec_enabled or store.vec_dimensions() is None or meta.get("vec_stale") == "1":
+        return
+    if "model" not in meta or (isinstance(store, Store) and not settings.cache_path.exists()):
+        return
+    cache = (
+        EmbeddingCache(settings.cache_path, model_id=meta["model"], dimensions=int(meta["dimensions"]))
+        if isinstance(store, Store)
+        else store.shared_cache(model_id=meta["model"], dimensions=int(meta["dimensions"]))
+    )
+    try:
+        stored = store.vectors_by_chunk()
+        hashes = store.chunk_hashes()
+        cached = cache.get_many(digest for _, digest in hashes)
+    finally:
+        cache.close()
+    bad = [
+        chunk_id
+        for chunk_id, digest in hashes
+        if digest in cached and chunk_id in stored and cached[digest].tobytes() != stored[chunk_id]
+    ]
+    if bad:
+        report.add(CORRUPT, f"{len(bad)} stored vectors differ from the embedding of their chunk's text")
+
+
+def _check_configuration(store: Store, report: CheckReport, *, model_id: str) -> None:
+    meta = store.meta()
+    if "model" not in meta:
+        if report.files:
+            report.add(CORRUPT, "the index has files but no model recorded")
+        return
+    if meta["model"] != model_id or meta.get("chunker_version") != str(CHUNKER_VERSION):
+        report.add(
+            DRIFT,
+            f"built with model {meta['model']} (chunker {meta.get('chunker_version')}); "
+            f"configured: {model_id} (chunker {CHUNKER_VERSION})",
+        )
+
+
+def _check_files(settings: Settings, store: Store, report: CheckReport) -> None:
+    """Every indexed file is on disk with the same bytes; every indexable file is indexed."""
+    found, _ = scan(settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders)
+    recorded = store.meta().get(CLASSIFICATION_KEY)
+    # Rows are compared with the classification they were written under; a
+    # changed setting is drift that the next sync fixes.
+    built_with = tuple(json.loads(recorded)) if recorded else LEGACY_DAILY_FOLDERS
+    if recorded != classification(settings.daily_folders) and store.file_states():
+        report.add(
+            DRIFT,
+            f"kinds and dates were derived with daily folders {', '.join(built_with)}; "
+            f"configured: {', '.join(settings.daily_folders)}",
+        )
+    indexed = store.file_states()
+    skipped = store.skipped_files()  # skipped with a warning: consistent while their stamp is the same
+    descriptions = store.file_descriptions()
+    chunks = store.chunks_with_fts()
+    on_disk = {item.path for item in found}
+    gone = sorted(set(indexed) - on_disk)
+    changed, missing, wrong = [], [], []
+    for item in found:
+        data = _read_indexable(settings, item.path)
+        if item.path in indexed:
+            if data is None or content_hash(data) != indexed[item.path].hash:
+                changed.append(item.path)
+            elif not _rows_match_guarded(
+                item.path, data, descriptions[item.path], chunks.get(item.path, []), built_with
+            ):
+                wrong.append(item.path)
+        elif (
+            data is not None
+            and (item.path not in skipped or skipped[item.path].stamp != item.stamp)
+            and _parses(data)  # a sync skips what it cannot parse, with a warning
+        ):
+            missing.append(item.path)
+    if wrong:
+        report.add(CORRUPT, f"{len(wrong)} files whose rows do not match their Markdown ({_examples(wrong)})")
+    for paths, what in ((gone, "indexed files no longer on disk"), (changed, "files changed since indexed"),
+                        (missing, "memory files not in the index")):  # fmt: skip
+        if paths:
+            report.add(DRIFT, f"{len(paths)} {what} ({_examples(paths)})")
+
+
+def _rows_match(
+    path: str,
+    data: bytes,
+    description: tuple[str, str | None, dict[str, Any]],
+    chunks: list[tuple[int, int, str, str, tuple[str, str, str]]],
+    daily_folders: tuple[str, ...],
+) -> bool:
+    """The rows of a file whose hash matches say what its Markdown says: kind,
+    date and frontmatter; chunk texts equal to their line ranges, with their
+    full-text copies; every non-blank body line in exactly one chunk."""
+    text, _ = decode(data)
+    lines = split_lines(text)
+    frontmatter, body_start, _ = read_frontmatter(lines)
+    kind, day = classify(path, daily_folders)
+    if description != (kind, day, frontmatter):
+        return False
+    title = file_title(path, day, frontmatter)
+    if frontmatter and not any(line.strip() for line in lines[body_start - 1 :]):
+        body_start = 1  # frontmatter only: its lines are the chunks
+    covered = 0  # last line covered so far
+    for start, end, heading, chunk_text, fts in chunks:
+        if start <= covered or start < body_start or end > len(lines) or end < start:
+            return False
+        if chunk_text != "\n".join(lines[start - 1 : end]) or fts != (chunk_text, heading, title):
+            return False
+        if any(line.strip() for line in lines[covered:start - 1][max(0, body_start - 1 - covered):]):
+            return False  # a non-blank line between chunks belongs to none
+        covered = end
+    return not any(line.strip() for line in lines[max(covered, body_start - 1):])
+
+
+def _rows_match_guarded(path: str, data: bytes, *args: Any) -> bool:
+    try:
+        return _rows_match(path, data, *args)
+    except Exception:  # noqa: BLE001 - one file's content never stops the check
+        log.debug("cannot compare %s", path, exc_info=True)
+        return False
+
+
+def _parses(data: bytes) -> bool:
+    try:
+        parse_note(data)
+    except Exception:  # noqa: BLE001 - what the sync skips with a warning
+        return False
+    return True
+
+
+def _read_indexable(settings: Settings, rel: str) -> bytes | None:
+    """The file's bytes when a sync would index it; None for what it skips by design."""
+    try:
+        path = settings.root / rel
+        if path.stat().st_size > settings.max_file_bytes:
+            return None
+        data = path.read_bytes()
+        decode(data)
+    except (OSError, NotText):
+        return None
+    return data
+
+
+def _examples(paths: list[str]) -> str:
+    shown = ", ".join(paths[:SHOWN_PER_PROBLEM])
+    return shown + (f" and {len(paths) - SHOWN_PER_PROBLEM} more" if len(paths) > SHOWN_PER_PROBLEM else "")

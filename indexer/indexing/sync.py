@@ -1,0 +1,421 @@
+"""Plan and apply changes: the only code that reads note files.
+
+For each memory file: same size and mtime as indexed -> skip without reading;
+same content hash -> update the stat only; otherwise parse, chunk, embed the
+chunk texts the cache does not know, and replace the file's rows in one
+transaction. Files that are gone lose their rows. Embedding runs over groups
+of files so the model sees full batches.
+
+A file that changes while it is being embedded is read again at once, and
+if it keeps changing, the version read is written anyway (``writer.py``).
+
+A file skipped with a warning (unreadable, too large, not text) is recorded
+with its stamp in ``skipped``: while the stamp stays the same, later syncs
+skip it silently instead of warning again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date as Date
+from pathlib import Path, PurePosixPath
+
+from indexer.config.settings import CHUNKER_VERSION, Settings
+from indexer.embedding.models import Embedder
+from indexer.errors import PathError
+from indexer.sources.discover import FileStamp, MemoryFile, classify, is_utf8, resolve_inside, scan, scan_paths
+from indexer.sources.markdown.chunk import Chunk, chunk_note
+from indexer.sources.markdown.parse import NotText, decode, parse_note, split_lines
+from indexer.store import FileRecord, FileState, IndexStore, SkippedFile, VectorCache
+
+from .writer import Prepared as _Prepared
+from .writer import Writer, content_hash
+
+log = logging.getLogger(__name__)
+
+# A file whose mtime is this close to the moment it was read may have been
+# written again within the same timestamp tick, so the stat is not trusted.
+RACY_WINDOW_NS = 1_000_000_000
+# A read during which the file's stat changed is repeated this many times.
+READ_RETRIES = 2
+# How the warning about a file over the size limit ends.
+TOO_LARGE = " MiB limit"
+# meta key: the daily folders the files' kinds and dates were derived with.
+CLASSIFICATION_KEY = "daily_folders"
+
+# The title words (path, date, frontmatter title/tags/aliases) are copied into
+# every chunk's full-text row, so they are bounded: per value and in total.
+TITLE_VALUE_CHARS = 200
+TITLE_CHARS = 1000
+
+Progress = Callable[[int, int], None]
+# Every warning about a skipped file reads "PATH: skipped, REASON" (scan's and sync's alike).
+SKIPPED_MARK = ": skipped, "
+
+
+@dataclass
+class SyncReport:
+    files_seen: int = 0
+    skipped_unchanged_stat: int = 0
+    unchanged_hash: int = 0
+    reindexed: int = 0
+    removed: int = 0
+    skipped_with_warning: int = 0  # files skipped in this run, each with one warning
+    skipped_as_before: int = 0  # files skipped (and warned about) before, unchanged since: no new warning
+    reread: int = 0  # files read again because they changed while being embedded
+    chunks_embedded: int = 0  # distinct texts sent to the model
+    chunks_from_cache: int = 0  # chunks written whose vector the embedding cache already held
+    chunks_deduplicated: int = 0  # chunks written with a text another chunk of this run had embedded
+    seconds: float = 0.0
+    full_reembed_reason: str | None = None
+    symlinks: dict[str, str] = field(default_factory=dict)  # symlinked notes seen: link -> target
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        message = one_line(message)
+        if message in self.warnings:
+            return  # e.g. a file read again after it changed: said once is enough
+        log.warning("%s", message)
+        self.warnings.append(message)
+
+    def warn_skipped(self, message: str) -> None:
+        """A warning about a file that is skipped: counted in ``skipped_with_warning``."""
+        if one_line(message) not in self.warnings:
+            self.skipped_with_warning += 1
+        self.warn(message)
+
+
+def one_line(text: str) -> str:
+    """Escape newlines, other control characters and undecodable bytes (file names may hold any)."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def sync(
+    settings: Settings,
+    store: IndexStore,
+    cache: VectorCache,
+    embedder: Embedder,
+    *,
+    progress: Progress | None = None,
+    paths: Iterable[str] | None = None,
+    rehash: bool = False,
+) -> SyncReport:
+    """Bring the index up to date with every memory file, or only with ``paths``
+    (root-relative files or folders, e.g. from file events: a path that is gone
+    loses its rows, a folder is walked)."""
+    started = time.perf_counter()
+    report = SyncReport()
+    report.full_reembed_reason = _check_configuration(store, cache, embedder)
+    if report.full_reembed_reason:
+        report.warn(f"re-embedding every chunk: {report.full_reembed_reason}")
+        paths = None  # everything must be embedded again
+    if reclassify(settings, store):
+        paths = None  # files whose kind or date changed are read again, wherever they are
+    if paths is None:
+        found, scan_warnings = scan(settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders)
+        known = store.file_states()
+        skipped = store.skipped_files()
+    else:
+        paths = set(paths)
+        found, scan_warnings = scan_paths(
+            settings.root, paths, index_dir=settings.index_dir, daily_folders=settings.daily_folders
+        )
+        known = store.file_states(under=paths)
+        skipped = store.skipped_files(under=paths)
+    scan_skipped = _report_scan_warnings(settings.root, store, report, scan_warnings, skipped)
+    report.files_seen = len(found)
+    report.symlinks = {item.path: item.target for item in found if item.target is not None}
+    to_read = []
+    for item in found:
+        if rehash:
+            to_read.append(item)
+        elif _unchanged_by_stat(item, known.get(item.path)):
+            report.skipped_unchanged_stat += 1
+        elif _still_skipped(item, skipped.get(item.path), settings.max_file_bytes):
+            report.skipped_as_before += 1  # still the same bad file: no second warning
+        else:
+            to_read.append(item)
+
+    def prepare(item: MemoryFile) -> _Prepared | None:
+        before = report.skipped_with_warning
+        read_at = time.time_ns()
+        prepared = _prepare(settings, store, embedder, item, known.get(item.path), report)
+        if prepared is None and report.skipped_with_warning > before:
+            # Skipped with a warning: remember its stamp so that, unchanged, it is skipped silently.
+            reason = report.warnings[-1].partition(SKIPPED_MARK)[2] or report.warnings[-1]
+            store.record_skipped(item.path, item.stamp, reason=reason, skipped_at_ns=read_at)
+        return prepared
+
+    writer = Writer(settings.root, store, cache, embedder, report, prepare, progress=progress, total=len(to_read))
+    for item in to_read:
+        writer.add(item)
+    writer.flush()
+
+    present = {item.path for item in found}
+    for path in sorted(set(known) - present):
+        store.remove_file(path)
+        report.removed += 1
+        log.info("removed %s", one_line(path))
+    for path in sorted(set(skipped) - present - set(known) - scan_skipped):
+        store.forget_skipped(path)
+    store.set_meta(last_sync=time.time())
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _report_scan_warnings(
+    root: Path, store: IndexStore, report: SyncReport, warnings: list[str], skipped: dict[str, SkippedFile]
+) -> set[str]:
+    """Report what the scan skipped (broken or outside symlinks, names that are not UTF-8),
+    except what was skipped before with the same stamp. Returns the keys of those skips."""
+    keys = set()
+    for message in warnings:
+        rel, mark, reason = message.partition(SKIPPED_MARK)
+        if not mark:
+            report.warn(message)
+            continue
+        key = rel if is_utf8(rel) else one_line(rel)  # the table's text must be UTF-8
+        keys.add(key)
+        checked_at = time.time_ns()
+        try:
+            stamp = FileStamp.of(os.lstat(root / rel))
+        except OSError:
+            stamp = None
+        record = skipped.get(key)
+        if stamp is not None and record is not None and record.stamp == stamp and (
+            stamp.mtime_ns + RACY_WINDOW_NS < record.skipped_at_ns
+        ):
+            report.skipped_as_before += 1
+            continue
+        report.warn_skipped(message)
+        if stamp is not None:
+            store.record_skipped(key, stamp, reason=reason, skipped_at_ns=checked_at)
+    return keys
+
+
+def _check_configuration(store: IndexStore, cache: VectorCache, embedder: Embedder) -> str | None:
+    """Record model and chunker in meta; clear the index if they changed.
+
+    Returns the reason for a full re-embed, or None. The vector table is
+    rebuilt from the embedding cache (no model calls) when it is missing, has
+    other dimensions, or was not kept up to date while sqlite-vec was missing.
+    """
+    meta = store.meta()
+    wanted = _configuration(embedder)
+    reason = configuration_change(meta, embedder)
+    if reason:
+        store.clear()
+    if store.vec_enabled and (
+        reason or meta.get("vec_stale") == "1" or store.vec_dimensions() != embedder.dimensions
+    ):
+        hashes = [digest for _, digest in store.chunk_hashes()]
+        vectors = cache.get_many(hashes)
+        if len(vectors) < len(set(hashes)):
+            reason = reason or "vectors missing from the embedding cache"
+            store.clear()
+            vectors = {}
+        store.rebuild_vectors(embedder.dimensions, vectors)
+        if hashes and vectors:
+            log.info("vector table rebuilt from the embedding cache (%d chunks)", len(hashes))
+    wanted["vec_stale"] = "0" if store.vec_enabled else "1"
+    if reason or any(meta.get(key) != value for key, value in wanted.items()):
+        store.set_meta(**wanted)
+    return reason
+
+
+def reclassify(settings: Settings, store: IndexStore) -> bool:
+    """When the daily folders differ from the ones the index was classified with,
+    mark the files whose kind or date changes so that this sync reads them again
+    (their kind, date and full-text title words change; vectors come from the cache).
+    True when some file must be read again."""
+    wanted = classification(settings.daily_folders)
+    if store.meta().get(CLASSIFICATION_KEY) == wanted:
+        return False
+    changed = [
+        path
+        for path, (kind, day, _) in store.file_descriptions().items()
+        if classify(path, settings.daily_folders) != (kind, day)
+    ]
+    store.invalidate_files(changed)
+    store.set_meta(**{CLASSIFICATION_KEY: wanted})
+    if changed:
+        log.warning("daily folders are now %s: re-classifying %d files", ", ".join(settings.daily_folders), len(changed))
+    return bool(changed)
+
+
+def classification(daily_folders: tuple[str, ...]) -> str:
+    """How meta records the daily folders the index's kinds and dates were derived with."""
+    return json.dumps(sorted(daily_folders))
+
+
+def _configuration(embedder: Embedder) -> dict[str, str]:
+    return {
+        "model": embedder.model_id,
+        "dimensions": str(embedder.dimensions),
+        "chunker_version": str(CHUNKER_VERSION),
+    }
+
+
+def configuration_change(meta: dict[str, str], embedder: Embedder) -> str | None:
+    """Why an index built as ``meta`` says must be embedded again, or None."""
+    wanted = _configuration(embedder)
+    if "model" not in meta:
+        return None  # a new index
+    changes = [f"{key} {meta.get(key)} -> {value}" for key, value in wanted.items() if meta.get(key) != value]
+    return ", ".join(changes) or None
+
+
+def _unchanged_by_stat(item: MemoryFile, state: FileState | SkippedFile | None) -> bool:
+    """Same stamp as when indexed (or skipped), and the file was not written in the same
+    timestamp tick as that read (``RACY_WINDOW_NS``)."""
+    return (
+        state is not None
+        and state.stamp == item.stamp
+        and item.stamp.mtime_ns + RACY_WINDOW_NS
+        < (state.indexed_at_ns if isinstance(state, FileState) else state.skipped_at_ns)
+    )
+
+
+def _still_skipped(item: MemoryFile, record: SkippedFile | None, limit: int) -> bool:
+    """A file skipped with a warning before, unchanged since, and not too large only
+    under a size limit that has been raised meanwhile."""
+    if record is None or not _unchanged_by_stat(item, record):
+        return False
+    return item.stamp.size > limit or not record.reason.endswith(TOO_LARGE)
+
+
+def _prepare(
+    settings: Settings,
+    store: IndexStore,
+    embedder: Embedder,
+    item: MemoryFile,
+    state: FileState | None,
+    report: SyncReport,
+) -> _Prepared | None:
+    """Read, hash, parse and chunk one file; None when nothing is left to write."""
+    read_at = time.time_ns()
+    try:
+        data, stamp = _read(settings.root / item.path, settings.max_file_bytes)
+    except FileNotFoundError:
+        _drop(store, item.path, state, report, None)  # vanished after the scan
+        return None
+    except (OSError, _TooLarge) as exc:
+        _drop(store, item.path, state, report, f"{item.path}: skipped, {exc}")
+        return None
+    digest = content_hash(data)
+    if state is not None and state.hash == digest:
+        store.touch_file(item.path, stamp, indexed_at_ns=read_at)
+        report.unchanged_hash += 1
+        return None
+    try:
+        note = parse_note(data)
+        chunks = chunk_note(note, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
+        title = file_title(item.path, item.date, note.frontmatter)
+    except NotText as exc:
+        _drop(store, item.path, state, report, f"{item.path}: skipped, {exc}")
+        return None
+    except Exception as exc:  # noqa: BLE001 - one file's content never stops the sync of the others
+        log.debug("cannot parse %s", item.path, exc_info=True)
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        _drop(store, item.path, state, report, f"{item.path}: skipped, cannot parse it ({type(exc).__name__}: {detail})")
+        return None
+    for message in note.warnings:
+        report.warn(f"{item.path}: {message}")
+    headings = {block.start for block in note.blocks if block.kind == "heading"}
+    for chunk in chunks:
+        if chunk.oversized:
+            report.warn(_oversized_message(item.path, chunk, embedder, is_heading=chunk.start_line in headings))
+    record = FileRecord(
+        path=item.path, kind=item.kind, date=item.date, stamp=stamp, hash=digest,
+        frontmatter=note.frontmatter, title=title,
+    )  # fmt: skip
+    return _Prepared(item, record, chunks, read_at)
+
+
+def _oversized_message(path: str, chunk: Chunk, embedder: Embedder, *, is_heading: bool) -> str:
+    """Blame the right cause: the line itself, or the heading path prefixed to it."""
+    window = f"the model's {embedder.max_tokens}-token window"
+    if is_heading:
+        return (
+            f"{path}:{chunk.start_line}: heading longer than {window}; it is shortened in the heading path "
+            "of the chunks below it, its own vector covers its start, keyword search all of it"
+        )
+    if embedder.count_tokens([chunk.text])[0] <= embedder.max_tokens:
+        return (
+            f"{path}:{chunk.start_line}: line plus its heading path is longer than {window}; "
+            "its vector covers the start, keyword search all of it"
+        )
+    return (
+        f"{path}:{chunk.start_line}: line longer than {window}; "
+        "its vector covers the start of the line, keyword search all of it"
+    )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _read(path: Path, limit: int) -> tuple[bytes, FileStamp]:
+    """Read a file and the stat of the very handle we read from.
+
+    The handle's stat is taken before and after the read; while they differ
+    (a writer was busy), the read is repeated a few times. The stamp returned
+    is the one from before the read, so a file changed during the read never
+    looks unchanged to a later stat check.
+    """
+    with open(path, "rb") as handle:
+        for _ in range(READ_RETRIES + 1):
+            before = os.fstat(handle.fileno())
+            if before.st_size > limit:
+                raise _TooLarge(f"{before.st_size / 2**20:.1f} MiB is over the {limit / 2**20:.1f}{TOO_LARGE}")
+            handle.seek(0)
+            data = handle.read()
+            if FileStamp.of(os.fstat(handle.fileno())) == FileStamp.of(before):
+                break
+    return data, FileStamp.of(before)
+
+
+def _drop(store: IndexStore, path: str, state: FileState | None, report: SyncReport, message: str | None) -> None:
+    """A file that cannot be indexed keeps no rows: the index mirrors what is readable."""
+    if message:
+        report.warn_skipped(message)
+    if state is not None:
+        store.remove_file(path)
+        report.removed += 1
+
+
+def file_title(path: str, day: str | None, frontmatter: dict[str, object]) -> str:
+    """Searchable words that name a file: its path words, its date, frontmatter title and tags."""
+    pure = PurePosixPath(path)
+    words = [part for part in pure.parent.parts] + [pure.stem.replace("-", " ").replace("_", " ")]
+    if day:
+        parsed = Date.fromisoformat(day)
+        words.append(f"{parsed:%A} {parsed.day} {parsed:%B} {parsed.year}")
+    for key in ("title", "tags", "aliases"):
+        value = frontmatter.get(key)
+        if isinstance(value, (list, tuple)):
+            words.extend(str(v)[:TITLE_VALUE_CHARS] for v in value)
+        elif value:
+            words.append(str(value)[:TITLE_VALUE_CHARS])
+    return " ".join(words)[:TITLE_CHARS]  # copied into every chunk's full-text row: bounded
+
+
+def read_lines(root: Path, user_path: str, *, max_bytes: int | None = None) -> tuple[str, list[str]]:
+    """The raw lines of a memory file (for ``get``), split as the chunker splits them.
+    A file over ``max_bytes`` (which a sync skips) is refused."""
+    rel, real = resolve_inside(root, user_path)
+    try:
+        if max_bytes is not None and real.stat().st_size > max_bytes:
+            raise PathError(f"{rel}: over the {max_bytes / 2**20:.1f} MiB limit, so memdex does not index or serve it")
+        data = real.read_bytes()
+        text, _ = decode(data)
+    except NotText as exc:
+        raise PathError(f"{rel}: {exc}") from None
+    except OSError as exc:
+        raise PathError(f"{rel}: cannot read ({exc.strerror or exc})") from None
+    return rel, split_lines(text)

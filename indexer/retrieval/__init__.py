@@ -1,0 +1,1 @@
+"""Search: query terms, candidates, fusion, ranking stages, filters, the reading budget."""

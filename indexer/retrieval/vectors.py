@@ -1,0 +1,90 @@
+"""An in-memory matrix of every chunk's vector, derived from the index and kept current.
+
+A long-lived process (the Python API, an MCP server) searches many times: an
+exact NumPy scan of a float32 matrix is several times faster than a vec0 scan
+of the same vectors, and exact. The matrix is never a second source of truth:
+it is loaded from the index's ``chunks_vec`` table (or, without sqlite-vec,
+from the embedding cache by text hash), and before each search the index's
+``data_version`` (bumped by every commit, from any connection) says whether
+it is still current. When it is not, the chunk ids and text hashes are read
+again and only rows whose (id, hash) is new are fetched: a vector is a
+function of the model and the embedded text, so a row whose id and hash are
+unchanged still has the same vector. A different model or dimension reloads
+everything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+
+import numpy as np
+
+from indexer.store import IndexStore
+
+from .search import NumpyVectors
+
+log = logging.getLogger(__name__)
+
+# fetch(pairs of (chunk id, text hash)) -> (chunk ids found, their vectors as matrix rows)
+Fetch = Callable[[Sequence[tuple[int, str]]], tuple[np.ndarray, np.ndarray]]
+
+
+class LiveMatrix:
+    """The current ``NumpyVectors`` of an index, refreshed incrementally when the index changes."""
+
+    def __init__(self, dimensions: int) -> None:
+        self.dimensions = dimensions
+        self.version: object = None
+        self.identity: tuple[str | None, str | None] | None = None
+        self.hashes: dict[int, str] = {}
+        self.vectors = NumpyVectors([], np.zeros((0, dimensions), dtype=np.float32))
+        self.refreshes = 0  # how many times the index had changed (for tests and benchmarks)
+
+    def current(self, store: IndexStore, fetch: Fetch) -> NumpyVectors:
+        """The matrix as of the caller's read snapshot (call inside it)."""
+        version = store.data_version()
+        if version == self.version:
+            return self.vectors
+        meta = store.meta()
+        identity = (meta.get("model"), meta.get("dimensions"))
+        if identity != self.identity:
+            self.hashes, self.vectors = {}, NumpyVectors([], np.zeros((0, self.dimensions), dtype=np.float32))
+        self._refresh(dict(store.chunk_hashes()), fetch)
+        self.version, self.identity = version, identity
+        self.refreshes += 1
+        return self.vectors
+
+    def _refresh(self, current: dict[int, str], fetch: Fetch) -> None:
+        old_ids, old_matrix = self.vectors.ids, self.vectors.matrix
+        keep = np.fromiter(
+            (self.hashes.get(cid) == current.get(cid) for cid in old_ids.tolist()), dtype=bool, count=len(old_ids)
+        )
+        kept_ids = old_ids[keep]
+        kept = set(kept_ids.tolist())
+        added = [(cid, digest) for cid, digest in current.items() if cid not in kept]
+        new_ids, new_rows = fetch(added) if added else (np.zeros(0, np.int64), old_matrix[:0])
+        if len(new_ids) and new_rows.shape[1] != self.dimensions:
+            new_ids, new_rows = new_ids[:0], old_matrix[:0]
+        if len(new_ids) < len(added):
+            log.warning("%d chunks have no stored vector; run 'memdex index'", len(added) - len(new_ids))
+        ids = np.concatenate([kept_ids, new_ids])
+        self.vectors = NumpyVectors(ids, np.concatenate([old_matrix[keep], new_rows]) if len(ids) else old_matrix[:0])
+        self.hashes = {cid: current[cid] for cid in self.vectors.ids.tolist()}
+
+
+class Prefetched:
+    """A matrix search for one query already running on a worker thread, so that it
+    overlaps the keyword query (NumPy and SQLite both release the GIL). ``nearest``
+    returns its result when asked for that query without ``only``; anything else
+    is computed directly."""
+
+    def __init__(self, source: NumpyVectors, executor: Executor, query: np.ndarray, k: int) -> None:
+        self.source, self.query, self.k = source, query, k
+        self.future = executor.submit(source.nearest, query, k)
+
+    def nearest(self, query: np.ndarray, k: int, *, only: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        if only is None and k <= self.k and query is self.query:
+            return self.future.result()[:k]
+        return self.source.nearest(query, k, only=only)

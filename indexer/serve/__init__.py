@@ -1,0 +1,1 @@
+"""The warm process (one model, a reader, optionally the writer) and the MCP server over it."""

@@ -1,0 +1,322 @@
+"""``memdex mcp``: the memory as Model Context Protocol tools (official ``mcp`` SDK).
+
+Tools follow OpenClaw's memory-core tools, so an OpenClaw agent's prompts work
+unchanged: ``memory_search``, ``memory_get`` and ``memory_status``. They are
+thin wrappers over the Python API (``api.py``); schemas come from the type
+hints, and all three carry ``readOnlyHint``. A failure of any kind comes back
+as a tool error with one line of text; the server keeps answering.
+
+stdio (the default) keeps stdout for the protocol only; logs go to stderr.
+``--http`` serves streamable HTTP, on loopback unless told otherwise, with
+Host and Origin checked against DNS rebinding.
+"""
+
+from __future__ import annotations
+
+import inspect
+import ipaddress
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import ToolAnnotations
+from pydantic import Field, ValidationError
+from typing_extensions import NotRequired, TypedDict  # pydantic needs this one before Python 3.12
+
+from indexer import __version__
+from indexer.errors import ConfigError, IndexerError
+from indexer.indexing.sync import one_line
+from indexer.retrieval.filters import make_filters
+from indexer.retrieval.search import SearchResult
+from indexer.sources.read import read_excerpt
+
+from .service import IndexService
+
+log = logging.getLogger(__name__)
+
+SERVER_NAME = "memdex"
+DEFAULT_GET_LINES = 200
+MAX_GET_LINES = 2000
+MAX_RESULTS = 100
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+CITATION = re.compile(r"^(?P<path>.+?)#L(?P<start>\d+)(?:-L?(?P<end>\d+))?$")
+SPAN = re.compile(r"^(?P<path>.+?):(?P<start>\d+)(?:-(?P<end>\d+))?$")
+
+INSTRUCTIONS = (
+    "Long-term memory of this assistant, kept as Markdown files. Before answering anything about "
+    "prior work, decisions, dates, people, preferences or to-dos, call memory_search; cite what you "
+    "use as path:start-end (the result's citation); call memory_get to read more lines of a file."
+)
+
+Kind = Literal["soul", "memory", "daily", "note"]
+Mode = Literal["hybrid", "keyword", "vector"]
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+
+class SearchHit(TypedDict):
+    path: str
+    startLine: int
+    endLine: int
+    score: float
+    snippet: str
+    citation: str
+    heading: str
+    kind: str
+    date: str | None
+    namespace: NotRequired[str]  # PostgreSQL: the memory root the hit is from
+
+
+class SearchOutput(TypedDict):
+    results: list[SearchHit]
+    model: str | None
+    mode: str
+    fallback: str | None
+
+
+GetOutput = TypedDict(
+    "GetOutput",
+    {"path": str, "text": str, "from": int, "lines": int, "truncated": bool, "nextFrom": int | None},
+)
+
+
+GET_SIGNATURE = inspect.Signature(
+    [
+        inspect.Parameter("path", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
+            str, Field(description="A memory file's path relative to the memory root, as in a search result; "
+                       "'path#L3-L9' and 'path:3-9' work too.")]),  # fmt: skip
+        inspect.Parameter("from_", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            int | None, Field(alias="from", ge=1, description="First line to read (1-based, default 1).")]),  # fmt: skip
+        inspect.Parameter("lines", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            int | None, Field(ge=1, le=MAX_GET_LINES, description=f"How many lines (default {DEFAULT_GET_LINES}).")]),  # fmt: skip
+    ],
+    return_annotation=GetOutput,
+)
+
+
+class _Server(MCPServer):
+    """MCPServer whose tool errors are always one line (argument validation included)."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            raise ToolError(_one_line_error(name, exc)) from exc.__cause__
+
+
+def _one_line_error(name: str, exc: ToolError) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, ValidationError):
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc']) or 'arguments'}: {error['msg']}" for error in cause.errors()
+        ]
+        return one_line(f"{name}: invalid arguments: " + "; ".join(problems))
+    text = str(exc)
+    prefix = f"Error executing tool {name}: "
+    return one_line(f"{name}: {text[len(prefix):]}" if text.startswith(prefix) else text)
+
+
+def build_server(service: IndexService) -> MCPServer:
+    """The MCP server over ``service``; its lifespan starts the service and closes it."""
+    settings = service.settings
+    server = _Server(
+        SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING", lifespan=_lifespan(service)
+    )
+
+    def guarded(run: Any) -> Any:
+        try:
+            return run()
+        except IndexerError as exc:
+            raise ToolError(one_line(str(exc))) from None
+        except Exception as exc:  # noqa: BLE001 - a bad call must never take the server down
+            log.warning("internal error: %s", one_line(repr(exc)))
+            log.debug("internal error", exc_info=True)
+            raise ToolError(f"internal error: {one_line(str(exc)) or type(exc).__name__}") from None
+
+    @server.tool(name="memory_search", annotations=READ_ONLY, structured_output=True)
+    def memory_search(
+        query: Annotated[str, Field(description="What to recall, in natural language or keywords.")],
+        maxResults: Annotated[int | None, Field(ge=1, le=100, description="At most this many results "
+                              "(default: as many as the line budget holds).")] = None,  # fmt: skip
+        budgetLines: Annotated[int | None, Field(ge=0, le=10000, description="Lines of memory to return, "
+                               "filled in rank order with adjacent hits merged (default 50; 0: whole "
+                               "chunks, no budget).")] = None,  # fmt: skip
+        minScore: Annotated[float | None, Field(description="Drop results scoring below this.")] = None,
+        kind: Annotated[Kind | list[Kind] | None, Field(description="Only these kinds of file.")] = None,
+        pathPrefix: Annotated[str | None, Field(description="Only files whose path starts with this, "
+                              "e.g. 'memory/' or 'projects/'.")] = None,  # fmt: skip
+        after: Annotated[str | None, Field(description="Only dated logs on or after this day: "
+                         "YYYY-MM-DD, or a span back from today like 7d, 2w, 3m.")] = None,  # fmt: skip
+        before: Annotated[str | None, Field(description="Only dated logs on or before this day.")] = None,
+        mode: Annotated[Mode | None, Field(description="Default: the search_mode setting, hybrid.")] = None,
+    ) -> SearchOutput:
+        """Search long-term memory (MEMORY.md, daily logs, notes) and return the best matching
+        line ranges with a snippet and a citation (path#Lstart-Lend). Use it before answering
+        questions about prior work, decisions, dates, people or preferences."""
+
+        def run() -> SearchOutput:
+            filters = make_filters(
+                kinds=[kind] if isinstance(kind, str) else kind,
+                path_prefix=pathPrefix, after=after, before=before, min_score=minScore,
+            )  # fmt: skip
+            chosen = mode or settings.search_mode
+            with service.reader() as index:
+                lines = settings.search_budget_lines if budgetLines is None else budgetLines
+                results = index.search(
+                    query, mode=chosen, limit=maxResults or settings.search_limit,  # type: ignore[arg-type]
+                    budget_lines=lines or None, filters=filters,
+                )
+                info = index.search_info()
+            fallback = "numpy" if chosen != "keyword" and info["vector_search"] == "numpy" else None
+            return {"results": [_hit(r) for r in results], "model": info["model"], "mode": chosen, "fallback": fallback}
+
+        return guarded(run)  # type: ignore[no-any-return]
+
+    def memory_get(path: str, lines: int | None = None, **aliased: Any) -> GetOutput:
+        """Read lines of a memory file (Markdown under the memory root), e.g. around a search
+        result. Returns at most `lines` lines from `from`; `nextFrom` continues a long file."""
+
+        def run() -> GetOutput:
+            rel, start, count = _get_target(path, aliased.get("from"), lines)
+            excerpt = read_excerpt(settings.root, rel, start=start, count=count, max_bytes=settings.max_file_bytes)
+            if not excerpt.found:
+                return {"path": excerpt.path, "text": "", "from": start, "lines": 0, "truncated": False, "nextFrom": None}
+            return {
+                "path": excerpt.path, "text": "\n".join(excerpt.lines), "from": start, "lines": len(excerpt.lines),
+                "truncated": excerpt.next_line is not None, "nextFrom": excerpt.next_line,
+            }  # fmt: skip
+
+        return guarded(run)  # type: ignore[no-any-return]
+
+    # OpenClaw's argument is called "from", a Python keyword: the schema names it through an
+    # alias, and the SDK passes it by that name, which **aliased receives.
+    memory_get.__signature__ = GET_SIGNATURE  # type: ignore[attr-defined]
+    server.add_tool(memory_get, name="memory_get", annotations=READ_ONLY, structured_output=True)
+
+    @server.tool(name="memory_status", annotations=READ_ONLY, structured_output=True)
+    def memory_status() -> dict[str, Any]:
+        """What is indexed (files and chunks by kind), with which model, when it last synced,
+        and whether this server keeps the index current (writer) or serves reads only."""
+
+        def run() -> dict[str, Any]:
+            state = service.server_state()
+            try:
+                with service.reader() as index:
+                    info = index.status()
+            except IndexerError as exc:
+                return {"root": str(settings.root), "index_path": settings.index_location,
+                        "indexed": False, "error": one_line(str(exc)), "server": state}  # fmt: skip
+            return {**info, "indexed": True, "server": state}
+
+        return guarded(run)  # type: ignore[no-any-return]
+
+    return server
+
+
+def _lifespan(service: IndexService) -> Any:
+    """Start the watcher and the model load once the transport is up (in stdio mode, after
+    the SDK has claimed stdout, so nothing a library prints can reach the protocol)."""
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
+        service.start()
+        try:
+            yield {}
+        finally:
+            await anyio.to_thread.run_sync(service.close)
+
+    return lifespan
+
+
+def _hit(result: SearchResult) -> SearchHit:
+    span = f"#L{result.start_line}" if result.start_line == result.end_line else f"#L{result.start_line}-L{result.end_line}"
+    hit: SearchHit = {
+        "path": result.path, "startLine": result.start_line, "endLine": result.end_line, "score": result.score,
+        "snippet": result.snippet, "citation": result.path + span, "heading": result.heading,
+        "kind": result.kind, "date": result.date,
+    }  # fmt: skip
+    if result.namespace is not None:
+        hit["namespace"] = result.namespace
+    return hit
+
+
+def _get_target(path: str, start: int | None, count: int | None) -> tuple[str, int, int]:
+    """``path``, ``path#L3-L9`` or ``path:3-9``: explicit ``from``/``lines`` win over the span."""
+    found = CITATION.match(path) or (SPAN.match(path) if not path.lower().endswith(".md") else None)
+    if found:
+        path = found["path"]
+        first = int(found["start"])
+        last = int(found["end"]) if found["end"] else first
+        if last < first:
+            raise ConfigError(f"{found.string}: the range ends before it starts")
+        start = start or first
+        count = count or min(last - first + 1, MAX_GET_LINES)
+    return path, start or 1, count or DEFAULT_GET_LINES
+
+
+def http_security(
+    host: str, *, allowed_origins: tuple[str, ...] = (), allowed_hosts: tuple[str, ...] = ()
+) -> TransportSecuritySettings:
+    """Host and Origin checks against DNS rebinding: loopback names always, plus ``host``
+    itself and ``allowed_hosts`` (names clients use to reach a wildcard address)."""
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    named_hosts = [h for h in (host, *allowed_hosts) if h not in LOOPBACK_HOSTS and h not in ("0.0.0.0", "::")]
+    for name in named_hosts:
+        named = f"[{name}]" if ":" in name else name
+        hosts.append(f"{named}:*")
+        origins.append(f"http://{named}:*")
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins + list(allowed_origins)
+    )
+
+
+def parse_http(value: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[::1]:PORT`` or ``PORT`` (loopback)."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", value
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--http {value!r}: expected HOST:PORT with a port from 1 to 65535")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    service: IndexService,
+    *,
+    http: tuple[str, int] | None = None,
+    allowed_origins: tuple[str, ...] = (),
+    allowed_hosts: tuple[str, ...] = (),
+    on_listening: Any = None,
+) -> None:
+    """Run the server until the client goes away (stdio) or the process is stopped (HTTP)."""
+    server = build_server(service)
+    try:
+        if http is None:
+            server.run("stdio")
+            return
+        import uvicorn
+
+        host, port = http
+        app = server.streamable_http_app(transport_security=http_security(host, allowed_origins=allowed_origins, allowed_hosts=allowed_hosts), host=host)
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, log_level="warning")
+        if on_listening is not None:
+            on_listening(host, port)
+        anyio.run(uvicorn.Server(config).serve)
+    finally:
+        service.close()

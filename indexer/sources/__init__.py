@@ -1,0 +1,1 @@
+"""Which files a memory root owns and how each kind is read: discover, parse, chunk, read back."""

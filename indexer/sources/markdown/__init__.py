@@ -1,0 +1,1 @@
+"""Markdown notes: parse (frontmatter, blocks with line maps) and chunk by line ranges."""

@@ -1,0 +1,89 @@
+"""Reading a memory file's lines back from the Markdown itself: ``get`` targets
+(``path``, ``path:N``, ``path:START-END``) and the bounded excerpts of MCP's
+``memory_get``. No index needed; paths outside the root are refused.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexer.errors import PathError
+from indexer.indexing.sync import read_lines
+
+from .discover import lexical_inside, refuse_unindexed
+
+
+@dataclass(frozen=True)
+class Lines:
+    path: str
+    start_line: int
+    end_line: int
+    lines: list[str]
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """A bounded run of a memory file's lines (MCP ``memory_get``)."""
+
+    path: str
+    start_line: int
+    lines: list[str]
+    total_lines: int
+    found: bool = True
+
+    @property
+    def next_line(self) -> int | None:
+        """The first line not returned, or None at the end of the file."""
+        after = self.start_line + len(self.lines)
+        return after if self.found and after <= self.total_lines else None
+
+
+def read_excerpt(
+    root: Path, path: str, *, start: int = 1, count: int = 200, max_bytes: int | None = None
+) -> Excerpt:
+    """At most ``count`` lines of a memory file from line ``start`` (1-based).
+
+    Only memory files (``*.md``, no hidden part) inside the root are read; a
+    memory file that does not exist gives an empty excerpt with ``found=False``.
+    """
+    if start < 1 or count < 1:
+        raise PathError(f"{path}: from and lines must be at least 1")
+    rel, lexical = lexical_inside(root, path)
+    if not os.path.lexists(lexical):
+        refuse_unindexed(root, rel, path)  # the same rules as get: only a memory file reads as empty
+        return Excerpt(rel, start, [], 0, found=False)
+    rel, lines = read_lines(root, path, max_bytes=max_bytes)  # refuses paths outside the root, symlinks out, huge files
+    if start > max(len(lines), 1):
+        raise PathError(f"{rel} has only {len(lines)} lines")
+    return Excerpt(rel, start, lines[start - 1 : start - 1 + count], len(lines))
+
+
+def read_target(root: Path, target: str, *, max_bytes: int | None = None) -> Lines:
+    """Lines of a memory file: ``path``, ``path:N`` or ``path:START-END`` (1-based, inclusive).
+
+    Reads the Markdown itself, so it needs no index; paths outside ``root`` are refused.
+    """
+    user_path, start, end = parse_target(target)
+    rel, lines = read_lines(root, user_path, max_bytes=max_bytes)
+    if start is None:
+        return Lines(rel, 1, len(lines), lines)
+    end = start if end is None else end
+    if start < 1 or end < start:
+        raise PathError(f"{target}: line range must be START-END with 1 <= START <= END")
+    if start > len(lines):
+        raise PathError(f"{target}: {rel} has only {len(lines)} lines")
+    end = min(end, len(lines))
+    return Lines(rel, start, end, lines[start - 1 : end])
+
+
+def parse_target(target: str) -> tuple[str, int | None, int | None]:
+    """Split ``path[:START[-END]]``; a colon not followed by numbers belongs to the path."""
+    path, sep, span = target.rpartition(":")
+    if not sep or not span or not span.replace("-", "").isdigit() or span.count("-") > 1:
+        return target, None, None
+    first, dash, last = span.partition("-")
+    if not first or (dash and not last):
+        raise PathError(f"{target}: expected PATH:START-END")
+    return path, int(first), int(last) if dash else None

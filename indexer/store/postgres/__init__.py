@@ -1,0 +1,1 @@
+"""The PostgreSQL engine: many memory roots (namespaces) on one server with pgvector."""

@@ -1,0 +1,293 @@
+"""PostgreSQL connections: URLs without secrets in messages, timeouts,
+advisory locks and the schema migrations (the same ladder as SQLite's).
+
+Everything memdex keeps on a server lives in the PostgreSQL schema
+``memdex`` of the database the URL names; memdex never touches anything
+outside it, and refuses a ``memdex`` schema it did not make. One server holds
+many memory roots, each in its own *namespace* (``namespaces`` row): files,
+chunks, postings and vectors carry the namespace id; the embedding cache is
+shared by all of them, so no host embeds a text another host embedded.
+
+Only this module imports psycopg; the store modules go through ``connect``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from indexer.errors import ConfigError, SchemaError, StorageError
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "memdex"
+# Every statement a search or sync sends is cut off after this long (a guard
+# against a runaway query holding locks); bulk steps raise it locally.
+STATEMENT_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 10
+# Advisory lock keys: one for the schema (migrations, new vector tables), one per
+# namespace (a rebuild holds it exclusively, each file transaction shared).
+_LOCK_SPACE = 0x4D44  # "MD"
+
+# (name, SQL) in order; never edit a step that has shipped, add a new one.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "create namespaces, files, stat cache, skipped files, chunks, postings, meta and the embedding cache",
+        """
+        CREATE TABLE namespaces(
+            id serial PRIMARY KEY,
+            name text NOT NULL UNIQUE,
+            chunk_count bigint NOT NULL DEFAULT 0,
+            token_count bigint NOT NULL DEFAULT 0,
+            generation bigint NOT NULL DEFAULT 0,
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE meta(
+            ns int NOT NULL REFERENCES namespaces(id) ON DELETE CASCADE,
+            key text NOT NULL,
+            value text NOT NULL,
+            PRIMARY KEY (ns, key)
+        );
+        CREATE TABLE files(
+            ns int NOT NULL REFERENCES namespaces(id) ON DELETE CASCADE,
+            path text NOT NULL,
+            kind text NOT NULL,
+            date text,
+            hash text NOT NULL,
+            frontmatter text NOT NULL DEFAULT '{}',
+            title text NOT NULL DEFAULT '',
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (ns, path)
+        );
+        -- The stat cache is each host's own: (size, mtime, ctime, inode) mean nothing elsewhere.
+        CREATE TABLE file_stats(
+            ns int NOT NULL,
+            host text NOT NULL,
+            path text NOT NULL,
+            size bigint NOT NULL,
+            mtime_ns bigint NOT NULL,
+            ctime_ns bigint NOT NULL,
+            inode bigint NOT NULL,
+            indexed_at_ns bigint NOT NULL,
+            PRIMARY KEY (ns, host, path),
+            FOREIGN KEY (ns, path) REFERENCES files(ns, path) ON DELETE CASCADE
+        );
+        CREATE TABLE skipped(
+            ns int NOT NULL REFERENCES namespaces(id) ON DELETE CASCADE,
+            host text NOT NULL,
+            path text NOT NULL,
+            size bigint NOT NULL,
+            mtime_ns bigint NOT NULL,
+            ctime_ns bigint NOT NULL,
+            inode bigint NOT NULL,
+            reason text NOT NULL,
+            skipped_at_ns bigint NOT NULL,
+            PRIMARY KEY (ns, host, path)
+        );
+        CREATE TABLE chunks(
+            id bigserial PRIMARY KEY,
+            ns int NOT NULL,
+            path text NOT NULL,
+            start_line int NOT NULL,
+            end_line int NOT NULL,
+            heading text NOT NULL,
+            text text NOT NULL,
+            hash text NOT NULL,
+            oversized boolean NOT NULL DEFAULT false,
+            length int NOT NULL,
+            FOREIGN KEY (ns, path) REFERENCES files(ns, path) ON DELETE CASCADE
+        );
+        CREATE INDEX chunks_by_path ON chunks(ns, path, start_line);
+        -- The keyword index: one row per (stemmed term, chunk), with the term's
+        -- column-weighted frequency and the chunk's length, for exact bm25.
+        CREATE TABLE postings(
+            term text NOT NULL,
+            ns int NOT NULL,
+            chunk_id bigint NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+            freq real NOT NULL,
+            length int NOT NULL,
+            PRIMARY KEY (term, ns, chunk_id)
+        );
+        CREATE INDEX postings_by_chunk ON postings(chunk_id);
+        CREATE TABLE embeddings(
+            model text NOT NULL,
+            hash text NOT NULL,
+            vector bytea NOT NULL,
+            PRIMARY KEY (model, hash)
+        );
+        """,
+    ),
+    (
+        "postings: the primary key carries freq and length, so bm25 scoring is an index-only scan",
+        # A term's postings lie on as many heap pages as it has chunks (rows are written in
+        # chunk order); scoring read every one of them. Covered, it reads the key's leaf pages.
+        """
+        SET LOCAL statement_timeout = 0;
+        ALTER TABLE postings DROP CONSTRAINT postings_pkey;
+        ALTER TABLE postings ADD CONSTRAINT postings_pkey PRIMARY KEY (term, ns, chunk_id) INCLUDE (freq, length);
+        """,
+    ),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for logs, status and errors)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "postgresql://***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
+    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise ConfigError(
+            "a postgresql:// index needs psycopg: pip install 'memdex[postgres]' (or 'psycopg[binary]')"
+        ) from None
+    return psycopg
+
+
+def user_error(exc: BaseException, url: str | None = None) -> StorageError | None:
+    """The one-line error for a PostgreSQL failure, or None if ``exc`` is not one.
+    The message never carries the password (libpq leaves it out; the URL is redacted)."""
+    psycopg = sys.modules.get("psycopg")  # not loaded: no PostgreSQL error is possible
+    if psycopg is None or not isinstance(exc, psycopg.Error):
+        return None
+    detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+    if url:
+        detail = detail.replace(url, redact(url))
+    where = f" at {redact(url)}" if url else ""
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return StorageError(f"PostgreSQL cancelled a statement that ran past the timeout{where} ({detail})")
+    if isinstance(exc, psycopg.OperationalError) and "authentication failed" in detail:
+        return StorageError(f"the PostgreSQL server{where} refused the login ({detail}); check the user and password")
+    if isinstance(exc, psycopg.OperationalError):
+        return StorageError(f"cannot reach the PostgreSQL server{where} ({detail}); it is retried on the next sync")
+    return StorageError(f"PostgreSQL error{where}: {detail}")
+
+
+def connect(url: str, *, application: str = "memdex") -> Any:
+    """An autocommit connection (each ``with conn.transaction()`` is one transaction)
+    with the statement timeout set and ``search_path`` on memdex's schema."""
+    psycopg = _psycopg()
+    try:
+        connection = psycopg.connect(
+            url,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name=application,
+            # No server-side prepared statements: after five runs psycopg would prepare
+            # them, and a generic plan can pick the HNSW index where a filter needs an
+            # exact scan (recall fell from 1.0 to 0.89 in bench/pg_hnsw.py's notes).
+            prepare_threshold=None,
+            # random_page_cost 1.1 (SSD-like, for memdex's sessions only): with the stock 4 the
+            # planner hash-joined all files of every namespace to look up a few chunks (2.3 ms
+            # at 11K files, growing with the server) instead of using files' primary key (0.9 ms).
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c search_path={SCHEMA},public -c random_page_cost=1.1",
+        )
+    except psycopg.Error as exc:
+        raise user_error(exc, url) from None  # type: ignore[misc]
+    return connection
+
+
+def lock_key(name: str) -> int:
+    """A stable 32-bit advisory lock key for a name (a namespace, or the schema)."""
+    return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=4).digest(), "big", signed=True)
+
+
+@contextmanager
+def advisory_lock(connection: Any, name: str) -> Iterator[None]:
+    """Hold the session-level advisory lock for ``name`` (waits for it)."""
+    key = lock_key(name)
+    connection.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_SPACE, key))
+    try:
+        yield
+    finally:
+        if not connection.closed:
+            connection.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_SPACE, key))
+
+
+def shared_namespace_lock(connection: Any, name: str) -> None:
+    """Inside a transaction: block a rebuild of the namespace until it commits, or wait
+    for a running one, however long it takes (the wait is exempt from the statement timeout)."""
+    _wait_for_lock(connection, "pg_advisory_xact_lock_shared", name)
+
+
+def exclusive_namespace_lock(connection: Any, name: str) -> None:
+    """Inside a transaction: wait for the namespace's other writers and keep them out until it commits."""
+    _wait_for_lock(connection, "pg_advisory_xact_lock", name)
+
+
+def _wait_for_lock(connection: Any, function: str, name: str) -> None:
+    key = (_LOCK_SPACE, lock_key(name))
+    try_function = function.replace("pg_advisory", "pg_try_advisory")
+    if connection.execute(f"SELECT {try_function}(%s, %s)", key).fetchone()[0]:
+        return  # the usual case: one round trip
+    (timeout,) = connection.execute("SELECT current_setting('statement_timeout')").fetchone()
+    connection.execute("SELECT set_config('statement_timeout', '0', true)")
+    connection.execute(f"SELECT {function}(%s, %s)", key)
+    connection.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
+
+
+def migrate(connection: Any) -> None:
+    """Create or upgrade memdex's schema, one transaction per step, under an advisory
+    lock so that hosts starting together do not race. A newer schema is refused."""
+    with advisory_lock(connection, "schema"):
+        version = schema_version(connection)
+        if version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"the PostgreSQL schema '{SCHEMA}' was written by a newer memdex (schema {version}, "
+                f"this one knows {SCHEMA_VERSION}); upgrade memdex"
+            )
+        if version == 0:
+            _create_schema(connection)
+        for number, (name, sql) in enumerate(MIGRATIONS[version:], start=version + 1):
+            log.info("PostgreSQL migration %d: %s", number, name)
+            with connection.transaction():
+                connection.execute(sql)  # type: ignore[arg-type]
+                connection.execute("UPDATE schema_version SET version = %s", (number,))
+
+
+def schema_version(connection: Any) -> int:
+    """0 for no memdex schema yet; refuses a ``memdex`` schema that is not memdex's."""
+    exists = connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (SCHEMA,)).fetchone()
+    if not exists:
+        return 0
+    table = connection.execute(
+        "SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = 'schema_version'", (SCHEMA,)
+    ).fetchone()
+    if not table:
+        raise SchemaError(f"the PostgreSQL schema '{SCHEMA}' exists but was not made by memdex; memdex leaves it alone")
+    row = connection.execute("SELECT version FROM schema_version").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _create_schema(connection: Any) -> None:
+    psycopg = _psycopg()
+    with connection.transaction():
+        try:
+            with connection.transaction():
+                connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.Error as exc:
+            raise StorageError(
+                f"the PostgreSQL server has no pgvector extension, or this user may not create it ({exc}); "
+                "install pgvector, or run 'CREATE EXTENSION vector' as a superuser"
+            ) from None
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        connection.execute("CREATE TABLE schema_version(version int NOT NULL)")
+        connection.execute("INSERT INTO schema_version VALUES (0)")

@@ -1,0 +1,200 @@
+"""Search on PostgreSQL, mixed into ``PgStore``: exact bm25 over the query terms'
+postings, vector search on the HNSW index (or an exact scan of filtered chunks),
+and reading chunks back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from indexer.retrieval.filters import SearchFilters
+from indexer.store.records import BM25_B, BM25_K1, ChunkRow, stems
+
+from .text import MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, parse_vector, vector_text
+
+
+class PgSearch:
+    """The search half of ``PgStore`` (which provides ``connection``, ``ns``,
+    ``search_ids``, ``read_snapshot`` and ``_vec_table``)."""
+
+    connection: Any
+    ns: int
+    _snapshot_counts: dict[str, int] | None = None  # term -> chunks holding it, within one read snapshot
+
+    def vector_candidates(
+        self, vector: np.ndarray, limit: int, *, only: Sequence[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine) of the nearest chunks in the searched namespaces: HNSW with
+        ``ef_search`` >= ``limit``; with ``only``, an exact scan of those chunks."""
+        table = self._vec_table()
+        if table is None or (only is not None and not only) or limit < 1:
+            return []
+        query = vector_text(vector)
+        conn = self.connection
+        with self.read_snapshot():
+            if isinstance(only, FilteredChunks):  # exact: every allowed chunk, scanned on the server
+                sql, params = self._filtered(only.filters, vectors=table)
+                rows = conn.execute(
+                    f"SELECT c.id, 1 - (v.embedding <=> %(q)s::vector) AS cosine {sql} "
+                    "ORDER BY cosine DESC, c.id LIMIT %(limit)s",
+                    {**params, "q": query, "limit": limit},
+                ).fetchall()
+            elif only is not None:
+                rows = conn.execute(
+                    f"SELECT chunk_id, 1 - (embedding <=> %s::vector) AS cosine FROM {table} "
+                    "WHERE chunk_id = ANY(%s) ORDER BY cosine DESC, chunk_id LIMIT %s",
+                    (query, [int(i) for i in only], limit),
+                ).fetchall()
+            else:
+                conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(limit, MAX_EF_SEARCH))}")
+                conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+                rows = conn.execute(
+                    f"SELECT chunk_id, 1 - (embedding <=> %s::vector) FROM {table} "
+                    "WHERE ns = ANY(%s) ORDER BY embedding <=> %s::vector LIMIT %s",
+                    (query, self.search_ids(), query, limit),
+                ).fetchall()
+        return [(int(cid), float(cosine)) for cid, cosine in rows]
+
+    def vectors_by_pairs(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+        return self.vectors_of([chunk_id for chunk_id, _ in pairs])
+
+    def vectors_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        table = self._vec_table()
+        rows = (
+            self.connection.execute(
+                f"SELECT chunk_id, embedding::text FROM {table} WHERE chunk_id = ANY(%s) ORDER BY chunk_id",
+                ([int(i) for i in ids],),
+            ).fetchall()
+            if table
+            else []
+        )
+        found = np.asarray([cid for cid, _ in rows], dtype=np.int64)
+        matrix = np.stack([parse_vector(text) for _, text in rows]) if rows else np.zeros((0, 0), dtype=np.float32)
+        return found, matrix
+
+    def data_version(self) -> tuple[int, int]:
+        row = self.connection.execute(
+            "SELECT coalesce(sum(generation), 0)::bigint FROM namespaces WHERE id = ANY(%s)", (self.search_ids(),)
+        ).fetchone()
+        return int(row[0]), 0
+
+    # -- keyword search ------------------------------------------------------------
+    def stem(self, text: str) -> list[str]:
+        return stems(text, query=True)
+
+    def term_document_counts(self, terms: Sequence[str]) -> tuple[int, dict[str, int]]:
+        """(chunks in the searched namespaces, chunks containing each stemmed term); inside a
+        read snapshot each term is counted once (counting a common term reads all its postings)."""
+        ids = self.search_ids()
+        (total,) = self.connection.execute(
+            "SELECT coalesce(sum(chunk_count), 0)::bigint FROM namespaces WHERE id = ANY(%s)", (ids,)
+        ).fetchone()
+        wanted = set(terms)
+        memo = self._snapshot_counts
+        missing = wanted if memo is None else wanted - memo.keys()
+        counts: dict[str, int] = {}
+        if missing:
+            rows = self.connection.execute(
+                "SELECT term, count(*) FROM postings WHERE term = ANY(%s) AND ns = ANY(%s) GROUP BY term",
+                (list(missing), ids),
+            )
+            counts = {term: int(count) for term, count in rows}
+        if memo is None:
+            return int(total), counts
+        memo.update((term, counts.get(term, 0)) for term in missing)
+        return int(total), {term: memo[term] for term in wanted if memo[term]}
+
+    def keyword_candidates(
+        self, terms: Sequence[str], limit: int, *, filters: SearchFilters | None = None
+    ) -> list[tuple[int, float]]:
+        """FTS5's bm25 (higher is better) of the chunks holding any of the terms."""
+        lexemes = [s for term in terms for s in self.stem(term) if len(s.encode("utf-8")) <= MAX_TERM_BYTES]
+        if not lexemes:
+            return []
+        ids = self.search_ids()
+        total, tokens = self.connection.execute(
+            "SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint FROM namespaces WHERE id = ANY(%s)",
+            (ids,),
+        ).fetchone()
+        if not total:
+            return []
+        _, counts = self.term_document_counts(lexemes)
+        idfs = [max(1e-6, math.log((total - counts.get(t, 0) + 0.5) / (counts.get(t, 0) + 0.5))) for t in lexemes]
+        where, params = filter_clause(filters)
+        joins = " JOIN chunks c ON c.id = p.chunk_id JOIN files f ON f.ns = c.ns AND f.path = c.path" if where else ""
+        rows = self.connection.execute(
+            "SELECT p.chunk_id, sum(q.idf * (p.freq * %(k1)s + p.freq) / "
+            "(p.freq + %(k1)s * (1 - %(b)s + %(b)s * p.length / %(avgdl)s))) AS score "
+            "FROM unnest(%(terms)s::text[], %(idfs)s::float8[]) AS q(term, idf) "
+            f"JOIN postings p ON p.term = q.term AND p.ns = ANY(%(ns)s){joins} "
+            f"{'WHERE ' + where if where else ''} "
+            "GROUP BY p.chunk_id ORDER BY score DESC, p.chunk_id LIMIT %(limit)s",
+            {"k1": BM25_K1, "b": BM25_B, "avgdl": tokens / total, "terms": lexemes, "idfs": idfs, "ns": ids,
+             "limit": limit, **params},
+        ).fetchall()  # fmt: skip
+        return [(int(cid), float(score)) for cid, score in rows]
+
+    def filtered_chunk_ids(self, filters: SearchFilters) -> FilteredChunks:
+        """The chunks ``filters`` allows, kept as the query: ``vector_candidates`` scans
+        them on the server instead of sending every id back and forth."""
+        return FilteredChunks(self, filters)
+
+    def _filtered(self, filters: SearchFilters, *, vectors: str | None = None) -> tuple[str, dict[str, Any]]:
+        """``FROM ... WHERE ...`` of the allowed chunks (joined with a vector table) and its parameters."""
+        where, params = filter_clause(filters)
+        join = f" JOIN {vectors} v ON v.chunk_id = c.id" if vectors else ""
+        sql = (
+            f"FROM chunks c JOIN files f ON f.ns = c.ns AND f.path = c.path{join} "
+            f"WHERE c.ns = ANY(%(ns)s){' AND ' + where if where else ''}"
+        )
+        return sql, {"ns": self.search_ids(), **params}
+
+    def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        rows = self.connection.execute(
+            "SELECT c.id, c.path, c.start_line, c.end_line, c.heading, c.text, f.kind, f.date, n.name "
+            "FROM chunks c JOIN files f ON f.ns = c.ns AND f.path = c.path JOIN namespaces n ON n.id = c.ns "
+            "WHERE c.id = ANY(%s)",
+            ([int(i) for i in ids],),
+        )
+        return {row[0]: ChunkRow(*row) for row in rows}
+
+    def stored_lines(self, namespace: str, path: str) -> list[tuple[int, int, str]] | None:
+        """(start, end, text) of a file's chunks in another namespace, or None if it has no such file."""
+        row = self.connection.execute(
+            "SELECT f.ns FROM files f JOIN namespaces n ON n.id = f.ns WHERE n.name = %s AND f.path = %s",
+            (namespace, path),
+        ).fetchone()
+        if row is None:
+            return None
+        return self.connection.execute(
+            "SELECT start_line, end_line, text FROM chunks WHERE ns = %s AND path = %s ORDER BY start_line",
+            (row[0], path),
+        ).fetchall()
+
+
+class FilteredChunks(Sequence[int]):
+    """The ids of the chunks a filter allows, read from the server only when iterated."""
+
+    def __init__(self, store: PgSearch, filters: SearchFilters) -> None:
+        self.store = store
+        self.filters = filters
+        self._ids: list[int] | None = None
+        self._count: int | None = None
+
+    def __len__(self) -> int:
+        if self._ids is not None:
+            return len(self._ids)
+        if self._count is None:
+            sql, params = self.store._filtered(self.filters)
+            self._count = int(self.store.connection.execute(f"SELECT count(*) {sql}", params).fetchone()[0])
+        return self._count
+
+    def __getitem__(self, index: Any) -> Any:
+        if self._ids is None:
+            sql, params = self.store._filtered(self.filters)
+            self._ids = [row[0] for row in self.store.connection.execute(f"SELECT c.id {sql} ORDER BY c.id", params)]
+        return self._ids[index]

@@ -1,0 +1,412 @@
+"""The PostgreSQL store: one namespace (memory root) of a shared server.
+
+Keyword search is FTS5's bm25, computed exactly: every chunk's terms are
+stemmed here with the same tokenizer as the SQLite index (porter unicode61,
+diacritics removed, no stopwords) and kept in ``postings`` (term, chunk,
+column-weighted frequency, chunk length); a query reads only its own terms'
+postings. Vectors live in a narrow ``chunk_vectors_<dims>`` table with an
+HNSW index (pgvector), searched with ``hnsw.ef_search`` at least the number
+of candidates and an iterative scan, so a namespace filter still fills them.
+
+The search half is ``pg_search.py``, status and checks ``pg_checks.py``, what
+is computed on the client (terms, vector text, filter SQL) ``pg_text.py``.
+
+A file's update is one transaction: it locks the file's row first (an
+upsert), then deletes and inserts only the chunks whose (lines, hash)
+changed; a rebuild of the namespace (exclusive advisory lock) waits for it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from indexer.errors import ConfigError, SchemaError
+from indexer.sources.discover import FileStamp
+from indexer.sources.markdown.chunk import Chunk
+from indexer.store.records import FileRecord, FileState, SkippedFile, plausible
+
+from . import connection as pg
+from .checks import PgChecks
+from .search import FilteredChunks, PgSearch
+from .text import ALL, chunk_terms, under_clause, vector_text
+
+__all__ = ["FilteredChunks", "PgEmbeddingCache", "PgStore"]
+
+class PgStore(PgSearch, PgChecks):
+    """One namespace of a PostgreSQL index; searches cover ``search_namespaces``
+    (names; ``"*"`` every namespace; default just this one)."""
+
+    vec_enabled = True
+
+    def __init__(
+        self, url: str, *, namespace: str, host: str, write: bool, search_namespaces: Sequence[str] = ()
+    ) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.host = host
+        self._search_names = tuple(search_namespaces)
+        self._conn: Any = None
+        try:
+            self.ns = self._namespace_id(create=write)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connection ---------------------------------------------------------------
+    @property
+    def connection(self) -> Any:
+        """The live connection; a closed or broken one is replaced (between transactions)."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = pg.connect(self.url)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def lost_connection(self) -> bool:
+        """True when the server dropped the connection (the next use opens a new one)."""
+        return self._conn is not None and bool(self._conn.broken or self._conn.closed)
+
+    def _namespace_id(self, *, create: bool) -> int:
+        conn = self.connection
+        if create:
+            pg.migrate(conn)
+            # Look before inserting: the upsert would wait for any transaction that updated the
+            # row (a rebuild's, for its whole length) and could run past the statement timeout.
+            if conn.execute("SELECT 1 FROM namespaces WHERE name = %s", (self.namespace,)).fetchone() is None:
+                conn.execute("INSERT INTO namespaces(name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (self.namespace,))
+        elif pg.schema_version(conn) < pg.SCHEMA_VERSION:
+            raise SchemaError(f"no memdex index at {pg.redact(self.url)} (or an older one); run 'memdex index' first")
+        row = conn.execute("SELECT id FROM namespaces WHERE name = %s", (self.namespace,)).fetchone()
+        if row is None and self._search_names:
+            return 0  # a reader searching other namespaces: its own need not exist (ids start at 1)
+        if row is None:
+            raise SchemaError(
+                f"namespace {self.namespace!r} has no index at {pg.redact(self.url)}; run 'memdex index' first"
+            )
+        return int(row[0])
+
+    def search_ids(self) -> list[int]:
+        """Namespace ids a search covers: this one, the named ones, or every one ("*")."""
+        if not self._search_names:
+            return [self.ns]
+        if ALL in self._search_names:
+            return [row[0] for row in self.connection.execute("SELECT id FROM namespaces ORDER BY id")]
+        rows = self.connection.execute(
+            "SELECT id, name FROM namespaces WHERE name = ANY(%s) ORDER BY id", (list(self._search_names),)
+        ).fetchall()
+        missing = sorted(set(self._search_names) - {name for _, name in rows})
+        if missing:
+            names = [item["name"] for item in self.namespaces()]
+            known = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+            raise ConfigError(f"no namespace {missing[0]!r} on the server (it has: {known or 'none'})")
+        return [row[0] for row in rows]
+
+    def namespaces(self) -> list[dict[str, Any]]:
+        rows = self.connection.execute("SELECT name, chunk_count FROM namespaces ORDER BY name")
+        return [{"name": name, "chunks": chunks} for name, chunks in rows]
+
+    def size_bytes(self) -> int:
+        """Disk used by memdex's tables and indexes on the server (all namespaces)."""
+        row = self.connection.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(format('%%I.%%I', schemaname, tablename))), 0)::bigint "
+            "FROM pg_tables WHERE schemaname = %s",
+            (pg.SCHEMA,),
+        ).fetchone()
+        return int(row[0])
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        conn = self.connection
+        if conn.info.transaction_status != 0:  # already inside a transaction
+            yield
+            return
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            self._snapshot_counts = {}  # a search asks for its terms' counts more than once
+            try:
+                yield
+            finally:
+                self._snapshot_counts = None
+
+    @contextmanager
+    def _file_transaction(self) -> Iterator[Any]:
+        conn = self.connection
+        with conn.transaction():
+            pg.shared_namespace_lock(conn, self.namespace)
+            yield conn
+
+    # -- meta -------------------------------------------------------------------
+    def meta(self) -> dict[str, str]:
+        return dict(self.connection.execute("SELECT key, value FROM meta WHERE ns = %s", (self.ns,)).fetchall())
+
+    def set_meta(self, **values: str | int | float) -> None:
+        with self._file_transaction():
+            self.connection.cursor().executemany(
+                "INSERT INTO meta(ns, key, value) VALUES (%s, %s, %s) "
+                "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
+                [(self.ns, key, str(value)) for key, value in values.items()],
+            )
+
+    # -- files ------------------------------------------------------------------
+    def file_states(self, under: Iterable[str] | None = None) -> dict[str, FileState]:
+        where, params = under_clause(under, "f.path")
+        rows = self.connection.execute(
+            "SELECT f.path, coalesce(s.size, -1), coalesce(s.mtime_ns, 0), coalesce(s.ctime_ns, 0), "
+            "coalesce(s.inode, 0), f.hash, coalesce(s.indexed_at_ns, 0) FROM files f "
+            "LEFT JOIN file_stats s ON s.ns = f.ns AND s.path = f.path AND s.host = %s "
+            f"WHERE f.ns = %s{where}",
+            (self.host, self.ns, *params),
+        )
+        return {
+            path: FileState(FileStamp(size, mtime, ctime, inode), digest, at)
+            for path, size, mtime, ctime, inode, digest, at in rows
+        }
+
+    def skipped_files(self, under: Iterable[str] | None = None) -> dict[str, SkippedFile]:
+        where, params = under_clause(under, "path")
+        rows = self.connection.execute(
+            "SELECT path, size, mtime_ns, ctime_ns, inode, reason, skipped_at_ns FROM skipped "
+            f"WHERE ns = %s AND host = %s{where}",
+            (self.ns, self.host, *params),
+        )
+        return {
+            path: SkippedFile(FileStamp(size, mtime, ctime, inode), reason, at)
+            for path, size, mtime, ctime, inode, reason, at in rows
+        }
+
+    def record_skipped(self, path: str, stamp: FileStamp, *, reason: str, skipped_at_ns: int) -> None:
+        with self._file_transaction() as conn:
+            conn.execute(
+                "INSERT INTO skipped(ns, host, path, size, mtime_ns, ctime_ns, inode, reason, skipped_at_ns) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (ns, host, path) DO UPDATE SET "
+                "size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, "
+                "inode = excluded.inode, reason = excluded.reason, skipped_at_ns = excluded.skipped_at_ns",
+                (self.ns, self.host, path, stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode, reason, skipped_at_ns),
+            )
+
+    def forget_skipped(self, path: str) -> None:
+        with self._file_transaction() as conn:
+            conn.execute("DELETE FROM skipped WHERE ns = %s AND host = %s AND path = %s", (self.ns, self.host, path))
+
+    def touch_file(self, path: str, stamp: FileStamp, *, indexed_at_ns: int) -> None:
+        """Record this host's stat for a file whose content (hash) is what the server has."""
+        with self._file_transaction() as conn:
+            self._write_stat(conn, path, stamp, indexed_at_ns)
+
+    def _write_stat(self, conn: Any, path: str, stamp: FileStamp, indexed_at_ns: int) -> None:
+        conn.execute(
+            "INSERT INTO file_stats(ns, host, path, size, mtime_ns, ctime_ns, inode, indexed_at_ns) "
+            "SELECT %s, %s, %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM files WHERE ns = %s AND path = %s) "
+            "ON CONFLICT (ns, host, path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
+            "ctime_ns = excluded.ctime_ns, inode = excluded.inode, indexed_at_ns = excluded.indexed_at_ns",
+            (self.ns, self.host, path, stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode, indexed_at_ns,
+             self.ns, path),
+        )  # fmt: skip
+
+    def replace_file(
+        self, record: FileRecord, chunks: Sequence[Chunk], vectors: np.ndarray, *, indexed_at_ns: int
+    ) -> None:
+        """One transaction: lock the file's row (upsert), then replace only the chunks
+        whose (lines, hash) changed (all of them when the file's title words changed)."""
+        front = json.dumps(record.frontmatter, default=str, ensure_ascii=False)
+        with self._file_transaction() as conn:
+            old_title, inserted = conn.execute(
+                "INSERT INTO files(ns, path, kind, date, hash, frontmatter, title) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (ns, path) DO UPDATE SET updated_at = now() RETURNING title, (xmax = 0)",
+                (self.ns, record.path, record.kind, record.date, record.hash, front, record.title),
+            ).fetchone()
+            if not inserted:
+                conn.execute(
+                    "UPDATE files SET kind = %s, date = %s, hash = %s, frontmatter = %s, title = %s "
+                    "WHERE ns = %s AND path = %s",
+                    (record.kind, record.date, record.hash, front, record.title, self.ns, record.path),
+                )
+            existing = conn.execute(
+                "SELECT id, start_line, end_line, hash, length FROM chunks WHERE ns = %s AND path = %s",
+                (self.ns, record.path),
+            ).fetchall()
+            same_title = not inserted and old_title == record.title
+            wanted = {(c.start_line, c.end_line, c.hash) for c in chunks}
+            kept = {(s, e, h) for _, s, e, h, _ in existing if (s, e, h) in wanted} if same_title else set()
+            gone = [(cid, length) for cid, s, e, h, length in existing if (s, e, h) not in kept]
+            if gone:
+                conn.execute("DELETE FROM chunks WHERE id = ANY(%s)", ([cid for cid, _ in gone],))
+            fresh = [(c, v) for c, v in zip(chunks, vectors) if (c.start_line, c.end_line, c.hash) not in kept]
+            added_tokens = self._insert_chunks(conn, record, fresh)
+            self._write_stat(conn, record.path, record.stamp, indexed_at_ns)
+            conn.execute("DELETE FROM skipped WHERE ns = %s AND path = %s", (self.ns, record.path))
+            self._count(conn, len(fresh) - len(gone), added_tokens - sum(length for _, length in gone))
+
+    def _insert_chunks(self, conn: Any, record: FileRecord, items: Sequence[tuple[Chunk, np.ndarray]]) -> int:
+        if not items:
+            return 0
+        terms = [chunk_terms(chunk.text, chunk.heading, record.title) for chunk, _ in items]
+        cursor = conn.cursor()
+        cursor.executemany(
+            "INSERT INTO chunks(ns, path, start_line, end_line, heading, text, hash, oversized, length) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            [
+                (self.ns, record.path, c.start_line, c.end_line, c.heading, c.text, c.hash, c.oversized, length)
+                for (c, _), (_, length) in zip(items, terms)
+            ],
+            returning=True,
+        )
+        ids = []
+        while True:
+            ids.append(cursor.fetchone()[0])
+            if not cursor.nextset():
+                break
+        with cursor.copy("COPY postings(term, ns, chunk_id, freq, length) FROM STDIN") as copy:
+            for cid, (freq, length) in zip(ids, terms):
+                for term, f in freq.items():
+                    copy.write_row((term, self.ns, cid, f, length))
+        table = self._vec_table()
+        if table is not None:
+            cursor.executemany(
+                f"INSERT INTO {table}(chunk_id, ns, embedding) VALUES (%s, %s, %s::vector)",
+                [(cid, self.ns, vector_text(v)) for cid, (_, v) in zip(ids, items)],
+            )
+        return sum(length for _, length in terms)
+
+    def _count(self, conn: Any, chunks: int, tokens: int) -> None:
+        conn.execute(
+            "UPDATE namespaces SET chunk_count = chunk_count + %s, token_count = token_count + %s, "
+            "generation = generation + 1 WHERE id = %s",
+            (chunks, tokens, self.ns),
+        )
+
+    def invalidate_files(self, paths: Sequence[str]) -> None:
+        with self._file_transaction() as conn:
+            conn.execute("UPDATE files SET hash = '' WHERE ns = %s AND path = ANY(%s)", (self.ns, list(paths)))
+            conn.execute("DELETE FROM file_stats WHERE ns = %s AND path = ANY(%s)", (self.ns, list(paths)))
+
+    def remove_file(self, path: str) -> None:
+        with self._file_transaction() as conn:
+            if conn.execute("SELECT 1 FROM files WHERE ns = %s AND path = %s FOR UPDATE", (self.ns, path)).fetchone():
+                removed = conn.execute(
+                    "DELETE FROM chunks WHERE ns = %s AND path = %s RETURNING length", (self.ns, path)
+                ).fetchall()
+                conn.execute("DELETE FROM files WHERE ns = %s AND path = %s", (self.ns, path))
+                self._count(conn, -len(removed), -sum(row[0] for row in removed))
+            conn.execute("DELETE FROM skipped WHERE ns = %s AND host = %s AND path = %s", (self.ns, self.host, path))
+
+    def clear(self) -> None:
+        with self._file_transaction() as conn:
+            conn.execute("DELETE FROM files WHERE ns = %s", (self.ns,))
+            conn.execute("DELETE FROM skipped WHERE ns = %s", (self.ns,))
+            conn.execute(
+                "UPDATE namespaces SET chunk_count = 0, token_count = 0, generation = generation + 1 WHERE id = %s",
+                (self.ns,),
+            )
+
+    # -- vectors ----------------------------------------------------------------
+    def _vec_table(self) -> str | None:
+        dims = self.vec_dimensions()
+        return f"chunk_vectors_{dims}" if dims else None
+
+    def vec_dimensions(self) -> int | None:
+        value = self.meta().get("vec_dimensions")
+        return int(value) if value and value.isdigit() else None
+
+    def rebuild_vectors(self, dimensions: int, vectors_by_hash: dict[str, np.ndarray]) -> None:
+        """Make this namespace's vectors those of ``vectors_by_hash``, in a table for ``dimensions``."""
+        dims = int(dimensions)
+        table = f"chunk_vectors_{dims}"
+        conn = self.connection
+        with pg.advisory_lock(conn, "schema"):  # two hosts creating the same table at once
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {table}(chunk_id bigint PRIMARY KEY REFERENCES chunks(id) "
+                f"ON DELETE CASCADE, ns int NOT NULL, embedding vector({dims}) NOT NULL)"
+            )
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops)")
+        with conn.transaction():
+            # Alone in the namespace: another host may have set up the same table since the caller
+            # looked (the first sync of a new namespace on two hosts); its vectors are complete.
+            pg.exclusive_namespace_lock(conn, self.namespace)
+            if self.vec_dimensions() == dims:
+                return
+            conn.execute("SET LOCAL statement_timeout = 0")  # HNSW inserts of a whole namespace take a while
+            for other in self._vector_tables():
+                conn.execute(f"DELETE FROM {other} WHERE ns = %s", (self.ns,))
+            rows = conn.execute("SELECT id, hash FROM chunks WHERE ns = %s ORDER BY id", (self.ns,)).fetchall()
+            conn.cursor().executemany(
+                f"INSERT INTO {table}(chunk_id, ns, embedding) VALUES (%s, %s, %s::vector)",
+                [(cid, self.ns, vector_text(vectors_by_hash[digest])) for cid, digest in rows],
+            )
+            conn.execute(
+                "INSERT INTO meta(ns, key, value) VALUES (%s, 'vec_dimensions', %s) "
+                "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
+                (self.ns, str(dims)),
+            )
+
+    def _vector_tables(self) -> list[str]:
+        rows = self.connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename LIKE 'chunk\\_vectors\\_%%'",
+            (pg.SCHEMA,),
+        )
+        return [row[0] for row in rows]
+
+    def shared_cache(self, *, model_id: str, dimensions: int) -> PgEmbeddingCache:
+        return PgEmbeddingCache(self, model_id=model_id, dimensions=dimensions)
+
+    def chunk_hashes(self) -> list[tuple[int, str]]:
+        return self.connection.execute("SELECT id, hash FROM chunks WHERE ns = %s ORDER BY id", (self.ns,)).fetchall()
+
+
+
+class PgEmbeddingCache:
+    """The server's shared embedding cache: (model id, text hash) -> float32 vector.
+
+    Writes go through a connection of its own and commit at once, in hash order: a
+    rebuild's long transaction must not hold cache rows that other hosts (of any
+    namespace) write too, which would make them wait for it or deadlock with it; and
+    what a failed rebuild embedded stays cached."""
+
+    def __init__(self, store: PgStore, *, model_id: str, dimensions: int) -> None:
+        self.store = store
+        self.model_id = model_id
+        self.dimensions = dimensions
+        self._conn: Any = None
+
+    def get_many(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        rows = self.store.connection.execute(
+            "SELECT hash, vector FROM embeddings WHERE model = %s AND hash = ANY(%s)",
+            (self.model_id, sorted(set(hashes))),
+        )
+        found: dict[str, np.ndarray] = {}
+        for digest, blob in rows:
+            if len(blob) == 4 * self.dimensions:
+                vector = np.frombuffer(bytes(blob), dtype=np.float32)
+                if plausible(vector):
+                    found[digest] = vector
+        return found
+
+    def put_many(self, vectors: dict[str, np.ndarray]) -> None:
+        if not vectors:
+            return
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = pg.connect(self.store.url)
+        conn = self._conn
+        with conn.transaction():
+            conn.cursor().executemany(
+                "INSERT INTO embeddings(model, hash, vector) VALUES (%s, %s, %s) ON CONFLICT (model, hash) "
+                "DO UPDATE SET vector = excluded.vector",
+                [(self.model_id, digest, np.ascontiguousarray(vectors[digest], dtype=np.float32).tobytes())
+                 for digest in sorted(vectors)],
+            )  # fmt: skip
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

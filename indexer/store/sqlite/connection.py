@@ -1,0 +1,486 @@
+"""APSW connections: pragmas, the sqlite-vec extension and schema migrations.
+
+Migrations are a ladder on ``PRAGMA user_version``: step N brings a database
+at version N-1 to N. A database at a higher version than this code knows is
+refused with a clear error, never written to. Every index and cache carries
+memdex's ``application_id``; ``ownership`` decides what recovery may touch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import apsw
+
+from indexer.errors import SchemaError, StorageError, UnusableIndex
+
+from .ownership import (  # noqa: F401 - re-exported: callers name them db.*
+    CACHE,
+    CACHE_APPLICATION_ID,
+    CREATING_SUFFIX,
+    EMPTY,
+    INDEX,
+    INDEX_APPLICATION_ID,
+    LEGACY,
+    MISSING,
+    OURS,
+    PROBE_BLANK,
+    PROBE_OTHER,
+    PROBE_OURS,
+    prune_quarantined,
+    quarantine_target,
+)  # fmt: skip
+from .ownership import (
+    ownership as _ownership,
+)
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5_000
+# What SQLite raises for a damaged file, at open or in the middle of a run.
+DAMAGE_ERRORS: tuple[type[Exception], ...] = (apsw.CorruptError, apsw.NotADBError)
+# What SQLite raises when another connection holds a lock past the busy timeout.
+BUSY_ERRORS: tuple[type[Exception], ...] = (apsw.BusyError, apsw.LockedError)
+# What SQLite raises for a write on a connection opened read-only (or a read-only file).
+READ_ONLY_ERRORS: tuple[type[Exception], ...] = (apsw.ReadOnlyError, apsw.CantOpenError)
+# sqlite-vec reports a damaged vec0 table as a plain SQL error with these words.
+VEC_DAMAGE = re.compile(r"(?i)vector blob|shadow table|sqlite-vec error|chunk position|could not (find|fetch|extract)")
+# Quarantined damaged files kept beside the index (the newest ones).
+KEEP_QUARANTINED = 3
+SIDECARS = ("-wal", "-shm", "-journal")
+# The FTS5 tokenizer of chunks_fts; search stems queries with the same one.
+# Changing it needs a new migration that rebuilds chunks_fts.
+FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
+
+# (name, SQL) in order; never edit a step that has shipped, add a new one.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "create files, chunks, meta and full-text tables",
+        """
+        CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE files(
+            path TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            date TEXT,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            frontmatter TEXT NOT NULL DEFAULT '{}',
+            indexed_at_ns INTEGER NOT NULL
+        );
+        CREATE TABLE chunks(
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,
+            start_line INTEGER NOT NULL,
+            end_line INTEGER NOT NULL,
+            heading TEXT NOT NULL,
+            text TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            oversized INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX chunks_by_path ON chunks(path, start_line);
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, heading, title,
+            tokenize = '"""
+        + FTS_TOKENIZE
+        + """'
+        );
+        CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');
+        """,
+    ),
+    (
+        "record each file's ctime and inode, so a rename over it or a restored mtime is noticed",
+        """
+        ALTER TABLE files ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE files ADD COLUMN inode INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
+    (
+        "remember files skipped with a warning, so an unchanged bad file is not warned about again",
+        """
+        CREATE TABLE skipped(
+            path TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            ctime_ns INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            skipped_at_ns INTEGER NOT NULL
+        );
+        """,
+    ),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+CACHE_SCHEMA = f"""
+PRAGMA application_id = {CACHE_APPLICATION_ID};
+CREATE TABLE IF NOT EXISTS embeddings(
+    model TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (model, hash)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class Opened:
+    connection: apsw.Connection
+    vec_loaded: bool
+    vec_warning: str | None
+
+
+def connect(path: Path, *, load_vec: bool) -> Opened:
+    """Open (creating if needed) and migrate the index database at ``path``.
+
+    A new index is created complete in ``<path>.creating`` and renamed into
+    place, so a reader never sees a half-made one. A file that is not
+    memdex's index raises ``NotAnIndex`` and is left untouched.
+    """
+    _make_folder(path.parent)
+    state = ownership(path, kind=INDEX)
+    if state in (MISSING, EMPTY):
+        _create(path, load_vec=load_vec)
+    connection = _open(path)
+    try:
+        if connection.readonly("main"):
+            raise StorageError(f"the index {path} is read-only; 'memdex search', 'status' and 'check' can still read it")
+        vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
+        migrate(connection, path)
+    except DAMAGE_ERRORS as exc:
+        connection.close()
+        raise UnusableIndex(f"{path} is damaged ({exc})") from None
+    except BaseException:
+        connection.close()
+        raise
+    return Opened(connection, vec_loaded, warning)
+
+
+def _create(path: Path, *, load_vec: bool) -> None:
+    temporary = path.with_name(path.name + CREATING_SUFFIX)
+    remove_own_temporary(temporary)
+    connection = _open(temporary, new=INDEX_APPLICATION_ID)
+    try:
+        if load_vec:
+            _load_sqlite_vec(connection)
+        migrate(connection, temporary)
+        close_for_move(connection, temporary)
+    except BaseException:
+        connection.close()
+        remove_database(temporary)
+        raise
+    os.replace(temporary, path)
+
+
+def connect_reader(path: Path, *, load_vec: bool) -> Opened:
+    """Open an existing index for searching; never creates or migrates it.
+
+    When the index folder or file cannot be written (read-only folder,
+    immutable file), the index is opened read-only instead.
+    """
+    state = ownership(path, kind=INDEX)
+    if state == MISSING:
+        raise SchemaError(f"no index at {path}; run 'memdex index' first")
+    if state == EMPTY:
+        raise UnusableIndex(f"{path} is empty")
+    connection = _open_for_reading(path)
+    try:
+        vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
+        version = _user_version(connection, path)
+        if version > SCHEMA_VERSION:
+            raise UnusableIndex(_newer_message(path, version))
+        if version < SCHEMA_VERSION:
+            raise SchemaError(f"index at {path} has schema {version}; run 'memdex index' to upgrade it")
+    except BaseException:
+        connection.close()
+        raise
+    return Opened(connection, vec_loaded, warning)
+
+
+def _open_for_reading(path: Path) -> apsw.Connection:
+    connection = None
+    try:
+        connection = _open(path, flags=apsw.SQLITE_OPEN_READWRITE)
+        _user_version(connection, path)
+        return connection
+    except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
+        if connection is not None:
+            connection.close()
+        if isinstance(exc, UnusableIndex):
+            raise
+        first = exc
+    # WAL needs -shm beside the index; without write access, read the file as it is.
+    for query in ("mode=ro", "immutable=1"):
+        try:
+            connection = _open(path, uri=query)
+        except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
+            if isinstance(exc, UnusableIndex):
+                raise
+            continue
+        try:
+            _user_version(connection, path)
+        except (apsw.CantOpenError, apsw.ReadOnlyError):
+            connection.close()
+            continue
+        except BaseException:
+            connection.close()
+            raise
+        log.info("the index folder is not writable; reading %s read-only (%s)", path, query)
+        return connection
+    raise StorageError(f"cannot open the index {path} ({one_line_error(first)})") from None
+
+
+def connect_cache(path: Path) -> apsw.Connection:
+    """Open (creating if needed) the embedding cache database.
+
+    A damaged cache is moved aside and started afresh: it only saves model
+    calls, so losing it costs time, never data. A file that is not memdex's
+    cache raises ``NotAnIndex``; in a folder that cannot be written, an
+    existing cache is opened read-only (nothing new is stored).
+    """
+    _make_folder(path.parent, quiet=True)
+    state = ownership(path, kind=CACHE)
+    connection = None
+    try:
+        if state in (MISSING, EMPTY):
+            connection = _open(path, new=CACHE_APPLICATION_ID)
+        else:
+            try:
+                connection = _open(path)
+            except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
+                if isinstance(exc, UnusableIndex):
+                    raise
+                return _open(path, uri="immutable=1")  # a folder that cannot be written
+            if connection.readonly("main"):
+                return connection
+        with connection:
+            connection.execute(CACHE_SCHEMA)
+        return connection
+    except (UnusableIndex, *DAMAGE_ERRORS) as exc:
+        if connection is not None:
+            connection.close()
+        moved = quarantine(path, kind=CACHE)
+        log.warning(
+            "embedding cache %s is damaged (%s); %s and started afresh", path, exc,
+            f"moved to {moved.name}" if moved else "removed it",
+        )  # fmt: skip
+    connection = _open(path, new=CACHE_APPLICATION_ID)
+    with connection:
+        connection.execute(CACHE_SCHEMA)
+    return connection
+
+
+def ownership(path: Path, *, kind: str = INDEX) -> str:
+    """Whether ``path`` is memdex's own index (or cache), before anything opens
+    it: MISSING, EMPTY, OURS or LEGACY (see ``ownership.ownership``); anything
+    else raises ``NotAnIndex``."""
+    return _ownership(path, kind=kind, probe=_probe)
+
+
+def _probe(path: Path, tables: frozenset[str]) -> str | None:
+    """What SQLite sees in an unstamped file: memdex's tables (an index also
+    needs its user_version ladder), none at all, other ones; None if unreadable."""
+    for query in ("mode=ro", "immutable=1"):
+        try:
+            connection = apsw.Connection(read_only_uri(path, query), flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+        except apsw.Error:
+            continue
+        try:
+            names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = int(connection.pragma("user_version"))
+        except apsw.Error:
+            continue
+        finally:
+            connection.close()
+        if not names:
+            return PROBE_BLANK
+        return PROBE_OURS if tables <= names and (version >= 1 or "embeddings" in tables) else PROBE_OTHER
+    return None
+
+
+def remove_own_temporary(path: Path) -> None:
+    """Delete a temporary index memdex left behind; a foreign file by that name raises ``NotAnIndex``."""
+    if ownership(path, kind=INDEX) != MISSING:
+        remove_database(path)
+
+
+def one_line_error(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def as_user_error(exc: BaseException) -> StorageError | None:
+    """The one-line error for an SQLite failure that is not damage (disk full,
+    read-only file or folder, I/O error), or None for anything else."""
+    if not isinstance(exc, apsw.Error):
+        return None
+    # After SQLITE_FULL or an I/O error SQLite has already rolled the transaction
+    # back, so `with connection:` fails again ("cannot rollback"): name the first cause.
+    chain, seen = exc, 0
+    while chain is not None and seen < 10:
+        if isinstance(chain, (apsw.FullError, apsw.ReadOnlyError, apsw.CantOpenError, apsw.IOError, apsw.PermissionsError)):
+            exc = chain
+            break
+        chain, seen = chain.__cause__ or chain.__context__, seen + 1
+    detail = one_line_error(exc)
+    if isinstance(exc, apsw.FullError):
+        return StorageError(
+            f"the disk holding the index is full ({detail}); files not yet written keep their old rows: "
+            "free some space and run 'memdex index' again"
+        )
+    if isinstance(exc, (apsw.ReadOnlyError, apsw.CantOpenError, apsw.PermissionsError)):
+        return StorageError(f"cannot write the index or its folder ({detail}); check its permissions")
+    if isinstance(exc, apsw.IOError):
+        return StorageError(f"disk I/O error on the index ({detail}); the next 'memdex index' retries")
+    if isinstance(exc, apsw.TooBigError):
+        return StorageError(f"a value is too big for SQLite ({detail})")
+    return StorageError(f"SQLite error: {detail}")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """SQLite's corruption errors, sqlite-vec's errors for its damaged tables, and
+    text that no longer decodes (memdex only ever stores valid UTF-8)."""
+    if isinstance(exc, (*DAMAGE_ERRORS, UnicodeDecodeError)):
+        return True
+    return isinstance(exc, apsw.SQLError) and VEC_DAMAGE.search(str(exc)) is not None
+
+
+def quarantine(path: Path, *, keep: int = KEEP_QUARANTINED, kind: str = INDEX) -> Path | None:
+    """Move a damaged database of memdex's (and its WAL) aside as
+    ``<name>.corrupt-<timestamp>``; None when there was nothing to keep (a
+    0-byte file is simply replaced). A file memdex cannot prove is its own
+    raises ``NotAnIndex`` and stays where it is. Only the newest ``keep``
+    quarantined copies are kept."""
+    state = ownership(path, kind=kind)
+    target: Path | None = None
+    if state in (OURS, LEGACY):
+        target = quarantine_target(path)
+        os.replace(path, target)
+        os.utime(target)  # its mtime now says when it was moved aside: the newest are kept
+        wal = Path(f"{path}-wal")
+        if wal.exists():
+            os.replace(wal, Path(f"{target}-wal"))
+    elif state == EMPTY:
+        remove_database(path)
+    for suffix in ("-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    prune_quarantined(path, keep)
+    return target
+
+
+def close_for_move(connection: apsw.Connection, path: Path) -> None:
+    """Checkpoint and close the only connection to ``path`` so that the file
+    alone holds everything and can be renamed (its WAL must not be left behind)."""
+    connection.pragma("wal_checkpoint(TRUNCATE)")
+    connection.close()
+    for suffix in SIDECARS:
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def remove_database(path: Path) -> None:
+    """Delete a database file and its WAL, shared-memory and journal files."""
+    for candidate in (path, *(Path(f"{path}{suffix}") for suffix in SIDECARS)):
+        candidate.unlink(missing_ok=True)
+
+
+def copy_into(destination: apsw.Connection, source: apsw.Connection) -> None:
+    """Replace the destination database's whole content with the source's, in
+    one transaction (SQLite's backup API): readers of the destination see the
+    old content until the copy commits, then the new one."""
+    with destination.backup("main", source, "main") as backup:
+        backup.step(-1)
+
+
+def migrate(connection: apsw.Connection, path: Path) -> None:
+    """Run every missing step in ONE transaction (readers see the old schema or
+    the new one, never a step in between) and stamp memdex's application_id."""
+    version = _user_version(connection, path)
+    if version > SCHEMA_VERSION:
+        raise UnusableIndex(_newer_message(path, version))
+    stamped = int(connection.pragma("application_id")) == INDEX_APPLICATION_ID
+    if version == SCHEMA_VERSION and stamped:
+        return
+    with connection:
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            name, sql = MIGRATIONS[number - 1]
+            log.info("migrating %s to schema %d: %s", path, number, name)
+            connection.execute(sql)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute(f"PRAGMA application_id = {INDEX_APPLICATION_ID}")
+
+
+def read_only_uri(path: Path, query: str) -> str:
+    """An SQLite URI for ``path`` ("?", "#" and "%" in folder names escaped)."""
+    return f"file:{quote(os.fspath(path), safe='/')}?{query}"
+
+
+def _make_folder(folder: Path, *, quiet: bool = False) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if quiet and folder.is_dir():
+            return
+        raise SchemaError(f"cannot create the index folder {folder} ({exc.strerror or exc})") from None
+
+
+def _open(path: Path, flags: int | None = None, *, uri: str | None = None, new: int | None = None) -> apsw.Connection:
+    """A connection with memdex's pragmas. ``uri`` opens read-only with that
+    query (``mode=ro``, ``immutable=1``); ``new`` stamps a new file with that
+    application_id before anything else is written to it."""
+    try:
+        if uri is not None:
+            connection = apsw.Connection(read_only_uri(path, uri), flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+        elif flags is None:
+            connection = apsw.Connection(str(path))
+        else:
+            connection = apsw.Connection(str(path), flags=flags)
+    except apsw.CantOpenError as exc:
+        raise SchemaError(f"cannot open {path} ({exc})") from None
+    try:
+        connection.set_busy_timeout(BUSY_TIMEOUT_MS)
+        if uri is None:
+            if new is not None:
+                connection.pragma("application_id", new)
+            connection.pragma("journal_mode", "wal")
+            connection.pragma("synchronous", "normal")
+    except DAMAGE_ERRORS as exc:
+        connection.close()
+        raise UnusableIndex(f"{path} is not a usable SQLite database ({exc})") from None
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _user_version(connection: apsw.Connection, path: Path) -> int:
+    try:
+        return int(connection.pragma("user_version"))
+    except DAMAGE_ERRORS as exc:
+        raise UnusableIndex(f"{path} is not a usable SQLite database ({exc})") from None
+
+
+def _newer_message(path: Path, version: int) -> str:
+    return (
+        f"index at {path} has schema {version}, newer than this memdex understands "
+        f"({SCHEMA_VERSION}); upgrade memdex or run 'memdex rebuild'"
+    )
+
+
+def _load_sqlite_vec(connection: apsw.Connection) -> tuple[bool, str | None]:
+    try:
+        import sqlite_vec
+
+        connection.enable_load_extension(True)
+        try:
+            connection.load_extension(sqlite_vec.loadable_path())
+        finally:
+            connection.enable_load_extension(False)
+    except Exception as exc:  # ImportError, ExtensionLoadingError, missing file...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return False, f"sqlite-vec could not be loaded ({reason}); using exact NumPy vector search"
+    return True, None

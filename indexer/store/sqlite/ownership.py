@@ -1,0 +1,117 @@
+"""Which files are memdex's own: the rules recovery follows before it moves,
+replaces or deletes anything (file-level checks; db.py adds SQLite's view).
+
+Every index and embedding cache memdex creates carries its SQLite
+``application_id``. A file is memdex's when its header says so, when it is an
+index from before the stamp (memdex's tables and schema ladder, read through
+SQLite by the caller's ``probe``), or when it sits at memdex's own place
+(``.memdex/index.db``, ``.memdex/embeddings.db``) whatever its damage.
+Anything else raises ``NotAnIndex`` and is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from stat import S_ISREG
+
+from indexer.errors import NotAnIndex, StorageError
+
+INDEX_APPLICATION_ID = 0x4D444958  # "MDIX"
+CACHE_APPLICATION_ID = 0x4D444543  # "MDEC"
+SQLITE_HEADER = b"SQLite format 3\x00"
+OWN_FOLDER = ".memdex"
+CREATING_SUFFIX = ".creating"
+REBUILD_SUFFIX = ".rebuild"
+
+INDEX, CACHE = "index", "cache"
+MISSING, EMPTY, OURS, LEGACY = "missing", "empty", "ours", "legacy"
+# What a probe of an unstamped SQLite file found: memdex's tables, no tables at all, other tables.
+PROBE_OURS, PROBE_BLANK, PROBE_OTHER = "ours", "blank", "other"
+Probe = Callable[[Path, frozenset[str]], str | None]  # None: SQLite cannot read it
+KINDS = {
+    # kind: (application_id, tables only memdex's file of this kind has, default name)
+    INDEX: (INDEX_APPLICATION_ID, frozenset({"meta", "files", "chunks"}), "index.db"),
+    CACHE: (CACHE_APPLICATION_ID, frozenset({"embeddings"}), "embeddings.db"),
+}
+
+
+def ownership(path: Path, *, kind: str, probe: Probe) -> str:
+    """MISSING: nothing there. EMPTY: 0 bytes in memdex's place or named like
+    its files (replacing it loses nothing). OURS: stamped, or memdex's own
+    place. LEGACY: unstamped with memdex's tables (a writer stamps it).
+    Anything else raises ``NotAnIndex``."""
+    application_id, tables, default_name = KINDS[kind]
+    what = "index" if kind == INDEX else "embedding cache"
+    try:
+        stat = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return MISSING  # creating its folder fails with its own message
+    except OSError as exc:
+        raise StorageError(f"cannot read {path} ({exc.strerror or exc})") from None
+    if not S_ISREG(stat.st_mode):
+        raise NotAnIndex(f"{path} is not a regular file, so it cannot be memdex's {what}; choose another --db")
+    own_place = path.parent.name == OWN_FOLDER and _base_name(path.name) == default_name
+    if stat.st_size == 0:
+        if own_place or path.suffix == ".db" or path.name.endswith((CREATING_SUFFIX, REBUILD_SUFFIX)):
+            return EMPTY
+        raise NotAnIndex(f"{path} is an empty file memdex did not create; it is left alone: choose another --db")
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(100)
+    except OSError as exc:
+        raise StorageError(f"cannot read {path} ({exc.strerror or exc})") from None
+    sqlite = header[:16] == SQLITE_HEADER and len(header) == 100
+    found_id = int.from_bytes(header[68:72], "big") if sqlite else 0
+    if own_place:  # memdex's own file, whatever damage it has suffered
+        return EMPTY if sqlite and found_id == 0 and probe(path, tables) == PROBE_BLANK else OURS
+    if sqlite:
+        if found_id == application_id:
+            return OURS
+        if found_id != 0:
+            other = next((name for name, (app, _, _) in KINDS.items() if app == found_id), None)
+            label = f"memdex's {'index' if other == INDEX else 'embedding cache'}" if other else "another program's database"
+            raise NotAnIndex(f"{path} is {label}, not memdex's {what}; it is left alone: choose another --db")
+        if probe(path, tables) == PROBE_OURS:
+            return LEGACY
+    if kind == CACHE:
+        hint = "move it away and memdex starts a new cache"
+    elif path.name.endswith((CREATING_SUFFIX, REBUILD_SUFFIX)):
+        hint = "memdex needs this name for a temporary index: move it away"
+    else:
+        hint = "choose another --db"
+    raise NotAnIndex(f"{path} is not memdex's {what} (memdex never renames, replaces or deletes such a file); {hint}")
+
+
+def _base_name(name: str) -> str:
+    """``index.db`` for ``index.db``, ``index.db.rebuild``, ``index.db.rebuild.creating``..."""
+    for suffix in (CREATING_SUFFIX, REBUILD_SUFFIX):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def quarantine_target(path: Path) -> Path:
+    """A free ``<name>.corrupt-<timestamp>[-N]`` name beside ``path``."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    number = 1
+    while target.exists():
+        number += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
+    return target
+
+
+def prune_quarantined(path: Path, keep: int) -> None:
+    """Keep the newest ``keep`` quarantined copies of ``path``; only files named
+    exactly as ``quarantine_target`` names them are ever deleted."""
+    own_name = re.compile(re.escape(path.name) + r"\.corrupt-\d{8}T\d{6}(-\d+)?")
+    old = sorted(
+        (p for p in path.parent.glob(f"{path.name}.corrupt-*") if own_name.fullmatch(p.name) and p.is_file()),
+        key=lambda p: p.stat().st_mtime_ns,
+    )
+    for stale in old[:-keep] if keep else old:
+        stale.unlink(missing_ok=True)
+        Path(f"{stale}-wal").unlink(missing_ok=True)

@@ -1,0 +1,500 @@
+"""The SQLite store: all of SQLite's SQL, the index tables and the embedding cache.
+
+Every write happens inside ``with connection:`` and a file's rows (files,
+chunks, FTS, vectors) are replaced in one transaction, so a reader or a crash
+never sees a half-updated file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import apsw
+import numpy as np
+
+from indexer.retrieval.filters import SearchFilters
+from indexer.sources.discover import FileStamp
+from indexer.sources.markdown.chunk import Chunk
+from indexer.store.records import (  # noqa: F401 - re-exported
+    BM25_WEIGHTS,
+    SQL_VARIABLES_PER_QUERY,
+    ChunkRow,
+    FileRecord,
+    FileState,
+    SkippedFile,
+    stems,
+)  # fmt: skip
+from indexer.store.records import (
+    batches as _batches,
+)
+from indexer.store.records import (
+    blob as _blob,
+)
+from indexer.store.records import (
+    plausible as _plausible,
+)
+
+from .connection import CACHE, DAMAGE_ERRORS, connect_cache, quarantine
+
+log = logging.getLogger(__name__)
+
+
+class Store:
+    """The SQLite index database (one memory root). ``vec_enabled`` says whether ``chunks_vec`` is usable."""
+
+    def __init__(self, connection: apsw.Connection, *, vec_enabled: bool) -> None:
+        self.connection = connection
+        self.vec_enabled = vec_enabled
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """Reads inside see one consistent state of the index, whatever writers do meanwhile."""
+        self.connection.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if not self.connection.get_autocommit():
+                self.connection.execute("ROLLBACK")  # nothing was written
+
+    # -- meta -------------------------------------------------------------
+    def meta(self) -> dict[str, str]:
+        return dict(self.connection.execute("SELECT key, value FROM meta"))
+
+    def set_meta(self, **values: str | int | float) -> None:
+        with self.connection:
+            self.connection.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [(key, str(value)) for key, value in values.items()],
+            )
+
+    # -- files ------------------------------------------------------------
+    def file_states(self, under: Iterable[str] | None = None) -> dict[str, FileState]:
+        """Indexed files: all of them, or those that are or lie below the given paths."""
+        select = "SELECT path, size, mtime_ns, ctime_ns, inode, hash, indexed_at_ns FROM files"
+        rows = self._rows_under(select, under)
+        return {
+            path: FileState(FileStamp(size, mtime, ctime, inode), digest, at)
+            for path, size, mtime, ctime, inode, digest, at in rows
+        }
+
+    def skipped_files(self, under: Iterable[str] | None = None) -> dict[str, SkippedFile]:
+        """Files skipped with a warning: all of them, or those at or below the given paths."""
+        select = "SELECT path, size, mtime_ns, ctime_ns, inode, reason, skipped_at_ns FROM skipped"
+        rows = self._rows_under(select, under)
+        return {
+            path: SkippedFile(FileStamp(size, mtime, ctime, inode), reason, at)
+            for path, size, mtime, ctime, inode, reason, at in rows
+        }
+
+    def _rows_under(self, select: str, under: Iterable[str] | None) -> Iterable[tuple[Any, ...]]:
+        if under is None:
+            return self.connection.execute(select)
+        return [
+            row
+            for prefix in sorted(set(under))
+            for row in self.connection.execute(
+                # '0' sorts right after '/': the range is everything below prefix/
+                f"{select} WHERE path = ? OR (path >= ? AND path < ?)",
+                (prefix, prefix + "/", prefix + "0"),
+            )
+        ]
+
+    def record_skipped(self, path: str, stamp: FileStamp, *, reason: str, skipped_at_ns: int) -> None:
+        with self.connection:
+            self.connection.execute(
+                "INSERT OR REPLACE INTO skipped(path, size, mtime_ns, ctime_ns, inode, reason, skipped_at_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (path, stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode, reason, skipped_at_ns),
+            )
+
+    def forget_skipped(self, path: str) -> None:
+        with self.connection:
+            self.connection.execute("DELETE FROM skipped WHERE path = ?", (path,))
+
+    def touch_file(self, path: str, stamp: FileStamp, *, indexed_at_ns: int) -> None:
+        """Record a new stat for a file whose content is unchanged."""
+        with self.connection:
+            self.connection.execute(
+                "UPDATE files SET size = ?, mtime_ns = ?, ctime_ns = ?, inode = ?, indexed_at_ns = ? WHERE path = ?",
+                (stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode, indexed_at_ns, path),
+            )
+
+    def replace_file(
+        self,
+        record: FileRecord,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        *,
+        indexed_at_ns: int,
+    ) -> None:
+        """Replace everything stored for one file, in one transaction."""
+        with self.connection:
+            self._delete_rows(record.path)
+            self.connection.execute(
+                "INSERT INTO files(path, kind, date, size, mtime_ns, ctime_ns, inode, hash, frontmatter, "
+                "indexed_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.path, record.kind, record.date, record.stamp.size, record.stamp.mtime_ns,
+                    record.stamp.ctime_ns, record.stamp.inode, record.hash, json.dumps(record.frontmatter, default=str, ensure_ascii=False),
+                    indexed_at_ns,
+                ),
+            )  # fmt: skip
+            for chunk, vector in zip(chunks, vectors):
+                (chunk_id,) = self.connection.execute(
+                    "INSERT INTO chunks(path, start_line, end_line, heading, text, hash, oversized) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    (record.path, chunk.start_line, chunk.end_line, chunk.heading, chunk.text,
+                     chunk.hash, int(chunk.oversized)),
+                ).fetchone()  # fmt: skip
+                self.connection.execute(
+                    "INSERT INTO chunks_fts(rowid, text, heading, title) VALUES (?, ?, ?, ?)",
+                    (chunk_id, chunk.text, chunk.heading, record.title),
+                )
+                if self.vec_enabled:
+                    self.connection.execute(
+                        "INSERT INTO chunks_vec(rowid, embedding) VALUES (?, ?)",
+                        (chunk_id, _blob(vector)),
+                    )
+
+    def invalidate_files(self, paths: Sequence[str]) -> None:
+        """Make the next sync read these files again (their stat and hash no longer match)."""
+        with self.connection:
+            for batch in _batches(list(paths)):
+                marks = ",".join("?" * len(batch))
+                self.connection.execute(f"UPDATE files SET size = -1, hash = '' WHERE path IN ({marks})", batch)
+
+    def remove_file(self, path: str) -> None:
+        with self.connection:
+            self._delete_rows(path)
+
+    def _delete_rows(self, path: str) -> None:
+        ids = [row[0] for row in self.connection.execute("SELECT id FROM chunks WHERE path = ?", (path,))]
+        for batch in _batches(ids):
+            marks = ",".join("?" * len(batch))
+            self.connection.execute(f"DELETE FROM chunks_fts WHERE rowid IN ({marks})", batch)
+            if self.vec_enabled:
+                self.connection.execute(f"DELETE FROM chunks_vec WHERE rowid IN ({marks})", batch)
+        self.connection.execute("DELETE FROM chunks WHERE path = ?", (path,))
+        self.connection.execute("DELETE FROM files WHERE path = ?", (path,))
+        self.connection.execute("DELETE FROM skipped WHERE path = ?", (path,))
+
+    def clear(self) -> None:
+        """Forget every file and chunk (before a full re-embed).
+
+        Without sqlite-vec loaded the vec0 table cannot even be dropped; it is
+        left as it is and rebuilt from the cache once sqlite-vec is back.
+        """
+        with self.connection:
+            for table in ("chunks_fts", "chunks", "files", "skipped"):
+                self.connection.execute(f"DELETE FROM {table}")
+            if self.vec_enabled:
+                self.connection.execute("DROP TABLE IF EXISTS chunks_vec")
+
+    # -- vectors ----------------------------------------------------------
+    def rebuild_vectors(self, dimensions: int, vectors_by_hash: dict[str, np.ndarray]) -> None:
+        """Recreate ``chunks_vec`` for ``dimensions`` and fill it, in one transaction."""
+        with self.connection:
+            self.connection.execute("DROP TABLE IF EXISTS chunks_vec")
+            self.connection.execute(
+                f"CREATE VIRTUAL TABLE chunks_vec USING "
+                f"vec0(embedding float[{int(dimensions)}] distance_metric=cosine)"
+            )
+            self.connection.executemany(
+                "INSERT INTO chunks_vec(rowid, embedding) VALUES (?, ?)",
+                ((cid, _blob(vectors_by_hash[digest])) for cid, digest in self.chunk_hashes()),
+            )
+
+    def vec_dimensions(self) -> int | None:
+        """Dimensions of the existing ``chunks_vec`` table, from its declaration."""
+        row = self.connection.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'chunks_vec'"
+        ).fetchone()
+        match = re.search(r"float\[(\d+)\]", row[0]) if row else None
+        return int(match[1]) if match else None
+
+    def chunk_hashes(self) -> list[tuple[int, str]]:
+        return list(self.connection.execute("SELECT id, hash FROM chunks ORDER BY id"))
+
+    # -- search -----------------------------------------------------------
+    def keyword_candidates(
+        self, terms: Sequence[str], limit: int, *, filters: SearchFilters | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, bm25 score where higher is better) of the chunks matching any of
+        the query ``terms``, among the chunks ``filters`` allows."""
+        match = match_expression(terms)
+        if match is None:
+            return []
+        weights = ", ".join(str(w) for w in BM25_WEIGHTS)
+        where, params = filter_clause(filters)
+        if where:
+            rows = self.connection.execute(
+                f"SELECT t.rowid, bm25(chunks_fts, {weights}) AS rank FROM chunks_fts t "
+                "JOIN chunks c ON c.id = t.rowid JOIN files f ON f.path = c.path "
+                f"WHERE chunks_fts MATCH ? AND {where} ORDER BY rank LIMIT ?",
+                (match, *params, limit),
+            )
+        else:
+            rows = self.connection.execute(
+                f"SELECT rowid, bm25(chunks_fts, {weights}) AS rank FROM chunks_fts "
+                "WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
+                (match, limit),
+            )
+        return [(chunk_id, -rank) for chunk_id, rank in rows]
+
+    def filtered_chunk_ids(self, filters: SearchFilters) -> list[int]:
+        """Ids of the chunks ``filters`` allows (for vector search's ``only``)."""
+        where, params = filter_clause(filters)
+        if not where:
+            return [row[0] for row in self.connection.execute("SELECT id FROM chunks ORDER BY id")]
+        return [
+            row[0]
+            for row in self.connection.execute(
+                f"SELECT c.id FROM chunks c JOIN files f ON f.path = c.path WHERE {where} ORDER BY c.id", params
+            )
+        ]
+
+    def term_document_counts(self, terms: Sequence[str]) -> tuple[int, dict[str, int]]:
+        """(number of chunks, chunks containing each stemmed term)."""
+        total = self.connection.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        counts: dict[str, int] = {}
+        for batch in _batches(list(terms)):
+            marks = ",".join("?" * len(batch))
+            counts.update(self.connection.execute(
+                f"SELECT term, doc FROM chunks_vocab WHERE term IN ({marks})", batch
+            ))  # fmt: skip
+        return total, counts
+
+    def stem(self, text: str) -> list[str]:
+        """The terms FTS5 looks up for ``text`` (same tokenizer as ``chunks_fts``)."""
+        return stems(text, query=True)
+
+    def vector_candidates(
+        self, vector: np.ndarray, limit: int, *, only: Sequence[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine similarity) of the nearest chunks, via vec0; with
+        ``only``, the nearest among those chunk ids."""
+        if only is None:
+            rows = self.connection.execute(
+                "SELECT rowid, distance FROM chunks_vec WHERE embedding MATCH ? AND k = ? ORDER BY distance",
+                (_blob(vector), limit),
+            )
+        elif not only:
+            return []
+        else:
+            rows = self.connection.execute(
+                "SELECT rowid, distance FROM chunks_vec WHERE embedding MATCH ? AND k = ? "
+                "AND rowid IN (SELECT value FROM json_each(?)) ORDER BY distance",
+                (_blob(vector), limit, json.dumps([int(i) for i in only])),
+            )
+        return [(chunk_id, 1.0 - distance) for chunk_id, distance in rows]
+
+    def vectors_by_pairs(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+        return self.vectors_of([chunk_id for chunk_id, _ in pairs])
+
+    def vectors_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, their vectors as matrix rows) from ``chunks_vec``, for those of ``ids`` it has."""
+        if len(ids) > SQL_VARIABLES_PER_QUERY * 20:  # most of the table: one scan
+            rows: Iterable[tuple[int, bytes]] = self.connection.execute("SELECT rowid, embedding FROM chunks_vec")
+        else:
+            rows = (
+                row for batch in _batches(list(ids)) for row in self.connection.execute(
+                    f"SELECT rowid, embedding FROM chunks_vec WHERE rowid IN ({','.join('?' * len(batch))})", batch
+                )
+            )  # fmt: skip
+        found_ids: list[int] = []
+        blobs: list[bytes] = []
+        for chunk_id, blob in rows:
+            found_ids.append(chunk_id)
+            blobs.append(blob)
+        found = np.asarray(found_ids, dtype=np.int64)
+        width = len(blobs[0]) // 4 if blobs else 0
+        if any(len(blob) != 4 * width for blob in blobs):
+            raise ValueError("chunks_vec holds vectors of different sizes")
+        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), width)
+        keep = np.isin(found, np.asarray(ids, dtype=np.int64))
+        return found[keep], matrix[keep]
+
+    def data_version(self) -> tuple[int, int]:
+        """Changes whenever this connection or another one commits a change to the index."""
+        (version,) = self.connection.execute("PRAGMA data_version").fetchone()
+        return version, self.connection.total_changes()
+
+    def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        found: dict[int, ChunkRow] = {}
+        for batch in _batches(list(ids)):
+            marks = ",".join("?" * len(batch))
+            rows = self.connection.execute(
+                "SELECT c.id, c.path, c.start_line, c.end_line, c.heading, c.text, f.kind, f.date "
+                f"FROM chunks c JOIN files f ON f.path = c.path WHERE c.id IN ({marks})",
+                batch,
+            )
+            for row in rows:
+                found[row[0]] = ChunkRow(*row)
+        return found
+
+    # -- status and checks --------------------------------------------------
+    def counts_by_kind(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for kind, files in self.connection.execute("SELECT kind, count(*) FROM files GROUP BY kind"):
+            counts.setdefault(kind, {"files": 0, "chunks": 0})["files"] = files
+        rows = self.connection.execute(
+            "SELECT f.kind, count(*) FROM chunks c JOIN files f ON f.path = c.path GROUP BY f.kind"
+        )
+        for kind, chunks in rows:
+            counts.setdefault(kind, {"files": 0, "chunks": 0})["chunks"] = chunks
+        return counts
+
+    def consistency_counts(self) -> dict[str, int]:
+        """Row totals ("files", "chunks") and counts of rows that should not exist."""
+        sql = {
+            "files": "SELECT count(*) FROM files",
+            "chunks": "SELECT count(*) FROM chunks",
+            "chunks without a full-text row": "SELECT count(*) FROM chunks WHERE id NOT IN (SELECT rowid FROM chunks_fts)",
+            "full-text rows without a chunk": "SELECT count(*) FROM chunks_fts WHERE rowid NOT IN (SELECT id FROM chunks)",
+            "chunks of files that are not indexed": "SELECT count(*) FROM chunks WHERE path NOT IN (SELECT path FROM files)",
+        }
+        if self.vec_enabled and self.vec_dimensions() is not None and self.meta().get("vec_stale") != "1":
+            sql["chunks without a vector"] = "SELECT count(*) FROM chunks WHERE id NOT IN (SELECT rowid FROM chunks_vec)"
+            sql["vectors without a chunk"] = "SELECT count(*) FROM chunks_vec WHERE rowid NOT IN (SELECT id FROM chunks)"
+        return {name: self.connection.execute(query).fetchone()[0] for name, query in sql.items()}
+
+    def chunk_texts(self) -> Iterator[tuple[str, int, str, str, str]]:
+        """(path, start_line, heading, text, hash) of every chunk."""
+        yield from self.connection.execute("SELECT path, start_line, heading, text, hash FROM chunks")
+
+    def file_descriptions(self) -> dict[str, tuple[str, str | None, dict[str, Any]]]:
+        """path -> (kind, date, frontmatter) of every indexed file."""
+        rows = self.connection.execute("SELECT path, kind, date, frontmatter FROM files")
+        return {path: (kind, day, json.loads(front)) for path, kind, day, front in rows}
+
+    def chunks_with_fts(self) -> dict[str, list[tuple[int, int, str, str, tuple[str, str, str]]]]:
+        """path -> [(start, end, heading, text, (FTS text, FTS heading, FTS title))] in line order."""
+        rows = self.connection.execute(
+            "SELECT c.path, c.start_line, c.end_line, c.heading, c.text, f.text, f.heading, f.title "
+            "FROM chunks c JOIN chunks_fts f ON f.rowid = c.id ORDER BY c.path, c.start_line"
+        )
+        found: dict[str, list[tuple[int, int, str, str, tuple[str, str, str]]]] = {}
+        for path, start, end, heading, text, *fts in rows:
+            found.setdefault(path, []).append((start, end, heading, text, tuple(fts)))  # type: ignore[arg-type]
+        return found
+
+    def vectors_by_chunk(self) -> dict[int, bytes]:
+        return {chunk_id: bytes(blob) for chunk_id, blob in self.connection.execute("SELECT rowid, embedding FROM chunks_vec")}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The index content independent of row ids (for comparing with a rebuild)."""
+        files = sorted(self.connection.execute("SELECT path, kind, date, hash, frontmatter FROM files"))
+        chunks = sorted(
+            self.connection.execute("SELECT path, start_line, end_line, heading, text, hash FROM chunks")
+        )
+        fts = sorted(
+            self.connection.execute(
+                "SELECT c.path, c.start_line, t.text, t.heading, t.title "
+                "FROM chunks_fts t JOIN chunks c ON c.id = t.rowid"
+            )
+        )
+        fts_rows = self.connection.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
+        skipped = sorted(self.connection.execute("SELECT path, reason FROM skipped"))
+        snapshot: dict[str, Any] = {"files": files, "chunks": chunks, "fts": fts, "fts_rows": fts_rows, "skipped": skipped}
+        if self.vec_enabled and self.vec_dimensions() is not None:
+            vec = self.connection.execute(
+                "SELECT c.path, c.start_line, v.embedding FROM chunks_vec v JOIN chunks c ON c.id = v.rowid"
+            )
+            snapshot["vec"] = sorted((p, s, bytes(e)) for p, s, e in vec)
+            snapshot["vec_rows"] = self.connection.execute("SELECT count(*) FROM chunks_vec").fetchone()[0]
+        return snapshot
+
+
+class EmbeddingCache:
+    """(model id, embedded-text hash) -> float32 vector, in its own database file.
+
+    Nothing read from it is trusted blindly: a vector with the wrong size, a
+    non-finite value or a norm far from 1 (the model's vectors are normalised)
+    counts as missing, and a damaged file is moved aside and started afresh.
+    """
+
+    def __init__(self, path: Path, *, model_id: str, dimensions: int) -> None:
+        self.path = path
+        self.connection = connect_cache(path)
+        self.model_id = model_id
+        self.dimensions = dimensions
+
+    def get_many(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        try:
+            return self._get_many(hashes)
+        except DAMAGE_ERRORS as exc:
+            self._start_afresh(exc)
+            return {}
+
+    def put_many(self, vectors: dict[str, np.ndarray]) -> None:
+        try:
+            self._put_many(vectors)
+        except DAMAGE_ERRORS as exc:
+            self._start_afresh(exc)
+            self._put_many(vectors)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def _get_many(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for batch in _batches(sorted(set(hashes))):
+            marks = ",".join("?" * len(batch))
+            rows = self.connection.execute(
+                f"SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN ({marks})",
+                (self.model_id, *batch),
+            )
+            for digest, blob in rows:
+                vector = np.frombuffer(blob, dtype=np.float32) if len(blob) == 4 * self.dimensions else None
+                if vector is not None and _plausible(vector):
+                    found[digest] = vector
+        return found
+
+    def _put_many(self, vectors: dict[str, np.ndarray]) -> None:
+        with self.connection:
+            self.connection.executemany(
+                "INSERT OR REPLACE INTO embeddings(model, hash, vector) VALUES (?, ?, ?)",
+                ((self.model_id, digest, _blob(vector)) for digest, vector in vectors.items()),
+            )
+
+    def _start_afresh(self, exc: Exception) -> None:
+        self.connection.close()
+        moved = quarantine(self.path, kind=CACHE)
+        where = f"moved to {moved.name}" if moved else "removed it"
+        log.warning("embedding cache %s is damaged (%s); %s and started afresh", self.path, exc, where)
+        self.connection = connect_cache(self.path)
+
+
+def match_expression(terms: Sequence[str]) -> str | None:
+    """An FTS5 MATCH string that ORs the terms, each quoted so no operator survives."""
+    if not terms:
+        return None
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+def filter_clause(filters: SearchFilters | None) -> tuple[str, list[Any]]:
+    """SQL conditions over ``chunks c JOIN files f`` for a filter ('' when it lets everything through)."""
+    if filters is None or not filters.narrows_candidates:
+        return "", []
+    conditions: list[str] = []
+    params: list[Any] = []
+    if filters.kinds:
+        conditions.append(f"f.kind IN ({','.join('?' * len(filters.kinds))})")
+        params.extend(filters.kinds)
+    if filters.path_prefix is not None:
+        conditions.append("substr(c.path, 1, length(?)) = ?")  # exact, case-sensitive, no LIKE wildcards
+        params.extend([filters.path_prefix, filters.path_prefix])
+    if filters.after is not None:
+        conditions.append("f.date >= ?")  # NULL (undated) never passes
+        params.append(filters.after.isoformat())
+    if filters.before is not None:
+        conditions.append("f.date <= ?")
+        params.append(filters.before.isoformat())
+    return " AND ".join(conditions), params
