@@ -2,7 +2,7 @@
 
 from indexer.config.resolve import load_configuration
 from indexer.config.settings import Settings, make_settings
-from indexer.indexing.sync import SyncReport
+from indexer.indexing.report import SyncReport
 from indexer.retrieval.filters import SearchFilters, make_filters
 from indexer.retrieval.search import SearchResult
 from indexer.sources.read import Lines

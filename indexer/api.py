@@ -22,8 +22,10 @@ import numpy as np
 
 from indexer.config.settings import CHUNKER_VERSION, Settings
 from indexer.embedding.models import Embedder, LazyEmbedder
+from indexer.errors import one_line
 from indexer.indexing.recovery import acquire_lock, file_identity, lock_for_recovery, replace_damaged
-from indexer.indexing.sync import Progress, SyncReport, configuration_change, one_line, sync
+from indexer.indexing.report import Progress, SyncReport
+from indexer.indexing.sync import configuration_change, sync
 from indexer.retrieval.budget import Budget
 from indexer.retrieval.filters import SearchFilters
 from indexer.retrieval.search import (

@@ -61,3 +61,8 @@ class LockedError(IndexerError):
     """Another process holds the index's writer lock."""
 
     exit_code = 3
+
+
+def one_line(text: str) -> str:
+    """Escape newlines, other control characters and undecodable bytes (file names may hold any)."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)

@@ -21,7 +21,7 @@ import pytest
 
 from indexer import make_settings, open_index
 from indexer.config.settings import Settings
-from indexer.indexing.sync import SyncReport
+from indexer.indexing.report import SyncReport
 
 # No test writes to the user's cache folder (ONNX exports): one temporary
 # folder per test session, inherited by the processes tests start.

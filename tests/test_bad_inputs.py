@@ -21,7 +21,7 @@ from conftest import RecordingEmbedder, age_files, snapshot, write
 import indexer.indexing.sync
 from indexer import make_settings, open_index
 from indexer.config.settings import Settings
-from indexer.indexing.sync import SyncReport
+from indexer.indexing.report import SyncReport
 
 GOOD = {
     "aaa-first.md": ("# Aardvark\n\nThe aardvark digs burrows at night.\n", "aardvark"),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import RecordingEmbedder, age_files, write
+from conftest import RecordingEmbedder, write
 from test_cli import assert_one_line_error, ok_json, run, runner  # noqa: F401
 from test_hardening_data import fake_model  # noqa: F401
 from test_watch import start_watcher  # noqa: F401

@@ -18,10 +18,9 @@ from conftest import RecordingEmbedder, age_files, write
 
 from indexer import make_settings, open_index
 from indexer.cli.app import cli
-from indexer.config.settings import Settings
+from indexer.config.settings import Settings, redact
 from indexer.errors import SchemaError, StorageError
 from indexer.retrieval.filters import make_filters
-from indexer.store.postgres.connection import redact
 
 pytestmark = pytest.mark.postgres
 

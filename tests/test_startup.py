@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RecordingEmbedder, age_files, write
+from conftest import RecordingEmbedder, age_files
 
 from indexer import make_settings, open_index
 from indexer.config.settings import DEFAULT_MODEL

@@ -26,7 +26,7 @@ from indexer.config.settings import Settings
 from indexer.embedding.models import BACKENDS, resolve_model
 from indexer.errors import IndexerError, LockedError, PathError, RootReplaced, SchemaError, UnusableIndex
 from indexer.indexing.check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
-from indexer.indexing.sync import SyncReport
+from indexer.indexing.report import SyncReport
 from indexer.store.postgres import connection as _pg
 from indexer.store.sqlite import connection as _db
 from indexer.watch.units import launchd_plist, systemd_unit, watch_command

@@ -15,8 +15,7 @@ from typing import Any
 import click
 
 from indexer.api import open_index
-from indexer.errors import ConfigError
-from indexer.indexing.sync import one_line
+from indexer.errors import ConfigError, one_line
 from indexer.retrieval.filters import KINDS, make_filters
 from indexer.retrieval.search import MODES
 from indexer.sources.read import Lines, read_target

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from indexer.errors import ConfigError
 
@@ -69,8 +71,6 @@ class Settings:
     def index_location(self) -> str:
         """Where the index is, for people: its file, or the server's URL without the password."""
         if self.database_url:
-            from indexer.store.postgres.connection import redact
-
             return redact(self.database_url)
         return str(self.index_path)
 
@@ -134,3 +134,18 @@ def make_settings(
         if resolved_index.suffix.lower() == ".md" and (resolved_index == root_path or root_path in resolved_index.parents):
             raise ConfigError(f"--db {resolved_index} is a memory file's name; choose a name that does not end in .md")
     return Settings(root=root_path, index_path=resolved_index, **options)  # type: ignore[arg-type]
+
+
+def redact(url: str) -> str:
+    """A database URL with any password replaced by ``***`` (for logs, status and errors)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "postgresql://***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
+    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from indexer.config.settings import CHUNKER_VERSION, Settings
+from indexer.errors import one_line
 from indexer.sources.discover import classify, scan
 from indexer.sources.markdown.chunk import embedded_text, text_hash
 from indexer.sources.markdown.parse import NotText, decode, parse_note, read_frontmatter, split_lines
 from indexer.store import EmbeddingCache, Store
 from indexer.store.sqlite.connection import BUSY_ERRORS, DAMAGE_ERRORS, READ_ONLY_ERRORS, is_damage
 
-from .sync import CLASSIFICATION_KEY, classification, content_hash, file_title, one_line
+from .sync import CLASSIFICATION_KEY, classification, content_hash, file_title
 
 log = logging.getLogger(__name__)
 

@@ -19,13 +19,13 @@ from typing import IO
 
 from indexer.config.settings import Settings
 from indexer.embedding.models import Embedder
-from indexer.errors import ConfigError, LockedError, UnusableIndex
+from indexer.errors import ConfigError, LockedError, UnusableIndex, one_line
 from indexer.store import EmbeddingCache
 from indexer.store.sqlite import connection as db
 from indexer.store.sqlite import rebuild
 from indexer.watch.state import STATUS_FILE_NAME, watcher_status
 
-from .sync import Progress, SyncReport, one_line
+from .report import Progress, SyncReport
 
 log = logging.getLogger(__name__)
 

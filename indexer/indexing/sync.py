@@ -20,19 +20,19 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import date as Date
 from pathlib import Path, PurePosixPath
 
 from indexer.config.settings import CHUNKER_VERSION, Settings
 from indexer.embedding.models import Embedder
-from indexer.errors import PathError
-from indexer.sources.discover import FileStamp, MemoryFile, classify, is_utf8, resolve_inside, scan, scan_paths
+from indexer.errors import one_line
+from indexer.sources.discover import FileStamp, MemoryFile, classify, is_utf8, scan, scan_paths
 from indexer.sources.markdown.chunk import Chunk, chunk_note
-from indexer.sources.markdown.parse import NotText, decode, parse_note, split_lines
+from indexer.sources.markdown.parse import NotText, parse_note
 from indexer.store import FileRecord, FileState, IndexStore, SkippedFile, VectorCache
 
+from .report import SKIPPED_MARK, Progress, SyncReport
 from .writer import Prepared as _Prepared
 from .writer import Writer, content_hash
 
@@ -53,46 +53,7 @@ CLASSIFICATION_KEY = "daily_folders"
 TITLE_VALUE_CHARS = 200
 TITLE_CHARS = 1000
 
-Progress = Callable[[int, int], None]
-# Every warning about a skipped file reads "PATH: skipped, REASON" (scan's and sync's alike).
-SKIPPED_MARK = ": skipped, "
 
-
-@dataclass
-class SyncReport:
-    files_seen: int = 0
-    skipped_unchanged_stat: int = 0
-    unchanged_hash: int = 0
-    reindexed: int = 0
-    removed: int = 0
-    skipped_with_warning: int = 0  # files skipped in this run, each with one warning
-    skipped_as_before: int = 0  # files skipped (and warned about) before, unchanged since: no new warning
-    reread: int = 0  # files read again because they changed while being embedded
-    chunks_embedded: int = 0  # distinct texts sent to the model
-    chunks_from_cache: int = 0  # chunks written whose vector the embedding cache already held
-    chunks_deduplicated: int = 0  # chunks written with a text another chunk of this run had embedded
-    seconds: float = 0.0
-    full_reembed_reason: str | None = None
-    symlinks: dict[str, str] = field(default_factory=dict)  # symlinked notes seen: link -> target
-    warnings: list[str] = field(default_factory=list)
-
-    def warn(self, message: str) -> None:
-        message = one_line(message)
-        if message in self.warnings:
-            return  # e.g. a file read again after it changed: said once is enough
-        log.warning("%s", message)
-        self.warnings.append(message)
-
-    def warn_skipped(self, message: str) -> None:
-        """A warning about a file that is skipped: counted in ``skipped_with_warning``."""
-        if one_line(message) not in self.warnings:
-            self.skipped_with_warning += 1
-        self.warn(message)
-
-
-def one_line(text: str) -> str:
-    """Escape newlines, other control characters and undecodable bytes (file names may hold any)."""
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def sync(
@@ -404,18 +365,3 @@ def file_title(path: str, day: str | None, frontmatter: dict[str, object]) -> st
             words.append(str(value)[:TITLE_VALUE_CHARS])
     return " ".join(words)[:TITLE_CHARS]  # copied into every chunk's full-text row: bounded
 
-
-def read_lines(root: Path, user_path: str, *, max_bytes: int | None = None) -> tuple[str, list[str]]:
-    """The raw lines of a memory file (for ``get``), split as the chunker splits them.
-    A file over ``max_bytes`` (which a sync skips) is refused."""
-    rel, real = resolve_inside(root, user_path)
-    try:
-        if max_bytes is not None and real.stat().st_size > max_bytes:
-            raise PathError(f"{rel}: over the {max_bytes / 2**20:.1f} MiB limit, so memdex does not index or serve it")
-        data = real.read_bytes()
-        text, _ = decode(data)
-    except NotText as exc:
-        raise PathError(f"{rel}: {exc}") from None
-    except OSError as exc:
-        raise PathError(f"{rel}: cannot read ({exc.strerror or exc})") from None
-    return rel, split_lines(text)

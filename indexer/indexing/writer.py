@@ -36,7 +36,7 @@ from indexer.sources.markdown.chunk import Chunk
 from indexer.store import FileRecord, IndexStore, VectorCache
 
 if TYPE_CHECKING:
-    from .sync import Progress, SyncReport
+    from .report import Progress, SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,6 @@ def current_stamp(path: Path) -> FileStamp | None:
 
 def _one_line(text: str) -> str:
     """``sync.one_line``, imported when first used (``sync`` imports this module)."""
-    from .sync import one_line
+    from indexer.errors import one_line
 
     return one_line(text)

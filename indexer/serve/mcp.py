@@ -30,8 +30,7 @@ from pydantic import Field, ValidationError
 from typing_extensions import NotRequired, TypedDict  # pydantic needs this one before Python 3.12
 
 from indexer import __version__
-from indexer.errors import ConfigError, IndexerError
-from indexer.indexing.sync import one_line
+from indexer.errors import ConfigError, IndexerError, one_line
 from indexer.retrieval.filters import make_filters
 from indexer.retrieval.search import SearchResult
 from indexer.sources.read import read_excerpt

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.errors import PathError
-from indexer.indexing.sync import read_lines
 
-from .discover import lexical_inside, refuse_unindexed
+from .discover import lexical_inside, refuse_unindexed, resolve_inside
+from .markdown.parse import NotText, decode, split_lines
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,19 @@ def parse_target(target: str) -> tuple[str, int | None, int | None]:
     if not first or (dash and not last):
         raise PathError(f"{target}: expected PATH:START-END")
     return path, int(first), int(last) if dash else None
+
+
+def read_lines(root: Path, user_path: str, *, max_bytes: int | None = None) -> tuple[str, list[str]]:
+    """The raw lines of a memory file (for ``get``), split as the chunker splits them.
+    A file over ``max_bytes`` (which a sync skips) is refused."""
+    rel, real = resolve_inside(root, user_path)
+    try:
+        if max_bytes is not None and real.stat().st_size > max_bytes:
+            raise PathError(f"{rel}: over the {max_bytes / 2**20:.1f} MiB limit, so memdex does not index or serve it")
+        data = real.read_bytes()
+        text, _ = decode(data)
+    except NotText as exc:
+        raise PathError(f"{rel}: {exc}") from None
+    except OSError as exc:
+        raise PathError(f"{rel}: cannot read ({exc.strerror or exc})") from None
+    return rel, split_lines(text)

@@ -50,8 +50,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from indexer.config.settings import Settings
-from indexer.errors import IndexReplaced, RootReplaced
-from indexer.indexing.sync import one_line
+from indexer.errors import IndexReplaced, RootReplaced, one_line
 from indexer.sources.discover import is_utf8
 
 from .root import RootState, RootTracker

@@ -17,8 +17,9 @@ from typing import Any
 from indexer.api import MemoryIndex, _raise_user_error
 from indexer.config.settings import Settings
 from indexer.embedding.models import Embedder
-from indexer.errors import PathError, StorageError
-from indexer.indexing.sync import Progress, SyncReport, one_line, sync
+from indexer.errors import PathError, StorageError, one_line
+from indexer.indexing.report import Progress, SyncReport
+from indexer.indexing.sync import sync
 from indexer.retrieval.search import SearchResult, Vec0Vectors, VectorSource
 from indexer.sources.read import parse_target
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from indexer.config.settings import Settings
 from indexer.embedding.models import Embedder
-from indexer.indexing.sync import Progress, SyncReport, sync
+from indexer.indexing.report import Progress, SyncReport
+from indexer.indexing.sync import sync
 from indexer.store import EmbeddingCache, Store
 
 from . import connection as db
