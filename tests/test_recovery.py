@@ -50,7 +50,7 @@ from indexer import make_settings, open_index
 from indexer.config.settings import DEFAULT_MODEL, Settings
 from indexer.embedding.models import resolve_model
 from indexer.errors import UnusableIndex
-from indexer.sources.markdown.chunk import embedded_text
+from indexer.sources.base import embedded_text
 from indexer.store.sqlite.rebuild import temporary_path
 
 TESTS = Path(__file__).resolve().parent

@@ -27,9 +27,10 @@ from pathlib import Path, PurePosixPath
 from indexer.config.settings import CHUNKER_VERSION, Settings
 from indexer.embedding.models import Embedder
 from indexer.errors import one_line
+from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp, MemoryFile, classify, is_utf8, scan, scan_paths
-from indexer.sources.markdown.chunk import Chunk, chunk_note
-from indexer.sources.markdown.parse import NotText, parse_note
+from indexer.sources.markdown.parse import NotText
+from indexer.sources.registry import source_for
 from indexer.store import FileRecord, FileState, IndexStore, SkippedFile, VectorCache
 
 from .report import SKIPPED_MARK, Progress, SyncReport
@@ -274,8 +275,10 @@ def _prepare(
         report.unchanged_hash += 1
         return None
     try:
-        note = parse_note(data)
-        chunks = chunk_note(note, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
+        source = source_for(item.path)
+        assert source is not None, "scans list only the files a source owns"
+        note = source.parse(data)
+        chunks = source.chunk(note, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
         title = file_title(item.path, item.date, note.frontmatter)
     except NotText as exc:
         _drop(store, item.path, state, report, f"{item.path}: skipped, {exc}")

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from indexer.embedding.models import Embedder
+from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp, MemoryFile
-from indexer.sources.markdown.chunk import Chunk
 from indexer.store import FileRecord, IndexStore, VectorCache
 
 if TYPE_CHECKING:

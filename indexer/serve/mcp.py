@@ -34,6 +34,7 @@ from indexer.errors import ConfigError, IndexerError, one_line
 from indexer.retrieval.filters import make_filters
 from indexer.retrieval.search import SearchResult
 from indexer.sources.read import read_excerpt
+from indexer.sources.registry import is_source_file
 
 from .service import IndexService
 
@@ -246,7 +247,7 @@ def _hit(result: SearchResult) -> SearchHit:
 
 def _get_target(path: str, start: int | None, count: int | None) -> tuple[str, int, int]:
     """``path``, ``path#L3-L9`` or ``path:3-9``: explicit ``from``/``lines`` win over the span."""
-    found = CITATION.match(path) or (SPAN.match(path) if not path.lower().endswith(".md") else None)
+    found = CITATION.match(path) or (SPAN.match(path) if not is_source_file(path) else None)
     if found:
         path = found["path"]
         first = int(found["start"])

@@ -7,20 +7,18 @@ scanner and for ``get`` alike.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path, PurePosixPath
 from stat import S_ISDIR, S_ISLNK, S_ISREG
 
 from indexer.errors import PathError
 
-DAILY_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.md$")
+from .registry import is_source_file, patterns, source_for
+
 # Folders whose YYYY-MM-DD.md files are daily logs: memdex's daily/ and an
 # OpenClaw workspace's memory/ (configurable: Settings.daily_folders).
 DEFAULT_DAILY_FOLDERS: tuple[str, ...] = ("daily", "memory")
-MEMORY_NAMES = ("MEMORY.md", "memory.md")
 
 
 @dataclass(frozen=True)
@@ -49,27 +47,13 @@ class MemoryFile:
 
 
 def classify(rel_path: str, daily_folders: tuple[str, ...] = DEFAULT_DAILY_FOLDERS) -> tuple[str, str | None]:
-    """Kind and ISO date of a root-relative path (pure).
+    """Kind and ISO date of a root-relative path (pure), as the source that owns it
+    classifies it (Markdown: ``MarkdownSource.classify``); a path no source owns is a note.
 
-    ``SOUL.md`` is the soul, ``MEMORY.md`` or ``memory.md`` at the root the
-    long-term memory, ``FOLDER/YYYY-MM-DD.md`` in one of ``daily_folders``
-    (root-relative folder paths) a daily log dated by its name; the rest are notes.
+    ``daily_folders`` are the root-relative folders whose dated files are daily logs.
     """
-    pure = PurePosixPath(rel_path)
-    parts = pure.parts
-    if parts == ("SOUL.md",):
-        return "soul", None
-    if len(parts) == 1 and parts[0] in MEMORY_NAMES:
-        return "memory", None
-    if len(parts) >= 2 and pure.parent.as_posix() in daily_folders:
-        match = DAILY_NAME.match(parts[-1])
-        if match:
-            try:
-                day = date(int(match[1]), int(match[2]), int(match[3]))
-            except ValueError:
-                return "note", None
-            return "daily", day.isoformat()
-    return "note", None
+    source = source_for(rel_path)
+    return source.classify(rel_path, daily_folders) if source is not None else ("note", None)
 
 
 def is_inside(root: Path, candidate: Path) -> bool:
@@ -97,6 +81,7 @@ def scan(
     stack = [start or root]
     while stack:
         folder = stack.pop()
+        prefix = "" if folder == root else folder.relative_to(root).as_posix() + "/"
         try:
             entries = list(os.scandir(folder))
         except OSError as exc:
@@ -107,6 +92,7 @@ def scan(
         for entry in entries:
             if entry.name.startswith("."):
                 continue
+            rel = prefix + entry.name
             try:
                 if entry.is_dir(follow_symlinks=False):
                     path = Path(entry.path)
@@ -114,15 +100,14 @@ def scan(
                         stack.append(path)
                     continue
                 if entry.is_symlink():
-                    if entry.name.endswith(".md"):
+                    if is_source_file(rel):
                         _add_symlinked(root, Path(entry.path), found, warnings, daily_folders)
                     continue
-                if not entry.name.endswith(".md") or not entry.is_file(follow_symlinks=False):
+                if not is_source_file(rel) or not entry.is_file(follow_symlinks=False):
                     continue
                 stat = entry.stat(follow_symlinks=False)
             except OSError:
                 continue  # vanished between listing and stat: not there any more
-            rel = Path(entry.path).relative_to(root).as_posix()
             if not _storable(rel, warnings):
                 continue
             found.append(_memory_file(rel, stat, daily_folders=daily_folders))
@@ -163,7 +148,7 @@ def scan_paths(
             files, more = scan(root, index_dir=index_dir, start=path, daily_folders=daily_folders)
             found.update((item.path, item) for item in files)
             warnings.extend(more)
-        elif rel.endswith(".md"):
+        elif is_source_file(rel):
             if S_ISLNK(stat.st_mode):
                 linked: list[MemoryFile] = []
                 _add_symlinked(root, path, linked, warnings, daily_folders)
@@ -255,12 +240,12 @@ def lexical_inside(root: Path, user_path: str) -> tuple[str, Path]:
 
 
 def refuse_unindexed(root: Path, rel: str, user_path: str) -> None:
-    """``get`` serves only what a scan indexes: ``*.md``, nothing hidden, no folder symlinks."""
+    """``get`` serves only what a scan indexes: files a source owns, nothing hidden, no folder symlinks."""
     parts = PurePosixPath(rel).parts
     if any(part.startswith(".") for part in parts):
         raise PathError(f"{user_path}: hidden files and folders are not memory files; memdex does not serve them")
-    if not rel.endswith(".md"):
-        raise PathError(f"{user_path}: not a memory file (memdex indexes and serves only *.md files)")
+    if not is_source_file(rel):
+        raise PathError(f"{user_path}: not a memory file (memdex indexes and serves only {patterns()} files)")
     folder = root
     for part in parts[:-1]:
         folder = folder / part

@@ -1,4 +1,4 @@
-"""Reading a memory file's lines back from the Markdown itself: ``get`` targets
+"""Reading a memory file's lines back from the file itself: ``get`` targets
 (``path``, ``path:N``, ``path:START-END``) and the bounded excerpts of MCP's
 ``memory_get``. No index needed; paths outside the root are refused.
 """
@@ -45,7 +45,7 @@ def read_excerpt(
 ) -> Excerpt:
     """At most ``count`` lines of a memory file from line ``start`` (1-based).
 
-    Only memory files (``*.md``, no hidden part) inside the root are read; a
+    Only memory files (files a source owns, no hidden part) inside the root are read; a
     memory file that does not exist gives an empty excerpt with ``found=False``.
     """
     if start < 1 or count < 1:
@@ -63,7 +63,7 @@ def read_excerpt(
 def read_target(root: Path, target: str, *, max_bytes: int | None = None) -> Lines:
     """Lines of a memory file: ``path``, ``path:N`` or ``path:START-END`` (1-based, inclusive).
 
-    Reads the Markdown itself, so it needs no index; paths outside ``root`` are refused.
+    Reads the file itself, so it needs no index; paths outside ``root`` are refused.
     """
     user_path, start, end = parse_target(target)
     rel, lines = read_lines(root, user_path, max_bytes=max_bytes)

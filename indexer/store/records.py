@@ -17,8 +17,8 @@ import apsw
 import numpy as np
 
 from indexer.retrieval.filters import SearchFilters
+from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp
-from indexer.sources.markdown.chunk import Chunk
 from indexer.store.sqlite.connection import FTS_TOKENIZE
 
 SQL_VARIABLES_PER_QUERY = 500

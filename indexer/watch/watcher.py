@@ -52,6 +52,7 @@ from watchdog.observers.polling import PollingObserver
 from indexer.config.settings import Settings
 from indexer.errors import IndexReplaced, RootReplaced, one_line
 from indexer.sources.discover import is_utf8
+from indexer.sources.registry import is_source_file
 
 from .root import RootState, RootTracker
 from .state import StatusFile
@@ -190,9 +191,9 @@ def _under_any(path: str, prefixes: list[str]) -> bool:
 def relevant_path(root: Path, index_dir: Path, event_path: str, *, is_directory: bool) -> str | None:
     """The root-relative path an event is about, or None when it cannot matter.
 
-    Files count when they end in ``.md``; folders always (their files are
-    looked at when the folder appears, moves or goes). Anything hidden, inside
-    the index folder or outside the root is ignored.
+    Files count when a source owns them (``sources/registry.py``); folders
+    always (their files are looked at when the folder appears, moves or goes).
+    Anything hidden, inside the index folder or outside the root is ignored.
     """
     path = Path(os.fsdecode(event_path))
     if path == index_dir or index_dir in path.parents:
@@ -205,7 +206,7 @@ def relevant_path(root: Path, index_dir: Path, event_path: str, *, is_directory:
         return None
     if not is_utf8(rel.as_posix()):
         return None  # the full scan skips such names with a warning
-    if not is_directory and rel.suffix != ".md":
+    if not is_directory and not is_source_file(rel.as_posix()):
         return None
     return rel.as_posix()
 

@@ -35,13 +35,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ..base import Chunk, TokenCounter, embedded_text, text_hash
 from .parse import Block, Note
 
-TokenCounter = Callable[[Sequence[str]], list[int]]
 HEADING_SEPARATOR = " > "
 # The heading path is prefixed to every chunk of its section (embedded text and
 # the full-text heading column), so it is bounded: each heading's text to
@@ -54,26 +53,6 @@ ANCHOR_MODULUS = 4  # on average one block in four may start a chunk
 # anchors, so that after an insert the cut points fall back in step at once.
 LINE_ANCHOR_MODULUS = 16
 WORD = re.compile(r"\w+")
-
-
-@dataclass(frozen=True)
-class Chunk:
-    start_line: int
-    end_line: int
-    heading: str  # heading path, e.g. "Preferences > Editor"
-    text: str  # the raw lines start..end joined with "\n"
-    embed_text: str  # what the model sees
-    hash: str  # of embed_text: the embedding cache key, computed once
-    oversized: bool = False
-
-
-def embedded_text(heading: str, text: str) -> str:
-    """What the model sees for a chunk: its heading path, then its lines."""
-    return f"{heading}\n{text}" if heading else text
-
-
-def text_hash(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)

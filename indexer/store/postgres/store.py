@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import ConfigError, SchemaError
+from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp
-from indexer.sources.markdown.chunk import Chunk
 from indexer.store.records import FileRecord, FileState, SkippedFile, plausible
 
 from . import connection as pg

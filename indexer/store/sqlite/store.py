@@ -19,8 +19,8 @@ import apsw
 import numpy as np
 
 from indexer.retrieval.filters import SearchFilters
+from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp
-from indexer.sources.markdown.chunk import Chunk
 from indexer.store.records import (  # noqa: F401 - re-exported
     BM25_WEIGHTS,
     SQL_VARIABLES_PER_QUERY,

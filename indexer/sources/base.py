@@ -1,0 +1,87 @@
+"""What every kind of memory file provides (the ``Source`` protocol), and the chunks all kinds produce.
+
+A source owns some root-relative paths (Markdown notes: ``*.md``), gives each
+a kind and a date, parses a file's bytes and cuts the result into chunks. The
+sync, the scanner, the watcher and ``get`` ask ``registry.py`` which source
+owns a path instead of testing a suffix. Chunks are raw-file line ranges,
+whatever the source, so ``get`` serves any chunk from the file's own lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start_line: int
+    end_line: int
+    heading: str  # heading path, e.g. "Preferences > Editor"
+    text: str  # the raw lines start..end joined with "\n"
+    embed_text: str  # what the model sees
+    hash: str  # of embed_text: the embedding cache key, computed once
+    oversized: bool = False
+
+
+def embedded_text(heading: str, text: str) -> str:
+    """What the model sees for a chunk: its heading path, then its lines."""
+    return f"{heading}\n{text}" if heading else text
+
+
+def text_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+class ParsedBlock(Protocol):
+    """A block of a parsed file, as the sync reads it: where it starts and what it is."""
+
+    @property
+    def start(self) -> int: ...  # 1-based raw-file line
+
+    @property
+    def kind(self) -> str: ...  # "heading" marks a heading line (an oversized one is reported as such)
+
+
+class Parsed(Protocol):
+    """A parsed file, as the sync reads it (``markdown.parse.Note`` is one)."""
+
+    @property
+    def frontmatter(self) -> dict[str, Any]: ...  # stored with the file; its "title" names the file
+
+    @property
+    def blocks(self) -> Sequence[ParsedBlock]: ...
+
+    @property
+    def warnings(self) -> list[str]: ...  # each reported with the file's path
+
+
+ParsedT = TypeVar("ParsedT", bound=Parsed)
+
+
+class Source(Protocol[ParsedT]):
+    """One kind of memory file: which paths it owns, and how it classifies, parses and chunks them."""
+
+    pattern: str  # the paths it owns, for messages: "*.md"
+
+    def owns(self, rel_path: str) -> bool:
+        """True when the root-relative POSIX path ``rel_path`` is this source's (by name only:
+        hidden paths and symlinks are the scanner's business)."""
+        ...
+
+    def classify(self, rel_path: str, daily_folders: tuple[str, ...]) -> tuple[str, str | None]:
+        """Kind and ISO date of an owned path (pure); ``daily_folders`` are root-relative folders of daily logs."""
+        ...
+
+    def parse(self, data: bytes) -> ParsedT:
+        """Parse a file's bytes. Raises ``NotText`` (``markdown.parse``) for binary data."""
+        ...
+
+    def chunk(self, parsed: ParsedT, *, count_tokens: TokenCounter, max_tokens: int) -> list[Chunk]:
+        """Chunks of a parsed file whose embedded texts have at most ``max_tokens`` tokens (a single
+        line that is larger is one chunk flagged ``oversized``)."""
+        ...
