@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from generate import generate_memory  # noqa: E402
 
-from indexer.embedding import onnx as onnx_embed  # noqa: E402
-from indexer.embedding.models import LazyEmbedder, SentenceTransformerEmbedder  # noqa: E402
+from indexer.embedding import onnx_backend as onnx_embed  # noqa: E402
+from indexer.embedding.lazy import LazyEmbedder
+from indexer.embedding.torch_backend import SentenceTransformerEmbedder  # noqa: E402
 from indexer.sources.markdown.chunk import chunk_note  # noqa: E402
 from indexer.sources.markdown.parse import parse_note  # noqa: E402
 

@@ -24,7 +24,7 @@ from generate import edit_one_line, generate_memory  # noqa: E402
 
 from indexer import make_settings, open_index  # noqa: E402
 from indexer.api import DEFAULT_BUDGET_LINES, MAX_RESULTS  # noqa: E402
-from indexer.embedding.models import BACKENDS, LazyEmbedder  # noqa: E402
+from indexer.embedding.lazy import BACKENDS, LazyEmbedder  # noqa: E402
 from indexer.retrieval.budget import Budget  # noqa: E402
 from indexer.retrieval.search import run_search  # noqa: E402
 

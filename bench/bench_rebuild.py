@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate import generate_memory  # noqa: E402
 
 from indexer import make_settings, open_index  # noqa: E402
-from indexer.embedding.models import SentenceTransformerEmbedder  # noqa: E402
+from indexer.embedding.torch_backend import SentenceTransformerEmbedder  # noqa: E402
 from indexer.indexing.check import check_index  # noqa: E402
 from indexer.store.sqlite.connection import remove_database  # noqa: E402
 
@@ -71,7 +71,7 @@ def main() -> None:
                               "chunks_per_s": round(chunks / median)}  # fmt: skip
             checks = []
             for _ in range(3):
-                found = check_index(settings, index.store, model_id=embedder.model_id)
+                found = check_index(settings, index.engine, model_id=embedder.model_id)
                 assert found.exit_code == 0, found.as_dict()
                 checks.append(found.seconds)
             result["check"] = {"runs": [round(s, 2) for s in checks], "median_s": round(statistics.median(checks), 2)}

@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 from generate import generate_memory  # noqa: E402
 
 from indexer import make_settings, open_index  # noqa: E402
-from indexer.embedding.models import LazyEmbedder  # noqa: E402
+from indexer.embedding.lazy import LazyEmbedder  # noqa: E402
 from indexer.retrieval.search import CANDIDATES, Vec0Vectors, run_search  # noqa: E402
 from indexer.retrieval.vectors import Prefetched  # noqa: E402
 

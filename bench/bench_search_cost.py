@@ -28,7 +28,7 @@ from generate import generate_memory  # noqa: E402
 
 from indexer import make_settings, open_index  # noqa: E402
 from indexer.api import DEFAULT_BUDGET_LINES, MAX_RESULTS  # noqa: E402
-from indexer.embedding.models import SentenceTransformerEmbedder  # noqa: E402
+from indexer.embedding.torch_backend import SentenceTransformerEmbedder  # noqa: E402
 from indexer.retrieval.budget import Budget  # noqa: E402
 from indexer.retrieval.search import run_search  # noqa: E402
 

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from indexer import make_settings, open_index
-from indexer.embedding.models import SentenceTransformerEmbedder
+from indexer.embedding.torch_backend import SentenceTransformerEmbedder
 from indexer.retrieval.stages import parse_ranking
-from indexer.store import EmbeddingCache
+from indexer.store.sqlite.cache import EmbeddingCache
 
 REPO = Path(__file__).resolve().parent.parent
 COMBINED = "_combined"

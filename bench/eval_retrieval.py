@@ -21,7 +21,7 @@ from pathlib import Path
 
 from indexer import make_settings, open_index
 from indexer.api import DEFAULT_BUDGET_LINES
-from indexer.embedding.models import BACKENDS, LazyEmbedder
+from indexer.embedding.lazy import BACKENDS, LazyEmbedder
 from indexer.retrieval.stages import parse_ranking
 
 MODES = ("keyword", "vector", "hybrid")

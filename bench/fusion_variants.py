@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_retrieval import evaluate  # noqa: E402
 
 from indexer import make_settings, open_index
-from indexer.embedding.models import SentenceTransformerEmbedder  # noqa: E402
+from indexer.embedding.torch_backend import SentenceTransformerEmbedder  # noqa: E402
 from indexer.retrieval import search  # noqa: E402
 
 DEFAULT_FUSE = search.fuse

@@ -26,7 +26,7 @@ import numpy as np
 from generate import _REPLACEMENTS, _WORD_RE, edit_one_line  # bench/generate.py
 
 from indexer import make_settings, open_index
-from indexer.embedding.models import LazyEmbedder
+from indexer.embedding.lazy import LazyEmbedder
 from indexer.sources.base import text_hash
 from indexer.sources.markdown.chunk import chunk_note
 from indexer.sources.markdown.parse import parse_note

@@ -7,6 +7,9 @@
     with open_index(settings) as index:
         for hit in index.search("what editor do I use"):
             print(hit.path, hit.start_line, hit.end_line, hit.snippet)
+
+``MemoryIndex`` composes a storage engine (``store.registry`` picks it from the
+settings): the same sync, search, rebuild and recovery run on every engine.
 """
 
 from __future__ import annotations
@@ -15,15 +18,15 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from indexer.config.settings import CHUNKER_VERSION, Settings
-from indexer.embedding.models import Embedder, LazyEmbedder
-from indexer.errors import one_line
-from indexer.indexing.recovery import acquire_lock, file_identity, lock_for_recovery, replace_damaged
+from indexer.embedding.lazy import LazyEmbedder
+from indexer.embedding.protocol import Embedder
+from indexer.indexing.lock import acquire_lock
+from indexer.indexing.rebuild import FromMarkdown
 from indexer.indexing.report import Progress, SyncReport
 from indexer.indexing.sync import configuration_change, sync
 from indexer.retrieval.budget import Budget
@@ -41,14 +44,11 @@ from indexer.retrieval.search import (
 )  # fmt: skip
 from indexer.retrieval.stages import DEFAULT_RANKING, Ranking
 from indexer.retrieval.vectors import LiveMatrix, Prefetched
-from indexer.sources.read import Lines, read_target
-from indexer.store import EmbeddingCache, IndexStore, Store
-from indexer.store.postgres import connection as pg
-from indexer.store.sqlite import connection as db
-from indexer.store.sqlite import rebuild
+from indexer.sources.read import Lines, parse_target, read_target
+from indexer.store import Engine, IndexStore, VectorCache, registry
 from indexer.watch.state import watcher_status
 
-from .errors import ConfigError, ModelError, UnusableIndex
+from .errors import ConfigError, IndexerError, ModelError, PathError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -63,32 +63,26 @@ DEFAULT_LIMIT = 10  # results without a budget
 MAX_RESULTS = 100  # results with a budget and no limit
 
 
-def _raise_user_error(exc: BaseException, settings: Settings | None = None) -> None:
-    """Disk full, read-only index, I/O error, server down: a one-line error instead of the
-    engine's exception (naming the server's URL, without its password)."""
-    error = db.as_user_error(exc) or pg.user_error(exc, settings.database_url if settings else None)
-    if error is not None:
-        raise error from exc
-
-
 class MemoryIndex:
     """An open index. Use through ``open_index``."""
 
-    def __init__(
-        self, settings: Settings, store: IndexStore, *, embedder: Embedder | None, writable: bool = False
-    ) -> None:
+    def __init__(self, settings: Settings, engine: Engine, *, embedder: Embedder | None, writable: bool = False) -> None:
         self.settings = settings
         self.writable = writable
-        self.store = store
-        self.recovered_from: str | None = None  # why the index was rebuilt when opened, if it was
-        self._identity = file_identity(settings.index_path)  # to notice another process replacing it
+        self.engine = engine
+        self.recovered_from: str | None = getattr(engine, "recovered_from", None)  # why it was rebuilt when opened
         self._embedder = embedder
-        self._cache: EmbeddingCache | None = None
+        self._cache: VectorCache | None = None
         self._matrix: LiveMatrix | None = None  # every vector in memory, once searched twice
         self.vector_searches = 0
         self._executor: ThreadPoolExecutor | None = None
 
     # -- components, created on first use -----------------------------------
+    @property
+    def store(self) -> IndexStore:
+        """The engine's rows (a repair may replace them: never keep a reference)."""
+        return self.engine.store
+
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:  # knows the model from its files; loads weights on the first embed
@@ -96,12 +90,10 @@ class MemoryIndex:
         return self._embedder
 
     @property
-    def cache(self) -> EmbeddingCache:
+    def cache(self) -> VectorCache:
         if self._cache is None:
             embedder = self.embedder
-            self._cache = EmbeddingCache(
-                self.settings.cache_path, model_id=embedder.model_id, dimensions=embedder.dimensions
-            )
+            self._cache = self.engine.open_cache(model_id=embedder.model_id, dimensions=embedder.dimensions)
         return self._cache
 
     # -- operations -----------------------------------------------------------
@@ -130,25 +122,23 @@ class MemoryIndex:
                 self.settings, self.store, self.cache, self.embedder, progress=progress, paths=paths, rehash=rehash
             )
         except Exception as exc:
-            if not db.is_damage(exc):
-                _raise_user_error(exc, self.settings)
+            if not self.engine.is_damage(exc):
+                self._raise_user_error(exc)
                 raise
             return self._recover(exc, progress=progress)
         return report  # the live matrix follows this connection's own writes (vectors.LiveMatrix)
 
     def rebuild(self, *, progress: Progress | None = None) -> SyncReport:
-        """Build a complete index from the Markdown beside this one, then swap it in atomically."""
+        """Build a complete index from the Markdown and put it in place at once
+        (searches answer from the old one until then)."""
         self._require_writable()
-        built, report = rebuild.build_beside(self.settings, self.cache, self.embedder, progress=progress)
         try:
-            db.copy_into(self.store.connection, built.connection)
+            report = self.engine.rebuild(self._build(progress), self.cache)
         except Exception as exc:
-            rebuild.discard(built, self.settings.index_path)
-            if not db.is_damage(exc):
-                _raise_user_error(exc, self.settings)
+            if not self.engine.is_damage(exc):
+                self._raise_user_error(exc)
                 raise
             return self._recover(exc, progress=progress)
-        rebuild.discard(built, self.settings.index_path)
         self._matrix = None
         return report
 
@@ -183,13 +173,21 @@ class MemoryIndex:
             ranking=ranking,
         )  # fmt: skip
         try:
-            return self._search(query, **options)  # type: ignore[arg-type]
+            return self._search_or_recover(query, options)
+        except IndexerError as exc:
+            if not self.engine.reconnected(exc):  # a server that dropped the connection (a restart)
+                raise
+        return self._search_or_recover(query, options)  # once: a second failure is raised
+
+    def _search_or_recover(self, query: str, options: dict[str, Any]) -> list[SearchResult]:
+        try:
+            return self._search(query, **options)
         except Exception as exc:
-            if not db.is_damage(exc):
-                _raise_user_error(exc, self.settings)
+            if not self.engine.is_damage(exc):
+                self._raise_user_error(exc)
                 raise
             self._recover(exc)
-        return self._search(query, **options)  # type: ignore[arg-type]  # once: a second failure is raised
+        return self._search(query, **options)  # once: a second failure is raised
 
     def _search(
         self,
@@ -216,7 +214,7 @@ class MemoryIndex:
         if mode != "keyword" and self.store.meta().get("model"):
             self._check_model()
             query_vector = self.embedder.embed([query])[0]
-        with self._snapshot():  # one read snapshot: ids found are the ids read back
+        with self.engine.search_snapshot():  # one read snapshot: ids found are the ids read back
             vectors = self._vector_source() if query_vector is not None else None
             if mode == "hybrid" and isinstance(vectors, NumpyVectors) and not (filters and filters.narrows_candidates):
                 pool = max(CANDIDATES, limit, budget_candidates(budget) if budget is not None else 0)
@@ -229,20 +227,39 @@ class MemoryIndex:
     def get(self, target: str) -> Lines:
         return read_target(self.settings.root, target, max_bytes=self.settings.max_file_bytes)
 
+    def get_stored(self, namespace: str, target: str) -> tuple[str, int, int, list[str]]:
+        """Lines of a file of another namespace (another host's Markdown, PostgreSQL),
+        from the text the engine stores: (path, start, end, lines); lines between chunks are blank."""
+        path, start, end = parse_target(target)
+        chunks = self.engine.stored_lines(namespace, path)
+        if chunks is None:
+            raise PathError(f"{path}: not indexed in namespace {namespace!r}")
+        total = max((last for _, last, _ in chunks), default=0)
+        lines = [""] * total
+        for first, last, text in chunks:
+            lines[first - 1 : last] = text.split("\n")[: last - first + 1]
+        if start is None:  # the whole file
+            start, end = 1, total
+        else:  # PATH:N is one line, PATH:START-END a range (cut at the last stored line)
+            end = start if end is None else min(end, total)
+        if start < 1 or start > max(total, 1) or end < start:
+            raise PathError(f"{target}: {path} has {total} stored lines in namespace {namespace!r}")
+        return path, start, end, lines[start - 1 : end]
+
     def status(self) -> dict[str, Any]:
         meta = self.store.meta()
         counts = self.store.counts_by_kind()
         return {
             "root": str(self.settings.root),
             "index_path": self.settings.index_location,
-            **self._engine_status(),
+            **self.engine.status(),
             "files": sum(c["files"] for c in counts.values()),
             "chunks": sum(c["chunks"] for c in counts.values()),
             "by_kind": counts,
             "model": meta.get("model"),
             "dimensions": int(meta["dimensions"]) if "dimensions" in meta else None,
             "chunker_version": meta.get("chunker_version"),
-            "vector_search": self._vector_search_name(),
+            "vector_search": self.engine.vector_search_name(),
             "last_sync": float(meta["last_sync"]) if "last_sync" in meta else None,
             "watcher": watcher_status(self.settings.status_path.parent, self.settings.status_path.name),
             "skipped": [{"path": path, "reason": f.reason} for path, f in sorted(self.store.skipped_files().items())],
@@ -250,77 +267,46 @@ class MemoryIndex:
 
     def search_info(self) -> dict[str, Any]:
         """The model the index was built with and how vector search runs (cheap; for each search)."""
-        return {"model": self.store.meta().get("model"), "vector_search": self._vector_search_name()}
-
-    def _engine_status(self) -> dict[str, Any]:
-        """What ``status`` says about the storage engine."""
-        sizes = [
-            p.stat().st_size
-            for p in (self.settings.index_path, Path(f"{self.settings.index_path}-wal"), self.settings.cache_path)
-            if p.exists()
-        ]
-        return {"index_bytes": sum(sizes), "schema_version": db.SCHEMA_VERSION}
-
-    def _vector_search_name(self) -> str:
-        return "sqlite-vec" if self._uses_vec0() else "numpy"
+        return {"model": self.store.meta().get("model"), "vector_search": self.engine.vector_search_name()}
 
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
-        self.store.connection.close()
         if self._cache is not None:
             self._cache.close()
+        self.engine.close()
 
     # -- recovery -----------------------------------------------------------------
     def replace_damaged(self, reason: str, *, progress: Progress | None = None) -> SyncReport:
-        """Move this index aside (kept for inspection) and rebuild it from the Markdown."""
+        """Replace this index with one built from the Markdown (``check --repair``);
+        SQLite keeps the damaged file beside it for inspection."""
         self._require_writable()
         return self._recover(reason, progress=progress)
 
     def _recover(self, problem: BaseException | str, *, progress: Progress | None = None) -> SyncReport:
-        """SQLite found the index damaged in the middle of a run: rebuild it from
-        the Markdown beside it, move the damaged file aside, carry on with the new one.
-        If the rebuild fails, the damaged file stays open and in place."""
+        """The engine found the index damaged in the middle of a run: it rebuilds it
+        from the Markdown and carries on with the new one."""
         reason = one_line(str(problem)) or type(problem).__name__
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            self.store.connection.close()
-            released = True
-
-        try:
-            if self.writable:
-                report = replace_damaged(
-                    self.settings, reason, self.embedder, cache=self.cache, progress=progress, release=release
-                )
-            else:
-                with lock_for_recovery(self.settings, reason, seen=self._identity) as still_damaged:
-                    if still_damaged:
-                        report = replace_damaged(
-                            self.settings, reason, self.embedder, cache=self.cache, progress=progress, release=release
-                        )
-                    else:  # another process has just rebuilt it
-                        release()
-                        report = SyncReport()
-        finally:
-            if released:
-                connect = db.connect if self.writable else db.connect_reader
-                opened = connect(self.settings.index_path, load_vec=self.settings.use_sqlite_vec)
-                self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
-                self._identity = file_identity(self.settings.index_path)
-                self._matrix = None
+        report = self.engine.repair(reason, self._build(progress), self.cache, writable=self.writable)
+        self._matrix = None
         self.recovered_from = reason
-        return report
+        return report if report is not None else SyncReport()  # None: another process had repaired it
 
     def replaced_on_disk(self) -> bool:
-        """True when the index file is no longer the one this index has open
+        """True when the index is no longer the one this index has open
         (deleted, or replaced by something other than this index's own recovery)."""
-        return file_identity(self.settings.index_path) != self._identity
+        return self.engine.replaced_on_disk()
 
     # -- helpers ----------------------------------------------------------------
-    def _snapshot(self) -> Any:
-        return self.store.connection  # ``with connection:`` is one SQLite transaction
+    def _build(self, progress: Progress | None) -> FromMarkdown:
+        return FromMarkdown(self.settings, self.embedder, progress)
+
+    def _raise_user_error(self, exc: BaseException) -> None:
+        """Disk full, read-only index, I/O error, server down: a one-line error
+        instead of the engine's exception."""
+        error = self.engine.user_error(exc)
+        if error is not None:
+            raise error from exc
 
     def _require_writable(self) -> None:
         if not self.writable:
@@ -335,30 +321,25 @@ class MemoryIndex:
                 f"but {wanted} (chunker {CHUNKER_VERSION}) is configured; run 'memdex index' to re-embed"
             )
 
-    def _uses_vec0(self) -> bool:
-        return (
-            self.store.vec_enabled
-            and self.store.vec_dimensions() is not None
-            and self.store.meta().get("vec_stale") != "1"
-        )
-
     def _vector_source(self) -> VectorSource:
-        """vec0 for a process's first vector search (a one-shot command: loading every
-        vector would cost more than one vec0 scan); from the second on, an exact scan of
-        the in-memory matrix, kept current (vectors.LiveMatrix). Without sqlite-vec, the
-        matrix from the embedding cache."""
+        """The engine's vector index for a process's first vector search (a one-shot
+        command: loading every vector would cost more than one index scan), and always
+        on an engine that keeps no vectors in memory (a server's HNSW index); from the
+        second on, an exact scan of the in-memory matrix, kept current (vectors.LiveMatrix).
+        Without a usable vector index, the matrix from the embedding cache."""
         self.vector_searches += 1
-        vec0 = self._uses_vec0()
-        if vec0 and self._matrix is None and self.vector_searches < MATRIX_FROM_SEARCH:
+        indexed = self.engine.uses_vector_index()
+        first = self._matrix is None and self.vector_searches < MATRIX_FROM_SEARCH
+        if not self.engine.keeps_vectors_in_memory or (indexed and first):
             return Vec0Vectors(self.store)
         if self._matrix is None:
             self._matrix = LiveMatrix(int(self.store.meta().get("dimensions") or self.embedder.dimensions))
-        return self._matrix.current(self.store, self.store.vectors_by_pairs if vec0 else self._cached_vectors)
+        return self._matrix.current(self.store, self.store.vectors_by_pairs if indexed else self._cached_vectors)
 
     def vector_matrix(self) -> NumpyVectors:
         """The in-memory matrix of every vector as of now (loaded or brought up to date)."""
         self.vector_searches = max(self.vector_searches, MATRIX_FROM_SEARCH - 1)
-        with self._snapshot():
+        with self.engine.search_snapshot():
             source = self._vector_source()
         assert isinstance(source, NumpyVectors)
         return source
@@ -393,24 +374,16 @@ def open_index(
     memdex is moved aside and rebuilt from the Markdown (one warning), unless
     ``recover=False`` (then ``UnusableIndex`` is raised, e.g. for ``check``).
     """
-    if not settings.database_url:
-        # Refuse a --db (or its cache) that memdex did not make before creating anything beside it.
-        db.ownership(settings.index_path, kind=db.INDEX)
-        db.ownership(settings.cache_path, kind=db.CACHE)
+    registry.refuse_foreign_files(settings)
     # One writer per root (and, with PostgreSQL, per host): the lock file beside the index.
-    lock = acquire_lock(settings.lock_path, status_path=settings.status_path) if write else None
+    lock = take_lock(settings) if write else None
     try:
         try:
-            if settings.database_url:
-                from indexer.store.postgres.index import open_pg  # psycopg only when a server is configured
-
-                index: MemoryIndex = open_pg(settings, write=write, embedder=embedder)
-            else:
-                if write:
-                    rebuild.remove_leftovers(settings.index_path)
-                index = _open(settings, write=write, embedder=embedder, recover=recover)
+            index = _open(settings, write=write, embedder=embedder, recover=recover)
         except Exception as exc:
-            _raise_user_error(exc, settings)
+            error = registry.user_error(exc, settings)
+            if error is not None:
+                raise error from exc
             raise
         try:
             yield index
@@ -421,27 +394,20 @@ def open_index(
             lock.close()
 
 
+def take_lock(settings: Settings) -> Any:
+    """The writer lock of ``settings``' index (a handle to close), or ``LockedError``."""
+    return acquire_lock(settings.lock_path, status_path=settings.status_path)
+
+
 def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover: bool) -> MemoryIndex:
-    connect = db.connect if write else db.connect_reader
-    recovered_from = None
-    seen = file_identity(settings.index_path)
-    try:
-        opened = connect(settings.index_path, load_vec=settings.use_sqlite_vec)
-    except UnusableIndex as exc:
-        if not recover:
-            raise
-        recovered_from = str(exc)
-        if embedder is None:  # the rebuild needs the model; the index then keeps it
-            embedder = make_embedder(settings)
-        if write:
-            replace_damaged(settings, recovered_from, embedder)
-        else:
-            with lock_for_recovery(settings, recovered_from, seen=seen) as still_damaged:
-                if still_damaged:
-                    replace_damaged(settings, recovered_from, embedder)
-        opened = connect(settings.index_path, load_vec=settings.use_sqlite_vec)
-    if opened.vec_warning:
-        log.warning("%s", opened.vec_warning)
-    index = MemoryIndex(settings, Store(opened.connection, vec_enabled=opened.vec_loaded), embedder=embedder, writable=write)
-    index.recovered_from = recovered_from
-    return index
+    made: list[Embedder] = [embedder] if embedder is not None else []
+
+    def make_build() -> FromMarkdown:  # only when an unusable index must be rebuilt on the way
+        if not made:
+            made.append(make_embedder(settings))  # the rebuild needs the model; the index then keeps it
+        return FromMarkdown(settings, made[0])
+
+    engine = registry.open_engine(
+        settings, write=write, take_lock=lambda: take_lock(settings), make_build=make_build if recover else None
+    )
+    return MemoryIndex(settings, engine, embedder=made[0] if made else None, writable=write)

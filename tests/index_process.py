@@ -29,7 +29,7 @@ from conftest import RecordingEmbedder  # noqa: E402
 import indexer.indexing.sync  # noqa: E402
 import indexer.indexing.writer  # noqa: E402
 from indexer import make_settings, open_index  # noqa: E402
-from indexer.embedding.models import resolve_model  # noqa: E402
+from indexer.embedding.resolve import resolve_model  # noqa: E402
 
 
 class SlowRecordingEmbedder(RecordingEmbedder):

@@ -463,7 +463,7 @@ def test_garbage_index_while_a_writer_runs_is_one_line_error(
     runner: CliRunner, memory: Path, fake_model, settings
 ) -> None:
     write(memory, ".memdex/index.db", b"this is not a database at all" * 100)
-    from indexer.indexing.recovery import acquire_lock as _acquire_lock
+    from indexer.indexing.lock import acquire_lock as _acquire_lock
 
     lock = _acquire_lock(settings.lock_path)
     try:

@@ -129,7 +129,7 @@ def test_unchanged_bad_files_are_skipped_silently_until_they_change(
 
     with open_index(small_limit, embedder=embedder) as index:
         listed = {item["path"]: item["reason"] for item in index.status()["skipped"]}
-        assert check_index(small_limit, index.store, model_id=embedder.model_id).exit_code == HEALTHY
+        assert check_index(small_limit, index.engine, model_id=embedder.model_id).exit_code == HEALTHY
     assert set(listed) == BAD | {"caf\\udce9.md"}
     assert "binary" in listed["binary.md"], listed
     assert listed["broken.md"] == "broken symlink"
@@ -145,7 +145,7 @@ def test_unchanged_bad_files_are_skipped_silently_until_they_change(
     assert third.skipped_with_warning == 1 and third.skipped_as_before == 2
     with open_index(small_limit, embedder=embedder) as index:
         listed = {item["path"] for item in index.status()["skipped"]}
-        assert check_index(small_limit, index.store, model_id=embedder.model_id).exit_code == HEALTHY
+        assert check_index(small_limit, index.engine, model_id=embedder.model_id).exit_code == HEALTHY
     assert listed == {"huge.md", "escape.md", "caf\\udce9.md"}
     assert "binary.md" in {p for p, *_ in snapshot(small_limit, embedder)["files"]}
     assert snapshot(small_limit, embedder) == fresh_rebuild_with(small_limit, tmp_path)

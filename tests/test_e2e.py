@@ -9,7 +9,7 @@ import pytest
 from conftest import write
 
 from indexer import make_settings, open_index
-from indexer.embedding.models import SentenceTransformerEmbedder
+from indexer.embedding.torch_backend import SentenceTransformerEmbedder
 from indexer.sources.markdown.chunk import chunk_note
 from indexer.sources.markdown.parse import parse_note
 

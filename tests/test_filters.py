@@ -20,7 +20,7 @@ from indexer.indexing.check import check_index
 from indexer.retrieval.filters import SearchFilters
 from indexer.retrieval.search import NumpyVectors
 from indexer.sources.discover import classify
-from indexer.store import filter_clause
+from indexer.store.sqlite.store import filter_clause
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TODAY = date(2026, 12, 1)
@@ -135,14 +135,14 @@ def test_changing_daily_folders_reclassifies_like_a_rebuild(tmp_path: Path, embe
         index.sync()
     only_daily = replace(default, daily_folders=("daily",))
     with open_index(only_daily, embedder=embedder) as index:
-        found = check_index(only_daily, index.store, model_id=embedder.model_id)
+        found = check_index(only_daily, index.engine, model_id=embedder.model_id)
     assert found.state == "drift" and any("daily folders" in message for _, message in found.problems)
 
     embedder.reset()
     with open_index(only_daily, write=True, embedder=embedder) as index:
         report = index.sync()
         kinds = {path: (kind, day) for path, (kind, day, _) in index.store.file_descriptions().items()}
-        assert check_index(only_daily, index.store, model_id=embedder.model_id).state == "healthy"
+        assert check_index(only_daily, index.engine, model_id=embedder.model_id).state == "healthy"
     assert report.reindexed == 2 and embedder.embedded == []  # read again; vectors from the cache
     assert kinds["memory/2026-11-30.md"] == ("note", None)
     fresh = tmp_path / "fresh.db"

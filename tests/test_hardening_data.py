@@ -31,9 +31,9 @@ from test_cli import assert_one_line_error, memory, ok_json, run, runner  # noqa
 import indexer.api
 from indexer import make_settings, open_index
 from indexer.config.settings import DEFAULT_MODEL
-from indexer.embedding.models import resolve_model
+from indexer.embedding.resolve import resolve_model
 from indexer.errors import ConfigError, IndexerError, NotAnIndex, StorageError
-from indexer.indexing.recovery import acquire_lock
+from indexer.indexing.lock import acquire_lock
 from indexer.store.sqlite import connection as db
 from indexer.watch.state import StatusFile
 

@@ -120,7 +120,7 @@ def _assert_sound(root: Path) -> None:
         assert report.skipped_with_warning == sum(": skipped, " in w for w in report.warnings)
         assert report.reindexed >= 1  # MEMORY.md at least
         snapshot = index.store.snapshot()
-        found = check_index(settings, index.store, model_id=embedder.model_id)
+        found = check_index(settings, index.engine, model_id=embedder.model_id)
         assert found.exit_code != CORRUPT, found.as_dict()
         for path, start, end, text in index.store.connection.execute(
             "SELECT path, start_line, end_line, text FROM chunks"

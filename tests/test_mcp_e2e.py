@@ -23,7 +23,7 @@ from conftest import write
 from mcp import Client, StdioServerParameters
 
 from indexer import make_settings, open_index
-from indexer.embedding.models import SentenceTransformerEmbedder
+from indexer.embedding.torch_backend import SentenceTransformerEmbedder
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent

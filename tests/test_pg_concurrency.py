@@ -418,6 +418,20 @@ def rebuild_locked(url: str, namespace: str) -> bool:
     return bool(row[0])
 
 
+def paused_holding_lock(process: WriterProcess, url: str, namespace: str) -> str | None:
+    """Stop ``process`` and look: if it holds the namespace's rebuild lock it stays stopped
+    ("locked"); otherwise it is continued ("finished" if it has exited, else None: look again)."""
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        if rebuild_locked(url, namespace):
+            return "locked"
+    except BaseException:
+        os.kill(process.pid, signal.SIGCONT)
+        raise
+    os.kill(process.pid, signal.SIGCONT)
+    return "finished" if process.poll() is not None else None
+
+
 # -- 4. a rebuild racing a sync of the same namespace -----------------------------------------
 def test_a_rebuild_racing_a_sync_keeps_searches_answered_and_converges(tmp_path: Path, pg_url: str) -> None:
     """Host A rebuilds the namespace (exclusive lock, one transaction) while host B syncs
@@ -445,13 +459,20 @@ def test_a_rebuild_racing_a_sync_keeps_searches_answered_and_converges(tmp_path:
                                host="rebuild-host-0")  # fmt: skip
         rebuild.opened()
         syncing = WriterProcess(roots[1], pg_url, name, "--group", "1", "--embed-delay", "0.03", host="rebuild-host-1")
-        state = wait_until(
-            lambda: "locked" if rebuild_locked(pg_url, name) else "finished" if rebuild.poll() is not None else None,
-            message="the rebuild's lock",
-        )
+        # The race is held open by pausing the rebuild (SIGSTOP) while it holds its lock, not by
+        # hoping its embed delay outlasts the other host's start-up: on a busy machine it did not.
+        # Each look stops the rebuild first, so it cannot finish between the look and the pause.
+        state = wait_until(lambda: paused_holding_lock(rebuild, pg_url, name), message="the rebuild's lock")
         assert state == "locked", "the rebuild finished before it was seen holding its lock: slow it down"
-        sync_opened = syncing.opened()
-        during = len(readers.counts[0])
+        try:
+            # The other host opens the namespace while the paused rebuild holds it (opening must not
+            # wait for the rebuild; if it did, this wait times out), and searches go on meanwhile.
+            sync_opened = syncing.opened()
+            during = len(readers.counts[0])
+            wait_until(lambda: len(readers.counts[0]) >= during + 3 or readers.errors,
+                       message="searches while the rebuild holds its lock")  # fmt: skip
+        finally:
+            os.kill(rebuild.pid, signal.SIGCONT)
         rebuilt_at = rebuild.finish()
         during = len(readers.counts[0]) - during
         syncing.finish()
@@ -513,7 +534,7 @@ def test_embeddings_cached_inside_a_rebuild_do_not_block_other_hosts(tmp_path: P
         done = threading.Event()
         first = {**dict(list(vectors.items())[:10]), "only-the-rebuild": np.full(4, 0.5, dtype=np.float32)}
         with pytest.raises(RuntimeError, match="the rebuild failed"):
-            with rebuilding.connection.transaction():  # as PgMemoryIndex.rebuild holds it
+            with rebuilding.connection.transaction():  # as PgEngine.rebuild holds it
                 cache_a.put_many(first)
                 writer = threading.Thread(target=lambda: (cache_b.put_many(dict(reversed(vectors.items()))), done.set()))
                 writer.start()

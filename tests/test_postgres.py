@@ -238,7 +238,7 @@ def test_check_finds_postings_that_do_not_match_and_repair_fixes_them(root: Path
 
     def check() -> Any:
         with open_index(settings, embedder=RecordingEmbedder()) as memory:
-            return check_index(settings, memory.store, model_id=RecordingEmbedder().model_id)
+            return check_index(settings, memory.engine, model_id=RecordingEmbedder().model_id)
 
     assert check().exit_code == HEALTHY
     with psycopg.connect(pg_url, autocommit=True) as conn:
@@ -342,7 +342,7 @@ def test_fixture_hit_at_5_matches_sqlite_with_the_real_model(tmp_path: Path, pg_
     hit@5 of every mode within 0.02 of SQLite's (default search, 50-line budget)."""
     import shutil
 
-    from indexer.embedding.models import LazyEmbedder
+    from indexer.embedding.lazy import LazyEmbedder
 
     fixture = Path(__file__).resolve().parent.parent / "fixtures"
     queries = json.loads((fixture / "queries.json").read_text())
@@ -459,5 +459,5 @@ def test_a_chunk_of_one_overlong_word_is_consistent(root: Path, pg_url: str) -> 
     with open_index(settings, embedder=RecordingEmbedder()) as memory:
         counts = memory.store.consistency_counts()
         assert {k: v for k, v in counts.items() if k not in ("files", "chunks") and v} == {}
-        assert check_index(settings, memory.store, model_id=RecordingEmbedder().model_id).exit_code == HEALTHY
+        assert check_index(settings, memory.engine, model_id=RecordingEmbedder().model_id).exit_code == HEALTHY
         assert "blob.md" in {r.path for r in memory.search("x" * 3000, mode="vector", budget_lines=None)}

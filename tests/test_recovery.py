@@ -42,16 +42,17 @@ from conftest import RecordingEmbedder, write
 from test_cli import assert_one_line_error, ok_json, run, runner  # noqa: F401
 
 import indexer.api
-import indexer.indexing.recovery
+import indexer.indexing.lock
 import indexer.indexing.sync
 import indexer.indexing.writer
 import indexer.store.sqlite.connection
+import indexer.store.sqlite.recovery
 from indexer import make_settings, open_index
 from indexer.config.settings import DEFAULT_MODEL, Settings
-from indexer.embedding.models import resolve_model
+from indexer.embedding.resolve import resolve_model
 from indexer.errors import UnusableIndex
 from indexer.sources.base import embedded_text
-from indexer.store.sqlite.rebuild import temporary_path
+from indexer.store.sqlite.recovery import temporary_path
 
 TESTS = Path(__file__).resolve().parent
 HELPER = TESTS / "index_process.py"
@@ -721,7 +722,7 @@ def test_reader_cannot_repair_while_a_writer_holds_the_lock(runner, memory, fake
     sync(settings)
     damage(settings)
     damaged = settings.index_path.read_bytes()
-    lock = indexer.indexing.recovery.acquire_lock(settings.lock_path)
+    lock = indexer.indexing.lock.acquire_lock(settings.lock_path)
     try:
         with pytest.raises(UnusableIndex, match="cannot be repaired now"):
             with open_index(settings, embedder=model()) as index:
@@ -997,7 +998,7 @@ def test_two_readers_finding_the_same_damage_rebuild_it_once(memory, settings, m
     healthy index aside as 'corrupt' (and push real evidence out of the three kept)."""
     sync(settings)
     garbage_header(settings)
-    real_lock = indexer.api.lock_for_recovery
+    real_lock = indexer.store.sqlite.recovery.lock_for_recovery
     raced: list[bool] = []
 
     @contextmanager
@@ -1009,7 +1010,7 @@ def test_two_readers_finding_the_same_damage_rebuild_it_once(memory, settings, m
         with real_lock(settings, reason, **kwargs) as still_damaged:
             yield still_damaged
 
-    monkeypatch.setattr(indexer.api, "lock_for_recovery", other_reader_first)
+    monkeypatch.setattr(indexer.store.sqlite.recovery, "lock_for_recovery", other_reader_first)
     with open_index(settings, embedder=model()) as index:
         assert index.search("staking", mode="keyword")
     assert raced

@@ -9,7 +9,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from indexer import open_index
-from indexer.retrieval.search import fuse, keyword_part, match_expression, query_terms, snippet
+from indexer.retrieval.search import fuse, keyword_part, query_terms, snippet
+from indexer.store.sqlite.store import match_expression
 
 NASTY = [
     "", "   ", '"', '""', "'", "AND", "OR NOT", "NEAR(a b, 2)", "a*", "*", "col:val", "text:foo",

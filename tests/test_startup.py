@@ -24,9 +24,11 @@ from conftest import RecordingEmbedder, age_files
 
 from indexer import make_settings, open_index
 from indexer.config.settings import DEFAULT_MODEL
-from indexer.embedding import onnx as onnx_embed
+from indexer.embedding import onnx_backend as onnx_embed
+from indexer.embedding.lazy import LazyEmbedder
 from indexer.embedding.model_files import read_model_files
-from indexer.embedding.models import LazyEmbedder, SentenceTransformerEmbedder, resolve_model
+from indexer.embedding.resolve import resolve_model
+from indexer.embedding.torch_backend import SentenceTransformerEmbedder
 from indexer.sources.markdown.chunk import chunk_note
 from indexer.sources.markdown.parse import parse_note
 
@@ -184,7 +186,7 @@ def test_an_impossible_export_falls_back_to_torch_with_one_warning(tmp_path, mon
     not_a_folder.write_text("")
     monkeypatch.setenv("MEMDEX_CACHE_DIR", str(not_a_folder))
     embedder = LazyEmbedder(backend="onnx")
-    with caplog.at_level(logging.WARNING, logger="indexer.embedding.models"):
+    with caplog.at_level(logging.WARNING, logger="indexer.embedding.lazy"):
         vectors = embedder.embed(["penicillin allergy", "the spare key"])
         embedder.embed(["again"])
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -198,7 +200,7 @@ def test_an_impossible_export_falls_back_to_torch_with_one_warning(tmp_path, mon
 def test_an_export_that_disagrees_with_torch_is_never_used(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("MEMDEX_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(onnx_embed, "MIN_COSINE", 1.5)  # no export can pass
-    with caplog.at_level(logging.WARNING, logger="indexer.embedding.models"):
+    with caplog.at_level(logging.WARNING, logger="indexer.embedding.lazy"):
         first = LazyEmbedder(backend="onnx")
         first.embed(["a query"])
     folder = onnx_embed.export_folder(first.files)

@@ -293,7 +293,7 @@ def test_frontmatter_with_date_keys_is_stored_as_json(root, do_sync, settings, e
 
 
 def test_local_models_with_the_same_folder_name_are_different_models(tmp_path):
-    from indexer.embedding.models import resolve_model
+    from indexer.embedding.resolve import resolve_model
 
     for name in ("a", "b"):
         write(tmp_path, f"{name}/model/config.json", '{"model_type": "bert", "v": "%s"}' % name)

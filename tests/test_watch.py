@@ -1307,7 +1307,7 @@ def test_service_watcher_waits_for_the_lock_then_starts(root, settings):
     """`memdex watch --wait-for-lock` (what the service definitions run) waits, with one
     warning, while another process writes the index, then starts; SIGTERM stops it with exit 0.
     Loads the real model in the subprocess, hence slow."""
-    from indexer.indexing.recovery import acquire_lock as _acquire_lock
+    from indexer.indexing.lock import acquire_lock as _acquire_lock
     from indexer.watch.state import watcher_status
 
     seed(root)

@@ -23,12 +23,12 @@ import click
 from indexer.api import open_index
 from indexer.config.resolve import Configuration, load_configuration
 from indexer.config.settings import Settings
-from indexer.embedding.models import BACKENDS, resolve_model
+from indexer.embedding.lazy import BACKENDS
+from indexer.embedding.resolve import resolve_model
 from indexer.errors import IndexerError, LockedError, PathError, RootReplaced, SchemaError, UnusableIndex
 from indexer.indexing.check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
 from indexer.indexing.report import SyncReport
-from indexer.store.postgres import connection as _pg
-from indexer.store.sqlite import connection as _db
+from indexer.store import registry
 from indexer.watch.units import launchd_plist, systemd_unit, watch_command
 from indexer.watch.watcher import (
     DEBOUNCE_SECONDS,
@@ -121,7 +121,7 @@ class _Group(click.Group):
             click.echo(f"memdex: error: {exc.strerror or exc}{where}", err=True)
             ctx.exit(1)
         except Exception as exc:  # last resort: an SQLite error no layer below turned into a message
-            error = _db.as_user_error(exc) or _pg.user_error(exc)
+            error = registry.user_error(exc)
             if error is None or (ctx.obj is not None and ctx.obj.verbose):
                 raise
             click.echo(f"memdex: error: {error}", err=True)
@@ -253,7 +253,7 @@ def _check(settings: Settings) -> CheckReport:
         return report
     try:
         with open_index(settings, recover=False) as memory:
-            return check_index(settings, memory.store, model_id=model_id)
+            return check_index(settings, memory.engine, model_id=model_id)
     except UnusableIndex as exc:
         report = CheckReport()
         report.add(CORRUPT, str(exc))

@@ -17,6 +17,7 @@ import click
 from indexer.api import open_index
 from indexer.errors import ConfigError, one_line
 from indexer.retrieval.filters import KINDS, make_filters
+from indexer.retrieval.options import search_options
 from indexer.retrieval.search import MODES
 from indexer.sources.read import Lines, read_target
 
@@ -62,12 +63,9 @@ def search_command(
         names = tuple("*" if name == "all" else name for name in across)
         settings = dataclasses.replace(settings, search_namespaces=names)
     filters = make_filters(kinds=kinds, path_prefix=path_prefix, after=after, before=before, min_score=min_score)
-    lines = settings.search_budget_lines if budget_lines is None else budget_lines
+    options = search_options(settings, mode=mode, limit=limit, budget_lines=budget_lines, budget_tokens=budget_tokens)
     with open_index(settings) as memory:
-        results = memory.search(
-            query, mode=mode or settings.search_mode, limit=limit or settings.search_limit,  # type: ignore[arg-type]
-            budget_lines=lines or None, budget_tokens=budget_tokens, filters=filters,
-        )
+        results = memory.search(query, filters=filters, **options.keywords())
     if as_json:
         shown = [{k: v for k, v in asdict(r).items() if k != "namespace" or v is not None} for r in results]
         click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
@@ -99,7 +97,7 @@ def get_command(obj: Any, target: str, line_numbers: bool, as_json: bool, namesp
         if not settings.database_url:
             raise ConfigError("--from needs a PostgreSQL index (--db postgresql://...)")
         with open_index(dataclasses.replace(settings, namespace=namespace)) as memory:
-            path, start, end, lines = memory.get_stored(namespace, target)  # type: ignore[attr-defined]
+            path, start, end, lines = memory.get_stored(namespace, target)
         found = Lines(path, start, end, lines)
         click.echo(f"memdex: stored text of {path} in namespace {one_line(namespace)}, not its Markdown", err=True)
     else:

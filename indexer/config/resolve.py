@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from indexer.embedding.models import BACKENDS
+from indexer.embedding.lazy import BACKENDS
 from indexer.errors import ConfigError
 from indexer.retrieval.search import MODES
 

@@ -17,10 +17,9 @@ from typing import Any
 from indexer.config.settings import CHUNKER_VERSION, Settings
 from indexer.errors import one_line
 from indexer.sources.discover import classify, scan
-from indexer.sources.markdown.chunk import embedded_text, text_hash
+from indexer.sources.base import embedded_text, text_hash
 from indexer.sources.markdown.parse import NotText, decode, parse_note, read_frontmatter, split_lines
-from indexer.store import EmbeddingCache, Store
-from indexer.store.sqlite.connection import BUSY_ERRORS, DAMAGE_ERRORS, READ_ONLY_ERRORS, is_damage
+from indexer.store import Engine, IndexStore
 
 from .sync import CLASSIFICATION_KEY, classification, content_hash, file_title
 
@@ -62,57 +61,37 @@ class CheckReport:
         }
 
 
-def check_index(settings: Settings, store: Store, *, model_id: str) -> CheckReport:
-    """Run every check; SQLite errors that mean damage become "corrupt" findings."""
+def check_index(settings: Settings, engine: Engine, *, model_id: str) -> CheckReport:
+    """Run every check; engine errors that mean damage become "corrupt" findings."""
     started = time.perf_counter()
     report = CheckReport()
-    sqlite = isinstance(store, Store)  # FTS5's and SQLite's own integrity checks; a server checks its own pages
+    store = engine.store
     steps: list[Callable[[], None]] = [
-        (lambda: _check_full_text(store, report)) if sqlite else (lambda: None),
-        (lambda: _check_sqlite(store, report)) if sqlite else (lambda: None),
         lambda: _check_rows(store, report),
         lambda: _check_chunk_texts(store, report),
-        lambda: _check_vectors(settings, store, report),
+        lambda: _check_vectors(engine, report),
         lambda: _check_configuration(store, report, model_id=model_id),
         lambda: _check_files(settings, store, report),
     ]
     try:
-        steps[0]()
-        # Everything after the FTS5 check reads one snapshot, so a writer running
+        for message in engine.storage_checks():  # the engine's own (SQLite: FTS5 and page checks)
+            report.add(CORRUPT, message)
+        # Everything after the engine's checks reads one snapshot, so a writer running
         # meanwhile (the watcher) cannot make the rows look inconsistent.
         with store.read_snapshot():
-            for step in steps[1:]:
+            for step in steps:
                 if report.exit_code == CORRUPT:
                     break  # later checks would only repeat it, or trip over it
                 step()
     except Exception as exc:
-        if not is_damage(exc):
+        if not engine.is_damage(exc):
             raise
-        report.add(CORRUPT, f"SQLite reports damage: {exc}")
+        report.add(CORRUPT, f"the {engine.name} engine reports damage: {exc}")
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _check_full_text(store: Store, report: CheckReport) -> None:
-    """FTS5's own check is written as an INSERT, so it needs SQLite's write lock
-    for a moment; when a writer keeps it longer than the busy timeout, it is skipped."""
-    try:
-        store.connection.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
-    except BUSY_ERRORS:
-        log.warning("FTS5 integrity check skipped: another process is writing the index")
-    except READ_ONLY_ERRORS:
-        log.warning("FTS5 integrity check skipped: the index can only be read here")
-    except DAMAGE_ERRORS:
-        report.add(CORRUPT, "the full-text index does not match its rows (FTS5 integrity check)")
-
-
-def _check_sqlite(store: Store, report: CheckReport) -> None:
-    rows = [row[0] for row in store.connection.execute("PRAGMA integrity_check(20)")]
-    if rows != ["ok"]:
-        report.add(CORRUPT, f"SQLite integrity check failed: {'; '.join(rows[:SHOWN_PER_PROBLEM])}")
-
-
-def _check_rows(store: Store, report: CheckReport) -> None:
+def _check_rows(store: IndexStore, report: CheckReport) -> None:
     counts = store.consistency_counts()
     report.files, report.chunks = counts.pop("files"), counts.pop("chunks")
     for what, count in counts.items():
@@ -120,7 +99,7 @@ def _check_rows(store: Store, report: CheckReport) -> None:
             report.add(CORRUPT, f"{count} {what}")
 
 
-def _check_chunk_texts(store: Store, report: CheckReport) -> None:
+def _check_chunk_texts(store: IndexStore, report: CheckReport) -> None:
     bad = [
         f"{path}:{start}"
         for path, start, heading, text, digest in store.chunk_texts()
@@ -130,18 +109,15 @@ def _check_chunk_texts(store: Store, report: CheckReport) -> None:
         report.add(CORRUPT, f"{len(bad)} chunks whose text does not match its hash ({_examples(bad)})")
 
 
-def _check_vectors(settings: Settings, store: Store, report: CheckReport) -> None:
+def _check_vectors(engine: Engine, report: CheckReport) -> None:
     """Each stored vector must equal the cached embedding of its chunk's text."""
+    store = engine.store
     meta = store.meta()
-    if not store.vec_enabled or store.vec_dimensions() is None or meta.get("vec_stale") == "1":
+    if not store.vec_enabled or store.vec_dimensions() is None or meta.get("vec_stale") == "1" or "model" not in meta:
         return
-    if "model" not in meta or (isinstance(store, Store) and not settings.cache_path.exists()):
+    cache = engine.existing_cache(model_id=meta["model"], dimensions=int(meta["dimensions"]))
+    if cache is None:
         return
-    cache = (
-        EmbeddingCache(settings.cache_path, model_id=meta["model"], dimensions=int(meta["dimensions"]))
-        if isinstance(store, Store)
-        else store.shared_cache(model_id=meta["model"], dimensions=int(meta["dimensions"]))
-    )
     try:
         stored = store.vectors_by_chunk()
         hashes = store.chunk_hashes()
@@ -157,7 +133,7 @@ def _check_vectors(settings: Settings, store: Store, report: CheckReport) -> Non
         report.add(CORRUPT, f"{len(bad)} stored vectors differ from the embedding of their chunk's text")
 
 
-def _check_configuration(store: Store, report: CheckReport, *, model_id: str) -> None:
+def _check_configuration(store: IndexStore, report: CheckReport, *, model_id: str) -> None:
     meta = store.meta()
     if "model" not in meta:
         if report.files:
@@ -171,7 +147,7 @@ def _check_configuration(store: Store, report: CheckReport, *, model_id: str) ->
         )
 
 
-def _check_files(settings: Settings, store: Store, report: CheckReport) -> None:
+def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> None:
     """Every indexed file is on disk with the same bytes; every indexable file is indexed."""
     found, _ = scan(settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders)
     recorded = store.meta().get(CLASSIFICATION_KEY)

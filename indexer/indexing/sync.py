@@ -25,7 +25,7 @@ from datetime import date as Date
 from pathlib import Path, PurePosixPath
 
 from indexer.config.settings import CHUNKER_VERSION, Settings
-from indexer.embedding.models import Embedder
+from indexer.embedding.protocol import Embedder
 from indexer.errors import one_line
 from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp, MemoryFile, classify, is_utf8, scan, scan_paths

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from indexer.embedding.models import Embedder
+from indexer.embedding.protocol import Embedder
 from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp, MemoryFile
 from indexer.store import FileRecord, IndexStore, VectorCache

@@ -1,36 +1,25 @@
-"""Search: query building, candidate retrieval and score fusion.
+"""Search: candidate retrieval per mode, then ranking, then results (packed into a budget).
 
 Keyword mode ranks by FTS5 bm25; vector mode by cosine similarity (vec0 KNN,
 or an exact NumPy scan when sqlite-vec is unavailable). Hybrid mode takes the
-union of the top CANDIDATES of each list. A candidate missing from one list
-gets that list's last score if the list is full (the most it could have
-scored) and 0 otherwise. The two scores are combined on absolute scales,
-weighted per query:
+union of the top CANDIDATES of each list and fuses their scores (fusion.py),
+then runs the ranking stages of the ``Ranking`` in order (stages.py: file and
+folder priors, heading-only chunks last; ``ranking=None``: fusion alone).
+With a budget, every mode's ranked chunks pass the ranking's hit stages
+(blank and heading lines at their edges skipped) and are packed by budget.py
+(adjacent hits merged, oversized ones trimmed, total bounded).
 
-    coverage   = bm25 / (sum of the query terms' IDFs), capped at 1: how much
-                 of the query's rare-word information the chunk matches
-    confidence = the best coverage among the candidates: did keyword search
-                 find anything that really answers this query?
-    weight     = KEYWORD_WEIGHT * confidence
-    score      = weight * coverage + (1 - weight) * max(cosine, 0)
-
-When a chunk matches the query's rare words (names, dates, ids), keyword
-evidence leads; when the best keyword hit matches only incidental words (a
-paraphrase), the weight falls and the cosine decides. Plain reciprocal rank
-fusion, which ignores scores, ranked below keyword search alone on the
-labelled fixture (see README), as DESIGN.md predicted.
-
-After fusion, hybrid results are re-ranked by rank.py (file and folder priors,
-heading-only chunks last); with a budget, every mode's ranked chunks are packed
-by budget.py (adjacent hits merged, oversized ones trimmed, total bounded).
+The query's words, IDFs and snippets are query.py's. Names of query.py and
+fusion.py that callers import from here (``fuse``, ``keyword_part``,
+``query_terms``, ``snippet``...) are re-exported; bench/fusion_variants.py
+swaps this module's ``fuse`` for other fusion rules.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -38,28 +27,26 @@ from typing import Literal, Protocol
 import numpy as np
 
 from indexer.store import ChunkRow, IndexStore
-from indexer.store.sqlite.store import match_expression  # noqa: F401 - FTS5's query syntax, re-exported
 
-from .budget import Budget, Hit, Packed, pack, without_filler
+from .budget import Budget, Hit, Packed, pack
 from .filters import SearchFilters
-from .stages import DEFAULT_RANKING, Evidence, Ranking, expansion_terms, rerank
+from .fusion import KEYWORD_WEIGHT, fuse, fused_ranking, fusion_parts, keyword_part  # noqa: F401 - re-exported
+from .query import (  # noqa: F401 - re-exported
+    STOPWORDS,
+    best_line,
+    idf_total,
+    line_weight,
+    prefix_idfs,
+    query_terms,
+    snippet,
+    snippet_pattern,
+    stem_idfs,
+)
+from .stages import DEFAULT_RANKING, Ranked, Ranking, StageContext, Stages, ranking_stages
 
 Mode = Literal["keyword", "vector", "hybrid"]
 MODES: tuple[str, ...] = ("keyword", "vector", "hybrid")
-KEYWORD_WEIGHT = 0.7
 CANDIDATES = 200
-MAX_QUERY_TERMS = 32
-SNIPPET_CHARS = 240
-WORD = re.compile(r"\w+", re.UNICODE)
-STOPWORDS = frozenset(
-    """a about above after again all am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has
-    have having he her here hers herself him himself his how i if in into is it its itself just
-    me more most my myself no nor not now of off on once only or other our ours ourselves out over
-    own same she should so some such than that the their theirs them themselves then there these
-    they this those through to too under until up very was we were what when where which while who
-    whom why will with would you your yours yourself yourselves""".split()
-)
 
 
 @dataclass(frozen=True)
@@ -139,85 +126,6 @@ def _blas_threads():  # -> threadpoolctl's BLAS pools, or None
     return ThreadpoolController().select(user_api="blas")
 
 
-def query_terms(query: str) -> list[str]:
-    """Distinct words of the query, stopwords dropped unless nothing else is left."""
-    words = [word.lower() for word in WORD.findall(query)]
-    content = [word for word in words if word not in STOPWORDS]
-    chosen = content or words
-    return list(dict.fromkeys(chosen))[:MAX_QUERY_TERMS]
-
-
-def keyword_part(bm25: float, idf_total: float) -> float:
-    """bm25 as a share of the query's total IDF, in [0, 1]."""
-    if idf_total <= 0:
-        return 0.0
-    return max(0.0, min(1.0, bm25 / idf_total))
-
-
-def fuse(
-    keyword: list[tuple[int, float]],
-    vector: list[tuple[int, float]],
-    *,
-    idf_total: float,
-    pool: int,
-    keyword_weight: float = KEYWORD_WEIGHT,
-) -> list[tuple[int, float]]:
-    """Combine bm25 and cosine candidate lists (best first, at most ``pool`` each)."""
-    return fused_ranking(fusion_parts(keyword, vector, idf_total=idf_total, pool=pool, keyword_weight=keyword_weight))
-
-
-def fused_ranking(evidence: Evidence) -> list[tuple[int, float]]:
-    """Candidates by ``weight * coverage + (1 - weight) * cosine``, best first."""
-    weight = evidence.weight
-    fused = [
-        (cid, weight * cov + (1 - weight) * max(0.0, evidence.cosine[cid]))
-        for cid, cov in evidence.coverage.items()
-    ]
-    fused.sort(key=lambda item: (-item[1], item[0]))
-    return fused
-
-
-def fusion_parts(
-    keyword: list[tuple[int, float]],
-    vector: list[tuple[int, float]],
-    *,
-    idf_total: float,
-    pool: int,
-    keyword_weight: float = KEYWORD_WEIGHT,
-) -> Evidence:
-    """The query's keyword weight and each candidate's coverage and cosine."""
-    keyword_floor = keyword[-1][1] if len(keyword) >= pool else 0.0
-    vector_floor = vector[-1][1] if len(vector) >= pool else 0.0
-    bm25 = dict(keyword)
-    cosine = dict(vector)
-    ids = bm25.keys() | cosine.keys()
-    coverage = {cid: keyword_part(bm25.get(cid, keyword_floor), idf_total) for cid in ids}
-    weight = keyword_weight * max(coverage.values(), default=0.0)
-    return Evidence(weight, coverage, {cid: cosine.get(cid, vector_floor) for cid in ids})
-
-
-def idf_total(store: IndexStore, terms: Sequence[str]) -> float:
-    """Sum of FTS5-style IDFs of the query's stemmed terms."""
-    return sum(stem_idfs(store, terms).values())
-
-
-def stem_idfs(store: IndexStore, terms: Sequence[str]) -> dict[str, float]:
-    """FTS5-style IDF of each of the query's stemmed terms."""
-    stems = list(dict.fromkeys(stem for term in terms for stem in store.stem(term)))
-    total, counts = store.term_document_counts(stems)
-    return {s: max(1e-6, math.log((total - counts.get(s, 0) + 0.5) / (counts.get(s, 0) + 0.5))) for s in stems}
-
-
-def prefix_idfs(store: IndexStore, terms: Sequence[str], idfs: dict[str, float]) -> dict[str, float]:
-    """IDF per snippet prefix (a query term's first five letters; see snippet_pattern)."""
-    out: dict[str, float] = {}
-    for term in terms:
-        if len(term) > 2:
-            idf = max((idfs.get(stem, 0.0) for stem in store.stem(term)), default=0.0)
-            out[term[:5]] = max(out.get(term[:5], 0.0), idf)
-    return out
-
-
 def run_search(
     store: IndexStore,
     query: str,
@@ -231,37 +139,16 @@ def run_search(
     ranking: Ranking | None = DEFAULT_RANKING,
 ) -> list[SearchResult]:
     """The best chunks for ``query``; with a ``budget``, packed into it (see budget.py):
-    adjacent hits of a file merged, results in rank order until the budget is spent."""
+    adjacent hits of a file merged, results in rank order until the budget is spent.
+    ``ranking`` selects the stages after fusion (stages.ranking_stages; None: fusion alone)."""
     terms = query_terms(query)
-    match = bool(terms)
-    rows: dict[int, ChunkRow] = {}
+    stages = ranking_stages(ranking)
     wanted = limit if budget is None else max(limit, budget_candidates(budget))
-    pool = max(CANDIDATES, wanted)
-    # Filters narrow the candidate queries themselves, so a filtered search still fills ``limit``.
-    narrowed = filters is not None and filters.narrows_candidates and mode != "keyword"
-    only = store.filtered_chunk_ids(filters) if narrowed else None  # type: ignore[arg-type]
-    use_vectors = vectors is not None and query_vector is not None and (only is None or len(only) > 0)
-    if mode == "keyword":
-        ranked = store.keyword_candidates(terms, wanted, filters=filters) if match else []
-    elif mode == "vector":
-        ranked = vectors.nearest(query_vector, wanted, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
-    else:
-        keyword = store.keyword_candidates(terms, pool, filters=filters) if match else []
-        vector = vectors.nearest(query_vector, pool, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
-        idfs = stem_idfs(store, terms) if match else {}
-        if ranking is None:  # fusion alone (bench/fusion_variants.py swaps ``fuse`` for other rules)
-            ranked = fuse(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
-        else:  # the re-ranking reuses what fusion knew about each candidate
-            evidence = fusion_parts(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
-            ranked = fused_ranking(evidence)
-        if ranking is not None and ranking.expand_terms > 0 and match:
-            unsure = 1 - max((keyword_part(b, sum(idfs.values())) for _, b in keyword), default=0.0)
-            ranked = expanded(store, ranked, idfs, ranking, pool=pool, filters=filters, unsure=unsure)
-        if ranking is not None:
-            rows = store.chunks_by_id([chunk_id for chunk_id, _ in ranked[: ranking.depth]])
-            prefixes = prefix_idfs(store, terms, idfs)
-            ranked = rerank(ranked, rows, evidence, term_idfs=prefixes, ranking=ranking)
-    ranked = ranked[:wanted]
+    rows: dict[int, ChunkRow] = {}  # chunks read while ranking, reused for the results
+    ranked = _ranked(
+        store, terms, mode=mode, wanted=wanted, query_vector=query_vector, vectors=vectors, filters=filters,
+        stages=stages, rows=rows,
+    )[:wanted]  # fmt: skip
     if filters is not None and filters.min_score is not None:  # on the final scores, after fusion and ranking
         ranked = [(chunk_id, score) for chunk_id, score in ranked if score >= filters.min_score]
     missing = [chunk_id for chunk_id, _ in ranked if chunk_id not in rows]
@@ -271,32 +158,50 @@ def run_search(
     if budget is None:
         return [_result(rows[chunk_id], score, pattern) for chunk_id, score in ranked if chunk_id in rows]
     hits = [_hit(rows[chunk_id], score) for chunk_id, score in ranked if chunk_id in rows]
-    if ranking is not None and ranking.skip_filler:
-        hits = [without_filler(hit) for hit in hits]
+    for hit_stage in stages.hits:
+        hits = [hit_stage(hit) for hit in hits]
     packed = pack(hits, budget=budget, limit=limit, line_weight=line_weight(pattern))
     return [_packed_result(item, rows[item.keys[0]], pattern) for item in packed]
 
 
-def expanded(
-    store: IndexStore, ranked: list[tuple[int, float]], idfs: dict[str, float], ranking: Ranking, *, pool: int,
-    filters: SearchFilters | None, unsure: float = 1.0,
-) -> list[tuple[int, float]]:
-    """``ranked`` re-scored with keyword feedback (rank.expansion_terms): each
-    candidate's score mixed with its coverage of the expansion terms."""
-    top = store.chunks_by_id([chunk_id for chunk_id, _ in ranked[: ranking.expand_chunks]])
-    chunk_terms = [store.stem(row.text) for row in top.values()]
-    vocabulary = list({term for terms in chunk_terms for term in terms})
-    total, counts = store.term_document_counts(vocabulary)
-    term_idfs = {t: math.log((total - counts.get(t, 0) + 0.5) / (counts.get(t, 0) + 0.5)) for t in vocabulary}
-    extra = expansion_terms(chunk_terms, term_idfs, exclude=frozenset(idfs), count=ranking.expand_terms)
-    if not extra:
-        return ranked
-    found = dict(store.keyword_candidates(extra, pool, filters=filters))
-    extra_total = sum(term_idfs[t] for t in extra)
-    share = ranking.expand_weight * (unsure if ranking.expand_when_unsure else 1.0)
-    rescored = [(cid, (1 - share) * score + share * keyword_part(found.get(cid, 0.0), extra_total)) for cid, score in ranked]
-    rescored.sort(key=lambda item: (-item[1], item[0]))
-    return rescored
+def _ranked(
+    store: IndexStore,
+    terms: list[str],
+    *,
+    mode: Mode,
+    wanted: int,
+    query_vector: np.ndarray | None,
+    vectors: VectorSource | None,
+    filters: SearchFilters | None,
+    stages: Stages,
+    rows: dict[int, ChunkRow],
+) -> Ranked:
+    """The candidates of ``mode``, best first: keyword or vector alone, or hybrid's fusion
+    of both lists followed by the ranking stages (which add the rows they read to ``rows``)."""
+    match = bool(terms)
+    pool = max(CANDIDATES, wanted)
+    # Filters narrow the candidate queries themselves, so a filtered search still fills ``limit``.
+    narrowed = filters is not None and filters.narrows_candidates and mode != "keyword"
+    only = store.filtered_chunk_ids(filters) if narrowed else None  # type: ignore[arg-type]
+    use_vectors = vectors is not None and query_vector is not None and (only is None or len(only) > 0)
+    if mode == "keyword":
+        return store.keyword_candidates(terms, wanted, filters=filters) if match else []
+    if mode == "vector":
+        return vectors.nearest(query_vector, wanted, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
+    keyword = store.keyword_candidates(terms, pool, filters=filters) if match else []
+    vector = vectors.nearest(query_vector, pool, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
+    idfs = stem_idfs(store, terms) if match else {}
+    if not stages.ranked:  # fusion alone (bench/fusion_variants.py swaps ``fuse`` for other rules)
+        return fuse(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
+    evidence = fusion_parts(keyword, vector, idf_total=sum(idfs.values()), pool=pool)  # the stages reuse it
+    context = StageContext(
+        store, evidence, prefix_idfs(store, terms, idfs), terms=terms, idfs=idfs, keyword=keyword, pool=pool,
+        filters=filters, rows=rows,
+    )  # fmt: skip
+    ranked = fused_ranking(evidence)
+    for stage in stages.ranked:
+        ranked = stage(ranked, context)
+    return ranked
 
 
 def budget_candidates(budget: Budget) -> int:
@@ -304,13 +209,6 @@ def budget_candidates(budget: Budget) -> int:
     least a line, and some are merged or skipped."""
     lines = budget.lines if budget.lines is not None else max(1, (budget.tokens or 0) // 10)
     return min(2 * lines, 4 * CANDIDATES)
-
-
-def line_weight(pattern: re.Pattern[str] | None) -> Callable[[str], float]:
-    """How well a line matches the query: the number of distinct query words it has."""
-    if pattern is None:
-        return lambda line: 0.0
-    return lambda line: float(len({m.lower() for m in pattern.findall(line)}))
 
 
 def _hit(row: ChunkRow, score: float) -> Hit:
@@ -326,7 +224,7 @@ def _hit(row: ChunkRow, score: float) -> Hit:
 def _packed_result(item: Packed, row: ChunkRow, pattern: re.Pattern[str] | None) -> SearchResult:
     return SearchResult(
         path=row.path, start_line=item.start_line, end_line=item.end_line, heading=item.heading,
-        kind=row.kind, date=row.date, score=round(item.score, 6), snippet=_snippet("\n".join(item.lines), pattern),
+        kind=row.kind, date=row.date, score=round(item.score, 6), snippet=best_line("\n".join(item.lines), pattern),
         namespace=row.namespace,
     )  # fmt: skip
 
@@ -334,32 +232,6 @@ def _packed_result(item: Packed, row: ChunkRow, pattern: re.Pattern[str] | None)
 def _result(row: ChunkRow, score: float, pattern: re.Pattern[str] | None) -> SearchResult:
     return SearchResult(
         path=row.path, start_line=row.start_line, end_line=row.end_line, heading=row.heading,
-        kind=row.kind, date=row.date, score=round(float(score), 6), snippet=_snippet(row.text, pattern),
+        kind=row.kind, date=row.date, score=round(float(score), 6), snippet=best_line(row.text, pattern),
         namespace=row.namespace,
     )  # fmt: skip
-
-
-def snippet_pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
-    """A regex matching words that start like a query term (its first five letters)."""
-    prefixes = sorted({term[:5] for term in terms if len(term) > 2}, key=len, reverse=True)
-    if not prefixes:
-        return None
-    return re.compile(r"\b(?:" + "|".join(re.escape(p) for p in prefixes) + ")", re.IGNORECASE)
-
-
-def snippet(text: str, terms: Sequence[str]) -> str:
-    """The line that mentions the most query words (or the first content line), shortened."""
-    return _snippet(text, snippet_pattern(terms))
-
-
-def _snippet(text: str, pattern: re.Pattern[str] | None) -> str:
-    lines = [line.strip() for line in text.split("\n") if line.strip()]
-    if not lines:
-        return ""
-    content = [line for line in lines if not line.startswith("#")] or lines
-    best = content[0]
-    if pattern is not None:
-        best = max(content, key=lambda line: len({m.lower() for m in pattern.findall(line)}))
-    if len(best) > SNIPPET_CHARS:
-        best = best[: SNIPPET_CHARS - 1].rstrip() + "…"
-    return best

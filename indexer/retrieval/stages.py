@@ -1,35 +1,70 @@
-"""Pure re-ranking stages after fusion (hybrid mode); each one kept because it
-helped on both benchmarks in README's ablation.
+"""The ranking stages after fusion, as an ordered list built from a ``Ranking``.
 
-The fused score judges a chunk alone. Conversation logs and notes split one
-topic over many small chunks, so a chunk is also judged by its context:
+``run_search`` (search.py) fuses the keyword and vector candidates (hybrid
+mode, fusion.py), then passes the fused ranking through each stage of
+``ranking_stages(ranking).ranked`` in order. A stage is a ``Stage``:
 
-- **file prior**: how well the chunk's whole file answers the query, from the
-  candidates found in it: the share of the query's IDF that the file matches
-  anywhere (its *coverage*) and the mean of its best three cosines, mixed by
-  the query's keyword weight exactly as a chunk's own score is. A day that
-  mentions both "gym" and "video games" lifts its chunks for "what are her
-  hobbies?", though no single chunk has both.
-- **folder prior**: the same over the file's folder, so that in one index over
-  many notebooks or conversations the one the query is about leads.
-- **headings only**: a chunk with no line besides headings (a file title, an
-  empty section) never outranks content: it goes after every content chunk.
+    stage(ranked, context) -> ranked
+
+``ranked`` is (chunk id, score) pairs, best first; ``context`` (a
+``StageContext``) carries what the search knows: the store, the query's terms
+and IDFs, fusion's ``Evidence``, the keyword candidates, the candidate pool,
+the filters, and the chunk rows read so far (``context.read``; run_search
+reuses them for the results). With a budget, each hit then passes through
+``ranking_stages(ranking).hits`` (``HitStage``: hit -> hit) before packing
+(budget.py), in every mode. ``ranking=None`` is no stage at all: fusion alone.
+
+To add a stage: write it here (a class or function with the ``Stage``
+signature, its setting a ``Ranking`` field) and add it to ``ranking_stages``.
+
+Every stage but keyword feedback is on by default, each kept because it helped
+on both benchmarks in README's ablation. The fused score judges a chunk alone;
+conversation logs and notes split one topic over many small chunks, so a chunk
+is also judged by its context:
+
+- **keyword feedback** (``KeywordFeedback``, off: it helped the dev set but
+  cost the fixture's MRR): rare terms shared by the top chunks are searched
+  too, and each candidate's score is mixed with its coverage of them.
+- **read the head** (``ReadHead``): the rows of the first ``depth``
+  candidates are read; they are the ones the next stages re-score (and their
+  evidence); the rest keep their order.
+- **file prior** (``GroupPrior`` by ``file_of``): how well the chunk's whole
+  file answers the query, from the candidates found in it: the share of the
+  query's IDF that the file matches anywhere (its *coverage*) and the mean of
+  its best three cosines, mixed by the query's keyword weight exactly as a
+  chunk's own score is. A day that mentions both "gym" and "video games" lifts
+  its chunks for "what are her hobbies?", though no single chunk has both.
+- **folder prior** (``GroupPrior`` by ``folder_of``): the same over the file's
+  folder, so that in one index over many notebooks or conversations the one
+  the query is about leads.
+- **headings only** (``headings_last``): a chunk with no line besides headings
+  (a file title, an empty section) never outranks content: it goes after
+  every content chunk.
+- **skip filler** (``without_filler``, a hit stage): blank and heading lines
+  at a hit's edges are not read (budget.py).
 
 Each prior takes ``share`` of the final score: ``(1 - share) * score + share * prior``.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
-from indexer.store import ChunkRow
+from indexer.store import ChunkRow, IndexStore
 
-from .budget import is_filler
+from .budget import Hit, is_filler, without_filler
+from .filters import SearchFilters
+from .fusion import Evidence, keyword_part  # Evidence: importable from here too, as before
 
 RERANK_DEPTH = 100  # fused candidates re-scored (and evidence for the priors); the rest keep their order
+
+Ranked = list[tuple[int, float]]  # (chunk id, score), best first
 
 
 @dataclass(frozen=True)
@@ -52,31 +87,6 @@ class Ranking:
 DEFAULT_RANKING = Ranking()
 
 
-@dataclass(frozen=True)
-class Evidence:
-    """What fusion knew about each candidate (see search.fusion_parts)."""
-
-    weight: float  # the query's keyword weight
-    coverage: Mapping[int, float]  # chunk id -> share of the query's IDF its bm25 reaches
-    cosine: Mapping[int, float]  # chunk id -> cosine (the list's floor if missing)
-
-
-def expansion_terms(
-    chunk_terms: Sequence[Sequence[str]], idfs: Mapping[str, float], *, exclude: frozenset[str], count: int
-) -> list[str]:
-    """RM3-style feedback: the ``count`` indexed terms that occur in at least two of
-    the top chunks (``chunk_terms``: each chunk's stemmed terms), best by
-    (chunks containing it) x IDF; query terms and terms with digits (times, counts) left out."""
-    seen: dict[str, int] = defaultdict(int)
-    for terms in chunk_terms:
-        for term in set(terms):
-            if term not in exclude and len(term) > 2 and not any(ch.isdigit() for ch in term):
-                seen[term] += 1
-    scored = [(n * idfs.get(term, 0.0), term) for term, n in seen.items() if n >= 2]
-    scored.sort(key=lambda item: (-item[0], item[1]))
-    return [term for score, term in scored[:count] if score > 0]
-
-
 def parse_ranking(text: str) -> Ranking | None:
     """``none``, ``default`` or ``field:value,...`` over the default (for benchmarks)."""
     if text == "none":
@@ -93,6 +103,154 @@ def parse_ranking(text: str) -> Ranking | None:
     return replace(DEFAULT_RANKING, **changes)
 
 
+@dataclass
+class StageContext:
+    """What the stages know about one search (run_search builds it after fusion)."""
+
+    store: IndexStore | None  # None: no rows beyond those given (rerank)
+    evidence: Evidence  # fusion's weight, coverages and cosines
+    term_idfs: Mapping[str, float]  # IDF per query-word prefix (query.prefix_idfs): how chunk text is matched
+    terms: Sequence[str] = ()  # the query's words (query.query_terms)
+    idfs: Mapping[str, float] = field(default_factory=dict)  # IDF of each stemmed query term (query.stem_idfs)
+    keyword: Sequence[tuple[int, float]] = ()  # the keyword candidates (bm25), best first
+    pool: int = 0  # candidates taken from each list
+    filters: SearchFilters | None = None
+    rows: dict[int, ChunkRow] = field(default_factory=dict)  # chunk rows read so far
+    head: tuple[int, ...] = ()  # the leading candidates the priors re-score, in fused order (ReadHead)
+    _found: dict[int, frozenset[str]] = field(default_factory=dict, repr=False)
+
+    def read(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
+        """The rows of ``ids`` that exist, each read from the store once."""
+        ids = list(ids)
+        missing = [cid for cid in ids if cid not in self.rows]
+        if missing and self.store is not None:
+            self.rows.update(self.store.chunks_by_id(missing))
+        return {cid: self.rows[cid] for cid in ids if cid in self.rows}
+
+    def matched(self, cid: int) -> frozenset[str]:
+        """The query-word prefixes (``term_idfs``) in the text of a chunk already read."""
+        if cid not in self._found:
+            self._found[cid] = matched_terms(self.rows[cid].text, self._matcher)
+        return self._found[cid]
+
+    @functools.cached_property
+    def _matcher(self) -> re.Pattern[str] | None:
+        return term_matcher(list(self.term_idfs))
+
+
+class Stage(Protocol):
+    def __call__(self, ranked: Ranked, context: StageContext) -> Ranked:
+        """``ranked`` re-ranked (or re-scored, or cut), best first."""
+        ...
+
+
+HitStage = Callable[[Hit], Hit]  # one hit before packing, with a budget (budget.without_filler)
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The stages of one ``Ranking``, in order."""
+
+    ranked: tuple[Stage, ...] = ()  # after fusion (hybrid mode)
+    hits: tuple[HitStage, ...] = ()  # on each hit before packing (with a budget, every mode)
+
+
+@functools.lru_cache(maxsize=64)
+def ranking_stages(ranking: Ranking | None) -> Stages:
+    """The stages that ``ranking`` turns on, in the order they run (None: none, fusion alone)."""
+    if ranking is None:
+        return Stages()
+    ranked: list[Stage] = []
+    if ranking.expand_terms > 0:
+        ranked.append(KeywordFeedback(
+            ranking.expand_terms, ranking.expand_chunks, ranking.expand_weight, ranking.expand_when_unsure
+        ))  # fmt: skip
+    ranked.append(ReadHead(ranking.depth))
+    for share, group in ((ranking.file_prior, file_of), (ranking.folder_prior, folder_of)):
+        if share > 0:
+            ranked.append(GroupPrior(share, group, ranking.best_cosines))
+    if ranking.demote_headings:
+        ranked.append(headings_last)
+    hits: tuple[HitStage, ...] = (without_filler,) if ranking.skip_filler else ()
+    return Stages(tuple(ranked), hits)
+
+
+@dataclass(frozen=True)
+class KeywordFeedback:
+    """``ranked`` re-scored with keyword feedback (``expansion_terms`` of the top
+    ``chunks``): each candidate's score mixed with its coverage of the expansion terms."""
+
+    terms: int
+    chunks: int
+    weight: float
+    when_unsure: bool  # the weight times (1 - keyword confidence)
+
+    def __call__(self, ranked: Ranked, context: StageContext) -> Ranked:
+        store = context.store
+        if not context.terms or store is None:
+            return ranked
+        idf_total = sum(context.idfs.values())
+        unsure = 1 - max((keyword_part(bm25, idf_total) for _, bm25 in context.keyword), default=0.0)
+        top = context.read(chunk_id for chunk_id, _ in ranked[: self.chunks])
+        chunk_terms = [store.stem(row.text) for row in top.values()]
+        vocabulary = list({term for terms in chunk_terms for term in terms})
+        total, counts = store.term_document_counts(vocabulary)
+        term_idfs = {t: math.log((total - counts.get(t, 0) + 0.5) / (counts.get(t, 0) + 0.5)) for t in vocabulary}
+        extra = expansion_terms(chunk_terms, term_idfs, exclude=frozenset(context.idfs), count=self.terms)
+        if not extra:
+            return ranked
+        found = dict(store.keyword_candidates(extra, context.pool, filters=context.filters))
+        extra_total = sum(term_idfs[t] for t in extra)
+        share = self.weight * (unsure if self.when_unsure else 1.0)
+        rescored = [
+            (cid, (1 - share) * score + share * keyword_part(found.get(cid, 0.0), extra_total)) for cid, score in ranked
+        ]
+        rescored.sort(key=lambda item: (-item[1], item[0]))
+        return rescored
+
+
+@dataclass(frozen=True)
+class ReadHead:
+    """Reads the rows of the first ``depth`` candidates: they become ``context.head``,
+    the ones the next stages re-score. A candidate whose row is gone is dropped."""
+
+    depth: int
+
+    def __call__(self, ranked: Ranked, context: StageContext) -> Ranked:
+        rows = context.read(chunk_id for chunk_id, _ in ranked[: self.depth])
+        head = [(cid, score) for cid, score in ranked[: self.depth] if cid in rows]
+        context.head = tuple(cid for cid, _ in head)
+        return head + ranked[self.depth :]
+
+
+@dataclass(frozen=True)
+class GroupPrior:
+    """The head's candidates mixed with their group's prior (``group_prior``),
+    ``(1 - share) * score + share * prior``, and re-sorted; the rest unchanged."""
+
+    share: float
+    group: Callable[[str], str]  # a chunk's path -> its group (file_of, folder_of)
+    best_cosines: int
+
+    def __call__(self, ranked: Ranked, context: StageContext) -> Ranked:
+        size = len(context.head)
+        groups = {cid: self.group(context.rows[cid].path) for cid in context.head}
+        found = {cid: context.matched(cid) for cid in context.head}
+        evidence, term_idfs = context.evidence, context.term_idfs
+        prior = group_prior(groups, found, evidence, term_idfs=term_idfs, best_cosines=self.best_cosines)
+        head = [(cid, (1 - self.share) * score + self.share * prior[groups[cid]]) for cid, score in ranked[:size]]
+        head.sort(key=lambda item: (-item[1], item[0]))
+        return head + ranked[size:]
+
+
+def headings_last(ranked: Ranked, context: StageContext) -> Ranked:
+    """The head's chunks with no line besides headings after its content chunks (order kept)."""
+    size = len(context.head)
+    content = {cid: has_content(context.rows[cid].text) for cid in context.head}
+    head = ranked[:size]
+    return [item for item in head if content[item[0]]] + [item for item in head if not content[item[0]]] + ranked[size:]
+
+
 def rerank(
     ranked: Sequence[tuple[int, float]],
     rows: Mapping[int, ChunkRow],
@@ -100,23 +258,31 @@ def rerank(
     *,
     term_idfs: Mapping[str, float],
     ranking: Ranking = DEFAULT_RANKING,
-) -> list[tuple[int, float]]:
-    """The first ``ranking.depth`` of ``ranked`` (best first) re-scored, then the rest.
-    ``term_idfs``: IDF of each query word's prefix (search.prefix_idfs)."""
-    term_pattern = term_matcher(list(term_idfs))
-    head = [(cid, score) for cid, score in ranked[: ranking.depth] if cid in rows]
-    scores = dict(head)
-    found = {cid: matched_terms(rows[cid].text, term_pattern) for cid in scores}
-    content = {cid: has_content(rows[cid].text) for cid in scores} if ranking.demote_headings else {}
-    for share, group in ((ranking.file_prior, _file), (ranking.folder_prior, _folder)):
-        if share > 0:
-            groups = {cid: group(rows[cid].path) for cid in scores}
-            prior = group_prior(groups, found, evidence, term_idfs=term_idfs, best_cosines=ranking.best_cosines)
-            scores = {cid: (1 - share) * score + share * prior[groups[cid]] for cid, score in scores.items()}
-    order = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
-    if ranking.demote_headings:
-        order = [item for item in order if content[item[0]]] + [item for item in order if not content[item[0]]]
-    return order + [item for item in ranked[ranking.depth :]]
+) -> Ranked:
+    """The first ``ranking.depth`` of ``ranked`` (best first) re-scored, then the rest: the
+    ranking's stages but keyword feedback, on the ``rows`` given (a candidate without one
+    is dropped). ``term_idfs``: IDF of each query word's prefix (query.prefix_idfs)."""
+    context = StageContext(None, evidence, term_idfs, rows=dict(rows))
+    out = list(ranked)
+    for stage in ranking_stages(replace(ranking, expand_terms=0)).ranked:
+        out = stage(out, context)
+    return out
+
+
+def expansion_terms(
+    chunk_terms: Sequence[Sequence[str]], idfs: Mapping[str, float], *, exclude: frozenset[str], count: int
+) -> list[str]:
+    """RM3-style feedback: the ``count`` indexed terms that occur in at least two of
+    the top chunks (``chunk_terms``: each chunk's stemmed terms), best by
+    (chunks containing it) x IDF; query terms and terms with digits (times, counts) left out."""
+    seen: dict[str, int] = defaultdict(int)
+    for terms in chunk_terms:
+        for term in set(terms):
+            if term not in exclude and len(term) > 2 and not any(ch.isdigit() for ch in term):
+                seen[term] += 1
+    scored = [(n * idfs.get(term, 0.0), term) for term, n in seen.items() if n >= 2]
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    return [term for score, term in scored[:count] if score > 0]
 
 
 def has_content(text: str) -> bool:
@@ -138,11 +304,11 @@ def matched_terms(text: str, matcher: re.Pattern[str] | None) -> frozenset[str]:
     return frozenset(matcher.findall(text.lower()))
 
 
-def _file(path: str) -> str:
+def file_of(path: str) -> str:
     return path
 
 
-def _folder(path: str) -> str:
+def folder_of(path: str) -> str:
     return path.rpartition("/")[0]
 
 
@@ -169,4 +335,3 @@ def group_prior(
         cosine = sum(sorted(cosines[group], reverse=True)[:best_cosines]) / best_cosines
         prior[group] = evidence.weight * min(1.0, coverage) + (1 - evidence.weight) * cosine
     return prior
-

@@ -32,6 +32,7 @@ from typing_extensions import NotRequired, TypedDict  # pydantic needs this one 
 from indexer import __version__
 from indexer.errors import ConfigError, IndexerError, one_line
 from indexer.retrieval.filters import make_filters
+from indexer.retrieval.options import search_options
 from indexer.retrieval.search import SearchResult
 from indexer.sources.read import read_excerpt
 from indexer.sources.registry import is_source_file
@@ -164,13 +165,10 @@ def build_server(service: IndexService) -> MCPServer:
                 kinds=[kind] if isinstance(kind, str) else kind,
                 path_prefix=pathPrefix, after=after, before=before, min_score=minScore,
             )  # fmt: skip
-            chosen = mode or settings.search_mode
+            options = search_options(settings, mode=mode, limit=maxResults, budget_lines=budgetLines)
+            chosen = options.mode
             with service.reader() as index:
-                lines = settings.search_budget_lines if budgetLines is None else budgetLines
-                results = index.search(
-                    query, mode=chosen, limit=maxResults or settings.search_limit,  # type: ignore[arg-type]
-                    budget_lines=lines or None, filters=filters,
-                )
+                results = index.search(query, filters=filters, **options.keywords())
                 info = index.search_info()
             fallback = "numpy" if chosen != "keyword" and info["vector_search"] == "numpy" else None
             return {"results": [_hit(r) for r in results], "model": info["model"], "mode": chosen, "fallback": fallback}

@@ -20,7 +20,7 @@ import numpy as np
 
 from indexer.api import MemoryIndex, make_embedder, open_index
 from indexer.config.settings import Settings
-from indexer.embedding.models import Embedder
+from indexer.embedding.protocol import Embedder
 from indexer.errors import LockedError, one_line
 from indexer.watch.watcher import Watcher, WatchOptions
 

@@ -1,14 +1,12 @@
-"""Storage engines behind one interface (``records.IndexStore``).
-
-``sqlite`` is the default: one file per memory root, FTS5 and sqlite-vec.
-``postgres`` serves many roots (namespaces) from one PostgreSQL + pgvector server.
+"""Storage: the neutral seam (``protocols``: IndexStore, VectorCache, Engine;
+``records``: the rows) and one folder per engine, whole: ``sqlite/`` (one file
+per memory root, FTS5 and sqlite-vec) and ``postgres/`` (many roots as
+namespaces of one PostgreSQL + pgvector server). ``registry`` maps a
+configuration to its engine and is the only module outside the engines that
+names one.
 """
 
-from indexer.store.sqlite.store import EmbeddingCache, Store, filter_clause
+from .protocols import Engine, IndexStore, VectorCache
+from .records import ChunkRow, FileRecord, FileState, SkippedFile
 
-from .records import ChunkRow, FileRecord, FileState, IndexStore, SkippedFile, VectorCache
-
-__all__ = [
-    "ChunkRow", "EmbeddingCache", "FileRecord", "FileState", "IndexStore", "SkippedFile", "Store", "VectorCache",
-    "filter_clause",
-]
+__all__ = ["ChunkRow", "Engine", "FileRecord", "FileState", "IndexStore", "SkippedFile", "VectorCache"]

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from indexer.retrieval.filters import SearchFilters
-from indexer.store.records import BM25_B, BM25_K1, ChunkRow, stems
+from indexer.store.records import BM25_B, BM25_K1, ChunkRow
+from indexer.store.tokenizer import stems
 
 from .text import MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, parse_vector, vector_text
 

@@ -1,5 +1,5 @@
 """What the PostgreSQL store computes on the client: the column-weighted term
-frequencies bm25 needs (terms from ``records.stems``, FTS5's own tokenizer, so
+frequencies bm25 needs (terms from ``tokenizer.stems``, FTS5's own tokenizer, so
 both engines index the same terms), pgvector's text form of a vector, and the SQL
 conditions of path prefixes and search filters. No I/O.
 """
@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from indexer.retrieval.filters import SearchFilters
-from indexer.store.records import BM25_WEIGHTS, stems
+from indexer.store.records import BM25_WEIGHTS
+from indexer.store.tokenizer import stems
 
 # tsvector-free limits of our own: a term longer than this is not indexed (it
 # is almost always an id or base64 run; FTS5 keeps it, PostgreSQL's btree would not).

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -18,44 +17,22 @@ from urllib.parse import quote
 import apsw
 
 from indexer.errors import SchemaError, StorageError, UnusableIndex
+from indexer.store.tokenizer import FTS_TOKENIZE
 
-from .ownership import (  # noqa: F401 - re-exported: callers name them db.*
-    CACHE,
-    CACHE_APPLICATION_ID,
-    CREATING_SUFFIX,
-    EMPTY,
-    INDEX,
-    INDEX_APPLICATION_ID,
-    LEGACY,
-    MISSING,
-    OURS,
-    PROBE_BLANK,
-    PROBE_OTHER,
-    PROBE_OURS,
-    prune_quarantined,
-    quarantine_target,
+from .errors import (  # noqa: F401 - re-exported: callers name them db.*
+    BUSY_ERRORS, DAMAGE_ERRORS, READ_ONLY_ERRORS, as_user_error, is_damage, one_line_error,
 )  # fmt: skip
-from .ownership import (
-    ownership as _ownership,
-)
+from .ownership import (  # noqa: F401 - re-exported: callers name them db.*
+    CACHE, CACHE_APPLICATION_ID, CREATING_SUFFIX, EMPTY, INDEX, INDEX_APPLICATION_ID, LEGACY, MISSING, OURS,
+    PROBE_BLANK, PROBE_OTHER, PROBE_OURS, ownership as _ownership, prune_quarantined, quarantine_target,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5_000
-# What SQLite raises for a damaged file, at open or in the middle of a run.
-DAMAGE_ERRORS: tuple[type[Exception], ...] = (apsw.CorruptError, apsw.NotADBError)
-# What SQLite raises when another connection holds a lock past the busy timeout.
-BUSY_ERRORS: tuple[type[Exception], ...] = (apsw.BusyError, apsw.LockedError)
-# What SQLite raises for a write on a connection opened read-only (or a read-only file).
-READ_ONLY_ERRORS: tuple[type[Exception], ...] = (apsw.ReadOnlyError, apsw.CantOpenError)
-# sqlite-vec reports a damaged vec0 table as a plain SQL error with these words.
-VEC_DAMAGE = re.compile(r"(?i)vector blob|shadow table|sqlite-vec error|chunk position|could not (find|fetch|extract)")
 # Quarantined damaged files kept beside the index (the newest ones).
 KEEP_QUARANTINED = 3
 SIDECARS = ("-wal", "-shm", "-journal")
-# The FTS5 tokenizer of chunks_fts; search stems queries with the same one.
-# Changing it needs a new migration that rebuilds chunks_fts.
-FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
 
 # (name, SQL) in order; never edit a step that has shipped, add a new one.
 MIGRATIONS: list[tuple[str, str]] = [
@@ -307,47 +284,6 @@ def remove_own_temporary(path: Path) -> None:
     """Delete a temporary index memdex left behind; a foreign file by that name raises ``NotAnIndex``."""
     if ownership(path, kind=INDEX) != MISSING:
         remove_database(path)
-
-
-def one_line_error(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def as_user_error(exc: BaseException) -> StorageError | None:
-    """The one-line error for an SQLite failure that is not damage (disk full,
-    read-only file or folder, I/O error), or None for anything else."""
-    if not isinstance(exc, apsw.Error):
-        return None
-    # After SQLITE_FULL or an I/O error SQLite has already rolled the transaction
-    # back, so `with connection:` fails again ("cannot rollback"): name the first cause.
-    chain, seen = exc, 0
-    while chain is not None and seen < 10:
-        if isinstance(chain, (apsw.FullError, apsw.ReadOnlyError, apsw.CantOpenError, apsw.IOError, apsw.PermissionsError)):
-            exc = chain
-            break
-        chain, seen = chain.__cause__ or chain.__context__, seen + 1
-    detail = one_line_error(exc)
-    if isinstance(exc, apsw.FullError):
-        return StorageError(
-            f"the disk holding the index is full ({detail}); files not yet written keep their old rows: "
-            "free some space and run 'memdex index' again"
-        )
-    if isinstance(exc, (apsw.ReadOnlyError, apsw.CantOpenError, apsw.PermissionsError)):
-        return StorageError(f"cannot write the index or its folder ({detail}); check its permissions")
-    if isinstance(exc, apsw.IOError):
-        return StorageError(f"disk I/O error on the index ({detail}); the next 'memdex index' retries")
-    if isinstance(exc, apsw.TooBigError):
-        return StorageError(f"a value is too big for SQLite ({detail})")
-    return StorageError(f"SQLite error: {detail}")
-
-
-def is_damage(exc: BaseException) -> bool:
-    """SQLite's corruption errors, sqlite-vec's errors for its damaged tables, and
-    text that no longer decodes (memdex only ever stores valid UTF-8)."""
-    if isinstance(exc, (*DAMAGE_ERRORS, UnicodeDecodeError)):
-        return True
-    return isinstance(exc, apsw.SQLError) and VEC_DAMAGE.search(str(exc)) is not None
 
 
 def quarantine(path: Path, *, keep: int = KEEP_QUARANTINED, kind: str = INDEX) -> Path | None:

@@ -1,4 +1,4 @@
-"""The SQLite store: all of SQLite's SQL, the index tables and the embedding cache.
+"""The SQLite store: the index tables' SQL (rows, keyword and vector search, checks).
 
 Every write happens inside ``with connection:`` and a file's rows (files,
 chunks, FTS, vectors) are replaced in one transaction, so a reader or a crash
@@ -12,7 +12,6 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import apsw
@@ -21,26 +20,11 @@ import numpy as np
 from indexer.retrieval.filters import SearchFilters
 from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp
-from indexer.store.records import (  # noqa: F401 - re-exported
-    BM25_WEIGHTS,
-    SQL_VARIABLES_PER_QUERY,
-    ChunkRow,
-    FileRecord,
-    FileState,
-    SkippedFile,
-    stems,
-)  # fmt: skip
 from indexer.store.records import (
-    batches as _batches,
-)
-from indexer.store.records import (
+    BM25_WEIGHTS, SQL_VARIABLES_PER_QUERY, ChunkRow, FileRecord, FileState, SkippedFile, batches as _batches,
     blob as _blob,
-)
-from indexer.store.records import (
-    plausible as _plausible,
-)
-
-from .connection import CACHE, DAMAGE_ERRORS, connect_cache, quarantine
+)  # fmt: skip
+from indexer.store.tokenizer import stems
 
 log = logging.getLogger(__name__)
 
@@ -410,66 +394,6 @@ class Store:
             snapshot["vec"] = sorted((p, s, bytes(e)) for p, s, e in vec)
             snapshot["vec_rows"] = self.connection.execute("SELECT count(*) FROM chunks_vec").fetchone()[0]
         return snapshot
-
-
-class EmbeddingCache:
-    """(model id, embedded-text hash) -> float32 vector, in its own database file.
-
-    Nothing read from it is trusted blindly: a vector with the wrong size, a
-    non-finite value or a norm far from 1 (the model's vectors are normalised)
-    counts as missing, and a damaged file is moved aside and started afresh.
-    """
-
-    def __init__(self, path: Path, *, model_id: str, dimensions: int) -> None:
-        self.path = path
-        self.connection = connect_cache(path)
-        self.model_id = model_id
-        self.dimensions = dimensions
-
-    def get_many(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
-        try:
-            return self._get_many(hashes)
-        except DAMAGE_ERRORS as exc:
-            self._start_afresh(exc)
-            return {}
-
-    def put_many(self, vectors: dict[str, np.ndarray]) -> None:
-        try:
-            self._put_many(vectors)
-        except DAMAGE_ERRORS as exc:
-            self._start_afresh(exc)
-            self._put_many(vectors)
-
-    def close(self) -> None:
-        self.connection.close()
-
-    def _get_many(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        for batch in _batches(sorted(set(hashes))):
-            marks = ",".join("?" * len(batch))
-            rows = self.connection.execute(
-                f"SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN ({marks})",
-                (self.model_id, *batch),
-            )
-            for digest, blob in rows:
-                vector = np.frombuffer(blob, dtype=np.float32) if len(blob) == 4 * self.dimensions else None
-                if vector is not None and _plausible(vector):
-                    found[digest] = vector
-        return found
-
-    def _put_many(self, vectors: dict[str, np.ndarray]) -> None:
-        with self.connection:
-            self.connection.executemany(
-                "INSERT OR REPLACE INTO embeddings(model, hash, vector) VALUES (?, ?, ?)",
-                ((self.model_id, digest, _blob(vector)) for digest, vector in vectors.items()),
-            )
-
-    def _start_afresh(self, exc: Exception) -> None:
-        self.connection.close()
-        moved = quarantine(self.path, kind=CACHE)
-        where = f"moved to {moved.name}" if moved else "removed it"
-        log.warning("embedding cache %s is damaged (%s); %s and started afresh", self.path, exc, where)
-        self.connection = connect_cache(self.path)
 
 
 def match_expression(terms: Sequence[str]) -> str | None:

@@ -1,0 +1,149 @@
+"""The index's embedder: ``LazyEmbedder`` knows the model's id, dimensions,
+token window and tokenizer from the model's files alone (``model_files``), so
+commands that embed nothing never import torch. The first ``embed`` call loads
+a backend: ONNX Runtime (``onnx_backend``: exported once from the installed
+weights, verified against torch) or sentence-transformers on torch
+(``torch_backend``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from indexer.config.settings import DEFAULT_MODEL
+from indexer.errors import ModelError
+
+from .model_files import ModelFiles, local_folder, read_model_files
+from .resolve import resolve_model
+from .torch_backend import QUERY_TEXTS, QUERY_THREADS, SentenceTransformerEmbedder, release_free_memory
+
+log = logging.getLogger(__name__)
+
+# The backend "auto" uses for bulk embedding: ONNX Runtime on 1 thread indexed
+# 1.9x faster than torch on 1 or 2 threads on this 2-core machine under load,
+# with the same vectors (bench/bench_embed.py, README).
+AUTO_BULK = "onnx"
+
+
+
+def default_bulk_threads() -> int:
+    """Half the cores: on a shared 2-core machine one thread beat two (other
+    processes want the cores too), and a laptop stays responsive while indexing."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+
+BACKENDS = ("auto", "onnx", "torch")
+
+
+class LazyEmbedder:
+    """The index's embedder: identity from the model's files, weights loaded on the first ``embed``.
+
+    ``backend``: "torch" embeds everything with sentence-transformers; "onnx"
+    everything with ONNX Runtime; "auto" (the default) embeds queries and small
+    batches with ONNX Runtime and bulk batches with whichever backend
+    ``AUTO_BULK`` names (measured faster, see README). The ONNX export is made
+    (torch loaded once, about 5 s) by the first call that needs it, whether
+    ``memdex index`` or a search, and whenever torch is loaded anyway; when it
+    is impossible or fails its check, torch is used with a one-line warning.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        batch_size: int = 32,
+        backend: str = "auto",
+        query_threads: int | None = QUERY_THREADS,
+        bulk_threads: int | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ModelError(f"unknown embedding backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.model_id, self._source = resolve_model(model)
+        self._name = model
+        self.backend = backend
+        self.batch_size = batch_size
+        self.query_threads = query_threads
+        self.bulk_threads = bulk_threads or default_bulk_threads()
+        self._torch_model: SentenceTransformerEmbedder | None = None
+        self._onnx: dict[int | None, object] = {}  # threads -> OnnxEmbedder
+        self._onnx_failed: str | None = None
+        folder = local_folder(self._source)
+        self.files: ModelFiles | None = read_model_files(folder) if folder is not None else None
+        if self.files is None:  # the files do not say enough: ask the loaded model
+            torch_model = self._torch()
+            self.dimensions, self.max_tokens = torch_model.dimensions, torch_model.max_tokens
+            self._counter = None
+        else:
+            self.dimensions, self.max_tokens = self.files.dimensions, self.files.max_tokens
+            from tokenizers import Tokenizer
+
+            self._counter = Tokenizer.from_file(str(self.files.tokenizer_path))
+            self._counter.no_padding()
+            self._counter.no_truncation()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if self._counter is None:
+            return self._torch().count_tokens(texts)
+        if not texts:
+            return []
+        if self.files is not None and self.files.do_lower_case:
+            texts = [text.lower() for text in texts]
+        encodings = self._counter.encode_batch(list(texts), add_special_tokens=False)
+        return [len(encoding.ids) for encoding in encodings]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        use = "query" if len(texts) <= QUERY_TEXTS else "bulk"
+        wanted = self.backend if self.backend != "auto" else ("onnx" if use == "query" else AUTO_BULK)
+        if wanted == "onnx":
+            onnx = self._onnx_embedder(use)
+            if onnx is not None:
+                return onnx.embed(texts)  # type: ignore[attr-defined]
+        return self._torch(export=self.backend != "torch").embed(texts)
+
+    @property
+    def loaded(self) -> list[str]:
+        """Backends loaded so far ("onnx", "torch"), for status and tests."""
+        return (["onnx"] if self._onnx else []) + (["torch"] if self._torch_model is not None else [])
+
+    # -- backends -------------------------------------------------------------
+    def _torch(self, *, export: bool = False) -> SentenceTransformerEmbedder:
+        if self._torch_model is None:
+            self._torch_model = SentenceTransformerEmbedder(
+                self._name, batch_size=self.batch_size, query_threads=self.query_threads, bulk_threads=self.bulk_threads,
+            )  # fmt: skip
+            if export and self.files is not None and self._onnx_failed is None:
+                self._onnx_embedder("query")  # the model is loaded anyway: make the export now
+        return self._torch_model
+
+    def _onnx_embedder(self, use: str):  # -> OnnxEmbedder | None
+        threads = self.query_threads if use == "query" else self.bulk_threads
+        if threads in self._onnx:  # one session per thread count: query and bulk share it when equal
+            return self._onnx[threads]
+        if self.files is None or self._onnx_failed is not None:
+            return None
+        from . import onnx_backend as onnx_embed
+
+        try:
+            embedder = onnx_embed.load_verified(self.files, threads=threads)
+            if embedder is None:
+                loaded_for_export = self._torch_model is None
+                onnx_embed.export_and_verify(self.files, self._torch().model)
+                embedder = onnx_embed.load_verified(self.files, threads=threads)
+                if loaded_for_export and embedder is not None:
+                    self._torch_model = None  # torch was only needed for the export: free the model
+                    release_free_memory()
+            if embedder is None:
+                raise onnx_embed.OnnxUnavailable("the export did not produce a usable model")
+        except onnx_embed.OnnxUnavailable as exc:
+            self._onnx_failed = str(exc)
+            log.warning("ONNX Runtime backend unavailable (%s); embedding with torch", exc)
+            return None
+        self._onnx[threads] = embedder
+        return embedder

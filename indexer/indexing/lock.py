@@ -1,0 +1,48 @@
+"""One writer per memory root: an ``fcntl`` lock on ``write.lock`` beside the
+index (with PostgreSQL, one per root and host), holding the writer's pid.
+
+A second writer gets a one-line ``LockedError`` that names the holder, and says
+so when the holder is the running watcher (then ``memdex index`` is not needed).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import IO
+
+from indexer.errors import ConfigError, LockedError
+from indexer.watch.state import STATUS_FILE_NAME, watcher_status
+
+
+def acquire_lock(path: Path, *, status_path: Path | None = None) -> IO[str]:
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"the lock file {path} is not a regular file; move it away")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the index folder {path.parent} ({exc.strerror or exc})") from None
+    try:
+        handle = open(path, "a+")
+    except OSError as exc:
+        raise ConfigError(f"cannot create the lock file {path} ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        status_path = status_path or path.parent / STATUS_FILE_NAME
+        watcher = watcher_status(status_path.parent, status_path.name)
+        if watcher is not None and str(watcher["pid"]) == holder:
+            raise LockedError(
+                f"a watcher (pid {holder}) is keeping this index current, so 'memdex index' is not needed; "
+                "stop the watcher to rebuild or repair it"
+            ) from None
+        raise LockedError(f"another memdex process (pid {holder}) is writing this index; try again later") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle

@@ -1,0 +1,94 @@
+"""What search knows about the query itself: its words, their IDFs, and the snippet
+and line weight drawn from them.
+
+``query_terms`` keeps a query's distinct words, stopwords dropped unless nothing
+else is left. The IDFs are FTS5's (``log((N - n + 0.5) / (n + 0.5))`` over the
+stemmed terms), so that fusion's keyword coverage is on bm25's scale
+(fusion.py). A snippet is the line of a result that mentions the most query
+words, matched by their first five letters (so "hobbies" finds "hobby").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+
+from indexer.store import IndexStore
+
+MAX_QUERY_TERMS = 32
+SNIPPET_CHARS = 240
+WORD = re.compile(r"\w+", re.UNICODE)
+STOPWORDS = frozenset(
+    """a about above after again all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has
+    have having he her here hers herself him himself his how i if in into is it its itself just
+    me more most my myself no nor not now of off on once only or other our ours ourselves out over
+    own same she should so some such than that the their theirs them themselves then there these
+    they this those through to too under until up very was we were what when where which while who
+    whom why will with would you your yours yourself yourselves""".split()
+)
+
+
+def query_terms(query: str) -> list[str]:
+    """Distinct words of the query, stopwords dropped unless nothing else is left."""
+    words = [word.lower() for word in WORD.findall(query)]
+    content = [word for word in words if word not in STOPWORDS]
+    chosen = content or words
+    return list(dict.fromkeys(chosen))[:MAX_QUERY_TERMS]
+
+
+def idf_total(store: IndexStore, terms: Sequence[str]) -> float:
+    """Sum of FTS5-style IDFs of the query's stemmed terms."""
+    return sum(stem_idfs(store, terms).values())
+
+
+def stem_idfs(store: IndexStore, terms: Sequence[str]) -> dict[str, float]:
+    """FTS5-style IDF of each of the query's stemmed terms."""
+    stems = list(dict.fromkeys(stem for term in terms for stem in store.stem(term)))
+    total, counts = store.term_document_counts(stems)
+    return {s: max(1e-6, math.log((total - counts.get(s, 0) + 0.5) / (counts.get(s, 0) + 0.5))) for s in stems}
+
+
+def prefix_idfs(store: IndexStore, terms: Sequence[str], idfs: dict[str, float]) -> dict[str, float]:
+    """IDF per snippet prefix (a query term's first five letters; see snippet_pattern)."""
+    out: dict[str, float] = {}
+    for term in terms:
+        if len(term) > 2:
+            idf = max((idfs.get(stem, 0.0) for stem in store.stem(term)), default=0.0)
+            out[term[:5]] = max(out.get(term[:5], 0.0), idf)
+    return out
+
+
+def line_weight(pattern: re.Pattern[str] | None) -> Callable[[str], float]:
+    """How well a line matches the query: the number of distinct query words it has."""
+    if pattern is None:
+        return lambda line: 0.0
+    return lambda line: float(len({m.lower() for m in pattern.findall(line)}))
+
+
+def snippet_pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
+    """A regex matching words that start like a query term (its first five letters)."""
+    prefixes = sorted({term[:5] for term in terms if len(term) > 2}, key=len, reverse=True)
+    if not prefixes:
+        return None
+    return re.compile(r"\b(?:" + "|".join(re.escape(p) for p in prefixes) + ")", re.IGNORECASE)
+
+
+def snippet(text: str, terms: Sequence[str]) -> str:
+    """The line that mentions the most query words (or the first content line), shortened."""
+    return best_line(text, snippet_pattern(terms))
+
+
+def best_line(text: str, pattern: re.Pattern[str] | None) -> str:
+    """``snippet`` with the query's ``snippet_pattern`` already built."""
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if not lines:
+        return ""
+    content = [line for line in lines if not line.startswith("#")] or lines
+    best = content[0]
+    if pattern is not None:
+        best = max(content, key=lambda line: len({m.lower() for m in pattern.findall(line)}))
+    if len(best) > SNIPPET_CHARS:
+        best = best[: SNIPPET_CHARS - 1].rstrip() + "…"
+    return best

@@ -1,0 +1,115 @@
+"""The PostgreSQL engine as a whole: one namespace of a server's ``memdex``
+schema, its shared embedding cache, and a rebuild that replaces the namespace
+in one transaction.
+
+What differs from SQLite is only what a server changes: there is no index
+file to quarantine (the server keeps its data consistent; a lost connection
+is an error the next sync retries), a rebuild holds the namespace's advisory
+lock and commits at once (searches see the old rows until then), and vector
+search runs on the server's HNSW index.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+from indexer.config.settings import Settings
+from indexer.errors import IndexerError, StorageError, one_line
+from indexer.store.protocols import Build, VectorCache
+
+from . import connection as pg
+from .store import PgEmbeddingCache, PgStore
+
+log = logging.getLogger(__name__)
+
+Report = TypeVar("Report")
+
+
+def open_engine(settings: Settings, *, write: bool) -> PgEngine:
+    """This root's namespace on the server (the caller holds the writer lock);
+    ``write=True`` creates or migrates the schema and the namespace."""
+    store = PgStore(
+        settings.database_url or "", namespace=settings.namespace_name, host=settings.host, write=write,
+        search_namespaces=settings.search_namespaces,
+    )  # fmt: skip
+    return PgEngine(settings, store)
+
+
+def user_error(exc: BaseException, url: str | None = None) -> StorageError | None:
+    """The one-line error for a PostgreSQL failure (naming the server without its password)."""
+    return pg.user_error(exc, url)
+
+
+class PgEngine:
+    """One namespace of a PostgreSQL index (see ``store.protocols.Engine``)."""
+
+    name = "postgresql"
+    keeps_vectors_in_memory = False  # every search goes to the server's HNSW index
+    recovered_from = None  # a server keeps its pages consistent: nothing is repaired on open
+
+    def __init__(self, settings: Settings, store: PgStore) -> None:
+        self.settings = settings
+        self.store = store
+
+    def open_cache(self, *, model_id: str, dimensions: int) -> PgEmbeddingCache:
+        return PgEmbeddingCache(self.store, model_id=model_id, dimensions=dimensions)
+
+    def existing_cache(self, *, model_id: str, dimensions: int) -> PgEmbeddingCache:
+        return self.store.shared_cache(model_id=model_id, dimensions=dimensions)
+
+    def search_snapshot(self) -> Any:
+        return self.store.read_snapshot()
+
+    def rebuild(self, build: Build[Report], cache: VectorCache) -> Report:
+        """Re-index the namespace in one transaction, holding its advisory lock:
+        other writers of the namespace wait, readers see the old rows."""
+        conn = self.store.connection
+        with pg.advisory_lock(conn, self.settings.namespace_name), conn.transaction():
+            self.store.clear()
+            return build(self.store, cache)
+
+    def repair(self, reason: str, build: Build[Report], cache: VectorCache, *, writable: bool) -> Report | None:
+        """Rows that do not match their Markdown (``check --repair``): rebuild the namespace."""
+        log.warning("rebuilding namespace %s from the Markdown: %s", self.settings.namespace_name, one_line(reason))
+        return self.rebuild(build, cache)
+
+    def is_damage(self, exc: BaseException) -> bool:
+        return False  # the server reports its own damage; memdex has no file to move aside
+
+    def user_error(self, exc: BaseException) -> IndexerError | None:
+        return pg.user_error(exc, self.settings.database_url)
+
+    def reconnected(self, exc: BaseException) -> bool:
+        """A connection the server dropped (a restart) is replaced on next use."""
+        if isinstance(exc, StorageError) and self.store.lost_connection():
+            log.info("the PostgreSQL connection was lost; reconnecting")
+            return True
+        return False
+
+    def uses_vector_index(self) -> bool:
+        return self.store.vec_dimensions() is not None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "engine": self.name,
+            "namespace": self.settings.namespace_name,
+            "namespaces": self.store.namespaces(),
+            "index_bytes": self.store.size_bytes(),
+            "schema_version": pg.SCHEMA_VERSION,
+        }
+
+    def vector_search_name(self) -> str:
+        return "pgvector-hnsw"
+
+    def storage_checks(self) -> list[str]:
+        return []  # the server checks its own pages; the rows are checked against the Markdown
+
+    def replaced_on_disk(self) -> bool:
+        return False  # the server's tables are not a file another process can swap
+
+    def stored_lines(self, namespace: str, path: str) -> list[tuple[int, int, str]] | None:
+        return self.store.stored_lines(namespace, path)
+
+    def close(self) -> None:
+        self.store.close()

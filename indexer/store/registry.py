@@ -1,0 +1,59 @@
+"""Which engine a configuration uses: the only module outside ``store/sqlite/``
+and ``store/postgres/`` that names one.
+
+A ``postgresql://`` (or ``postgres://``) database URL selects the PostgreSQL
+engine, whose module (and psycopg) loads only then; anything else is the
+SQLite file at ``settings.index_path``. Adding an engine means a folder under
+``store/`` with an ``engine.py`` (``open_engine`` and an ``Engine``), and one
+branch here.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from indexer.config.settings import Settings
+from indexer.errors import IndexerError
+
+from .protocols import Build, Engine
+
+TakeLock = Callable[[], Any]  # takes the writer lock (a handle to close), or raises LockedError
+
+_POSTGRES = "indexer.store.postgres.engine"
+
+
+def refuse_foreign_files(settings: Settings) -> None:
+    """Before anything is created beside the index: refuse files memdex did not make."""
+    if not settings.database_url:
+        from .sqlite.engine import refuse_foreign_files as refuse
+
+        refuse(settings)
+
+
+def open_engine(
+    settings: Settings, *, write: bool, take_lock: TakeLock, make_build: Callable[[], Build[Any]] | None
+) -> Engine:
+    """The configured engine, open (``write``: created or migrated). ``make_build`` makes
+    the build that repairs an unusable index on the way (None: raise ``UnusableIndex``)."""
+    if settings.database_url:
+        from .postgres.engine import open_engine as open_postgres
+
+        return open_postgres(settings, write=write)
+    from .sqlite.engine import open_engine as open_sqlite
+
+    return open_sqlite(settings, write=write, take_lock=take_lock, make_build=make_build)
+
+
+def user_error(exc: BaseException, settings: Settings | None = None) -> IndexerError | None:
+    """The one-line error for a failure of any loaded engine (disk full, server
+    down...), naming a server's URL without its password; None for anything else."""
+    from .sqlite.errors import as_user_error
+
+    error = as_user_error(exc)
+    if error is None and _POSTGRES in sys.modules:  # not loaded: no PostgreSQL error is possible
+        from .postgres.engine import user_error as postgres_error
+
+        error = postgres_error(exc, settings.database_url if settings else None)
+    return error

@@ -1,0 +1,27 @@
+"""search_options: the one place the CLI and the MCP server fill in a search's defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from indexer.retrieval.options import SearchOptions, search_options
+
+
+def test_none_means_the_setting(settings):
+    assert search_options(settings) == SearchOptions(mode="hybrid", limit=None, budget_lines=50, budget_tokens=None)
+    chosen = dataclasses.replace(settings, search_mode="keyword", search_limit=8, search_budget_lines=30)
+    assert search_options(chosen) == SearchOptions(mode="keyword", limit=8, budget_lines=30)
+
+
+def test_zero_means_no_budget(settings):
+    assert search_options(settings, budget_lines=0).budget_lines is None
+    assert search_options(settings, budget_tokens=0).budget_tokens is None
+    whole = dataclasses.replace(settings, search_budget_lines=0)  # the setting's 0 too
+    assert search_options(whole).budget_lines is None
+
+
+def test_explicit_values_are_kept(settings):
+    chosen = dataclasses.replace(settings, search_mode="keyword", search_limit=8, search_budget_lines=30)
+    options = search_options(chosen, mode="vector", limit=3, budget_lines=12, budget_tokens=400)
+    assert options == SearchOptions(mode="vector", limit=3, budget_lines=12, budget_tokens=400)
+    assert options.keywords() == {"mode": "vector", "limit": 3, "budget_lines": 12, "budget_tokens": 400}
