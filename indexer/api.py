@@ -44,7 +44,7 @@ from indexer.retrieval.search import (
 )  # fmt: skip
 from indexer.retrieval.stages import DEFAULT_RANKING, Ranking
 from indexer.retrieval.vectors import LiveMatrix, Prefetched
-from indexer.sources.read import Lines, parse_target, read_target
+from indexer.sources.read import Lines, lines_from_chunks, parse_target, read_target
 from indexer.store import Engine, IndexStore, VectorCache, registry
 from indexer.watch.state import watcher_status
 
@@ -234,10 +234,8 @@ class MemoryIndex:
         chunks = self.engine.stored_lines(namespace, path)
         if chunks is None:
             raise PathError(f"{path}: not indexed in namespace {namespace!r}")
-        total = max((last for _, last, _ in chunks), default=0)
-        lines = [""] * total
-        for first, last, text in chunks:
-            lines[first - 1 : last] = text.split("\n")[: last - first + 1]
+        lines = lines_from_chunks(chunks)
+        total = len(lines)
         if start is None:  # the whole file
             start, end = 1, total
         else:  # PATH:N is one line, PATH:START-END a range (cut at the last stored line)

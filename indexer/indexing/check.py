@@ -16,9 +16,10 @@ from typing import Any
 
 from indexer.config.settings import CHUNKER_VERSION, Settings
 from indexer.errors import one_line
-from indexer.sources.discover import classify, scan
 from indexer.sources.base import embedded_text, text_hash
-from indexer.sources.markdown.parse import NotText, decode, parse_note, read_frontmatter, split_lines
+from indexer.sources.discover import classify, scan
+from indexer.sources.markdown.parse import NotText, decode, read_frontmatter, split_lines
+from indexer.sources.registry import source_for
 from indexer.store import Engine, IndexStore
 
 from .sync import CLASSIFICATION_KEY, classification, content_hash, file_title
@@ -179,7 +180,7 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
         elif (
             data is not None
             and (item.path not in skipped or skipped[item.path].stamp != item.stamp)
-            and _parses(data)  # a sync skips what it cannot parse, with a warning
+            and _parses(item.path, data)  # a sync skips what it cannot parse, with a warning
         ):
             missing.append(item.path)
     if wrong:
@@ -229,9 +230,12 @@ def _rows_match_guarded(path: str, data: bytes, *args: Any) -> bool:
         return False
 
 
-def _parses(data: bytes) -> bool:
+def _parses(path: str, data: bytes) -> bool:
+    source = source_for(path)
     try:
-        parse_note(data)
+        if source is None:
+            return False
+        source.parse(data)
     except Exception:  # noqa: BLE001 - what the sync skips with a warning
         return False
     return True

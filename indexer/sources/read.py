@@ -103,3 +103,13 @@ def read_lines(root: Path, user_path: str, *, max_bytes: int | None = None) -> t
     except OSError as exc:
         raise PathError(f"{rel}: cannot read ({exc.strerror or exc})") from None
     return rel, split_lines(text)
+
+
+def lines_from_chunks(chunks: list[tuple[int, int, str]]) -> list[str]:
+    """A file's lines rebuilt from its stored chunks, (first line, last line, text)
+    each (another host's file, from a PostgreSQL index); lines between chunks are blank."""
+    total = max((last for _, last, _ in chunks), default=0)
+    lines = [""] * total
+    for first, last, text in chunks:
+        lines[first - 1 : last] = text.split("\n")[: last - first + 1]
+    return lines

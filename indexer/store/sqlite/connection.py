@@ -17,11 +17,11 @@ from urllib.parse import quote
 import apsw
 
 from indexer.errors import SchemaError, StorageError, UnusableIndex
-from indexer.store.tokenizer import FTS_TOKENIZE
 
 from .errors import (  # noqa: F401 - re-exported: callers name them db.*
     BUSY_ERRORS, DAMAGE_ERRORS, READ_ONLY_ERRORS, as_user_error, is_damage, one_line_error,
 )  # fmt: skip
+from .migrations import CACHE_SCHEMA, SCHEMA_VERSION, migrate, newer_message, user_version  # noqa: F401
 from .ownership import (  # noqa: F401 - re-exported: callers name them db.*
     CACHE, CACHE_APPLICATION_ID, CREATING_SUFFIX, EMPTY, INDEX, INDEX_APPLICATION_ID, LEGACY, MISSING, OURS,
     PROBE_BLANK, PROBE_OTHER, PROBE_OURS, ownership as _ownership, prune_quarantined, quarantine_target,
@@ -33,77 +33,6 @@ BUSY_TIMEOUT_MS = 5_000
 # Quarantined damaged files kept beside the index (the newest ones).
 KEEP_QUARANTINED = 3
 SIDECARS = ("-wal", "-shm", "-journal")
-
-# (name, SQL) in order; never edit a step that has shipped, add a new one.
-MIGRATIONS: list[tuple[str, str]] = [
-    (
-        "create files, chunks, meta and full-text tables",
-        """
-        CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        CREATE TABLE files(
-            path TEXT PRIMARY KEY,
-            kind TEXT NOT NULL,
-            date TEXT,
-            size INTEGER NOT NULL,
-            mtime_ns INTEGER NOT NULL,
-            hash TEXT NOT NULL,
-            frontmatter TEXT NOT NULL DEFAULT '{}',
-            indexed_at_ns INTEGER NOT NULL
-        );
-        CREATE TABLE chunks(
-            id INTEGER PRIMARY KEY,
-            path TEXT NOT NULL,
-            start_line INTEGER NOT NULL,
-            end_line INTEGER NOT NULL,
-            heading TEXT NOT NULL,
-            text TEXT NOT NULL,
-            hash TEXT NOT NULL,
-            oversized INTEGER NOT NULL DEFAULT 0
-        );
-        CREATE INDEX chunks_by_path ON chunks(path, start_line);
-        CREATE VIRTUAL TABLE chunks_fts USING fts5(
-            text, heading, title,
-            tokenize = '"""
-        + FTS_TOKENIZE
-        + """'
-        );
-        CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');
-        """,
-    ),
-    (
-        "record each file's ctime and inode, so a rename over it or a restored mtime is noticed",
-        """
-        ALTER TABLE files ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0;
-        ALTER TABLE files ADD COLUMN inode INTEGER NOT NULL DEFAULT 0;
-        """,
-    ),
-    (
-        "remember files skipped with a warning, so an unchanged bad file is not warned about again",
-        """
-        CREATE TABLE skipped(
-            path TEXT PRIMARY KEY,
-            size INTEGER NOT NULL,
-            mtime_ns INTEGER NOT NULL,
-            ctime_ns INTEGER NOT NULL,
-            inode INTEGER NOT NULL,
-            reason TEXT NOT NULL,
-            skipped_at_ns INTEGER NOT NULL
-        );
-        """,
-    ),
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-CACHE_SCHEMA = f"""
-PRAGMA application_id = {CACHE_APPLICATION_ID};
-CREATE TABLE IF NOT EXISTS embeddings(
-    model TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    vector BLOB NOT NULL,
-    PRIMARY KEY (model, hash)
-) WITHOUT ROWID;
-"""
-
 
 @dataclass(frozen=True)
 class Opened:
@@ -168,9 +97,9 @@ def connect_reader(path: Path, *, load_vec: bool) -> Opened:
     connection = _open_for_reading(path)
     try:
         vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
-        version = _user_version(connection, path)
+        version = user_version(connection, path)
         if version > SCHEMA_VERSION:
-            raise UnusableIndex(_newer_message(path, version))
+            raise UnusableIndex(newer_message(path, version))
         if version < SCHEMA_VERSION:
             raise SchemaError(f"index at {path} has schema {version}; run 'memdex index' to upgrade it")
     except BaseException:
@@ -183,7 +112,7 @@ def _open_for_reading(path: Path) -> apsw.Connection:
     connection = None
     try:
         connection = _open(path, flags=apsw.SQLITE_OPEN_READWRITE)
-        _user_version(connection, path)
+        user_version(connection, path)
         return connection
     except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
         if connection is not None:
@@ -200,7 +129,7 @@ def _open_for_reading(path: Path) -> apsw.Connection:
                 raise
             continue
         try:
-            _user_version(connection, path)
+            user_version(connection, path)
         except (apsw.CantOpenError, apsw.ReadOnlyError):
             connection.close()
             continue
@@ -332,24 +261,6 @@ def copy_into(destination: apsw.Connection, source: apsw.Connection) -> None:
         backup.step(-1)
 
 
-def migrate(connection: apsw.Connection, path: Path) -> None:
-    """Run every missing step in ONE transaction (readers see the old schema or
-    the new one, never a step in between) and stamp memdex's application_id."""
-    version = _user_version(connection, path)
-    if version > SCHEMA_VERSION:
-        raise UnusableIndex(_newer_message(path, version))
-    stamped = int(connection.pragma("application_id")) == INDEX_APPLICATION_ID
-    if version == SCHEMA_VERSION and stamped:
-        return
-    with connection:
-        for number in range(version + 1, SCHEMA_VERSION + 1):
-            name, sql = MIGRATIONS[number - 1]
-            log.info("migrating %s to schema %d: %s", path, number, name)
-            connection.execute(sql)
-        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        connection.execute(f"PRAGMA application_id = {INDEX_APPLICATION_ID}")
-
-
 def read_only_uri(path: Path, query: str) -> str:
     """An SQLite URI for ``path`` ("?", "#" and "%" in folder names escaped)."""
     return f"file:{quote(os.fspath(path), safe='/')}?{query}"
@@ -391,20 +302,6 @@ def _open(path: Path, flags: int | None = None, *, uri: str | None = None, new: 
         connection.close()
         raise
     return connection
-
-
-def _user_version(connection: apsw.Connection, path: Path) -> int:
-    try:
-        return int(connection.pragma("user_version"))
-    except DAMAGE_ERRORS as exc:
-        raise UnusableIndex(f"{path} is not a usable SQLite database ({exc})") from None
-
-
-def _newer_message(path: Path, version: int) -> str:
-    return (
-        f"index at {path} has schema {version}, newer than this memdex understands "
-        f"({SCHEMA_VERSION}); upgrade memdex or run 'memdex rebuild'"
-    )
 
 
 def _load_sqlite_vec(connection: apsw.Connection) -> tuple[bool, str | None]:
