@@ -6,12 +6,14 @@ load the real all-MiniLM-L6-v2 weights.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
 import re
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -167,3 +169,45 @@ def pg_server_alive(pg_server: Any) -> Iterator[Any]:
     yield pg_server
     if not pg_server.is_running():
         pg_server.restart()
+
+
+# -- Both engines ------------------------------------------------------------------------------
+# The engine contract (test_engine_contract.py, and the invariant property in test_invariants.py)
+# runs every test on each engine through ``engine_kind``: SQLite files, and namespaces of the
+# session's PostgreSQL server (marked ``postgres``: skipped without a server, failed under
+# CI / MEMDEX_REQUIRE_PG=1 as every PostgreSQL test is).
+
+ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+class EngineKind:
+    """Makes indexes on one engine. ``settings(root)`` is a new, empty index of ``root``;
+    ``fresh(like)`` another one of the same root, to compare with (a fresh rebuild)."""
+
+    def __init__(self, name: str, url: str | None, scratch: Callable[[], Path]) -> None:
+        self.name = name  # the engine's ``Engine.name``
+        self.url = url
+        self._scratch = scratch
+
+    def __repr__(self) -> str:
+        return f"EngineKind({self.name})"
+
+    def settings(self, root: Path, *, elsewhere: Path | None = None, **options: Any) -> Settings:
+        """SQLite: ROOT/.memdex/index.db, or the file ``elsewhere`` (an index kept outside the
+        root); PostgreSQL: a namespace no other test uses (the server is always elsewhere)."""
+        if self.url is None:
+            return make_settings(root, elsewhere, **options)
+        return make_settings(root, self.url, namespace=f"contract-{uuid.uuid4().hex[:12]}", **options)
+
+    def fresh(self, like: Settings, where: Path | None = None) -> Settings:
+        """A new, empty index of ``like``'s root, with ``like``'s options, on this engine
+        (SQLite: the file ``where``, or one in a new temporary folder)."""
+        if self.url is None:
+            return dataclasses.replace(like, index_path=(where or self._scratch() / "index.db").resolve())
+        return dataclasses.replace(like, namespace=f"fresh-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(params=ENGINES)
+def engine_kind(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> EngineKind:
+    url = None if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
+    return EngineKind(request.param, url, lambda: tmp_path_factory.mktemp("fresh"))

@@ -1,14 +1,18 @@
-"""The central invariant: the index is a function of the Markdown.
+"""The central invariant: the index is a function of the Markdown, on every engine.
 
 Whatever sequence of edits a user makes, with ``memdex index`` run at any
 points in between, the index ends up with exactly the rows a fresh rebuild of
 the same folder would have: the same files, chunks (line ranges and text),
-full-text rows and vectors. Hypothesis generates the sequences.
+keyword rows (FTS5 rows; PostgreSQL's postings and counters), skipped files and
+vectors. Hypothesis generates the sequences. Each test runs on both engines
+(``engine_kind``, conftest.py: an SQLite file, and a namespace of the session's
+PostgreSQL server compared with a fresh namespace), as part of the engine contract.
 
 Files are never aged here: every edit happens within the racy-mtime window
 of the sync that follows it, which is exactly the situation where trusting
 size and mtime would be wrong. Set MEMDEX_HYPOTHESIS_EXAMPLES to explore
-more sequences (the default, 100, keeps this file at about ten seconds).
+more sequences on SQLite (the default, 100, keeps it at about ten seconds) and
+MEMDEX_PG_HYPOTHESIS_EXAMPLES on PostgreSQL (default 50).
 """
 
 from __future__ import annotations
@@ -21,15 +25,18 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from conftest import RecordingEmbedder, write
+from conftest import EngineKind, RecordingEmbedder, write
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from indexer import make_settings, open_index
+from indexer import open_index
 from indexer.config.settings import Settings
 
-EXAMPLES = int(os.environ.get("MEMDEX_HYPOTHESIS_EXAMPLES", "100"))
+EXAMPLES = {
+    "sqlite": int(os.environ.get("MEMDEX_HYPOTHESIS_EXAMPLES", "100")),
+    "postgresql": int(os.environ.get("MEMDEX_PG_HYPOTHESIS_EXAMPLES", "50")),
+}
 
 # Paths cover every kind (soul, memory, daily with a date, note) and nesting.
 PATHS = [
@@ -245,9 +252,9 @@ def fresh_folder() -> Iterator[tuple[Path, Path]]:
         yield root, Path(tmp) / "fresh" / "index.db"
 
 
-def assert_equals_fresh_rebuild(root: Path, fresh_db: Path) -> None:
-    incremental = snapshot(make_settings(root))
-    fresh = make_settings(root, fresh_db)
+def assert_equals_fresh_rebuild(settings: Settings, fresh: Settings) -> None:
+    """``settings``' index equals ``fresh``, a new index of the same root built now."""
+    incremental = snapshot(settings)
     sync(fresh)
     rebuilt = snapshot(fresh)
     assert incremental["files"] == rebuilt["files"]
@@ -258,57 +265,68 @@ def assert_equals_fresh_rebuild(root: Path, fresh_db: Path) -> None:
 def matrix_rows(index: Any) -> list[tuple[str, int, bytes]]:
     """A long-lived reader's in-memory vector matrix, as (path, start_line, vector bytes) rows."""
     matrix = index.vector_matrix()
-    where = {cid: (path, start) for cid, path, start in index.store.connection.execute(
-        "SELECT id, path, start_line FROM chunks")}  # fmt: skip
-    return sorted((*where[int(cid)], row.tobytes()) for cid, row in zip(matrix.ids, matrix.matrix))
+    rows = index.store.chunks_by_id([int(cid) for cid in matrix.ids])
+    return sorted(
+        (rows[int(cid)].path, rows[int(cid)].start_line, row.tobytes()) for cid, row in zip(matrix.ids, matrix.matrix)
+    )
 
 
 PROPERTY = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-@hypothesis_settings(max_examples=EXAMPLES, **PROPERTY)
-@given(operations)
-def test_any_edits_with_syncs_in_between_equal_a_fresh_rebuild(ops: list[Any]) -> None:
+def test_any_edits_with_syncs_in_between_equal_a_fresh_rebuild(engine_kind: EngineKind) -> None:
     """Create, edit, insert, delete, rename (into subfolders, over other files),
     touch and frontmatter changes, with `memdex index` at any points: after a
     final `memdex index` the index equals a fresh rebuild of the folder."""
-    with fresh_folder() as (root, fresh_db), ExitStack() as stack:
-        memory = Memory(root)
-        settings = make_settings(root)
-        reader = None  # a long-lived reader (an MCP server, say) whose vector matrix follows every sync
-        for op in ops:
-            if isinstance(op, Sync):
-                sync(settings)
-                reader = reader or stack.enter_context(open_index(settings, embedder=RecordingEmbedder()))
-                reader.vector_matrix()
-            else:
-                memory.apply(op)
-        sync(settings)
-        assert_equals_fresh_rebuild(root, fresh_db)
-        # The derived matrix, kept current incrementally, equals the rebuild's vectors.
-        if reader is not None:
-            assert matrix_rows(reader) == snapshot(make_settings(root, fresh_db))["vec"]
+
+    @hypothesis_settings(max_examples=EXAMPLES[engine_kind.name], **PROPERTY)
+    @given(operations)
+    def run(ops: list[Any]) -> None:
+        with fresh_folder() as (root, fresh_db), ExitStack() as stack:
+            memory = Memory(root)
+            settings = engine_kind.settings(root)
+            reader = None  # a long-lived reader (an MCP server, say), open across every sync
+            for op in ops:
+                if isinstance(op, Sync):
+                    sync(settings)
+                    reader = reader or stack.enter_context(open_index(settings, embedder=RecordingEmbedder()))
+                    if reader.engine.keeps_vectors_in_memory:  # its vector matrix follows every sync
+                        reader.vector_matrix()
+                else:
+                    memory.apply(op)
+            sync(settings)
+            fresh = engine_kind.fresh(settings, fresh_db)
+            assert_equals_fresh_rebuild(settings, fresh)
+            # The derived matrix, kept current incrementally, equals the rebuild's vectors.
+            if reader is not None and reader.engine.keeps_vectors_in_memory:
+                assert matrix_rows(reader) == snapshot(fresh)["vec"]
+
+    run()
 
 
-@hypothesis_settings(max_examples=max(EXAMPLES // 2, 1), **PROPERTY)
-@given(operations)
-def test_syncs_of_just_the_changed_paths_equal_a_fresh_rebuild(ops: list[Any]) -> None:
+def test_syncs_of_just_the_changed_paths_equal_a_fresh_rebuild(engine_kind: EngineKind) -> None:
     """A sync given only the paths that changed (as the watcher does: for a
     rename, both names) leaves the same index as a full rebuild."""
-    with fresh_folder() as (root, fresh_db):
-        memory = Memory(root)
-        settings = make_settings(root)
-        sync(settings)
-        for op in [*ops, Sync()]:
-            if isinstance(op, Sync):
-                sync(settings, paths=memory.touched)
-                memory.touched = set()
-            else:
-                memory.apply(op)
-        assert_equals_fresh_rebuild(root, fresh_db)
+
+    @hypothesis_settings(max_examples=max(EXAMPLES[engine_kind.name] // 2, 1), **PROPERTY)
+    @given(operations)
+    def run(ops: list[Any]) -> None:
+        with fresh_folder() as (root, fresh_db):
+            memory = Memory(root)
+            settings = engine_kind.settings(root)
+            sync(settings)
+            for op in [*ops, Sync()]:
+                if isinstance(op, Sync):
+                    sync(settings, paths=memory.touched)
+                    memory.touched = set()
+                else:
+                    memory.apply(op)
+            assert_equals_fresh_rebuild(settings, engine_kind.fresh(settings, fresh_db))
+
+    run()
 
 
-def test_a_hand_written_sequence_through_the_same_machinery() -> None:
+def test_a_hand_written_sequence_through_the_same_machinery(engine_kind: EngineKind) -> None:
     """Guard for the generator's helpers: every kind of file, each frontmatter
     style, CRLF, a rename into a subfolder and a rename over another file."""
     ops: list[Any] = [
@@ -328,7 +346,7 @@ def test_a_hand_written_sequence_through_the_same_machinery() -> None:
     ]
     with fresh_folder() as (root, fresh_db):
         memory = Memory(root)
-        settings = make_settings(root)
+        settings = engine_kind.settings(root)
         for op in ops:
             if isinstance(op, Sync):
                 sync(settings)
@@ -339,10 +357,10 @@ def test_a_hand_written_sequence_through_the_same_machinery() -> None:
         assert [row[0] for row in files] == sorted(memory.files)
         assert {row[1] for row in files} == {"memory", "soul", "daily", "note"}
         assert (root / "notes/b.md").read_text().splitlines()[-1] == "charlie"
-        assert_equals_fresh_rebuild(root, fresh_db)
+        assert_equals_fresh_rebuild(settings, engine_kind.fresh(settings, fresh_db))
 
 
-def test_rename_over_a_file_with_the_same_size_and_mtime_is_reindexed(tmp_path: Path) -> None:
+def test_rename_over_a_file_with_the_same_size_and_mtime_is_reindexed(tmp_path: Path, engine_kind: EngineKind) -> None:
     """`mv draft.md final.md` where both files have the same size and mtime (files
     written in the same clock tick, unpacked from an archive, copied with their
     times): the index must show the moved text under final.md afterwards."""
@@ -352,8 +370,8 @@ def test_rename_over_a_file_with_the_same_size_and_mtime_is_reindexed(tmp_path: 
     past = time.time() - 100
     for path in (a, b):
         os.utime(path, (past, past))
-    settings = make_settings(root)
+    settings = engine_kind.settings(root)
     sync(settings)
     os.replace(a, b)
     sync(settings)
-    assert_equals_fresh_rebuild(root, tmp_path / "fresh" / "index.db")
+    assert_equals_fresh_rebuild(settings, engine_kind.fresh(settings, tmp_path / "fresh" / "index.db"))
