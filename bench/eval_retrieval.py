@@ -64,7 +64,7 @@ def main() -> None:
         "--budget-lines", type=int, default=DEFAULT_BUDGET_LINES,
         help="line budget of each search (0: whole chunks, the ranking alone)",
     )  # fmt: skip
-    parser.add_argument("--ranking", default="default", help="none, default or field:value,... (see rank.Ranking)")
+    parser.add_argument("--ranking", default="default", help="none, default or field:value,... (see retrieval.stages.Ranking)")
     parser.add_argument("--db", default=None, help="a postgresql:// URL: evaluate on PostgreSQL instead of SQLite")
     args = parser.parse_args()
     options = {"budget_lines": args.budget_lines or None, "ranking": parse_ranking(args.ranking)}

@@ -25,7 +25,7 @@ import numpy as np
 from indexer.config.settings import CHUNKER_VERSION, Settings
 from indexer.embedding.lazy import LazyEmbedder
 from indexer.embedding.protocol import Embedder
-from indexer.indexing.lock import acquire_lock
+from indexer.indexing.lock import lock_root
 from indexer.indexing.rebuild import FromMarkdown
 from indexer.indexing.report import Progress, SyncReport
 from indexer.indexing.sync import configuration_change, sync
@@ -159,7 +159,7 @@ class MemoryIndex:
         ``limit`` caps the number of results (default: as many as the budget holds,
         or 10 without a budget). ``budget_lines=None`` (and no token budget) returns
         whole chunks, one result each. ``filters`` (``make_filters(...)``) narrow the
-        candidates. ``ranking`` selects the re-ranking stages after fusion (rank.py;
+        candidates. ``ranking`` selects the re-ranking stages after fusion (retrieval/stages.py;
         None: fusion alone), for experiments."""
         if not isinstance(query, str):
             raise ConfigError(f"the query must be a str, not {type(query).__name__}")
@@ -393,8 +393,9 @@ def open_index(
 
 
 def take_lock(settings: Settings) -> Any:
-    """The writer lock of ``settings``' index (a handle to close), or ``LockedError``."""
-    return acquire_lock(settings.lock_path, status_path=settings.status_path)
+    """The writer lock of ``settings``' index (a handle to close), or ``LockedError``
+    (``PathError`` when the memory root is gone: nothing is made in its place)."""
+    return lock_root(settings)
 
 
 def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover: bool) -> MemoryIndex:

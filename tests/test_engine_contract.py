@@ -510,16 +510,10 @@ def test_search_before_index_is_a_clear_error(root, engine_settings) -> None:
         index.search("anything")
 
 
-def test_a_root_that_is_gone_changes_nothing(root, tmp_path, engine_kind, request) -> None:
+def test_a_root_that_is_gone_changes_nothing(root, tmp_path, engine_kind) -> None:
     """A memory root that is renamed or unmounted under a running writer (index kept
     elsewhere: a SQLite file outside the root, or a server) is an error, never
     "every file was deleted"."""
-    if engine_kind.name == "postgresql":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "engine bug, reported: with PostgreSQL the writer lock lives in ROOT/.memdex, and taking it "
-            "(indexing/lock.py: mkdir(parents=True)) makes the vanished root again; the sync then lists an "
-            "empty root and removes every file of the namespace"
-        )))  # fmt: skip
     write(root, "MEMORY.md", "# Facts\n\nkeep me\n")
     settings = engine_kind.settings(root, elsewhere=tmp_path / "index" / "index.db", model="test/recording-gone")
     sync(settings)

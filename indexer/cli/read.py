@@ -1,7 +1,7 @@
 """``memdex search``, ``get`` and ``status``: the commands that read the index and the Markdown.
 
-Kept apart from cli.py (which registers them) so the group module stays small;
-``obj`` is cli.py's context (settings resolved through settings_file.py).
+Kept apart from app.py (which registers them) so the group module stays small;
+``obj`` is app.py's context (settings resolved through config/resolve.py).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ class Settings:
     search_limit: int | None = None
     # The reading budget in lines a search fills (0: whole chunks, no budget).
     search_budget_lines: int = 50
-    # Embedding backend: "auto" (ONNX Runtime for queries, AUTO_BULK in embed.py
+    # Embedding backend: "auto" (ONNX Runtime for queries, AUTO_BULK in embedding/lazy.py
     # for bulk), "onnx" or "torch". The CLI reads --backend / MEMDEX_BACKEND.
     backend: str = "auto"
     # Threads for query-sized embeddings (1: fast even when other processes keep
@@ -92,7 +92,7 @@ class Settings:
 
     @property
     def status_path(self) -> Path:
-        """The running watcher's state file (``watch_state``)."""
+        """The running watcher's state file (``watch/state.py``)."""
         return self._sibling("watcher.json", ".watcher.json")
 
     def _sibling(self, default_name: str, suffix: str) -> Path:

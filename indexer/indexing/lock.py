@@ -12,8 +12,19 @@ import os
 from pathlib import Path
 from typing import IO
 
-from indexer.errors import ConfigError, LockedError
+from indexer.config.settings import Settings
+from indexer.errors import ConfigError, LockedError, PathError
 from indexer.watch.state import STATUS_FILE_NAME, watcher_status
+
+
+def lock_root(settings: Settings) -> IO[str]:
+    """The writer lock of ``settings``' index. A memory root that is gone (renamed,
+    unmounted) is refused first: the lock's folder may lie inside the root (with
+    PostgreSQL, ``ROOT/.memdex``), and making it would make an empty root that a
+    sync would take for "every file was deleted"."""
+    if not settings.root.is_dir():
+        raise PathError(f"cannot list the memory root {settings.root} (it is gone or not a folder); nothing changed")
+    return acquire_lock(settings.lock_path, status_path=settings.status_path)
 
 
 def acquire_lock(path: Path, *, status_path: Path | None = None) -> IO[str]:

@@ -6,7 +6,7 @@ period (``debounce``) but never longer than ``max_wait`` after its first event,
 so a file written continuously is still indexed every couple of seconds. A
 periodic full sync (``reconcile``) catches events the OS dropped.
 
-The memory root is watched by path, not by folder (``watch_root.py``): when
+The memory root is watched by path, not by folder (``root.py``): when
 the root is renamed away or deleted and recreated, the observer is restarted
 on the path and a full sync runs there. While no folder is at the path nothing
 is synced and the index is left as it is. When the index lives inside the root

@@ -8,8 +8,8 @@ postings. Vectors live in a narrow ``chunk_vectors_<dims>`` table with an
 HNSW index (pgvector), searched with ``hnsw.ef_search`` at least the number
 of candidates and an iterative scan, so a namespace filter still fills them.
 
-The search half is ``pg_search.py``, status and checks ``pg_checks.py``, what
-is computed on the client (terms, vector text, filter SQL) ``pg_text.py``.
+The search half is ``search.py``, status and checks ``checks.py``, what
+is computed on the client (terms, vector text, filter SQL) ``text.py``.
 
 A file's update is one transaction: it locks the file's row first (an
 upsert), then deletes and inserts only the chunks whose (lines, hash)

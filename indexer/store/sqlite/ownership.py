@@ -1,5 +1,5 @@
 """Which files are memdex's own: the rules recovery follows before it moves,
-replaces or deletes anything (file-level checks; db.py adds SQLite's view).
+replaces or deletes anything (file-level checks; connection.py adds SQLite's view).
 
 Every index and embedding cache memdex creates carries its SQLite
 ``application_id``. A file is memdex's when its header says so, when it is an
