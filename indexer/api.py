@@ -70,7 +70,7 @@ class MemoryIndex:
         self.settings = settings
         self.writable = writable
         self.engine = engine
-        self.recovered_from: str | None = getattr(engine, "recovered_from", None)  # why it was rebuilt when opened
+        self.recovered_from = engine.recovered_from  # why the index was rebuilt when opened, if it was
         self._embedder = embedder
         self._cache: VectorCache | None = None
         self._matrix: LiveMatrix | None = None  # every vector in memory, once searched twice
@@ -326,9 +326,10 @@ class MemoryIndex:
         second on, an exact scan of the in-memory matrix, kept current (vectors.LiveMatrix).
         Without a usable vector index, the matrix from the embedding cache."""
         self.vector_searches += 1
+        if not self.engine.keeps_vectors_in_memory:
+            return Vec0Vectors(self.store)
         indexed = self.engine.uses_vector_index()
-        first = self._matrix is None and self.vector_searches < MATRIX_FROM_SEARCH
-        if not self.engine.keeps_vectors_in_memory or (indexed and first):
+        if indexed and self._matrix is None and self.vector_searches < MATRIX_FROM_SEARCH:
             return Vec0Vectors(self.store)
         if self._matrix is None:
             self._matrix = LiveMatrix(int(self.store.meta().get("dimensions") or self.embedder.dimensions))
@@ -374,7 +375,7 @@ def open_index(
     """
     registry.refuse_foreign_files(settings)
     # One writer per root (and, with PostgreSQL, per host): the lock file beside the index.
-    lock = take_lock(settings) if write else None
+    lock = lock_root(settings) if write else None
     try:
         try:
             index = _open(settings, write=write, embedder=embedder, recover=recover)
@@ -392,12 +393,6 @@ def open_index(
             lock.close()
 
 
-def take_lock(settings: Settings) -> Any:
-    """The writer lock of ``settings``' index (a handle to close), or ``LockedError``
-    (``PathError`` when the memory root is gone: nothing is made in its place)."""
-    return lock_root(settings)
-
-
 def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover: bool) -> MemoryIndex:
     made: list[Embedder] = [embedder] if embedder is not None else []
 
@@ -407,6 +402,6 @@ def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover
         return FromMarkdown(settings, made[0])
 
     engine = registry.open_engine(
-        settings, write=write, take_lock=lambda: take_lock(settings), make_build=make_build if recover else None
+        settings, write=write, take_lock=lambda: lock_root(settings), make_build=make_build if recover else None
     )
     return MemoryIndex(settings, engine, embedder=made[0] if made else None, writable=write)

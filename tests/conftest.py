@@ -78,6 +78,22 @@ def age_files(root: Path, seconds: float = 10.0) -> None:
             os.utime(path, (past, past))
 
 
+# Five small notes of every kind (soul, memory, daily, note with frontmatter), for engine tests.
+NOTES = {
+    "MEMORY.md": "# Facts\n\n- Penicillin allergy: hives in 2009.\n- Editor: vim with tmux.\n\n## Pets\n\nPangur the cat.\n",
+    "SOUL.md": "# Soul\n\nBe brief and kind.\n",
+    "daily/2024-05-01.md": "# Wednesday\n\nDentist at 3pm. Bought a bike.\n",
+    "daily/2024-05-02.md": "# Thursday\n\nRode the bike to the lake.\n",
+    "notes/garden.md": "---\ntitle: Greenhouse\ntags: [tomatoes]\n---\n# Plan\n\nTomatoes in May, basil in June.\n",
+}
+
+
+def fill(root: Path, files: dict[str, str] = NOTES) -> None:
+    for rel, text in files.items():
+        write(root, rel, text)
+    age_files(root)
+
+
 @pytest.fixture(autouse=True)
 def restore_indexer_logger() -> Iterator[None]:
     """The CLI points the 'indexer' logger at the runner's stderr; undo that after each test."""

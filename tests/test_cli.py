@@ -346,6 +346,12 @@ def test_get_single_line_and_whole_file(runner: CliRunner, memory: Path) -> None
     assert run(runner, "--root", memory, "get", "MEMORY.md").stdout == MEMORY
 
 
+def test_get_from_another_namespace_on_sqlite_is_one_line(runner: CliRunner, memory: Path, fake_model) -> None:
+    """--from reads another namespace's stored text, which only a PostgreSQL index has."""
+    ok_json(run(runner, "--root", memory, "index", "--json"))
+    assert_one_line_error(run(runner, "--root", memory, "get", "MEMORY.md:1-3", "--from", "elsewhere"), contains="PostgreSQL")
+
+
 def test_get_line_numbers(runner: CliRunner, memory: Path) -> None:
     result = run(runner, "--root", memory, "get", "-n", "daily/2024-05-01.md:3-3")
     assert result.exit_code == 0

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import pytest
-from conftest import EngineKind, RecordingEmbedder, age_files, write
+from conftest import NOTES, EngineKind, RecordingEmbedder, age_files, fill, write
 
 from indexer import make_settings, open_index
 from indexer.config.settings import Settings
@@ -33,14 +33,6 @@ from indexer.errors import LockedError, PathError, SchemaError
 from indexer.indexing.check import DRIFT, HEALTHY, CheckReport, check_index
 from indexer.indexing.report import SyncReport
 from indexer.store.protocols import Engine, IndexStore, VectorCache
-
-NOTES = {
-    "MEMORY.md": "# Facts\n\n- Penicillin allergy: hives in 2009.\n- Editor: vim with tmux.\n\n## Pets\n\nPangur the cat.\n",
-    "SOUL.md": "# Soul\n\nBe brief and kind.\n",
-    "daily/2024-05-01.md": "# Wednesday\n\nDentist at 3pm. Bought a bike.\n",
-    "daily/2024-05-02.md": "# Thursday\n\nRode the bike to the lake.\n",
-    "notes/garden.md": "---\ntitle: Greenhouse\ntags: [tomatoes]\n---\n# Plan\n\nTomatoes in May, basil in June.\n",
-}
 
 SECTIONED = "\n".join(
     f"## Topic {n}\n\n" + "\n".join(f"- fact {n}.{i}: the value is {n * 10 + i}" for i in range(8)) + "\n"
@@ -59,12 +51,6 @@ def engine_settings(engine_kind: EngineKind, root: Path) -> Settings:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def fill(root: Path, files: dict[str, str] = NOTES) -> None:
-    for rel, text in files.items():
-        write(root, rel, text)
-    age_files(root)
 
 
 def recorder(settings: Settings, **options: Any) -> RecordingEmbedder:

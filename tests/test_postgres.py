@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
-from conftest import RecordingEmbedder, age_files, write
+from conftest import NOTES, RecordingEmbedder, age_files, fill, write
 
 from indexer import make_settings, open_index
 from indexer.cli.app import cli
@@ -29,20 +29,6 @@ from indexer.errors import SchemaError, StorageError
 from indexer.retrieval.filters import make_filters
 
 pytestmark = pytest.mark.postgres
-
-NOTES = {
-    "MEMORY.md": "# Facts\n\n- Penicillin allergy: hives in 2009.\n- Editor: vim with tmux.\n\n## Pets\n\nPangur the cat.\n",
-    "SOUL.md": "# Soul\n\nBe brief and kind.\n",
-    "daily/2024-05-01.md": "# Wednesday\n\nDentist at 3pm. Bought a bike.\n",
-    "daily/2024-05-02.md": "# Thursday\n\nRode the bike to the lake.\n",
-    "notes/garden.md": "---\ntitle: Greenhouse\ntags: [tomatoes]\n---\n# Plan\n\nTomatoes in May, basil in June.\n",
-}
-
-
-def fill(root: Path, files: dict[str, str] = NOTES) -> None:
-    for rel, text in files.items():
-        write(root, rel, text)
-    age_files(root)
 
 
 def pg_settings(root: Path, url: str, namespace: str | None = None, **options: Any) -> Settings:

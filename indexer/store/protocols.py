@@ -15,7 +15,7 @@ Engine-neutral: nothing here imports an engine or its library. The registry
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
@@ -29,6 +29,7 @@ from indexer.sources.discover import FileStamp
 from .records import ChunkRow, FileRecord, FileState, SkippedFile
 
 Report = TypeVar("Report", covariant=True)
+TakeLock = Callable[[], Any]  # takes the root's writer lock (a handle to close), or raises LockedError
 
 
 class IndexStore(Protocol):
@@ -97,6 +98,7 @@ class Engine(Protocol):
 
     name: str  # "sqlite", "postgresql"
     store: IndexStore  # replaced when a repair swaps the index underneath
+    recovered_from: str | None  # why the index was rebuilt when it was opened, if it was
     keeps_vectors_in_memory: bool  # a long-lived process scans an in-memory matrix (else: the engine's index)
 
     def open_cache(self, *, model_id: str, dimensions: int) -> VectorCache:

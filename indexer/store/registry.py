@@ -17,9 +17,7 @@ from typing import Any
 from indexer.config.settings import Settings
 from indexer.errors import IndexerError
 
-from .protocols import Build, Engine
-
-TakeLock = Callable[[], Any]  # takes the writer lock (a handle to close), or raises LockedError
+from .protocols import Build, Engine, TakeLock
 
 _POSTGRES = "indexer.store.postgres.engine"
 

@@ -46,7 +46,7 @@ class PgEngine:
 
     name = "postgresql"
     keeps_vectors_in_memory = False  # every search goes to the server's HNSW index
-    recovered_from = None  # a server keeps its pages consistent: nothing is repaired on open
+    recovered_from: str | None = None  # a server keeps its pages consistent: nothing is repaired on open
 
     def __init__(self, settings: Settings, store: PgStore) -> None:
         self.settings = settings

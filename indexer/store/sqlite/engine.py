@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from indexer.config.settings import Settings
 from indexer.errors import ConfigError, IndexerError, UnusableIndex
-from indexer.store.protocols import Build, VectorCache
+from indexer.store.protocols import Build, TakeLock, VectorCache
 
 from . import connection as db
 from . import recovery
@@ -36,7 +36,7 @@ def refuse_foreign_files(settings: Settings) -> None:
 
 
 def open_engine(
-    settings: Settings, *, write: bool, take_lock: recovery.TakeLock, make_build: Callable[[], Build[Any]] | None
+    settings: Settings, *, write: bool, take_lock: TakeLock, make_build: Callable[[], Build[Any]] | None
 ) -> SqliteEngine:
     """The index at ``settings.index_path``; ``write`` creates or migrates it. An
     unusable one (corrupt, truncated, not a database, from a newer memdex) is
@@ -78,7 +78,7 @@ class SqliteEngine:
     name = "sqlite"
     keeps_vectors_in_memory = True  # a second search loads every vector: an exact scan beats vec0's
 
-    def __init__(self, settings: Settings, opened: db.Opened, *, writable: bool, take_lock: recovery.TakeLock) -> None:
+    def __init__(self, settings: Settings, opened: db.Opened, *, writable: bool, take_lock: TakeLock) -> None:
         self.settings = settings
         self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
         self.recovered_from: str | None = None  # why the index was rebuilt when opened, if it was

@@ -19,11 +19,11 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from indexer.config.settings import Settings
 from indexer.errors import LockedError, UnusableIndex, one_line
-from indexer.store.protocols import Build, VectorCache
+from indexer.store.protocols import Build, TakeLock, VectorCache
 
 from . import connection as db
 from .cache import EmbeddingCache
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 TEMPORARY_SUFFIX = ".rebuild"
 Report = TypeVar("Report")
-TakeLock = Callable[[], Any]  # takes the writer lock (a handle to close), or raises LockedError
 
 
 def temporary_path(index_path: Path) -> Path:
