@@ -17,6 +17,7 @@ sequences) runs on both engines in test_invariants.py.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -186,6 +187,35 @@ def test_first_sync_embeds_each_chunk_exactly_once(root, engine_settings) -> Non
     assert report.reindexed == 2
     assert len(embedder.embedded) == len(set(embedder.embedded)) == report.chunks_embedded
     assert report.chunks_from_cache == 0
+
+
+class DiesAfter(RecordingEmbedder):
+    """Stands for a writer killed while the model runs: its ``calls``-th model call never returns."""
+
+    def __init__(self, calls: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.calls_left = calls
+
+    def embed(self, texts: Any) -> Any:
+        self.calls_left -= 1
+        if self.calls_left == 0:
+            raise KeyboardInterrupt
+        return super().embed(texts)
+
+
+def test_a_writer_killed_mid_group_keeps_the_batches_it_embedded(root, engine_settings) -> None:
+    settings = dataclasses.replace(engine_settings, embed_batch_size=4)
+    for n in range(6):
+        write(root, f"notes/n{n}.md", "".join(f"# Part {k}\n\nnote {n} part {k} says {n * 7 + k}\n\n" for k in range(3)))
+    dying = DiesAfter(3, model_id=settings.model)
+    with pytest.raises(KeyboardInterrupt):
+        sync(settings, dying)
+    assert len(dying.embedded) == 8  # two whole model batches came back before the third call died
+    embedder = recorder(settings)
+    report = sync(settings, embedder)
+    assert report.reindexed == 6
+    assert report.chunks_from_cache == 8 and set(dying.embedded).isdisjoint(embedder.embedded)
+    assert report.chunks_embedded == len(embedder.embedded) == 18 - 8
 
 
 def test_index_search_and_resync_skip_unchanged_files(root, engine_settings) -> None:

@@ -113,7 +113,8 @@ def sync(
             store.record_skipped(item.path, item.stamp, reason=reason, skipped_at_ns=read_at)
         return prepared
 
-    writer = Writer(settings.root, store, cache, embedder, report, prepare, progress=progress, total=len(to_read))
+    writer = Writer(settings.root, store, cache, embedder, report, prepare, progress=progress, total=len(to_read),
+                    batch_size=settings.embed_batch_size)
     for item in to_read:
         writer.add(item)
     writer.flush()

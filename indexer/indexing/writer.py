@@ -2,7 +2,9 @@
 
 Files are read and chunked by ``sync``; their new chunk texts are embedded in
 groups (so the model sees full batches) and each file is written in one
-transaction. Just before its write, a file's stamp is compared with the stamp
+transaction. The embedding cache is written after every model batch, in its
+own transaction: a writer killed mid-group keeps what it embedded, and its
+next run (or another host) takes those vectors from the cache. Just before its write, a file's stamp is compared with the stamp
 of the handle it was read from. A file that only grew meanwhile (its start is
 still the bytes read: a log being appended to) is written as read. A file
 that changed otherwise is read again at once, up to ``REREADS`` times; if it
@@ -42,8 +44,6 @@ log = logging.getLogger(__name__)
 
 # Embed when this many new chunk texts are waiting (several model batches).
 EMBED_GROUP = 512
-# With a progress callback, texts go to the model this many at a time so the bar moves.
-PROGRESS_SLICE = 128
 # A file that changed between its read and its write is read again this many times (once
 # catches a save made while the model ran; more would only delay a file that never stops).
 REREADS = 1
@@ -74,8 +74,10 @@ class Writer:
         *,
         progress: Progress | None,
         total: int,
+        batch_size: int = 32,
     ) -> None:
         self.root, self.store, self.cache, self.embedder = root, store, cache, embedder
+        self.batch_size = max(1, batch_size)  # texts per model call, each cached as it returns
         self.report, self._prepare = report, prepare
         self.progress, self.total = progress, total
         self.pending: list[Prepared] = []
@@ -126,7 +128,6 @@ class Writer:
         missing = [digest for digest in texts if digest not in vectors]
         if missing:
             new = self._embed(missing, texts, files=len(pending))
-            self.cache.put_many(new)
             vectors.update(new)
             self.embedded_now.update(new)
             self.report.chunks_embedded += len(new)
@@ -157,12 +158,15 @@ class Writer:
         return changed
 
     def _embed(self, missing: list[str], texts: dict[str, str], *, files: int) -> dict[str, np.ndarray]:
-        """Embed the texts of ``missing``; with a progress bar, a slice at a time so that it moves."""
-        size = PROGRESS_SLICE if self.progress else len(missing)
+        """Embed the texts of ``missing`` a model batch at a time, longest first (each batch
+        pads to similar lengths), and write each batch to the cache as soon as it returns."""
+        ordered = sorted(missing, key=lambda digest: -len(texts[digest]))
         new: dict[str, np.ndarray] = {}
-        for start in range(0, len(missing), size):
-            batch = missing[start : start + size]
-            new.update(zip(batch, self.embedder.embed([texts[digest] for digest in batch])))
+        for start in range(0, len(ordered), self.batch_size):
+            batch = ordered[start : start + self.batch_size]
+            vectors = dict(zip(batch, self.embedder.embed([texts[digest] for digest in batch])))
+            self.cache.put_many(vectors)
+            new.update(vectors)
             # The group's files count as done in proportion to the texts embedded so far.
             self._tell(self.done + files * len(new) // (len(missing) + 1))
         return new
