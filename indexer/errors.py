@@ -30,6 +30,11 @@ class StorageError(IndexerError):
     """SQLite cannot write or read the index: disk full, read-only, I/O error."""
 
 
+class Unavailable(StorageError):
+    """The index's server cannot be reached now (down, restarting, unreachable):
+    trying again later may work, so long-running commands retry."""
+
+
 class SchemaError(IndexerError):
     """The index was written by a newer memdex, or is not a memdex index."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -199,3 +200,39 @@ def test_watch_finds_an_edit_made_while_serving(tmp_path: Path) -> None:
     assert found["results"][0]["date"] == "2026-12-01" and found["results"][0]["kind"] == "daily"
     assert status["server"]["read_only"] is False and status["by_kind"]["daily"]["files"] == 3
     assert seconds < 30
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_watch_over_stdio_stops_on_a_signal_while_the_client_keeps_stdin_open(
+    indexed_memory: Path, tmp_path: Path, signum: int
+) -> None:
+    """A service manager's SIGTERM (or Ctrl-C) ends `mcp --watch` even though the client
+    never closes stdin: exit 0, the watcher's status file gone, the writer lock free."""
+    root = tmp_path / "memory"
+    shutil.copytree(indexed_memory, root)
+    status_file = root / ".memdex" / "watcher.json"
+    with open(tmp_path / "stderr.txt", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "indexer", "--root", str(root), "mcp", "--watch"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **server_env(tmp_path)},
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not status_file.exists():  # the watcher runs: it holds the lock and has a status file
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr.txt").read_text()
+            time.sleep(0.05)
+        process.send_signal(signum)
+        try:
+            code = process.wait(30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`mcp --watch` ignored signal {signum} with stdin open")
+        assert code == 0, (tmp_path / "stderr.txt").read_text()
+        assert not status_file.exists()
+        with open_index(make_settings(root), write=True, embedder=SentenceTransformerEmbedder()):
+            pass  # the writer lock was released
+        assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stdin.close()  # type: ignore[union-attr]
+        process.wait()

@@ -378,3 +378,35 @@ def test_credentials_can_come_from_libpq_environment(root: Path, pg_server: Any,
     assert "wrong" not in str(failed.value)
 
 
+
+
+def test_watch_keeps_retrying_while_the_server_is_down_at_start(root: Path, tmp_path: Path, pg_server_alive: Any) -> None:
+    """A service started before its database (boot order, a restart): the watcher waits
+    for the server with its backoff instead of exiting 1, then indexes, then stops on SIGTERM."""
+    import signal
+    import subprocess
+
+    from test_watch import spawn_watcher, stop_with_sigterm, wait_until
+
+    fill(root)
+    settings = make_settings(root, pg_server_alive.url)  # the watcher's namespace: the root's default
+    pg_server_alive.stop()
+    processes: list[subprocess.Popen[Any]] = []
+    try:
+        process, ready, log = spawn_watcher(root, tmp_path, processes, "--db", pg_server_alive.url)
+        wait_until(lambda: "cannot reach the PostgreSQL server" in log.read_text() or process.poll() is not None,
+                   message="the watcher's first failed attempt")  # fmt: skip
+        assert process.poll() is None, log.read_text()
+        pg_server_alive.restart()
+        wait_until(lambda: ready.exists() or process.poll() is not None, message="the watcher, once the server is up")
+        assert process.poll() is None, log.read_text()
+        assert [r.path for r in search(settings, "bike", mode="keyword")][:1] == ["daily/2024-05-01.md"]
+        stop_with_sigterm(process, log, signal.SIGTERM)
+        text = log.read_text()
+        assert text.count("cannot reach the PostgreSQL server") == 1, text  # said once, not once per attempt
+        assert "Traceback" not in text and pg_server_alive.password not in text
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -1166,6 +1166,19 @@ def test_signal_while_idle_exits_cleanly(root, settings, tmp_path, processes, si
     assert "Traceback" not in log.read_text()
 
 
+def test_a_signal_a_library_swallows_still_stops_the_watcher(root, settings, tmp_path, processes):
+    """SIGTERM while ONNX Runtime first imports becomes an ImportError inside the model load,
+    and later signals are ignored: the watcher must still stop, with status 0."""
+    seed(root)
+    started = tmp_path / "model.loading"
+    process, ready, log = spawn_watcher(root, tmp_path, processes, "--swallow-first-interrupt", started,
+                                        "--embed-delay", TIMEOUT)  # fmt: skip
+    wait_until(lambda: started.exists() or process.poll() is not None, message="the first model call")
+    stop_with_sigterm(process, log)
+    assert "initialization failed" in log.read_text()  # the interrupt was swallowed, as by onnxruntime
+    assert watcher_status(settings.index_dir) is None
+
+
 def shuffle_folders(root: Path, outside: Path, rounds: int = 3) -> None:
     """What made watchdog warn "Callback with id ... already exists for watch": folders
     moved out of the root and back in (their inotify watches survive the trip), and

@@ -1,8 +1,8 @@
 """Helper processes for tests/test_watch.py (not a test module).
 
-``watch ROOT``: runs a watcher exactly like ``memdex watch`` does -- inside
-``stop_on_signals()`` and ``open_index(write=True)``, KeyboardInterrupt (from
-SIGTERM or Ctrl-C) ends it with exit status 0 -- but with the test embedder,
+``watch ROOT [--db URL]``: runs a watcher exactly like ``memdex watch`` does -- ``run_watch``
+inside ``stop_on_signals()``, KeyboardInterrupt (from SIGTERM or Ctrl-C) ends it with exit
+status 0 -- but with the test embedder,
 optionally slowed down to emulate a real model's cost. Once the initial sync
 is done it creates ``--ready-file``.
 
@@ -28,8 +28,9 @@ import numpy as np  # noqa: E402
 from conftest import RecordingEmbedder  # noqa: E402
 
 from indexer import make_settings, open_index  # noqa: E402
-from indexer.errors import RootReplaced  # noqa: E402
-from indexer.watch.watcher import Watcher, WatchOptions, stop_on_signals  # noqa: E402
+from indexer.watch.run import run_watch  # noqa: E402
+from indexer.watch.signals import stop_on_signals  # noqa: E402
+from indexer.watch.watcher import Watcher, WatchOptions  # noqa: E402
 
 
 class SlowEmbedder(RecordingEmbedder):
@@ -47,25 +48,45 @@ class SlowEmbedder(RecordingEmbedder):
         return vectors
 
 
+class SwallowingEmbedder(SlowEmbedder):
+    """Its first call stands for ONNX Runtime's first import, which turns a KeyboardInterrupt
+    (a SIGTERM arriving meanwhile) into an ImportError: it announces itself in ``started``,
+    waits up to ``delay`` seconds and swallows the interrupt the same way."""
+
+    def __init__(self, delay: float, started: Path) -> None:
+        super().__init__(0.0)
+        self.first, self.wait, self.started = True, delay, started
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if self.first:
+            self.first = False
+            self.started.write_text("loading\n", encoding="utf-8")
+            try:
+                time.sleep(self.wait)
+            except KeyboardInterrupt:
+                raise ImportError("onnxruntime: initialization failed") from None
+        return super().embed(texts)
+
+
 def announce_when_ready(watcher: Watcher, ready_file: Path) -> None:
     watcher.ready.wait()
     ready_file.write_text("ready\n", encoding="utf-8")
 
 
 def watch(args: argparse.Namespace) -> int:
-    settings = make_settings(args.root)
+    settings = make_settings(args.root, args.db) if args.db else make_settings(args.root)
     options = WatchOptions(debounce=args.debounce, max_wait=args.max_wait)
-    with stop_on_signals():
+
+    def announce(watcher: Watcher) -> None:
+        threading.Thread(target=announce_when_ready, args=(watcher, args.ready_file), daemon=True).start()
+
+    with stop_on_signals() as stopping:
         try:
-            while True:
-                try:
-                    with open_index(settings, write=True, embedder=SlowEmbedder(args.embed_delay)) as index:
-                        watcher = Watcher(index, options)
-                        threading.Thread(target=announce_when_ready, args=(watcher, args.ready_file), daemon=True).start()
-                        watcher.run()
-                    break
-                except RootReplaced:
-                    continue  # as in cli.watch: start over on the folder now at the root's path
+            embedder = (
+                SwallowingEmbedder(args.embed_delay, args.swallow_first_interrupt)
+                if args.swallow_first_interrupt else SlowEmbedder(args.embed_delay)
+            )  # fmt: skip
+            run_watch(settings, options, stopping, embedder=embedder, on_watcher=announce)
         except KeyboardInterrupt:
             pass  # as in cli.watch: the current file's transaction was rolled back; the lock is released
     return 0
@@ -105,6 +126,9 @@ def main() -> int:
     watching.add_argument("--embed-delay", type=float, default=0.0, help="seconds per embed call")
     watching.add_argument("--debounce", type=float, default=0.05)
     watching.add_argument("--max-wait", type=float, default=0.5)
+    watching.add_argument("--swallow-first-interrupt", type=Path, default=None, metavar="STARTED_FILE",
+                          help="the first embed call swallows a KeyboardInterrupt (as onnxruntime's import does)")
+    watching.add_argument("--db", default=None, help="the index: a file, or a postgresql:// URL")
     watching.set_defaults(run=watch)
     searching = commands.add_parser("search")
     searching.add_argument("root", type=Path)

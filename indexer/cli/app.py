@@ -6,7 +6,6 @@ shows tracebacks and info-level logs.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -25,18 +24,23 @@ from indexer.config.resolve import Configuration, load_configuration
 from indexer.config.settings import Settings
 from indexer.embedding.lazy import BACKENDS
 from indexer.embedding.resolve import resolve_model
-from indexer.errors import IndexerError, LockedError, PathError, RootReplaced, SchemaError, UnusableIndex
+from indexer.errors import (
+    IndexerError,
+    PathError,
+    SchemaError,
+    UnusableIndex,
+)
 from indexer.indexing.check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
 from indexer.indexing.report import SyncReport
 from indexer.store import registry
+from indexer.watch.run import run_watch
+from indexer.watch.signals import stop_on_signals
 from indexer.watch.units import launchd_plist, systemd_unit, watch_command
 from indexer.watch.watcher import (
     DEBOUNCE_SECONDS,
     MAX_WAIT_SECONDS,
     RECONCILE_SECONDS,
-    Watcher,
     WatchOptions,
-    stop_on_signals,
 )
 
 from .read import get_command, search_command, status_command
@@ -342,34 +346,11 @@ def watch(
         click.echo(_service_text(obj, settings, print_service), nl=False)
         return
     options = WatchOptions(debounce=debounce, max_wait=max(max_wait, debounce), reconcile=reconcile, polling=polling)
-    with stop_on_signals():
+    with stop_on_signals() as stopping:
         try:
-            said = False
-            while True:
-                try:
-                    with open_index(settings, write=True) as memory:
-                        watcher = Watcher(memory, options)
-                        logging.getLogger("indexer.watch").info("watching %s", settings.root)
-                        watcher.run()
-                    break
-                except RootReplaced:
-                    continue  # said in one line by the watcher: start over at the configured path
-                except LockedError as exc:
-                    if not wait_for_lock:
-                        raise
-                    if not said:
-                        logging.getLogger("indexer.watch").warning("%s; waiting for it", exc)
-                        said = True
-                    _wait_for_lock(settings)
+            run_watch(settings, options, stopping, wait_for_lock=wait_for_lock)
         except KeyboardInterrupt:
             pass  # the current file's transaction was rolled back; the lock is released
-
-
-def _wait_for_lock(settings: Settings) -> None:
-    """Block until no other process holds the writer lock (woken by signals, too)."""
-    with open(settings.lock_path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _service_text(obj: _Context, settings: Settings, kind: str) -> str:

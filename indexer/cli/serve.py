@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 from typing import Any
 
 import click
 
-from indexer.watch.watcher import WatchOptions, stop_on_signals
+from indexer.watch.signals import stop_on_signals
+from indexer.watch.watcher import WatchOptions
 
 
 @click.command("mcp")
@@ -54,13 +57,20 @@ def mcp_command(
         click.echo(f"memdex mcp: serving http://{host}:{port}/mcp for {settings.root}", err=True)
 
     service = IndexService(settings, watch=watch_files, watch_options=WatchOptions(polling=polling))
-    with stop_on_signals():
+    with stop_on_signals() as stopping:
         try:
             server.serve(
                 service, http=address, allowed_origins=allow_origins, allowed_hosts=allow_hosts, on_listening=listening
             )
         except KeyboardInterrupt:
             pass
+    if stopping.requested:
+        # Stopped by a signal: serve() closed the service (the watcher's transaction rolled
+        # back, the lock released). Over stdio the SDK's reader thread is still blocked reading
+        # stdin, and the interpreter would wait for it until the client closes the pipe.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @click.command("config")

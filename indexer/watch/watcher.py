@@ -23,12 +23,10 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -55,6 +53,7 @@ from indexer.sources.discover import is_utf8
 from indexer.sources.registry import is_source_file
 
 from .root import RootState, RootTracker
+from .signals import Stopping
 from .state import StatusFile
 
 if TYPE_CHECKING:
@@ -249,6 +248,7 @@ class Watcher:
         options: WatchOptions = WatchOptions(),
         *,
         observer_factory: ObserverFactory | None = None,
+        stopping: Stopping | None = None,
     ) -> None:
         if not index.writable:
             raise ValueError("the watcher needs an index opened with write=True")
@@ -257,6 +257,7 @@ class Watcher:
         self.options = options
         self.pending = PendingPaths(debounce=options.debounce, max_wait=options.max_wait)
         self.stop_requested = threading.Event()
+        self._signals = stopping or Stopping()  # a stop signal whose KeyboardInterrupt a library swallowed
         self.ready = threading.Event()  # set once the initial sync is done and events flow
         self.observer_kind = "polling" if options.polling else "native"
         self._observer_factory = observer_factory
@@ -279,12 +280,12 @@ class Watcher:
             self._warm_up()
             self.ready.set()
             next_reconcile = time.monotonic() + self._reconcile_delay(synced)
-            while not self.stop_requested.is_set():
+            while not self._stopping():
                 if self._root.gone:  # nothing to sync until the root is back: poll for it
                     self.stop_requested.wait(ROOT_CHECK_SECONDS)
                 else:
                     self.pending.wait(max(0.0, min(ROOT_CHECK_SECONDS, next_reconcile - time.monotonic())))
-                if self.stop_requested.is_set():
+                if self._stopping():
                     break
                 root = self._check_root()
                 if root is RootState.GONE:
@@ -311,6 +312,12 @@ class Watcher:
     def stop(self) -> None:
         self.stop_requested.set()
         self.pending.wake()
+
+    def _stopping(self) -> bool:
+        if self._signals.requested and not self.stop_requested.is_set():
+            log.info("stopping: a stop signal arrived while a library was busy")
+            self.stop_requested.set()
+        return self.stop_requested.is_set()
 
     def _check_root(self) -> RootState:
         """GONE, SAME, or CHANGED: then the observer was restarted and a full sync done."""
@@ -427,24 +434,3 @@ class Watcher:
             pending=self.pending.snapshot(),
             observer=self.observer_kind,
         )
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Make SIGTERM behave like Ctrl-C (KeyboardInterrupt) while watching.
-
-    The interrupt unwinds through ``with connection:``, so the file being
-    written is rolled back; later signals are ignored while shutting down.
-    """
-
-    def interrupt(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

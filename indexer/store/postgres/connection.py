@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from indexer.config.settings import redact
-from indexer.errors import ConfigError, SchemaError, StorageError
+from indexer.errors import ConfigError, SchemaError, StorageError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +160,23 @@ def user_error(exc: BaseException, url: str | None = None) -> StorageError | Non
         return StorageError(f"PostgreSQL cancelled a statement that ran past the timeout{where} ({detail})")
     if isinstance(exc, psycopg.OperationalError) and "authentication failed" in detail:
         return StorageError(f"the PostgreSQL server{where} refused the login ({detail}); check the user and password")
+    if isinstance(exc, psycopg.OperationalError) and _server_unreachable(exc):
+        return Unavailable(f"cannot reach the PostgreSQL server{where} ({detail})")
     if isinstance(exc, psycopg.OperationalError):
-        return StorageError(f"cannot reach the PostgreSQL server{where} ({detail}); it is retried on the next sync")
+        return StorageError(f"the PostgreSQL server{where} refused the connection ({detail})")
     return StorageError(f"PostgreSQL error{where}: {detail}")
+
+
+# Connection exceptions, "the database system is starting up / shutting down", a crash:
+# SQLSTATE classes where a later attempt can work.
+UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def _server_unreachable(exc: Any) -> bool:
+    """No answer from a server (refused, timed out, no such host yet), or one that is
+    starting, stopping or restarting; not a login or database the server refused."""
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith(UNREACHABLE_STATES)
 
 
 def connect(url: str, *, application: str = "memdex") -> Any:
