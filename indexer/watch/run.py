@@ -58,9 +58,10 @@ def run_watch(
         except RootReplaced:
             continue  # said in one line by the watcher: start over at the configured path
         except Unavailable as exc:
-            pause = min(pause * 2, RETRY_SECONDS) if pause else FIRST_RETRY_SECONDS
-            if pause in (FIRST_RETRY_SECONDS, RETRY_SECONDS):  # once when it starts, once when it settles
-                log.warning("%s; retrying every %g s at most", one_line(str(exc)), pause)
+            longer = min(pause * 2, RETRY_SECONDS) if pause else FIRST_RETRY_SECONDS
+            if not pause:
+                log.warning("%s; retrying (every %g s at most)", one_line(str(exc)), RETRY_SECONDS)
+            pause = longer
             _pause(pause, stopping)
         except LockedError as exc:
             if not wait_for_lock:
