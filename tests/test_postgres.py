@@ -410,3 +410,23 @@ def test_watch_keeps_retrying_while_the_server_is_down_at_start(root: Path, tmp_
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_a_libpq_keyword_string_reaches_the_server_and_is_never_shown(root: Path, pg_server: Any) -> None:
+    """`--db "host=... password=..."` is a server (it was taken for a SQLite file name, and an
+    error printed the password)."""
+    fill(root)
+    conninfo = (f"host={pg_server.host} port={pg_server.port} dbname={pg_server.dbname} user={pg_server.user} "
+                f"password={pg_server.password}")  # fmt: skip
+    namespace = f"test-{uuid.uuid4().hex[:10]}"
+    runner = CliRunner()
+    base = ["--root", str(root), "--db", conninfo, "--namespace", namespace]
+    indexed = runner.invoke(cli, [*base, "index"])
+    assert indexed.exit_code == 0, indexed.output
+    found = runner.invoke(cli, [*base, "search", "bike", "--json"])
+    assert found.exit_code == 0 and "daily/2024-05-01.md" in found.stdout
+    shown = runner.invoke(cli, [*base, "status", "--json"])
+    assert shown.exit_code == 0 and "password=***" in shown.stdout
+    for result in (indexed, found, shown):
+        assert pg_server.password not in result.output
+    assert not (root / ".memdex" / "index.db").exists()

@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from indexer.api import open_index
+from indexer.config.database import is_database_url, without_password
 from indexer.config.resolve import Configuration, load_configuration
 from indexer.config.settings import Settings
 from indexer.embedding.lazy import BACKENDS
@@ -79,6 +80,14 @@ class _Context:
 
     def settings(self) -> Settings:
         return self.configuration().settings
+
+    def warn_if_password_in_argv(self) -> None:
+        """For commands that run for hours: a password in ``--db`` stays in ``ps`` for all to see."""
+        if self.db and is_database_url(self.db) and without_password(self.db)[1]:
+            logging.getLogger("indexer").warning(
+                "the database password in --db is visible to every user of this machine (ps) while this runs; "
+                "put it in ~/.pgpass, or the environment (PGPASSWORD, MEMDEX_DB), instead"
+            )
 
 
 class _Group(click.Group):
@@ -345,6 +354,7 @@ def watch(
     if print_service:
         click.echo(_service_text(obj, settings, print_service), nl=False)
         return
+    obj.warn_if_password_in_argv()
     options = WatchOptions(debounce=debounce, max_wait=max(max_wait, debounce), reconcile=reconcile, polling=polling)
     with stop_on_signals() as stopping:
         try:
@@ -358,6 +368,14 @@ def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
     if model and Path(model).expanduser().is_dir():
         model = str(Path(model).expanduser().resolve())  # a service does not run in this folder
     db = settings.database_url or (settings.index_path if obj.db else None)
+    if settings.database_url:
+        db, had_password = without_password(settings.database_url)
+        if had_password:
+            click.echo(
+                "memdex: warning: the database password is left out of the service (its command line and "
+                "definition are readable by others); put it in ~/.pgpass (chmod 600), where libpq finds it",
+                err=True,
+            )
     command = watch_command(sys.executable, root=settings.root, db=db, model=model, namespace=obj.namespace)
     environment = obj.configuration().environment()  # MEMDEX_* settings; the files are read by the service itself
     if kind == "systemd":

@@ -44,6 +44,7 @@ def mcp_command(
     from indexer.serve.service import IndexService
 
     settings = obj.settings()
+    obj.warn_if_password_in_argv()
     address = server.parse_http(http) if http else None
     if address is not None and not server.is_loopback(address[0]):
         if not allow_remote:

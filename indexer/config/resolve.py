@@ -28,7 +28,8 @@ from indexer.embedding.lazy import BACKENDS
 from indexer.errors import ConfigError
 from indexer.retrieval.search import MODES
 
-from .settings import INDEX_DIR_NAME, Settings, is_database_url, make_settings
+from .database import is_database_url, without_password
+from .settings import INDEX_DIR_NAME, Settings, make_settings
 
 CONFIG_FILE_NAME = "config.toml"
 ENV_PREFIX = "MEMDEX_"
@@ -183,11 +184,15 @@ class Configuration:
 
     def environment(self) -> dict[str, str]:
         """Environment a background service needs to see the same settings:
-        the ``MEMDEX_*`` values in effect, and where the user file is."""
+        the ``MEMDEX_*`` values in effect, and where the user file is. A database
+        password is left out: a service definition is no place for it (libpq reads
+        it from ~/.pgpass)."""
         found: dict[str, str] = {}
         for name, item in self.values.items():
             if item.source.startswith("env "):
                 value = item.value
+                if name == "db" and self.settings.database_url:
+                    value = without_password(self.settings.database_url)[0]  # shown redacted; never the password
                 found[KEYS[name].env] = ",".join(value) if isinstance(value, tuple) else str(value)
         if self.user_file is not None and self.user_file.is_file():
             found[USER_FILE_ENV] = str(self.user_file)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from indexer.errors import ConfigError
+
+from .database import check_database, is_database_url, redact
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 INDEX_DIR_NAME = ".memdex"
@@ -103,10 +103,6 @@ class Settings:
         return self.index_path.with_name(self.index_path.name + suffix)
 
 
-def is_database_url(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
-
-
 def make_settings(
     root: str | Path = ".",
     index_path: str | Path | None = None,
@@ -119,6 +115,8 @@ def make_settings(
     if not root_path.is_dir():
         raise ConfigError(f"memory root is not a folder: {root_path}")
     root_path = root_path.resolve()
+    if isinstance(index_path, str):
+        check_database(index_path)  # a server address gone wrong is refused, not taken for a file name
     if is_database_url(index_path):
         # The server holds the index; the root's .memdex/ keeps the writer lock and watcher state.
         options = {**options, "database_url": str(index_path)}
@@ -134,18 +132,3 @@ def make_settings(
         if resolved_index.suffix.lower() == ".md" and (resolved_index == root_path or root_path in resolved_index.parents):
             raise ConfigError(f"--db {resolved_index} is a memory file's name; choose a name that does not end in .md")
     return Settings(root=root_path, index_path=resolved_index, **options)  # type: ignore[arg-type]
-
-
-def redact(url: str) -> str:
-    """A database URL with any password replaced by ``***`` (for logs, status and errors)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "postgresql://***"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
-    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -20,7 +20,7 @@ def watch_command(
 ) -> list[str]:
     command = [python, "-m", "indexer", "--root", str(root)]
     if db is not None:
-        command += ["--db", str(db)]  # a postgresql:// URL as given (keep its password in ~/.pgpass instead)
+        command += ["--db", str(db)]  # a server's address without its password (the caller left it out)
     if namespace is not None:
         command += ["--namespace", namespace]
     if model is not None:
