@@ -79,6 +79,10 @@ def read_keyring(name: str) -> str:
         ) from None
     try:
         value = keyring.get_password(KEYRING_SERVICE, name)
+    except keyring.errors.NoKeyringError:
+        raise EncryptionError(
+            f"encryption_keyring is set but no OS keyring backend is available; set {KEY_ENV} or encryption_key_file"
+        ) from None
     except keyring.errors.KeyringError as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EncryptionError(f"the OS keyring cannot be read ({detail}); set {KEY_ENV} or encryption_key_file") from None

@@ -46,6 +46,8 @@ def change_key(settings: Settings, *, old_key: str | None, new_key: str | None) 
     files = ((settings.cache_path, db.CACHE), (settings.index_path, db.INDEX))
     for path, kind in files:  # every file must open with the old key (or already the new) before any is written
         if path.exists() and not crypt.opens_with(path, new_key):
+            if old_key is None and crypt.header_state(path) == crypt.ENCRYPTED:
+                raise EncryptionError(f"{path} is already encrypted with another key; change keys with 'memdex rekey'")
             db.ownership(path, kind=kind, key=old_key, allow_plain=True)
             if not crypt.opens_with(path, old_key):
                 state = "encrypted" if crypt.header_state(path) == crypt.ENCRYPTED else "not encrypted"
