@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from conftest import RecordingEmbedder, write
 
 import indexer.api
-import indexer.store.sqlite.recovery as recovery
+from indexer.store.sqlite import recovery
 from indexer.api import open_index
 from indexer.cli.app import cli
 from indexer.config.settings import make_settings
@@ -169,7 +169,7 @@ def test_missing_or_wrong_key_is_one_line_and_leaves_every_file_byte_identical(
     env = {**os.environ, "MEMDEX_ENCRYPTION_KEY": OTHER_KEY, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run(
         [sys.executable, "-m", "indexer", "--root", str(memory), "search", "Lisbon", "--mode", "keyword"],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 1 and done.stderr.startswith("memdex: error: cannot decrypt"), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and OTHER_KEY not in done.stderr
