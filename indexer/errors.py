@@ -26,6 +26,11 @@ class NotAnIndex(ConfigError):
     it is never renamed, replaced or deleted."""
 
 
+class EncryptionError(IndexerError):
+    """A missing or wrong encryption key, an index encrypted or not against the
+    configuration, or no cipher support: the files are left exactly as they were."""
+
+
 class StorageError(IndexerError):
     """SQLite cannot write or read the index: disk full, read-only, I/O error."""
 

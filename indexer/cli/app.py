@@ -44,6 +44,7 @@ from indexer.watch.watcher import (
     WatchOptions,
 )
 
+from .encryption import decrypt, encrypt, rekey
 from .read import get_command, search_command, status_command
 from .serve import config_command, mcp_command
 
@@ -422,3 +423,6 @@ cli.add_command(get_command)
 cli.add_command(status_command)
 cli.add_command(mcp_command)
 cli.add_command(config_command)
+cli.add_command(encrypt)
+cli.add_command(decrypt)
+cli.add_command(rekey)

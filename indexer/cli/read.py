@@ -142,5 +142,5 @@ def status_command(obj: Any, as_json: bool) -> None:
         )  # fmt: skip
         click.echo(
             f"watcher: running (pid {watcher['pid']}, {watcher['observer']} events) since {since}, "
-            f"last sync {synced}, {len(watcher['pending'])} paths pending"
+            f"last sync {synced}, {watcher.get('pending_count', len(watcher['pending']))} paths pending"
         )

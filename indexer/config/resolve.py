@@ -146,6 +146,8 @@ KEYS: dict[str, Key] = {
         Key("embed_batch_size", _positive_int, "embed_batch_size"),
         Key("namespace", _text, "namespace"),
         Key("search_namespaces", _names, "search_namespaces"),
+        Key("encryption_key_file", _text, "encryption_key_file"),
+        Key("encryption_keyring", _text, "encryption_keyring"),
     )
 }
 def _settings_defaults() -> dict[str, Any]:

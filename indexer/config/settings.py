@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexer.errors import ConfigError
@@ -60,6 +60,12 @@ class Settings:
     database_url: str | None = None
     namespace: str | None = None
     search_namespaces: tuple[str, ...] = ()
+    # Encryption at rest (SQLite): the key itself (library callers; never shown in
+    # repr), else MEMDEX_ENCRYPTION_KEY, a file holding it, or an OS keyring entry
+    # (``config/encryption.py`` reads them when the index is opened).
+    encryption_key: str | None = field(default=None, repr=False, compare=False)
+    encryption_key_file: str | None = None
+    encryption_keyring: str | None = None
 
     @property
     def host(self) -> str:

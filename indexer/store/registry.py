@@ -14,8 +14,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from indexer.config.encryption import key_configured
 from indexer.config.settings import Settings
-from indexer.errors import IndexerError
+from indexer.errors import EncryptionError, IndexerError
 
 from .protocols import Build, Engine, TakeLock
 
@@ -36,12 +37,33 @@ def open_engine(
     """The configured engine, open (``write``: created or migrated). ``make_build`` makes
     the build that repairs an unusable index on the way (None: raise ``UnusableIndex``)."""
     if settings.database_url:
+        _refuse_server_encryption(settings)
         from .postgres.engine import open_engine as open_postgres
 
         return open_postgres(settings, write=write)
     from .sqlite.engine import open_engine as open_sqlite
 
     return open_sqlite(settings, write=write, take_lock=take_lock, make_build=make_build)
+
+
+def _refuse_server_encryption(settings: Settings) -> None:
+    if key_configured(settings):
+        raise EncryptionError(
+            "an encryption key is set, but memdex encrypts only a SQLite index; a PostgreSQL index is "
+            "protected by the server's own storage encryption: unset MEMDEX_ENCRYPTION_KEY, "
+            "encryption_key_file and encryption_keyring for it"
+        )
+
+
+def change_key(settings: Settings, *, old_key: str | None, new_key: str | None) -> Any:
+    """Put the index and its cache from ``old_key`` under ``new_key`` (None: unencrypted);
+    the caller holds the writer lock. Returns the engine's report (``converted``,
+    ``unchanged``, ``removed_damaged_copies``)."""
+    if settings.database_url:
+        raise EncryptionError("memdex encrypts only a SQLite index; a PostgreSQL index uses the server's encryption")
+    from .sqlite.rekey import change_key as change_sqlite_key
+
+    return change_sqlite_key(settings, old_key=old_key, new_key=new_key)
 
 
 def user_error(exc: BaseException, settings: Settings | None = None) -> IndexerError | None:

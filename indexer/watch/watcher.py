@@ -47,6 +47,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from indexer.config.encryption import key_configured
 from indexer.config.settings import Settings
 from indexer.errors import IndexReplaced, RootReplaced, one_line
 from indexer.sources.discover import is_utf8
@@ -427,10 +428,14 @@ class Watcher:
         raise AssertionError("unreachable: polling either starts or raises")
 
     def _write_status(self) -> None:
+        pending = self.pending.snapshot()
+        # With an encryption key, no file memdex writes names a note: only the count.
+        names = [] if key_configured(self.settings) else pending
         self._status.write(
             pid=os.getpid(),
             started_at=self._started_at,
             last_sync=self._last_sync,
-            pending=self.pending.snapshot(),
+            pending=names,
+            pending_count=len(pending),
             observer=self.observer_kind,
         )

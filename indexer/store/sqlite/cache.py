@@ -28,9 +28,10 @@ class EmbeddingCache:
     counts as missing, and a damaged file is moved aside and started afresh.
     """
 
-    def __init__(self, path: Path, *, model_id: str, dimensions: int) -> None:
+    def __init__(self, path: Path, *, model_id: str, dimensions: int, key: str | None = None) -> None:
         self.path = path
-        self.connection = connect_cache(path)
+        self._key = key
+        self.connection = connect_cache(path, key=key)
         self.model_id = model_id
         self.dimensions = dimensions
 
@@ -74,7 +75,7 @@ class EmbeddingCache:
 
     def _start_afresh(self, exc: Exception) -> None:
         self.connection.close()
-        moved = quarantine(self.path, kind=CACHE)
+        moved = quarantine(self.path, kind=CACHE, key=self._key)
         where = f"moved to {moved.name}" if moved else "removed it"
         log.warning("embedding cache %s is damaged (%s); %s and started afresh", self.path, exc, where)
-        self.connection = connect_cache(self.path)
+        self.connection = connect_cache(self.path, key=self._key)

@@ -18,6 +18,7 @@ import apsw
 
 from indexer.errors import SchemaError, StorageError, UnusableIndex
 
+from . import encryption as crypt
 from .errors import (  # noqa: F401 - re-exported: callers name them db.*
     BUSY_ERRORS, DAMAGE_ERRORS, READ_ONLY_ERRORS, as_user_error, is_damage, one_line_error,
 )  # fmt: skip
@@ -41,22 +42,23 @@ class Opened:
     vec_warning: str | None
 
 
-def connect(path: Path, *, load_vec: bool) -> Opened:
+def connect(path: Path, *, load_vec: bool, key: str | None = None) -> Opened:
     """Open (creating if needed) and migrate the index database at ``path``.
 
     A new index is created complete in ``<path>.creating`` and renamed into
     place, so a reader never sees a half-made one. A file that is not
-    memdex's index raises ``NotAnIndex`` and is left untouched.
+    memdex's index raises ``NotAnIndex`` and is left untouched. With ``key``
+    the file is encrypted (``encryption.py``); a wrong key raises ``EncryptionError``.
     """
     _make_folder(path.parent)
-    state = ownership(path, kind=INDEX)
+    state = ownership(path, kind=INDEX, key=key)
     if state in (MISSING, EMPTY):
-        _create(path, load_vec=load_vec)
-    connection = _open(path)
+        _create(path, load_vec=load_vec, key=key)
+    connection = _open(path, key=key)
     try:
         if connection.readonly("main"):
             raise StorageError(f"the index {path} is read-only; 'memdex search', 'status' and 'check' can still read it")
-        vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
+        vec_loaded, warning = load_sqlite_vec(connection) if load_vec else (False, None)
         migrate(connection, path)
     except DAMAGE_ERRORS as exc:
         connection.close()
@@ -67,13 +69,13 @@ def connect(path: Path, *, load_vec: bool) -> Opened:
     return Opened(connection, vec_loaded, warning)
 
 
-def _create(path: Path, *, load_vec: bool) -> None:
+def _create(path: Path, *, load_vec: bool, key: str | None) -> None:
     temporary = path.with_name(path.name + CREATING_SUFFIX)
-    remove_own_temporary(temporary)
-    connection = _open(temporary, new=INDEX_APPLICATION_ID)
+    remove_own_temporary(temporary, key=key)
+    connection = _open(temporary, new=INDEX_APPLICATION_ID, key=key)
     try:
         if load_vec:
-            _load_sqlite_vec(connection)
+            load_sqlite_vec(connection)
         migrate(connection, temporary)
         close_for_move(connection, temporary)
     except BaseException:
@@ -83,20 +85,20 @@ def _create(path: Path, *, load_vec: bool) -> None:
     os.replace(temporary, path)
 
 
-def connect_reader(path: Path, *, load_vec: bool) -> Opened:
+def connect_reader(path: Path, *, load_vec: bool, key: str | None = None) -> Opened:
     """Open an existing index for searching; never creates or migrates it.
 
     When the index folder or file cannot be written (read-only folder,
     immutable file), the index is opened read-only instead.
     """
-    state = ownership(path, kind=INDEX)
+    state = ownership(path, kind=INDEX, key=key)
     if state == MISSING:
         raise SchemaError(f"no index at {path}; run 'memdex index' first")
     if state == EMPTY:
         raise UnusableIndex(f"{path} is empty")
-    connection = _open_for_reading(path)
+    connection = _open_for_reading(path, key)
     try:
-        vec_loaded, warning = _load_sqlite_vec(connection) if load_vec else (False, None)
+        vec_loaded, warning = load_sqlite_vec(connection) if load_vec else (False, None)
         version = user_version(connection, path)
         if version > SCHEMA_VERSION:
             raise UnusableIndex(newer_message(path, version))
@@ -108,10 +110,10 @@ def connect_reader(path: Path, *, load_vec: bool) -> Opened:
     return Opened(connection, vec_loaded, warning)
 
 
-def _open_for_reading(path: Path) -> apsw.Connection:
+def _open_for_reading(path: Path, key: str | None) -> apsw.Connection:
     connection = None
     try:
-        connection = _open(path, flags=apsw.SQLITE_OPEN_READWRITE)
+        connection = _open(path, flags=apsw.SQLITE_OPEN_READWRITE, key=key)
         user_version(connection, path)
         return connection
     except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
@@ -123,7 +125,7 @@ def _open_for_reading(path: Path) -> apsw.Connection:
     # WAL needs -shm beside the index; without write access, read the file as it is.
     for query in ("mode=ro", "immutable=1"):
         try:
-            connection = _open(path, uri=query)
+            connection = _open(path, uri=query, key=key)
         except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
             if isinstance(exc, UnusableIndex):
                 raise
@@ -141,7 +143,7 @@ def _open_for_reading(path: Path) -> apsw.Connection:
     raise StorageError(f"cannot open the index {path} ({one_line_error(first)})") from None
 
 
-def connect_cache(path: Path) -> apsw.Connection:
+def connect_cache(path: Path, *, key: str | None = None) -> apsw.Connection:
     """Open (creating if needed) the embedding cache database.
 
     A damaged cache is moved aside and started afresh: it only saves model
@@ -150,18 +152,18 @@ def connect_cache(path: Path) -> apsw.Connection:
     existing cache is opened read-only (nothing new is stored).
     """
     _make_folder(path.parent, quiet=True)
-    state = ownership(path, kind=CACHE)
+    state = ownership(path, kind=CACHE, key=key)
     connection = None
     try:
         if state in (MISSING, EMPTY):
-            connection = _open(path, new=CACHE_APPLICATION_ID)
+            connection = _open(path, new=CACHE_APPLICATION_ID, key=key)
         else:
             try:
-                connection = _open(path)
+                connection = _open(path, key=key)
             except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
                 if isinstance(exc, UnusableIndex):
                     raise
-                return _open(path, uri="immutable=1")  # a folder that cannot be written
+                return _open(path, uri="immutable=1", key=key)  # a folder that cannot be written
             if connection.readonly("main"):
                 return connection
         with connection:
@@ -170,22 +172,29 @@ def connect_cache(path: Path) -> apsw.Connection:
     except (UnusableIndex, *DAMAGE_ERRORS) as exc:
         if connection is not None:
             connection.close()
-        moved = quarantine(path, kind=CACHE)
+        moved = quarantine(path, kind=CACHE, key=key)
         log.warning(
             "embedding cache %s is damaged (%s); %s and started afresh", path, exc,
             f"moved to {moved.name}" if moved else "removed it",
         )  # fmt: skip
-    connection = _open(path, new=CACHE_APPLICATION_ID)
+    connection = _open(path, new=CACHE_APPLICATION_ID, key=key)
     with connection:
         connection.execute(CACHE_SCHEMA)
     return connection
 
 
-def ownership(path: Path, *, kind: str = INDEX) -> str:
+def ownership(path: Path, *, kind: str = INDEX, key: str | None = None, allow_plain: bool = False) -> str:
     """Whether ``path`` is memdex's own index (or cache), before anything opens
     it: MISSING, EMPTY, OURS or LEGACY (see ``ownership.ownership``); anything
-    else raises ``NotAnIndex``."""
-    return _ownership(path, kind=kind, probe=_probe)
+    else raises ``NotAnIndex``. An encrypted file is OURS only when ``key``
+    decrypts it; a plain one of memdex's is refused when a key is set, unless
+    ``allow_plain`` (moving, deleting or converting it writes no note text)."""
+    if crypt.check(path, kind=kind, key=key):
+        return OURS
+    state = _ownership(path, kind=kind, probe=_probe)
+    if key is not None and not allow_plain and state in (OURS, LEGACY) and crypt.header_state(path) == crypt.PLAIN:
+        crypt.refuse_plain(path)
+    return state
 
 
 def _probe(path: Path, tables: frozenset[str]) -> str | None:
@@ -209,19 +218,21 @@ def _probe(path: Path, tables: frozenset[str]) -> str | None:
     return None
 
 
-def remove_own_temporary(path: Path) -> None:
+def remove_own_temporary(path: Path, *, key: str | None = None) -> None:
     """Delete a temporary index memdex left behind; a foreign file by that name raises ``NotAnIndex``."""
-    if ownership(path, kind=INDEX) != MISSING:
+    if ownership(path, kind=INDEX, key=key, allow_plain=True) != MISSING:
         remove_database(path)
 
 
-def quarantine(path: Path, *, keep: int = KEEP_QUARANTINED, kind: str = INDEX) -> Path | None:
+def quarantine(
+    path: Path, *, keep: int = KEEP_QUARANTINED, kind: str = INDEX, key: str | None = None
+) -> Path | None:
     """Move a damaged database of memdex's (and its WAL) aside as
     ``<name>.corrupt-<timestamp>``; None when there was nothing to keep (a
     0-byte file is simply replaced). A file memdex cannot prove is its own
     raises ``NotAnIndex`` and stays where it is. Only the newest ``keep``
     quarantined copies are kept."""
-    state = ownership(path, kind=kind)
+    state = ownership(path, kind=kind, key=key, allow_plain=True)
     target: Path | None = None
     if state in (OURS, LEGACY):
         target = quarantine_target(path)
@@ -275,10 +286,17 @@ def _make_folder(folder: Path, *, quiet: bool = False) -> None:
         raise SchemaError(f"cannot create the index folder {folder} ({exc.strerror or exc})") from None
 
 
-def _open(path: Path, flags: int | None = None, *, uri: str | None = None, new: int | None = None) -> apsw.Connection:
+def open_database(path: Path, *, key: str | None) -> apsw.Connection:
+    """A read-write connection that also accepts URIs in SQL (``VACUUM INTO``), keyed when ``key``."""
+    return _open(path, flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_URI, key=key)
+
+
+def _open(
+    path: Path, flags: int | None = None, *, uri: str | None = None, new: int | None = None, key: str | None = None
+) -> apsw.Connection:
     """A connection with memdex's pragmas. ``uri`` opens read-only with that
     query (``mode=ro``, ``immutable=1``); ``new`` stamps a new file with that
-    application_id before anything else is written to it."""
+    application_id before anything else is written to it; ``key`` encrypts."""
     try:
         if uri is not None:
             connection = apsw.Connection(read_only_uri(path, uri), flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
@@ -289,6 +307,8 @@ def _open(path: Path, flags: int | None = None, *, uri: str | None = None, new: 
     except apsw.CantOpenError as exc:
         raise SchemaError(f"cannot open {path} ({exc})") from None
     try:
+        if key is not None:
+            crypt.apply_key(connection, key)  # before SQLite reads or writes a page
         connection.set_busy_timeout(BUSY_TIMEOUT_MS)
         if uri is None:
             if new is not None:
@@ -304,7 +324,7 @@ def _open(path: Path, flags: int | None = None, *, uri: str | None = None, new: 
     return connection
 
 
-def _load_sqlite_vec(connection: apsw.Connection) -> tuple[bool, str | None]:
+def load_sqlite_vec(connection: apsw.Connection) -> tuple[bool, str | None]:
     try:
         import sqlite_vec
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from indexer.config.encryption import encryption_key
 from indexer.config.settings import Settings
 from indexer.errors import ConfigError, IndexerError, UnusableIndex
 from indexer.store.protocols import Build, TakeLock, VectorCache
@@ -30,9 +31,11 @@ Report = TypeVar("Report")
 
 
 def refuse_foreign_files(settings: Settings) -> None:
-    """Refuse a --db (or its cache) that memdex did not make, before anything is created beside it."""
-    db.ownership(settings.index_path, kind=db.INDEX)
-    db.ownership(settings.cache_path, kind=db.CACHE)
+    """Refuse a --db (or its cache) that memdex did not make, before anything is created
+    beside it; and a missing, wrong or needless encryption key before anything is written."""
+    key = encryption_key(settings)
+    db.ownership(settings.index_path, kind=db.INDEX, key=key)
+    db.ownership(settings.cache_path, kind=db.CACHE, key=key)
 
 
 def open_engine(
@@ -42,34 +45,37 @@ def open_engine(
     unusable one (corrupt, truncated, not a database, from a newer memdex) is
     moved aside and rebuilt with ``make_build()`` (one warning); without
     ``make_build``, ``UnusableIndex`` is raised (e.g. for ``check``)."""
+    key = encryption_key(settings)
     if write:
-        recovery.remove_leftovers(settings.index_path)
+        recovery.remove_leftovers(settings.index_path, key=key)
     recovered_from = None
     seen = recovery.file_identity(settings.index_path)
     try:
-        opened = _connect(settings, write)
+        opened = _connect(settings, write, key)
     except UnusableIndex as exc:
         if make_build is None:
             raise
         recovered_from = str(exc)
         build = make_build()
         if write:
-            recovery.replace_damaged(settings, recovered_from, build)
+            recovery.replace_damaged(settings, recovered_from, build, key=key)
         else:
-            with recovery.lock_for_recovery(settings, recovered_from, seen=seen, take_lock=take_lock) as damaged:
+            with recovery.lock_for_recovery(
+                settings, recovered_from, seen=seen, take_lock=take_lock, key=key
+            ) as damaged:
                 if damaged:
-                    recovery.replace_damaged(settings, recovered_from, build)
-        opened = _connect(settings, write)
+                    recovery.replace_damaged(settings, recovered_from, build, key=key)
+        opened = _connect(settings, write, key)
     if opened.vec_warning:
         log.warning("%s", opened.vec_warning)
-    engine = SqliteEngine(settings, opened, writable=write, take_lock=take_lock)
+    engine = SqliteEngine(settings, opened, writable=write, take_lock=take_lock, key=key)
     engine.recovered_from = recovered_from
     return engine
 
 
-def _connect(settings: Settings, write: bool) -> db.Opened:
+def _connect(settings: Settings, write: bool, key: str | None) -> db.Opened:
     connect = db.connect if write else db.connect_reader
-    return connect(settings.index_path, load_vec=settings.use_sqlite_vec)
+    return connect(settings.index_path, load_vec=settings.use_sqlite_vec, key=key)
 
 
 class SqliteEngine:
@@ -78,8 +84,11 @@ class SqliteEngine:
     name = "sqlite"
     keeps_vectors_in_memory = True  # a second search loads every vector: an exact scan beats vec0's
 
-    def __init__(self, settings: Settings, opened: db.Opened, *, writable: bool, take_lock: TakeLock) -> None:
+    def __init__(
+        self, settings: Settings, opened: db.Opened, *, writable: bool, take_lock: TakeLock, key: str | None = None
+    ) -> None:
         self.settings = settings
+        self._key = key
         self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
         self.recovered_from: str | None = None  # why the index was rebuilt when opened, if it was
         self._writable = writable
@@ -87,7 +96,7 @@ class SqliteEngine:
         self._identity = recovery.file_identity(settings.index_path)  # to notice another process replacing it
 
     def open_cache(self, *, model_id: str, dimensions: int) -> EmbeddingCache:
-        return EmbeddingCache(self.settings.cache_path, model_id=model_id, dimensions=dimensions)
+        return EmbeddingCache(self.settings.cache_path, model_id=model_id, dimensions=dimensions, key=self._key)
 
     def existing_cache(self, *, model_id: str, dimensions: int) -> EmbeddingCache | None:
         if not self.settings.cache_path.exists():
@@ -100,7 +109,7 @@ class SqliteEngine:
     def rebuild(self, build: Build[Report], cache: VectorCache) -> Report:
         """Build a complete index beside this one, then copy it in (SQLite's backup
         API, one transaction): readers see the old content until the copy commits."""
-        built, report = recovery.build_beside(self.settings, cache, build)
+        built, report = recovery.build_beside(self.settings, cache, build, key=self._key)
         try:
             db.copy_into(self.store.connection, built.connection)
         finally:
@@ -120,17 +129,23 @@ class SqliteEngine:
         report = None
         try:
             if writable:
-                report = recovery.replace_damaged(self.settings, reason, build, cache=cache, release=release)
+                report = recovery.replace_damaged(
+                    self.settings, reason, build, cache=cache, release=release, key=self._key
+                )
             else:
                 seen, take_lock = self._identity, self._take_lock
-                with recovery.lock_for_recovery(self.settings, reason, seen=seen, take_lock=take_lock) as damaged:
+                with recovery.lock_for_recovery(
+                    self.settings, reason, seen=seen, take_lock=take_lock, key=self._key
+                ) as damaged:
                     if damaged:
-                        report = recovery.replace_damaged(self.settings, reason, build, cache=cache, release=release)
+                        report = recovery.replace_damaged(
+                            self.settings, reason, build, cache=cache, release=release, key=self._key
+                        )
                     else:  # another process has just rebuilt it
                         release()
         finally:
             if released:
-                opened = _connect(self.settings, writable)
+                opened = _connect(self.settings, writable, self._key)
                 self.store = Store(opened.connection, vec_enabled=opened.vec_loaded)
                 self._identity = recovery.file_identity(self.settings.index_path)
         return report

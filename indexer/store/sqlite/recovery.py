@@ -39,17 +39,20 @@ def temporary_path(index_path: Path) -> Path:
     return index_path.with_name(index_path.name + TEMPORARY_SUFFIX)
 
 
-def remove_leftovers(index_path: Path) -> None:
+def remove_leftovers(index_path: Path, *, key: str | None) -> None:
     """Delete a temporary index an interrupted rebuild left behind (the caller
     holds the writer lock); a file of that name that is not memdex's raises."""
-    db.remove_own_temporary(temporary_path(index_path))
+    db.remove_own_temporary(temporary_path(index_path), key=key)
 
 
-def build_beside(settings: Settings, cache: VectorCache, build: Build[Report]) -> tuple[db.Opened, Report]:
-    """A fresh, complete index in the temporary file; the caller copies it in and closes it."""
+def build_beside(
+    settings: Settings, cache: VectorCache, build: Build[Report], *, key: str | None
+) -> tuple[db.Opened, Report]:
+    """A fresh, complete index in the temporary file (encrypted with ``key``);
+    the caller copies it in and closes it."""
     temporary = temporary_path(settings.index_path)
-    db.remove_own_temporary(temporary)
-    opened = db.connect(temporary, load_vec=settings.use_sqlite_vec)
+    db.remove_own_temporary(temporary, key=key)
+    opened = db.connect(temporary, load_vec=settings.use_sqlite_vec, key=key)
     try:
         report = build(Store(opened.connection, vec_enabled=opened.vec_loaded), cache)
     except BaseException:
@@ -70,18 +73,21 @@ def replace_damaged(
     *,
     cache: VectorCache | None = None,
     release: Callable[[], None] = lambda: None,
+    key: str | None = None,
 ) -> Report:
     """Rebuild from the Markdown beside the unusable index, then move that file
     aside and the new one into its place (the caller holds the lock and gives
     ``release`` to close its own connection just before). If the rebuild
     fails, the unusable file is left where it was."""
-    own_cache = cache or EmbeddingCache(settings.cache_path, model_id=build.model_id, dimensions=build.dimensions)
+    own_cache = cache or EmbeddingCache(
+        settings.cache_path, model_id=build.model_id, dimensions=build.dimensions, key=key
+    )
     try:
-        built, report = build_beside(settings, own_cache, build)
+        built, report = build_beside(settings, own_cache, build, key=key)
         temporary = temporary_path(settings.index_path)
         db.close_for_move(built.connection, temporary)
         release()
-        moved = db.quarantine(settings.index_path)
+        moved = db.quarantine(settings.index_path, key=key)
         os.replace(temporary, settings.index_path)
     finally:
         if cache is None:
@@ -95,7 +101,7 @@ def replace_damaged(
 
 @contextmanager
 def lock_for_recovery(
-    settings: Settings, reason: str, *, seen: tuple[int, int] | None, take_lock: TakeLock
+    settings: Settings, reason: str, *, seen: tuple[int, int] | None, take_lock: TakeLock, key: str | None
 ) -> Iterator[bool]:
     """A reader found the index unusable: take the writer lock to repair it.
 
@@ -109,7 +115,7 @@ def lock_for_recovery(
             f"the index is unusable ({one_line(reason)}) and cannot be repaired now: {exc}"
         ) from None
     try:
-        remove_leftovers(settings.index_path)
+        remove_leftovers(settings.index_path, key=key)
         yield file_identity(settings.index_path) == seen
     finally:
         lock.close()
