@@ -79,7 +79,7 @@ def main() -> None:
     import apsw
 
     if not hasattr(apsw, "mc_version"):
-        sys.exit("bench_encryption: needs apsw-sqlite3mc (pip install 'memdex[encryption]')")
+        sys.exit("bench_encryption: needs apsw-sqlite3mc (pip install --force-reinstall --no-deps apsw-sqlite3mc)")
     work = Path(tempfile.mkdtemp(prefix="memdex-bench-enc-"))
     try:
         root = work / "memory"

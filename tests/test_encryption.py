@@ -30,7 +30,7 @@ from indexer.watch.watcher import Watcher
 
 if not hasattr(apsw, "mc_version"):
     if os.environ.get("MEMDEX_REQUIRE_ENCRYPTION") == "1":
-        raise RuntimeError("MEMDEX_REQUIRE_ENCRYPTION=1 but apsw is not apsw-sqlite3mc (pip install 'memdex[encryption]')")
+        raise RuntimeError("MEMDEX_REQUIRE_ENCRYPTION=1 but apsw is not apsw-sqlite3mc (pip install --force-reinstall --no-deps apsw-sqlite3mc)")
     pytest.skip("apsw-sqlite3mc is not installed", allow_module_level=True)
 
 KEY, OTHER_KEY = "correct horse battery staple", "tr0ub4dor&3 'quoted' \"key\""

@@ -37,9 +37,8 @@ def available() -> bool:
 def require_cipher() -> None:
     if not available():
         raise EncryptionError(
-            "an encryption key is set but this SQLite has no encryption; install it with "
-            "pip install 'memdex[encryption]' (if plain apsw was installed after it: "
-            "pip install --force-reinstall --no-deps apsw-sqlite3mc)"
+            "an encryption key is set but this SQLite has no encryption; install it over plain APSW "
+            "with: pip install --force-reinstall --no-deps 'apsw-sqlite3mc>=3.54'"
         )
 
 
