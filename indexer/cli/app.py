@@ -39,6 +39,7 @@ from indexer.watch.watcher import (
     stop_on_signals,
 )
 
+from .access import grant_command, grants_command, revoke_command
 from .read import get_command, search_command, status_command
 from .serve import config_command, mcp_command
 
@@ -423,3 +424,6 @@ cli.add_command(get_command)
 cli.add_command(status_command)
 cli.add_command(mcp_command)
 cli.add_command(config_command)
+cli.add_command(grant_command)
+cli.add_command(revoke_command)
+cli.add_command(grants_command)

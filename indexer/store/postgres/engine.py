@@ -18,8 +18,10 @@ from indexer.config.settings import Settings
 from indexer.errors import IndexerError, StorageError, one_line
 from indexer.store.protocols import Build, VectorCache
 
+from . import access
 from . import connection as pg
-from .store import PgEmbeddingCache, PgStore
+from .cache import PgEmbeddingCache
+from .store import PgStore
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ def open_engine(settings: Settings, *, write: bool) -> PgEngine:
     ``write=True`` creates or migrates the schema and the namespace."""
     store = PgStore(
         settings.database_url or "", namespace=settings.namespace_name, host=settings.host, write=write,
-        search_namespaces=settings.search_namespaces,
+        search_namespaces=settings.search_namespaces, root=str(settings.root),
     )  # fmt: skip
     return PgEngine(settings, store)
 
@@ -113,3 +115,35 @@ class PgEngine:
 
     def close(self) -> None:
         self.store.close()
+
+
+class Grants:
+    """The owner's grants of namespaces to login roles (``access.py``). Each call
+    connects, sets up or upgrades the schema first (only the owner may), and closes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def grant(self, namespace: str, role: str, *, write: bool) -> dict[str, Any]:
+        return self._run(access.grant, namespace, role, write=write)
+
+    def revoke(self, namespace: str, role: str) -> dict[str, Any]:
+        return self._run(access.revoke, namespace, role)
+
+    def list(self) -> list[dict[str, Any]]:
+        return self._run(access.list_grants)  # type: ignore[no-any-return]
+
+    def _run(self, action: Any, *args: Any, **options: Any) -> Any:
+        conn = pg.connect(self.url)
+        try:
+            pg.migrate(conn)
+            return action(conn, *args, **options)
+        except IndexerError:
+            raise
+        except Exception as exc:
+            error = pg.user_error(exc, self.url)
+            if error is not None:
+                raise error from exc
+            raise
+        finally:
+            conn.close()
