@@ -15,7 +15,7 @@ import logging
 from typing import Any, TypeVar
 
 from indexer.config.settings import Settings
-from indexer.errors import IndexerError, StorageError, one_line
+from indexer.errors import ConfigError, IndexerError, StorageError, one_line
 from indexer.store.protocols import Build, VectorCache
 
 from . import access
@@ -68,8 +68,21 @@ class PgEngine:
         other writers of the namespace wait, readers see the old rows."""
         conn = self.store.connection
         with pg.advisory_lock(conn, self.settings.namespace_name), conn.transaction():
+            self._refuse_dropping_others()
             self.store.clear()
             return build(self.store, cache)
+
+    def _refuse_dropping_others(self) -> None:
+        """A rebuild makes the namespace this root's files: refused while it holds files another
+        root or host wrote that this root lacks (an empty folder, or another model configured,
+        must not wipe another writer's memory)."""
+        root = self.settings.root
+        lost = [path for path in self.store.unseen_files() if not (root / path).is_file()]
+        if lost:
+            raise ConfigError(
+                f"rebuilding namespace {self.settings.namespace_name!r} from {root} would drop {len(lost)} files "
+                f"another root or host wrote (e.g. {one_line(lost[0])}); rebuild from the root that has them"
+            )
 
     def repair(self, reason: str, build: Build[Report], cache: VectorCache, *, writable: bool) -> Report | None:
         """Rows that do not match their Markdown (``check --repair``): rebuild the namespace."""

@@ -143,15 +143,19 @@ class PgStore(PgSearch, PgChecks):
         ).fetchall()
         missing = sorted(set(self._search_names) - {name for _, name in rows})
         if missing:
-            names = readable_names(self.connection)
-            known = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
-            if not self.access.owner:
-                raise ConfigError(
-                    f"namespace {missing[0]!r} does not exist or role {self.access.role} was not granted it "
-                    f"(granted: {known or 'none'})"
-                )
-            raise ConfigError(f"no namespace {missing[0]!r} on the server (it has: {known or 'none'})")
+            raise self.unknown_namespace(missing[0])
         return [row[0] for row in rows]
+
+    def unknown_namespace(self, name: str) -> ConfigError:
+        """The error for a namespace this role cannot see: it does not exist, or was not granted."""
+        names = readable_names(self.connection)
+        known = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        if not self.access.owner:
+            return ConfigError(
+                f"namespace {name!r} does not exist or role {self.access.role} was not granted it "
+                f"(granted: {known or 'none'})"
+            )
+        return ConfigError(f"no namespace {name!r} on the server (it has: {known or 'none'})")
 
     def namespaces(self) -> list[dict[str, Any]]:
         rows = self.connection.execute("SELECT name, chunk_count FROM namespaces ORDER BY name")
@@ -217,6 +221,15 @@ class PgStore(PgSearch, PgChecks):
             path: FileState(FileStamp(size, mtime, ctime, inode), digest, at, seen=seen, rewritten_elsewhere=foreign)
             for path, size, mtime, ctime, inode, digest, at, seen, foreign in rows
         }
+
+    def unseen_files(self) -> list[str]:
+        """Files of the namespace this writer never indexed or confirmed (other roots' or hosts')."""
+        rows = self.connection.execute(
+            "SELECT f.path FROM files f WHERE f.ns = %s AND NOT EXISTS (SELECT 1 FROM file_stats s "
+            "WHERE s.ns = f.ns AND s.path = f.path AND s.host = %s AND s.root = %s) ORDER BY f.path",
+            (self.ns, self.host, self.root),
+        )
+        return [row[0] for row in rows]
 
     def skipped_files(self, under: Iterable[str] | None = None) -> dict[str, SkippedFile]:
         where, params = under_clause(under, "path")
