@@ -10,7 +10,7 @@ same memory embeds nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -18,17 +18,16 @@ from indexer.store.records import plausible
 
 from . import connection as pg
 
-if TYPE_CHECKING:
-    from .store import PgStore
-
 
 class PgEmbeddingCache:
-    """Writes go through a connection of its own and commit at once, in hash order: a
+    """The cache of ``store``'s namespace (a ``PgStore``: its ``url``, ``ns`` and ``connection``).
+
+    Writes go through a connection of its own and commit at once, in hash order: a
     rebuild's long transaction must not hold cache rows that other hosts of the
     namespace write too, which would make them wait for it or deadlock with it; and
     what a failed rebuild embedded stays cached."""
 
-    def __init__(self, store: PgStore, *, model_id: str, dimensions: int) -> None:
+    def __init__(self, store: Any, *, model_id: str, dimensions: int) -> None:
         self.store = store
         self.model_id = model_id
         self.dimensions = dimensions
