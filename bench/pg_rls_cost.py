@@ -39,11 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-from generate import generate_memory  # noqa: E402
-from pg_server import PgServer  # noqa: E402
+from generate import generate_memory
+from pg_server import PgServer
 
-from indexer import make_settings, open_index  # noqa: E402
-from indexer.store.postgres import access, connection  # noqa: E402
+from indexer import make_settings, open_index
+from indexer.store.postgres import access, connection
 
 QUERIES = ["dentist appointment", "kayak trip", "project deadline", "birthday gift", "train to london",
            "doctor", "budget review", "garden tomatoes", "book club", "new laptop", "meeting notes",
@@ -71,7 +71,7 @@ class HashEmbedder:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:

@@ -240,9 +240,11 @@ def test_a_sync_keeps_files_another_root_wrote(db: Server, two_agents: dict[str,
         assert report.removed == 0 and report.left_to_other_writers == 2
         assert any("left in place" in warning for warning in report.warnings)
     # A rebuild from this root (asked for, or because another model is configured) would drop them too: refused.
-    with open_index(settings_for(empty, a.database_url, "ns-a"), write=True, embedder=RecordingEmbedder()) as memory:
-        with pytest.raises(ConfigError, match="would drop 2 files"):
-            memory.rebuild()
+    empty_a = settings_for(empty, a.database_url, "ns-a")
+    with open_index(empty_a, write=True, embedder=RecordingEmbedder()) as memory, pytest.raises(
+        ConfigError, match="would drop 2 files"
+    ):
+        memory.rebuild()
     assert "would drop 2 files" in one_line_error(
         memdex("--root", str(empty), "--db", a.database_url, "--namespace", "ns-a", "rebuild")
     )
@@ -319,8 +321,8 @@ def test_foreign_hits_are_cited_with_their_namespace_and_read_from_stored_text(
 
 def test_the_library_raises_the_same_errors(db: Server, two_agents: dict[str, Any]) -> None:
     b = two_agents["b"]
-    with pytest.raises(ConfigError, match="not granted"):
-        with open_index(replace(b, search_namespaces=("ns-a",)), embedder=RecordingEmbedder()) as memory:
-            memory.search("kayak", mode="keyword")
+    across = replace(b, search_namespaces=("ns-a",))
+    with pytest.raises(ConfigError, match="not granted"), open_index(across, embedder=RecordingEmbedder()) as memory:
+        memory.search("kayak", mode="keyword")
     with pytest.raises(SchemaError, match="not granted"):
         index(settings_for(b.root, b.database_url, "ns-a"))

@@ -295,8 +295,8 @@ def _create_schema(connection: Any) -> None:
                 connection.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         except psycopg.errors.InsufficientPrivilege:
             raise SchemaError(
-                f"there is no memdex schema on this server and this role may not create it; the owner "
-                f"(a role with CREATE on the database) sets it up once: memdex --db OWNER_URL grants"
+                "there is no memdex schema on this server and this role may not create it; the owner "
+                "(a role with CREATE on the database) sets it up once: memdex --db OWNER_URL grants"
             ) from None
         connection.execute("CREATE TABLE schema_version(version int NOT NULL)")
         connection.execute("INSERT INTO schema_version VALUES (0)")

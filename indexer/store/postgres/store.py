@@ -28,7 +28,7 @@ import numpy as np
 from indexer.errors import ConfigError, SchemaError
 from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp
-from indexer.store.records import FileRecord, FileState, SkippedFile, plausible
+from indexer.store.records import FileRecord, FileState, SkippedFile
 
 from . import connection as pg
 from .access import Access, access_of, may_write, readable_names
@@ -250,9 +250,9 @@ class PgStore(PgSearch, PgChecks):
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (ns, host, root, path) DO UPDATE SET "
                 "size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, "
                 "inode = excluded.inode, reason = excluded.reason, skipped_at_ns = excluded.skipped_at_ns",
-                (self.ns, self.host, self.root, path, stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode, reason,
-                 skipped_at_ns),  # fmt: skip
-            )
+                (self.ns, self.host, self.root, path, stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode,
+                 reason, skipped_at_ns),
+            )  # fmt: skip
 
     def forget_skipped(self, path: str) -> None:
         with self._file_transaction() as conn:
