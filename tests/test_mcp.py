@@ -90,13 +90,14 @@ def test_tools_are_listed_with_schemas_and_read_only_hints(memory: IndexService)
     assert search["required"] == ["query"]
     assert {"query", "maxResults", "minScore", "kind", "pathPrefix", "after", "before", "mode"} <= set(search["properties"])
     get = tools["memory_get"].input_schema
-    assert get["required"] == ["path"] and {"path", "from", "lines"} == set(get["properties"])
+    assert get["required"] == ["path"] and {"path", "from", "lines", "namespace"} == set(get["properties"])
     hit = tools["memory_search"].output_schema["$defs"]["SearchHit"]["properties"]
     assert {"path", "startLine", "endLine", "score", "snippet", "citation", "heading", "kind", "date", "namespace"} == set(hit)
     assert "namespace" not in tools["memory_search"].output_schema["$defs"]["SearchHit"]["required"]  # PostgreSQL only
-    assert {"path", "text", "from", "lines", "truncated", "nextFrom"} == set(
+    assert {"path", "text", "from", "lines", "truncated", "nextFrom", "namespace"} == set(
         tools["memory_get"].output_schema["properties"]
     )
+    assert "namespace" not in tools["memory_get"].output_schema["required"]  # another namespace's stored lines only
 
 
 def test_search_then_get_returns_the_cited_lines(memory: IndexService) -> None:

@@ -44,6 +44,7 @@ from indexer.watch.watcher import (
     WatchOptions,
 )
 
+from .access import grant_command, grants_command, revoke_command
 from .encryption import decrypt, encrypt, rekey
 from .read import get_command, search_command, status_command
 from .serve import config_command, mcp_command
@@ -426,3 +427,6 @@ cli.add_command(config_command)
 cli.add_command(encrypt)
 cli.add_command(decrypt)
 cli.add_command(rekey)
+cli.add_command(grant_command)
+cli.add_command(revoke_command)
+cli.add_command(grants_command)

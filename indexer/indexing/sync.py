@@ -97,7 +97,15 @@ def sync(
         if rehash:
             to_read.append(item)
         elif _unchanged_by_stat(item, known.get(item.path)):
-            report.skipped_unchanged_stat += 1
+            if known[item.path].rewritten_elsewhere:
+                report.rewritten_elsewhere += 1
+                report.warn(
+                    f"{item.path}: rewritten in the index by another writer since this root indexed it; "
+                    "indexing this root's file again"
+                )
+                to_read.append(item)
+            else:
+                report.skipped_unchanged_stat += 1
         elif _still_skipped(item, skipped.get(item.path), settings.max_file_bytes):
             report.skipped_as_before += 1  # still the same bad file: no second warning
         else:
@@ -121,9 +129,17 @@ def sync(
 
     present = {item.path for item in found}
     for path in sorted(set(known) - present):
+        if not known[path].seen:  # another root's or host's file in a shared namespace: not ours to remove
+            report.left_to_other_writers += 1
+            continue
         store.remove_file(path)
         report.removed += 1
         log.info("removed %s", one_line(path))
+    if report.left_to_other_writers:
+        report.warn(
+            f"{report.left_to_other_writers} indexed files are not in this root and were never indexed from it "
+            "(another root or host wrote them): left in place"
+        )
     for path in sorted(set(skipped) - present - set(known) - scan_skipped):
         store.forget_skipped(path)
     store.set_meta(last_sync=time.time())

@@ -47,6 +47,8 @@ MAX_GET_LINES = 2000
 MAX_RESULTS = 100
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 CITATION = re.compile(r"^(?P<path>.+?)#L(?P<start>\d+)(?:-L?(?P<end>\d+))?$")
+# A hit from another namespace (PostgreSQL) is cited as path#Lstart-Lend@namespace.
+FOREIGN_CITATION = re.compile(r"^(?P<cite>.+?#L\d+(?:-L?\d+)?)@(?P<namespace>.+)$")
 SPAN = re.compile(r"^(?P<path>.+?):(?P<start>\d+)(?:-(?P<end>\d+))?$")
 
 INSTRUCTIONS = (
@@ -82,7 +84,8 @@ class SearchOutput(TypedDict):
 
 GetOutput = TypedDict(
     "GetOutput",
-    {"path": str, "text": str, "from": int, "lines": int, "truncated": bool, "nextFrom": int | None},
+    {"path": str, "text": str, "from": int, "lines": int, "truncated": bool, "nextFrom": int | None,
+     "namespace": NotRequired[str]},
 )
 
 
@@ -95,6 +98,9 @@ GET_SIGNATURE = inspect.Signature(
             int | None, Field(alias="from", ge=1, description="First line to read (1-based, default 1).")]),  # fmt: skip
         inspect.Parameter("lines", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
             int | None, Field(ge=1, le=MAX_GET_LINES, description=f"How many lines (default {DEFAULT_GET_LINES}).")]),  # fmt: skip
+        inspect.Parameter("namespace", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            str | None, Field(description="A search hit's namespace when it is another memory root's "
+                              "(PostgreSQL): its stored lines are read. A citation ending in @namespace says it too.")]),  # fmt: skip
     ],
     return_annotation=GetOutput,
 )
@@ -171,16 +177,20 @@ def build_server(service: IndexService) -> MCPServer:
                 results = index.search(query, filters=filters, **options.keywords())
                 info = index.search_info()
             fallback = "numpy" if chosen != "keyword" and info["vector_search"] == "numpy" else None
-            return {"results": [_hit(r) for r in results], "model": info["model"], "mode": chosen, "fallback": fallback}
+            hits = [_hit(r, settings.namespace_name) for r in results]
+            return {"results": hits, "model": info["model"], "mode": chosen, "fallback": fallback}
 
         return guarded(run)  # type: ignore[no-any-return]
 
-    def memory_get(path: str, lines: int | None = None, **aliased: Any) -> GetOutput:
+    def memory_get(path: str, lines: int | None = None, namespace: str | None = None, **aliased: Any) -> GetOutput:
         """Read lines of a memory file (Markdown under the memory root), e.g. around a search
         result. Returns at most `lines` lines from `from`; `nextFrom` continues a long file."""
 
         def run() -> GetOutput:
-            rel, start, count = _get_target(path, aliased.get("from"), lines)
+            target, foreign = _split_namespace(path, namespace)
+            rel, start, count = _get_target(target, aliased.get("from"), lines)
+            if foreign is not None and foreign != settings.namespace_name:
+                return _stored_excerpt(service, foreign, rel, start, count)
             excerpt = read_excerpt(settings.root, rel, start=start, count=count, max_bytes=settings.max_file_bytes)
             if not excerpt.found:
                 return {"path": excerpt.path, "text": "", "from": start, "lines": 0, "truncated": False, "nextFrom": None}
@@ -231,16 +241,42 @@ def _lifespan(service: IndexService) -> Any:
     return lifespan
 
 
-def _hit(result: SearchResult) -> SearchHit:
+def _hit(result: SearchResult, own_namespace: str) -> SearchHit:
     span = f"#L{result.start_line}" if result.start_line == result.end_line else f"#L{result.start_line}-L{result.end_line}"
+    citation = result.path + span
+    if result.namespace is not None and result.namespace != own_namespace:
+        citation += f"@{result.namespace}"  # another root's hit: memory_get reads its stored lines
     hit: SearchHit = {
         "path": result.path, "startLine": result.start_line, "endLine": result.end_line, "score": result.score,
-        "snippet": result.snippet, "citation": result.path + span, "heading": result.heading,
+        "snippet": result.snippet, "citation": citation, "heading": result.heading,
         "kind": result.kind, "date": result.date,
     }  # fmt: skip
     if result.namespace is not None:
         hit["namespace"] = result.namespace
     return hit
+
+
+def _split_namespace(path: str, namespace: str | None) -> tuple[str, str | None]:
+    """``path#L3-L9@ns`` -> (``path#L3-L9``, ``ns``); an explicit ``namespace`` wins."""
+    found = FOREIGN_CITATION.match(path)
+    if found is None:
+        return path, namespace
+    return found["cite"], namespace or found["namespace"]
+
+
+def _stored_excerpt(service: IndexService, namespace: str, rel: str, start: int, count: int) -> GetOutput:
+    """Lines of another namespace's file from the text the server stores (its Markdown is elsewhere)."""
+    if not service.settings.database_url:
+        raise ConfigError("a namespace other than this root's needs a PostgreSQL index")
+    with service.reader() as index:
+        path, _, total, lines = index.get_stored(namespace, rel)
+    shown = lines[start - 1 : start - 1 + count]
+    following = start + len(shown)
+    more = following <= total
+    return {
+        "path": path, "text": "\n".join(shown), "from": start, "lines": len(shown), "truncated": more,
+        "nextFrom": following if more else None, "namespace": namespace,
+    }  # fmt: skip
 
 
 def _get_target(path: str, start: int | None, count: int | None) -> tuple[str, int, int]:

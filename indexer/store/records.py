@@ -28,6 +28,11 @@ class FileState:
     stamp: FileStamp
     hash: str
     indexed_at_ns: int
+    # Shared indexes (PostgreSQL) have several writers (host and root) per namespace:
+    # ``seen``: this writer indexed or confirmed the file (only then may its sync remove it);
+    # ``rewritten_elsewhere``: another writer replaced it since (this writer's stat is stale).
+    seen: bool = True
+    rewritten_elsewhere: bool = False
 
 
 @dataclass(frozen=True)

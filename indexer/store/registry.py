@@ -16,7 +16,7 @@ from typing import Any
 
 from indexer.config.encryption import key_configured
 from indexer.config.settings import Settings
-from indexer.errors import EncryptionError, IndexerError
+from indexer.errors import ConfigError, EncryptionError, IndexerError
 
 from .protocols import Build, Engine, TakeLock
 
@@ -77,3 +77,16 @@ def user_error(exc: BaseException, settings: Settings | None = None) -> IndexerE
 
         error = postgres_error(exc, settings.database_url if settings else None)
     return error
+
+
+def access_control(settings: Settings, command: str) -> Any:
+    """The server's grants (``grant``, ``revoke``, ``list``), for the owner of a PostgreSQL
+    index; an SQLite index has none (its file's permissions decide who reads it)."""
+    if not settings.database_url:
+        raise ConfigError(
+            f"{command} is PostgreSQL-only (--db postgresql://...); an SQLite index is a file, "
+            "and its permissions decide who may read it"
+        )
+    from .postgres.engine import Grants
+
+    return Grants(settings.database_url)

@@ -5,8 +5,8 @@ Everything memdex keeps on a server lives in the PostgreSQL schema
 ``memdex`` of the database the URL names; memdex never touches anything
 outside it, and refuses a ``memdex`` schema it did not make. One server holds
 many memory roots, each in its own *namespace* (``namespaces`` row): files,
-chunks, postings and vectors carry the namespace id; the embedding cache is
-shared by all of them, so no host embeds a text another host embedded.
+chunks, postings, vectors and the embedding cache carry the namespace id,
+per namespace (``access.py``: who may read and write which namespace).
 
 Only this module imports psycopg; the store modules go through ``connect``.
 """
@@ -22,6 +22,8 @@ from typing import Any
 
 from indexer.config.settings import redact
 from indexer.errors import ConfigError, SchemaError, StorageError, Unavailable
+
+from .access import ACCESS_MIGRATION, access_of, no_schema_access
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE postings DROP CONSTRAINT postings_pkey;
         ALTER TABLE postings ADD CONSTRAINT postings_pkey PRIMARY KEY (term, ns, chunk_id) INCLUDE (freq, length);
         """,
+    ),
+    (
+        "grants and row-level security per namespace, a per-namespace embedding cache, a stat cache per writer",
+        ACCESS_MIGRATION,
     ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -247,6 +253,12 @@ def migrate(connection: Any) -> None:
     lock so that hosts starting together do not race. A newer schema is refused."""
     with advisory_lock(connection, "schema"):
         version = schema_version(connection)
+        if 0 < version < SCHEMA_VERSION and not access_of(connection).owner:
+            raise SchemaError(
+                f"memdex's schema on this server is at version {version} and this memdex needs "
+                f"{SCHEMA_VERSION}; only its owner ({access_of(connection).schema_owner}) may upgrade it: "
+                "run 'memdex --db OWNER_URL grants' (or 'memdex index') as the owner once"
+            )
         if version > SCHEMA_VERSION:
             raise SchemaError(
                 f"the PostgreSQL schema '{SCHEMA}' was written by a newer memdex (schema {version}, "
@@ -271,7 +283,12 @@ def schema_version(connection: Any) -> int:
     ).fetchone()
     if not table:
         raise SchemaError(f"the PostgreSQL schema '{SCHEMA}' exists but was not made by memdex; memdex leaves it alone")
-    row = connection.execute("SELECT version FROM schema_version").fetchone()
+    psycopg = _psycopg()
+    try:
+        row = connection.execute(f"SELECT version FROM {SCHEMA}.schema_version").fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        (role,) = connection.execute("SELECT current_user").fetchone()
+        raise no_schema_access(role, "this server") from None
     return int(row[0]) if row else 0
 
 
@@ -279,13 +296,21 @@ def _create_schema(connection: Any) -> None:
     psycopg = _psycopg()
     with connection.transaction():
         try:
-            with connection.transaction():
-                connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            if connection.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is None:
+                with connection.transaction():
+                    connection.execute("CREATE EXTENSION vector")
         except psycopg.Error as exc:
             raise StorageError(
                 f"the PostgreSQL server has no pgvector extension, or this user may not create it ({exc}); "
                 "install pgvector, or run 'CREATE EXTENSION vector' as a superuser"
             ) from None
-        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        try:
+            with connection.transaction():
+                connection.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        except psycopg.errors.InsufficientPrivilege:
+            raise SchemaError(
+                "there is no memdex schema on this server and this role may not create it; the owner "
+                "(a role with CREATE on the database) sets it up once: memdex --db OWNER_URL grants"
+            ) from None
         connection.execute("CREATE TABLE schema_version(version int NOT NULL)")
         connection.execute("INSERT INTO schema_version VALUES (0)")

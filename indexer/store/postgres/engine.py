@@ -15,11 +15,13 @@ import logging
 from typing import Any, TypeVar
 
 from indexer.config.settings import Settings
-from indexer.errors import IndexerError, StorageError, one_line
+from indexer.errors import ConfigError, IndexerError, StorageError, one_line
 from indexer.store.protocols import Build, VectorCache
 
+from . import access
 from . import connection as pg
-from .store import PgEmbeddingCache, PgStore
+from .cache import PgEmbeddingCache
+from .store import PgStore
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ def open_engine(settings: Settings, *, write: bool) -> PgEngine:
     ``write=True`` creates or migrates the schema and the namespace."""
     store = PgStore(
         settings.database_url or "", namespace=settings.namespace_name, host=settings.host, write=write,
-        search_namespaces=settings.search_namespaces,
+        search_namespaces=settings.search_namespaces, root=str(settings.root),
     )  # fmt: skip
     return PgEngine(settings, store)
 
@@ -66,8 +68,21 @@ class PgEngine:
         other writers of the namespace wait, readers see the old rows."""
         conn = self.store.connection
         with pg.advisory_lock(conn, self.settings.namespace_name), conn.transaction():
+            self._refuse_dropping_others()
             self.store.clear()
             return build(self.store, cache)
+
+    def _refuse_dropping_others(self) -> None:
+        """A rebuild makes the namespace this root's files: refused while it holds files another
+        root or host wrote that this root lacks (an empty folder, or another model configured,
+        must not wipe another writer's memory)."""
+        root = self.settings.root
+        lost = [path for path in self.store.unseen_files() if not (root / path).is_file()]
+        if lost:
+            raise ConfigError(
+                f"rebuilding namespace {self.settings.namespace_name!r} from {root} would drop {len(lost)} files "
+                f"another root or host wrote (e.g. {one_line(lost[0])}); rebuild from the root that has them"
+            )
 
     def repair(self, reason: str, build: Build[Report], cache: VectorCache, *, writable: bool) -> Report | None:
         """Rows that do not match their Markdown (``check --repair``): rebuild the namespace."""
@@ -113,3 +128,35 @@ class PgEngine:
 
     def close(self) -> None:
         self.store.close()
+
+
+class Grants:
+    """The owner's grants of namespaces to login roles (``access.py``). Each call
+    connects, sets up or upgrades the schema first (only the owner may), and closes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def grant(self, namespace: str, role: str, *, write: bool) -> dict[str, Any]:
+        return self._run(access.grant, namespace, role, write=write)
+
+    def revoke(self, namespace: str, role: str) -> dict[str, Any]:
+        return self._run(access.revoke, namespace, role)
+
+    def list(self) -> list[dict[str, Any]]:
+        return self._run(access.list_grants)  # type: ignore[no-any-return]
+
+    def _run(self, action: Any, *args: Any, **options: Any) -> Any:
+        conn = pg.connect(self.url)
+        try:
+            pg.migrate(conn)
+            return action(conn, *args, **options)
+        except IndexerError:
+            raise
+        except Exception as exc:
+            error = pg.user_error(exc, self.url)
+            if error is not None:
+                raise error from exc
+            raise
+        finally:
+            conn.close()

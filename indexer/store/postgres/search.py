@@ -24,6 +24,7 @@ class PgSearch:
 
     connection: Any
     ns: int
+    unknown_namespace: Any  # name -> the error for a namespace this role cannot see
     _snapshot_counts: dict[str, int] | None = None  # term -> chunks holding it, within one read snapshot
 
     def vector_candidates(
@@ -165,15 +166,14 @@ class PgSearch:
 
     def stored_lines(self, namespace: str, path: str) -> list[tuple[int, int, str]] | None:
         """(start, end, text) of a file's chunks in another namespace, or None if it has no such file."""
-        row = self.connection.execute(
-            "SELECT f.ns FROM files f JOIN namespaces n ON n.id = f.ns WHERE n.name = %s AND f.path = %s",
-            (namespace, path),
-        ).fetchone()
-        if row is None:
+        found = self.connection.execute("SELECT id FROM namespaces WHERE name = %s", (namespace,)).fetchone()
+        if found is None:  # not there, or not granted to this role (row-level security hides it)
+            raise self.unknown_namespace(namespace)
+        if self.connection.execute("SELECT 1 FROM files WHERE ns = %s AND path = %s", (found[0], path)).fetchone() is None:
             return None
         return self.connection.execute(
             "SELECT start_line, end_line, text FROM chunks WHERE ns = %s AND path = %s ORDER BY start_line",
-            (row[0], path),
+            (found[0], path),
         ).fetchall()
 
 

@@ -28,9 +28,11 @@ import numpy as np
 from indexer.errors import ConfigError, SchemaError
 from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp
-from indexer.store.records import FileRecord, FileState, SkippedFile, plausible
+from indexer.store.records import FileRecord, FileState, SkippedFile
 
 from . import connection as pg
+from .access import Access, access_of, may_write, readable_names
+from .cache import PgEmbeddingCache
 from .checks import PgChecks
 from .search import FilteredChunks, PgSearch
 from .text import ALL, chunk_terms, under_clause, vector_text
@@ -44,11 +46,15 @@ class PgStore(PgSearch, PgChecks):
     vec_enabled = True
 
     def __init__(
-        self, url: str, *, namespace: str, host: str, write: bool, search_namespaces: Sequence[str] = ()
+        self, url: str, *, namespace: str, host: str, write: bool, search_namespaces: Sequence[str] = (), root: str = ""
     ) -> None:
         self.url = url
         self.namespace = namespace
+        # The writer: this host and memory root. Its stat cache is its own, and a sync
+        # removes only files it indexed or confirmed (never another root's or host's).
         self.host = host
+        self.root = root
+        self.access = Access(role="", owner=True, schema_owner="")
         self._search_names = tuple(search_namespaces)
         self._conn: Any = None
         try:
@@ -77,22 +83,54 @@ class PgStore(PgSearch, PgChecks):
 
     def _namespace_id(self, *, create: bool) -> int:
         conn = self.connection
+        where = pg.redact(self.url)
         if create:
             pg.migrate(conn)
-            # Look before inserting: the upsert would wait for any transaction that updated the
-            # row (a rebuild's, for its whole length) and could run past the statement timeout.
-            if conn.execute("SELECT 1 FROM namespaces WHERE name = %s", (self.namespace,)).fetchone() is None:
-                conn.execute("INSERT INTO namespaces(name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (self.namespace,))
-        elif pg.schema_version(conn) < pg.SCHEMA_VERSION:
-            raise SchemaError(f"no memdex index at {pg.redact(self.url)} (or an older one); run 'memdex index' first")
+        else:
+            version = pg.schema_version(conn)
+            if version < pg.SCHEMA_VERSION:
+                owner = access_of(conn) if version else None
+                if owner is not None and not owner.owner:
+                    raise SchemaError(
+                        f"memdex's schema at {where} is older than this memdex; its owner "
+                        f"({owner.schema_owner}) must run 'memdex --db OWNER_URL grants' once to upgrade it"
+                    )
+                raise SchemaError(f"no memdex index at {where} (or an older one); run 'memdex index' first")
+        self.access = access = access_of(conn)
         row = conn.execute("SELECT id FROM namespaces WHERE name = %s", (self.namespace,)).fetchone()
-        if row is None and self._search_names:
+        # Look before inserting: the upsert would wait for any transaction that updated the
+        # row (a rebuild's, for its whole length) and could run past the statement timeout.
+        if row is None and create and access.owner:
+            conn.execute("INSERT INTO namespaces(name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (self.namespace,))
+            row = conn.execute("SELECT id FROM namespaces WHERE name = %s", (self.namespace,)).fetchone()
+        if row is None and self._search_names and not create:
             return 0  # a reader searching other namespaces: its own need not exist (ids start at 1)
-        if row is None:
+        if row is None and not access.owner:
             raise SchemaError(
-                f"namespace {self.namespace!r} has no index at {pg.redact(self.url)}; run 'memdex index' first"
+                f"namespace {self.namespace!r} does not exist at {where} or role {access.role} was not granted it; "
+                + access.owner_hint(self.namespace)
             )
-        return int(row[0])
+        if row is None:
+            raise SchemaError(f"namespace {self.namespace!r} has no index at {where}; run 'memdex index' first")
+        ns = int(row[0])
+        if create and not access.owner and not may_write(conn, ns):
+            raise SchemaError(
+                f"role {access.role} may only read namespace {self.namespace!r} (a read-only grant); "
+                f"writing it needs: memdex --db OWNER_URL --namespace {self.namespace} grant {access.role}"
+            )
+        if create and self.root:
+            self._adopt_stat_rows(conn, ns)
+        return ns
+
+    def _adopt_stat_rows(self, conn: Any, ns: int) -> None:
+        """Stat rows from before writers were told apart by root (root ''): this host's
+        first writer of the namespace takes them as its own, so it still removes its deleted files."""
+        for table in ("file_stats", "skipped"):
+            conn.execute(
+                f"UPDATE {table} SET root = %s WHERE ns = %s AND host = %s AND root = '' AND NOT EXISTS "
+                f"(SELECT 1 FROM {table} WHERE ns = %s AND host = %s AND root = %s)",
+                (self.root, ns, self.host, ns, self.host, self.root),
+            )
 
     def search_ids(self) -> list[int]:
         """Namespace ids a search covers: this one, the named ones, or every one ("*")."""
@@ -105,10 +143,19 @@ class PgStore(PgSearch, PgChecks):
         ).fetchall()
         missing = sorted(set(self._search_names) - {name for _, name in rows})
         if missing:
-            names = [item["name"] for item in self.namespaces()]
-            known = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
-            raise ConfigError(f"no namespace {missing[0]!r} on the server (it has: {known or 'none'})")
+            raise self.unknown_namespace(missing[0])
         return [row[0] for row in rows]
+
+    def unknown_namespace(self, name: str) -> ConfigError:
+        """The error for a namespace this role cannot see: it does not exist, or was not granted."""
+        names = readable_names(self.connection)
+        known = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        if not self.access.owner:
+            return ConfigError(
+                f"namespace {name!r} does not exist or role {self.access.role} was not granted it "
+                f"(granted: {known or 'none'})"
+            )
+        return ConfigError(f"no namespace {name!r} on the server (it has: {known or 'none'})")
 
     def namespaces(self) -> list[dict[str, Any]]:
         rows = self.connection.execute("SELECT name, chunk_count FROM namespaces ORDER BY name")
@@ -158,25 +205,38 @@ class PgStore(PgSearch, PgChecks):
 
     # -- files ------------------------------------------------------------------
     def file_states(self, under: Iterable[str] | None = None) -> dict[str, FileState]:
+        """Every file of the namespace with this writer's stat of it: ``seen`` when this writer
+        indexed or confirmed it, ``rewritten_elsewhere`` when the namespace's content is no
+        longer what it last wrote or confirmed (another writer replaced it since)."""
         where, params = under_clause(under, "f.path")
         rows = self.connection.execute(
             "SELECT f.path, coalesce(s.size, -1), coalesce(s.mtime_ns, 0), coalesce(s.ctime_ns, 0), "
-            "coalesce(s.inode, 0), f.hash, coalesce(s.indexed_at_ns, 0) FROM files f "
-            "LEFT JOIN file_stats s ON s.ns = f.ns AND s.path = f.path AND s.host = %s "
+            "coalesce(s.inode, 0), f.hash, coalesce(s.indexed_at_ns, 0), s.path IS NOT NULL, "
+            "s.path IS NOT NULL AND s.hash <> f.hash AND f.hash <> '' FROM files f "
+            "LEFT JOIN file_stats s ON s.ns = f.ns AND s.path = f.path AND s.host = %s AND s.root = %s "
             f"WHERE f.ns = %s{where}",
-            (self.host, self.ns, *params),
+            (self.host, self.root, self.ns, *params),
         )
         return {
-            path: FileState(FileStamp(size, mtime, ctime, inode), digest, at)
-            for path, size, mtime, ctime, inode, digest, at in rows
+            path: FileState(FileStamp(size, mtime, ctime, inode), digest, at, seen=seen, rewritten_elsewhere=foreign)
+            for path, size, mtime, ctime, inode, digest, at, seen, foreign in rows
         }
+
+    def unseen_files(self) -> list[str]:
+        """Files of the namespace this writer never indexed or confirmed (other roots' or hosts')."""
+        rows = self.connection.execute(
+            "SELECT f.path FROM files f WHERE f.ns = %s AND NOT EXISTS (SELECT 1 FROM file_stats s "
+            "WHERE s.ns = f.ns AND s.path = f.path AND s.host = %s AND s.root = %s) ORDER BY f.path",
+            (self.ns, self.host, self.root),
+        )
+        return [row[0] for row in rows]
 
     def skipped_files(self, under: Iterable[str] | None = None) -> dict[str, SkippedFile]:
         where, params = under_clause(under, "path")
         rows = self.connection.execute(
             "SELECT path, size, mtime_ns, ctime_ns, inode, reason, skipped_at_ns FROM skipped "
-            f"WHERE ns = %s AND host = %s{where}",
-            (self.ns, self.host, *params),
+            f"WHERE ns = %s AND host = %s AND root = %s{where}",
+            (self.ns, self.host, self.root, *params),
         )
         return {
             path: SkippedFile(FileStamp(size, mtime, ctime, inode), reason, at)
@@ -186,30 +246,37 @@ class PgStore(PgSearch, PgChecks):
     def record_skipped(self, path: str, stamp: FileStamp, *, reason: str, skipped_at_ns: int) -> None:
         with self._file_transaction() as conn:
             conn.execute(
-                "INSERT INTO skipped(ns, host, path, size, mtime_ns, ctime_ns, inode, reason, skipped_at_ns) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (ns, host, path) DO UPDATE SET "
+                "INSERT INTO skipped(ns, host, root, path, size, mtime_ns, ctime_ns, inode, reason, skipped_at_ns) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (ns, host, root, path) DO UPDATE SET "
                 "size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, "
                 "inode = excluded.inode, reason = excluded.reason, skipped_at_ns = excluded.skipped_at_ns",
-                (self.ns, self.host, path, stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode, reason, skipped_at_ns),
-            )
+                (self.ns, self.host, self.root, path, stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode,
+                 reason, skipped_at_ns),
+            )  # fmt: skip
 
     def forget_skipped(self, path: str) -> None:
         with self._file_transaction() as conn:
-            conn.execute("DELETE FROM skipped WHERE ns = %s AND host = %s AND path = %s", (self.ns, self.host, path))
+            conn.execute(
+                "DELETE FROM skipped WHERE ns = %s AND host = %s AND root = %s AND path = %s",
+                (self.ns, self.host, self.root, path),
+            )
 
     def touch_file(self, path: str, stamp: FileStamp, *, indexed_at_ns: int) -> None:
-        """Record this host's stat for a file whose content (hash) is what the server has."""
+        """Record this writer's stat for a file whose content (hash) is what the server has."""
         with self._file_transaction() as conn:
             self._write_stat(conn, path, stamp, indexed_at_ns)
 
     def _write_stat(self, conn: Any, path: str, stamp: FileStamp, indexed_at_ns: int) -> None:
+        """This writer's stat of the file, with the hash the namespace holds for it now (the
+        content this writer wrote or confirmed: another writer's rewrite changes ``files.hash``)."""
         conn.execute(
-            "INSERT INTO file_stats(ns, host, path, size, mtime_ns, ctime_ns, inode, indexed_at_ns) "
-            "SELECT %s, %s, %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM files WHERE ns = %s AND path = %s) "
-            "ON CONFLICT (ns, host, path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
-            "ctime_ns = excluded.ctime_ns, inode = excluded.inode, indexed_at_ns = excluded.indexed_at_ns",
-            (self.ns, self.host, path, stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode, indexed_at_ns,
-             self.ns, path),
+            "INSERT INTO file_stats(ns, host, root, path, size, mtime_ns, ctime_ns, inode, indexed_at_ns, hash) "
+            "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, f.hash FROM files f WHERE f.ns = %s AND f.path = %s "
+            "ON CONFLICT (ns, host, root, path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
+            "ctime_ns = excluded.ctime_ns, inode = excluded.inode, indexed_at_ns = excluded.indexed_at_ns, "
+            "hash = excluded.hash",
+            (self.ns, self.host, self.root, path, stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode,
+             indexed_at_ns, self.ns, path),
         )  # fmt: skip
 
     def replace_file(
@@ -265,10 +332,18 @@ class PgStore(PgSearch, PgChecks):
             ids.append(cursor.fetchone()[0])
             if not cursor.nextset():
                 break
-        with cursor.copy("COPY postings(term, ns, chunk_id, freq, length) FROM STDIN") as copy:
-            for cid, (freq, length) in zip(ids, terms):
-                for term, f in freq.items():
+        rows = [(term, cid, f, length) for cid, (freq, length) in zip(ids, terms) for term, f in freq.items()]
+        if self.access.owner:
+            with cursor.copy("COPY postings(term, ns, chunk_id, freq, length) FROM STDIN") as copy:
+                for term, cid, f, length in rows:
                     copy.write_row((term, self.ns, cid, f, length))
+        elif rows:  # PostgreSQL refuses COPY FROM into a table with row-level security: one INSERT of arrays
+            columns = list(zip(*rows))
+            conn.execute(
+                "INSERT INTO postings(term, ns, chunk_id, freq, length) "
+                "SELECT t, %s, c, f, l FROM unnest(%s::text[], %s::bigint[], %s::real[], %s::int[]) AS u(t, c, f, l)",
+                (self.ns, list(columns[0]), list(columns[1]), list(columns[2]), list(columns[3])),
+            )
         table = self._vec_table()
         if table is not None:
             cursor.executemany(
@@ -287,7 +362,8 @@ class PgStore(PgSearch, PgChecks):
     def invalidate_files(self, paths: Sequence[str]) -> None:
         with self._file_transaction() as conn:
             conn.execute("UPDATE files SET hash = '' WHERE ns = %s AND path = ANY(%s)", (self.ns, list(paths)))
-            conn.execute("DELETE FROM file_stats WHERE ns = %s AND path = ANY(%s)", (self.ns, list(paths)))
+            # Every writer reads them again (its stat no longer matches), and still knows it saw them.
+            conn.execute("UPDATE file_stats SET size = -1 WHERE ns = %s AND path = ANY(%s)", (self.ns, list(paths)))
 
     def remove_file(self, path: str) -> None:
         with self._file_transaction() as conn:
@@ -297,7 +373,10 @@ class PgStore(PgSearch, PgChecks):
                 ).fetchall()
                 conn.execute("DELETE FROM files WHERE ns = %s AND path = %s", (self.ns, path))
                 self._count(conn, -len(removed), -sum(row[0] for row in removed))
-            conn.execute("DELETE FROM skipped WHERE ns = %s AND host = %s AND path = %s", (self.ns, self.host, path))
+            conn.execute(
+                "DELETE FROM skipped WHERE ns = %s AND host = %s AND root = %s AND path = %s",
+                (self.ns, self.host, self.root, path),
+            )
 
     def clear(self) -> None:
         with self._file_transaction() as conn:
@@ -323,11 +402,8 @@ class PgStore(PgSearch, PgChecks):
         table = f"chunk_vectors_{dims}"
         conn = self.connection
         with pg.advisory_lock(conn, "schema"):  # two hosts creating the same table at once
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {table}(chunk_id bigint PRIMARY KEY REFERENCES chunks(id) "
-                f"ON DELETE CASCADE, ns int NOT NULL, embedding vector({dims}) NOT NULL)"
-            )
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops)")
+            # Made by the schema's owner (a SECURITY DEFINER function): agents create no tables.
+            conn.execute("SELECT ensure_vector_table(%s)", (dims,))
         with conn.transaction():
             # Alone in the namespace: another host may have set up the same table since the caller
             # looked (the first sync of a new namespace on two hosts); its vectors are complete.
@@ -360,53 +436,3 @@ class PgStore(PgSearch, PgChecks):
 
     def chunk_hashes(self) -> list[tuple[int, str]]:
         return self.connection.execute("SELECT id, hash FROM chunks WHERE ns = %s ORDER BY id", (self.ns,)).fetchall()
-
-
-
-class PgEmbeddingCache:
-    """The server's shared embedding cache: (model id, text hash) -> float32 vector.
-
-    Writes go through a connection of its own and commit at once, in hash order: a
-    rebuild's long transaction must not hold cache rows that other hosts (of any
-    namespace) write too, which would make them wait for it or deadlock with it; and
-    what a failed rebuild embedded stays cached."""
-
-    def __init__(self, store: PgStore, *, model_id: str, dimensions: int) -> None:
-        self.store = store
-        self.model_id = model_id
-        self.dimensions = dimensions
-        self._conn: Any = None
-
-    def get_many(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
-        rows = self.store.connection.execute(
-            "SELECT hash, vector FROM embeddings WHERE model = %s AND hash = ANY(%s)",
-            (self.model_id, sorted(set(hashes))),
-        )
-        found: dict[str, np.ndarray] = {}
-        for digest, blob in rows:
-            if len(blob) == 4 * self.dimensions:
-                vector = np.frombuffer(bytes(blob), dtype=np.float32)
-                if plausible(vector):
-                    found[digest] = vector
-        return found
-
-    def put_many(self, vectors: dict[str, np.ndarray]) -> None:
-        if not vectors:
-            return
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            if self._conn is not None:
-                self._conn.close()
-            self._conn = pg.connect(self.store.url)
-        conn = self._conn
-        with conn.transaction():
-            conn.cursor().executemany(
-                "INSERT INTO embeddings(model, hash, vector) VALUES (%s, %s, %s) ON CONFLICT (model, hash) "
-                "DO UPDATE SET vector = excluded.vector",
-                [(self.model_id, digest, np.ascontiguousarray(vectors[digest], dtype=np.float32).tobytes())
-                 for digest in sorted(vectors)],
-            )  # fmt: skip
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
