@@ -431,3 +431,42 @@ def test_a_libpq_keyword_string_reaches_the_server_and_is_never_shown(root: Path
     for result in (indexed, found, shown):
         assert pg_server.password not in result.output
     assert not (root / ".memdex" / "index.db").exists()
+
+
+def test_backup_with_pg_dump_and_restore_into_a_new_database(root: Path, tmp_path: Path, pg_server: Any) -> None:
+    """The README's operator recipe: `pg_dump -Fc -n memdex`, then `pg_restore` into a new
+    database that has the vector extension; the restored index answers the same and is healthy."""
+    import subprocess
+
+    fill(root)
+    namespace = f"backup-{uuid.uuid4().hex[:8]}"
+    settings = pg_settings(root, pg_server.url, namespace)
+    index(settings)
+    before = [(r.path, r.start_line) for r in search(settings, "dentist appointment", budget_lines=None)]
+    env = {"PGPASSWORD": pg_server.password, "PATH": "/usr/bin:/bin"}
+    where = ["-h", pg_server.host, "-p", str(pg_server.port), "-U", pg_server.user]
+    dump = tmp_path / "memdex.dump"
+    subprocess.run([str(pg_server.bindir / "pg_dump"), *where, "-d", pg_server.dbname, "-Fc", "-n", "memdex", "-f", str(dump)],
+                   env=env, check=True, capture_output=True)  # fmt: skip
+    name = f"restored_{uuid.uuid4().hex[:8]}"
+    restored_url = pg_server.create_database(name)  # from template1, which has the vector extension
+    try:
+        subprocess.run([str(pg_server.bindir / "pg_restore"), *where, "-d", name, "--exit-on-error", str(dump)],
+                       env=env, check=True, capture_output=True)  # fmt: skip
+        restored = pg_settings(root, restored_url, namespace)
+        assert [(r.path, r.start_line) for r in search(restored, "dentist appointment", budget_lines=None)] == before
+        from indexer.indexing.check import HEALTHY, check_index
+
+        with open_index(restored, embedder=RecordingEmbedder()) as memory:
+            assert check_index(restored, memory.engine, model_id=RecordingEmbedder().model_id).exit_code == HEALTHY
+        assert index(restored).reindexed == 0  # nothing to redo: the stat cache came along
+    finally:
+        pg_server.drop_database(name)
+
+
+def test_a_pgvector_too_old_for_iterative_scans_is_named() -> None:
+    from indexer.store.postgres.connection import pgvector_too_old
+
+    assert [pgvector_too_old(v) for v in ("0.5.1", "0.7.4", "0.8.0", "0.8.1", "0.10.0", "1.0")] == [
+        True, True, False, False, False, False
+    ]  # fmt: skip

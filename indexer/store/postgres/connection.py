@@ -252,6 +252,7 @@ def migrate(connection: Any) -> None:
     """Create or upgrade memdex's schema, one transaction per step, under an advisory
     lock so that hosts starting together do not race. A newer schema is refused."""
     with advisory_lock(connection, "schema"):
+        check_pgvector(connection)
         version = schema_version(connection)
         if 0 < version < SCHEMA_VERSION and not access_of(connection).owner:
             raise SchemaError(
@@ -271,6 +272,29 @@ def migrate(connection: Any) -> None:
             with connection.transaction():
                 connection.execute(sql)  # type: ignore[arg-type]
                 connection.execute("UPDATE schema_version SET version = %s", (number,))
+
+
+# Iterative index scans (hnsw.iterative_scan), which keep a filtered search's list full.
+PGVECTOR_MINIMUM = (0, 8, 0)
+
+
+def check_pgvector(connection: Any) -> None:
+    """Refuse a pgvector older than memdex needs (its searches would fail on a setting)."""
+    row = connection.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    if row is not None and pgvector_too_old(row[0]):
+        raise SchemaError(
+            f"pgvector {row[0]} on this server is too old: memdex needs "
+            f"{'.'.join(map(str, PGVECTOR_MINIMUM))} or later; install a newer pgvector, then run "
+            "'ALTER EXTENSION vector UPDATE' as a superuser"
+        )
+
+
+def pgvector_too_old(version: str) -> bool:
+    parts = []
+    for part in version.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts + [0] * (3 - len(parts))) < PGVECTOR_MINIMUM
 
 
 def schema_version(connection: Any) -> int:
