@@ -27,7 +27,7 @@ class StatusFile:
         self.path = path
         self._folder: int | None = None
         try:
-            self._folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            self._folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except OSError as exc:
             log.debug("cannot open %s: %s", path.parent, exc)
 
@@ -36,7 +36,11 @@ class StatusFile:
         try:
             if self._folder is None:
                 raise OSError(f"{self.path.parent} could not be opened")
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=self._folder)
+            try:  # a leftover (or a planted link) by that name goes; a new file is made, never written through
+                os.unlink(temporary, dir_fd=self._folder)
+            except FileNotFoundError:
+                pass
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=self._folder)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(json.dumps(state))
             os.replace(temporary, self.path.name, src_dir_fd=self._folder, dst_dir_fd=self._folder)

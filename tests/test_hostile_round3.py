@@ -1,0 +1,197 @@
+"""Hostile input, round 3 (the "Trust" issue): what a handed-over memory folder,
+a planted link or a hostile client must never make memdex do.
+
+1. another program's SQLite database at memdex's own index path (as a file or
+   as a link to it) is refused and left byte-identical; memdex writes none of
+   its own files (folder, lock, index, cache, temporaries, sidecars, watcher
+   state) through a symbolic link;
+2. a ``*.md`` link is followed only to a file memdex would index itself;
+3. ``memdex init`` never writes through a link, dangling or not;
+4. a deeply nested config.toml is a one-line error;
+5. a config file that is a device, a FIFO or huge is a one-line error, never a
+   hang or a full memory (and a FIFO named like a note is skipped);
+6. a cached ONNX export whose weights were replaced is not loaded;
+7. a lone surrogate in an MCP request or a CLI argument gets a clear answer.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import apsw
+import pytest
+from click.testing import CliRunner
+from conftest import write
+from test_cli import assert_one_line_error, ok_json, run, runner  # noqa: F401
+from test_hardening_data import COMMANDS, fake_model, folder_listing  # noqa: F401
+
+from indexer import make_settings, open_index
+from indexer.errors import ConfigError, NotAnIndex
+from indexer.indexing.lock import acquire_lock
+from indexer.watch.state import StatusFile
+
+
+@pytest.fixture
+def memory(root: Path) -> Path:
+    write(root, "MEMORY.md", "# Facts\n\nThe tomatoes need staking in June.\n")
+    return root
+
+
+def foreign_database(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = apsw.Connection(str(path))
+    connection.execute("CREATE TABLE contacts(name); INSERT INTO contacts VALUES ('Ada')")
+    connection.close()
+    return path.read_bytes()
+
+
+# -- 1. memdex's own files: only its own databases, never through a link ------------------------
+
+
+@pytest.mark.parametrize("kind", ["file", "link"])
+@pytest.mark.parametrize("name", ["index.db", "embeddings.db"])
+def test_a_foreign_database_at_the_default_place_is_refused_and_byte_identical(
+    runner: CliRunner, memory: Path, tmp_path: Path, fake_model, kind: str, name: str
+) -> None:
+    if name == "embeddings.db":  # an index is there (check reads the cache only then)
+        ok_json(run(runner, "--root", memory, "index", "--json"))
+        (memory / ".memdex" / name).unlink()
+    elsewhere = tmp_path / "elsewhere"
+    theirs = elsewhere / "app.db" if kind == "link" else memory / ".memdex" / name
+    before = foreign_database(theirs)
+    if kind == "link":
+        (memory / ".memdex").mkdir(exist_ok=True)
+        os.symlink(theirs, memory / ".memdex" / name)
+    for command in COMMANDS:
+        line = assert_one_line_error(run(runner, "--root", memory, *command))
+        assert name in line, line
+        assert ("symbolic link" if kind == "link" else "another program's database") in line, line
+    assert theirs.read_bytes() == before
+    if kind == "link":
+        assert folder_listing(elsewhere) == ["app.db"]  # no -wal, -shm or .corrupt-* beside it
+    assert not list((memory / ".memdex").glob(f"{name}.corrupt-*"))
+
+
+def test_a_stamped_foreign_database_at_the_default_place_is_refused(runner: CliRunner, memory: Path, fake_model) -> None:
+    theirs = memory / ".memdex" / "index.db"
+    foreign_database(theirs)
+    connection = apsw.Connection(str(theirs))
+    connection.pragma("application_id", 12345)
+    connection.close()
+    before = theirs.read_bytes()
+    assert_one_line_error(run(runner, "--root", memory, "index"), contains="another program's database")
+    assert theirs.read_bytes() == before
+
+
+def test_a_blank_or_damaged_index_at_the_default_place_is_still_memdexs(runner: CliRunner, memory: Path, fake_model) -> None:
+    """The foreign-database rule does not cost recovery: a blank SQLite file is
+    replaced, a damaged one of memdex's is moved aside and rebuilt."""
+    index = memory / ".memdex" / "index.db"
+    index.parent.mkdir()
+    apsw.Connection(str(index)).execute("CREATE TABLE x(a); DROP TABLE x").close()  # valid, no tables
+    assert index.stat().st_size > 0
+    assert ok_json(run(runner, "--root", memory, "index", "--json"))["reindexed"] == 1
+    with open(index, "r+b") as handle:
+        handle.write(b"not a database header" * 5)
+    ok_json(run(runner, "--root", memory, "index", "--json"))
+    assert len(list(index.parent.glob("index.db.corrupt-*"))) == 1
+    hits = ok_json(run(runner, "--root", memory, "search", "--mode", "keyword", "tomatoes", "--json"))
+    assert [hit["path"] for hit in hits] == ["MEMORY.md"]
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [".memdex", ".memdex/write.lock", ".memdex/embeddings.db", ".memdex/index.db-wal", ".memdex/index.db-shm",
+     ".memdex/index.db.rebuild", ".memdex/index.db.creating", ".memdex/embeddings.db-journal"],
+)  # fmt: skip
+def test_no_file_of_memdexs_is_written_through_a_link(
+    runner: CliRunner, memory: Path, tmp_path: Path, fake_model, planted: str
+) -> None:
+    """A link in place of the folder, the lock, the cache, a sidecar or a
+    temporary (dangling or to a precious file): one line, nothing outside changes."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    precious = write(outside, "precious.txt", "keep me\n")
+    target = outside if planted == ".memdex" else precious
+    (memory / ".memdex").mkdir(exist_ok=planted != ".memdex")
+    if planted == ".memdex":
+        (memory / ".memdex").rmdir()
+    os.symlink(target, memory / planted)
+    for command in (["index"], ["rebuild"]):
+        assert_one_line_error(run(runner, "--root", memory, *command), contains="symbolic link")
+    assert_one_line_error(run(runner, "--root", memory, "search", "tomatoes"))  # a reader writes nothing either
+    assert folder_listing(outside) == ["precious.txt"] and precious.read_text() == "keep me\n"
+    dangling = tmp_path / "nowhere" / "made.txt"
+    (memory / planted).unlink()
+    os.symlink(dangling, memory / planted)
+    assert_one_line_error(run(runner, "--root", memory, "index"), contains="symbolic link")
+    assert not dangling.parent.exists()
+
+
+def test_the_lock_and_the_watcher_state_are_never_written_through_a_link(tmp_path: Path) -> None:
+    precious = write(tmp_path, "precious.txt", "keep me\n")
+    folder = tmp_path / "own"
+    folder.mkdir()
+    os.symlink(precious, folder / "write.lock")
+    with pytest.raises(ConfigError, match="symbolic link"):
+        acquire_lock(folder / "write.lock")
+    os.symlink(precious, folder / f"watcher.json.{os.getpid()}.tmp")  # the state file's temporary name
+    status = StatusFile(folder / "watcher.json")
+    status.write(pid=1)
+    status.remove()
+    assert precious.read_text() == "keep me\n"
+    assert not (folder / f"watcher.json.{os.getpid()}.tmp").is_symlink()
+    linked = tmp_path / "linked"
+    os.symlink(folder, linked)
+    status = StatusFile(linked / "watcher.json")  # a linked folder is not followed either
+    status.write(pid=2)
+    status.remove()
+    assert not (folder / "watcher.json").exists()
+
+
+def test_an_explicit_db_through_a_link_is_the_file_it_names(memory: Path, tmp_path: Path) -> None:
+    """--db is the user's own choice: a link there is resolved once, to the file
+    it names, and that file must itself be memdex's or new."""
+    real = tmp_path / "real" / "index.db"
+    real.parent.mkdir()
+    os.symlink(real, tmp_path / "link.db")
+    settings = make_settings(memory, tmp_path / "link.db")
+    assert settings.index_path == real
+    from conftest import RecordingEmbedder
+
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:
+        index.sync()
+    assert real.is_file() and not real.is_symlink()
+    foreign_database(tmp_path / "real" / "other.db")
+    with pytest.raises(NotAnIndex):
+        with open_index(make_settings(memory, tmp_path / "real" / "other.db"), write=True, embedder=RecordingEmbedder()):
+            pass
+
+
+# -- 3. init never writes through a link --------------------------------------------------------
+
+
+@pytest.mark.parametrize("planted", ["SOUL.md", "daily", "daily/TEMPLATE.md.txt"])
+def test_init_leaves_links_alone_dangling_or_not(runner: CliRunner, tmp_path: Path, planted: str) -> None:
+    folder = tmp_path / "mem"
+    folder.mkdir()
+    (folder / "daily").mkdir(exist_ok=planted == "daily/TEMPLATE.md.txt")
+    if planted == "daily":
+        (folder / "daily").rmdir()
+    outside = tmp_path / "outside"
+    dangling = outside / "created-by-memdex"
+    os.symlink(dangling, folder / planted)
+    found = ok_json(run(runner, "init", folder, "--json"))
+    assert not outside.exists()  # nothing created through the dangling link
+    assert planted in found["symlinks"] or any(name.startswith(planted + "/") for name in found["symlinks"])
+    assert (folder / planted).is_symlink()
+    assert "MEMORY.md" in found["created"]
+    outside.mkdir()
+    existing = write(outside, "created-by-memdex", "theirs\n") if planted != "daily" else None
+    plain = run(runner, "init", folder)
+    assert plain.exit_code == 0 and "symbolic link" in plain.stdout
+    if existing is not None:
+        assert existing.read_text() == "theirs\n"
+    assert folder_listing(outside) == ([] if existing is None else ["created-by-memdex"])
+
