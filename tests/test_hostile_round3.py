@@ -195,3 +195,88 @@ def test_init_leaves_links_alone_dangling_or_not(runner: CliRunner, tmp_path: Pa
         assert existing.read_text() == "theirs\n"
     assert folder_listing(outside) == ([] if existing is None else ["created-by-memdex"])
 
+
+# -- 2. a *.md link is followed only to a file memdex would index itself ------------------------
+
+LINKS = {  # link name -> (target, the reason a scan and get give)
+    "env.md": (".env", "hidden"),
+    "hidden.md": (".private/diary.md", "hidden"),
+    "key.md": ("keys/id_ed25519", "not a memory file"),
+    "config.md": (".memdex/config.toml", "hidden"),
+}
+
+
+def plant_links(root: Path) -> None:
+    write(root, ".env", "API_KEY=sk-live-SECRET\n")
+    write(root, ".private/diary.md", "# Diary\n\nSECRET diary words\n")
+    write(root, "keys/id_ed25519", "-----BEGIN SECRET KEY-----\n")
+    write(root, ".memdex/config.toml", "search_limit = 8  # SECRET\n")
+    write(root, "notes/garden.md", "# Garden\n\nsow parsnips in March\n")
+    for name, (target, _) in LINKS.items():
+        os.symlink(target, root / name)
+    os.symlink("notes/garden.md", root / "garden-link.md")  # a link to a memory file is followed
+
+
+def test_links_to_hidden_or_non_memory_files_are_not_indexed(memory: Path) -> None:
+    from conftest import RecordingEmbedder
+
+    plant_links(memory)
+    embedder = RecordingEmbedder()
+    with open_index(make_settings(memory), write=True, embedder=embedder) as index:
+        report = index.sync()
+        paths = {row[0] for row in index.store.connection.execute("SELECT path FROM files")}
+        assert not index.search("SECRET", mode="keyword", limit=20)
+    assert paths == {"MEMORY.md", "notes/garden.md", "garden-link.md"}
+    assert not any("SECRET" in text for text in embedder.embedded)
+    for name, (_, reason) in LINKS.items():
+        (line,) = [w for w in report.warnings if w.startswith(f"{name}:")]
+        assert "skipped" in line and reason in line, line
+
+
+@pytest.mark.parametrize("name", sorted(LINKS))
+def test_get_and_memory_get_refuse_links_to_hidden_or_non_memory_files(
+    runner: CliRunner, memory: Path, name: str
+) -> None:
+    from indexer.errors import PathError
+    from indexer.sources.read import read_excerpt, read_target
+
+    plant_links(memory)
+    reason = LINKS[name][1]
+    line = assert_one_line_error(run(runner, "--root", memory, "get", name))
+    assert reason in line and "SECRET" not in line, line
+    for read in (lambda: read_target(memory, name), lambda: read_excerpt(memory, name)):
+        with pytest.raises(PathError, match=reason):
+            read()
+    assert read_target(memory, "garden-link.md").lines[2] == "sow parsnips in March"
+
+
+def test_the_watcher_does_not_index_a_link_made_while_watching(memory: Path) -> None:
+    """Made while the watcher runs, the links go through the watcher's targeted
+    sync: the same rule (a sentinel written last shows the events were handled)."""
+    from conftest import RecordingEmbedder
+    from test_watch import FAST, WatcherThread, indexed_paths, wait_until
+
+    settings = make_settings(memory)
+    running = WatcherThread(settings, FAST, RecordingEmbedder(), None)
+    running.start()
+    try:
+        plant_links(memory)
+        write(memory, "sentinel.md", "# Sentinel\n\nwritten last\n")
+        wait_until(lambda: "sentinel.md" in indexed_paths(settings), message="the sentinel")
+        wait_until(lambda: "garden-link.md" in indexed_paths(settings), message="the good link")
+        assert indexed_paths(settings) == {"MEMORY.md", "notes/garden.md", "garden-link.md", "sentinel.md"}
+    finally:
+        running.stop()
+
+
+def test_a_fifo_named_like_a_note_never_blocks(runner: CliRunner, memory: Path, fake_model) -> None:
+    os.mkfifo(memory / "pipe.md")
+    os.symlink("pipe.md", memory / "pipe-link.md")
+    report = ok_json(run(runner, "--root", memory, "index", "--json"))
+    assert report["reindexed"] == 1
+    for name in ("pipe.md", "pipe-link.md"):
+        assert_one_line_error(run(runner, "--root", memory, "get", name), contains="not a file")
+    from indexer.sources.read import open_memory_file
+
+    with pytest.raises(OSError, match="not a regular file"):
+        open_memory_file(memory / "pipe.md")
