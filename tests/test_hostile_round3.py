@@ -276,7 +276,121 @@ def test_a_fifo_named_like_a_note_never_blocks(runner: CliRunner, memory: Path, 
     assert report["reindexed"] == 1
     for name in ("pipe.md", "pipe-link.md"):
         assert_one_line_error(run(runner, "--root", memory, "get", name), contains="not a file")
-    from indexer.sources.read import open_memory_file
 
-    with pytest.raises(OSError, match="not a regular file"):
-        open_memory_file(memory / "pipe.md")
+
+# -- 4. a config file nested too deeply ---------------------------------------------------------
+
+DEEP_CONFIGS = {
+    "arrays": "daily_folders = " + "[" * 100_000 + "]" * 100_000 + "\n",
+    "inline-tables": "model = " + "{a = " * 100_000 + "1" + "}" * 100_000 + "\n",
+    "dotted-key": "model." + ".".join(["a"] * 10_000) + " = 1\n",  # tomllib's memory: the square of its length
+    "quoted-dotted-key": "model." + ".".join(['"a"'] * 10_000) + " = 1\n",
+    "nested-table": "[model." + ".".join(["a"] * 50_000) + "]\nx = 1\n",
+    "shallow-nesting": "daily_folders = [" + "[" * 40 + "]" * 40 + "]\n",
+}
+
+
+@pytest.mark.parametrize("text", DEEP_CONFIGS.values(), ids=DEEP_CONFIGS.keys())
+@pytest.mark.parametrize("where", ["root", "user"])
+def test_a_deeply_nested_config_is_one_line_naming_the_file(
+    runner: CliRunner, memory: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, where: str
+) -> None:
+    import tracemalloc
+
+    path = memory / ".memdex" / "config.toml" if where == "root" else tmp_path / "user.toml"
+    write(path.parent, path.name, text)
+    if where == "user":
+        monkeypatch.setenv("MEMDEX_CONFIG", str(path))
+    tracemalloc.start()
+    try:
+        assert_one_line_error(run(runner, "--root", memory, "status"), contains=str(path))
+        peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+    assert peak_mb < 64, f"reading the config took {peak_mb:.0f} MB"  # a 10 000-part key: ~400 MB in tomllib
+    for command in (["config"], ["search", "x"]):
+        assert_one_line_error(run(runner, "--root", memory, *command), contains=str(path))
+
+
+def test_an_ordinary_config_still_reads(runner: CliRunner, memory: Path) -> None:
+    write(memory, ".memdex/config.toml", 'search_limit = 7\ndaily_folders = ["daily", "journal.d"]\nmodel = "a.b.c"\n')
+    shown = ok_json(run(runner, "--root", memory, "config", "--json"))
+    assert shown["settings"]["search_limit"]["value"] == 7
+    assert shown["settings"]["daily_folders"]["value"] == ["daily", "journal.d"]
+
+
+# -- 5. a config file that is a device, a FIFO or huge ------------------------------------------
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom", "fifo", "huge"])
+@pytest.mark.parametrize("where", ["root-link", "user-env"])
+def test_a_config_that_is_a_device_a_fifo_or_huge_is_one_line_and_never_hangs(
+    memory: Path, tmp_path: Path, device: str, where: str
+) -> None:
+    """Run in a child process with a timeout: a regression hangs or fills memory there, not here."""
+    import subprocess
+    import sys
+
+    target = Path(device)
+    if device == "fifo":
+        target = tmp_path / "config.fifo"
+        os.mkfifo(target)
+    elif device == "huge":
+        target = tmp_path / "huge.toml"
+        with open(target, "wb") as handle:
+            handle.truncate(64 * 1024 * 1024)  # sparse: 64 MiB of NULs
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MEMDEX_")}
+    env["MEMDEX_CONFIG"] = str(tmp_path / "no-user-file.toml")
+    env["MEMDEX_CACHE_DIR"] = os.environ["MEMDEX_CACHE_DIR"]
+    if where == "root-link":
+        (memory / ".memdex").mkdir()
+        os.symlink(target, memory / ".memdex" / "config.toml")
+        named = memory / ".memdex" / "config.toml"
+    else:
+        env["MEMDEX_CONFIG"] = str(target)
+        named = target
+    done = subprocess.run(
+        [sys.executable, "-m", "indexer", "--root", str(memory), "status"], env=env, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1 and lines[0].startswith("memdex: error:"), done.stderr
+    assert str(named) in lines[0] and ("not a regular file" in lines[0] or "larger than" in lines[0]), lines[0]
+
+
+def returns_within(call, fifo: Path, seconds: float = 20.0):
+    """``call()``'s result; if it blocks on ``fifo`` (a regression), the FIFO is
+    opened for writing and closed to release it, and the test fails instead of hanging."""
+    import threading
+
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.update(result=call()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the blocked reader gets EOF
+        thread.join(seconds)
+        pytest.fail(f"blocked on the FIFO {fifo}")
+    return box.get("result")
+
+
+def test_a_planted_watcher_state_fifo_never_blocks_status(memory: Path) -> None:
+    from indexer.watch.state import watcher_status
+
+    (memory / ".memdex").mkdir()
+    fifo = memory / ".memdex" / "watcher.json"
+    os.mkfifo(fifo)
+    assert returns_within(lambda: watcher_status(memory / ".memdex"), fifo) is None
+    fifo.unlink()
+    (memory / ".memdex" / "big").write_text('{"pid": 1, "x": "' + "y" * 2**20 + '"}')
+    os.symlink("big", fifo)
+    assert watcher_status(memory / ".memdex") is None  # never read whole
+
+
+def test_a_model_folder_with_a_fifo_for_a_config_is_not_read(tmp_path: Path) -> None:
+    from indexer.embedding.model_files import read_model_files
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    os.mkfifo(folder / "modules.json")
+    assert returns_within(lambda: read_model_files(folder), folder / "modules.json") is None

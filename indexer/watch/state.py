@@ -11,9 +11,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from indexer.config.files import read_small_file
+from indexer.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 STATUS_FILE_NAME = "watcher.json"
+MAX_STATE_BYTES = 64 * 1024
 
 
 class StatusFile:
@@ -61,10 +65,10 @@ class StatusFile:
 def watcher_status(index_dir: Path, name: str = STATUS_FILE_NAME) -> dict[str, Any] | None:
     """The running watcher's state, or None when no watcher runs for this index."""
     path = index_dir / name
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+    try:  # a FIFO or /dev/zero planted by that name never blocks or fills memory
+        state = json.loads(read_small_file(path, what="watcher state", limit=MAX_STATE_BYTES).decode("utf-8"))
         pid = int(state["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ConfigError, ValueError, KeyError, TypeError):
         return None
     if not _alive(pid):
         return None  # killed without a chance to clean up
