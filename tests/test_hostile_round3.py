@@ -394,3 +394,113 @@ def test_a_model_folder_with_a_fifo_for_a_config_is_not_read(tmp_path: Path) -> 
     folder.mkdir()
     os.mkfifo(folder / "modules.json")
     assert returns_within(lambda: read_model_files(folder), folder / "modules.json") is None
+
+
+# -- 7. a lone surrogate in an MCP request or a CLI argument ------------------------------------
+
+SURROGATE_LINES = [  # (raw JSON-RPC line, the id the answer must carry)
+    ('{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"memory_search","arguments":{"query":"\\ud800"}}}', 2),
+    ('{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"memory_get","arguments":{"path":"a\\udfff.md"}}}', 3),
+    ('{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"memory_\\ud800","arguments":{}}}', 4),
+    ('{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"memdex://\\ud800"}}', 5),
+    ('{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"memory_search","arguments":{"\\udc00":"x"}}}', 6),
+    ('{"jsonrpc":"2.0","id":"\\ud800","method":"tools/list"}', None),
+    ("not json at all", None),
+    ('{"jsonrpc":"2.0","id":9}', 9),
+]
+
+
+def test_every_stdio_request_gets_an_answer_even_with_a_lone_surrogate(memory: Path, tmp_path: Path) -> None:
+    """A real ``memdex mcp`` process over stdio: each unreadable line is answered
+    with a JSON-RPC error carrying its id, and the server keeps answering."""
+    import json
+    import selectors
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MEMDEX_BACKEND": "onnx", "MEMDEX_CONFIG": str(tmp_path / "none.toml")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "indexer", "--root", str(memory), "mcp"], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
+
+    def send(line: str) -> None:
+        process.stdin.write(line.encode("utf-8") + b"\n")  # type: ignore[union-attr]
+        process.stdin.flush()  # type: ignore[union-attr]
+
+    def answer() -> dict:
+        if not selector.select(timeout=30):
+            pytest.fail("no answer within 30 s: the client would wait for ever")
+        return json.loads(process.stdout.readline())  # type: ignore[union-attr]
+
+    try:
+        send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))  # fmt: skip
+        assert answer()["id"] == 1
+        send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        send('{"jsonrpc":"2.0","method":"notifications/\\ud800"}')  # a notification: no answer is due
+        for line, request_id in SURROGATE_LINES:
+            send(line)
+            got = answer()
+            assert got["id"] == request_id and got["error"]["code"] == -32700, (line, got)
+            assert "\n" not in got["error"]["message"]
+            if "\\ud" in line:
+                assert "lone surrogate" in got["error"]["message"], got
+        send(json.dumps({"jsonrpc": "2.0", "id": 10, "method": "tools/list"}))
+        assert answer()["id"] == 10  # still answering, in order
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_surrogates_through_the_sdk_client_are_tool_errors_or_answers(memory: Path) -> None:
+    """Already-decoded text with lone surrogates (a Python client, no JSON wire)."""
+    import anyio
+    from conftest import RecordingEmbedder
+    from mcp import Client
+
+    from indexer.serve.mcp import build_server
+    from indexer.serve.service import IndexService
+
+    embedder = RecordingEmbedder()
+    settings = make_settings(memory)
+    with open_index(settings, write=True, embedder=embedder) as index:
+        index.sync()
+    service = IndexService(settings, embedder=embedder)
+
+    async def main() -> list:
+        async with Client(build_server(service)) as client:
+            found = []
+            for tool, arguments in [("memory_search", {"query": "\ud800 tomatoes"}), ("memory_get", {"path": "\ud800.md"}),
+                                    ("memory_search", {"query": "x", "pathPrefix": "\udcff"})]:  # fmt: skip
+                with anyio.fail_after(30):
+                    found.append(await client.call_tool(tool, arguments))
+            return found
+
+    try:
+        searched, got, prefixed = anyio.run(main)
+    finally:
+        service.close()
+    assert not searched.is_error or "\n" not in searched.content[0].text
+    for result in (got, prefixed):
+        assert result.is_error and "\n" not in result.content[0].text and "Traceback" not in result.content[0].text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["search", "\udced\udca0\udc80"], ["search", "--mode", "keyword", "tomatoes\udcff"], ["get", "\udced\udca0\udc80.md"],
+     ["search", "--path", "\udcff", "x"], ["--namespace", "\udcff", "index"], ["--db", "DB\udcff.db", "index"]],
+)  # fmt: skip
+def test_undecodable_cli_arguments_are_answered_without_a_traceback(
+    runner: CliRunner, memory: Path, tmp_path: Path, fake_model, args: list[str]
+) -> None:
+    """``memdex search $'\\xed\\xa0\\x80'``: argv arrives surrogateescape'd."""
+    ok_json(run(runner, "--root", memory, "index", "--json"))
+    args = [arg.replace("DB", str(tmp_path) + "/") for arg in args]
+    result = run(runner, "--root", memory, *args)
+    assert "Traceback" not in result.output and not isinstance(result.exception, UnicodeError), result.output
+    if result.exit_code != 0:
+        assert_one_line_error(result)
+    assert not list(tmp_path.glob("*.lock"))
