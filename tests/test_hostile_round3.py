@@ -504,3 +504,86 @@ def test_undecodable_cli_arguments_are_answered_without_a_traceback(
     if result.exit_code != 0:
         assert_one_line_error(result)
     assert not list(tmp_path.glob("*.lock"))
+
+
+# -- 6. a cached ONNX export is bound to the hash taken when it was verified ----------------------
+
+
+@pytest.fixture
+def onnx_export(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A verified export in a temporary cache folder (never the user's), made by
+    ``export_and_verify`` with ONNX Runtime and torch stood in for: the test is
+    about which file gets loaded, not about the graph."""
+    import numpy as np
+
+    from indexer.embedding import onnx_backend as onnx
+    from indexer.embedding.model_files import ModelFiles
+
+    assert os.environ["MEMDEX_CACHE_DIR"] != str(Path("~/.cache/memdex").expanduser())  # conftest's own folder
+    monkeypatch.setenv("MEMDEX_CACHE_DIR", str(tmp_path / "cache"))
+    loaded: list[bytes] = []
+
+    class Runtime:
+        def __init__(self, path: Path, files: ModelFiles, *, threads: int | None) -> None:
+            loaded.append(path.read_bytes())
+
+        def embed(self, texts) -> np.ndarray:
+            return np.ones((len(texts), 1), dtype=np.float32)
+
+    class Torch:
+        def encode(self, texts, **_: object) -> np.ndarray:
+            return np.ones((len(texts), 1), dtype=np.float32)
+
+    monkeypatch.setattr(onnx, "OnnxEmbedder", Runtime)
+    monkeypatch.setattr(onnx, "_export", lambda model, target: target.write_bytes(b"verified graph " * 1000))
+    files = ModelFiles(folder=tmp_path / "model", fingerprint="f00d", dimensions=1, max_seq_length=8, max_tokens=6,
+                       pooling="mean", normalize=True, do_lower_case=False, tokenizer_path=tmp_path / "t.json")  # fmt: skip
+    def export() -> None:
+        onnx.export_and_verify(files, Torch())
+        loaded.clear()
+
+    export()
+    return onnx, files, loaded, export
+
+
+def test_a_verified_export_loads_and_a_replaced_one_is_discarded(onnx_export, caplog: pytest.LogCaptureFixture) -> None:
+    onnx, files, loaded, _ = onnx_export
+    folder = onnx.export_folder(files)
+    assert onnx.load_verified(files, threads=1) is not None and loaded == [b"verified graph " * 1000]
+    model = folder / "model.onnx"
+    before = os.stat(model)
+    with open(model, "r+b") as handle:  # same size, same mtime: only the bytes differ
+        handle.write(b"EVIL")
+    os.utime(model, ns=(before.st_atime_ns, before.st_mtime_ns))
+    loaded.clear()
+    assert onnx.load_verified(files, threads=1) is None  # the caller exports it again
+    assert loaded == [] and not model.exists() and not (folder / "check.json").exists()
+    assert any("not the one verified" in record.getMessage() for record in caplog.records)
+
+
+def test_an_export_without_a_recorded_hash_or_with_extra_weights_is_discarded(onnx_export) -> None:
+    import json
+
+    onnx, files, loaded, export = onnx_export
+    folder = onnx.export_folder(files)
+    (folder / "model.onnx.data").write_bytes(b"planted external weights")
+    assert onnx.load_verified(files, threads=1) is None and loaded == []
+    export()
+    check = json.loads((folder / "check.json").read_text())
+    del check["sha256"]  # an export made before the hash was recorded
+    (folder / "check.json").write_text(json.dumps(check))
+    assert onnx.load_verified(files, threads=1) is None and loaded == []
+
+
+def test_a_copied_export_is_hashed_again_and_its_stamp_renewed(onnx_export) -> None:
+    import json
+
+    onnx, files, loaded, _ = onnx_export
+    folder = onnx.export_folder(files)
+    model = folder / "model.onnx"
+    data = model.read_bytes()
+    model.unlink()
+    model.write_bytes(data)  # a new inode and ctime: the stamp no longer matches, the hash does
+    assert onnx.load_verified(files, threads=1) is not None
+    stamp = json.loads((folder / "check.json").read_text())["stamps"]["model.onnx"]
+    assert stamp[3] == os.stat(model).st_ino
