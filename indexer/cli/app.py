@@ -21,6 +21,7 @@ import click
 
 from indexer.api import open_index
 from indexer.config.database import is_database_url, without_password
+from indexer.config.files import create_new_file
 from indexer.config.resolve import Configuration, load_configuration
 from indexer.config.settings import Settings
 from indexer.embedding.lazy import BACKENDS
@@ -185,25 +186,33 @@ def init(directory: Path, as_json: bool) -> None:
     """Create a memory folder from the templates (existing files are kept)."""
     if directory.exists() and not directory.is_dir():
         raise PathError(f"{directory} exists and is not a folder")
-    created, kept = [], []
+    created, kept, links = [], [], []
     for rel, source in _template_files(_templates(), PurePosixPath()):
         target = directory / rel
-        if target.exists():
-            kept.append(rel.as_posix())
-            continue
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source.read_bytes())
+            link = next((directory / rel.parents[i] for i in range(len(rel.parts) - 2, -1, -1)
+                         if (directory / rel.parents[i]).is_symlink()), None)  # fmt: skip
+            if link is None and target.is_symlink():
+                link = target
+            if link is None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if create_new_file(target, source.read_bytes()):  # O_EXCL | O_NOFOLLOW: never through a link
+                    created.append(rel.as_posix())
+                    continue
+                link = target if target.is_symlink() else None  # made a link meanwhile
         except OSError as exc:
             raise PathError(f"cannot write {target} ({exc.strerror or exc})") from None
-        created.append(rel.as_posix())
+        (links if link is not None else kept).append(rel.as_posix())
     if as_json:
-        click.echo(json.dumps({"directory": str(directory.resolve()), "created": created, "kept": kept}, indent=2))
+        click.echo(json.dumps({"directory": str(directory.resolve()), "created": created, "kept": kept + links,
+                               "symlinks": links}, indent=2))  # fmt: skip
         return
     for name in created:
         click.echo(f"created {directory / name}")
     for name in kept:
         click.echo(f"kept existing {directory / name}")
+    for name in links:
+        click.echo(f"left alone {directory / name}: a symbolic link is on its way (memdex never writes through one)")
 
 
 @cli.command()

@@ -18,6 +18,7 @@ a host that starts memdex from any folder finds the memory. A relative
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -29,9 +30,14 @@ from indexer.errors import ConfigError
 from indexer.retrieval.search import MODES
 
 from .database import is_database_url, without_password
+from .files import read_small_file
 from .settings import INDEX_DIR_NAME, Settings, make_settings
 
 CONFIG_FILE_NAME = "config.toml"
+# memdex's settings are flat; a key of many dotted parts ("a.a.a...") costs tomllib
+# memory that grows with the square of its length (a 20 000-part key: 1.5 GB).
+MAX_KEY_PARTS = 32
+_LONG_DOTTED_KEY = re.compile(r"""(?:(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')[ \t]*\.[ \t]*){%d,}""" % MAX_KEY_PARTS)
 ENV_PREFIX = "MEMDEX_"
 USER_FILE_ENV = "MEMDEX_CONFIG"
 
@@ -272,17 +278,37 @@ def _pick(name: str, layers: list[tuple[str, dict[str, Any]]]) -> Source:
 
 
 def _read_file(path: Path, what: str) -> dict[str, Any]:
+    """A config file's table; a device, a FIFO, a file over 1 MiB or TOML nested
+    too deeply for the parser is a one-line ``ConfigError`` naming the file."""
     try:
-        data = path.read_bytes()
+        data = read_small_file(path, what=what)
     except FileNotFoundError:
         return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read the {what} {path} ({exc.strerror or exc})") from None
     try:
-        table = tomllib.loads(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        if _LONG_DOTTED_KEY.search(text):  # tomllib's memory grows with the square of a dotted key's length
+            raise ConfigError(f"{path}: not a memdex config file (a key of more than {MAX_KEY_PARTS} dotted parts)")
+        table = tomllib.loads(text)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not a memdex config file (its arrays or tables are nested too deeply)") from None
     unknown = sorted(set(table) - set(KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown setting {unknown[0]!r} (known: {', '.join(KEYS)})")
+    deep = next((name for name, value in table.items() if _too_deep(value)), None)
+    if deep is not None:  # no setting nests: a deep value would only recurse in the messages about it
+        raise ConfigError(f"{path}: {deep}: expected text, a number, true/false or a list of text, got nested values")
     return table
+
+
+def _too_deep(value: Any, limit: int = 2) -> bool:
+    """True when ``value`` nests lists or tables more than ``limit`` levels (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False

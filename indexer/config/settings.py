@@ -137,4 +137,17 @@ def make_settings(
             raise ConfigError(f"--db must name a regular file: {resolved_index} is not one")
         if resolved_index.suffix.lower() == ".md" and (resolved_index == root_path or root_path in resolved_index.parents):
             raise ConfigError(f"--db {resolved_index} is a memory file's name; choose a name that does not end in .md")
+    for what, value in (("--db" if index_path is not None else "the index file", None if is_database_url(index_path) else str(resolved_index)),
+                        ("--namespace", options.get("namespace"))):  # fmt: skip
+        if isinstance(value, str) and not _is_text(value):  # undecodable bytes of a file name or argument
+            raise ConfigError(f"{what} {value.encode('utf-8', 'backslashreplace').decode()} is not valid UTF-8, "
+                              "which the index needs; choose another name")  # fmt: skip
     return Settings(root=root_path, index_path=resolved_index, **options)  # type: ignore[arg-type]
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -16,8 +16,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexer.config.files import read_small_file
+from indexer.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
 POOLING_MODES = ("cls", "mean", "max")
 _KNOWN_POOLING_KEYS = {"word_embedding_dimension", "include_prompt"}
 _SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
@@ -47,7 +51,7 @@ def fingerprint(folder: Path) -> str:
             stat = path.stat()
             digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
             if path.name in ("config.json", "modules.json", "sentence_bert_config.json"):
-                digest.update(path.read_bytes())
+                digest.update(read_small_file(path, what="model file", limit=MAX_CONFIG_BYTES))
     return digest.hexdigest()
 
 
@@ -117,4 +121,8 @@ def _read(folder: Path) -> ModelFiles | None:
 
 
 def _json(path: Path) -> dict | list:
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A model's small JSON file: a regular file of at most 16 MiB (never a FIFO or a device)."""
+    try:
+        return json.loads(read_small_file(path, what="model file", limit=MAX_CONFIG_BYTES).decode("utf-8"))
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None

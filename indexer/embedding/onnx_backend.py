@@ -5,7 +5,9 @@ The model's transformer is exported once, offline, from the installed weights
 platformdirs' user cache dir for "memdex", which honours ``XDG_CACHE_HOME``),
 keyed by the model folder's fingerprint. Before first use its vectors are
 compared with torch's on a fixed sample; only an export whose every cosine is
-at least ``MIN_COSINE`` is kept (``check.json`` beside it records the result).
+at least ``MIN_COSINE`` is kept (``check.json`` beside it records the result and
+the SHA-256 of the verified file: an export whose file no longer has it is
+discarded with a warning and made again).
 At run time only tokenizers, onnxruntime and numpy are imported: tokenize
 (truncated to the model's ``max_seq_length``), run the graph, pool as the
 model's Pooling module says (mean, CLS or max over the attention mask), and
@@ -14,6 +16,7 @@ L2-normalise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -22,6 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from indexer.config.files import read_small_file
+from indexer.errors import ConfigError
 
 from .model_files import ModelFiles
 
@@ -73,7 +79,59 @@ def load_verified(files: ModelFiles, *, threads: int | None) -> OnnxEmbedder | N
         raise OnnxUnavailable(_read_json(failed).get("reason", "an earlier export failed its check"))
     if not (folder / "check.json").is_file() or not (folder / "model.onnx").is_file():
         return None
+    problem = _unbound(folder)
+    if problem is not None:
+        log.warning("the cached ONNX export %s %s; discarded it and exporting it again", folder, problem)
+        for path in [folder / "check.json", *_bound_files(folder)]:
+            path.unlink(missing_ok=True)
+        return None
     return OnnxEmbedder(folder / "model.onnx", files, threads=threads)
+
+
+def _bound_files(folder: Path) -> list[Path]:
+    """The export's graph and weights: ``model.onnx`` and any external data file beside it."""
+    return sorted(p for p in folder.iterdir() if p.name.startswith("model.onnx") and not p.name.endswith(".tmp"))
+
+
+def _unbound(folder: Path) -> str | None:
+    """Why the export's files are not the ones verified (None: they are). ``check.json``
+    holds each file's SHA-256, taken when it was verified, and its stat stamp
+    (size, mtime, ctime, inode, device): an unchanged stamp skips the hash (any
+    write, rename or utime changes the ctime, which a user cannot set); a changed
+    one is hashed again, and a matching hash renews the stamp (a copied cache)."""
+    check = _read_json(folder / "check.json")
+    digests, stamps = check.get("sha256"), check.get("stamps")
+    if not isinstance(digests, dict) or not isinstance(stamps, dict):
+        return "has no hash recorded when it was verified (made by an older memdex)"
+    present = {path.name: path for path in _bound_files(folder)}
+    if set(present) != set(digests):
+        return "does not hold the files that were verified"
+    renewed = False
+    for name, path in present.items():
+        if stamps.get(name) == _stamp(path):
+            continue
+        if _sha256(path) != digests[name]:
+            return f"has a {name} that is not the one verified (its SHA-256 differs from the one recorded)"
+        stamps[name], renewed = _stamp(path), True
+    if renewed:
+        try:
+            _write_json(folder / "check.json", check)
+        except OSError:
+            pass  # a read-only cache: hashed again next time
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stamp(path: Path) -> list[int]:
+    found = os.stat(path)
+    return [found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino, found.st_dev]
 
 
 def export_and_verify(files: ModelFiles, model) -> None:  # model: a loaded SentenceTransformer
@@ -95,10 +153,12 @@ def export_and_verify(files: ModelFiles, model) -> None:  # model: a loaded Sent
             reason = f"exported model disagrees with torch (cosine {cosine:.6f} < {MIN_COSINE})"
             _write_json(folder / "failed.json", {"reason": reason})
             raise OnnxUnavailable(reason)
+        digest = _sha256(temporary)  # the bytes just verified
         os.replace(temporary, folder / "model.onnx")
         _write_json(folder / "check.json", {
             "min_cosine": cosine, "samples": len(SAMPLE), "export_version": EXPORT_VERSION,
             "model_folder": str(files.folder), "seconds": round(time.perf_counter() - started, 2),
+            "sha256": {"model.onnx": digest}, "stamps": {"model.onnx": _stamp(folder / "model.onnx")},
         })  # fmt: skip
     except OnnxUnavailable:
         raise
@@ -212,8 +272,8 @@ def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
 
 def _read_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_small_file(path, what="ONNX export record"))
+    except (OSError, ValueError, ConfigError):
         return {}
     return data if isinstance(data, dict) else {}
 

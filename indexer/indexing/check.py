@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from indexer.errors import one_line
 from indexer.sources.base import embedded_text, text_hash
 from indexer.sources.discover import classify, scan
 from indexer.sources.markdown.parse import NotText, decode, read_frontmatter, split_lines
+from indexer.sources.read import open_memory_file
 from indexer.sources.registry import source_for
 from indexer.store import Engine, IndexStore
 
@@ -169,7 +171,7 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
     gone = sorted(set(indexed) - on_disk)
     changed, missing, wrong = [], [], []
     for item in found:
-        data = _read_indexable(settings, item.path)
+        data = _read_indexable(settings, item.target or item.path)
         if item.path in indexed:
             if data is None or content_hash(data) != indexed[item.path].hash:
                 changed.append(item.path)
@@ -244,10 +246,10 @@ def _parses(path: str, data: bytes) -> bool:
 def _read_indexable(settings: Settings, rel: str) -> bytes | None:
     """The file's bytes when a sync would index it; None for what it skips by design."""
     try:
-        path = settings.root / rel
-        if path.stat().st_size > settings.max_file_bytes:
-            return None
-        data = path.read_bytes()
+        with open_memory_file(settings.root / rel) as handle:  # a link's vetted target, as the sync reads it
+            if os.fstat(handle.fileno()).st_size > settings.max_file_bytes:
+                return None
+            data = handle.read()
         decode(data)
     except (OSError, NotText):
         return None

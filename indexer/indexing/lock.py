@@ -12,8 +12,9 @@ import os
 from pathlib import Path
 from typing import IO
 
+from indexer.config.files import open_own_file, own_folder
 from indexer.config.settings import Settings
-from indexer.errors import ConfigError, LockedError, PathError
+from indexer.errors import LockedError, PathError
 from indexer.watch.state import STATUS_FILE_NAME, watcher_status
 
 
@@ -28,16 +29,7 @@ def lock_root(settings: Settings) -> IO[str]:
 
 
 def acquire_lock(path: Path, *, status_path: Path | None = None) -> IO[str]:
-    if path.exists() and not path.is_file():
-        raise ConfigError(f"the lock file {path} is not a regular file; move it away")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the index folder {path.parent} ({exc.strerror or exc})") from None
-    try:
-        handle = open(path, "a+")
-    except OSError as exc:
-        raise ConfigError(f"cannot create the lock file {path} ({exc.strerror or exc})") from None
+    handle = open_lock_file(path)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -57,3 +49,10 @@ def acquire_lock(path: Path, *, status_path: Path | None = None) -> IO[str]:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+def open_lock_file(path: Path) -> IO[str]:
+    """The lock file, created if needed, in its folder (made if needed): never
+    through a symbolic link (the pid written into it would truncate the target)."""
+    own_folder(path.parent)
+    return os.fdopen(open_own_file(path, what="the lock file"), "r+", encoding="utf-8")

@@ -30,6 +30,7 @@ from indexer.errors import one_line
 from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp, MemoryFile, classify, is_utf8, scan, scan_paths
 from indexer.sources.markdown.parse import NotText
+from indexer.sources.read import open_memory_file
 from indexer.sources.registry import source_for
 from indexer.store import FileRecord, FileState, IndexStore, SkippedFile, VectorCache
 
@@ -279,7 +280,7 @@ def _prepare(
     """Read, hash, parse and chunk one file; None when nothing is left to write."""
     read_at = time.time_ns()
     try:
-        data, stamp = _read(settings.root / item.path, settings.max_file_bytes)
+        data, stamp = _read(settings.root / (item.target or item.path), settings.max_file_bytes)
     except FileNotFoundError:
         _drop(store, item.path, state, report, None)  # vanished after the scan
         return None
@@ -349,7 +350,7 @@ def _read(path: Path, limit: int) -> tuple[bytes, FileStamp]:
     is the one from before the read, so a file changed during the read never
     looks unchanged to a later stat check.
     """
-    with open(path, "rb") as handle:
+    with open_memory_file(path) as handle:  # a link's vetted target; never a FIFO or a device
         for _ in range(READ_RETRIES + 1):
             before = os.fstat(handle.fileno())
             if before.st_size > limit:

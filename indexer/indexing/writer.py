@@ -35,6 +35,7 @@ import numpy as np
 from indexer.embedding.protocol import Embedder
 from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp, MemoryFile
+from indexer.sources.read import open_memory_file
 from indexer.store import FileRecord, IndexStore, VectorCache
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ class Writer:
             self.report.chunks_embedded += len(new)
         changed = []
         for prepared in pending:
-            path = self.root / prepared.found.path
+            path = self.root / (prepared.found.target or prepared.found.path)  # what the sync read
             current = current_stamp(path)
             if current != prepared.record.stamp:  # the stamp of the handle we read from
                 if current is not None and _only_grew(path, prepared.record):
@@ -194,7 +195,7 @@ def _only_grew(path: Path, record: FileRecord) -> bool:
     """True when the file's first ``record.stamp.size`` bytes are still the bytes that
     were read (the reader made sure its size did not change during the read)."""
     try:
-        with open(path, "rb") as handle:
+        with open_memory_file(path) as handle:
             start = handle.read(record.stamp.size)
     except OSError:
         return False

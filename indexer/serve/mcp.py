@@ -38,6 +38,7 @@ from indexer.sources.read import read_excerpt
 from indexer.sources.registry import is_source_file
 
 from .service import IndexService
+from .stdio import serve_stdio
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +343,7 @@ def serve(
     server = build_server(service)
     try:
         if http is None:
-            server.run("stdio")
+            anyio.run(serve_stdio, server)
             return
         import uvicorn
 

@@ -72,8 +72,8 @@ def scan(
     memory files plus one warning per skipped path.
 
     Hidden folders and files, the index's own folder, folder symlinks (which
-    could loop or duplicate files) and file symlinks that lead out of the root
-    are skipped.
+    could loop or duplicate files) and file symlinks that lead anywhere but to a
+    file memdex would index itself (``link_refusal``) are skipped.
     """
     found: list[MemoryFile] = []
     warnings: list[str] = []
@@ -169,13 +169,32 @@ def _add_symlinked(
     except (OSError, RuntimeError):
         warnings.append(f"{rel}: skipped, broken symlink")
         return
-    if not is_inside(root, target):
-        warnings.append(f"{rel}: skipped, symlink leads outside the memory root")
+    refusal = link_refusal(root, target)
+    if refusal is not None:
+        warnings.append(f"{rel}: skipped, {refusal}")
         return
-    if not target.is_file():
-        return
-    stat = target.stat()
+    try:
+        stat = target.stat()
+    except OSError:
+        return  # gone meanwhile
+    if not S_ISREG(stat.st_mode):
+        return  # a folder, a FIFO, a device: never read
     found.append(_memory_file(rel, stat, target=target.relative_to(root).as_posix(), daily_folders=daily_folders))
+
+
+def link_refusal(root: Path, target: Path) -> str | None:
+    """Why a symlink (or a path through one) that resolves to ``target`` is not
+    followed, or None: it is followed only to a file memdex would index itself
+    (inside the root, no hidden part, a file a source owns). The scanner, the
+    watcher's targeted syncs and ``get``/``memory_get`` all ask here."""
+    if not is_inside(root, target):
+        return "symlink leads outside the memory root"
+    rel = target.relative_to(root).as_posix()
+    if any(part.startswith(".") for part in PurePosixPath(rel).parts):
+        return "symlink leads to a hidden file or folder, which memdex does not index"
+    if not is_source_file(rel):
+        return f"symlink leads to a file that is not a memory file ({patterns()})"
+    return None
 
 
 def _memory_file(
@@ -207,7 +226,8 @@ def resolve_inside(root: Path, user_path: str) -> tuple[str, Path]:
     """Map a user-supplied path to (root-relative POSIX path, real file path).
 
     Accepts paths relative to the root or absolute paths inside it. Refuses
-    ``..`` escapes, absolute paths elsewhere and symlinks that lead out.
+    ``..`` escapes, absolute paths elsewhere, and symlinks that lead anywhere
+    but to a memory file inside the root (``link_refusal``).
     """
     rel, lexical = lexical_inside(root, user_path)
     try:
@@ -221,6 +241,10 @@ def resolve_inside(root: Path, user_path: str) -> tuple[str, Path]:
     if not real.is_file():
         raise PathError(f"{user_path}: not a file")
     refuse_unindexed(root, rel, user_path)
+    if real != lexical:  # a link on the way: followed only to a file memdex would index itself
+        refusal = link_refusal(root, real)
+        if refusal is not None:
+            raise PathError(f"{user_path}: {refusal}")
     return rel, real
 
 

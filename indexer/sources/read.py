@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from indexer.errors import PathError
 
@@ -94,15 +96,31 @@ def read_lines(root: Path, user_path: str, *, max_bytes: int | None = None) -> t
     A file over ``max_bytes`` (which a sync skips) is refused."""
     rel, real = resolve_inside(root, user_path)
     try:
-        if max_bytes is not None and real.stat().st_size > max_bytes:
-            raise PathError(f"{rel}: over the {max_bytes / 2**20:.1f} MiB limit, so memdex does not index or serve it")
-        data = real.read_bytes()
+        with open_memory_file(real) as handle:
+            if max_bytes is not None and os.fstat(handle.fileno()).st_size > max_bytes:
+                raise PathError(f"{rel}: over the {max_bytes / 2**20:.1f} MiB limit, so memdex does not index or serve it")
+            data = handle.read()
         text, _ = decode(data)
     except NotText as exc:
         raise PathError(f"{rel}: {exc}") from None
     except OSError as exc:
         raise PathError(f"{rel}: cannot read ({exc.strerror or exc})") from None
     return rel, split_lines(text)
+
+
+def open_memory_file(path: Path) -> BinaryIO:
+    """A memory file opened for reading: its last part is not followed if it is a
+    link (callers pass the path a scan or ``resolve_inside`` vetted), and it
+    must be a regular file (a FIFO or device never blocks the open or the read)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def lines_from_chunks(chunks: list[tuple[int, int, str]]) -> list[str]:

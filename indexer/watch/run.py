@@ -21,6 +21,7 @@ from typing import Any
 from indexer.api import open_index
 from indexer.config.settings import Settings
 from indexer.errors import LockedError, RootReplaced, Unavailable, one_line
+from indexer.indexing.lock import open_lock_file
 
 from .signals import Stopping
 from .watcher import RETRY_SECONDS, Watcher, WatchOptions
@@ -80,6 +81,6 @@ def _pause(seconds: float, stopping: Stopping) -> None:
 
 def _wait_for_lock(settings: Settings) -> None:
     """Block until no other process holds the writer lock (woken by signals, too)."""
-    with open(settings.lock_path, "a+") as handle:
+    with open_lock_file(settings.lock_path) as handle:  # never through a symlink
         fcntl.flock(handle, fcntl.LOCK_EX)
         fcntl.flock(handle, fcntl.LOCK_UN)

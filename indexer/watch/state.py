@@ -11,9 +11,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from indexer.config.files import read_small_file
+from indexer.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 STATUS_FILE_NAME = "watcher.json"
+MAX_STATE_BYTES = 64 * 1024
 
 
 class StatusFile:
@@ -27,7 +31,7 @@ class StatusFile:
         self.path = path
         self._folder: int | None = None
         try:
-            self._folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            self._folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except OSError as exc:
             log.debug("cannot open %s: %s", path.parent, exc)
 
@@ -36,7 +40,11 @@ class StatusFile:
         try:
             if self._folder is None:
                 raise OSError(f"{self.path.parent} could not be opened")
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=self._folder)
+            try:  # a leftover (or a planted link) by that name goes; a new file is made, never written through
+                os.unlink(temporary, dir_fd=self._folder)
+            except FileNotFoundError:
+                pass
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=self._folder)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(json.dumps(state))
             os.replace(temporary, self.path.name, src_dir_fd=self._folder, dst_dir_fd=self._folder)
@@ -57,10 +65,10 @@ class StatusFile:
 def watcher_status(index_dir: Path, name: str = STATUS_FILE_NAME) -> dict[str, Any] | None:
     """The running watcher's state, or None when no watcher runs for this index."""
     path = index_dir / name
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+    try:  # a FIFO or /dev/zero planted by that name never blocks or fills memory
+        state = json.loads(read_small_file(path, what="watcher state", limit=MAX_STATE_BYTES).decode("utf-8"))
         pid = int(state["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ConfigError, ValueError, KeyError, TypeError):
         return None
     if not _alive(pid):
         return None  # killed without a chance to clean up

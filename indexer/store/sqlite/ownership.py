@@ -5,8 +5,12 @@ Every index and embedding cache memdex creates carries its SQLite
 ``application_id``. A file is memdex's when its header says so, when it is an
 index from before the stamp (memdex's tables and schema ladder, read through
 SQLite by the caller's ``probe``), or when it sits at memdex's own place
-(``.memdex/index.db``, ``.memdex/embeddings.db``) whatever its damage.
-Anything else raises ``NotAnIndex`` and is left alone.
+(``.memdex/index.db``, ``.memdex/embeddings.db``) whatever its damage, unless
+SQLite can read it and it is plainly another program's database (another
+``application_id``, or other tables and none of memdex's). Anything else raises
+``NotAnIndex`` and is left alone, byte for byte. A symbolic link in place of any
+of memdex's files (or their ``-wal``/``-shm``/``-journal``, or the folder) is
+refused too: memdex never writes through one.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from stat import S_ISREG
+from stat import S_ISLNK, S_ISREG
 
 from indexer.errors import NotAnIndex, StorageError
 
 INDEX_APPLICATION_ID = 0x4D444958  # "MDIX"
 CACHE_APPLICATION_ID = 0x4D444543  # "MDEC"
 SQLITE_HEADER = b"SQLite format 3\x00"
+SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
 OWN_FOLDER = ".memdex"
 CREATING_SUFFIX = ".creating"
 REBUILD_SUFFIX = ".rebuild"
@@ -46,8 +51,9 @@ def ownership(path: Path, *, kind: str, probe: Probe) -> str:
     Anything else raises ``NotAnIndex``."""
     application_id, tables, default_name = KINDS[kind]
     what = "index" if kind == INDEX else "embedding cache"
+    _refuse_links(path, what)
     try:
-        stat = os.stat(path)
+        stat = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return MISSING  # creating its folder fails with its own message
     except OSError as exc:
@@ -66,17 +72,25 @@ def ownership(path: Path, *, kind: str, probe: Probe) -> str:
         raise StorageError(f"cannot read {path} ({exc.strerror or exc})") from None
     sqlite = header[:16] == SQLITE_HEADER and len(header) == 100
     found_id = int.from_bytes(header[68:72], "big") if sqlite else 0
-    if own_place:  # memdex's own file, whatever damage it has suffered
-        return EMPTY if sqlite and found_id == 0 and probe(path, tables) == PROBE_BLANK else OURS
     if sqlite:
         if found_id == application_id:
             return OURS
         if found_id != 0:
             other = next((name for name, (app, _, _) in KINDS.items() if app == found_id), None)
             label = f"memdex's {'index' if other == INDEX else 'embedding cache'}" if other else "another program's database"
-            raise NotAnIndex(f"{path} is {label}, not memdex's {what}; it is left alone: choose another --db")
-        if probe(path, tables) == PROBE_OURS:
+            raise NotAnIndex(f"{path} is {label}, not memdex's {what}; it is left alone: {_elsewhere(own_place)}")
+        found = probe(path, tables)
+        if found == PROBE_OURS:
             return LEGACY
+        if own_place and found == PROBE_BLANK:
+            return EMPTY
+        if own_place and found == PROBE_OTHER:
+            raise NotAnIndex(
+                f"{path} is another program's database (its tables are not memdex's); it is left alone: "
+                f"{_elsewhere(own_place)}"
+            )
+    if own_place:  # memdex's own file, whatever damage it has suffered (SQLite cannot read it)
+        return OURS
     if kind == CACHE:
         hint = "move it away and memdex starts a new cache"
     elif path.name.endswith((CREATING_SUFFIX, REBUILD_SUFFIX)):
@@ -84,6 +98,27 @@ def ownership(path: Path, *, kind: str, probe: Probe) -> str:
     else:
         hint = "choose another --db"
     raise NotAnIndex(f"{path} is not memdex's {what} (memdex never renames, replaces or deletes such a file); {hint}")
+
+
+def _elsewhere(own_place: bool) -> str:
+    return "move it away, or choose another --db" if own_place else "choose another --db"
+
+
+def _refuse_links(path: Path, what: str) -> None:
+    """memdex's file, its SQLite sidecars and its folder must not be symbolic
+    links: SQLite would write through them, outside the folder."""
+    for candidate, label in (
+        (path.parent, "folder"), (path, what), *((Path(f"{path}{s}"), f"{what}'s {s[1:]} file") for s in SIDECAR_SUFFIXES),
+    ):  # fmt: skip
+        try:
+            link = S_ISLNK(os.lstat(candidate).st_mode)
+        except OSError:
+            continue
+        if link:
+            raise NotAnIndex(
+                f"the {label} {candidate} is a symbolic link; memdex never writes through links to its own files: "
+                "remove the link (or keep the index elsewhere with --db)"
+            )
 
 
 def _base_name(name: str) -> str:
