@@ -262,3 +262,4 @@ def test_key_sources_keyring_and_postgres(runner: CliRunner, memory: Path, monke
         keyring.set_keyring(previous)
     result = run(runner, memory, "--db", "postgresql://nobody@127.0.0.1:1/none", "search", "x", key=KEY)
     one_line_error(result, "memdex encrypts only a SQLite index")
+

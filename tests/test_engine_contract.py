@@ -167,7 +167,8 @@ def test_status_carries_the_size_schema_version_and_counts(root, engine_settings
         vector_search = index.engine.vector_search_name()
     assert isinstance(status["index_bytes"], int) and status["index_bytes"] > 0
     assert isinstance(status["schema_version"], int) and status["schema_version"] >= 1
-    assert {"index_bytes", "schema_version"} <= set(engine_status)
+    assert {"engine", "index_bytes", "schema_version"} <= set(engine_status)
+    assert status["engine"] == engine_status["engine"] == index.engine.name
     assert status["schema_version"] == engine_status["schema_version"]
     assert status["files"] == len(NOTES) == len(snapshot["files"])
     assert status["chunks"] == len(snapshot["chunks"]) == report.chunks_embedded

@@ -587,3 +587,18 @@ def test_a_copied_export_is_hashed_again_and_its_stamp_renewed(onnx_export) -> N
     assert onnx.load_verified(files, threads=1) is not None
     stamp = json.loads((folder / "check.json").read_text())["stamps"]["model.onnx"]
     assert stamp[3] == os.stat(model).st_ino
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+def test_a_key_file_that_is_a_fifo_or_a_device_is_a_one_line_error(tmp_path: Path, kind: str) -> None:
+    """Read like every small file memdex reads: non-blocking, regular files only, bounded."""
+    from indexer.config.encryption import read_key_file
+    from indexer.errors import ConfigError
+
+    path = tmp_path / "key"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_key_file(path, root=tmp_path)

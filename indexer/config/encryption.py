@@ -18,6 +18,7 @@ from pathlib import Path
 
 from indexer.errors import EncryptionError
 
+from .files import read_small_file
 from .settings import Settings
 
 KEY_ENV = "MEMDEX_ENCRYPTION_KEY"
@@ -53,13 +54,10 @@ def read_key_file(name: str | os.PathLike[str], *, root: Path) -> str:
     path = Path(name).expanduser()
     if not path.is_absolute():
         path = root / path
-    try:
-        with open(path, "rb") as handle:  # not read_bytes: a FIFO or /dev/zero must not hang or fill memory
-            data = handle.read(MAX_KEY_FILE_BYTES + 1)
-    except OSError as exc:
-        raise EncryptionError(f"cannot read the encryption key file {path} ({exc.strerror or exc})") from None
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise EncryptionError(f"the encryption key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes")
+    try:  # bounded, non-blocking, regular files only: a FIFO or /dev/zero must not hang or fill memory
+        data = read_small_file(path, what="encryption key file", limit=MAX_KEY_FILE_BYTES)
+    except FileNotFoundError:
+        raise EncryptionError(f"cannot read the encryption key file {path} (no such file)") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

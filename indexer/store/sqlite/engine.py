@@ -168,7 +168,12 @@ class SqliteEngine:
 
     def status(self) -> dict[str, Any]:
         paths = (self.settings.index_path, Path(f"{self.settings.index_path}-wal"), self.settings.cache_path)
-        return {"index_bytes": sum(p.stat().st_size for p in paths if p.exists()), "schema_version": db.SCHEMA_VERSION}
+        return {
+            "engine": self.name,
+            "encrypted": self._key is not None,
+            "index_bytes": sum(p.stat().st_size for p in paths if p.exists()),
+            "schema_version": db.SCHEMA_VERSION,
+        }
 
     def vector_search_name(self) -> str:
         return "sqlite-vec" if self.uses_vector_index() else "numpy"
