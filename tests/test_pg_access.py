@@ -326,3 +326,26 @@ def test_the_library_raises_the_same_errors(db: Server, two_agents: dict[str, An
         memory.search("kayak", mode="keyword")
     with pytest.raises(SchemaError, match="not granted"):
         index(settings_for(b.root, b.database_url, "ns-a"))
+
+
+def test_a_function_an_agent_plants_in_public_is_never_called_for_the_owner(
+    db: Server, two_agents: dict[str, Any], tmp_path: Path
+) -> None:
+    """`ensure_vector_table` runs as the owner: an unqualified call with a smallint argument
+    picked an exact-type `public.ensure_vector_table(smallint)` any role could create there."""
+    bob = two_agents["bob"]
+    db.owner_sql(f"GRANT CREATE ON SCHEMA public TO {bob}")  # public is open to all before PostgreSQL 15
+    db.owner_sql("CREATE TABLE public.planted_calls(who text)")
+    db.owner_sql(f"GRANT INSERT ON public.planted_calls TO {bob}")
+    with psycopg.connect(db.url(bob), autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.ensure_vector_table(dims smallint) RETURNS void LANGUAGE sql "
+            "AS $$ INSERT INTO public.planted_calls VALUES (current_user) $$"
+        )
+    root = tmp_path / "wide"
+    fill(root, {"MEMORY.md": MEMORY_B})
+    wider = settings_for(root, db.url(bob), "ns-b")
+    with open_index(wider, write=True, embedder=RecordingEmbedder(dimensions=24, model_id="test/wide")) as memory:
+        memory.sync()  # another model's dimensions: a new vector table, made by the owner's function
+    assert db.owner_sql("SELECT who FROM public.planted_calls") == []
+    assert db.owner_sql("SELECT to_regclass('memdex.chunk_vectors_24') IS NOT NULL") == [(True,)]

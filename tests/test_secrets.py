@@ -110,3 +110,45 @@ def test_a_password_on_the_command_line_of_a_long_running_command_is_warned_abou
         _Context(root=None, db="postgresql://agent@127.0.0.1/memdex", model=None, verbose=0).warn_if_password_in_argv()
     [warning] = [r.getMessage() for r in caplog.records]
     assert "visible to every user" in warning and SECRET not in warning
+
+
+@pytest.mark.parametrize(
+    "database",
+    [
+        f"postgresql://agent:pa#{SECRET}@127.0.0.1:1/memdex",  # libpq takes '#' and '?' literally
+        f"postgresql://agent:pa?{SECRET}@127.0.0.1:1/memdex",
+        f"postgresql://agent:pa[{SECRET}@127.0.0.1:1/memdex",  # urlsplit raised ValueError on '['
+        f"postgresql://agent:pa%zz{SECRET}@127.0.0.1:1/memdex",  # libpq quotes a bad percent token
+        f"postgresql://agent@127.0.0.1:1/memdex?password={SECRET}%zz",
+    ],
+)
+def test_passwords_with_characters_a_url_parser_misreads_never_show(root: Path, database: str) -> None:
+    fill(root)
+    assert SECRET not in redact(database) and SECRET not in without_password(database)[0]
+    assert without_password(database)[1]
+    for args in (["status"], ["watch", "--print-service", "systemd"]):
+        result = invoke("--root", root, "--db", database, *args)
+        assert SECRET not in result.output and "Traceback" not in result.output, result.output
+    assert invoke("--root", root, "--db", database, "status").stderr.count("\n") == 1
+
+
+def test_a_service_url_keeps_its_other_parameters_as_written(root: Path) -> None:
+    """urlencode wrote %20 as '+', which libpq does not decode: another value in the service."""
+    database = f"postgresql://agent:{SECRET}@127.0.0.1:1/memdex?application_name=my%20agent&sslmode=verify-full"
+    assert without_password(database) == ("postgresql://agent@127.0.0.1:1/memdex?application_name=my%20agent&sslmode=verify-full", True)
+
+
+def test_only_a_server_that_is_not_there_is_worth_retrying() -> None:
+    """`watch` retries Unavailable forever: a TLS or option mistake must be an error instead."""
+    import psycopg
+
+    from indexer.store.postgres.connection import _server_unreachable
+
+    def failure(message: str) -> Exception:
+        return psycopg.OperationalError(message)
+
+    assert _server_unreachable(failure('connection to server at "127.0.0.1", port 1 failed: Connection refused'))
+    assert _server_unreachable(failure('could not translate host name "db.lan" to address: Temporary failure in name resolution'))
+    assert not _server_unreachable(failure('connection to server at "db.lan" failed: SSL error: certificate verify failed'))
+    assert not _server_unreachable(failure('could not read root certificate file "/etc/memdex/ca.pem": No such file or directory'))
+    assert not _server_unreachable(failure('invalid sslmode value: "verify-fully"'))

@@ -10,7 +10,7 @@ looks like a connection string but is not a valid one is refused without echoing
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 from indexer.errors import ConfigError
 
@@ -87,17 +87,7 @@ def redact(database: str) -> str:
             if keyword in SECRET_KEYWORDS:
                 text = text[:start] + "***" + text[end:]
         return text
-    try:
-        parts = urlsplit(database)
-    except ValueError:
-        return "postgresql://***"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
-    query = re.sub(r"(?i)((?:ssl)?password=)[^&]*", r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return _rebuild_url(database, mask="***")[0]
 
 
 def without_password(database: str) -> tuple[str, bool]:
@@ -107,13 +97,72 @@ def without_password(database: str) -> tuple[str, bool]:
         pairs = _keyword_pairs(database)
         kept = [database[start:end] for keyword, start, _, end in pairs if keyword not in SECRET_KEYWORDS]
         return " ".join(kept), len(kept) < len(pairs)
-    parts = urlsplit(database)
-    netloc, had = parts.netloc, False
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        had = ":" in userinfo
-        netloc = f"{userinfo.split(':', 1)[0]}@{hostport}"
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    kept_query = [(key, value) for key, value in query if key.lower() not in SECRET_KEYWORDS]
-    had = had or len(kept_query) < len(query)
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(kept_query), parts.fragment)), had
+    return _rebuild_url(database, mask=None)
+
+
+def scrub(text: str, database: str | None) -> str:
+    """``text`` (say, a driver's error message) with the address redacted and every secret
+    in it replaced by ``***``, as written or percent-decoded (libpq quotes bad tokens)."""
+    if not database:
+        return text
+    text = text.replace(database, redact(database))
+    for secret in sorted(_secrets(database), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _secrets(database: str) -> set[str]:
+    found: set[str] = set()
+    if is_keyword_string(database):
+        try:
+            pairs = _keyword_pairs(database)
+        except ConfigError:
+            return found
+        for keyword, _, start, end in pairs:
+            if keyword in SECRET_KEYWORDS:
+                raw = database[start:end]
+                found |= {raw, raw.strip("'"), re.sub(r"\\(.)", r"\1", raw.strip("'"))}
+    else:
+        _, _, values = _url_parts(database)
+        for raw in values:
+            found |= {raw, unquote(raw)}
+    return {secret for secret in found if secret}
+
+
+def _url_parts(url: str) -> tuple[str, list[str], list[str]]:
+    """A ``postgresql://`` URL split the way libpq splits it: the user information ends at
+    the first ``@`` before any ``/`` (so a password may hold ``#``, ``?`` or ``[``), and the
+    parameters follow the first ``?`` after it. Returns (the URL, its pieces in order as
+    [scheme, userinfo-or-'', rest, query-or-''], the raw secret values)."""
+    scheme, sep, body = url.partition("://")
+    cut = min((i for i in (body.find("@"), body.find("/")) if i >= 0), default=-1)
+    userinfo, rest = (body[:cut], body[cut + 1 :]) if cut >= 0 and body[cut] == "@" else ("", body)
+    base, mark, query = rest.partition("?")
+    secrets = []
+    if ":" in userinfo:
+        secrets.append(userinfo.split(":", 1)[1])
+    for item in query.split("&") if mark else []:
+        key, _, value = item.partition("=")
+        if unquote(key).lower() in SECRET_KEYWORDS:
+            secrets.append(value)
+    return url, [scheme + sep, userinfo, base, query if mark else ""], secrets
+
+
+def _rebuild_url(url: str, *, mask: str | None) -> tuple[str, bool]:
+    """The URL with its secrets masked (``mask``) or dropped (None), other text verbatim."""
+    _, (prefix, userinfo, base, query), _ = _url_parts(url)
+    had = False
+    if ":" in userinfo:
+        user = userinfo.split(":", 1)[0]
+        userinfo, had = (f"{user}:{mask}" if mask is not None else user), True
+    items = []
+    for item in query.split("&") if query else []:
+        key, sign, _ = item.partition("=")
+        if unquote(key).lower() in SECRET_KEYWORDS:
+            had = True
+            if mask is None:
+                continue
+            item = f"{key}{sign}{mask}"
+        items.append(item)
+    text = prefix + (f"{userinfo}@" if userinfo else "") + base + ("?" + "&".join(items) if items else "")
+    return text, had

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from indexer.config.settings import redact
+from indexer.config.database import redact, scrub
 from indexer.errors import ConfigError, SchemaError, StorageError, Unavailable
 
 from .access import ACCESS_MIGRATION, access_of, no_schema_access
@@ -159,8 +159,7 @@ def user_error(exc: BaseException, url: str | None = None) -> StorageError | Non
     if psycopg is None or not isinstance(exc, psycopg.Error):
         return None
     detail = " ".join(str(exc).split())[:300] or type(exc).__name__
-    if url:
-        detail = detail.replace(url, redact(url))
+    detail = scrub(detail, url)  # the address redacted, and a password libpq quoted in a parse error
     where = f" at {redact(url)}" if url else ""
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return StorageError(f"PostgreSQL cancelled a statement that ran past the timeout{where} ({detail})")
@@ -173,16 +172,29 @@ def user_error(exc: BaseException, url: str | None = None) -> StorageError | Non
     return StorageError(f"PostgreSQL error{where}: {detail}")
 
 
-# Connection exceptions, "the database system is starting up / shutting down", a crash:
-# SQLSTATE classes where a later attempt can work.
+# SQLSTATEs where a later attempt can work: the database system is starting up, shutting
+# down or restarting after a crash (57P01-57P03), a connection exception (class 08).
 UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03")
+# Without a SQLSTATE (no server answered): libpq's words for a server or network that is
+# not there yet. Anything else (a TLS certificate, a bad option) is a setting to fix.
+UNREACHABLE_WORDS = (
+    "connection refused", "could not connect", "timeout expired", "no route to host",
+    "network is unreachable", "could not translate host name", "name resolution",
+    "server closed the connection", "connection reset", "terminating connection",
+    "no such file or directory", "the database system is",
+)
 
 
 def _server_unreachable(exc: Any) -> bool:
-    """No answer from a server (refused, timed out, no such host yet), or one that is
-    starting, stopping or restarting; not a login or database the server refused."""
+    """No answer from a server that is down, restarting or not reachable yet (boot, network);
+    not a login, a database, a TLS certificate or an option that was refused."""
     state = getattr(exc, "sqlstate", None)
-    return state is None or state.startswith(UNREACHABLE_STATES)
+    if state is not None:
+        return bool(state.startswith(UNREACHABLE_STATES))
+    text = str(exc).lower()
+    if "ssl" in text or "certificate" in text:
+        return False
+    return any(words in text for words in UNREACHABLE_WORDS)
 
 
 def connect(url: str, *, application: str = "memdex") -> Any:

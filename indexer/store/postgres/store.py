@@ -403,7 +403,9 @@ class PgStore(PgSearch, PgChecks):
         conn = self.connection
         with pg.advisory_lock(conn, "schema"):  # two hosts creating the same table at once
             # Made by the schema's owner (a SECURITY DEFINER function): agents create no tables.
-            conn.execute("SELECT ensure_vector_table(%s)", (dims,))
+            # Schema-qualified and typed: an unqualified call with a smallint argument would pick
+            # a same-named function another role created in public (an exact type match wins).
+            conn.execute(f"SELECT {pg.SCHEMA}.ensure_vector_table(%s::int)", (dims,))
         with conn.transaction():
             # Alone in the namespace: another host may have set up the same table since the caller
             # looked (the first sync of a new namespace on two hosts); its vectors are complete.
