@@ -263,3 +263,19 @@ def test_key_sources_keyring_and_postgres(runner: CliRunner, memory: Path, monke
     result = run(runner, memory, "--db", "postgresql://nobody@127.0.0.1:1/none", "search", "x", key=KEY)
     one_line_error(result, "memdex encrypts only a SQLite index")
 
+
+
+@pytest.mark.parametrize("command", ["encrypt", "decrypt"])
+def test_a_conversion_never_writes_through_a_planted_link(runner: CliRunner, memory: Path, tmp_path: Path, command: str) -> None:
+    """A dangling `index.db.convert` link: `exists()` said no, VACUUM INTO followed it and
+    wrote the copy outside the folder (in plaintext, for decrypt)."""
+    ok(run(runner, memory, "index"))
+    if command == "decrypt":
+        ok(run(runner, memory, "encrypt", key=KEY))
+    outside = tmp_path / "outside.db"
+    (memory / ".memdex" / "index.db.convert").symlink_to(outside)
+    before = files_under(memory / ".memdex")
+    one_line_error(run(runner, memory, command, key=KEY), "symbolic link")
+    assert not outside.exists()
+    after = files_under(memory / ".memdex")
+    assert {n: after[n] for n in before if n != "write.lock"} == {n: v for n, v in before.items() if n != "write.lock"}

@@ -602,3 +602,38 @@ def test_a_key_file_that_is_a_fifo_or_a_device_is_a_one_line_error(tmp_path: Pat
         path = Path("/dev/zero")
     with pytest.raises(ConfigError, match="not a regular file"):
         read_key_file(path, root=tmp_path)
+
+
+def test_the_dotted_key_guard_is_linear_on_a_file_of_the_largest_size() -> None:
+    """The guard against long dotted keys was a regular expression that backtracked from every
+    position: 20 KB took 2.7 s, a 1 MiB root config (the size allowed) about two hours."""
+    import threading
+
+    from indexer.config.files import MAX_SMALL_FILE
+    from indexer.config.resolve import _has_long_dotted_key
+
+    answers: list[bool] = []
+    texts = ["a" * (MAX_SMALL_FILE - 1), ("a." * 20 + "\n") * (MAX_SMALL_FILE // 41), "x." * 40 + "y = 1\n"]
+    worker = threading.Thread(target=lambda: answers.extend(_has_long_dotted_key(t) for t in texts), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert answers == [False, False, True], "the guard did not finish within 30 s"
+
+
+@pytest.mark.parametrize("name", ["index.db", "embeddings.db"])
+def test_a_fifo_at_the_index_path_is_refused_without_blocking(tmp_path: Path, name: str) -> None:
+    """The encryption check read the file's header before the regular-file check: a FIFO
+    at .memdex/index.db hung `memdex status` and `memdex index` forever."""
+    import subprocess
+    import sys
+
+    memory = tmp_path / "memory"
+    write(memory, "MEMORY.md", "# Memory\n\n- a fact\n")
+    (memory / ".memdex").mkdir()
+    os.mkfifo(memory / ".memdex" / name)
+    for command in (["status"], ["index"]):
+        done = subprocess.run([sys.executable, "-m", "indexer", "--root", str(memory), *command],
+                              capture_output=True, text=True, timeout=60, check=False,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})  # fmt: skip
+        assert done.returncode != 0 and "not a regular file" in done.stderr, done.stderr
+        assert done.stderr.startswith("memdex: error:") and "Traceback" not in done.stderr

@@ -25,7 +25,7 @@ from .errors import (  # noqa: F401 - re-exported: callers name them db.*
 from .migrations import CACHE_SCHEMA, SCHEMA_VERSION, migrate, newer_message, user_version  # noqa: F401
 from .ownership import (  # noqa: F401 - re-exported: callers name them db.*
     CACHE, CACHE_APPLICATION_ID, CREATING_SUFFIX, EMPTY, INDEX, INDEX_APPLICATION_ID, LEGACY, MISSING, OURS,
-    PROBE_BLANK, PROBE_OTHER, PROBE_OURS, ownership as _ownership, prune_quarantined, quarantine_target,
+    PROBE_BLANK, PROBE_OTHER, PROBE_OURS, ownership as _ownership, prune_quarantined, quarantine_target, vet_path,
 )  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -189,6 +189,7 @@ def ownership(path: Path, *, kind: str = INDEX, key: str | None = None, allow_pl
     else raises ``NotAnIndex``. An encrypted file is OURS only when ``key``
     decrypts it; a plain one of memdex's is refused when a key is set, unless
     ``allow_plain`` (moving, deleting or converting it writes no note text)."""
+    vet_path(path, kind=kind)  # no link, no FIFO: before the encryption check reads its header
     if crypt.check(path, kind=kind, key=key):
         return OURS
     state = _ownership(path, kind=kind, probe=_probe)

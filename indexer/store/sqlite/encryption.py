@@ -16,6 +16,7 @@ moved, rebuilt or written.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from urllib.parse import quote
 
@@ -44,11 +45,16 @@ def require_cipher() -> None:
 
 def header_state(path: Path) -> str | None:
     """PLAIN, ENCRYPTED or OTHER for a file's first 100 bytes; None when it is missing, short or unreadable."""
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(100)
+    try:  # never through a link, never blocking on a FIFO
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
+    try:
+        header = os.read(fd, 100) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     if len(header) < 100:
         return None
     if header[:16] == SQLITE_HEADER:

@@ -51,15 +51,9 @@ def ownership(path: Path, *, kind: str, probe: Probe) -> str:
     Anything else raises ``NotAnIndex``."""
     application_id, tables, default_name = KINDS[kind]
     what = "index" if kind == INDEX else "embedding cache"
-    _refuse_links(path, what)
-    try:
-        stat = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
+    stat = vet_path(path, kind=kind)
+    if stat is None:
         return MISSING  # creating its folder fails with its own message
-    except OSError as exc:
-        raise StorageError(f"cannot read {path} ({exc.strerror or exc})") from None
-    if not S_ISREG(stat.st_mode):
-        raise NotAnIndex(f"{path} is not a regular file, so it cannot be memdex's {what}; choose another --db")
     own_place = path.parent.name == OWN_FOLDER and _base_name(path.name) == default_name
     if stat.st_size == 0:
         if own_place or path.suffix == ".db" or path.name.endswith((CREATING_SUFFIX, REBUILD_SUFFIX)):
@@ -98,6 +92,23 @@ def ownership(path: Path, *, kind: str, probe: Probe) -> str:
     else:
         hint = "choose another --db"
     raise NotAnIndex(f"{path} is not memdex's {what} (memdex never renames, replaces or deletes such a file); {hint}")
+
+
+def vet_path(path: Path, *, kind: str) -> os.stat_result | None:
+    """Before anything opens ``path``: neither it, its folder nor its SQLite sidecars is a
+    symbolic link, and it is a regular file (a FIFO would block the first read). Its
+    ``lstat``, or None when nothing is there."""
+    what = "index" if kind == INDEX else "embedding cache"
+    _refuse_links(path, what)
+    try:
+        stat = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise StorageError(f"cannot read {path} ({exc.strerror or exc})") from None
+    if not S_ISREG(stat.st_mode):
+        raise NotAnIndex(f"{path} is not a regular file, so it cannot be memdex's {what}; choose another --db")
+    return stat
 
 
 def _elsewhere(own_place: bool) -> str:

@@ -52,6 +52,7 @@ def change_key(settings: Settings, *, old_key: str | None, new_key: str | None) 
             if not crypt.opens_with(path, old_key):
                 state = "encrypted" if crypt.header_state(path) == crypt.ENCRYPTED else "not encrypted"
                 raise EncryptionError(f"{path} is {state}, not in the state the current key says; nothing was changed")
+        refuse_linked_copy(path.with_name(path.name + CONVERT_SUFFIX))
     remove_leftovers(settings.index_path, key=old_key)
     result = Conversion()
     for path, kind in files:
@@ -93,11 +94,22 @@ def convert(path: Path, *, kind: str, old_key: str | None, new_key: str | None, 
     return True
 
 
+def refuse_linked_copy(path: Path) -> None:
+    """A link where a conversion copy (or its sidecars) goes, even a dangling one, is refused
+    before anything is written: VACUUM INTO would write through it, outside the folder."""
+    for candidate in (path, *(Path(f"{path}{suffix}") for suffix in db.SIDECARS)):
+        if candidate.is_symlink():
+            raise EncryptionError(
+                f"{candidate} is a symbolic link; memdex never writes through links to its own files: remove it"
+            )
+
+
 def remove_own_convert_file(path: Path) -> None:
     """A conversion copy an interrupted run left behind: an SQLite file (plain or encrypted) by memdex's name."""
+    refuse_linked_copy(path)
     if not path.exists():
         return
-    if path.stat().st_size and crypt.header_state(path) not in (crypt.PLAIN, crypt.ENCRYPTED):
+    if not path.is_file() or (path.stat().st_size and crypt.header_state(path) not in (crypt.PLAIN, crypt.ENCRYPTED)):
         raise EncryptionError(f"{path} is not a file memdex made, and memdex needs its name for a conversion: move it away")
     db.remove_database(path)
 
