@@ -251,6 +251,13 @@ def test_a_sync_keeps_files_another_root_wrote(db: Server, two_agents: dict[str,
     assert sorted(db.owner_sql(
         "SELECT f.path FROM memdex.files f JOIN memdex.namespaces n ON n.id = f.ns WHERE n.name = 'ns-a'"
     )) == [("MEMORY.md",), ("notes/boat.md",)]  # fmt: skip
+    # check from the empty root: the other writer's files are a note, not drift that no repair could clear
+    from indexer.indexing.check import HEALTHY, check_index
+
+    with open_index(empty_a, embedder=RecordingEmbedder()) as memory:
+        checked = check_index(empty_a, memory.engine, model_id=RecordingEmbedder().model_id)
+    assert checked.exit_code == HEALTHY, checked.problems
+    assert any("written by another root or host" in note for note in checked.notes)
     (two_agents["root_a"] / "notes" / "boat.md").unlink()
     report = index(a)
     assert report.removed == 1 and report.left_to_other_writers == 0

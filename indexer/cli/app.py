@@ -262,6 +262,8 @@ def check(obj: _Context, repair: bool, as_json: bool) -> None:
         click.echo(f"{result['state']}: {result['files']} files, {result['chunks']} chunks ({result['seconds']:.2f}s)")
         for problem in result["problems"]:
             click.echo(f"  {problem['kind']}: {problem['message']}")
+        for note in result["notes"]:
+            click.echo(f"  note: {note}")
         if "after" in result:
             click.echo(f"after repair: {result['after']['state']}")
             for problem in result["after"]["problems"]:

@@ -38,6 +38,7 @@ SHOWN_PER_PROBLEM = 3  # example paths named in one finding
 @dataclass
 class CheckReport:
     problems: list[tuple[int, str]] = field(default_factory=list)  # (DRIFT or CORRUPT, message)
+    notes: list[str] = field(default_factory=list)  # what is as it should be but worth knowing
     files: int = 0
     chunks: int = 0
     seconds: float = 0.0
@@ -58,6 +59,7 @@ class CheckReport:
             "state": self.state,
             "exit_code": self.exit_code,
             "problems": [{"kind": STATES[level], "message": message} for level, message in self.problems],
+            "notes": self.notes,
             "files": self.files,
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
@@ -168,7 +170,16 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
     descriptions = store.file_descriptions()
     chunks = store.chunks_with_fts()
     on_disk = {item.path for item in found}
-    gone = sorted(set(indexed) - on_disk)
+    not_here = set(indexed) - on_disk
+    # In a shared namespace another root or host wrote some files: not this root's to have
+    # (a sync leaves them in place), so not drift either.
+    others = sorted(path for path in not_here if not indexed[path].seen)
+    gone = sorted(not_here - set(others))
+    if others:
+        report.notes.append(one_line(
+            f"{len(others)} indexed files were written by another root or host and are not in this root "
+            f"({_examples(others)}); left to their writers"
+        ))
     changed, missing, wrong = [], [], []
     for item in found:
         data = _read_indexable(settings, item.target or item.path)

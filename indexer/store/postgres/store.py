@@ -95,7 +95,10 @@ class PgStore(PgSearch, PgChecks):
                         f"memdex's schema at {where} is older than this memdex; its owner "
                         f"({owner.schema_owner}) must run 'memdex --db OWNER_URL grants' once to upgrade it"
                     )
-                raise SchemaError(f"no memdex index at {where} (or an older one); run 'memdex index' first")
+                raise SchemaError(
+                    f"no memdex index at {where} (or an older one); run 'memdex index' first (on a shared "
+                    "server its owner sets it up once: memdex --db OWNER_URL grants)"
+                )
         self.access = access = access_of(conn)
         row = conn.execute("SELECT id FROM namespaces WHERE name = %s", (self.namespace,)).fetchone()
         # Look before inserting: the upsert would wait for any transaction that updated the
