@@ -148,6 +148,17 @@ def test_plain_sql_as_an_agent_sees_and_changes_only_its_namespace(db: Server, t
         for sql, params in refused:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(sql, params)
+        # Rows of its own namespace that point at the other's chunks: a foreign-key check ignores
+        # row-level security, so the key names the chunk's namespace too.
+        a_chunk = db.owner_sql("SELECT id FROM memdex.chunks WHERE ns = %s LIMIT 1", (a_id,))[0][0]
+        db.owner_sql("DELETE FROM memdex.chunk_vectors_16 WHERE chunk_id = %s", (a_chunk,))  # free its slot
+        attached = [
+            ("INSERT INTO memdex.postings VALUES ('evil', %s, %s, 1, 1)", (b_id, a_chunk)),
+            ("INSERT INTO memdex.chunk_vectors_16 VALUES (%s, %s, %s)", (a_chunk, b_id, "[" + ",".join(["0.25"] * 16) + "]")),
+        ]
+        for sql, params in attached:
+            with pytest.raises(psycopg.errors.ForeignKeyViolation):
+                conn.execute(sql, params)
     assert db.owner_sql("SELECT count(*) FROM memdex.chunks WHERE ns = %s", (a_id,)) == before
     assert db.owner_sql("SELECT count(*) FROM memdex.chunks WHERE ns = %s", (b_id,)) == [(0,)]
 

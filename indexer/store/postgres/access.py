@@ -113,8 +113,9 @@ BEGIN
     END IF;
     SELECT n.nspname INTO ext FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
         WHERE e.extname = 'vector';
-    EXECUTE format('CREATE TABLE {schema}.%I(chunk_id bigint PRIMARY KEY REFERENCES {schema}.chunks(id) '
-                   'ON DELETE CASCADE, ns int NOT NULL, embedding %I.vector(%s) NOT NULL)', name, ext, dims);
+    EXECUTE format('CREATE TABLE {schema}.%I(chunk_id bigint PRIMARY KEY, ns int NOT NULL, '
+                   'embedding %I.vector(%s) NOT NULL, FOREIGN KEY (chunk_id, ns) REFERENCES {schema}.chunks(id, ns) '
+                   'ON DELETE CASCADE)', name, ext, dims);
     EXECUTE format('CREATE INDEX %I ON {schema}.%I USING hnsw (embedding %I.vector_cosine_ops)',
                    name || '_hnsw', name, ext);
     PERFORM {schema}.protect_table(name);
@@ -156,6 +157,22 @@ DROP TABLE embeddings;
 ALTER TABLE file_stats ADD COLUMN root text NOT NULL DEFAULT '', ADD COLUMN hash text NOT NULL DEFAULT '';
 UPDATE file_stats s SET hash = f.hash FROM files f WHERE f.ns = s.ns AND f.path = s.path;
 ALTER TABLE file_stats DROP CONSTRAINT file_stats_pkey, ADD PRIMARY KEY (ns, host, root, path);
+-- A row that points at a chunk names the chunk's namespace too: a foreign-key check
+-- ignores row-level security, so a writer of one namespace could otherwise attach rows to
+-- another's chunks (and learn which ids exist). NOT VALID: enforced for every new row at
+-- once, without reading the existing ones (which only ever held their own namespace).
+ALTER TABLE chunks ADD CONSTRAINT chunks_id_ns UNIQUE (id, ns);
+DO $$
+DECLARE
+    found record;
+BEGIN
+    FOR found IN SELECT c.conrelid::regclass AS tab, c.conname FROM pg_constraint c
+        WHERE c.contype = 'f' AND c.confrelid = '{SCHEMA}.chunks'::regclass AND array_length(c.conkey, 1) = 1 LOOP
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', found.tab, found.conname);
+        EXECUTE format('ALTER TABLE %s ADD FOREIGN KEY (chunk_id, ns) REFERENCES {SCHEMA}.chunks(id, ns) '
+                       'ON DELETE CASCADE NOT VALID', found.tab);
+    END LOOP;
+END $$;
 ALTER TABLE skipped ADD COLUMN root text NOT NULL DEFAULT '';
 ALTER TABLE skipped DROP CONSTRAINT skipped_pkey, ADD PRIMARY KEY (ns, host, root, path);
 {_sql(_GRANTED)}
