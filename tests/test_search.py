@@ -102,3 +102,21 @@ def test_arbitrary_strings_are_safe_queries(indexed, settings, embedder, mode):
             assert isinstance(index.search(query, mode=mode, limit=3), list)
 
         run()
+
+
+@pytest.mark.parametrize("budget_lines", [None, 50])
+@pytest.mark.parametrize("mode", ["keyword", "vector", "hybrid"])
+def test_heading_only_chunks_never_outrank_content(root, do_sync, settings, embedder, mode, budget_lines):
+    # a template's empty section matches the query best by its headings; the real note only once
+    write(root, "notes/template.md", "# Garden archive\n\n## Garden archive log\n\n- \n- [ ]\n1.\n")
+    write(root, "notes/real.md", "# Week\n\n- planted tomatoes in the garden by the archive shed\n")
+    write(root, "notes/other.md", "# Other\n\n- the car needs new tyres\n")
+    do_sync()
+    options = {} if budget_lines is None else {"budget_lines": budget_lines}
+    with open_index(settings, embedder=embedder) as index:
+        hits = index.search("garden archive", mode=mode, limit=10, **options)
+    paths = [hit.path for hit in hits]
+    assert "notes/real.md" in paths
+    assert paths.index("notes/real.md") < paths.index("notes/template.md") if "notes/template.md" in paths else True
+    scores = [hit.score for hit in hits]
+    assert scores == sorted(scores, reverse=True)  # printed in score order
