@@ -9,6 +9,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from indexer import open_index
+from indexer.errors import UsageError
 from indexer.retrieval.search import fuse, keyword_part, query_terms, snippet
 from indexer.store.sqlite.store import match_expression
 
@@ -88,6 +89,10 @@ def test_diacritics_are_folded(indexed, settings, embedder):
 @pytest.mark.parametrize("query", NASTY)
 def test_nasty_queries_never_raise(indexed, settings, embedder, mode, query):
     with open_index(settings, embedder=embedder) as index:
+        if not query.strip():
+            with pytest.raises(UsageError, match="the query is empty"):
+                index.search(query, mode=mode, limit=5)
+            return
         results = index.search(query, mode=mode, limit=5)
     assert isinstance(results, list)
 
@@ -99,6 +104,10 @@ def test_arbitrary_strings_are_safe_queries(indexed, settings, embedder, mode):
         @hsettings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
         @given(st.text(max_size=80))
         def run(query: str) -> None:
+            if not query.strip():  # an empty query is a usage error (exit 64 in the CLI)
+                with pytest.raises(UsageError):
+                    index.search(query, mode=mode, limit=3)
+                return
             assert isinstance(index.search(query, mode=mode, limit=3), list)
 
         run()

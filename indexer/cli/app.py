@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -31,6 +32,7 @@ from indexer.errors import (
     PathError,
     SchemaError,
     UnusableIndex,
+    one_line,
 )
 from indexer.indexing.check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
 from indexer.indexing.report import SyncReport
@@ -47,7 +49,7 @@ from indexer.watch.watcher import (
 
 from .access import grant_command, grants_command, revoke_command
 from .encryption import decrypt, encrypt, rekey
-from .read import get_command, search_command, status_command
+from .read import get_command, plural, search_command, status_command
 from .serve import config_command, mcp_command
 
 
@@ -100,10 +102,15 @@ class _Group(click.Group):
         standalone = kwargs.pop("standalone_mode", True)
         try:
             result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `memdex`: the help, as asked for
+            if not standalone:
+                raise
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc))
+            sys.exit(0)
         except click.UsageError as exc:
             if not standalone:
                 raise
-            exc.show()
+            click.echo(usage_line(exc), err=True)
             sys.exit(EXIT_USAGE)
         except click.ClickException as exc:
             if not standalone:
@@ -142,6 +149,12 @@ class _Group(click.Group):
                 raise
             click.echo(f"memdex: error: {error}", err=True)
             ctx.exit(error.exit_code)
+
+
+def usage_line(exc: click.UsageError) -> str:
+    """One line, as the README promises: ``memdex: error: ... (try 'memdex CMD --help')``."""
+    command = exc.ctx.command_path if exc.ctx is not None else "memdex"
+    return f"memdex: error: {one_line(exc.format_message()).rstrip('.')} (try '{command} --help')"
 
 
 # Exit status of a command whose output pipe was closed early (128 + SIGPIPE, as
@@ -183,7 +196,13 @@ def cli(
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the created and kept files as JSON.")
 def init(directory: Path, as_json: bool) -> None:
-    """Create a memory folder from the templates (existing files are kept)."""
+    """Create a memory folder from the templates (existing files are kept), and say what comes next.
+
+    \b
+    Examples:
+      memdex init ~/assistant-memory
+      memdex init . --json
+    """
     if directory.exists() and not directory.is_dir():
         raise PathError(f"{directory} exists and is not a folder")
     created, kept, links = [], [], []
@@ -213,13 +232,41 @@ def init(directory: Path, as_json: bool) -> None:
         click.echo(f"kept existing {directory / name}")
     for name in links:
         click.echo(f"left alone {directory / name}: a symbolic link is on its way (memdex never writes through one)")
+    click.echo(next_steps(directory.resolve()))
+
+
+def next_steps(root: Path) -> str:
+    """What a newcomer does after ``init`` (README "Your own memory, your assistant")."""
+    memdex = _memdex_path()
+    where = shlex.quote(str(root))
+    return (
+        "\nnext:\n"
+        "  1. write your notes in its Markdown files, then index them:\n"
+        f"     {memdex} --root {where} index\n"
+        "  2. connect an assistant (Claude Code here; README \"Assistants\" has the others):\n"
+        f"     claude mcp add --scope user memdex -- {memdex} --root {where} mcp --watch"
+    )
+
+
+def _memdex_path() -> str:
+    """This ``memdex`` as an absolute path (hosts start servers with their own PATH), or the bare name."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if program is not None and program.name == "memdex" and program.exists():
+        return shlex.quote(str(program.absolute()))
+    return "memdex"
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.pass_obj
 def index(obj: _Context, as_json: bool) -> None:
-    """Bring the index up to date with the Markdown files."""
+    """Bring the index up to date with the Markdown files.
+
+    \b
+    Examples:
+      memdex index
+      memdex --root ~/assistant-memory index --json
+    """
     with open_index(obj.settings(), write=True) as memory:
         report = _with_progress(memory.sync, "indexing", as_json)
     _print_report(report, as_json)
@@ -229,7 +276,13 @@ def index(obj: _Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.pass_obj
 def rebuild(obj: _Context, as_json: bool) -> None:
-    """Build a new index from the Markdown beside the current one, then swap it in."""
+    """Build a new index from the Markdown beside the current one, then swap it in.
+
+    \b
+    Examples:
+      memdex rebuild
+      memdex --root ~/assistant-memory rebuild --json
+    """
     with open_index(obj.settings(), write=True) as memory:
         # Opening an unusable index has just rebuilt it; a sync then only reports the counts.
         run = memory.sync if memory.recovered_from else memory.rebuild
@@ -242,7 +295,13 @@ def rebuild(obj: _Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.pass_obj
 def check(obj: _Context, repair: bool, as_json: bool) -> None:
-    """Check the index against itself and the Markdown (exit 0 healthy, 1 drift, 2 corrupt)."""
+    """Check the index against itself and the Markdown (exit 0 healthy, 1 drift, 2 corrupt).
+
+    \b
+    Examples:
+      memdex check
+      memdex check --repair
+    """
     settings = obj.settings()
     found = _check(settings)
     result: dict[str, Any] = found.as_dict()
@@ -259,7 +318,10 @@ def check(obj: _Context, repair: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        click.echo(f"{result['state']}: {result['files']} files, {result['chunks']} chunks ({result['seconds']:.2f}s)")
+        click.echo(
+            f"{result['state']}: {plural(result['files'], 'file')}, {plural(result['chunks'], 'chunk')} "
+            f"({result['seconds']:.2f}s)"
+        )
         for problem in result["problems"]:
             click.echo(f"  {problem['kind']}: {problem['message']}")
         for note in result["notes"]:
@@ -333,7 +395,7 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
     before = f" ({report.skipped_as_before} as before, see 'memdex status')" if report.skipped_as_before else ""
     duplicates = f", {report.chunks_deduplicated} duplicates" if report.chunks_deduplicated else ""
     click.echo(
-        f"{report.files_seen} files: {report.reindexed} indexed, "
+        f"{plural(report.files_seen, 'file')}: {report.reindexed} indexed, "
         f"{report.skipped_unchanged_stat + report.unchanged_hash} unchanged, {report.removed} removed, "
         f"{skipped} skipped{before}; chunks: {report.chunks_embedded} embedded, "
         f"{report.chunks_from_cache} from cache{duplicates}; {report.seconds:.2f}s"
@@ -362,18 +424,32 @@ def watch(
     wait_for_lock: bool,
     print_service: str | None,
 ) -> None:
-    """Keep the index current while files change (Ctrl-C or SIGTERM stops it)."""
+    """Keep the index current while files change (Ctrl-C or SIGTERM stops it).
+
+    \b
+    Examples:
+      memdex --root ~/assistant-memory watch
+      memdex watch --print-service systemd > ~/.config/systemd/user/memdex-watch.service
+    """
     settings = obj.settings()
     if print_service:
         click.echo(_service_text(obj, settings, print_service), nl=False)
         return
     obj.warn_if_password_in_argv()
     options = WatchOptions(debounce=debounce, max_wait=max(max_wait, debounce), reconcile=reconcile, polling=polling)
+    said = []
+
+    def started(_: Any) -> None:  # once the index is open for writing (a restart after a reconnect is quiet)
+        if not said:
+            click.echo(f"memdex: watching {one_line(str(settings.root))} (Ctrl-C stops)", err=True)
+            said.append(True)
+
     with stop_on_signals() as stopping:
         try:
-            run_watch(settings, options, stopping, wait_for_lock=wait_for_lock)
+            run_watch(settings, options, stopping, wait_for_lock=wait_for_lock, on_watcher=started)
         except KeyboardInterrupt:
             pass  # the current file's transaction was rolled back; the lock is released
+    click.echo("memdex: stopped", err=True)
 
 
 def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
