@@ -132,7 +132,7 @@ def test_init_prints_the_next_steps_index_then_an_assistant(runner: CliRunner, t
 
 
 def test_init_next_steps_are_the_readme_newcomer_section(monkeypatch: pytest.MonkeyPatch) -> None:
-    from indexer.cli import app
+    from indexer.cli import init as app
 
     monkeypatch.setattr(app, "_memdex_path", lambda: "/home/me/memdex/.venv/bin/memdex")
     readme = (TEMPLATES.parent / "README.md").read_text(encoding="utf-8")
