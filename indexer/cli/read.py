@@ -91,16 +91,21 @@ def search_command(
     elif as_jsonl:
         for item in shown:
             click.echo(json.dumps(item, ensure_ascii=False))
-    for result in results if not (as_json or as_jsonl) else ():
+    else:
+        _print_results(results, settings.namespace_name)
+    click.get_current_context().exit(found)
+
+
+def _print_results(results: list[Any], own_namespace: str) -> None:
+    for result in results:
         # one_line: a newline (or other control character) in a file name or heading is escaped,
         # so each result stays two lines; --json has the exact path.
         where = one_line(f"{result.path}:{span(result.start_line, result.end_line)}")
-        if result.namespace is not None and result.namespace != settings.namespace_name:
+        if result.namespace is not None and result.namespace != own_namespace:
             where = f"({one_line(result.namespace)}) {where}"
         heading = f"  [{one_line(result.heading)}]" if result.heading else ""
         click.echo(f"{result.score:.3f}  {where}{heading}")
         click.echo(f"       {one_line(result.snippet)}")
-    click.get_current_context().exit(found)
 
 
 NO_RESULTS = 1  # search's exit status when nothing was found (grep, rg)
