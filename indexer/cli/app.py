@@ -393,9 +393,16 @@ def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
 
 
 
+class _Formatter(logging.Formatter):
+    """``memdex: warning: ...``: the level in lower case, as in ``memdex: error:`` (and serve/logs.py)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return f"memdex: {record.levelname.lower()}: {record.getMessage()}"
+
+
 def _configure_logging(verbose: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("memdex: %(levelname)s: %(message)s"))
+    handler.setFormatter(_Formatter())
     root = logging.getLogger("indexer")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
