@@ -48,7 +48,7 @@ from indexer.sources.read import Lines, lines_from_chunks, parse_target, read_ta
 from indexer.store import Engine, IndexStore, VectorCache, registry
 from indexer.watch.state import watcher_status
 
-from .errors import ConfigError, IndexerError, ModelError, PathError, one_line
+from .errors import ConfigError, IndexerError, ModelError, PathError, UsageError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,8 @@ class MemoryIndex:
         None: fusion alone), for experiments."""
         if not isinstance(query, str):
             raise ConfigError(f"the query must be a str, not {type(query).__name__}")
+        if not query.strip():
+            raise UsageError("the query is empty: say what to search for")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT):
             raise ConfigError(f"limit must be a whole number from 1 to {MAX_LIMIT}, not {limit!r}")
         for name, value in (("budget_lines", budget_lines), ("budget_tokens", budget_tokens)):

@@ -17,6 +17,12 @@ class ConfigError(IndexerError):
     """Bad settings: missing root, unknown model, bad option value."""
 
 
+class UsageError(ConfigError):
+    """A call the command cannot mean (an empty query): exit 64, EX_USAGE, like a bad option."""
+
+    exit_code = 64
+
+
 class PathError(IndexerError):
     """A path that is missing, not a memory file, or outside the root."""
 

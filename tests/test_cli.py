@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,23 @@ def test_init_copies_templates(runner: CliRunner, tmp_path: Path) -> None:
         assert (target / rel).read_bytes() == (TEMPLATES / rel).read_bytes(), rel
     for folder in (p for p in TEMPLATES.rglob("*") if p.is_dir()):
         assert (target / folder.relative_to(TEMPLATES)).is_dir(), f"template folder {folder.name}/ not created"
+
+
+def test_init_prints_the_next_steps_index_then_an_assistant(runner: CliRunner, tmp_path: Path) -> None:
+    target = tmp_path / "new-memory"
+    result = run(runner, "init", target)
+    assert result.exit_code == 0, result.output
+    after = result.stdout.split("\nnext:\n", 1)[1]
+    index_at, connect_at = after.index(f"--root {target} index"), after.index(f"--root {target} mcp --watch")
+    assert index_at < connect_at and "claude mcp add --scope user memdex -- memdex" in after
+
+
+def test_init_next_steps_are_the_readme_newcomer_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    from indexer.cli import init as app
+
+    monkeypatch.setattr(app, "_memdex_path", lambda: "/home/me/memdex/.venv/bin/memdex")
+    readme = (TEMPLATES.parent / "README.md").read_text(encoding="utf-8")
+    assert app.next_steps(Path("/home/me/assistant-memory")).strip("\n") in readme
 
 
 def test_init_templates_are_the_documented_ones() -> None:
@@ -271,16 +290,78 @@ def test_search_budget_lines_and_tokens(runner: CliRunner, memory: Path, fake_mo
     assert bad.exit_code != 0 and "Traceback" not in bad.output
 
 
-def test_search_no_results_json_is_empty_list(runner: CliRunner, memory: Path, fake_model) -> None:
+def test_search_no_results_json_is_empty_list_and_exit_1(runner: CliRunner, memory: Path, fake_model) -> None:
     index_json(runner, memory)
-    assert ok_json(run(runner, "--root", memory, "search", "xylophone", "--mode", "keyword", "--json")) == []
+    result = run(runner, "--root", memory, "search", "xylophone", "--mode", "keyword", "--json")
+    assert result.exit_code == 1 and json.loads(result.stdout) == [] and result.stderr == ""
 
 
-@pytest.mark.parametrize("query", ['"', "AND OR NOT", "NEAR(", "col:value", "*", "🙂", "", "   ", "'; DROP TABLE x"])
+@pytest.mark.parametrize("query", ['"', "AND OR NOT", "NEAR(", "col:value", "*", "🙂", "'; DROP TABLE x"])
 def test_search_any_query_is_safe(runner: CliRunner, memory: Path, fake_model, query: str) -> None:
     index_json(runner, memory)
     result = run(runner, "--root", memory, "search", query, "--mode", "keyword", "--json")
-    assert isinstance(ok_json(result), list)
+    assert result.exit_code in (0, 1), result.output  # 1: nothing found
+    assert isinstance(json.loads(result.stdout), list) and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\t\n"])
+def test_search_empty_query_is_a_usage_error(runner: CliRunner, memory: Path, fake_model, query: str) -> None:
+    index_json(runner, memory)
+    result = run(runner, "--root", memory, "search", query)
+    assert result.exit_code == 64 and result.stdout == ""
+    assert_one_line_error(result, contains="the query is empty")
+
+
+def test_search_quiet_prints_nothing_and_exits_by_what_it_found(runner: CliRunner, memory: Path, fake_model) -> None:
+    index_json(runner, memory)
+    found = run(runner, "--root", memory, "search", "-q", "tomatoes", "--mode", "keyword")
+    assert found.exit_code == 0 and found.output == ""
+    missing = run(runner, "--root", memory, "search", "--quiet", "xylophone", "--mode", "keyword")
+    assert missing.exit_code == 1 and missing.output == ""
+
+
+def test_search_jsonl_is_one_object_per_hit_per_line(runner: CliRunner, memory: Path, fake_model) -> None:
+    index_json(runner, memory)
+    listed = ok_json(run(runner, "--root", memory, "search", "Ada", "--mode", "keyword", "--json"))
+    result = run(runner, "--root", memory, "search", "Ada", "--mode", "keyword", "--jsonl")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(listed) >= 2 and [json.loads(line) for line in lines] == listed
+    assert all(set(json.loads(line)) == RESULT_KEYS for line in lines)
+    none = run(runner, "--root", memory, "search", "xylophone", "--mode", "keyword", "--jsonl")
+    assert none.exit_code == 1 and none.stdout == ""
+
+
+def test_a_single_line_is_cited_path_n_and_get_reads_it(runner: CliRunner, memory: Path, fake_model) -> None:
+    write(memory, "notes/one.md", "Marmalade is kept in the blue cupboard.\n")
+    index_json(runner, memory)
+    result = run(runner, "--root", memory, "search", "marmalade", "--mode", "keyword")
+    assert result.exit_code == 0, result.output
+    first = result.stdout.splitlines()[0]
+    assert first.split()[1] == "notes/one.md:1", first
+    got = run(runner, "--root", memory, "get", "notes/one.md:1")
+    assert got.exit_code == 0 and got.stdout == "Marmalade is kept in the blue cupboard.\n"
+
+
+def test_bare_memdex_prints_help_and_exits_0(runner: CliRunner) -> None:
+    result = run(runner)
+    assert result.exit_code == 0 and "Commands:" in result.stdout and "search" in result.stdout
+
+
+@pytest.mark.parametrize("args", [["serch", "x"], ["search"], ["search", "x", "--limit", "0"], ["--no-such-flag"]])
+def test_usage_errors_are_one_line_exit_64(runner: CliRunner, args: list[str]) -> None:
+    result = run(runner, *args)
+    assert result.exit_code == 64
+    line = assert_one_line_error(result)
+    assert "--help')" in line and "Usage:" not in result.output
+
+
+@pytest.mark.parametrize("command", sorted(cli.commands))
+def test_every_command_help_has_examples(runner: CliRunner, command: str) -> None:
+    result = run(runner, command, "--help")
+    assert result.exit_code == 0
+    examples = result.stdout.split("Examples:\n", 1)[1].split("\n\n")[0].splitlines()
+    assert 1 <= len(examples) <= 2 and all(" memdex " in f" {line}" or line.strip().startswith("memdex ") for line in examples), examples
 
 
 def test_search_plain_output(runner: CliRunner, memory: Path, fake_model) -> None:
@@ -289,7 +370,7 @@ def test_search_plain_output(runner: CliRunner, memory: Path, fake_model) -> Non
     assert result.exit_code == 0, result.output
     assert "notes/garden.md:" in result.stdout
     result = run(runner, "--root", memory, "search", "xylophone", "--mode", "keyword")
-    assert result.stdout.strip() == "no results"
+    assert result.exit_code == 1 and result.stdout == ""  # as grep and rg: nothing found, nothing printed
 
 
 def test_search_before_index_is_one_line_error(runner: CliRunner, memory: Path) -> None:
@@ -446,6 +527,9 @@ def test_status_plain(runner: CliRunner, memory: Path, fake_model) -> None:
     result = run(runner, "--root", memory, "status")
     assert result.exit_code == 0, result.output
     assert "files:   3" in result.stdout
+    assert re.search(r"^  memory +1 file +\d+ chunks?$", result.stdout, re.M), result.stdout  # not "1 files"
+    synced = re.search(r"last sync: (\S+)", result.stdout)[1]
+    assert datetime.fromisoformat(synced).utcoffset() is not None  # with its time zone
 
 
 def test_status_before_index_is_one_line_error(runner: CliRunner, memory: Path) -> None:

@@ -229,7 +229,7 @@ def test_warnings_are_printed_after_the_progress_bar_not_over_it(root, settings)
         report = indexer.cli.app._with_progress(index.sync, "indexing", False)
     screen = shown.getvalue()
     assert report.skipped_with_warning == 1
-    warning = "memdex: WARNING: binary.md: skipped"
+    warning = "memdex: warning: binary.md: skipped"
     assert screen.count(warning) == 1
     assert "100%" in screen and screen.index(warning) > screen.rindex("100%"), screen
     assert screen.endswith("\n") and not screen[screen.index(warning):].count("\r"), "bar redrawn over the warning"

@@ -30,7 +30,7 @@ from conftest import NOTES, EngineKind, RecordingEmbedder, age_files, fill, writ
 
 from indexer import make_settings, open_index
 from indexer.config.settings import Settings
-from indexer.errors import LockedError, PathError, SchemaError
+from indexer.errors import LockedError, PathError, SchemaError, UsageError
 from indexer.indexing.check import DRIFT, HEALTHY, CheckReport, check_index
 from indexer.indexing.report import SyncReport
 from indexer.store.protocols import Engine, IndexStore, VectorCache
@@ -506,10 +506,13 @@ def test_queries_with_operators_quotes_and_emoji_are_safe(root, engine_settings)
     fill(root)
     sync(engine_settings)
     with open_index(engine_settings, embedder=recorder(engine_settings)) as index:
-        for query in ['"unbalanced', "a OR b AND NOT", "NEAR(x y)", "🙂 emoji", "", "   ", "'; DROP TABLE chunks; --",
+        for query in ['"unbalanced', "a OR b AND NOT", "NEAR(x y)", "🙂 emoji", "'; DROP TABLE chunks; --",
                       "x" * 3000, "bike*", "-bike", "col:bike", "^bike", "\\", "%_", "a\0b"]:  # fmt: skip
             for mode in ("keyword", "vector", "hybrid"):
                 index.search(query, mode=mode)  # no error of any kind
+        for empty in ("", "   "):  # a usage error (exit 64 in the CLI), never arbitrary hits
+            with pytest.raises(UsageError):
+                index.search(empty)
         assert index.search("bike", mode="keyword")  # and the index still answers
 
 

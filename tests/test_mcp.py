@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +253,7 @@ def test_bad_calls_are_one_line_tool_errors_and_the_server_keeps_answering(memor
             await error(client, "memory_get", path="MEMORY.md", **{"from": 100000}),
             await error(client, "no_such_tool"),
         ]
-        for odd in ("", '"NEAR(' * 10, "🙂 ?!", "a OR b AND NOT c*", "\u0000"):
+        for odd in ('"NEAR(' * 10, "🙂 ?!", "a OR b AND NOT c*", "\u0000"):
             for mode in ("keyword", "vector", "hybrid"):
                 assert isinstance((await call(client, "memory_search", query=odd, mode=mode))["results"], list)
         still = await call(client, "memory_search", query="penicillin")
@@ -268,6 +269,47 @@ def test_bad_calls_are_one_line_tool_errors_and_the_server_keeps_answering(memor
     assert "symlink leads outside" in errors[10] and "hidden files and folders are not memory files" in errors[11]
     assert "from: Input should be greater than or equal to 1" in errors[12] and "has only" in errors[13]
     assert "no_such_tool" in errors[14]
+
+
+def test_an_empty_query_is_a_one_line_tool_error(memory: IndexService) -> None:
+    async def body(client: Client) -> list[str]:
+        return [await error(client, "memory_search", query=query) for query in ("", "   ", "\n\t")]
+
+    for message in with_client(memory, body):
+        assert message == "memory_search: the query is empty: say what to search for", message
+
+
+def test_a_bad_kind_is_one_short_line_naming_the_allowed_kinds(memory: IndexService) -> None:
+    async def body(client: Client) -> list[str]:
+        return [await error(client, "memory_search", query="x", kind=kind) for kind in ("diary", ["daily", "diary"], 5)]
+
+    one, in_list, number = with_client(memory, body)
+    assert one == "memory_search: invalid arguments: kind: 'diary' is not one of 'soul', 'memory', 'daily' or 'note'"
+    assert in_list.endswith("kind.1: 'diary' is not one of 'soul', 'memory', 'daily' or 'note'"), in_list
+    assert number.endswith("kind: 5 is not one of 'soul', 'memory', 'daily' or 'note'"), number
+    assert all("list[" not in text and "literal[" not in text and text.count(";") == 0 for text in (one, in_list, number))
+
+
+def test_tool_descriptions_are_dedented_and_arguments_have_titles(memory: IndexService) -> None:
+    async def body(client: Client) -> Any:
+        return {tool.name: tool for tool in (await client.list_tools()).tools}
+
+    tools = with_client(memory, body)
+    for tool in tools.values():
+        assert tool.description and not any(line.startswith(" ") for line in tool.description.splitlines()), tool.description
+    properties = tools["memory_search"].input_schema["properties"]
+    titles = {name: properties[name]["title"] for name in ("maxResults", "budgetLines", "minScore", "pathPrefix", "query")}
+    assert titles == {"maxResults": "Max results", "budgetLines": "Budget lines", "minScore": "Min score",
+                      "pathPrefix": "Path prefix", "query": "Query"}  # fmt: skip
+
+
+def test_status_last_sync_is_iso_8601_with_its_offset(memory: IndexService) -> None:
+    async def body(client: Client) -> Any:
+        return await call(client, "memory_status")
+
+    status = with_client(memory, body)
+    synced = datetime.fromisoformat(status["last_sync"])
+    assert synced.utcoffset() is not None and abs(synced.timestamp() - time.time()) < 3600
 
 
 def test_search_without_an_index_is_a_tool_error_and_status_says_so(tmp_path: Path, embedder: RecordingEmbedder) -> None:

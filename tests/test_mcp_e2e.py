@@ -161,9 +161,20 @@ def test_http_server_refuses_a_foreign_origin(indexed_memory: Path, tmp_path: Pa
         local = urllib.request.Request(url, data=initialize, headers={**headers, "Origin": f"http://localhost:{port}"})
         with urllib.request.urlopen(local, timeout=30) as accepted:
             assert accepted.status == 200
-    finally:
         process.terminate()
         process.wait(timeout=30)
+        logged = process.stderr.read().decode().splitlines()  # type: ignore[union-attr]
+        refusals = [line for line in logged if "refused" in line]
+        assert refusals == [
+            "memdex: warning: refused an HTTP request from Origin http://evil.example "
+            "(accept it with --allow-origin http://evil.example)",
+            "memdex: warning: refused an HTTP request for Host evil.example (accept it with --allow-host NAME)",
+        ], logged
+        assert not any(line.startswith(" ") or "WARNING" in line for line in logged), logged  # no Rich layout
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def test_http_refuses_a_non_loopback_address_without_allow_remote(tmp_path: Path) -> None:

@@ -96,3 +96,12 @@ def test_keyword_feedback_lifts_a_chunk_that_shares_the_top_hits_vocabulary(root
         fed = index.search("kayak", ranking=Ranking(file_prior=0, folder_prior=0, expand_terms=4), budget_lines=None, limit=20)
     rank_of = lambda results: [r.path for r in results].index("c.md")  # noqa: E731
     assert rank_of(fed) == 2 and rank_of(fed) < rank_of(plain)
+
+
+def test_demoted_heading_chunks_score_below_content_and_empty_bullets_are_not_content():
+    rows = {1: row(1, "t.md", "## Archive\n\n- \n- [ ]\n1."), 2: row(2, "a.md", "- went to the gym")}
+    evidence = Evidence(0.7, {}, {1: 0.0, 2: 0.0})
+    out = rerank([(1, 0.9), (2, 0.2)], rows, evidence, term_idfs=IDFS, ranking=Ranking(file_prior=0, folder_prior=0))
+    assert [cid for cid, _ in out] == [2, 1]
+    assert out[0][1] >= out[1][1]  # rank order is score order
+    assert not has_content("## Archive\n- \n* [x]\n2)") and has_content("## Archive\n- one")

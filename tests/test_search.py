@@ -9,6 +9,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from indexer import open_index
+from indexer.errors import UsageError
 from indexer.retrieval.search import fuse, keyword_part, query_terms, snippet
 from indexer.store.sqlite.store import match_expression
 
@@ -88,6 +89,10 @@ def test_diacritics_are_folded(indexed, settings, embedder):
 @pytest.mark.parametrize("query", NASTY)
 def test_nasty_queries_never_raise(indexed, settings, embedder, mode, query):
     with open_index(settings, embedder=embedder) as index:
+        if not query.strip():
+            with pytest.raises(UsageError, match="the query is empty"):
+                index.search(query, mode=mode, limit=5)
+            return
         results = index.search(query, mode=mode, limit=5)
     assert isinstance(results, list)
 
@@ -99,6 +104,28 @@ def test_arbitrary_strings_are_safe_queries(indexed, settings, embedder, mode):
         @hsettings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
         @given(st.text(max_size=80))
         def run(query: str) -> None:
+            if not query.strip():  # an empty query is a usage error (exit 64 in the CLI)
+                with pytest.raises(UsageError):
+                    index.search(query, mode=mode, limit=3)
+                return
             assert isinstance(index.search(query, mode=mode, limit=3), list)
 
         run()
+
+
+@pytest.mark.parametrize("budget_lines", [None, 50])
+@pytest.mark.parametrize("mode", ["keyword", "vector", "hybrid"])
+def test_heading_only_chunks_never_outrank_content(root, do_sync, settings, embedder, mode, budget_lines):
+    # a template's empty section matches the query best by its headings; the real note only once
+    write(root, "notes/template.md", "# Garden archive\n\n## Garden archive log\n\n- \n- [ ]\n1.\n")
+    write(root, "notes/real.md", "# Week\n\n- planted tomatoes in the garden by the archive shed\n")
+    write(root, "notes/other.md", "# Other\n\n- the car needs new tyres\n")
+    do_sync()
+    options = {} if budget_lines is None else {"budget_lines": budget_lines}
+    with open_index(settings, embedder=embedder) as index:
+        hits = index.search("garden archive", mode=mode, limit=10, **options)
+    paths = [hit.path for hit in hits]
+    assert "notes/real.md" in paths
+    assert paths.index("notes/real.md") < paths.index("notes/template.md") if "notes/template.md" in paths else True
+    scores = [hit.score for hit in hits]
+    assert scores == sorted(scores, reverse=True)  # printed in score order

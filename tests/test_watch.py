@@ -1206,9 +1206,33 @@ def test_watchdog_bookkeeping_warnings_stay_off_stderr(root, settings, tmp_path,
     assert log.read_text() == ""
 
 
+def test_memdex_watch_says_when_it_starts_and_stops(root, settings):
+    """`memdex watch` says one line on stderr once it watches and one when it stops; nothing on stdout.
+    (An empty root: its initial sync embeds nothing, so no model loads.)"""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "indexer", "--root", str(root), "watch"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=helper_env(),
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: (watcher_status(settings.index_dir) or {}).get("pid") == process.pid or process.poll() is not None,
+            timeout=60, message="the watcher to start",
+        )  # fmt: skip
+        assert process.poll() is None, process.stderr.read()
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        assert out == ""
+        assert err.splitlines() == [f"memdex: watching {settings.root} (Ctrl-C stops)", "memdex: stopped"], err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 @pytest.mark.slow
 def test_memdex_watch_stderr_stays_clean(root, settings, outside):
-    """The same with the real `memdex watch` (real model, hence slow): nothing on stderr."""
+    """The same with the real `memdex watch` (real model, hence slow): only its start and stop lines on stderr."""
     seed(root)
     process = subprocess.Popen(
         [sys.executable, "-m", "indexer", "--root", str(root), "watch", "--debounce", "0.05", "--max-wait", "0.5"],
@@ -1225,7 +1249,7 @@ def test_memdex_watch_stderr_stays_clean(root, settings, outside):
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=60)
         assert process.returncode == 0, err
-        assert err == ""
+        assert err.splitlines() == [f"memdex: watching {settings.root} (Ctrl-C stops)", "memdex: stopped"], err
     finally:
         if process.poll() is None:
             process.kill()

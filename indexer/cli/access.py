@@ -34,7 +34,13 @@ def _namespace(obj: Any, command: str) -> tuple[Any, str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the grant as JSON.")
 @click.pass_obj
 def grant_command(obj: Any, role: str, read_only: bool, as_json: bool) -> None:
-    """Let login ROLE read (and, unless --read-only, write) the --namespace (PostgreSQL, as its owner)."""
+    """Let login ROLE read (and, unless --read-only, write) the --namespace (PostgreSQL, as its owner).
+
+    \b
+    Examples:
+      memdex --db postgresql://owner@db/memory --namespace team grant agent1
+      memdex --db postgresql://owner@db/memory --namespace team grant reader --read-only
+    """
     control, namespace = _namespace(obj, "grant")
     result = control.grant(namespace, role, write=not read_only)
     _say(result, as_json, f"granted {result['access']} access to namespace {one_line(namespace)} to role {one_line(role)}")
@@ -45,7 +51,12 @@ def grant_command(obj: Any, role: str, read_only: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def revoke_command(obj: Any, role: str, as_json: bool) -> None:
-    """Take the --namespace away from login ROLE (PostgreSQL, as its owner)."""
+    """Take the --namespace away from login ROLE (PostgreSQL, as its owner).
+
+    \b
+    Examples:
+      memdex --db postgresql://owner@db/memory --namespace team revoke agent1
+    """
     control, namespace = _namespace(obj, "revoke")
     result = control.revoke(namespace, role)
     _say(result, as_json, f"revoked role {one_line(role)}'s access to namespace {one_line(namespace)}")
@@ -55,7 +66,12 @@ def revoke_command(obj: Any, role: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the grants as JSON.")
 @click.pass_obj
 def grants_command(obj: Any, as_json: bool) -> None:
-    """List which role may read or write which namespace (PostgreSQL; sets up the schema as its owner)."""
+    """List which role may read or write which namespace (PostgreSQL; sets up the schema as its owner).
+
+    \b
+    Examples:
+      memdex --db postgresql://owner@db/memory grants --json
+    """
     rows = registry.access_control(obj.settings(), "grants").list()
     if as_json:
         click.echo(json.dumps(rows, indent=2))

@@ -12,25 +12,22 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
-from importlib import resources
-from importlib.resources.abc import Traversable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import click
 
 from indexer.api import open_index
 from indexer.config.database import is_database_url, without_password
-from indexer.config.files import create_new_file
 from indexer.config.resolve import Configuration, load_configuration
 from indexer.config.settings import Settings
 from indexer.embedding.lazy import BACKENDS
 from indexer.embedding.resolve import resolve_model
 from indexer.errors import (
     IndexerError,
-    PathError,
     SchemaError,
     UnusableIndex,
+    one_line,
 )
 from indexer.indexing.check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
 from indexer.indexing.report import SyncReport
@@ -47,20 +44,9 @@ from indexer.watch.watcher import (
 
 from .access import grant_command, grants_command, revoke_command
 from .encryption import decrypt, encrypt, rekey
-from .read import get_command, search_command, status_command
+from .init import init_command
+from .read import get_command, plural, search_command, status_command
 from .serve import config_command, mcp_command
-
-
-def _templates() -> Traversable:
-    """The memory-files/ templates: packaged as ``indexer.templates`` in a wheel,
-    read from the source tree in a checkout or editable install."""
-    checkout = Path(__file__).resolve().parents[2] / "memory-files"
-    if checkout.is_dir():
-        return checkout
-    try:
-        return resources.files("indexer.templates")
-    except ModuleNotFoundError:
-        raise PathError("memdex's templates are missing from this installation") from None
 
 
 class _Context:
@@ -100,10 +86,15 @@ class _Group(click.Group):
         standalone = kwargs.pop("standalone_mode", True)
         try:
             result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `memdex`: the help, as asked for
+            if not standalone:
+                raise
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc))
+            sys.exit(0)
         except click.UsageError as exc:
             if not standalone:
                 raise
-            exc.show()
+            click.echo(usage_line(exc), err=True)
             sys.exit(EXIT_USAGE)
         except click.ClickException as exc:
             if not standalone:
@@ -144,6 +135,12 @@ class _Group(click.Group):
             ctx.exit(error.exit_code)
 
 
+def usage_line(exc: click.UsageError) -> str:
+    """One line, as the README promises: ``memdex: error: ... (try 'memdex CMD --help')``."""
+    command = exc.ctx.command_path if exc.ctx is not None else "memdex"
+    return f"memdex: error: {one_line(exc.format_message()).rstrip('.')} (try '{command} --help')"
+
+
 # Exit status of a command whose output pipe was closed early (128 + SIGPIPE, as
 # shells report for tools killed by SIGPIPE); nothing is printed.
 BROKEN_PIPE_EXIT = 141
@@ -180,46 +177,16 @@ def cli(
 
 
 @cli.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the created and kept files as JSON.")
-def init(directory: Path, as_json: bool) -> None:
-    """Create a memory folder from the templates (existing files are kept)."""
-    if directory.exists() and not directory.is_dir():
-        raise PathError(f"{directory} exists and is not a folder")
-    created, kept, links = [], [], []
-    for rel, source in _template_files(_templates(), PurePosixPath()):
-        target = directory / rel
-        try:
-            link = next((directory / rel.parents[i] for i in range(len(rel.parts) - 2, -1, -1)
-                         if (directory / rel.parents[i]).is_symlink()), None)  # fmt: skip
-            if link is None and target.is_symlink():
-                link = target
-            if link is None:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if create_new_file(target, source.read_bytes()):  # O_EXCL | O_NOFOLLOW: never through a link
-                    created.append(rel.as_posix())
-                    continue
-                link = target if target.is_symlink() else None  # made a link meanwhile
-        except OSError as exc:
-            raise PathError(f"cannot write {target} ({exc.strerror or exc})") from None
-        (links if link is not None else kept).append(rel.as_posix())
-    if as_json:
-        click.echo(json.dumps({"directory": str(directory.resolve()), "created": created, "kept": kept + links,
-                               "symlinks": links}, indent=2))  # fmt: skip
-        return
-    for name in created:
-        click.echo(f"created {directory / name}")
-    for name in kept:
-        click.echo(f"kept existing {directory / name}")
-    for name in links:
-        click.echo(f"left alone {directory / name}: a symbolic link is on its way (memdex never writes through one)")
-
-
-@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.pass_obj
 def index(obj: _Context, as_json: bool) -> None:
-    """Bring the index up to date with the Markdown files."""
+    """Bring the index up to date with the Markdown files.
+
+    \b
+    Examples:
+      memdex index
+      memdex --root ~/assistant-memory index --json
+    """
     with open_index(obj.settings(), write=True) as memory:
         report = _with_progress(memory.sync, "indexing", as_json)
     _print_report(report, as_json)
@@ -229,7 +196,13 @@ def index(obj: _Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.pass_obj
 def rebuild(obj: _Context, as_json: bool) -> None:
-    """Build a new index from the Markdown beside the current one, then swap it in."""
+    """Build a new index from the Markdown beside the current one, then swap it in.
+
+    \b
+    Examples:
+      memdex rebuild
+      memdex --root ~/assistant-memory rebuild --json
+    """
     with open_index(obj.settings(), write=True) as memory:
         # Opening an unusable index has just rebuilt it; a sync then only reports the counts.
         run = memory.sync if memory.recovered_from else memory.rebuild
@@ -242,7 +215,13 @@ def rebuild(obj: _Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.pass_obj
 def check(obj: _Context, repair: bool, as_json: bool) -> None:
-    """Check the index against itself and the Markdown (exit 0 healthy, 1 drift, 2 corrupt)."""
+    """Check the index against itself and the Markdown (exit 0 healthy, 1 drift, 2 corrupt).
+
+    \b
+    Examples:
+      memdex check
+      memdex check --repair
+    """
     settings = obj.settings()
     found = _check(settings)
     result: dict[str, Any] = found.as_dict()
@@ -259,7 +238,10 @@ def check(obj: _Context, repair: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        click.echo(f"{result['state']}: {result['files']} files, {result['chunks']} chunks ({result['seconds']:.2f}s)")
+        click.echo(
+            f"{result['state']}: {plural(result['files'], 'file')}, {plural(result['chunks'], 'chunk')} "
+            f"({result['seconds']:.2f}s)"
+        )
         for problem in result["problems"]:
             click.echo(f"  {problem['kind']}: {problem['message']}")
         for note in result["notes"]:
@@ -333,7 +315,7 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
     before = f" ({report.skipped_as_before} as before, see 'memdex status')" if report.skipped_as_before else ""
     duplicates = f", {report.chunks_deduplicated} duplicates" if report.chunks_deduplicated else ""
     click.echo(
-        f"{report.files_seen} files: {report.reindexed} indexed, "
+        f"{plural(report.files_seen, 'file')}: {report.reindexed} indexed, "
         f"{report.skipped_unchanged_stat + report.unchanged_hash} unchanged, {report.removed} removed, "
         f"{skipped} skipped{before}; chunks: {report.chunks_embedded} embedded, "
         f"{report.chunks_from_cache} from cache{duplicates}; {report.seconds:.2f}s"
@@ -362,18 +344,32 @@ def watch(
     wait_for_lock: bool,
     print_service: str | None,
 ) -> None:
-    """Keep the index current while files change (Ctrl-C or SIGTERM stops it)."""
+    """Keep the index current while files change (Ctrl-C or SIGTERM stops it).
+
+    \b
+    Examples:
+      memdex --root ~/assistant-memory watch
+      memdex watch --print-service systemd > ~/.config/systemd/user/memdex-watch.service
+    """
     settings = obj.settings()
     if print_service:
         click.echo(_service_text(obj, settings, print_service), nl=False)
         return
     obj.warn_if_password_in_argv()
     options = WatchOptions(debounce=debounce, max_wait=max(max_wait, debounce), reconcile=reconcile, polling=polling)
+    said = []
+
+    def started(_: Any) -> None:  # once the index is open for writing (a restart after a reconnect is quiet)
+        if not said:
+            click.echo(f"memdex: watching {one_line(str(settings.root))} (Ctrl-C stops)", err=True)
+            said.append(True)
+
     with stop_on_signals() as stopping:
         try:
-            run_watch(settings, options, stopping, wait_for_lock=wait_for_lock)
+            run_watch(settings, options, stopping, wait_for_lock=wait_for_lock, on_watcher=started)
         except KeyboardInterrupt:
             pass  # the current file's transaction was rolled back; the lock is released
+    click.echo("memdex: stopped", err=True)
 
 
 def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
@@ -397,21 +393,16 @@ def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
 
 
 
-def _template_files(folder: Traversable, prefix: PurePosixPath) -> list[tuple[PurePosixPath, Traversable]]:
-    files: list[tuple[PurePosixPath, Traversable]] = []
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.startswith(("__", ".")):
-            continue
-        if entry.is_dir():
-            files.extend(_template_files(entry, prefix / entry.name))
-        else:
-            files.append((prefix / entry.name, entry))
-    return files
+class _Formatter(logging.Formatter):
+    """``memdex: warning: ...``: the level in lower case, as in ``memdex: error:`` (and serve/logs.py)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return f"memdex: {record.levelname.lower()}: {record.getMessage()}"
 
 
 def _configure_logging(verbose: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("memdex: %(levelname)s: %(message)s"))
+    handler.setFormatter(_Formatter())
     root = logging.getLogger("indexer")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
@@ -430,6 +421,7 @@ def main() -> None:
 
 
 
+cli.add_command(init_command)
 cli.add_command(search_command)
 cli.add_command(get_command)
 cli.add_command(status_command)

@@ -28,7 +28,12 @@ NEXT_STEP = f"from now on, give memdex the new key ({KEY_ENV}, encryption_key_fi
 @click.option("--json", "as_json", is_flag=True, help="Print what was converted as JSON.")
 @click.pass_obj
 def encrypt(obj: Any, as_json: bool) -> None:
-    """Encrypt an unencrypted index and cache with the configured key."""
+    """Encrypt an unencrypted index and cache with the configured key.
+
+    \b
+    Examples:
+      MEMDEX_ENCRYPTION_KEY_FILE=~/.memdex.key memdex encrypt
+    """
     settings = obj.settings()
     key = encryption_key(settings)
     if key is None:
@@ -40,7 +45,12 @@ def encrypt(obj: Any, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print what was converted as JSON.")
 @click.pass_obj
 def decrypt(obj: Any, as_json: bool) -> None:
-    """Write the index and cache unencrypted (the configured key opens them)."""
+    """Write the index and cache unencrypted (the configured key opens them).
+
+    \b
+    Examples:
+      MEMDEX_ENCRYPTION_KEY_FILE=~/.memdex.key memdex decrypt
+    """
     settings = obj.settings()
     key = encryption_key(settings)
     if key is None:
@@ -54,7 +64,12 @@ def decrypt(obj: Any, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print what was converted as JSON.")
 @click.pass_obj
 def rekey(obj: Any, new_key_file: str | None, as_json: bool) -> None:
-    """Change the encryption key (an unencrypted index is encrypted with the new key)."""
+    """Change the encryption key (an unencrypted index is encrypted with the new key).
+
+    \b
+    Examples:
+      memdex rekey --new-key-file ~/.memdex-new.key
+    """
     settings = obj.settings()
     new = new_key(key_file=new_key_file, root=settings.root)
     _run(settings, old_key=encryption_key(settings), new_key=new, as_json=as_json, after=NEXT_STEP)

@@ -38,7 +38,9 @@ from indexer.sources.read import Lines, read_target
 @click.option("--min-score", type=float, default=None, help="Drop results scoring below this (per-mode scale).")
 @click.option("--across", "across", multiple=True,
               help="With PostgreSQL: search these namespaces (repeatable; 'all': every one) instead of this root's.")
-@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as a JSON list (snake_case keys).")
+@click.option("--jsonl", "as_jsonl", is_flag=True, help="Print one JSON object per result per line.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit code says whether anything was found.")
 @click.pass_obj
 def search_command(
     obj: Any,
@@ -54,8 +56,22 @@ def search_command(
     min_score: float | None,
     across: tuple[str, ...],
     as_json: bool,
+    as_jsonl: bool,
+    quiet: bool,
 ) -> None:
-    """Search the memory; prints path:start-end, heading and a snippet."""
+    """Search the memory; prints score, path:start-end (path:N for one line), heading and a snippet.
+
+    Exit 0 when something was found, 1 when nothing was (stdout empty, as grep and rg).
+
+    \b
+    Examples:
+      memdex search "what editor do I use"
+      memdex search dentist --kind daily --after 30d --jsonl
+    """
+    if not query.strip():
+        raise click.UsageError("the query is empty: say what to search for")
+    if as_json and as_jsonl:
+        raise click.UsageError("--json and --jsonl exclude each other")
     settings = obj.settings()
     if across:
         if not settings.database_url:
@@ -66,21 +82,47 @@ def search_command(
     options = search_options(settings, mode=mode, limit=limit, budget_lines=budget_lines, budget_tokens=budget_tokens)
     with open_index(settings) as memory:
         results = memory.search(query, filters=filters, **options.keywords())
+    found = NO_RESULTS if not results else 0
+    if quiet:
+        click.get_current_context().exit(found)
+    shown = [{k: v for k, v in asdict(r).items() if k != "namespace" or v is not None} for r in results]
     if as_json:
-        shown = [{k: v for k, v in asdict(r).items() if k != "namespace" or v is not None} for r in results]
         click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
-        return
-    if not results:
-        click.echo("no results")
+    elif as_jsonl:
+        for item in shown:
+            click.echo(json.dumps(item, ensure_ascii=False))
+    else:
+        _print_results(results, settings.namespace_name)
+    click.get_current_context().exit(found)
+
+
+def _print_results(results: list[Any], own_namespace: str) -> None:
     for result in results:
         # one_line: a newline (or other control character) in a file name or heading is escaped,
         # so each result stays two lines; --json has the exact path.
-        where = one_line(f"{result.path}:{result.start_line}-{result.end_line}")
-        if result.namespace is not None and result.namespace != settings.namespace_name:
+        where = one_line(f"{result.path}:{span(result.start_line, result.end_line)}")
+        if result.namespace is not None and result.namespace != own_namespace:
             where = f"({one_line(result.namespace)}) {where}"
         heading = f"  [{one_line(result.heading)}]" if result.heading else ""
         click.echo(f"{result.score:.3f}  {where}{heading}")
         click.echo(f"       {one_line(result.snippet)}")
+
+
+NO_RESULTS = 1  # search's exit status when nothing was found (grep, rg)
+
+
+def span(start: int, end: int) -> str:
+    """``29`` for one line, ``29-35`` for more: the form ``get`` takes after ``path:``."""
+    return str(start) if start == end else f"{start}-{end}"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def local_time(epoch: float) -> str:
+    """ISO 8601 in local time with its offset, e.g. 2026-12-06T09:10:00+01:00."""
+    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
 
 
 @click.command("get")
@@ -91,7 +133,13 @@ def search_command(
               help="With PostgreSQL: read another namespace's stored text (its Markdown is on another host).")
 @click.pass_obj
 def get_command(obj: Any, target: str, line_numbers: bool, as_json: bool, namespace: str | None) -> None:
-    """Print lines of a memory file: PATH, PATH:N or PATH:START-END."""
+    """Print lines of a memory file: PATH, PATH:N or PATH:START-END (as search cites them).
+
+    \b
+    Examples:
+      memdex get MEMORY.md:12-18
+      memdex get -n daily/2026-11-20.md
+    """
     settings = obj.settings()
     if namespace is not None and namespace != settings.namespace_name:
         if not settings.database_url:
@@ -113,13 +161,19 @@ def get_command(obj: Any, target: str, line_numbers: bool, as_json: bool, namesp
 @click.option("--json", "as_json", is_flag=True, help="Print status as JSON.")
 @click.pass_obj
 def status_command(obj: Any, as_json: bool) -> None:
-    """Show what is indexed, with which model, and where."""
+    """Show what is indexed, with which model, and where.
+
+    \b
+    Examples:
+      memdex status
+      memdex status --json
+    """
     with open_index(obj.settings()) as memory:
         info = memory.status()
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    last = datetime.fromtimestamp(info["last_sync"]).isoformat(timespec="seconds") if info["last_sync"] else "never"
+    last = local_time(info["last_sync"]) if info["last_sync"] else "never"
     click.echo(f"root:    {info['root']}")
     click.echo(f"index:   {info['index_path']} ({info['index_bytes'] / 1e6:.1f} MB with cache)")
     if "namespace" in info:  # PostgreSQL
@@ -128,19 +182,16 @@ def status_command(obj: Any, as_json: bool) -> None:
     click.echo(f"model:   {info['model']} ({info['dimensions']} dims), vectors via {info['vector_search']}")
     click.echo(f"files:   {info['files']}, chunks: {info['chunks']}, last sync: {last}")
     for kind, counts in sorted(info["by_kind"].items()):
-        click.echo(f"  {kind:<7} {counts['files']:>6} files {counts['chunks']:>7} chunks")
+        click.echo(f"  {kind:<7} {plural(counts['files'], 'file'):>12} {plural(counts['chunks'], 'chunk'):>13}")
     for skipped in info["skipped"]:  # files skipped with a warning, not read again until they change
         click.echo(f"skipped: {skipped['path']}: {skipped['reason']}")
     watcher = info["watcher"]
     if watcher is None:
         click.echo("watcher: not running")
     else:
-        since = datetime.fromtimestamp(watcher["started_at"]).isoformat(timespec="seconds")
-        synced = (
-            datetime.fromtimestamp(watcher["last_sync"]).isoformat(timespec="seconds")
-            if watcher.get("last_sync") else "not yet"
-        )  # fmt: skip
+        since = local_time(watcher["started_at"])
+        synced = local_time(watcher["last_sync"]) if watcher.get("last_sync") else "not yet"
         click.echo(
             f"watcher: running (pid {watcher['pid']}, {watcher['observer']} events) since {since}, "
-            f"last sync {synced}, {watcher.get('pending_count', len(watcher['pending']))} paths pending"
+            f"last sync {synced}, {plural(watcher.get('pending_count', len(watcher['pending'])), 'path')} pending"
         )

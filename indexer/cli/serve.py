@@ -39,7 +39,13 @@ def mcp_command(
     allow_hosts: tuple[str, ...],
     polling: bool,
 ) -> None:
-    """Serve the memory to assistants over the Model Context Protocol (stdio by default)."""
+    """Serve the memory to assistants over the Model Context Protocol (stdio by default).
+
+    \b
+    Examples:
+      memdex --root ~/assistant-memory mcp --watch
+      memdex mcp --http 8765
+    """
     from indexer.serve import mcp as server  # the SDK loads only for this command
     from indexer.serve.service import IndexService
 
@@ -79,7 +85,13 @@ def mcp_command(
 @click.pass_obj
 def config_command(obj: Any, as_json: bool) -> None:
     """Show the effective settings and where each came from
-    (flag > MEMDEX_* environment > ROOT/.memdex/config.toml > user file > default)."""
+    (flag > MEMDEX_* environment > ROOT/.memdex/config.toml > user file > default).
+
+    \b
+    Examples:
+      memdex config
+      memdex --root ~/assistant-memory config --json
+    """
     shown = obj.configuration().as_dict()
     if as_json:
         click.echo(json.dumps(shown, indent=2, ensure_ascii=False))

@@ -13,7 +13,7 @@ tokens) is spent:
 - a merge that would overflow the budget is skipped; the total never exceeds it;
 - at most ``limit`` results.
 
-Before packing, ``without_filler`` drops blank and heading lines at a hit's
+Before packing, ``without_filler`` drops blank, heading and empty-bullet lines at a hit's
 edges: the heading is reported with the result, and reading it again would
 spend the budget on lines that answer nothing.
 """
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 LineWeight = Callable[[str], float]
 HEADING = re.compile(r"^\s{0,3}#{1,6}(\s|$)")
+EMPTY_BULLET = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])(?:\s+\[[ xX]?\])?\s*$")  # "-", "* ", "1.", "- [ ]"
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,8 @@ class Budget:
 
 
 def is_filler(line: str) -> bool:
-    """A blank line or a Markdown ATX heading."""
-    return not line.strip() or HEADING.match(line) is not None
+    """A blank line, a Markdown ATX heading, or a list item with no text (a template's empty bullet)."""
+    return not line.strip() or HEADING.match(line) is not None or EMPTY_BULLET.match(line) is not None
 
 
 def without_filler(hit: Hit) -> Hit:

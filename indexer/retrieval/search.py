@@ -4,7 +4,8 @@ Keyword mode ranks by FTS5 bm25; vector mode by cosine similarity (vec0 KNN,
 or an exact NumPy scan when sqlite-vec is unavailable). Hybrid mode takes the
 union of the top CANDIDATES of each list and fuses their scores (fusion.py),
 then runs the ranking stages of the ``Ranking`` in order (stages.py: file and
-folder priors, heading-only chunks last; ``ranking=None``: fusion alone).
+folder priors, heading-only chunks last; ``ranking=None``: fusion alone);
+keyword and vector modes put heading-only chunks last too.
 With a budget, every mode's ranked chunks pass the ranking's hit stages
 (blank and heading lines at their edges skipped) and are packed by budget.py
 (adjacent hits merged, oversized ones trimmed, total bounded).
@@ -30,7 +31,7 @@ from indexer.store import ChunkRow, IndexStore
 
 from .budget import Budget, Hit, Packed, pack
 from .filters import SearchFilters
-from .fusion import KEYWORD_WEIGHT, fuse, fused_ranking, fusion_parts, keyword_part  # noqa: F401 - re-exported
+from .fusion import KEYWORD_WEIGHT, Evidence, fuse, fused_ranking, fusion_parts, keyword_part  # noqa: F401 - re-exported
 from .query import (  # noqa: F401 - re-exported
     STOPWORDS,
     best_line,
@@ -184,10 +185,16 @@ def _ranked(
     narrowed = filters is not None and filters.narrows_candidates and mode != "keyword"
     only = store.filtered_chunk_ids(filters) if narrowed else None  # type: ignore[arg-type]
     use_vectors = vectors is not None and query_vector is not None and (only is None or len(only) > 0)
-    if mode == "keyword":
-        return store.keyword_candidates(terms, wanted, filters=filters) if match else []
-    if mode == "vector":
-        return vectors.nearest(query_vector, wanted, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
+    if mode in ("keyword", "vector"):
+        if mode == "keyword":
+            single = store.keyword_candidates(terms, wanted, filters=filters) if match else []
+        else:
+            single = vectors.nearest(query_vector, wanted, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
+        if stages.single and single:  # heading-only chunks after content here too
+            context = StageContext(store, Evidence(0.0, {}, {}), {}, terms=terms, rows=rows)
+            for stage in stages.single:
+                single = stage(single, context)
+        return single
     keyword = store.keyword_candidates(terms, pool, filters=filters) if match else []
     vector = vectors.nearest(query_vector, pool, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
     idfs = stem_idfs(store, terms) if match else {}

@@ -37,9 +37,10 @@ is also judged by its context:
 - **folder prior** (``GroupPrior`` by ``folder_of``): the same over the file's
   folder, so that in one index over many notebooks or conversations the one
   the query is about leads.
-- **headings only** (``headings_last``): a chunk with no line besides headings
-  (a file title, an empty section) never outranks content: it goes after
-  every content chunk.
+- **headings only** (``headings_last``, in every mode): a chunk with no line
+  besides headings and empty bullets (a file title, an empty template section)
+  never outranks content: it goes after every content chunk of the head, its
+  score lowered to the last content chunk's, so rank order stays score order.
 - **skip filler** (``without_filler``, a hit stage): blank and heading lines
   at a hit's edges are not read (budget.py).
 
@@ -153,6 +154,7 @@ class Stages:
 
     ranked: tuple[Stage, ...] = ()  # after fusion (hybrid mode)
     hits: tuple[HitStage, ...] = ()  # on each hit before packing (with a budget, every mode)
+    single: tuple[Stage, ...] = ()  # on the keyword or vector mode's ranking (one list, no fusion)
 
 
 @functools.lru_cache(maxsize=64)
@@ -172,7 +174,8 @@ def ranking_stages(ranking: Ranking | None) -> Stages:
     if ranking.demote_headings:
         ranked.append(headings_last)
     hits: tuple[HitStage, ...] = (without_filler,) if ranking.skip_filler else ()
-    return Stages(tuple(ranked), hits)
+    single: tuple[Stage, ...] = (ReadHead(ranking.depth), headings_last) if ranking.demote_headings else ()
+    return Stages(tuple(ranked), hits, single)
 
 
 @dataclass(frozen=True)
@@ -244,11 +247,24 @@ class GroupPrior:
 
 
 def headings_last(ranked: Ranked, context: StageContext) -> Ranked:
-    """The head's chunks with no line besides headings after its content chunks (order kept)."""
+    """The head's chunks with no line besides headings after its content chunks (order kept).
+
+    A demoted chunk's score is lowered to the last content chunk's (when higher), and
+    the scores after it to the one before them, so the order printed is score order."""
     size = len(context.head)
     content = {cid: has_content(context.rows[cid].text) for cid in context.head}
     head = ranked[:size]
-    return [item for item in head if content[item[0]]] + [item for item in head if not content[item[0]]] + ranked[size:]
+    kept = [item for item in head if content[item[0]]]
+    demoted = [item for item in head if not content[item[0]]]
+    if not kept or not demoted:
+        return ranked
+    out = kept + demoted + ranked[size:]
+    floor = kept[-1][1]
+    for i in range(len(kept), len(out)):
+        if out[i][1] > floor:
+            out[i] = (out[i][0], floor)
+        floor = out[i][1]
+    return out
 
 
 def rerank(
@@ -286,7 +302,7 @@ def expansion_terms(
 
 
 def has_content(text: str) -> bool:
-    """True when the chunk has a non-blank line that is not a heading."""
+    """True when the chunk has a line that is not blank, a heading or an empty bullet."""
     return not all(is_filler(line) for line in text.split("\n"))
 
 

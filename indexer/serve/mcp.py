@@ -19,6 +19,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -37,6 +38,7 @@ from indexer.retrieval.search import SearchResult
 from indexer.sources.read import read_excerpt
 from indexer.sources.registry import is_source_file
 
+from .logs import log_like_memdex
 from .service import IndexService
 from .stdio import serve_stdio
 
@@ -120,13 +122,25 @@ class _Server(MCPServer):
 def _one_line_error(name: str, exc: ToolError) -> str:
     cause = exc.__cause__
     if isinstance(cause, ValidationError):
-        problems = [
-            f"{'.'.join(str(part) for part in error['loc']) or 'arguments'}: {error['msg']}" for error in cause.errors()
-        ]
-        return one_line(f"{name}: invalid arguments: " + "; ".join(problems))
+        return one_line(f"{name}: invalid arguments: " + "; ".join(_problems(cause)))
     text = str(exc)
     prefix = f"Error executing tool {name}: "
     return one_line(f"{name}: {text[len(prefix):]}" if text.startswith(prefix) else text)
+
+
+def _problems(error: ValidationError) -> list[str]:
+    """One phrase per argument: a value outside a fixed set (``kind``, ``mode``, even inside a
+    union such as one kind or a list of kinds) names the allowed values instead of every
+    union member's complaint."""
+    problems: dict[str, str] = {}
+    for item in error.errors():
+        argument = str(item["loc"][0]) if item["loc"] else "arguments"
+        if item["type"] == "literal_error":
+            where = ".".join(str(part) for part in item["loc"] if not str(part).startswith(("list[", "literal[")))
+            problems[argument] = f"{where}: {item['input']!r} is not one of {item['ctx']['expected']}"
+        elif argument not in problems:
+            problems[argument] = f"{'.'.join(str(part) for part in item['loc']) or 'arguments'}: {item['msg']}"
+    return list(problems.values())
 
 
 def build_server(service: IndexService) -> MCPServer:
@@ -146,18 +160,17 @@ def build_server(service: IndexService) -> MCPServer:
             log.debug("internal error", exc_info=True)
             raise ToolError(f"internal error: {one_line(str(exc)) or type(exc).__name__}") from None
 
-    @server.tool(name="memory_search", annotations=READ_ONLY, structured_output=True)
     def memory_search(
         query: Annotated[str, Field(description="What to recall, in natural language or keywords.")],
-        maxResults: Annotated[int | None, Field(ge=1, le=100, description="At most this many results "
-                              "(default: as many as the line budget holds).")] = None,  # fmt: skip
-        budgetLines: Annotated[int | None, Field(ge=0, le=10000, description="Lines of memory to return, "
-                               "filled in rank order with adjacent hits merged (default 50; 0: whole "
-                               "chunks, no budget).")] = None,  # fmt: skip
-        minScore: Annotated[float | None, Field(description="Drop results scoring below this.")] = None,
+        maxResults: Annotated[int | None, Field(ge=1, le=100, title="Max results", description="At most this "
+                              "many results (default: as many as the line budget holds).")] = None,  # fmt: skip
+        budgetLines: Annotated[int | None, Field(ge=0, le=10000, title="Budget lines", description="Lines of "
+                               "memory to return, filled in rank order with adjacent hits merged (default 50; "
+                               "0: whole chunks, no budget).")] = None,  # fmt: skip
+        minScore: Annotated[float | None, Field(title="Min score", description="Drop results scoring below this.")] = None,
         kind: Annotated[Kind | list[Kind] | None, Field(description="Only these kinds of file.")] = None,
-        pathPrefix: Annotated[str | None, Field(description="Only files whose path starts with this, "
-                              "e.g. 'memory/' or 'projects/'.")] = None,  # fmt: skip
+        pathPrefix: Annotated[str | None, Field(title="Path prefix", description="Only files whose path starts "
+                              "with this, e.g. 'memory/' or 'projects/'.")] = None,  # fmt: skip
         after: Annotated[str | None, Field(description="Only dated logs on or after this day: "
                          "YYYY-MM-DD, or a span back from today like 7d, 2w, 3m.")] = None,  # fmt: skip
         before: Annotated[str | None, Field(description="Only dated logs on or before this day.")] = None,
@@ -183,6 +196,8 @@ def build_server(service: IndexService) -> MCPServer:
 
         return guarded(run)  # type: ignore[no-any-return]
 
+    _add_tool(server, memory_search, "memory_search")
+
     def memory_get(path: str, lines: int | None = None, namespace: str | None = None, **aliased: Any) -> GetOutput:
         """Read lines of a memory file (Markdown under the memory root), e.g. around a search
         result. Returns at most `lines` lines from `from`; `nextFrom` continues a long file."""
@@ -205,9 +220,8 @@ def build_server(service: IndexService) -> MCPServer:
     # OpenClaw's argument is called "from", a Python keyword: the schema names it through an
     # alias, and the SDK passes it by that name, which **aliased receives.
     memory_get.__signature__ = GET_SIGNATURE  # type: ignore[attr-defined]
-    server.add_tool(memory_get, name="memory_get", annotations=READ_ONLY, structured_output=True)
+    _add_tool(server, memory_get, "memory_get")
 
-    @server.tool(name="memory_status", annotations=READ_ONLY, structured_output=True)
     def memory_status() -> dict[str, Any]:
         """What is indexed (files and chunks by kind), with which model, when it last synced,
         and whether this server keeps the index current (writer) or serves reads only."""
@@ -220,11 +234,34 @@ def build_server(service: IndexService) -> MCPServer:
             except IndexerError as exc:
                 return {"root": str(settings.root), "index_path": settings.index_location,
                         "indexed": False, "error": one_line(str(exc)), "server": state}  # fmt: skip
-            return {**info, "indexed": True, "server": state}
+            return {**_with_iso_times(info), "indexed": True, "server": state}
 
         return guarded(run)  # type: ignore[no-any-return]
 
+    _add_tool(server, memory_status, "memory_status")
+    log_like_memdex()  # after MCPServer(), which points the root logger at a Rich handler
     return server
+
+
+def _add_tool(server: MCPServer, tool: Any, name: str) -> None:
+    """A read-only tool whose description is its docstring without the source's indentation."""
+    description = inspect.cleandoc(tool.__doc__ or "")
+    server.add_tool(tool, name=name, description=description, annotations=READ_ONLY, structured_output=True)
+
+
+def iso_time(epoch: float | None) -> str | None:
+    """ISO 8601 in local time with its offset (as ``memdex status`` prints it); None stays None."""
+    return None if epoch is None else datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+
+
+def _with_iso_times(info: dict[str, Any]) -> dict[str, Any]:
+    """``status()`` with its epoch times (``last_sync``, the watcher's) as ISO 8601: MCP clients read text."""
+    shown = {**info, "last_sync": iso_time(info.get("last_sync"))}
+    watcher = info.get("watcher")
+    if isinstance(watcher, dict):
+        shown["watcher"] = {**watcher, **{key: iso_time(watcher.get(key)) for key in ("started_at", "last_sync")
+                                          if key in watcher}}  # fmt: skip
+    return shown
 
 
 def _lifespan(service: IndexService) -> Any:
