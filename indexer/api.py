@@ -263,6 +263,13 @@ class MemoryIndex:
             "skipped": [{"path": path, "reason": f.reason} for path, f in sorted(self.store.skipped_files().items())],
         }
 
+    def prepare_model(self) -> None:
+        """Do the model's one-time preparation (the ONNX export) now, e.g. before a progress bar
+        starts; nothing when it is done already."""
+        prepare = getattr(self.embedder, "prepare", None)
+        if prepare is not None:
+            prepare()
+
     def search_info(self) -> dict[str, Any]:
         """The model the index was built with and how vector search runs (cheap; for each search)."""
         return {"model": self.store.meta().get("model"), "vector_search": self.engine.vector_search_name()}

@@ -221,6 +221,7 @@ def init(directory: Path, as_json: bool) -> None:
 def index(obj: _Context, as_json: bool) -> None:
     """Bring the index up to date with the Markdown files."""
     with open_index(obj.settings(), write=True) as memory:
+        memory.prepare_model()  # a first run says so, before the bar (which would hold the message)
         report = _with_progress(memory.sync, "indexing", as_json)
     _print_report(report, as_json)
 

@@ -57,6 +57,14 @@ class SharedEmbedder:
     def loaded(self) -> bool:
         return self._model is not None
 
+    def prepare(self) -> None:
+        """Make the model's one-time ONNX export, if it needs one (``LazyEmbedder.prepare``)."""
+        model = self.model
+        prepare = getattr(model, "prepare", None)
+        if prepare is not None:
+            with self._calling:
+                prepare()
+
     @property
     def model_id(self) -> str:
         return self.model.model_id
@@ -111,6 +119,8 @@ class IndexService:
         self.writer_state = "off" if not watch else "starting"
         self.writer_note: str | None = None
         self._started = False
+        self._warming = False
+        self._warm = threading.Event()  # set once the warm-up has finished (or failed)
 
     # -- life cycle -------------------------------------------------------------
     def start(self, *, warm_up: bool = True) -> None:
@@ -122,6 +132,7 @@ class IndexService:
             self._thread = threading.Thread(target=self._write_loop, name="memdex-watcher", daemon=True)
             self._thread.start()
         if warm_up:
+            self._warming = True
             threading.Thread(target=self._warm_up, name="memdex-model", daemon=True).start()
 
     def close(self) -> None:
@@ -161,6 +172,7 @@ class IndexService:
             "read_only": self.writer_state in ("off", "read-only", "stopped"),
             "note": self.writer_note,
             "model_loaded": self.embedder.loaded,
+            "model_preparing": self.preparing,
             "watcher_syncs": watcher.syncs if watcher is not None else None,
         }
 
@@ -169,11 +181,23 @@ class IndexService:
         stack, self._reader_stack = self._reader_stack, ExitStack()
         stack.close()
 
+    @property
+    def preparing(self) -> bool:
+        """The model is being loaded (and, on a fresh cache, exported) in the background:
+        searches answer keyword-only meanwhile instead of waiting for it."""
+        return self._warming and not self._warm.is_set()
+
+    def wait_until_prepared(self, timeout: float | None = None) -> bool:
+        return self._warm.wait(timeout) if self._warming else True
+
     def _warm_up(self) -> None:
         try:
+            self.embedder.prepare()
             self.embedder.embed(["memdex warm-up"])
         except Exception as exc:  # noqa: BLE001 - the first search reports it as a tool error
             log.warning("embedding model not ready: %s", one_line(str(exc)) or type(exc).__name__)
+        finally:
+            self._warm.set()
 
     # -- the writer -----------------------------------------------------------------
     def _write_loop(self) -> None:
