@@ -122,14 +122,19 @@ class LazyEmbedder:
                 return onnx.embed(texts)  # type: ignore[attr-defined]
         return self._torch(export=self.backend != "torch").embed(texts)
 
+    @property
+    def prepared(self) -> bool:
+        """Whether a query can be embedded without the one-time export (cheap: no model is loaded)."""
+        if self.backend == "torch" or self.files is None or self._onnx_failed is not None or self._onnx:
+            return True
+        from . import onnx_backend as onnx_embed
+
+        return onnx_embed.has_export(self.files)
+
     def prepare(self) -> None:
         """Make the one-time ONNX export now if this backend needs it and it is not cached yet
         (cheap when it is: nothing is loaded). ``memdex index`` calls it before its progress bar."""
-        if self.backend == "torch" or self.files is None or self._onnx_failed is not None or self._onnx:
-            return
-        from . import onnx_backend as onnx_embed
-
-        if not onnx_embed.has_export(self.files):
+        if not self.prepared:
             self._onnx_embedder("bulk" if self.backend == "auto" and AUTO_BULK == "onnx" else "query")
 
     @property

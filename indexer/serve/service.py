@@ -57,6 +57,11 @@ class SharedEmbedder:
     def loaded(self) -> bool:
         return self._model is not None
 
+    @property
+    def prepared(self) -> bool:
+        """Whether the model needs no one-time preparation before it can embed a query."""
+        return bool(getattr(self.model, "prepared", True))
+
     def prepare(self) -> None:
         """Make the model's one-time ONNX export, if it needs one (``LazyEmbedder.prepare``)."""
         model = self.model
@@ -183,9 +188,9 @@ class IndexService:
 
     @property
     def preparing(self) -> bool:
-        """The model is being loaded (and, on a fresh cache, exported) in the background:
-        searches answer keyword-only meanwhile instead of waiting for it."""
-        return self._warming and not self._warm.is_set()
+        """The model's one-time preparation (the ONNX export, on a fresh cache) is under way in
+        the background: searches answer keyword-only meanwhile instead of waiting for it."""
+        return self._warming and not self._warm.is_set() and not self.embedder.prepared
 
     def wait_until_prepared(self, timeout: float | None = None) -> bool:
         return self._warm.wait(timeout) if self._warming else True
