@@ -265,6 +265,23 @@ class MemoryIndex:
             "skipped": [{"path": path, "reason": f.reason} for path, f in sorted(self.store.skipped_files().items())],
         }
 
+    def prepare_model(self) -> None:
+        """Before a first index or a full re-embed with no embedding cache to reuse (the runs
+        that embed every chunk), do the model's one-time preparation (the ONNX export) now,
+        e.g. before a progress bar starts. Nothing when it is done already, and nothing when the
+        sync may embed nothing (then it loads nothing; if it does embed, the export is made then)."""
+        prepare = getattr(self.embedder, "prepare", None)
+        if prepare is None or getattr(self.embedder, "prepared", False):
+            return
+        meta = self.store.meta()
+        if "model" in meta and not configuration_change(meta, self.embedder):
+            return  # an index of this model: a sync embeds only what changed, if anything
+        if self._cache is None:
+            embedder = self.embedder
+            self._cache = self.engine.existing_cache(model_id=embedder.model_id, dimensions=embedder.dimensions)
+        if self._cache is None:  # no vectors to reuse: every chunk goes through the model
+            prepare()
+
     def search_info(self) -> dict[str, Any]:
         """The model the index was built with and how vector search runs (cheap; for each search)."""
         return {"model": self.store.meta().get("model"), "vector_search": self.engine.vector_search_name()}

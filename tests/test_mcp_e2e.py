@@ -24,6 +24,7 @@ from conftest import write
 from mcp import Client, StdioServerParameters
 
 from indexer import make_settings, open_index
+from indexer.embedding.lazy import LazyEmbedder
 from indexer.embedding.torch_backend import SentenceTransformerEmbedder
 
 pytestmark = pytest.mark.slow
@@ -37,6 +38,7 @@ def indexed_memory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(REPO / "fixtures" / "memory", root, ignore=shutil.ignore_patterns(".memdex"))
     with open_index(make_settings(root), write=True, embedder=SentenceTransformerEmbedder()) as index:
         index.sync()
+    LazyEmbedder().prepare()  # the ONNX export a first `memdex index` makes (test_first_run covers a fresh cache)
     return root
 
 

@@ -188,6 +188,7 @@ def index(obj: _Context, as_json: bool) -> None:
       memdex --root ~/assistant-memory index --json
     """
     with open_index(obj.settings(), write=True) as memory:
+        memory.prepare_model()  # a first run says so, before the bar (which would hold the message)
         report = _with_progress(memory.sync, "indexing", as_json)
     _print_report(report, as_json)
 

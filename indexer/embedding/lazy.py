@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,6 +39,20 @@ def default_bulk_threads() -> int:
 
 
 BACKENDS = ("auto", "onnx", "torch")
+# The one-time export of the default model (87 MiB of weights: torch loaded, the graph
+# exported and checked against torch) took 7 s on this 2-core machine, and a first
+# index 8 s more than a warm one (bench/bench_first_run.py): "about 10 s" leaves room
+# for a busier machine. Other models are estimated by their weights' size.
+PREPARE_SECONDS = 10
+PREPARE_BYTES = 90_868_376
+
+
+def prepare_estimate(files: ModelFiles) -> int:
+    """Seconds the one-time export is expected to take, for the message that announces it."""
+    weights = sum(
+        path.stat().st_size for path in files.folder.glob("*") if path.suffix in (".safetensors", ".bin") and path.is_file()
+    )
+    return max(5, round(PREPARE_SECONDS * (weights or PREPARE_BYTES) / PREPARE_BYTES / 5) * 5)
 
 
 class LazyEmbedder:
@@ -47,9 +62,10 @@ class LazyEmbedder:
     everything with ONNX Runtime; "auto" (the default) embeds queries and small
     batches with ONNX Runtime and bulk batches with whichever backend
     ``AUTO_BULK`` names (measured faster, see README). The ONNX export is made
-    (torch loaded once, about 5 s) by the first call that needs it, whether
-    ``memdex index`` or a search, and whenever torch is loaded anyway; when it
-    is impossible or fails its check, torch is used with a one-line warning.
+    (torch loaded once, see ``PREPARE_SECONDS``; one warning line announces it,
+    one says when it is done) by ``prepare`` or the first call that needs it,
+    and whenever torch is loaded anyway; when it is impossible or fails its
+    check, torch is used with a one-line warning.
     """
 
     def __init__(
@@ -108,6 +124,21 @@ class LazyEmbedder:
         return self._torch(export=self.backend != "torch").embed(texts)
 
     @property
+    def prepared(self) -> bool:
+        """Whether a query can be embedded without the one-time export (cheap: no model is loaded)."""
+        if self.backend == "torch" or self.files is None or self._onnx_failed is not None or self._onnx:
+            return True
+        from . import onnx_backend as onnx_embed
+
+        return onnx_embed.has_export(self.files)
+
+    def prepare(self) -> None:
+        """Make the one-time ONNX export now if this backend needs it and it is not cached yet
+        (cheap when it is: nothing is loaded). ``memdex index`` calls it before its progress bar."""
+        if not self.prepared:
+            self._onnx_embedder("bulk" if self.backend == "auto" and AUTO_BULK == "onnx" else "query")
+
+    @property
     def loaded(self) -> list[str]:
         """Backends loaded so far ("onnx", "torch"), for status and tests."""
         return (["onnx"] if self._onnx else []) + (["torch"] if self._torch_model is not None else [])
@@ -133,9 +164,14 @@ class LazyEmbedder:
         try:
             embedder = onnx_embed.load_verified(self.files, threads=threads)
             if embedder is None:
+                started = time.perf_counter()
+                log.warning("preparing the embedding model for ONNX Runtime (once, about %d s)…",
+                            prepare_estimate(self.files))  # fmt: skip
                 loaded_for_export = self._torch_model is None
                 onnx_embed.export_and_verify(self.files, self._torch().model)
                 embedder = onnx_embed.load_verified(self.files, threads=threads)
+                log.warning("the embedding model is ready (%.0f s); later runs reuse it",
+                            time.perf_counter() - started)  # fmt: skip
                 if loaded_for_export and embedder is not None:
                     self._torch_model = None  # torch was only needed for the export: free the model
                     release_free_memory()

@@ -3,7 +3,7 @@
 The model's transformer is exported once, offline, from the installed weights
 (``torch.onnx.export``), into the user cache folder (``MEMDEX_CACHE_DIR``, or
 platformdirs' user cache dir for "memdex", which honours ``XDG_CACHE_HOME``),
-keyed by the model folder's fingerprint. Before first use its vectors are
+keyed by the model files' content (``onnx_cache``: every venv shares it). Before first use its vectors are
 compared with torch's on a fixed sample; only an export whose every cosine is
 at least ``MIN_COSINE`` is kept (``check.json`` beside it records the result and
 the SHA-256 of the verified file: an export whose file no longer has it is
@@ -29,11 +29,12 @@ import numpy as np
 from indexer.config.files import read_small_file
 from indexer.errors import ConfigError
 
+from . import onnx_cache
 from .model_files import ModelFiles
+from .onnx_cache import EXPORT_VERSION, cache_dir  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-EXPORT_VERSION = 1  # bump when the export recipe changes: older exports are not reused
 MIN_COSINE = 0.9999
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Batches are cut by padded tokens (texts x longest text), not by count: attention
@@ -56,17 +57,16 @@ class OnnxUnavailable(Exception):
     """The ONNX backend cannot be used (not installed, export failed, or its vectors disagree with torch)."""
 
 
-def cache_dir() -> Path:
-    configured = os.environ.get("MEMDEX_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("memdex"))
-
-
 def export_folder(files: ModelFiles) -> Path:
-    return cache_dir() / "onnx" / f"{files.folder.name}-{files.fingerprint}-v{EXPORT_VERSION}"
+    return onnx_cache.export_folder(files.folder)
+
+
+def has_export(files: ModelFiles) -> bool:
+    """Whether this model has a verified export (or a failed one: then nothing is to be made)."""
+    folder = export_folder(files)
+    if (folder / "failed.json").is_file():
+        return True
+    return (folder / "check.json").is_file() and (folder / "model.onnx").is_file() and _unbound(folder) is None
 
 
 def load_verified(files: ModelFiles, *, threads: int | None) -> OnnxEmbedder | None:
@@ -141,6 +141,7 @@ def export_and_verify(files: ModelFiles, model) -> None:  # model: a loaded Sent
     started = time.perf_counter()
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        onnx_cache.remember_model(folder, files.folder)
         _export(model, temporary)
         candidate = OnnxEmbedder(temporary, files, threads=None)
         expected = np.asarray(
@@ -157,7 +158,7 @@ def export_and_verify(files: ModelFiles, model) -> None:  # model: a loaded Sent
         os.replace(temporary, folder / "model.onnx")
         _write_json(folder / "check.json", {
             "min_cosine": cosine, "samples": len(SAMPLE), "export_version": EXPORT_VERSION,
-            "model_folder": str(files.folder), "seconds": round(time.perf_counter() - started, 2),
+            "model_folder": str(files.folder), "model_key": folder.name, "seconds": round(time.perf_counter() - started, 2),
             "sha256": {"model.onnx": digest}, "stamps": {"model.onnx": _stamp(folder / "model.onnx")},
         })  # fmt: skip
     except OnnxUnavailable:
@@ -170,6 +171,7 @@ def export_and_verify(files: ModelFiles, model) -> None:  # model: a loaded Sent
             temporary.unlink(missing_ok=True)
         except OSError:
             pass
+    onnx_cache.remove_older_exports(folder, files.folder)
     log.info("exported %s to ONNX in %.1f s (min cosine %.6f): %s", files.folder.name,
              time.perf_counter() - started, cosine, folder)  # fmt: skip
 

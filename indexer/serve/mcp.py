@@ -60,6 +60,7 @@ INSTRUCTIONS = (
     "use as path:start-end (the result's citation); call memory_get to read more lines of a file."
 )
 
+PREPARING = "the embedding model is still being prepared (once per model); keyword results only until it is ready"
 Kind = Literal["soul", "memory", "daily", "note"]
 Mode = Literal["hybrid", "keyword", "vector"]
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -83,6 +84,7 @@ class SearchOutput(TypedDict):
     model: str | None
     mode: str
     fallback: str | None
+    degraded: str | None  # why this answer is keyword-only although another mode was asked for
 
 
 GetOutput = TypedDict(
@@ -186,13 +188,16 @@ def build_server(service: IndexService) -> MCPServer:
                 path_prefix=pathPrefix, after=after, before=before, min_score=minScore,
             )  # fmt: skip
             options = search_options(settings, mode=mode, limit=maxResults, budget_lines=budgetLines)
-            chosen = options.mode
+            chosen, degraded = options.mode, None
+            if chosen != "keyword" and service.preparing:  # answer now rather than wait for the model
+                chosen, degraded = "keyword", PREPARING
+            keywords = {**options.keywords(), "mode": chosen}
             with service.reader() as index:
-                results = index.search(query, filters=filters, **options.keywords())
+                results = index.search(query, filters=filters, **keywords)
                 info = index.search_info()
             fallback = "numpy" if chosen != "keyword" and info["vector_search"] == "numpy" else None
             hits = [_hit(r, settings.namespace_name) for r in results]
-            return {"results": hits, "model": info["model"], "mode": chosen, "fallback": fallback}
+            return {"results": hits, "model": info["model"], "mode": chosen, "fallback": fallback, "degraded": degraded}
 
         return guarded(run)  # type: ignore[no-any-return]
 

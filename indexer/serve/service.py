@@ -58,6 +58,19 @@ class SharedEmbedder:
         return self._model is not None
 
     @property
+    def prepared(self) -> bool:
+        """Whether the model needs no one-time preparation before it can embed a query."""
+        return bool(getattr(self.model, "prepared", True))
+
+    def prepare(self) -> None:
+        """Make the model's one-time ONNX export, if it needs one (``LazyEmbedder.prepare``)."""
+        model = self.model
+        prepare = getattr(model, "prepare", None)
+        if prepare is not None:
+            with self._calling:
+                prepare()
+
+    @property
     def model_id(self) -> str:
         return self.model.model_id
 
@@ -111,6 +124,8 @@ class IndexService:
         self.writer_state = "off" if not watch else "starting"
         self.writer_note: str | None = None
         self._started = False
+        self._warming = False
+        self._warm = threading.Event()  # set once the warm-up has finished (or failed)
 
     # -- life cycle -------------------------------------------------------------
     def start(self, *, warm_up: bool = True) -> None:
@@ -122,6 +137,7 @@ class IndexService:
             self._thread = threading.Thread(target=self._write_loop, name="memdex-watcher", daemon=True)
             self._thread.start()
         if warm_up:
+            self._warming = True
             threading.Thread(target=self._warm_up, name="memdex-model", daemon=True).start()
 
     def close(self) -> None:
@@ -161,6 +177,7 @@ class IndexService:
             "read_only": self.writer_state in ("off", "read-only", "stopped"),
             "note": self.writer_note,
             "model_loaded": self.embedder.loaded,
+            "model_preparing": self.preparing,
             "watcher_syncs": watcher.syncs if watcher is not None else None,
         }
 
@@ -169,11 +186,23 @@ class IndexService:
         stack, self._reader_stack = self._reader_stack, ExitStack()
         stack.close()
 
+    @property
+    def preparing(self) -> bool:
+        """The model's one-time preparation (the ONNX export, on a fresh cache) is under way in
+        the background: searches answer keyword-only meanwhile instead of waiting for it."""
+        return self._warming and not self._warm.is_set() and not self.embedder.prepared
+
+    def wait_until_prepared(self, timeout: float | None = None) -> bool:
+        return self._warm.wait(timeout) if self._warming else True
+
     def _warm_up(self) -> None:
         try:
+            self.embedder.prepare()
             self.embedder.embed(["memdex warm-up"])
         except Exception as exc:  # noqa: BLE001 - the first search reports it as a tool error
             log.warning("embedding model not ready: %s", one_line(str(exc)) or type(exc).__name__)
+        finally:
+            self._warm.set()
 
     # -- the writer -----------------------------------------------------------------
     def _write_loop(self) -> None:
