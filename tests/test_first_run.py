@@ -191,3 +191,31 @@ def test_an_mcp_search_during_the_models_preparation_answers_keyword_only_at_onc
     assert during["results"] and "penicillin" in during["results"][0]["snippet"].lower(), during["results"][0]
     assert status["server"]["model_preparing"] is True
     assert after["mode"] == "hybrid" and after["degraded"] is None and after["results"]
+
+
+def test_the_cleanup_keeps_exports_another_folder_still_uses_or_another_process_is_making(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two model folders of the same name with different content (a package upgrade, two
+    fine-tunes named `checkpoint-500`) must not delete each other's export on every run."""
+    import fcntl
+
+    from indexer.embedding import onnx_cache
+
+    monkeypatch.setenv("MEMDEX_CACHE_DIR", str(tmp_path / "cache"))
+    ours, theirs = tmp_path / "a" / "checkpoint-500", tmp_path / "b" / "checkpoint-500"
+    for folder, text in ((ours, "weights a"), (theirs, "weights b")):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_text(text)
+    current = onnx_cache.export_folder(ours)
+    kept = onnx_cache.export_folder(theirs)
+    assert current != kept
+    for export, folder in ((current, ours), (kept, theirs)):
+        export.mkdir(parents=True)
+        onnx_cache.remember_model(export, folder)
+    assert onnx_cache.remove_older_exports(current, ours) == [] and kept.is_dir()  # the other folder exists
+    shutil.rmtree(theirs)
+    with open(onnx_cache.lock_path(kept), "a+") as lock:  # another process is making or checking it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert onnx_cache.remove_older_exports(current, ours) == [] and kept.is_dir()
+    assert onnx_cache.remove_older_exports(current, ours) == [kept]  # its folder is gone, nobody holds it

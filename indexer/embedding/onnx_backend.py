@@ -16,6 +16,7 @@ L2-normalise.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -58,12 +59,18 @@ class OnnxUnavailable(Exception):
 
 
 def export_folder(files: ModelFiles) -> Path:
-    return onnx_cache.export_folder(files.folder)
+    try:
+        return onnx_cache.export_folder(files.folder)
+    except OSError as exc:
+        raise OnnxUnavailable(f"cannot read the model files in {files.folder} ({exc.strerror or exc})") from None
 
 
 def has_export(files: ModelFiles) -> bool:
     """Whether this model has a verified export (or a failed one: then nothing is to be made)."""
-    folder = export_folder(files)
+    try:
+        folder = export_folder(files)
+    except OnnxUnavailable:
+        return True  # nothing can be made: torch is used
     if (folder / "failed.json").is_file():
         return True
     return (folder / "check.json").is_file() and (folder / "model.onnx").is_file() and _unbound(folder) is None
@@ -137,6 +144,21 @@ def _stamp(path: Path) -> list[int]:
 def export_and_verify(files: ModelFiles, model) -> None:  # model: a loaded SentenceTransformer
     """Export the model's transformer to the cache folder and keep it only if it matches torch."""
     folder = export_folder(files)
+    # One process makes an export at a time: another one waits, then finds it made; and the
+    # cleanup of another process leaves a folder alone while its lock is held.
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(onnx_cache.lock_path(folder), "a+")  # noqa: SIM115 - held across the export below
+    except OSError as exc:
+        raise OnnxUnavailable(f"cannot export the model to ONNX: {exc.strerror or exc}") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / "check.json").is_file() and (folder / "model.onnx").is_file():
+            return  # made by another process meanwhile: the caller loads (and checks) it
+        _export_and_verify(files, model, folder)
+
+
+def _export_and_verify(files: ModelFiles, model, folder: Path) -> None:
     temporary = folder / f"model.onnx.{os.getpid()}.tmp"
     started = time.perf_counter()
     try:

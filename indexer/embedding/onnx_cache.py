@@ -14,6 +14,7 @@ weights changed, or a folder an older memdex keyed by path) are removed.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -64,11 +65,9 @@ def export_folder(folder: Path) -> Path:
 
 def content_key(folder: Path) -> str:
     """The model's content key (32 hex digits), remembered per folder by its files' stamps."""
-    try:
-        files = _model_files(folder)
-        stamps = {rel: _stamp(path) for rel, path in files.items()}
-    except OSError:
-        return _digest(folder, {})  # an unreadable folder: the export (and its failure) is keyed by nothing
+    # An unreadable folder raises OSError: keyed by nothing, every such model would share one export.
+    files = _model_files(folder)
+    stamps = {rel: _stamp(path) for rel, path in files.items()}
     memo_path = exports_dir() / "keys.json"
     memo = _read_json(memo_path)
     known = memo.get(str(folder))
@@ -118,28 +117,61 @@ def remember_model(export: Path, folder: Path) -> None:
 
 
 def remove_older_exports(current: Path, folder: Path) -> list[Path]:
-    """Remove the other exports of the same model (other keys or versions, or keyed by path by
-    an older memdex), leaving exports still being written alone. Returns what was removed."""
+    """Remove the other exports of this model folder that no model folder uses any more: ones
+    made from this folder's earlier content, or from a folder that is gone (and path-keyed
+    folders of an older memdex). An export another existing folder maps to (another venv, a
+    fine-tune with the same name) stays, and so does one being written (its lock is held)."""
     name = model_name(folder)
+    in_use = {f"{entry.get('key')}-v{EXPORT_VERSION}" for where, entry in _read_json(exports_dir() / "keys.json").items()
+              if isinstance(entry, dict) and where != str(folder) and Path(where).is_dir()}  # fmt: skip
     removed = []
     try:
         candidates = [path for path in exports_dir().iterdir() if path.is_dir() and path != current]
     except OSError:
         return removed
     for path in candidates:
-        if _NEW_NAME.match(path.name):
-            owner = _read_json(path / "model.json").get("model")
-        else:
-            match = _OLD_NAME.match(path.name)
-            owner = _old_owner(path) or (match.group("name") if match else None)
-        if owner != name or any(p.name.endswith(".tmp") for p in path.iterdir()):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
+        try:
+            if path.name in in_use or _being_written(path):
+                continue
+            if _NEW_NAME.match(path.name):
+                info = _read_json(path / "model.json")
+                recorded = info.get("model_folder")
+                if info.get("model") != name:
+                    continue  # another model's
+                if isinstance(recorded, str) and recorded != str(folder) and Path(recorded).is_dir():
+                    continue  # made from another folder that still exists (a fine-tune of the same name)
+            else:
+                match = _OLD_NAME.match(path.name)
+                if (_old_owner(path) or (match.group("name") if match else None)) != name:
+                    continue
+            shutil.rmtree(path, ignore_errors=True)
+            lock_path(path).unlink(missing_ok=True)
+        except OSError:
+            continue  # gone meanwhile, or unreadable: left alone
         if not path.exists():
             removed.append(path)
     if removed:
         log.info("removed %d older ONNX export(s) of %s", len(removed), name)
     return removed
+
+
+def lock_path(export: Path) -> Path:
+    """The lock an export is made under (beside its folder, so removing the folder keeps it)."""
+    return export.with_name(export.name + ".lock")
+
+
+def _being_written(export: Path) -> bool:
+    """Whether another process holds the export's lock (it is making or checking it)."""
+    lock = lock_path(export)
+    if not lock.exists():
+        return any(p.name.endswith(".tmp") for p in export.iterdir())
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def _old_owner(path: Path) -> str | None:
