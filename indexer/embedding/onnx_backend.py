@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import logging
 import os
 import time
@@ -27,8 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.config.files import read_small_file
-from indexer.errors import ConfigError
 
 from . import onnx_cache
 from .model_files import ModelFiles
@@ -83,7 +80,7 @@ def load_verified(files: ModelFiles, *, threads: int | None) -> OnnxEmbedder | N
     folder = export_folder(files)
     failed = folder / "failed.json"
     if failed.is_file():
-        raise OnnxUnavailable(_read_json(failed).get("reason", "an earlier export failed its check"))
+        raise OnnxUnavailable(onnx_cache.read_json(failed).get("reason", "an earlier export failed its check"))
     if not (folder / "check.json").is_file() or not (folder / "model.onnx").is_file():
         return None
     problem = _unbound(folder)
@@ -106,7 +103,7 @@ def _unbound(folder: Path) -> str | None:
     (size, mtime, ctime, inode, device): an unchanged stamp skips the hash (any
     write, rename or utime changes the ctime, which a user cannot set); a changed
     one is hashed again, and a matching hash renews the stamp (a copied cache)."""
-    check = _read_json(folder / "check.json")
+    check = onnx_cache.read_json(folder / "check.json")
     digests, stamps = check.get("sha256"), check.get("stamps")
     if not isinstance(digests, dict) or not isinstance(stamps, dict):
         return "has no hash recorded when it was verified (made by an older memdex)"
@@ -115,14 +112,14 @@ def _unbound(folder: Path) -> str | None:
         return "does not hold the files that were verified"
     renewed = False
     for name, path in present.items():
-        if stamps.get(name) == _stamp(path):
+        if stamps.get(name) == onnx_cache.stamp(path):
             continue
         if _sha256(path) != digests[name]:
             return f"has a {name} that is not the one verified (its SHA-256 differs from the one recorded)"
-        stamps[name], renewed = _stamp(path), True
+        stamps[name], renewed = onnx_cache.stamp(path), True
     if renewed:
         try:
-            _write_json(folder / "check.json", check)
+            onnx_cache.write_json(folder / "check.json", check)
         except OSError:
             pass  # a read-only cache: hashed again next time
     return None
@@ -135,10 +132,6 @@ def _sha256(path: Path) -> str:
             digest.update(block)
     return digest.hexdigest()
 
-
-def _stamp(path: Path) -> list[int]:
-    found = os.stat(path)
-    return [found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino, found.st_dev]
 
 
 def export_and_verify(files: ModelFiles, model) -> None:  # model: a loaded SentenceTransformer
@@ -174,14 +167,14 @@ def _export_and_verify(files: ModelFiles, model, folder: Path) -> None:
         del candidate
         if not cosine >= MIN_COSINE:
             reason = f"exported model disagrees with torch (cosine {cosine:.6f} < {MIN_COSINE})"
-            _write_json(folder / "failed.json", {"reason": reason})
+            onnx_cache.write_json(folder / "failed.json", {"reason": reason})
             raise OnnxUnavailable(reason)
         digest = _sha256(temporary)  # the bytes just verified
         os.replace(temporary, folder / "model.onnx")
-        _write_json(folder / "check.json", {
+        onnx_cache.write_json(folder / "check.json", {
             "min_cosine": cosine, "samples": len(SAMPLE), "export_version": EXPORT_VERSION,
             "model_folder": str(files.folder), "model_key": folder.name, "seconds": round(time.perf_counter() - started, 2),
-            "sha256": {"model.onnx": digest}, "stamps": {"model.onnx": _stamp(folder / "model.onnx")},
+            "sha256": {"model.onnx": digest}, "stamps": {"model.onnx": onnx_cache.stamp(folder / "model.onnx")},
         })  # fmt: skip
     except OnnxUnavailable:
         raise
@@ -292,17 +285,3 @@ def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
     if mode == "max":
         return np.where(weights > 0, hidden, -1e9).max(axis=1)
     return (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(read_small_file(path, what="ONNX export record"))
-    except (OSError, ValueError, ConfigError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_json(path: Path, data: dict) -> None:
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(temporary, path)

@@ -67,9 +67,9 @@ def content_key(folder: Path) -> str:
     """The model's content key (32 hex digits), remembered per folder by its files' stamps."""
     # An unreadable folder raises OSError: keyed by nothing, every such model would share one export.
     files = _model_files(folder)
-    stamps = {rel: _stamp(path) for rel, path in files.items()}
+    stamps = {rel: stamp(path) for rel, path in files.items()}
     memo_path = exports_dir() / "keys.json"
-    memo = _read_json(memo_path)
+    memo = read_json(memo_path)
     known = memo.get(str(folder))
     if isinstance(known, dict) and known.get("stamps") == stamps and known.get("version") == KEY_VERSION:
         return str(known["key"])
@@ -78,7 +78,7 @@ def content_key(folder: Path) -> str:
     memo = {name: entry for name, entry in memo.items() if name == str(folder) or Path(name).is_dir()}
     try:
         memo_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(memo_path, memo)
+        write_json(memo_path, memo)
     except OSError:
         pass  # a read-only cache: hashed again next time
     return key
@@ -106,14 +106,14 @@ def _digest(folder: Path, files: dict[str, Path]) -> str:
     return digest.hexdigest()
 
 
-def _stamp(path: Path) -> list[int]:
+def stamp(path: Path) -> list[int]:
     found = os.stat(path)
     return [found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino, found.st_dev]
 
 
 def remember_model(export: Path, folder: Path) -> None:
     """Note which model an export (being made) belongs to, so a later export of it can clean it up."""
-    _write_json(export / "model.json", {"model": model_name(folder), "model_folder": str(folder)})
+    write_json(export / "model.json", {"model": model_name(folder), "model_folder": str(folder)})
 
 
 def remove_older_exports(current: Path, folder: Path) -> list[Path]:
@@ -122,7 +122,7 @@ def remove_older_exports(current: Path, folder: Path) -> list[Path]:
     folders of an older memdex). An export another existing folder maps to (another venv, a
     fine-tune with the same name) stays, and so does one being written (its lock is held)."""
     name = model_name(folder)
-    in_use = {f"{entry.get('key')}-v{EXPORT_VERSION}" for where, entry in _read_json(exports_dir() / "keys.json").items()
+    in_use = {f"{entry.get('key')}-v{EXPORT_VERSION}" for where, entry in read_json(exports_dir() / "keys.json").items()
               if isinstance(entry, dict) and where != str(folder) and Path(where).is_dir()}  # fmt: skip
     removed = []
     try:
@@ -134,7 +134,7 @@ def remove_older_exports(current: Path, folder: Path) -> list[Path]:
             if path.name in in_use or _being_written(path):
                 continue
             if _NEW_NAME.match(path.name):
-                info = _read_json(path / "model.json")
+                info = read_json(path / "model.json")
                 recorded = info.get("model_folder")
                 if info.get("model") != name:
                     continue  # another model's
@@ -176,11 +176,11 @@ def _being_written(export: Path) -> bool:
 
 def _old_owner(path: Path) -> str | None:
     """The model an older memdex's export was made from, as its ``check.json`` recorded it."""
-    recorded = _read_json(path / "check.json").get("model_folder")
+    recorded = read_json(path / "check.json").get("model_folder")
     return model_name(Path(recorded)) if isinstance(recorded, str) else None
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         data = json.loads(read_small_file(path, what="ONNX export record"))
     except (OSError, ValueError, ConfigError):
@@ -188,7 +188,7 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(data, indent=2), encoding="utf-8")
     os.replace(temporary, path)
