@@ -59,6 +59,7 @@ MAX_LIMIT = 1000  # results per search (the CLI's --limit has the same bound)
 # read per question without crowding out the conversation (~1,500 tokens of
 # notes or chat lines), and room for 10-15 short hits or 3-5 note sections.
 DEFAULT_BUDGET_LINES = 50
+DEFAULT_BUDGET_TOKENS = 1500  # ~ estimated tokens (budget.estimate_tokens); whichever of the two fills first
 DEFAULT_LIMIT = 10  # results without a budget
 MAX_RESULTS = 100  # results with a budget and no limit
 
@@ -154,8 +155,11 @@ class MemoryIndex:
         ranking: Ranking | None = DEFAULT_RANKING,
     ) -> list[SearchResult]:
         """The best results for ``query``, in rank order until ``budget_lines`` lines
-        (and ``budget_tokens`` estimated tokens, if given) are filled: adjacent hits
-        of a file merge into one result, an oversized one is trimmed to its best lines.
+        or ``budget_tokens`` estimated tokens are filled, whichever comes first: adjacent hits
+        of a file merge into one result, an oversized one is trimmed to its best lines, and a
+        line too long for the tokens left is shown as its best part (``SearchResult.excerpt``).
+        ``budget_tokens=None`` is ``DEFAULT_BUDGET_TOKENS`` with a line budget (none without
+        one); 0 is no token bound.
         ``limit`` caps the number of results (default: as many as the budget holds,
         or 10 without a budget). ``budget_lines=None`` (and no token budget) returns
         whole chunks, one result each. ``filters`` (``make_filters(...)``) narrow the
@@ -204,10 +208,14 @@ class MemoryIndex:
     ) -> list[SearchResult]:
         if mode not in MODES:
             raise ConfigError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
-        for name, value in (("budget_lines", budget_lines), ("budget_tokens", budget_tokens)):
-            if value is not None and value < 1:
-                raise ConfigError(f"{name} must be at least 1, or None for no such budget")
-        budget = None if budget_lines is None and budget_tokens is None else Budget(budget_lines, budget_tokens)
+        if budget_lines is not None and budget_lines < 1:
+            raise ConfigError("budget_lines must be at least 1, or None for no line budget")
+        if budget_tokens is not None and budget_tokens < 0:
+            raise ConfigError("budget_tokens must be at least 1, 0 for no token bound, or None for the default")
+        if budget_tokens is None:
+            budget_tokens = DEFAULT_BUDGET_TOKENS if budget_lines is not None else 0
+        tokens = budget_tokens or None
+        budget = None if budget_lines is None and tokens is None else Budget(budget_lines, tokens)
         if limit is None:
             limit = MAX_RESULTS if budget is not None else DEFAULT_LIMIT
         # Command lines may carry bytes that are not UTF-8 (as lone surrogates).

@@ -8,7 +8,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from indexer import open_index
-from indexer.retrieval.budget import Budget, Hit, estimate_tokens, pack, without_filler
+from indexer.retrieval.budget import MIN_PART_TOKENS, Budget, Hit, best_part, estimate_tokens, pack, without_filler
 
 
 def line_text(path: str, number: int) -> str:
@@ -52,6 +52,7 @@ def test_packing_keeps_every_promise(hits, budget, limit):
     assert budget.tokens is None or sum(estimate_tokens(line) for line in lines) <= budget.tokens
     for item in packed:
         # the result's lines are exactly the file's lines start..end ("get" is exact)
+        assert not item.cut  # no line here is too long for a part of the budget
         assert item.lines == tuple(line_text(item.path, n) for n in range(item.start_line, item.end_line + 1))
         members = [by_key[key] for key in item.keys]
         assert all(m.path == item.path for m in members)
@@ -112,6 +113,46 @@ def test_limit_caps_the_count_and_a_merge_needs_room():
     assert [(p.path, p.start_line, p.end_line) for p in packed] == [("a.md", 1, 3), ("b.md", 1, 3)]
 
 
+def long_line(words: int, needle_at: int) -> str:
+    return " ".join("needle in the haystack" if i == needle_at else f"filler{i}" for i in range(words))
+
+
+NEEDLE = lambda line: float(line.count("needle"))  # noqa: E731
+
+
+def test_a_line_too_long_for_the_tokens_left_is_shown_as_its_best_part():
+    lines = ("short first line", long_line(2000, 1500), "short last line")  # ~4,000 tokens on line 2
+    hit = Hit("chat.md", 7, 9, 1.0, lines, key=1)
+    [item] = pack([hit], budget=Budget(lines=50, tokens=300), limit=5, line_weight=NEEDLE)
+    assert (item.start_line, item.end_line, item.cut) == (8, 8, True)  # the citation: the whole line
+    assert "needle in the haystack" in item.excerpt
+    assert item.excerpt.startswith("…") and item.excerpt.endswith("…")
+    assert item.excerpt[1:-1] in lines[1]  # a part of the line, as written
+    assert estimate_tokens(item.excerpt) <= 300
+    [whole] = pack([hit], budget=Budget(lines=50), limit=5, line_weight=NEEDLE)  # lines only: read whole
+    assert (whole.start_line, whole.end_line, whole.cut, whole.excerpt) == (7, 9, False, None)
+
+
+def test_a_long_line_after_other_results_gets_the_tokens_left_or_nothing():
+    first = Hit("a.md", 1, 1, 0.9, ("x" * 800,), key=1)  # 200 tokens
+    long_hit = Hit("b.md", 3, 3, 0.8, (long_line(400, 10),), key=2)
+    packed = pack([first, long_hit], budget=Budget(lines=50, tokens=260), limit=5, line_weight=NEEDLE)
+    assert [p.path for p in packed] == ["a.md", "b.md"]
+    assert packed[1].cut and sum(estimate_tokens(line) for p in packed for line in p.lines) <= 260
+    tight = pack([first, long_hit], budget=Budget(lines=50, tokens=200 + MIN_PART_TOKENS - 1), limit=5,
+                 line_weight=NEEDLE)  # fmt: skip
+    assert [p.path for p in tight] == ["a.md"]  # too little left for a useful part
+
+
+def test_best_part_prefers_the_matching_window_and_the_start_on_ties():
+    line = long_line(500, 300)
+    part = best_part(line, chars=200, weight=NEEDLE)
+    assert "needle" in part and len(part) <= 202
+    plain = best_part(line, chars=200, weight=lambda text: 0.0)
+    assert plain.startswith("filler0 ") and plain.endswith("…") and not plain.startswith("…")
+    assert best_part("short", chars=200, weight=NEEDLE) == "short"
+
+
 # -- through the API and the CLI ----------------------------------------------------
 
 
@@ -138,3 +179,21 @@ def test_search_fills_the_budget_and_get_returns_each_result(root, settings, emb
         assert len(index.search("kayak", limit=2)) <= 2
         whole = index.search("kayak", budget_lines=None, limit=3)
         assert len(whole) == 3  # no budget: one chunk per result, as many as the limit
+
+
+def test_default_search_bounds_tokens_and_shows_the_best_part_of_a_long_line(root, settings, embedder, do_sync):
+    messages = [f"- user: a question about topic {i}" if i % 2 else "- assistant: " + long_line(1200, 5 + i * 90)
+                for i in range(8)]  # fmt: skip
+    messages[4] = "- assistant: " + long_line(1200, 900).replace("needle in the haystack", "the zeppelin hangar")
+    write(root, "chat.md", "# Chat\n\n" + "\n".join(messages) + "\n")
+    do_sync()
+    with open_index(settings, embedder=embedder) as index:
+        results = index.search("zeppelin hangar")  # the default budget: 50 lines or 1,500 tokens
+        assert sum(estimate_tokens(line) for r in results for line in (r.excerpt or "x").split("\n")) <= 1500
+        best = results[0]
+        assert (best.path, best.start_line, best.end_line) == ("chat.md", 7, 7)
+        assert best.excerpt is not None and "zeppelin hangar" in best.excerpt and "zeppelin" in best.snippet
+        assert index.get("chat.md:7").lines == [messages[4]]  # the citation is the whole line
+        whole = index.search("zeppelin hangar", budget_tokens=0)  # lines only: the whole line
+        assert whole[0].excerpt is None and whole[0].start_line <= 7 <= whole[0].end_line
+        assert "zeppelin hangar" in whole[0].snippet  # the snippet of a long line shows where it matches

@@ -145,6 +145,7 @@ KEYS: dict[str, Key] = {
         Key("search_mode", _mode, "search_mode"),
         Key("search_limit", _limit, "search_limit"),
         Key("search_budget_lines", _budget, "search_budget_lines"),
+        Key("search_budget_tokens", _budget, "search_budget_tokens"),
         Key("max_file_bytes", _positive_int, "max_file_bytes"),
         Key("sqlite_vec", _boolean, "use_sqlite_vec"),
         Key("embed_batch_size", _positive_int, "embed_batch_size"),

@@ -46,6 +46,9 @@ class Settings:
     search_limit: int | None = None
     # The reading budget in lines a search fills (0: whole chunks, no budget).
     search_budget_lines: int = 50
+    # ... and in estimated tokens (four characters each), whichever fills first (0: no
+    # token bound). Long lines (chat transcripts) would otherwise make 50 lines 30K tokens.
+    search_budget_tokens: int = 1500
     # Embedding backend: "auto" (ONNX Runtime for queries, AUTO_BULK in embedding/lazy.py
     # for bulk), "onnx" or "torch". The CLI reads --backend / MEMDEX_BACKEND.
     backend: str = "auto"

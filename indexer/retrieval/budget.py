@@ -10,6 +10,11 @@ tokens) is spent:
   on the same lines and ``get path:start-end`` returns exactly its lines;
 - a hit that does not fit whole is trimmed to the window of its lines that
   best matches the query (``line_weight``), so no result exceeds the budget;
+- with a token budget, a hit whose best line does not fit (one long line: a chat
+  message, a pasted log) is shown as the best-matching part of that line
+  (``Packed.excerpt``, at least ``MIN_PART_TOKENS``) when it matches the query
+  better than the whole lines that fit (or none fits), its citation still the
+  whole line: ``get path:N`` returns that line exactly;
 - a merge that would overflow the budget is skipped; the total never exceeds it;
 - at most ``limit`` results.
 
@@ -26,6 +31,8 @@ from dataclasses import dataclass, field
 
 LineWeight = Callable[[str], float]
 HEADING = re.compile(r"^\s{0,3}#{1,6}(\s|$)")
+MIN_PART_TOKENS = 32  # a part of a long line shorter than this is not worth a result
+PART_CANDIDATES = 64  # where a long line's best part may start: its start and before its first matches
 EMPTY_BULLET = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])(?:\s+\[[ xX]?\])?\s*$")  # "-", "* ", "1.", "- [ ]"
 
 
@@ -56,6 +63,12 @@ class Packed:
     lines: tuple[str, ...]
     keys: tuple[int, ...]  # the hits merged into this result, best first
     trimmed: bool = False
+    cut: bool = False  # a line of ``lines`` is only its best part (``excerpt``)
+
+    @property
+    def excerpt(self) -> str | None:
+        """What to read when a long line was cut to its best part (None: read the cited lines)."""
+        return "\n".join(self.lines) if self.cut else None
 
 
 @dataclass(frozen=True)
@@ -110,6 +123,7 @@ class _Span:
     lines: dict[int, str]
     keys: list[int] = field(default_factory=list)
     trimmed: bool = False
+    cut: bool = False
 
 
 def pack(
@@ -133,21 +147,24 @@ def pack(
             continue
         if len(spans) >= limit:
             continue
-        lines, start, trimmed = hit.lines, hit.start_line, False
+        lines, start, trimmed, cut = hit.lines, hit.start_line, False, False
         if not budget.fits(used, budget.cost(lines)):
             lines, start = _best_window(hit, budget, used, weight)
             trimmed = True
+            part, part_start = _best_part(hit, budget, used, weight)
+            if part and (not lines or weight(hit.lines[part_start - hit.start_line]) > sum(map(weight, lines))):
+                lines, start, cut = part, part_start, True  # the best line's part outweighs the whole lines that fit
             if not lines:
                 continue
         cost = budget.cost(lines)
         spans.append(_Span(
             hit.path, start, start + len(lines) - 1, hit.score, hit.heading,
-            dict(zip(range(start, start + len(lines)), lines)), [hit.key], trimmed,
+            dict(zip(range(start, start + len(lines)), lines)), [hit.key], trimmed, cut,
         ))  # fmt: skip
         used = (used[0] + cost[0], used[1] + cost[1])
     return [
         Packed(s.path, s.start, s.end, s.score, s.heading, tuple(s.lines[n] for n in range(s.start, s.end + 1)),
-               tuple(s.keys), s.trimmed)
+               tuple(s.keys), s.trimmed, s.cut)
         for s in spans
     ]  # fmt: skip
 
@@ -159,6 +176,7 @@ def _merge(spans: list[_Span], touching: list[_Span], hit: Hit, new: dict[int, s
         first.keys.extend(other.keys)
         first.score = max(first.score, other.score)
         first.trimmed = first.trimmed or other.trimmed
+        first.cut = first.cut or other.cut
         spans.remove(other)
     first.lines.update(new)
     first.keys.append(hit.key)
@@ -189,3 +207,56 @@ def _best_window(hit: Hit, budget: Budget, used: tuple[int, int], weight: LineWe
     start, stop = -best[1], best[2]
     return lines[start:stop], hit.start_line + start
 
+
+
+def _best_part(hit: Hit, budget: Budget, used: tuple[int, int], weight: LineWeight) -> tuple[tuple[str, ...], int]:
+    """The best-matching part of the hit's best line (most weight, earliest on ties) that fits
+    the token budget left, "…" marking what was left out; empty when less than
+    ``MIN_PART_TOKENS`` are left (or there is no token budget)."""
+    if budget.tokens is None or (budget.lines is not None and used[0] >= budget.lines):
+        return (), hit.start_line
+    left = budget.tokens - used[1]
+    if left < MIN_PART_TOKENS:
+        return (), hit.start_line
+    weights = [weight(line) for line in hit.lines]
+    index = max(range(len(hit.lines)), key=lambda i: (weights[i], -i))
+    part = best_part(hit.lines[index], chars=4 * left - 8, weight=weight)
+    while part and estimate_tokens(part) > left:  # never expected: "…" and rounding are allowed for
+        part = part[:-8]
+    return ((part,), hit.start_line + index) if part else ((), hit.start_line)
+
+
+def best_part(line: str, *, chars: int, weight: LineWeight) -> str:
+    """The ``chars``-long part of ``line`` (cut at spaces where it can be) that weighs
+    most, earliest on ties, with "…" where text was left out; ``line`` when it fits."""
+    if len(line) <= chars:
+        return line
+    starts = [0]
+    for match in re.finditer(r"\w+", line):  # start a little before each word, so its context shows
+        if len(starts) >= PART_CANDIDATES:
+            break
+        if weight(match.group()) > 0:
+            starts.append(max(0, match.start() - chars // 4))
+    best = (-1.0, 0, "")
+    for start in sorted(set(starts)):
+        start = _word_start(line, start)
+        end = min(len(line), start + chars)
+        if end < len(line):
+            space = line.rfind(" ", start + chars // 2, end)
+            end = space if space > start else end
+        text = line[start:end]
+        start += len(text) - len(text.lstrip())
+        text = text.strip()
+        score = weight(text)
+        if score > best[0]:
+            best = (score, start, text)
+    _, start, text = best
+    return ("…" if start > 0 else "") + text + ("…" if start + len(text) < len(line.rstrip()) else "")
+
+
+def _word_start(line: str, position: int) -> int:
+    """``position`` moved forward to the start of a word (unless it already is one)."""
+    if position == 0 or line[position - 1].isspace():
+        return position
+    space = line.find(" ", position)
+    return space + 1 if 0 <= space < position + 40 else position

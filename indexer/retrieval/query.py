@@ -90,5 +90,8 @@ def best_line(text: str, pattern: re.Pattern[str] | None) -> str:
     if pattern is not None:
         best = max(content, key=lambda line: len({m.lower() for m in pattern.findall(line)}))
     if len(best) > SNIPPET_CHARS:
-        best = best[: SNIPPET_CHARS - 1].rstrip() + "…"
+        found = pattern.search(best) if pattern is not None else None
+        start = 0 if found is None or found.start() < SNIPPET_CHARS // 2 else best.rfind(" ", 0, found.start() - SNIPPET_CHARS // 4) + 1
+        end = start + SNIPPET_CHARS - (2 if start else 1)
+        best = ("…" if start else "") + best[start:end].strip() + ("…" if end < len(best) else "")
     return best

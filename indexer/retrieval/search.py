@@ -61,6 +61,10 @@ class SearchResult:
     score: float
     snippet: str
     namespace: str | None = None  # the memory root's namespace on a PostgreSQL server; None with SQLite
+    # With a token budget, a line too long for it is shown as its best-matching part: the
+    # result's text to read (its lines, the long one cut, "…" where text was left out); the
+    # citation stays the whole line. None: read the cited lines.
+    excerpt: str | None = None
 
 
 class VectorSource(Protocol):
@@ -232,7 +236,7 @@ def _packed_result(item: Packed, row: ChunkRow, pattern: re.Pattern[str] | None)
     return SearchResult(
         path=row.path, start_line=item.start_line, end_line=item.end_line, heading=item.heading,
         kind=row.kind, date=row.date, score=round(item.score, 6), snippet=best_line("\n".join(item.lines), pattern),
-        namespace=row.namespace,
+        namespace=row.namespace, excerpt=item.excerpt,
     )  # fmt: skip
 
 

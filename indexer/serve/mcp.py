@@ -77,6 +77,7 @@ class SearchHit(TypedDict):
     kind: str
     date: str | None
     namespace: NotRequired[str]  # PostgreSQL: the memory root the hit is from
+    excerpt: NotRequired[str]  # a line too long for the token budget: its best part (the citation is the whole line)
 
 
 class SearchOutput(TypedDict):
@@ -169,6 +170,9 @@ def build_server(service: IndexService) -> MCPServer:
         budgetLines: Annotated[int | None, Field(ge=0, le=10000, title="Budget lines", description="Lines of "
                                "memory to return, filled in rank order with adjacent hits merged (default 50; "
                                "0: whole chunks, no budget).")] = None,  # fmt: skip
+        budgetTokens: Annotated[int | None, Field(ge=0, le=1000000, title="Budget tokens", description="Also "
+                                "stay within ~this many tokens, whichever fills first (default 1500; a line too "
+                                "long for it comes as its best part, in 'excerpt'; 0: no token bound).")] = None,  # fmt: skip
         minScore: Annotated[float | None, Field(title="Min score", description="Drop results scoring below this.")] = None,
         kind: Annotated[Kind | list[Kind] | None, Field(description="Only these kinds of file.")] = None,
         pathPrefix: Annotated[str | None, Field(title="Path prefix", description="Only files whose path starts "
@@ -187,7 +191,9 @@ def build_server(service: IndexService) -> MCPServer:
                 kinds=[kind] if isinstance(kind, str) else kind,
                 path_prefix=pathPrefix, after=after, before=before, min_score=minScore,
             )  # fmt: skip
-            options = search_options(settings, mode=mode, limit=maxResults, budget_lines=budgetLines)
+            options = search_options(
+                settings, mode=mode, limit=maxResults, budget_lines=budgetLines, budget_tokens=budgetTokens
+            )
             chosen, degraded = options.mode, None
             if chosen != "keyword" and service.preparing:  # answer now rather than wait for the model
                 chosen, degraded = "keyword", PREPARING
@@ -296,6 +302,8 @@ def _hit(result: SearchResult, own_namespace: str) -> SearchHit:
     }  # fmt: skip
     if result.namespace is not None:
         hit["namespace"] = result.namespace
+    if result.excerpt is not None:
+        hit["excerpt"] = result.excerpt
     return hit
 
 
