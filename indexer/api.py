@@ -18,11 +18,14 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from indexer.config.settings import CHUNKER_VERSION, Settings
+from indexer.embedding.http_backend import HttpEmbedder
+from indexer.embedding.http_client import EndpointError
 from indexer.embedding.lazy import LazyEmbedder
 from indexer.embedding.protocol import Embedder
 from indexer.indexing.lock import lock_root
@@ -76,6 +79,9 @@ class MemoryIndex:
         self._cache: VectorCache | None = None
         self._matrix: LiveMatrix | None = None  # every vector in memory, once searched twice
         self.vector_searches = 0
+        # Why the last search answered with keyword results only although another mode was
+        # asked for (a remote embedding endpoint was down), or None: front ends show it.
+        self.degraded: str | None = None
         self._executor: ThreadPoolExecutor | None = None
 
     # -- components, created on first use -----------------------------------
@@ -220,10 +226,20 @@ class MemoryIndex:
             limit = MAX_RESULTS if budget is not None else DEFAULT_LIMIT
         # Command lines may carry bytes that are not UTF-8 (as lone surrogates).
         query = query.encode("utf-8", "replace").decode("utf-8")
+        self.degraded = None
+        if ranking is not None and self.settings.rerank_url and not ranking.rerank_url:
+            ranking = replace(
+                ranking, rerank_url=self.settings.rerank_url, rerank_model=self.settings.rerank_model or "",
+                rerank_top=self.settings.rerank_top,
+            )  # fmt: skip
         query_vector = None
         if mode != "keyword" and self.store.meta().get("model"):
             self._check_model()
-            query_vector = self.embedder.embed([query])[0]
+            try:
+                query_vector = self.embedder.embed([query])[0]
+            except EndpointError as exc:  # a remote model that is down: keyword results, flagged, never silently
+                log.warning("%s; keyword results only", exc)
+                self.degraded, mode = f"{exc}; keyword results only", "keyword"
         with self.engine.search_snapshot():  # one read snapshot: ids found are the ids read back
             vectors = self._vector_source() if query_vector is not None else None
             if mode == "hybrid" and isinstance(vectors, NumpyVectors) and not (filters and filters.narrows_candidates):
@@ -384,6 +400,15 @@ class MemoryIndex:
 
 
 def make_embedder(settings: Settings) -> Embedder:
+    if settings.embedding_url:
+        if not settings.embedding_model:
+            raise ConfigError("embedding_url needs embedding_model: the model's name on that server")
+        return HttpEmbedder(
+            settings.embedding_url, settings.embedding_model, batch_size=settings.embed_batch_size,
+            max_tokens=settings.embedding_max_tokens,
+        )  # fmt: skip
+    if settings.embedding_model:
+        raise ConfigError("embedding_model needs embedding_url (the server's address); for a local model set 'model'")
     return LazyEmbedder(
         settings.model, batch_size=settings.embed_batch_size, backend=settings.backend,
         query_threads=settings.query_threads, bulk_threads=settings.embed_threads,

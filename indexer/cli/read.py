@@ -87,7 +87,7 @@ def search_command(
     found = NO_RESULTS if not results else 0
     if quiet:
         click.get_current_context().exit(found)
-    shown = [{k: v for k, v in asdict(r).items() if k != "namespace" or v is not None} for r in results]
+    shown = [{k: v for k, v in asdict(r).items() if k not in ("namespace", "excerpt") or v is not None} for r in results]
     if as_json:
         click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
     elif as_jsonl:

@@ -38,6 +38,7 @@ CONFIG_FILE_NAME = "config.toml"
 MAX_KEY_PARTS = 32
 ENV_PREFIX = "MEMDEX_"
 USER_FILE_ENV = "MEMDEX_CONFIG"
+SECRET_NAMES = frozenset({"embedding_key", "embedding_api_key", "rerank_key", "rerank_api_key", "api_key"})
 
 
 def _text(value: Any, where: str) -> str:
@@ -141,6 +142,12 @@ KEYS: dict[str, Key] = {
         Key("db", _text, None),
         Key("model", _text, "model"),
         Key("backend", _backend, "backend"),
+        Key("embedding_url", _text, "embedding_url"),
+        Key("embedding_model", _text, "embedding_model"),
+        Key("embedding_max_tokens", _positive_int, "embedding_max_tokens"),
+        Key("rerank_url", _text, "rerank_url"),
+        Key("rerank_model", _text, "rerank_model"),
+        Key("rerank_top", _limit, "rerank_top"),
         Key("daily_folders", _folders, "daily_folders"),
         Key("search_mode", _mode, "search_mode"),
         Key("search_limit", _limit, "search_limit"),
@@ -303,6 +310,10 @@ def _read_file(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     except RecursionError:
         raise ConfigError(f"{path}: not a memdex config file (its arrays or tables are nested too deeply)") from None
+    secret = sorted(set(table) & SECRET_NAMES)
+    if secret:  # an API key in a file is refused without repeating it
+        raise ConfigError(f"{path}: {secret[0]}: API keys are read only from the environment "
+                          "(MEMDEX_EMBEDDING_KEY, MEMDEX_RERANK_KEY), never from a config file")  # fmt: skip
     unknown = sorted(set(table) - set(KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown setting {unknown[0]!r} (known: {', '.join(KEYS)})")

@@ -52,6 +52,17 @@ class Settings:
     # Embedding backend: "auto" (ONNX Runtime for queries, AUTO_BULK in embedding/lazy.py
     # for bulk), "onnx" or "torch". The CLI reads --backend / MEMDEX_BACKEND.
     backend: str = "auto"
+    # A remote embedding model instead (embedding/http_backend.py): an OpenAI-compatible
+    # endpoint (``http://localhost:11434/v1`` for Ollama) and the model's name there; its
+    # key only from MEMDEX_EMBEDDING_KEY in the environment. Tokens per text the model takes.
+    embedding_url: str | None = None
+    embedding_model: str | None = None
+    embedding_max_tokens: int = 512
+    # An optional re-ranking stage (retrieval/rerank.py): a /rerank endpoint (llama.cpp,
+    # Jina, vLLM) that re-orders the first ``rerank_top`` results; key from MEMDEX_RERANK_KEY.
+    rerank_url: str | None = None
+    rerank_model: str | None = None
+    rerank_top: int = 30
     # Threads for query-sized embeddings (1: fast even when other processes keep
     # the cores busy) and for bulk embedding (None: one per core).
     query_threads: int = 1

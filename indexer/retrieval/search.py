@@ -151,7 +151,7 @@ def run_search(
     wanted = limit if budget is None else max(limit, budget_candidates(budget))
     rows: dict[int, ChunkRow] = {}  # chunks read while ranking, reused for the results
     ranked = _ranked(
-        store, terms, mode=mode, wanted=wanted, query_vector=query_vector, vectors=vectors, filters=filters,
+        store, query, terms, mode=mode, wanted=wanted, query_vector=query_vector, vectors=vectors, filters=filters,
         stages=stages, rows=rows,
     )[:wanted]  # fmt: skip
     if filters is not None and filters.min_score is not None:  # on the final scores, after fusion and ranking
@@ -171,6 +171,7 @@ def run_search(
 
 def _ranked(
     store: IndexStore,
+    query: str,
     terms: list[str],
     *,
     mode: Mode,
@@ -206,8 +207,8 @@ def _ranked(
         return fuse(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
     evidence = fusion_parts(keyword, vector, idf_total=sum(idfs.values()), pool=pool)  # the stages reuse it
     context = StageContext(
-        store, evidence, prefix_idfs(store, terms, idfs), terms=terms, idfs=idfs, keyword=keyword, pool=pool,
-        filters=filters, rows=rows,
+        store, evidence, prefix_idfs(store, terms, idfs), terms=terms, query=query, idfs=idfs, keyword=keyword,
+        pool=pool, filters=filters, rows=rows,
     )  # fmt: skip
     ranked = fused_ranking(evidence)
     for stage in stages.ranked:

@@ -41,6 +41,9 @@ is also judged by its context:
   besides headings and empty bullets (a file title, an empty template section)
   never outranks content: it goes after every content chunk of the head, its
   score lowered to the last content chunk's, so rank order stays score order.
+- **remote re-ranking** (``rerank.RemoteRerank``, off unless ``rerank_url`` is
+  set): a cross-encoder behind a ``/rerank`` endpoint re-orders the first
+  ``rerank_top`` candidates, after the priors.
 - **skip filler** (``without_filler``, a hit stage): blank and heading lines
   at a hit's edges are not read (budget.py).
 
@@ -62,6 +65,7 @@ from indexer.store import ChunkRow, IndexStore
 from .budget import Hit, is_filler, without_filler
 from .filters import SearchFilters
 from .fusion import Evidence, keyword_part  # Evidence: importable from here too, as before
+from .rerank import RemoteRerank
 
 RERANK_DEPTH = 100  # fused candidates re-scored (and evidence for the priors); the rest keep their order
 
@@ -83,6 +87,10 @@ class Ranking:
     expand_chunks: int = 5  # ... taken from this many top chunks (a term must occur in two of them)
     expand_weight: float = 0.3  # ... their coverage's share of the score
     expand_when_unsure: bool = True  # ... times (1 - keyword confidence): paraphrased queries get more
+    # A /rerank endpoint re-orders the first rerank_top candidates (off: no URL; the settings fill these):
+    rerank_url: str = ""
+    rerank_model: str = ""
+    rerank_top: int = 30
 
 
 DEFAULT_RANKING = Ranking()
@@ -112,6 +120,7 @@ class StageContext:
     evidence: Evidence  # fusion's weight, coverages and cosines
     term_idfs: Mapping[str, float]  # IDF per query-word prefix (query.prefix_idfs): how chunk text is matched
     terms: Sequence[str] = ()  # the query's words (query.query_terms)
+    query: str = ""  # the query as asked (a remote re-ranker reads it)
     idfs: Mapping[str, float] = field(default_factory=dict)  # IDF of each stemmed query term (query.stem_idfs)
     keyword: Sequence[tuple[int, float]] = ()  # the keyword candidates (bm25), best first
     pool: int = 0  # candidates taken from each list
@@ -171,6 +180,8 @@ def ranking_stages(ranking: Ranking | None) -> Stages:
     for share, group in ((ranking.file_prior, file_of), (ranking.folder_prior, folder_of)):
         if share > 0:
             ranked.append(GroupPrior(share, group, ranking.best_cosines))
+    if ranking.rerank_url:
+        ranked.append(RemoteRerank(ranking.rerank_url, ranking.rerank_model, ranking.rerank_top))
     if ranking.demote_headings:
         ranked.append(headings_last)
     hits: tuple[HitStage, ...] = (without_filler,) if ranking.skip_filler else ()

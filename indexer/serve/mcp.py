@@ -201,6 +201,8 @@ def build_server(service: IndexService) -> MCPServer:
             with service.reader() as index:
                 results = index.search(query, filters=filters, **keywords)
                 info = index.search_info()
+                if index.degraded:  # a remote embedding endpoint is down: keyword results, and the answer says so
+                    chosen, degraded = "keyword", index.degraded
             fallback = "numpy" if chosen != "keyword" and info["vector_search"] == "numpy" else None
             hits = [_hit(r, settings.namespace_name) for r in results]
             return {"results": hits, "model": info["model"], "mode": chosen, "fallback": fallback, "degraded": degraded}
