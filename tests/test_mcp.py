@@ -93,8 +93,11 @@ def test_tools_are_listed_with_schemas_and_read_only_hints(memory: IndexService)
     get = tools["memory_get"].input_schema
     assert get["required"] == ["path"] and {"path", "from", "lines", "namespace"} == set(get["properties"])
     hit = tools["memory_search"].output_schema["$defs"]["SearchHit"]["properties"]
-    assert {"path", "startLine", "endLine", "score", "snippet", "citation", "heading", "kind", "date", "namespace"} == set(hit)
+    assert {"path", "startLine", "endLine", "score", "snippet", "citation", "heading", "kind", "date", "namespace",
+            "excerpt"} == set(hit)  # fmt: skip
     assert "namespace" not in tools["memory_search"].output_schema["$defs"]["SearchHit"]["required"]  # PostgreSQL only
+    assert "excerpt" not in tools["memory_search"].output_schema["$defs"]["SearchHit"]["required"]  # long lines only
+    assert "budgetTokens" in search["properties"]
     assert {"path", "text", "from", "lines", "truncated", "nextFrom", "namespace"} == set(
         tools["memory_get"].output_schema["properties"]
     )
@@ -450,3 +453,21 @@ def test_get_serves_only_what_memdex_indexes(tmp_path: Path, embedder: Recording
     assert "limit" in big and "internal error" not in big
     assert tilde["text"] == "# Tilde\n\n- found"
     assert "UTF-8" in bad_prefix and "internal error" not in bad_prefix
+
+
+def test_a_long_line_comes_as_its_best_part_within_the_token_budget(tmp_path: Path, embedder: RecordingEmbedder) -> None:
+    root = tmp_path / "chats"
+    long = " ".join("the zeppelin hangar" if i == 700 else f"filler{i}" for i in range(1500))
+    write(root, "chat.md", f"# Chat\n\n- user: where is it kept?\n- assistant: {long}\n")
+    service = IndexService(indexed(root, embedder), embedder=embedder)
+
+    async def body(client: Client) -> Any:
+        default = await call(client, "memory_search", query="zeppelin hangar", mode="keyword")
+        lines_only = await call(client, "memory_search", query="zeppelin hangar", mode="keyword", budgetTokens=0)
+        return default, lines_only
+
+    default, lines_only = with_client(service, body)
+    [hit] = [r for r in default["results"] if r["startLine"] <= 4 <= r["endLine"]]
+    assert "zeppelin hangar" in hit["excerpt"] and len(hit["excerpt"]) < len(long) // 2  # a part, within 1,500 tokens
+    assert hit["citation"].startswith("chat.md#L")  # the citation: whole lines
+    assert all("excerpt" not in r for r in lines_only["results"])  # lines alone: the lines are read whole

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 LineWeight = Callable[[str], float]
 HEADING = re.compile(r"^\s{0,3}#{1,6}(\s|$)")
 MIN_PART_TOKENS = 32  # a part of a long line shorter than this is not worth a result
+PART_SHARE = 6  # a long line shows at most 1/PART_SHARE of the token budget (250 of 1,500); 0: up to all of it
 PART_CANDIDATES = 64  # where a long line's best part may start: its start and before its first matches
 EMPTY_BULLET = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])(?:\s+\[[ xX]?\])?\s*$")  # "-", "* ", "1.", "- [ ]"
 
@@ -77,6 +78,14 @@ class Budget:
 
     lines: int | None = None
     tokens: int | None = None
+
+    @property
+    def part_tokens(self) -> int | None:
+        """With a token bound: the most of one long line a result shows (a hit of one longer
+        line is cut to its best part of this size, so several long lines share the budget)."""
+        if self.tokens is None or not PART_SHARE:
+            return None
+        return max(MIN_PART_TOKENS, self.tokens // PART_SHARE)
 
     def cost(self, lines: Sequence[str]) -> tuple[int, int]:
         return len(lines), sum(estimate_tokens(line) for line in lines)
@@ -148,8 +157,9 @@ def pack(
         if len(spans) >= limit:
             continue
         lines, start, trimmed, cut = hit.lines, hit.start_line, False, False
-        if not budget.fits(used, budget.cost(lines)):
-            lines, start = _best_window(hit, budget, used, weight)
+        long_line = budget.part_tokens is not None and len(lines) == 1 and estimate_tokens(lines[0]) > budget.part_tokens
+        if long_line or not budget.fits(used, budget.cost(lines)):
+            lines, start = ((), start) if long_line else _best_window(hit, budget, used, weight)
             trimmed = True
             part, part_start = _best_part(hit, budget, used, weight)
             if part and (not lines or weight(hit.lines[part_start - hit.start_line]) > sum(map(weight, lines))):
@@ -215,7 +225,7 @@ def _best_part(hit: Hit, budget: Budget, used: tuple[int, int], weight: LineWeig
     ``MIN_PART_TOKENS`` are left (or there is no token budget)."""
     if budget.tokens is None or (budget.lines is not None and used[0] >= budget.lines):
         return (), hit.start_line
-    left = budget.tokens - used[1]
+    left = min(budget.tokens - used[1], budget.part_tokens or budget.tokens)
     if left < MIN_PART_TOKENS:
         return (), hit.start_line
     weights = [weight(line) for line in hit.lines]
