@@ -259,3 +259,21 @@ def test_a_rerank_endpoint_that_is_down_keeps_the_ranking(root: Path, server: Mo
         after = index.search("boiler dentist", budget_lines=None, limit=4)
     assert after == before
     assert any("rerank endpoint" in r.getMessage() and "not re-ranked" in r.getMessage() for r in caplog.records)
+
+
+def test_mcp_says_when_the_endpoint_is_down(root: Path, local: LazyEmbedder) -> None:
+    from test_mcp import call, with_client
+
+    from indexer.serve.service import IndexService
+
+    running = ModelServer(local)
+    settings = remote_settings(root, running.url)
+    index_notes(root, settings)
+    running.close()
+
+    async def body(client):
+        return await call(client, "memory_search", query="sailboat marina")
+
+    found = with_client(IndexService(settings), body)
+    assert found["results"][0]["path"] == "notes/boat.md"
+    assert found["mode"] == "keyword" and "is not reachable" in found["degraded"]

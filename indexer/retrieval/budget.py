@@ -32,7 +32,10 @@ from dataclasses import dataclass, field
 LineWeight = Callable[[str], float]
 HEADING = re.compile(r"^\s{0,3}#{1,6}(\s|$)")
 MIN_PART_TOKENS = 32  # a part of a long line shorter than this is not worth a result
-PART_SHARE = 6  # a long line shows at most 1/PART_SHARE of the token budget (250 of 1,500); 0: up to all of it
+# A long line shows at most 1/PART_SHARE of the token budget (500 of 1,500; 0: up to all of it). On the
+# long-line benchmark (bench/eval_long_lines.py) 3 found the most evidence: 0, 3, 6, 10 gave hit 0.691,
+# 0.729, 0.697, 0.652 (fewer, longer parts miss more lines; many short ones cut the evidence off).
+PART_SHARE = 3
 PART_CANDIDATES = 64  # where a long line's best part may start: its start and before its first matches
 EMPTY_BULLET = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])(?:\s+\[[ xX]?\])?\s*$")  # "-", "* ", "1.", "- [ ]"
 
