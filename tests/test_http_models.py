@@ -277,3 +277,17 @@ def test_mcp_says_when_the_endpoint_is_down(root: Path, local: LazyEmbedder) -> 
     found = with_client(IndexService(settings), body)
     assert found["results"][0]["path"] == "notes/boat.md"
     assert found["mode"] == "keyword" and "is not reachable" in found["degraded"]
+
+
+def test_endpoint_addresses_and_what_messages_show() -> None:
+    from indexer.embedding.http_client import endpoint, shown
+
+    assert endpoint("http://localhost:11434/v1", "/embeddings") == "http://localhost:11434/v1/embeddings"
+    assert endpoint("http://localhost:11434/v1/", "/embeddings") == "http://localhost:11434/v1/embeddings"
+    assert endpoint("http://h/v1/embeddings", "/embeddings") == "http://h/v1/embeddings"
+    assert endpoint("http://h:8080", "/rerank") == "http://h:8080/rerank"
+    secret = endpoint("https://user:pw@h/v1?api-key=s3cret", "/embeddings")
+    assert secret == "https://user:pw@h/v1/embeddings?api-key=s3cret"  # the query stays a query
+    assert shown(secret) == "https://h/v1/embeddings"  # no user, password or query in a message
+    with pytest.raises(EndpointError, match="is not an http"):
+        endpoint("ftp://h/v1", "/embeddings")

@@ -57,8 +57,9 @@ def endpoint(base: str, path: str) -> str:
     parts = urllib.parse.urlsplit(base)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise EndpointError(f"{shown(base) or base!r} is not an http(s) URL")
-    trimmed = base.rstrip("/")
-    return trimmed if trimmed.endswith(path) else trimmed + path
+    trimmed = parts.path.rstrip("/")
+    full = trimmed if trimmed.endswith(path) else trimmed + path
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, full, parts.query, ""))
 
 
 @dataclass
