@@ -32,6 +32,7 @@ from indexer.sources.discover import FileStamp, MemoryFile, classify, is_utf8, s
 from indexer.sources.markdown.parse import NotText
 from indexer.sources.read import open_memory_file
 from indexer.sources.registry import source_for
+from indexer.sources.sessions.discover import scan_session_paths, scan_sessions
 from indexer.store import FileRecord, FileState, IndexStore, SkippedFile, VectorCache
 
 from .report import SKIPPED_MARK, Progress, SyncReport
@@ -81,6 +82,8 @@ def sync(
         paths = None  # files whose kind or date changed are read again, wherever they are
     if paths is None:
         found, scan_warnings = scan(settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders)
+        sessions, session_warnings = scan_sessions(settings.session_labels)
+        found, scan_warnings = found + sessions, scan_warnings + session_warnings
         known = store.file_states()
         skipped = store.skipped_files()
     else:
@@ -88,6 +91,8 @@ def sync(
         found, scan_warnings = scan_paths(
             settings.root, paths, index_dir=settings.index_dir, daily_folders=settings.daily_folders
         )
+        sessions, session_warnings = scan_session_paths(settings.session_labels, paths)
+        found, scan_warnings = found + sessions, scan_warnings + session_warnings
         known = store.file_states(under=paths)
         skipped = store.skipped_files(under=paths)
     scan_skipped = _report_scan_warnings(settings.root, store, report, scan_warnings, skipped)
@@ -280,7 +285,7 @@ def _prepare(
     """Read, hash, parse and chunk one file; None when nothing is left to write."""
     read_at = time.time_ns()
     try:
-        data, stamp = _read(settings.root / (item.target or item.path), settings.max_file_bytes)
+        data, stamp = _read(item.file(settings.root), settings.max_file_bytes)
     except FileNotFoundError:
         _drop(store, item.path, state, report, None)  # vanished after the scan
         return None
@@ -293,7 +298,7 @@ def _prepare(
         report.unchanged_hash += 1
         return None
     try:
-        source = source_for(item.path)
+        source = source_for(item.path, session_tools=settings.session_tools)
         assert source is not None, "scans list only the files a source owns"
         note = source.parse(data)
         chunks = source.chunk(note, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)

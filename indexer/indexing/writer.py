@@ -140,7 +140,7 @@ class Writer:
             self.report.chunks_embedded += len(new)
         changed = []
         for prepared in pending:
-            path = self.root / (prepared.found.target or prepared.found.path)  # what the sync read
+            path = prepared.found.file(self.root)  # what the sync read
             current = current_stamp(path)
             if current != prepared.record.stamp:  # the stamp of the handle we read from
                 if current is not None and _only_grew(path, prepared.record):

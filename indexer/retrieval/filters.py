@@ -4,7 +4,8 @@ A filter narrows the candidates *inside* the keyword and vector queries (see
 ``store.filter_clause``), so a filtered search still returns up to ``limit``
 results; ``min_score`` is applied after fusion, to the final scores.
 
-Dates are the dated logs' dates (``daily/YYYY-MM-DD.md``): ``after`` and
+Dates are the dated logs' dates (``daily/YYYY-MM-DD.md``) and the session
+transcripts' chunks' own dates (their messages' timestamps): ``after`` and
 ``before`` are inclusive, take ISO dates (``2026-11-30``) or a span back from
 today (``7d``, ``2w``, ``3m``, ``1y``; ``0d`` is today), and a date filter
 keeps only dated files.
@@ -22,7 +23,7 @@ from pathlib import PurePosixPath
 from indexer.errors import ConfigError
 from indexer.sources.discover import is_utf8
 
-KINDS: tuple[str, ...] = ("soul", "memory", "daily", "note")
+KINDS: tuple[str, ...] = ("soul", "memory", "daily", "note", "session")
 RELATIVE = re.compile(r"^(\d{1,5})([dwmy])$")
 DAYS_PER_UNIT = {"d": 1, "w": 7, "m": 30, "y": 365}
 

@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 
 from ..base import Chunk, TokenCounter
 from .chunk import chunk_note
-from .parse import Note, parse_note
+from .parse import Note, decode, parse_note, split_lines
 
 DAILY_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.md$")
 MEMORY_NAMES = ("MEMORY.md", "memory.md")
@@ -53,3 +53,7 @@ class MarkdownSource:
     def chunk(self, parsed: Note, *, count_tokens: TokenCounter, max_tokens: int) -> list[Chunk]:
         """``chunk_note``: sections split at content-defined block and line cuts within ``max_tokens``."""
         return chunk_note(parsed, count_tokens=count_tokens, max_tokens=max_tokens)
+
+    def readable_lines(self, data: bytes) -> list[str]:
+        """The raw lines, split as the chunker splits them. Raises ``NotText`` for binary data."""
+        return split_lines(decode(data)[0])

@@ -132,10 +132,10 @@ class Store:
             )  # fmt: skip
             for chunk, vector in zip(chunks, vectors):
                 (chunk_id,) = self.connection.execute(
-                    "INSERT INTO chunks(path, start_line, end_line, heading, text, hash, oversized) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    "INSERT INTO chunks(path, start_line, end_line, heading, text, hash, oversized, date) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (record.path, chunk.start_line, chunk.end_line, chunk.heading, chunk.text,
-                     chunk.hash, int(chunk.oversized)),
+                     chunk.hash, int(chunk.oversized), chunk.date),
                 ).fetchone()  # fmt: skip
                 self.connection.execute(
                     "INSERT INTO chunks_fts(rowid, text, heading, title) VALUES (?, ?, ?, ?)",
@@ -315,7 +315,7 @@ class Store:
         for batch in _batches(list(ids)):
             marks = ",".join("?" * len(batch))
             rows = self.connection.execute(
-                "SELECT c.id, c.path, c.start_line, c.end_line, c.heading, c.text, f.kind, f.date "
+                "SELECT c.id, c.path, c.start_line, c.end_line, c.heading, c.text, f.kind, coalesce(c.date, f.date) "
                 f"FROM chunks c JOIN files f ON f.path = c.path WHERE c.id IN ({marks})",
                 batch,
             )
@@ -416,9 +416,9 @@ def filter_clause(filters: SearchFilters | None) -> tuple[str, list[Any]]:
         conditions.append("substr(c.path, 1, length(?)) = ?")  # exact, case-sensitive, no LIKE wildcards
         params.extend([filters.path_prefix, filters.path_prefix])
     if filters.after is not None:
-        conditions.append("f.date >= ?")  # NULL (undated) never passes
+        conditions.append("coalesce(c.date, f.date) >= ?")  # NULL (undated) never passes
         params.append(filters.after.isoformat())
     if filters.before is not None:
-        conditions.append("f.date <= ?")
+        conditions.append("coalesce(c.date, f.date) <= ?")
         params.append(filters.before.isoformat())
     return " AND ".join(conditions), params

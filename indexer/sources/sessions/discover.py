@@ -1,0 +1,114 @@
+"""Which files of the session folders are transcripts, under their citation paths.
+
+A session folder's ``*.jsonl`` files, at any depth, are indexed as
+``sessions/<label>/<path inside the folder>`` (``Settings.session_labels``).
+Hidden files and folders, folder symlinks and file symlinks are skipped (a link
+that leads out of its folder with a warning): nothing outside the configured
+folders is ever read or served through them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from stat import S_ISDIR, S_ISLNK, S_ISREG
+
+from ..discover import FileStamp, MemoryFile, is_inside, is_utf8
+from .source import PREFIX, SUFFIX, session_path, split_session_path
+
+
+def scan_sessions(labels: Mapping[str, Path]) -> tuple[list[MemoryFile], list[str]]:
+    """Every transcript of every session folder, and one warning per path skipped."""
+    found: list[MemoryFile] = []
+    warnings: list[str] = []
+    for label, folder in labels.items():
+        _walk(label, folder, folder, found, warnings)
+    found.sort(key=lambda item: item.path)
+    return found, warnings
+
+
+def scan_session_paths(labels: Mapping[str, Path], paths: Iterable[str]) -> tuple[list[MemoryFile], list[str]]:
+    """Like ``scan_sessions`` for some citation paths (files or folders; ``sessions/``
+    is all of them): a path that is gone or does not count yields nothing."""
+    found: dict[str, MemoryFile] = {}
+    warnings: list[str] = []
+    for rel in sorted(set(paths)):
+        parts = PurePosixPath(rel).parts
+        if not parts or parts[0] != PREFIX or any(part.startswith(".") or part == ".." for part in parts):
+            continue
+        chosen = labels if len(parts) == 1 else {parts[1]: labels[parts[1]]} if parts[1] in labels else {}
+        for label, folder in chosen.items():
+            place = folder.joinpath(*parts[2:])
+            if any(parent.is_symlink() for parent in list(place.parents)[: len(parts) - 2]):
+                continue  # below a folder symlink, which scans never follow
+            try:
+                stat = place.lstat()
+            except OSError:
+                continue
+            items: list[MemoryFile] = []
+            if S_ISDIR(stat.st_mode):
+                _walk(label, folder, place, items, warnings)
+            elif rel.endswith(SUFFIX):
+                _add(label, folder, place, stat, items, warnings)
+            found.update((item.path, item) for item in items)
+    return sorted(found.values(), key=lambda item: item.path), warnings
+
+
+def session_file(labels: Mapping[str, Path], rel_path: str) -> Path | None:
+    """The real file of a transcript's citation path, when it is one a scan would index
+    (in a configured folder, no hidden part, no symlink on the way); else None."""
+    split = split_session_path(rel_path)
+    if split is None or split[0] not in labels:
+        return None
+    label, inside = split
+    parts = PurePosixPath(inside).parts
+    if any(part.startswith(".") or part == ".." for part in parts) or PurePosixPath(inside).is_absolute():
+        return None
+    folder = labels[label]
+    place = folder.joinpath(*parts)
+    for step in [*reversed(list(place.parents)[: len(parts) - 1]), place]:
+        if step.is_symlink():
+            return None
+    return place if is_inside(folder, Path(os.path.normpath(place))) else None
+
+
+def _walk(label: str, folder: Path, start: Path, found: list[MemoryFile], warnings: list[str]) -> None:
+    stack = [start]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError as exc:
+            if current != folder or os.path.exists(folder):
+                warnings.append(f"{current}: cannot list session folder ({exc.strerror or exc})")
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if S_ISDIR(stat.st_mode):
+                stack.append(Path(entry.path))
+            elif entry.name.endswith(SUFFIX):
+                _add(label, folder, Path(entry.path), stat, found, warnings)
+
+
+def _add(label: str, folder: Path, place: Path, stat: os.stat_result, found: list[MemoryFile], warnings: list[str]) -> None:
+    rel = session_path(label, place.relative_to(folder).as_posix())
+    if S_ISLNK(stat.st_mode):
+        try:
+            target = place.resolve(strict=True)
+        except (OSError, RuntimeError):
+            target = None
+        if target is None or not is_inside(folder, target):
+            warnings.append(f"{rel}: skipped, symlink leads outside the session folder {folder}")
+        return  # a link inside the folder: its target is indexed itself
+    if not S_ISREG(stat.st_mode):
+        return  # a FIFO, a device: never read
+    if not is_utf8(rel):
+        warnings.append(f"{rel}: skipped, file name is not valid UTF-8")
+        return
+    found.append(MemoryFile(rel, "session", None, FileStamp.of(stat), location=place))
