@@ -227,7 +227,10 @@ class MemoryIndex:
             )
 
     def get(self, target: str) -> Lines:
-        return read_target(self.settings.root, target, max_bytes=self.settings.max_file_bytes)
+        return read_target(
+            self.settings.root, target, max_bytes=self.settings.max_file_bytes,
+            sessions=self.settings.session_labels, session_tools=self.settings.session_tools,
+        )  # fmt: skip
 
     def get_stored(self, namespace: str, target: str) -> tuple[str, int, int, list[str]]:
         """Lines of a file of another namespace (another host's Markdown, PostgreSQL),

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from indexer.config.settings import CHUNKER_VERSION, Settings
@@ -22,6 +23,7 @@ from indexer.sources.discover import classify, scan
 from indexer.sources.markdown.parse import NotText, decode, read_frontmatter, split_lines
 from indexer.sources.read import open_memory_file
 from indexer.sources.registry import source_for
+from indexer.sources.sessions.discover import scan_sessions
 from indexer.store import Engine, IndexStore
 
 from .sync import CLASSIFICATION_KEY, classification, content_hash, file_title
@@ -155,6 +157,7 @@ def _check_configuration(store: IndexStore, report: CheckReport, *, model_id: st
 def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> None:
     """Every indexed file is on disk with the same bytes; every indexable file is indexed."""
     found, _ = scan(settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders)
+    found += scan_sessions(settings.session_labels)[0]
     recorded = store.meta().get(CLASSIFICATION_KEY)
     # Rows are compared with the classification they were written under; a
     # changed setting is drift that the next sync fixes.
@@ -182,12 +185,13 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
         ))
     changed, missing, wrong = [], [], []
     for item in found:
-        data = _read_indexable(settings, item.target or item.path)
+        data = _read_indexable(settings, item.file(settings.root))
         if item.path in indexed:
             if data is None or content_hash(data) != indexed[item.path].hash:
                 changed.append(item.path)
             elif not _rows_match_guarded(
-                item.path, data, descriptions[item.path], chunks.get(item.path, []), built_with
+                item.path, data, descriptions[item.path], chunks.get(item.path, []), built_with,
+                session_tools=settings.session_tools,
             ):
                 wrong.append(item.path)
         elif (
@@ -210,12 +214,15 @@ def _rows_match(
     description: tuple[str, str | None, dict[str, Any]],
     chunks: list[tuple[int, int, str, str, tuple[str, str, str]]],
     daily_folders: tuple[str, ...],
+    *,
+    session_tools: bool = False,
 ) -> bool:
     """The rows of a file whose hash matches say what its Markdown says: kind,
-    date and frontmatter; chunk texts equal to their line ranges, with their
-    full-text copies; every non-blank body line in exactly one chunk."""
-    text, _ = decode(data)
-    lines = split_lines(text)
+    date and frontmatter; chunk texts equal to their line ranges (as the file's source
+    reads them back: a transcript's turns), with their full-text copies; every
+    non-blank body line in exactly one chunk."""
+    source = source_for(path, session_tools=session_tools)
+    lines = source.readable_lines(data) if source is not None else split_lines(decode(data)[0])
     frontmatter, body_start, _ = read_frontmatter(lines)
     kind, day = classify(path, daily_folders)
     if description != (kind, day, frontmatter):
@@ -235,9 +242,9 @@ def _rows_match(
     return not any(line.strip() for line in lines[max(covered, body_start - 1):])
 
 
-def _rows_match_guarded(path: str, data: bytes, *args: Any) -> bool:
+def _rows_match_guarded(path: str, data: bytes, *args: Any, **options: Any) -> bool:
     try:
-        return _rows_match(path, data, *args)
+        return _rows_match(path, data, *args, **options)
     except Exception:  # noqa: BLE001 - one file's content never stops the check
         log.debug("cannot compare %s", path, exc_info=True)
         return False
@@ -254,10 +261,10 @@ def _parses(path: str, data: bytes) -> bool:
     return True
 
 
-def _read_indexable(settings: Settings, rel: str) -> bytes | None:
+def _read_indexable(settings: Settings, place: Path) -> bytes | None:
     """The file's bytes when a sync would index it; None for what it skips by design."""
     try:
-        with open_memory_file(settings.root / rel) as handle:  # a link's vetted target, as the sync reads it
+        with open_memory_file(place) as handle:  # a link's vetted target, as the sync reads it
             if os.fstat(handle.fileno()).st_size > settings.max_file_bytes:
                 return None
             data = handle.read()

@@ -212,7 +212,10 @@ def build_server(service: IndexService) -> MCPServer:
             rel, start, count = _get_target(target, aliased.get("from"), lines)
             if foreign is not None and foreign != settings.namespace_name:
                 return _stored_excerpt(service, foreign, rel, start, count)
-            excerpt = read_excerpt(settings.root, rel, start=start, count=count, max_bytes=settings.max_file_bytes)
+            excerpt = read_excerpt(
+                settings.root, rel, start=start, count=count, max_bytes=settings.max_file_bytes,
+                sessions=settings.session_labels, session_tools=settings.session_tools,
+            )  # fmt: skip
             if not excerpt.found:
                 return {"path": excerpt.path, "text": "", "from": start, "lines": 0, "truncated": False, "nextFrom": None}
             return {

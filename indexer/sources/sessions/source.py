@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
-from ..base import Chunk, TokenCounter, text_hash
+from ..base import Chunk, TokenCounter, embedded_text, text_hash
 from .formats import Turn, parse_record
 
 PREFIX = "sessions"  # citations: sessions/<folder label>/<path inside the folder>
@@ -108,11 +108,11 @@ def _line_turns(number: int, raw: bytes, *, tools: bool) -> tuple[list[Turn], st
 
 
 def chunk_transcript(transcript: Transcript, *, count_tokens: TokenCounter, max_tokens: int) -> list[Chunk]:
-    """Runs of turns within ``max_tokens`` (summed per line: a bound above the joined text's
-    count, since each count includes the model's special tokens), one local day each, no hour-long pause."""
+    """Runs of turns within ``max_tokens`` (summed per line: a bound above the joined lines'
+    count, since each count includes the model's special tokens and blank lines add none),
+    one local day each, no hour-long pause."""
     numbers = list(transcript.turns)
-    said = ["\n".join(f"{t.role}: {t.text}" for t in transcript.turns[n]) for n in numbers]
-    sizes = count_tokens(said) if said else []
+    sizes = count_tokens([transcript.lines[n - 1] for n in numbers]) if numbers else []
     chunks: list[Chunk] = []
     run: list[int] = []  # indexes into numbers
     used = 0
@@ -123,21 +123,22 @@ def chunk_transcript(transcript: Transcript, *, count_tokens: TokenCounter, max_
             used + sizes[index] > max_tokens
             or (time is not None and last_time is not None and (time.date() != last_time.date() or time - last_time > GAP))
         ):
-            chunks.append(_chunk(transcript, numbers, said, run, oversized=used > max_tokens))
+            chunks.append(_chunk(transcript, numbers, run, oversized=used > max_tokens))
             run, used = [], 0
         run.append(index)
         used += sizes[index]
         last_time = time or last_time
     if run:
-        chunks.append(_chunk(transcript, numbers, said, run, oversized=used > max_tokens))
+        chunks.append(_chunk(transcript, numbers, run, oversized=used > max_tokens))
     return chunks
 
 
-def _chunk(transcript: Transcript, numbers: list[int], said: list[str], run: list[int], *, oversized: bool) -> Chunk:
+def _chunk(transcript: Transcript, numbers: list[int], run: list[int], *, oversized: bool) -> Chunk:
+    """The readable lines ``start..end`` are the chunk's text and what the model sees."""
     start, end = numbers[run[0]], numbers[run[-1]]
-    embed = "\n".join(said[i] for i in run)
     first = next((t.time for i in run for t in transcript.turns[numbers[i]] if t.time is not None), None)
     text = "\n".join(transcript.lines[start - 1 : end])
+    embed = embedded_text("", text)
     return Chunk(start, end, "", text, embed, text_hash(embed), oversized=oversized,
                  date=first.date().isoformat() if first is not None else None)  # fmt: skip
 
