@@ -77,6 +77,25 @@ def make_filters(
     )
 
 
+CORPORA = ("memory", "sessions", "all")
+
+
+def corpus_kinds(corpus: str | None, kinds: list[str] | None) -> list[str] | None:
+    """The kinds a search may return given OpenClaw's ``corpus`` (``memory``: the Markdown
+    files; ``sessions``: transcripts; ``all``/None: both) and explicit ``kinds``, which must agree."""
+    if corpus in (None, "all"):
+        return kinds
+    if corpus not in CORPORA:
+        raise ConfigError(f"corpus {corpus!r} is not one of {', '.join(CORPORA)}")
+    allowed = ["session"] if corpus == "sessions" else [kind for kind in KINDS if kind != "session"]
+    if not kinds:
+        return allowed
+    chosen = [kind for kind in parse_kinds(kinds) if kind in allowed]
+    if not chosen:
+        raise ConfigError(f"kind {', '.join(kinds)} is not in corpus {corpus!r}: nothing can match")
+    return chosen
+
+
 def parse_kinds(kinds: str | Iterable[str] | None) -> tuple[str, ...]:
     if kinds is None:
         return ()

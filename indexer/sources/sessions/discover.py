@@ -112,3 +112,19 @@ def _add(label: str, folder: Path, place: Path, stat: os.stat_result, found: lis
         warnings.append(f"{rel}: skipped, file name is not valid UTF-8")
         return
     found.append(MemoryFile(rel, "session", None, FileStamp.of(stat), location=place))
+
+
+def session_relevant(labels: Mapping[str, Path], event_path: str, *, is_directory: bool) -> str | None:
+    """The citation path (``sessions/<label>/...``) an event in a session folder is about, or None."""
+    path = Path(os.fsdecode(event_path))
+    for label, folder in labels.items():
+        try:
+            inside = PurePosixPath(path.relative_to(folder).as_posix())
+        except ValueError:
+            continue
+        if any(part.startswith(".") for part in inside.parts) or not is_utf8(inside.as_posix()):
+            return None
+        if not is_directory and not inside.name.endswith(SUFFIX):
+            return None
+        return session_path(label, inside.as_posix()) if inside.parts else f"{PREFIX}/{label}"
+    return None
