@@ -26,7 +26,7 @@ from indexer.sources.registry import source_for
 from indexer.sources.sessions.discover import scan_sessions
 from indexer.store import Engine, IndexStore
 
-from .sync import CLASSIFICATION_KEY, classification, content_hash, file_title
+from .sync import CLASSIFICATION_KEY, CLASSIFIER_KEY, CLASSIFIER_VERSION, classification, content_hash, file_title
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +168,9 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
             f"kinds and dates were derived with daily folders {', '.join(built_with)}; "
             f"configured: {', '.join(settings.daily_folders)}",
         )
+    old_rules = store.meta().get(CLASSIFIER_KEY) != CLASSIFIER_VERSION and bool(store.file_states())
+    if old_rules:
+        report.add(DRIFT, "kinds and dates were derived before slugged daily files (YYYY-MM-DD-slug.md) were dated")
     indexed = store.file_states()
     skipped = store.skipped_files()  # skipped with a warning: consistent while their stamp is the same
     descriptions = store.file_descriptions()
@@ -191,7 +194,7 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
                 changed.append(item.path)
             elif not _rows_match_guarded(
                 item.path, data, descriptions[item.path], chunks.get(item.path, []), built_with,
-                session_tools=settings.session_tools,
+                session_tools=settings.session_tools, old_rules=old_rules,
             ):
                 wrong.append(item.path)
         elif (
@@ -216,6 +219,7 @@ def _rows_match(
     daily_folders: tuple[str, ...],
     *,
     session_tools: bool = False,
+    old_rules: bool = False,
 ) -> bool:
     """The rows of a file whose hash matches say what its Markdown says: kind,
     date and frontmatter; chunk texts equal to their line ranges (as the file's source
@@ -225,9 +229,9 @@ def _rows_match(
     lines = source.readable_lines(data) if source is not None else split_lines(decode(data)[0])
     frontmatter, body_start, _ = read_frontmatter(lines)
     kind, day = classify(path, daily_folders)
-    if description != (kind, day, frontmatter):
+    if description != (kind, day, frontmatter) and not (old_rules and description == ("note", None, frontmatter)):
         return False
-    title = file_title(path, day, frontmatter)
+    title = file_title(path, description[1], frontmatter)  # as stored (old rules: undated)
     if frontmatter and not any(line.strip() for line in lines[body_start - 1 :]):
         body_start = 1  # frontmatter only: its lines are the chunks
     covered = 0  # last line covered so far

@@ -50,6 +50,11 @@ READ_RETRIES = 2
 TOO_LARGE = " MiB limit"
 # meta key: the daily folders the files' kinds and dates were derived with.
 CLASSIFICATION_KEY = "daily_folders"
+# meta key: the rules kinds and dates were derived by (2: slugged daily files, YYYY-MM-DD-slug.md, are dated).
+CLASSIFIER_KEY = "classifier"
+CLASSIFIER_VERSION = "2"
+# meta key: whether the transcripts were read with their tool traffic (Settings.session_tools).
+SESSION_TOOLS_KEY = "session_tools"
 
 # The title words (path, date, frontmatter title/tags/aliases) are copied into
 # every chunk's full-text row, so they are bounded: per value and in total.
@@ -217,20 +222,28 @@ def reclassify(settings: Settings, store: IndexStore) -> bool:
     """When the daily folders differ from the ones the index was classified with,
     mark the files whose kind or date changes so that this sync reads them again
     (their kind, date and full-text title words change; vectors come from the cache).
-    True when some file must be read again."""
+    True when some file must be read again. The same when the classification rules
+    changed (``CLASSIFIER_VERSION``), and for the transcripts when ``session_tools`` changed."""
     wanted = classification(settings.daily_folders)
-    if store.meta().get(CLASSIFICATION_KEY) == wanted:
+    meta = store.meta()
+    tools = str(int(settings.session_tools))
+    same_rules = meta.get(CLASSIFICATION_KEY) == wanted and meta.get(CLASSIFIER_KEY) == CLASSIFIER_VERSION
+    if same_rules and meta.get(SESSION_TOOLS_KEY) == tools:
         return False
-    changed = [
-        path
-        for path, (kind, day, _) in store.file_descriptions().items()
-        if classify(path, settings.daily_folders) != (kind, day)
-    ]
-    store.invalidate_files(changed)
-    store.set_meta(**{CLASSIFICATION_KEY: wanted})
+    descriptions = store.file_descriptions()
+    changed = [] if same_rules else [
+        path for path, (kind, day, _) in descriptions.items() if classify(path, settings.daily_folders) != (kind, day)
+    ]  # fmt: skip
+    retooled = [path for path, (kind, _, _) in descriptions.items() if kind == "session"]
+    if meta.get(SESSION_TOOLS_KEY, "0") == tools:
+        retooled = []
+    store.invalidate_files(sorted(set(changed + retooled)))
+    store.set_meta(**{CLASSIFICATION_KEY: wanted, CLASSIFIER_KEY: CLASSIFIER_VERSION, SESSION_TOOLS_KEY: tools})
     if changed:
         log.warning("daily folders are now %s: re-classifying %d files", ", ".join(settings.daily_folders), len(changed))
-    return bool(changed)
+    if retooled:
+        log.warning("session_tools is now %s: reading %d transcripts again", settings.session_tools, len(retooled))
+    return bool(changed or retooled)
 
 
 def classification(daily_folders: tuple[str, ...]) -> str:
