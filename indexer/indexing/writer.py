@@ -61,6 +61,7 @@ class Prepared:
     record: FileRecord
     chunks: list[Chunk]
     read_at_ns: int  # when the bytes were read: the racy-mtime rule compares against it
+    keep_before: int | None = None  # a log that only grew: its stored chunks before this line stay
 
 
 class Writer:
@@ -159,7 +160,10 @@ class Writer:
                     )  # fmt: skip
             self._count_chunks(prepared.chunks)
             matrix = np.stack([vectors[c.hash] for c in prepared.chunks]) if prepared.chunks else np.zeros((0, 0))
-            self.store.replace_file(prepared.record, prepared.chunks, matrix, indexed_at_ns=prepared.read_at_ns)
+            self.store.replace_file(
+                prepared.record, prepared.chunks, matrix, indexed_at_ns=prepared.read_at_ns,
+                keep_before=prepared.keep_before,
+            )  # fmt: skip
             self.report.reindexed += 1
             log.info("indexed %s (%d chunks)", _one_line(prepared.found.path), len(prepared.chunks))
         return changed

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -91,4 +91,16 @@ class Source(Protocol[ParsedT]):
     def readable_lines(self, data: bytes) -> list[str]:
         """The file's lines as ``get`` shows them, one per raw line (a chunk's text is
         lines ``start..end`` of these). Raises ``NotText`` for binary data."""
+        ...
+
+
+@runtime_checkable
+class AppendOnly(Protocol):
+    """A source whose files are logs that only grow (session transcripts). When such a file
+    only grew, the sync parses it from the first line of its last stored chunk on
+    (``parse_from``) and keeps the chunks before: its chunker must cut a file into the
+    same chunks whether it starts at line 1 or at the start of any chunk it made."""
+
+    def parse_from(self, data: bytes, first_line: int) -> Parsed:
+        """Parse ``data``, the file's bytes from the start of line ``first_line`` on."""
         ...

@@ -47,10 +47,14 @@ class TurnBlock:
 class Transcript:
     """A parsed transcript: one readable line per JSONL line, and the turns of each."""
 
-    lines: list[str]
+    lines: list[str]  # from line ``first_line`` on
     turns: dict[int, list[Turn]]  # line -> the turns it holds (only lines with turns)
     warnings: list[str] = field(default_factory=list)
     frontmatter: dict[str, Any] = field(default_factory=dict)
+    first_line: int = 1
+
+    def line(self, number: int) -> str:
+        return self.lines[number - self.first_line]
 
     @property
     def blocks(self) -> list[TurnBlock]:
@@ -85,7 +89,7 @@ def parse_transcript(data: bytes, *, tools: bool = False, first_line: int = 1) -
     warnings = problems[:MAX_LINE_WARNINGS]
     if len(problems) > MAX_LINE_WARNINGS:
         warnings.append(f"{len(problems) - MAX_LINE_WARNINGS} more lines skipped (not JSON or of no known format)")
-    return Transcript(lines, turns, warnings)
+    return Transcript(lines, turns, warnings, first_line=first_line)
 
 
 def _line_turns(number: int, raw: bytes, *, tools: bool) -> tuple[list[Turn], str | None]:
@@ -112,7 +116,7 @@ def chunk_transcript(transcript: Transcript, *, count_tokens: TokenCounter, max_
     count, since each count includes the model's special tokens and blank lines add none),
     one local day each, no hour-long pause."""
     numbers = list(transcript.turns)
-    sizes = count_tokens([transcript.lines[n - 1] for n in numbers]) if numbers else []
+    sizes = count_tokens([transcript.line(n) for n in numbers]) if numbers else []
     chunks: list[Chunk] = []
     run: list[int] = []  # indexes into numbers
     used = 0
@@ -124,7 +128,7 @@ def chunk_transcript(transcript: Transcript, *, count_tokens: TokenCounter, max_
             or (time is not None and last_time is not None and (time.date() != last_time.date() or time - last_time > GAP))
         ):
             chunks.append(_chunk(transcript, numbers, run, oversized=used > max_tokens))
-            run, used = [], 0
+            run, used, last_time = [], 0, None  # nothing before a chunk counts: parse_from starts here
         run.append(index)
         used += sizes[index]
         last_time = time or last_time
@@ -137,7 +141,7 @@ def _chunk(transcript: Transcript, numbers: list[int], run: list[int], *, oversi
     """The readable lines ``start..end`` are the chunk's text and what the model sees."""
     start, end = numbers[run[0]], numbers[run[-1]]
     first = next((t.time for i in run for t in transcript.turns[numbers[i]] if t.time is not None), None)
-    text = "\n".join(transcript.lines[start - 1 : end])
+    text = "\n".join(transcript.lines[start - transcript.first_line : end - transcript.first_line + 1])
     embed = embedded_text("", text)
     return Chunk(start, end, "", text, embed, text_hash(embed), oversized=oversized,
                  date=first.date().isoformat() if first is not None else None)  # fmt: skip
@@ -174,6 +178,10 @@ class SessionSource:
 
     def parse(self, data: bytes) -> Transcript:
         return parse_transcript(data, tools=self.tools)
+
+    def parse_from(self, data: bytes, first_line: int) -> Transcript:
+        """A transcript that only grew, from line ``first_line`` on (``base.AppendOnly``)."""
+        return parse_transcript(data, tools=self.tools, first_line=first_line)
 
     def chunk(self, parsed: Transcript, *, count_tokens: TokenCounter, max_tokens: int) -> list[Chunk]:
         return chunk_transcript(parsed, count_tokens=count_tokens, max_tokens=max_tokens)

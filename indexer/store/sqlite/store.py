@@ -117,10 +117,12 @@ class Store:
         vectors: np.ndarray,
         *,
         indexed_at_ns: int,
+        keep_before: int | None = None,
     ) -> None:
-        """Replace everything stored for one file, in one transaction."""
+        """Replace everything stored for one file, in one transaction; with ``keep_before``,
+        its chunks that start before that line stay (a transcript that only grew)."""
         with self.connection:
-            self._delete_rows(record.path)
+            self._delete_rows(record.path, from_line=keep_before)
             self.connection.execute(
                 "INSERT INTO files(path, kind, date, size, mtime_ns, ctime_ns, inode, hash, frontmatter, "
                 "indexed_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -158,14 +160,21 @@ class Store:
         with self.connection:
             self._delete_rows(path)
 
-    def _delete_rows(self, path: str) -> None:
-        ids = [row[0] for row in self.connection.execute("SELECT id FROM chunks WHERE path = ?", (path,))]
+    def last_chunk_start(self, path: str) -> int | None:
+        """The first line of a file's last chunk, or None when it has none."""
+        (line,) = self.connection.execute("SELECT max(start_line) FROM chunks WHERE path = ?", (path,)).fetchone()
+        return line
+
+    def _delete_rows(self, path: str, *, from_line: int | None = None) -> None:
+        first = 0 if from_line is None else from_line
+        ids = [row[0] for row in self.connection.execute(
+            "SELECT id FROM chunks WHERE path = ? AND start_line >= ?", (path, first))]  # fmt: skip
         for batch in _batches(ids):
             marks = ",".join("?" * len(batch))
             self.connection.execute(f"DELETE FROM chunks_fts WHERE rowid IN ({marks})", batch)
             if self.vec_enabled:
                 self.connection.execute(f"DELETE FROM chunks_vec WHERE rowid IN ({marks})", batch)
-        self.connection.execute("DELETE FROM chunks WHERE path = ?", (path,))
+        self.connection.execute("DELETE FROM chunks WHERE path = ? AND start_line >= ?", (path, first))
         self.connection.execute("DELETE FROM files WHERE path = ?", (path,))
         self.connection.execute("DELETE FROM skipped WHERE path = ?", (path,))
 
