@@ -406,7 +406,8 @@ def test_instructions_and_readme_cite_as_the_results_do() -> None:
 
     assert "path#Lstart-Lend (the result's citation)" in INSTRUCTIONS
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    prompt = readme.split("For the assistant's system prompt:", 1)[1].split("\n## ", 1)[0]
+    quoted = readme.split("For the assistant's system prompt:", 1)[1].split("\n## ", 1)[0]
+    prompt = " ".join(line.removeprefix(">").strip() for line in quoted.splitlines())
     assert "`path#Lstart-Lend` (the result's `citation`)" in prompt and "path:start-end" not in prompt
 
 
