@@ -319,6 +319,12 @@ def test_a_200_mb_transcript_and_a_symlink_out_of_the_folder_are_skipped(tmp_pat
         assert not index.search("vault combination", mode="keyword")
         with pytest.raises(PathError):
             index.get("sessions/chats/link.jsonl")
+    past = time.time() - 10
+    for name in ("huge.jsonl", "link.jsonl"):
+        os.utime(chats / name, (past, past), follow_symlinks=False)
+    synced(settings)
+    again = synced(settings)  # the same skipped files: no second warning
+    assert again.warnings == [] and again.skipped_as_before == 2
 
 
 def test_the_watcher_picks_up_a_new_transcript_and_an_append(tmp_path: Path) -> None:

@@ -55,6 +55,15 @@ def scan_session_paths(labels: Mapping[str, Path], paths: Iterable[str]) -> tupl
     return sorted(found.values(), key=lambda item: item.path), warnings
 
 
+def place_of(root: Path, labels: Mapping[str, Path], rel_path: str) -> Path:
+    """Where a scanned path is on disk, links not followed: under the root, or for a
+    transcript's citation path in its session folder (for the stamp of a skipped path)."""
+    split = split_session_path(rel_path)
+    if split is not None and split[0] in labels:
+        return labels[split[0]].joinpath(*PurePosixPath(split[1]).parts)
+    return root / rel_path
+
+
 def session_file(labels: Mapping[str, Path], rel_path: str) -> Path | None:
     """The real file of a transcript's citation path, when it is one a scan would index
     (in a configured folder, no hidden part, no symlink on the way); else None."""
