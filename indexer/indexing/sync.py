@@ -32,7 +32,7 @@ from indexer.sources.discover import FileStamp, MemoryFile, classify, is_utf8, s
 from indexer.sources.markdown.parse import NotText
 from indexer.sources.read import open_memory_file
 from indexer.sources.registry import source_for
-from indexer.sources.sessions.discover import scan_session_paths, scan_sessions
+from indexer.sources.sessions.discover import place_of, scan_session_paths, scan_sessions
 from indexer.store import FileRecord, FileState, IndexStore, SkippedFile, VectorCache
 
 from .report import SKIPPED_MARK, Progress, SyncReport
@@ -100,7 +100,7 @@ def sync(
         found, scan_warnings = found + sessions, scan_warnings + session_warnings
         known = store.file_states(under=paths)
         skipped = store.skipped_files(under=paths)
-    scan_skipped = _report_scan_warnings(settings.root, store, report, scan_warnings, skipped)
+    scan_skipped = _report_scan_warnings(settings, store, report, scan_warnings, skipped)
     report.files_seen = len(found)
     report.symlinks = {item.path: item.target for item in found if item.target is not None}
     to_read = []
@@ -159,7 +159,7 @@ def sync(
 
 
 def _report_scan_warnings(
-    root: Path, store: IndexStore, report: SyncReport, warnings: list[str], skipped: dict[str, SkippedFile]
+    settings: Settings, store: IndexStore, report: SyncReport, warnings: list[str], skipped: dict[str, SkippedFile]
 ) -> set[str]:
     """Report what the scan skipped (broken or outside symlinks, names that are not UTF-8),
     except what was skipped before with the same stamp. Returns the keys of those skips."""
@@ -173,7 +173,7 @@ def _report_scan_warnings(
         keys.add(key)
         checked_at = time.time_ns()
         try:
-            stamp = FileStamp.of(os.lstat(root / rel))
+            stamp = FileStamp.of(os.lstat(place_of(settings.root, settings.session_labels, rel)))
         except OSError:
             stamp = None
         record = skipped.get(key)
