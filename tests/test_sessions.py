@@ -98,6 +98,13 @@ def plain(fact: str, day: str = "2026-11-26") -> str:
     )
 
 
+def speech(fact: str, day: str = "2026-11-25") -> str:
+    return jsonl(
+        {"speaker": "Ana", "text": "Quick standup: anything blocking?", "timestamp": f"{day}T12:00:00Z", "start": 0.0},
+        {"speaker": "Ben", "text": fact, "timestamp": f"{day}T12:00:20Z", "start": 20.5},
+    )
+
+
 # (format, session folder, file inside it, writer, fact, query, label, first day)
 FORMATS = {
     "openclaw": ("oc/agents/main/sessions", "s1.jsonl", openclaw,
@@ -112,6 +119,9 @@ FORMATS = {
     "codex": ("codex/sessions", "2026/11/27/rollout-2026-11-27T12-00-00-c1.jsonl", codex,
               "The staging database listens on port 6543.",
               "staging database port", "codex-sessions", "2026-11-27T12:00:01+00:00"),
+    "speech": ("oc/transcripts", "2026-11-25/standup/transcript.jsonl", speech,
+               "The invoice run moves to Thursday because the bank holiday blocks Monday.",
+               "when is the invoice run", "transcripts", "2026-11-25T12:00:00+00:00"),
     "plain": ("chats", "export.jsonl", plain,
               "Grandma's kimchi takes three tablespoons of gochugaru.",
               "kimchi gochugaru grandma", "chats", "2026-11-26T12:00:00+00:00"),
@@ -151,8 +161,9 @@ def test_a_fact_said_only_in_a_chat_is_found_cited_and_read_back(world: Settings
         assert top.kind == "session" and top.date == local_day(first)
         lines = index.get(f"{top.path}:{top.start_line}-{top.end_line}")
     text = "\n".join(lines.lines)
-    assert fact in text and "assistant: " in text
-    assert f"[{datetime.fromisoformat(first).astimezone():%Y-%m-%d %H:%M}] user: " in text
+    speakers = ("Ana", "Ben") if name == "speech" else ("user", "assistant")
+    assert fact in text and f"{speakers[1]}: " in text
+    assert f"[{datetime.fromisoformat(first).astimezone():%Y-%m-%d %H:%M}] {speakers[0]}: " in text
     assert "{" not in text  # turns, not raw JSON
     # thinking, tool calls and tool results are not indexed by default, and not shown
     assert "zebra" not in text and "quokka" not in text and "<environment_context>" not in text

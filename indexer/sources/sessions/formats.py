@@ -20,7 +20,10 @@ summary: ``IGNORED``), or unknown (``None``: skipped with a warning). Formats:
   ``function_call``, ``function_call_output`` payloads; ``session_meta``,
   ``turn_context``, ``event_msg`` (which repeats the messages) are ignored.
 - Plain ``{"role", "content", "timestamp"}`` lines (also Codex's older
-  ``{"type": "message", "role", "content"}``).
+  ``{"type": "message", "role", "content"}``), and ``{"speaker", "text",
+  "timestamp"}`` lines of captured speech (the speaker's name is the role). OpenClaw's
+  transcripts tool (``transcripts/YYYY-MM-DD/<session>/transcript.jsonl``) is read
+  through these: its documentation gives the folder layout, not a line schema.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def parse_record(line: int, record: Any, *, tools: bool) -> list[Turn] | None:
     if not isinstance(record, dict):
         return None
     kind = record.get("type")
-    stamp = record.get("timestamp")
+    stamp = record.get("timestamp", record.get("ts"))
     if kind == "response_item":  # Codex
         payload = record.get("payload")
         return _codex(line, payload, stamp, tools=tools) if isinstance(payload, dict) else None
@@ -73,6 +76,10 @@ def parse_record(line: int, record: Any, *, tools: bool) -> list[Turn] | None:
         return _message(line, inner.get("role", kind), inner.get("content"), stamp, tools=tools)
     if "role" in record and "content" in record:  # plain, Codex's older lines
         return _message(line, record.get("role"), record.get("content"), stamp, tools=tools)
+    speaker, said = record.get("speaker"), record.get("text")
+    if isinstance(speaker, str) and isinstance(said, str):  # captured speech
+        name = " ".join(speaker.split()) or "speaker"
+        return [Turn(line, name, said.strip(), parse_time(stamp))] if said.strip() else IGNORED
     if isinstance(kind, str) and kind not in MESSAGE_TYPES:
         return IGNORED  # a header, a model change, a summary, an event...
     return None
@@ -164,6 +171,8 @@ def parse_time(value: Any) -> datetime | None:
             return None
         if isinstance(value, (int, float)):
             seconds = value / 1000 if abs(value) > 1e11 else value
+            if seconds < 1e9:  # before 2001: an offset into a recording, not a moment
+                return None
             return datetime.fromtimestamp(seconds, tz=timezone.utc).astimezone()
         if isinstance(value, str) and value.strip():
             moment = datetime.fromisoformat(value.strip())
