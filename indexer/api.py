@@ -266,6 +266,8 @@ class MemoryIndex:
             "last_sync": float(meta["last_sync"]) if "last_sync" in meta else None,
             "watcher": watcher_status(self.settings.status_path.parent, self.settings.status_path.name),
             "skipped": [{"path": path, "reason": f.reason} for path, f in sorted(self.store.skipped_files().items())],
+            # label -> folder: a transcript is cited as sessions/<label>/<path inside the folder>
+            "session_folders": {label: str(folder) for label, folder in self.settings.session_labels.items()},
         }
 
     def prepare_model(self) -> None:

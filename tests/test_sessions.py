@@ -221,6 +221,8 @@ def test_cli_flag_search_filters_and_get(tmp_path: Path) -> None:
     assert memdex(*base, "search", "gochugaru", "--mode", "keyword", "--kind", "note", "--json").exit_code == 1
     assert memdex(*base, "search", "gochugaru", "--mode", "keyword", "--after", "2026-11-27").exit_code == 1
     assert memdex(*base, "search", "gochugaru", "--mode", "keyword", "--before", "2026-11-26", "-q").exit_code == 0
+    status = json.loads(memdex(*base, "status", "--json").output)
+    assert status["session_folders"]["chats"] == str(tmp_path / "chats") and status["by_kind"]["session"]["files"] == 6
     got = memdex(*base, "get", f"{hit['path']}:{hit['start_line']}-{hit['end_line']}")
     assert got.exit_code == 0 and "assistant: Grandma's kimchi" in got.output
     # without the setting the transcript is not served; path tricks never reach it

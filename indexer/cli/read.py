@@ -184,6 +184,8 @@ def status_command(obj: Any, as_json: bool) -> None:
     click.echo(f"files:   {info['files']}, chunks: {info['chunks']}, last sync: {last}")
     for kind, counts in sorted(info["by_kind"].items()):
         click.echo(f"  {kind:<7} {plural(counts['files'], 'file'):>12} {plural(counts['chunks'], 'chunk'):>13}")
+    for label, folder in info["session_folders"].items():
+        click.echo(f"sessions: sessions/{one_line(label)}/ is {one_line(folder)}")
     for skipped in info["skipped"]:  # files skipped with a warning, not read again until they change
         click.echo(f"skipped: {skipped['path']}: {skipped['reason']}")
     watcher = info["watcher"]
