@@ -461,3 +461,22 @@ def test_the_index_folder_carries_its_own_gitignore(tmp_path: Path) -> None:
     (root / ".memdex" / ".gitignore").write_text("# mine\n")
     synced(make_settings(root))
     assert (root / ".memdex" / ".gitignore").read_text() == "# mine\n"
+
+
+@pytest.mark.slow
+def test_the_real_model_finds_a_chat_fact_in_plain_language_and_its_chunks_fit(tmp_path: Path) -> None:
+    """Hybrid search with the real model: a question sharing no word with the chat's answer."""
+    from indexer.embedding.torch_backend import SentenceTransformerEmbedder
+
+    model = SentenceTransformerEmbedder()
+    settings = make_world(tmp_path)
+    synced(settings, model)  # type: ignore[arg-type]
+    query = "where will the celebration be held"  # said: "We settled on the Lantern Boathouse ... party"
+    with open_index(settings, embedder=model) as index:  # type: ignore[arg-type]
+        assert not index.search(query, mode="keyword", filters=make_filters(kinds=["session"]))
+        top = index.search(query, mode="hybrid", filters=make_filters(kinds=["session"]), limit=1)[0]
+        assert top.path == "sessions/main-sessions/s1.jsonl"
+        assert "Lantern Boathouse" in "\n".join(index.get(f"{top.path}:{top.start_line}-{top.end_line}").lines)
+        for hit in index.search("party passport numpy port kimchi invoice", mode="keyword", budget_lines=None, limit=50):
+            text = "\n".join(index.get(f"{hit.path}:{hit.start_line}-{hit.end_line}").lines)
+            assert len(model._model.tokenizer(text, truncation=False)["input_ids"]) <= model._model.max_seq_length
