@@ -19,11 +19,11 @@ from typing import Any
 from indexer.config.settings import CHUNKER_VERSION, Settings
 from indexer.errors import one_line
 from indexer.sources.base import embedded_text, text_hash
-from indexer.sources.discover import classify, scan
+from indexer.sources.catalog import scan_all
+from indexer.sources.discover import classify
 from indexer.sources.markdown.parse import NotText, decode, read_frontmatter, split_lines
 from indexer.sources.read import open_memory_file
 from indexer.sources.registry import source_for
-from indexer.sources.sessions.discover import scan_sessions
 from indexer.store import Engine, IndexStore
 
 from .sync import CLASSIFICATION_KEY, CLASSIFIER_KEY, CLASSIFIER_VERSION, classification, content_hash, file_title
@@ -156,8 +156,10 @@ def _check_configuration(store: IndexStore, report: CheckReport, *, model_id: st
 
 def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> None:
     """Every indexed file is on disk with the same bytes; every indexable file is indexed."""
-    found, _ = scan(settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders)
-    found += scan_sessions(settings.session_labels)[0]
+    found, _ = scan_all(
+        settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders,
+        sessions=settings.session_labels,
+    )  # fmt: skip
     recorded = store.meta().get(CLASSIFICATION_KEY)
     # Rows are compared with the classification they were written under; a
     # changed setting is drift that the next sync fixes.

@@ -28,11 +28,11 @@ from indexer.config.settings import CHUNKER_VERSION, Settings
 from indexer.embedding.protocol import Embedder
 from indexer.errors import one_line
 from indexer.sources.base import AppendOnly, Chunk
-from indexer.sources.discover import FileStamp, MemoryFile, classify, is_utf8, scan, scan_paths
+from indexer.sources.catalog import place_of, scan_all, scan_all_paths
+from indexer.sources.discover import FileStamp, MemoryFile, classify, is_utf8
 from indexer.sources.markdown.parse import NotText
 from indexer.sources.read import open_memory_file
 from indexer.sources.registry import source_for
-from indexer.sources.sessions.discover import place_of, scan_session_paths, scan_sessions
 from indexer.store import FileRecord, FileState, IndexStore, SkippedFile, VectorCache
 
 from .report import SKIPPED_MARK, Progress, SyncReport
@@ -86,18 +86,18 @@ def sync(
     if reclassify(settings, store):
         paths = None  # files whose kind or date changed are read again, wherever they are
     if paths is None:
-        found, scan_warnings = scan(settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders)
-        sessions, session_warnings = scan_sessions(settings.session_labels)
-        found, scan_warnings = found + sessions, scan_warnings + session_warnings
+        found, scan_warnings = scan_all(
+            settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders,
+            sessions=settings.session_labels,
+        )  # fmt: skip
         known = store.file_states()
         skipped = store.skipped_files()
     else:
         paths = set(paths)
-        found, scan_warnings = scan_paths(
-            settings.root, paths, index_dir=settings.index_dir, daily_folders=settings.daily_folders
-        )
-        sessions, session_warnings = scan_session_paths(settings.session_labels, paths)
-        found, scan_warnings = found + sessions, scan_warnings + session_warnings
+        found, scan_warnings = scan_all_paths(
+            settings.root, paths, index_dir=settings.index_dir, daily_folders=settings.daily_folders,
+            sessions=settings.session_labels,
+        )  # fmt: skip
         known = store.file_states(under=paths)
         skipped = store.skipped_files(under=paths)
     scan_skipped = _report_scan_warnings(settings, store, report, scan_warnings, skipped)
