@@ -385,7 +385,7 @@ class Store:
         """The index content independent of row ids (for comparing with a rebuild)."""
         files = sorted(self.connection.execute("SELECT path, kind, date, hash, frontmatter FROM files"))
         chunks = sorted(
-            self.connection.execute("SELECT path, start_line, end_line, heading, text, hash FROM chunks")
+            self.connection.execute("SELECT path, start_line, end_line, heading, text, hash, date FROM chunks")
         )
         fts = sorted(
             self.connection.execute(
