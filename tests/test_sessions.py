@@ -25,6 +25,7 @@ from indexer.cli.app import cli
 from indexer.config.resolve import load_configuration
 from indexer.config.settings import Settings
 from indexer.errors import ConfigError, PathError
+from indexer.indexing.check import HEALTHY, check_index
 from indexer.serve.mcp import build_server
 from indexer.serve.service import IndexService
 from indexer.watch.watcher import Watcher, WatchOptions
@@ -274,6 +275,8 @@ def test_an_appended_message_is_searchable_and_only_the_tail_is_embedded(tmp_pat
         (hit,) = index.search("hunter kestrel wifi", mode="keyword", limit=1)
         assert hit.end_line == 41 and hit.path == "sessions/chats/long.jsonl"
         grown = index.store.snapshot()
+        verdict = check_index(settings, index.engine, model_id=embedder.model_id)
+        assert verdict.exit_code == HEALTHY, verdict.problems
     fresh = engine_kind.fresh(settings)
     synced(fresh)
     with open_index(fresh, embedder=RecordingEmbedder()) as index:
