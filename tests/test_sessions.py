@@ -411,9 +411,13 @@ def test_mcp_corpus_citation_and_no_prompts_or_resources(service: IndexService) 
         top = sessions.structured_content["results"][0]
         got = await client.call_tool("memory_get", {"path": top["citation"]})
         clash = await client.call_tool("memory_search", {**search, "corpus": "sessions", "kind": "note"})
-        return capabilities, sessions, memory, everything, top, got, clash
+        gone = await client.call_tool("memory_get", {"path": "sessions/chats/not-yet.jsonl"})
+        outside = await client.call_tool("memory_get", {"path": "sessions/chats/../../secret.jsonl"})
+        return capabilities, sessions, memory, everything, top, got, clash, gone, outside
 
-    capabilities, sessions, memory, everything, top, got, clash = with_client(service, body)
+    capabilities, sessions, memory, everything, top, got, clash, gone, outside = with_client(service, body)
+    assert gone.structured_content["text"] == "" and gone.structured_content["lines"] == 0
+    assert outside.is_error
     assert capabilities.tools is not None and capabilities.prompts is None and capabilities.resources is None
     assert {hit["kind"] for hit in sessions.structured_content["results"]} == {"session"}
     assert {hit["kind"] for hit in memory.structured_content["results"]} == {"memory"}

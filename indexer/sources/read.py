@@ -60,6 +60,9 @@ def read_excerpt(
     if start < 1 or count < 1:
         raise PathError(f"{path}: from and lines must be at least 1")
     if sessions and _is_session(path, sessions):
+        place = session_file(sessions, path)
+        if place is not None and not os.path.lexists(place):  # as for a note: a transcript not there reads as empty
+            return Excerpt(path, start, [], 0, found=False)
         rel, lines = read_lines(root, path, max_bytes=max_bytes, sessions=sessions, session_tools=session_tools)
         if start > max(len(lines), 1):
             raise PathError(f"{rel} has only {len(lines)} lines")
