@@ -487,3 +487,11 @@ def test_the_real_model_finds_a_chat_fact_in_plain_language_and_its_chunks_fit(t
         for hit in index.search("party passport numpy port kimchi invoice", mode="keyword", budget_lines=None, limit=50):
             text = "\n".join(index.get(f"{hit.path}:{hit.start_line}-{hit.end_line}").lines)
             assert len(model._model.tokenizer(text, truncation=False)["input_ids"]) <= model._model.max_seq_length
+
+
+@pytest.mark.parametrize("data", [b"a\nbb\n\nccc\n", b"a\nbb\n\nccc", b"only", b"x\n"])
+def test_line_offset_finds_each_line_from_the_end(data: bytes) -> None:
+    from indexer.indexing.tail import line_offset
+
+    starts = [0] + [i + 1 for i, byte in enumerate(data) if byte == ord("\n") and i + 1 < len(data)]
+    assert [line_offset(data, n) for n in range(1, len(starts) + 1)] == starts

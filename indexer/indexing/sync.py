@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from indexer.config.settings import CHUNKER_VERSION, Settings
 from indexer.embedding.protocol import Embedder
 from indexer.errors import one_line
-from indexer.sources.base import AppendOnly, Chunk
+from indexer.sources.base import Chunk
 from indexer.sources.catalog import place_of, scan_all, scan_all_paths
 from indexer.sources.discover import FileStamp, MemoryFile, classify, is_utf8
 from indexer.sources.markdown.parse import NotText
@@ -36,6 +36,7 @@ from indexer.sources.registry import source_for
 from indexer.store import FileRecord, FileState, IndexStore, SkippedFile, VectorCache
 
 from .report import SKIPPED_MARK, Progress, SyncReport
+from .tail import line_offset, resume_line
 from .writer import Prepared as _Prepared
 from .writer import Writer, content_hash
 
@@ -313,11 +314,11 @@ def _prepare(
     try:
         source = source_for(item.path, session_tools=settings.session_tools)
         assert source is not None, "scans list only the files a source owns"
-        resume = _resume_line(store, source, item.path, state, stamp, data)
+        resume = resume_line(store, source, item.path, state, stamp, data)
         if resume is None:
             note = source.parse(data)
         else:  # a log that only grew: its last chunk and what follows
-            note = source.parse_from(data[_line_offset(data, resume) :], resume)  # type: ignore[union-attr]
+            note = source.parse_from(data[line_offset(data, resume) :], resume)  # type: ignore[union-attr]
             report.tail_only += 1
         chunks = source.chunk(note, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
         title = file_title(item.path, item.date, note.frontmatter)
@@ -340,31 +341,6 @@ def _prepare(
         frontmatter=note.frontmatter, title=title,
     )  # fmt: skip
     return _Prepared(item, record, chunks, read_at, keep_before=resume)
-
-
-def _resume_line(
-    store: IndexStore, source: object, path: str, state: FileState | None, stamp: FileStamp, data: bytes
-) -> int | None:
-    """For a log (``AppendOnly`` source) that only grew since it was indexed (same inode,
-    larger, its old bytes unchanged): the first line of its last stored chunk, from which
-    it is parsed again. None: read the whole file."""
-    if not isinstance(source, AppendOnly) or state is None or state.stamp.size <= 0:
-        return None
-    if stamp.inode != state.stamp.inode or stamp.size <= state.stamp.size:
-        return None
-    if content_hash(data[: state.stamp.size]) != state.hash:
-        return None
-    return store.last_chunk_start(path)
-
-
-def _line_offset(data: bytes, line: int) -> int:
-    """The byte offset where 1-based ``line`` starts, found from the end (the line is near it)."""
-    if line <= 1:
-        return 0
-    position = len(data)
-    for _ in range(data.count(b"\n") - line + 2):  # back to the newline that ends line - 1
-        position = data.rfind(b"\n", 0, position)
-    return position + 1
 
 
 def _oversized_message(path: str, chunk: Chunk, embedder: Embedder, *, is_heading: bool) -> str:
