@@ -495,3 +495,13 @@ def test_line_offset_finds_each_line_from_the_end(data: bytes) -> None:
 
     starts = [0] + [i + 1 for i, byte in enumerate(data) if byte == ord("\n") and i + 1 < len(data)]
     assert [line_offset(data, n) for n in range(1, len(starts) + 1)] == starts
+
+
+def test_a_service_definition_keeps_the_session_folders_given_as_flags(tmp_path: Path) -> None:
+    root = tmp_path / "memory"
+    root.mkdir()
+    unit = memdex("--root", root, "--session-folder", "../chats", "watch", "--print-service", "systemd")
+    assert unit.exit_code == 0, unit.output
+    assert f"--session-folder {tmp_path / 'chats'} watch --wait-for-lock" in unit.output
+    env = memdex("--root", root, "watch", "--print-service", "systemd", env={"MEMDEX_SESSION_FOLDERS": "/srv/a:/srv/b"})
+    assert "--session-folder" not in env.output and "MEMDEX_SESSION_FOLDERS=/srv/a:/srv/b" in env.output

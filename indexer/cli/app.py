@@ -390,7 +390,10 @@ def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
                 "definition are readable by others); put it in ~/.pgpass (chmod 600), where libpq finds it",
                 err=True,
             )
-    command = watch_command(sys.executable, root=settings.root, db=db, model=model, namespace=obj.namespace)
+    command = watch_command(
+        sys.executable, root=settings.root, db=db, model=model, namespace=obj.namespace,
+        session_folders=settings.session_folders if obj.session_folders else (),
+    )  # fmt: skip
     environment = obj.configuration().environment()  # MEMDEX_* settings; the files are read by the service itself
     if kind == "systemd":
         return systemd_unit(command, root=settings.root, environment=environment)
