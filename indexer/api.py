@@ -251,7 +251,10 @@ class MemoryIndex:
             )
 
     def get(self, target: str) -> Lines:
-        return read_target(self.settings.root, target, max_bytes=self.settings.max_file_bytes)
+        return read_target(
+            self.settings.root, target, max_bytes=self.settings.max_file_bytes,
+            sessions=self.settings.session_labels, session_tools=self.settings.session_tools,
+        )  # fmt: skip
 
     def get_stored(self, namespace: str, target: str) -> tuple[str, int, int, list[str]]:
         """Lines of a file of another namespace (another host's Markdown, PostgreSQL),
@@ -287,6 +290,8 @@ class MemoryIndex:
             "last_sync": float(meta["last_sync"]) if "last_sync" in meta else None,
             "watcher": watcher_status(self.settings.status_path.parent, self.settings.status_path.name),
             "skipped": [{"path": path, "reason": f.reason} for path, f in sorted(self.store.skipped_files().items())],
+            # label -> folder: a transcript is cited as sessions/<label>/<path inside the folder>
+            "session_folders": {label: str(folder) for label, folder in self.settings.session_labels.items()},
         }
 
     def prepare_model(self) -> None:

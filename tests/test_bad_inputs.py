@@ -479,7 +479,7 @@ def test_file_deleted_between_scan_and_read(root, settings, embedder, do_sync, m
     write(root, "b-gone.md", "# Gone\n\nthe dodo, edited\n")  # changed, so the sync must read it
     write(root, "c-new.md", "# New\n\nthe moa, recreated\n")
 
-    real_scan = indexer.indexing.sync.scan
+    real_scan = indexer.indexing.sync.scan_all
 
     def scan_then_delete(*args, **kwargs):
         result = real_scan(*args, **kwargs)
@@ -487,7 +487,7 @@ def test_file_deleted_between_scan_and_read(root, settings, embedder, do_sync, m
         (root / "c-new.md").unlink()
         return result
 
-    monkeypatch.setattr(indexer.indexing.sync, "scan", scan_then_delete)
+    monkeypatch.setattr(indexer.indexing.sync, "scan_all", scan_then_delete)
     report = do_sync()
     monkeypatch.undo()
     assert_warnings_single_line(report)

@@ -287,9 +287,9 @@ def test_a_bad_kind_is_one_short_line_naming_the_allowed_kinds(memory: IndexServ
         return [await error(client, "memory_search", query="x", kind=kind) for kind in ("diary", ["daily", "diary"], 5)]
 
     one, in_list, number = with_client(memory, body)
-    assert one == "memory_search: invalid arguments: kind: 'diary' is not one of 'soul', 'memory', 'daily' or 'note'"
-    assert in_list.endswith("kind.1: 'diary' is not one of 'soul', 'memory', 'daily' or 'note'"), in_list
-    assert number.endswith("kind: 5 is not one of 'soul', 'memory', 'daily' or 'note'"), number
+    assert one == "memory_search: invalid arguments: kind: 'diary' is not one of 'soul', 'memory', 'daily', 'note' or 'session'"
+    assert in_list.endswith("kind.1: 'diary' is not one of 'soul', 'memory', 'daily', 'note' or 'session'"), in_list
+    assert number.endswith("kind: 5 is not one of 'soul', 'memory', 'daily', 'note' or 'session'"), number
     assert all("list[" not in text and "literal[" not in text and text.count(";") == 0 for text in (one, in_list, number))
 
 

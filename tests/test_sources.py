@@ -84,6 +84,9 @@ class TranscriptSource:
             for number, line in enumerate(parsed.lines, start=1)
         ]
 
+    def readable_lines(self, data: bytes) -> list[str]:
+        return data.decode("utf-8").splitlines()
+
 
 def test_a_second_source_plugs_in_by_joining_the_registry(monkeypatch, tmp_path):
     transcripts: Source[Transcript] = TranscriptSource()

@@ -52,10 +52,11 @@ from .serve import config_command, mcp_command
 class _Context:
     def __init__(
         self, root: str | None, db: str | None, model: str | None, verbose: int, backend: str | None = None,
-        namespace: str | None = None,
+        namespace: str | None = None, session_folders: tuple[str, ...] = (),
     ) -> None:
         self.root, self.db, self.model, self.verbose, self.backend = root, db, model, verbose, backend
         self.namespace = namespace
+        self.session_folders = session_folders or None  # none given: the environment or a file decides
         self._configuration: Configuration | None = None
 
     def configuration(self) -> Configuration:
@@ -63,7 +64,7 @@ class _Context:
         if self._configuration is None:
             self._configuration = load_configuration(
                 {"root": self.root, "db": self.db, "model": self.model, "backend": self.backend,
-                 "namespace": self.namespace}
+                 "namespace": self.namespace, "session_folders": self.session_folders}
             )
         return self._configuration
 
@@ -164,16 +165,19 @@ def _silence_stdout() -> None:
 @click.option("--model", default=None, help="sentence-transformers model name or local folder (env MEMDEX_MODEL).")
 @click.option("--backend", type=click.Choice(BACKENDS), default=None,
               help="Embedding backend: auto (ONNX Runtime, torch as fallback), onnx or torch (env MEMDEX_BACKEND).")  # fmt: skip
+@click.option("--session-folder", "session_folders", multiple=True, metavar="DIR",
+              help="A folder of session transcripts (JSONL) to index too; repeatable "
+                   "(env MEMDEX_SESSION_FOLDERS, separated by ':').")  # fmt: skip
 @click.option("-v", "--verbose", count=True, help="Info logs; tracebacks on errors.")
 @click.version_option(package_name="memdex")
 @click.pass_context
 def cli(
     ctx: click.Context, root: str | None, db: str | None, namespace: str | None, model: str | None,
-    backend: str | None, verbose: int,
+    backend: str | None, session_folders: tuple[str, ...], verbose: int,
 ) -> None:
     """memdex: keep a searchable index of an assistant's Markdown memory."""
     _configure_logging(verbose)
-    ctx.obj = _Context(root, db, model, verbose, backend, namespace)
+    ctx.obj = _Context(root, db, model, verbose, backend, namespace, session_folders)
 
 
 @cli.command()
@@ -386,7 +390,10 @@ def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
                 "definition are readable by others); put it in ~/.pgpass (chmod 600), where libpq finds it",
                 err=True,
             )
-    command = watch_command(sys.executable, root=settings.root, db=db, model=model, namespace=obj.namespace)
+    command = watch_command(
+        sys.executable, root=settings.root, db=db, model=model, namespace=obj.namespace,
+        session_folders=settings.session_folders if obj.session_folders else (),
+    )  # fmt: skip
     environment = obj.configuration().environment()  # MEMDEX_* settings; the files are read by the service itself
     if kind == "systemd":
         return systemd_unit(command, root=settings.root, environment=environment)

@@ -151,7 +151,8 @@ def get_command(obj: Any, target: str, line_numbers: bool, as_json: bool, namesp
         found = Lines(path, start, end, lines)
         click.echo(f"memdex: stored text of {path} in namespace {one_line(namespace)}, not its Markdown", err=True)
     else:
-        found = read_target(settings.root, target, max_bytes=settings.max_file_bytes)
+        found = read_target(settings.root, target, max_bytes=settings.max_file_bytes,
+                            sessions=settings.session_labels, session_tools=settings.session_tools)  # fmt: skip
     if as_json:
         click.echo(json.dumps(asdict(found), indent=2, ensure_ascii=False))
         return
@@ -185,6 +186,8 @@ def status_command(obj: Any, as_json: bool) -> None:
     click.echo(f"files:   {info['files']}, chunks: {info['chunks']}, last sync: {last}")
     for kind, counts in sorted(info["by_kind"].items()):
         click.echo(f"  {kind:<7} {plural(counts['files'], 'file'):>12} {plural(counts['chunks'], 'chunk'):>13}")
+    for label, folder in info["session_folders"].items():
+        click.echo(f"sessions: sessions/{one_line(label)}/ is {one_line(folder)}")
     for skipped in info["skipped"]:  # files skipped with a warning, not read again until they change
         click.echo(f"skipped: {skipped['path']}: {skipped['reason']}")
     watcher = info["watcher"]

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from indexer.errors import ConfigError
 
+from .settings import INDEX_DIR_NAME
+
 # A configuration file is a few hundred bytes; anything past this is not one.
 MAX_SMALL_FILE = 1024 * 1024
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -70,14 +72,26 @@ def refuse_link(path: Path, *, what: str) -> None:
         )
 
 
+# In memdex's own folder (``.memdex``), as pytest's cache folder does: a git-backed memory
+# folder never commits the index, its cache or the lock.
+GITIGNORE = b"# Created by memdex: the index is a cache of the Markdown, rebuilt at will; never commit it.\n*\n"
+
+
 def own_folder(folder: Path) -> None:
-    """Create memdex's folder (``ROOT/.memdex``) if needed; a link there is refused."""
+    """Create memdex's folder (``ROOT/.memdex``) if needed, with its ``.gitignore``
+    (only in a folder named ``.memdex``: a ``--db`` elsewhere names the user's folder);
+    a link there is refused."""
     refuse_link(folder, what="the index folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the index folder {folder} ({exc.strerror or exc})") from None
     refuse_link(folder, what="the index folder")  # made a link meanwhile
+    if folder.name == INDEX_DIR_NAME:
+        try:
+            create_new_file(folder / ".gitignore", GITIGNORE)  # an existing one (the user's) is left alone
+        except OSError:
+            pass  # a read-only folder: the index cannot be written either, which says so
 
 
 def open_own_file(path: Path, *, what: str) -> int:

@@ -114,6 +114,14 @@ def _folders(value: Any, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(folders))
 
 
+def _paths(value: Any, where: str) -> tuple[str, ...]:
+    """Folder paths: a list, or text separated by ``os.pathsep`` (``MEMDEX_SESSION_FOLDERS``)."""
+    items = value.split(os.pathsep) if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise ConfigError(f"{where}: expected a list of folders, got {value!r}")
+    return tuple(dict.fromkeys(item.strip() for item in items if item.strip()))
+
+
 def _names(value: Any, where: str) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
@@ -149,6 +157,8 @@ KEYS: dict[str, Key] = {
         Key("rerank_model", _text, "rerank_model"),
         Key("rerank_top", _limit, "rerank_top"),
         Key("daily_folders", _folders, "daily_folders"),
+        Key("session_folders", _paths, "session_folders"),
+        Key("session_tools", _boolean, "session_tools"),
         Key("search_mode", _mode, "search_mode"),
         Key("search_limit", _limit, "search_limit"),
         Key("search_budget_lines", _budget, "search_budget_lines"),
@@ -207,7 +217,8 @@ class Configuration:
                 value = item.value
                 if name == "db" and self.settings.database_url:
                     value = without_password(self.settings.database_url)[0]  # shown redacted; never the password
-                found[KEYS[name].env] = ",".join(value) if isinstance(value, tuple) else str(value)
+                joiner = os.pathsep if name == "session_folders" else ","
+                found[KEYS[name].env] = joiner.join(value) if isinstance(value, tuple) else str(value)
         if self.user_file is not None and self.user_file.is_file():
             found[USER_FILE_ENV] = str(self.user_file)
         return found

@@ -40,6 +40,12 @@ class Settings:
     # Root-relative folders whose YYYY-MM-DD.md files are daily logs (memdex's
     # daily/, an OpenClaw workspace's memory/). Changing it re-classifies files.
     daily_folders: tuple[str, ...] = ("daily", "memory")
+    # Folders of session transcripts (JSONL), absolute: ``session_folders`` in the
+    # config file, MEMDEX_SESSION_FOLDERS, --session-folder (relative: to the root).
+    # Their files are indexed as ``sessions/<label>/...`` (``session_labels``).
+    session_folders: tuple[Path, ...] = ()
+    # Index tool calls, tool results and thinking blocks of transcripts too.
+    session_tools: bool = False
     # What `memdex search` and the MCP memory_search use when not told otherwise.
     search_mode: str = "hybrid"
     # At most this many results (None: as many as the reading budget holds).
@@ -115,6 +121,23 @@ class Settings:
         """The running watcher's state file (``watch/state.py``)."""
         return self._sibling("watcher.json", ".watcher.json")
 
+    @property
+    def session_labels(self) -> dict[str, Path]:
+        """Label -> folder of each session folder: its name (``<parent>-sessions`` for a folder
+        named ``sessions``), ``name-2`` for a
+        second folder of the same name, so a citation ``sessions/<label>/...`` names one file."""
+        labels: dict[str, Path] = {}
+        for folder in self.session_folders:
+            base = folder.name or "root"
+            if base == "sessions" and folder.parent.name:  # OpenClaw's agents/<id>/sessions: main-sessions
+                base = f"{folder.parent.name}-{base}"
+            label, n = base, 1
+            while label in labels:
+                n += 1
+                label = f"{base}-{n}"
+            labels[label] = folder
+        return labels
+
     def _sibling(self, default_name: str, suffix: str) -> Path:
         """``embeddings.db``/``write.lock`` beside an ``index.db``; beside any other
         ``--db`` name, files named after it (never a generic name in the user's folder)."""
@@ -135,6 +158,9 @@ def make_settings(
     if not root_path.is_dir():
         raise ConfigError(f"memory root is not a folder: {root_path}")
     root_path = root_path.resolve()
+    folders = options.get("session_folders")
+    if folders:
+        options = {**options, "session_folders": _session_folders(root_path, folders)}  # type: ignore[arg-type]
     if isinstance(index_path, str):
         check_database(index_path)  # a server address gone wrong is refused, not taken for a file name
     if is_database_url(index_path):
@@ -157,6 +183,25 @@ def make_settings(
             raise ConfigError(f"{what} {value.encode('utf-8', 'backslashreplace').decode()} is not valid UTF-8, "
                               "which the index needs; choose another name")  # fmt: skip
     return Settings(root=root_path, index_path=resolved_index, **options)  # type: ignore[arg-type]
+
+
+def _session_folders(root: Path, folders: object) -> tuple[Path, ...]:
+    """Absolute, resolved folders (``~`` expanded, relative ones against the root), in order,
+    each once; a folder that does not exist yet is kept (its sessions count once it does)."""
+    if isinstance(folders, (str, Path)):
+        folders = [folders]
+    found: list[Path] = []
+    for item in folders:  # type: ignore[union-attr]
+        text = str(item)
+        if not text.strip() or "\x00" in text or not _is_text(text):
+            raise ConfigError(f"session folder {text!r} is not a usable folder name")
+        path = Path(text).expanduser()
+        path = (path if path.is_absolute() else root / path).resolve()
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"session folder {path} is not a folder")
+        if path not in found:
+            found.append(path)
+    return tuple(found)
 
 
 def _is_text(value: str) -> bool:

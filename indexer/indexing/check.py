@@ -13,18 +13,20 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from indexer.config.settings import CHUNKER_VERSION, Settings
 from indexer.errors import one_line
 from indexer.sources.base import embedded_text, text_hash
-from indexer.sources.discover import classify, scan
+from indexer.sources.catalog import scan_all
+from indexer.sources.discover import classify
 from indexer.sources.markdown.parse import NotText, decode, read_frontmatter, split_lines
 from indexer.sources.read import open_memory_file
 from indexer.sources.registry import source_for
 from indexer.store import Engine, IndexStore
 
-from .sync import CLASSIFICATION_KEY, classification, content_hash, file_title
+from .sync import CLASSIFICATION_KEY, CLASSIFIER_KEY, CLASSIFIER_VERSION, classification, content_hash, file_title
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +156,10 @@ def _check_configuration(store: IndexStore, report: CheckReport, *, model_id: st
 
 def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> None:
     """Every indexed file is on disk with the same bytes; every indexable file is indexed."""
-    found, _ = scan(settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders)
+    found, _ = scan_all(
+        settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders,
+        sessions=settings.session_labels,
+    )  # fmt: skip
     recorded = store.meta().get(CLASSIFICATION_KEY)
     # Rows are compared with the classification they were written under; a
     # changed setting is drift that the next sync fixes.
@@ -165,6 +170,9 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
             f"kinds and dates were derived with daily folders {', '.join(built_with)}; "
             f"configured: {', '.join(settings.daily_folders)}",
         )
+    old_rules = store.meta().get(CLASSIFIER_KEY) != CLASSIFIER_VERSION and bool(store.file_states())
+    if old_rules:
+        report.add(DRIFT, "kinds and dates were derived before slugged daily files (YYYY-MM-DD-slug.md) were dated")
     indexed = store.file_states()
     skipped = store.skipped_files()  # skipped with a warning: consistent while their stamp is the same
     descriptions = store.file_descriptions()
@@ -182,12 +190,13 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
         ))
     changed, missing, wrong = [], [], []
     for item in found:
-        data = _read_indexable(settings, item.target or item.path)
+        data = _read_indexable(settings, item.file(settings.root))
         if item.path in indexed:
             if data is None or content_hash(data) != indexed[item.path].hash:
                 changed.append(item.path)
             elif not _rows_match_guarded(
-                item.path, data, descriptions[item.path], chunks.get(item.path, []), built_with
+                item.path, data, descriptions[item.path], chunks.get(item.path, []), built_with,
+                session_tools=settings.session_tools, old_rules=old_rules,
             ):
                 wrong.append(item.path)
         elif (
@@ -210,17 +219,21 @@ def _rows_match(
     description: tuple[str, str | None, dict[str, Any]],
     chunks: list[tuple[int, int, str, str, tuple[str, str, str]]],
     daily_folders: tuple[str, ...],
+    *,
+    session_tools: bool = False,
+    old_rules: bool = False,
 ) -> bool:
     """The rows of a file whose hash matches say what its Markdown says: kind,
-    date and frontmatter; chunk texts equal to their line ranges, with their
-    full-text copies; every non-blank body line in exactly one chunk."""
-    text, _ = decode(data)
-    lines = split_lines(text)
+    date and frontmatter; chunk texts equal to their line ranges (as the file's source
+    reads them back: a transcript's turns), with their full-text copies; every
+    non-blank body line in exactly one chunk."""
+    source = source_for(path, session_tools=session_tools)
+    lines = source.readable_lines(data) if source is not None else split_lines(decode(data)[0])
     frontmatter, body_start, _ = read_frontmatter(lines)
     kind, day = classify(path, daily_folders)
-    if description != (kind, day, frontmatter):
+    if description != (kind, day, frontmatter) and not (old_rules and description == ("note", None, frontmatter)):
         return False
-    title = file_title(path, day, frontmatter)
+    title = file_title(path, description[1], frontmatter)  # as stored (old rules: undated)
     if frontmatter and not any(line.strip() for line in lines[body_start - 1 :]):
         body_start = 1  # frontmatter only: its lines are the chunks
     covered = 0  # last line covered so far
@@ -235,9 +248,9 @@ def _rows_match(
     return not any(line.strip() for line in lines[max(covered, body_start - 1):])
 
 
-def _rows_match_guarded(path: str, data: bytes, *args: Any) -> bool:
+def _rows_match_guarded(path: str, data: bytes, *args: Any, **options: Any) -> bool:
     try:
-        return _rows_match(path, data, *args)
+        return _rows_match(path, data, *args, **options)
     except Exception:  # noqa: BLE001 - one file's content never stops the check
         log.debug("cannot compare %s", path, exc_info=True)
         return False
@@ -254,10 +267,10 @@ def _parses(path: str, data: bytes) -> bool:
     return True
 
 
-def _read_indexable(settings: Settings, rel: str) -> bytes | None:
+def _read_indexable(settings: Settings, place: Path) -> bytes | None:
     """The file's bytes when a sync would index it; None for what it skips by design."""
     try:
-        with open_memory_file(settings.root / rel) as handle:  # a link's vetted target, as the sync reads it
+        with open_memory_file(place) as handle:  # a link's vetted target, as the sync reads it
             if os.fstat(handle.fileno()).st_size > settings.max_file_bytes:
                 return None
             data = handle.read()

@@ -28,6 +28,7 @@ class SyncReport:
     skipped_with_warning: int = 0  # files skipped in this run, each with one warning
     skipped_as_before: int = 0  # files skipped (and warned about) before, unchanged since: no new warning
     reread: int = 0  # files read again because they changed while being embedded
+    tail_only: int = 0  # logs that only grew: parsed, chunked and embedded from their last chunk on
     rewritten_elsewhere: int = 0  # unchanged here, but replaced in the shared index by another writer: indexed again
     left_to_other_writers: int = 0  # not in this root, but never indexed by it (another root's or host's): kept
     chunks_embedded: int = 0  # distinct texts sent to the model

@@ -28,13 +28,15 @@ from indexer.config.settings import CHUNKER_VERSION, Settings
 from indexer.embedding.protocol import Embedder
 from indexer.errors import one_line
 from indexer.sources.base import Chunk
-from indexer.sources.discover import FileStamp, MemoryFile, classify, is_utf8, scan, scan_paths
+from indexer.sources.catalog import place_of, scan_all, scan_all_paths
+from indexer.sources.discover import FileStamp, MemoryFile, classify, is_utf8
 from indexer.sources.markdown.parse import NotText
 from indexer.sources.read import open_memory_file
 from indexer.sources.registry import source_for
 from indexer.store import FileRecord, FileState, IndexStore, SkippedFile, VectorCache
 
 from .report import SKIPPED_MARK, Progress, SyncReport
+from .tail import line_offset, resume_line
 from .writer import Prepared as _Prepared
 from .writer import Writer, content_hash
 
@@ -49,6 +51,11 @@ READ_RETRIES = 2
 TOO_LARGE = " MiB limit"
 # meta key: the daily folders the files' kinds and dates were derived with.
 CLASSIFICATION_KEY = "daily_folders"
+# meta key: the rules kinds and dates were derived by (2: slugged daily files, YYYY-MM-DD-slug.md, are dated).
+CLASSIFIER_KEY = "classifier"
+CLASSIFIER_VERSION = "2"
+# meta key: whether the transcripts were read with their tool traffic (Settings.session_tools).
+SESSION_TOOLS_KEY = "session_tools"
 
 # The title words (path, date, frontmatter title/tags/aliases) are copied into
 # every chunk's full-text row, so they are bounded: per value and in total.
@@ -80,17 +87,21 @@ def sync(
     if reclassify(settings, store):
         paths = None  # files whose kind or date changed are read again, wherever they are
     if paths is None:
-        found, scan_warnings = scan(settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders)
+        found, scan_warnings = scan_all(
+            settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders,
+            sessions=settings.session_labels,
+        )  # fmt: skip
         known = store.file_states()
         skipped = store.skipped_files()
     else:
         paths = set(paths)
-        found, scan_warnings = scan_paths(
-            settings.root, paths, index_dir=settings.index_dir, daily_folders=settings.daily_folders
-        )
+        found, scan_warnings = scan_all_paths(
+            settings.root, paths, index_dir=settings.index_dir, daily_folders=settings.daily_folders,
+            sessions=settings.session_labels,
+        )  # fmt: skip
         known = store.file_states(under=paths)
         skipped = store.skipped_files(under=paths)
-    scan_skipped = _report_scan_warnings(settings.root, store, report, scan_warnings, skipped)
+    scan_skipped = _report_scan_warnings(settings, store, report, scan_warnings, skipped)
     report.files_seen = len(found)
     report.symlinks = {item.path: item.target for item in found if item.target is not None}
     to_read = []
@@ -149,7 +160,7 @@ def sync(
 
 
 def _report_scan_warnings(
-    root: Path, store: IndexStore, report: SyncReport, warnings: list[str], skipped: dict[str, SkippedFile]
+    settings: Settings, store: IndexStore, report: SyncReport, warnings: list[str], skipped: dict[str, SkippedFile]
 ) -> set[str]:
     """Report what the scan skipped (broken or outside symlinks, names that are not UTF-8),
     except what was skipped before with the same stamp. Returns the keys of those skips."""
@@ -163,7 +174,7 @@ def _report_scan_warnings(
         keys.add(key)
         checked_at = time.time_ns()
         try:
-            stamp = FileStamp.of(os.lstat(root / rel))
+            stamp = FileStamp.of(os.lstat(place_of(settings.root, settings.session_labels, rel)))
         except OSError:
             stamp = None
         record = skipped.get(key)
@@ -212,20 +223,28 @@ def reclassify(settings: Settings, store: IndexStore) -> bool:
     """When the daily folders differ from the ones the index was classified with,
     mark the files whose kind or date changes so that this sync reads them again
     (their kind, date and full-text title words change; vectors come from the cache).
-    True when some file must be read again."""
+    True when some file must be read again. The same when the classification rules
+    changed (``CLASSIFIER_VERSION``), and for the transcripts when ``session_tools`` changed."""
     wanted = classification(settings.daily_folders)
-    if store.meta().get(CLASSIFICATION_KEY) == wanted:
+    meta = store.meta()
+    tools = str(int(settings.session_tools))
+    same_rules = meta.get(CLASSIFICATION_KEY) == wanted and meta.get(CLASSIFIER_KEY) == CLASSIFIER_VERSION
+    if same_rules and meta.get(SESSION_TOOLS_KEY) == tools:
         return False
-    changed = [
-        path
-        for path, (kind, day, _) in store.file_descriptions().items()
-        if classify(path, settings.daily_folders) != (kind, day)
-    ]
-    store.invalidate_files(changed)
-    store.set_meta(**{CLASSIFICATION_KEY: wanted})
+    descriptions = store.file_descriptions()
+    changed = [] if same_rules else [
+        path for path, (kind, day, _) in descriptions.items() if classify(path, settings.daily_folders) != (kind, day)
+    ]  # fmt: skip
+    retooled = [path for path, (kind, _, _) in descriptions.items() if kind == "session"]
+    if meta.get(SESSION_TOOLS_KEY, "0") == tools:
+        retooled = []
+    store.invalidate_files(sorted(set(changed + retooled)))
+    store.set_meta(**{CLASSIFICATION_KEY: wanted, CLASSIFIER_KEY: CLASSIFIER_VERSION, SESSION_TOOLS_KEY: tools})
     if changed:
         log.warning("daily folders are now %s: re-classifying %d files", ", ".join(settings.daily_folders), len(changed))
-    return bool(changed)
+    if retooled:
+        log.warning("session_tools is now %s: reading %d transcripts again", settings.session_tools, len(retooled))
+    return bool(changed or retooled)
 
 
 def classification(daily_folders: tuple[str, ...]) -> str:
@@ -280,7 +299,7 @@ def _prepare(
     """Read, hash, parse and chunk one file; None when nothing is left to write."""
     read_at = time.time_ns()
     try:
-        data, stamp = _read(settings.root / (item.target or item.path), settings.max_file_bytes)
+        data, stamp = _read(item.file(settings.root), settings.max_file_bytes)
     except FileNotFoundError:
         _drop(store, item.path, state, report, None)  # vanished after the scan
         return None
@@ -293,9 +312,14 @@ def _prepare(
         report.unchanged_hash += 1
         return None
     try:
-        source = source_for(item.path)
+        source = source_for(item.path, session_tools=settings.session_tools)
         assert source is not None, "scans list only the files a source owns"
-        note = source.parse(data)
+        resume = resume_line(store, source, item.path, state, stamp, data)
+        if resume is None:
+            note = source.parse(data)
+        else:  # a log that only grew: its last chunk and what follows
+            note = source.parse_from(data[line_offset(data, resume) :], resume)  # type: ignore[union-attr]
+            report.tail_only += 1
         chunks = source.chunk(note, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
         title = file_title(item.path, item.date, note.frontmatter)
     except NotText as exc:
@@ -316,7 +340,7 @@ def _prepare(
         path=item.path, kind=item.kind, date=item.date, stamp=stamp, hash=digest,
         frontmatter=note.frontmatter, title=title,
     )  # fmt: skip
-    return _Prepared(item, record, chunks, read_at)
+    return _Prepared(item, record, chunks, read_at, keep_before=resume)
 
 
 def _oversized_message(path: str, chunk: Chunk, embedder: Embedder, *, is_heading: bool) -> str:

@@ -61,6 +61,7 @@ class Prepared:
     record: FileRecord
     chunks: list[Chunk]
     read_at_ns: int  # when the bytes were read: the racy-mtime rule compares against it
+    keep_before: int | None = None  # a log that only grew: its stored chunks before this line stay
 
 
 class Writer:
@@ -140,7 +141,7 @@ class Writer:
             self.report.chunks_embedded += len(new)
         changed = []
         for prepared in pending:
-            path = self.root / (prepared.found.target or prepared.found.path)  # what the sync read
+            path = prepared.found.file(self.root)  # what the sync read
             current = current_stamp(path)
             if current != prepared.record.stamp:  # the stamp of the handle we read from
                 if current is not None and _only_grew(path, prepared.record):
@@ -159,7 +160,10 @@ class Writer:
                     )  # fmt: skip
             self._count_chunks(prepared.chunks)
             matrix = np.stack([vectors[c.hash] for c in prepared.chunks]) if prepared.chunks else np.zeros((0, 0))
-            self.store.replace_file(prepared.record, prepared.chunks, matrix, indexed_at_ns=prepared.read_at_ns)
+            self.store.replace_file(
+                prepared.record, prepared.chunks, matrix, indexed_at_ns=prepared.read_at_ns,
+                keep_before=prepared.keep_before,
+            )  # fmt: skip
             self.report.reindexed += 1
             log.info("indexed %s (%d chunks)", _one_line(prepared.found.path), len(prepared.chunks))
         return changed

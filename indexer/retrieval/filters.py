@@ -4,7 +4,8 @@ A filter narrows the candidates *inside* the keyword and vector queries (see
 ``store.filter_clause``), so a filtered search still returns up to ``limit``
 results; ``min_score`` is applied after fusion, to the final scores.
 
-Dates are the dated logs' dates (``daily/YYYY-MM-DD.md``): ``after`` and
+Dates are the dated logs' dates (``daily/YYYY-MM-DD.md``) and the session
+transcripts' chunks' own dates (their messages' timestamps): ``after`` and
 ``before`` are inclusive, take ISO dates (``2026-11-30``) or a span back from
 today (``7d``, ``2w``, ``3m``, ``1y``; ``0d`` is today), and a date filter
 keeps only dated files.
@@ -22,7 +23,7 @@ from pathlib import PurePosixPath
 from indexer.errors import ConfigError
 from indexer.sources.discover import is_utf8
 
-KINDS: tuple[str, ...] = ("soul", "memory", "daily", "note")
+KINDS: tuple[str, ...] = ("soul", "memory", "daily", "note", "session")
 RELATIVE = re.compile(r"^(\d{1,5})([dwmy])$")
 DAYS_PER_UNIT = {"d": 1, "w": 7, "m": 30, "y": 365}
 
@@ -74,6 +75,25 @@ def make_filters(
         before=end,
         min_score=parse_min_score(min_score),
     )
+
+
+CORPORA = ("memory", "sessions", "all")
+
+
+def corpus_kinds(corpus: str | None, kinds: list[str] | None) -> list[str] | None:
+    """The kinds a search may return given OpenClaw's ``corpus`` (``memory``: the Markdown
+    files; ``sessions``: transcripts; ``all``/None: both) and explicit ``kinds``, which must agree."""
+    if corpus in (None, "all"):
+        return kinds
+    if corpus not in CORPORA:
+        raise ConfigError(f"corpus {corpus!r} is not one of {', '.join(CORPORA)}")
+    allowed = ["session"] if corpus == "sessions" else [kind for kind in KINDS if kind != "session"]
+    if not kinds:
+        return allowed
+    chosen = [kind for kind in parse_kinds(kinds) if kind in allowed]
+    if not chosen:
+        raise ConfigError(f"kind {', '.join(kinds)} is not in corpus {corpus!r}: nothing can match")
+    return chosen
 
 
 def parse_kinds(kinds: str | Iterable[str] | None) -> tuple[str, ...]:

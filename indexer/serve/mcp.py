@@ -32,7 +32,7 @@ from typing_extensions import NotRequired, TypedDict  # pydantic needs this one 
 
 from indexer import __version__
 from indexer.errors import ConfigError, IndexerError, one_line
-from indexer.retrieval.filters import make_filters
+from indexer.retrieval.filters import corpus_kinds, make_filters
 from indexer.retrieval.options import search_options
 from indexer.retrieval.search import SearchResult
 from indexer.sources.read import read_excerpt
@@ -55,13 +55,21 @@ FOREIGN_CITATION = re.compile(r"^(?P<cite>.+?#L\d+(?:-L?\d+)?)@(?P<namespace>.+)
 SPAN = re.compile(r"^(?P<path>.+?):(?P<start>\d+)(?:-(?P<end>\d+))?$")
 
 INSTRUCTIONS = (
-    "Long-term memory of this assistant, kept as Markdown files. Before answering anything about "
-    "prior work, decisions, dates, people, preferences or to-dos, call memory_search; cite what you "
-    "use as path:start-end (the result's citation); call memory_get to read more lines of a file."
+    "Long-term memory of this assistant, kept as Markdown files (and past session transcripts, when "
+    "configured). Before answering anything about prior work, decisions, dates, people, preferences or "
+    "to-dos, call memory_search; cite what you use as path#Lstart-Lend (the result's citation); call "
+    "memory_get with that citation to read more lines."
 )
+# MCP methods the SDK would serve (empty) and advertise; memdex has only tools, and a host
+# that sees the capabilities adds a tool per empty list (OpenClaw adds four).
+UNSERVED_METHODS = (
+    "prompts/list", "prompts/get", "resources/list", "resources/read", "resources/templates/list",
+    "resources/subscribe", "resources/unsubscribe",
+)  # fmt: skip
 
 PREPARING = "the embedding model is still being prepared (once per model); keyword results only until it is ready"
-Kind = Literal["soul", "memory", "daily", "note"]
+Kind = Literal["soul", "memory", "daily", "note", "session"]
+Corpus = Literal["memory", "sessions", "all"]
 Mode = Literal["hybrid", "keyword", "vector"]
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
@@ -113,7 +121,14 @@ GET_SIGNATURE = inspect.Signature(
 
 
 class _Server(MCPServer):
-    """MCPServer whose tool errors are always one line (argument validation included)."""
+    """MCPServer whose tool errors are always one line (argument validation included), and
+    which serves (and so advertises) tools only: no prompts, no resources."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        handlers = self._lowlevel_server._request_handlers  # capabilities are derived from these
+        for method in UNSERVED_METHODS:
+            handlers.pop(method, None)
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         try:
@@ -175,6 +190,9 @@ def build_server(service: IndexService) -> MCPServer:
                                 "long for it comes as its best part, in 'excerpt'; 0: no token bound).")] = None,  # fmt: skip
         minScore: Annotated[float | None, Field(title="Min score", description="Drop results scoring below this.")] = None,
         kind: Annotated[Kind | list[Kind] | None, Field(description="Only these kinds of file.")] = None,
+        corpus: Annotated[Corpus | None, Field(description="What to search, as OpenClaw's memory search: "
+                          "'memory' (the Markdown files), 'sessions' (past session transcripts) or 'all' "
+                          "(default).")] = None,  # fmt: skip
         pathPrefix: Annotated[str | None, Field(title="Path prefix", description="Only files whose path starts "
                               "with this, e.g. 'memory/' or 'projects/'.")] = None,  # fmt: skip
         after: Annotated[str | None, Field(description="Only dated logs on or after this day: "
@@ -182,13 +200,13 @@ def build_server(service: IndexService) -> MCPServer:
         before: Annotated[str | None, Field(description="Only dated logs on or before this day.")] = None,
         mode: Annotated[Mode | None, Field(description="Default: the search_mode setting, hybrid.")] = None,
     ) -> SearchOutput:
-        """Search long-term memory (MEMORY.md, daily logs, notes) and return the best matching
+        """Search long-term memory (MEMORY.md, daily logs, notes, session transcripts) and return the best matching
         line ranges with a snippet and a citation (path#Lstart-Lend). Use it before answering
         questions about prior work, decisions, dates, people or preferences."""
 
         def run() -> SearchOutput:
             filters = make_filters(
-                kinds=[kind] if isinstance(kind, str) else kind,
+                kinds=corpus_kinds(corpus, [kind] if isinstance(kind, str) else kind),
                 path_prefix=pathPrefix, after=after, before=before, min_score=minScore,
             )  # fmt: skip
             options = search_options(
@@ -220,7 +238,10 @@ def build_server(service: IndexService) -> MCPServer:
             rel, start, count = _get_target(target, aliased.get("from"), lines)
             if foreign is not None and foreign != settings.namespace_name:
                 return _stored_excerpt(service, foreign, rel, start, count)
-            excerpt = read_excerpt(settings.root, rel, start=start, count=count, max_bytes=settings.max_file_bytes)
+            excerpt = read_excerpt(
+                settings.root, rel, start=start, count=count, max_bytes=settings.max_file_bytes,
+                sessions=settings.session_labels, session_tools=settings.session_tools,
+            )  # fmt: skip
             if not excerpt.found:
                 return {"path": excerpt.path, "text": "", "from": start, "lines": 0, "truncated": False, "nextFrom": None}
             return {

@@ -1,6 +1,7 @@
 """What every kind of memory file provides (the ``Source`` protocol), and the chunks all kinds produce.
 
-A source owns some root-relative paths (Markdown notes: ``*.md``), gives each
+A source owns some root-relative paths (Markdown notes: ``*.md``; session
+transcripts: ``sessions/<folder>/*.jsonl``), gives each
 a kind and a date, parses a file's bytes and cuts the result into chunks. The
 sync, the scanner, the watcher and ``get`` ask ``registry.py`` which source
 owns a path instead of testing a suffix. Chunks are raw-file line ranges,
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -26,6 +27,7 @@ class Chunk:
     embed_text: str  # what the model sees
     hash: str  # of embed_text: the embedding cache key, computed once
     oversized: bool = False
+    date: str | None = None  # ISO day of the chunk itself (a transcript's turns); None: the file's date
 
 
 def embedded_text(heading: str, text: str) -> str:
@@ -84,4 +86,21 @@ class Source(Protocol[ParsedT]):
     def chunk(self, parsed: ParsedT, *, count_tokens: TokenCounter, max_tokens: int) -> list[Chunk]:
         """Chunks of a parsed file whose embedded texts have at most ``max_tokens`` tokens (a single
         line that is larger is one chunk flagged ``oversized``)."""
+        ...
+
+    def readable_lines(self, data: bytes) -> list[str]:
+        """The file's lines as ``get`` shows them, one per raw line (a chunk's text is
+        lines ``start..end`` of these). Raises ``NotText`` for binary data."""
+        ...
+
+
+@runtime_checkable
+class AppendOnly(Protocol):
+    """A source whose files are logs that only grow (session transcripts). When such a file
+    only grew, the sync parses it from the first line of its last stored chunk on
+    (``parse_from``) and keeps the chunks before: its chunker must cut a file into the
+    same chunks whether it starts at line 1 or at the start of any chunk it made."""
+
+    def parse_from(self, data: bytes, first_line: int) -> Parsed:
+        """Parse ``data``, the file's bytes from the start of line ``first_line`` on."""
         ...

@@ -44,6 +44,11 @@ class MemoryFile:
     date: str | None
     stamp: FileStamp
     target: str | None = None  # for a symlink: the root-relative path it leads to
+    location: Path | None = None  # a file outside the root (a session transcript): where it is
+
+    def file(self, root: Path) -> Path:
+        """The file to read: outside the root, under it, or a symlink's vetted target."""
+        return self.location or root / (self.target or self.path)
 
 
 def classify(rel_path: str, daily_folders: tuple[str, ...] = DEFAULT_DAILY_FOLDERS) -> tuple[str, str | None]:

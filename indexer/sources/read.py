@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -15,6 +16,11 @@ from indexer.errors import PathError
 
 from .discover import lexical_inside, refuse_unindexed, resolve_inside
 from .markdown.parse import NotText, decode, split_lines
+from .registry import source_for
+from .sessions.discover import session_file
+from .sessions.source import split_session_path
+
+Sessions = Mapping[str, Path]  # label -> session folder (``Settings.session_labels``)
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,8 @@ class Excerpt:
 
 
 def read_excerpt(
-    root: Path, path: str, *, start: int = 1, count: int = 200, max_bytes: int | None = None
+    root: Path, path: str, *, start: int = 1, count: int = 200, max_bytes: int | None = None,
+    sessions: Sessions | None = None, session_tools: bool = False,
 ) -> Excerpt:
     """At most ``count`` lines of a memory file from line ``start`` (1-based).
 
@@ -52,6 +59,14 @@ def read_excerpt(
     """
     if start < 1 or count < 1:
         raise PathError(f"{path}: from and lines must be at least 1")
+    if sessions and _is_session(path, sessions):
+        place = session_file(sessions, path)
+        if place is not None and not os.path.lexists(place):  # as for a note: a transcript not there reads as empty
+            return Excerpt(path, start, [], 0, found=False)
+        rel, lines = read_lines(root, path, max_bytes=max_bytes, sessions=sessions, session_tools=session_tools)
+        if start > max(len(lines), 1):
+            raise PathError(f"{rel} has only {len(lines)} lines")
+        return Excerpt(rel, start, lines[start - 1 : start - 1 + count], len(lines))
     rel, lexical = lexical_inside(root, path)
     if not os.path.lexists(lexical):
         refuse_unindexed(root, rel, path)  # the same rules as get: only a memory file reads as empty
@@ -62,13 +77,18 @@ def read_excerpt(
     return Excerpt(rel, start, lines[start - 1 : start - 1 + count], len(lines))
 
 
-def read_target(root: Path, target: str, *, max_bytes: int | None = None) -> Lines:
+def read_target(
+    root: Path, target: str, *, max_bytes: int | None = None, sessions: Sessions | None = None,
+    session_tools: bool = False,
+) -> Lines:
     """Lines of a memory file: ``path``, ``path:N`` or ``path:START-END`` (1-based, inclusive).
 
-    Reads the file itself, so it needs no index; paths outside ``root`` are refused.
+    Reads the file itself, so it needs no index; paths outside ``root`` are refused,
+    except the transcripts of the session folders ``sessions``, cited ``sessions/<label>/...``
+    (their lines read as turns: ``[time] role: text``).
     """
     user_path, start, end = parse_target(target)
-    rel, lines = read_lines(root, user_path, max_bytes=max_bytes)
+    rel, lines = read_lines(root, user_path, max_bytes=max_bytes, sessions=sessions, session_tools=session_tools)
     if start is None:
         return Lines(rel, 1, len(lines), lines)
     end = start if end is None else end
@@ -91,21 +111,39 @@ def parse_target(target: str) -> tuple[str, int | None, int | None]:
     return path, int(first), int(last) if dash else None
 
 
-def read_lines(root: Path, user_path: str, *, max_bytes: int | None = None) -> tuple[str, list[str]]:
-    """The raw lines of a memory file (for ``get``), split as the chunker splits them.
+def _is_session(user_path: str, sessions: Sessions) -> bool:
+    split = split_session_path(user_path)
+    return split is not None and split[0] in sessions
+
+
+def read_lines(
+    root: Path, user_path: str, *, max_bytes: int | None = None, sessions: Sessions | None = None,
+    session_tools: bool = False,
+) -> tuple[str, list[str]]:
+    """The lines of a memory file (for ``get``) as its source reads them back: a note's raw
+    lines, split as the chunker splits them; a transcript's turns, one line per JSONL line.
     A file over ``max_bytes`` (which a sync skips) is refused."""
-    rel, real = resolve_inside(root, user_path)
+    if sessions and _is_session(user_path, sessions):
+        found = session_file(sessions, user_path)  # only through the configured folders, no links
+        if found is None:
+            raise PathError(f"{user_path}: not a session transcript memdex indexes (hidden, a symlink, or outside its folder)")
+        rel, real = user_path, found
+    else:
+        rel, real = resolve_inside(root, user_path)
+    source = source_for(rel, session_tools=session_tools)
     try:
         with open_memory_file(real) as handle:
             if max_bytes is not None and os.fstat(handle.fileno()).st_size > max_bytes:
                 raise PathError(f"{rel}: over the {max_bytes / 2**20:.1f} MiB limit, so memdex does not index or serve it")
             data = handle.read()
-        text, _ = decode(data)
+        lines = source.readable_lines(data) if source is not None else split_lines(decode(data)[0])
+    except FileNotFoundError:
+        raise PathError(f"{user_path}: no such file") from None
     except NotText as exc:
         raise PathError(f"{rel}: {exc}") from None
     except OSError as exc:
         raise PathError(f"{rel}: cannot read ({exc.strerror or exc})") from None
-    return rel, split_lines(text)
+    return rel, lines
 
 
 def open_memory_file(path: Path) -> BinaryIO:

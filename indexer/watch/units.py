@@ -16,9 +16,12 @@ LAUNCHD_LABEL = "dev.memdex.watch"
 
 
 def watch_command(
-    python: str, *, root: Path, db: Path | str | None, model: str | None, namespace: str | None = None
+    python: str, *, root: Path, db: Path | str | None, model: str | None, namespace: str | None = None,
+    session_folders: Sequence[Path] = (),
 ) -> list[str]:
     command = [python, "-m", "indexer", "--root", str(root)]
+    for folder in session_folders:  # given as flags: absolute, since a service runs elsewhere
+        command += ["--session-folder", str(folder)]
     if db is not None:
         command += ["--db", str(db)]  # a server's address without its password (the caller left it out)
     if namespace is not None:

@@ -52,6 +52,7 @@ from indexer.config.settings import Settings
 from indexer.errors import IndexReplaced, RootReplaced, one_line
 from indexer.sources.discover import is_utf8
 from indexer.sources.registry import is_source_file
+from indexer.sources.sessions.discover import session_relevant
 
 from .root import RootState, RootTracker
 from .signals import Stopping
@@ -218,6 +219,7 @@ class _EventHandler(FileSystemEventHandler):
     def __init__(self, settings: Settings, pending: PendingPaths, root_event: threading.Event) -> None:
         self.root = settings.root
         self.index_dir = settings.index_dir.resolve()
+        self.sessions = settings.session_labels
         self.pending = pending
         self.root_event = root_event
 
@@ -236,6 +238,9 @@ class _EventHandler(FileSystemEventHandler):
                 rel = relevant_path(self.root, self.index_dir, os.fsdecode(raw), is_directory=event.is_directory)
                 if rel is not None:
                     self.pending.add(rel)
+                session = session_relevant(self.sessions, os.fsdecode(raw), is_directory=event.is_directory)
+                if session is not None:
+                    self.pending.add(session)
         except Exception:  # noqa: BLE001 - the observer thread must survive anything
             log.warning("ignored a file event that could not be handled: %r", event, exc_info=True)
 
@@ -413,6 +418,9 @@ class Watcher:
         for kind, factory in factories:
             observer = factory()
             observer.schedule(handler, str(self.settings.root), recursive=True, event_filter=WATCHED_EVENTS)
+            for folder in self.settings.session_labels.values():  # one that appears later: the reconcile finds it
+                if folder.is_dir() and not folder.is_relative_to(self.settings.root):
+                    observer.schedule(handler, str(folder), recursive=True, event_filter=WATCHED_EVENTS)
             try:
                 observer.start()
             except OSError as exc:

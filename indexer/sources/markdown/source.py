@@ -8,9 +8,10 @@ from pathlib import PurePosixPath
 
 from ..base import Chunk, TokenCounter
 from .chunk import chunk_note
-from .parse import Note, parse_note
+from .parse import Note, decode, parse_note, split_lines
 
-DAILY_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.md$")
+# YYYY-MM-DD.md, or OpenClaw's YYYY-MM-DD-<slug>.md (its session-memory hook names them so).
+DAILY_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:-[^/]+)?\.md$")
 MEMORY_NAMES = ("MEMORY.md", "memory.md")
 
 
@@ -27,8 +28,9 @@ class MarkdownSource:
         """Kind and ISO date of a root-relative path (pure).
 
         ``SOUL.md`` is the soul, ``MEMORY.md`` or ``memory.md`` at the root the
-        long-term memory, ``FOLDER/YYYY-MM-DD.md`` in one of ``daily_folders``
-        (root-relative folder paths) a daily log dated by its name; the rest are notes.
+        long-term memory, ``FOLDER/YYYY-MM-DD.md`` or ``FOLDER/YYYY-MM-DD-<slug>.md`` in one
+        of ``daily_folders`` (root-relative folder paths) a daily log dated by its name; the
+        rest are notes.
         """
         pure = PurePosixPath(rel_path)
         parts = pure.parts
@@ -53,3 +55,7 @@ class MarkdownSource:
     def chunk(self, parsed: Note, *, count_tokens: TokenCounter, max_tokens: int) -> list[Chunk]:
         """``chunk_note``: sections split at content-defined block and line cuts within ``max_tokens``."""
         return chunk_note(parsed, count_tokens=count_tokens, max_tokens=max_tokens)
+
+    def readable_lines(self, data: bytes) -> list[str]:
+        """The raw lines, split as the chunker splits them. Raises ``NotText`` for binary data."""
+        return split_lines(decode(data)[0])

@@ -83,7 +83,7 @@ class PgChecks:
         conn, ns = self.connection, {"ns": self.ns}
         files = sorted(conn.execute("SELECT path, kind, date, hash, frontmatter FROM files WHERE ns = %(ns)s", ns))
         chunks = sorted(conn.execute(
-            "SELECT path, start_line, end_line, heading, text, hash FROM chunks WHERE ns = %(ns)s", ns
+            "SELECT path, start_line, end_line, heading, text, hash, date FROM chunks WHERE ns = %(ns)s", ns
         ))  # fmt: skip
         postings = conn.execute(
             "SELECT c.path, c.start_line, p.term, p.freq, p.length FROM postings p JOIN chunks c ON c.id = p.chunk_id "

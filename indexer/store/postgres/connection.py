@@ -138,6 +138,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         "grants and row-level security per namespace, a per-namespace embedding cache, a stat cache per writer",
         ACCESS_MIGRATION,
     ),
+    (
+        "date each chunk itself (a session transcript's turns); NULL: its file's date",
+        """
+        ALTER TABLE chunks ADD COLUMN date text;
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -157,7 +157,7 @@ class PgSearch:
 
     def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         rows = self.connection.execute(
-            "SELECT c.id, c.path, c.start_line, c.end_line, c.heading, c.text, f.kind, f.date, n.name "
+            "SELECT c.id, c.path, c.start_line, c.end_line, c.heading, c.text, f.kind, coalesce(c.date, f.date), n.name "
             "FROM chunks c JOIN files f ON f.ns = c.ns AND f.path = c.path JOIN namespaces n ON n.id = c.ns "
             "WHERE c.id = ANY(%s)",
             ([int(i) for i in ids],),

@@ -282,11 +282,20 @@ class PgStore(PgSearch, PgChecks):
              indexed_at_ns, self.ns, path),
         )  # fmt: skip
 
+    def last_chunk_start(self, path: str) -> int | None:
+        """The first line of a file's last chunk, or None when it has none."""
+        row = self.connection.execute(
+            "SELECT max(start_line) FROM chunks WHERE ns = %s AND path = %s", (self.ns, path)
+        ).fetchone()
+        return row[0] if row else None
+
     def replace_file(
-        self, record: FileRecord, chunks: Sequence[Chunk], vectors: np.ndarray, *, indexed_at_ns: int
+        self, record: FileRecord, chunks: Sequence[Chunk], vectors: np.ndarray, *, indexed_at_ns: int,
+        keep_before: int | None = None,
     ) -> None:
         """One transaction: lock the file's row (upsert), then replace only the chunks
-        whose (lines, hash) changed (all of them when the file's title words changed)."""
+        whose (lines, hash) changed (all of them when the file's title words changed);
+        with ``keep_before``, its chunks that start before that line stay (a transcript that only grew)."""
         front = json.dumps(record.frontmatter, default=str, ensure_ascii=False)
         with self._file_transaction() as conn:
             old_title, inserted = conn.execute(
@@ -301,16 +310,17 @@ class PgStore(PgSearch, PgChecks):
                     (record.kind, record.date, record.hash, front, record.title, self.ns, record.path),
                 )
             existing = conn.execute(
-                "SELECT id, start_line, end_line, hash, length FROM chunks WHERE ns = %s AND path = %s",
-                (self.ns, record.path),
+                "SELECT id, start_line, end_line, hash || coalesce(date, ''), length FROM chunks "
+                "WHERE ns = %s AND path = %s AND start_line >= %s",
+                (self.ns, record.path, 0 if keep_before is None else keep_before),
             ).fetchall()
             same_title = not inserted and old_title == record.title
-            wanted = {(c.start_line, c.end_line, c.hash) for c in chunks}
+            wanted = {(c.start_line, c.end_line, c.hash + (c.date or "")) for c in chunks}
             kept = {(s, e, h) for _, s, e, h, _ in existing if (s, e, h) in wanted} if same_title else set()
             gone = [(cid, length) for cid, s, e, h, length in existing if (s, e, h) not in kept]
             if gone:
                 conn.execute("DELETE FROM chunks WHERE id = ANY(%s)", ([cid for cid, _ in gone],))
-            fresh = [(c, v) for c, v in zip(chunks, vectors) if (c.start_line, c.end_line, c.hash) not in kept]
+            fresh = [(c, v) for c, v in zip(chunks, vectors) if (c.start_line, c.end_line, c.hash + (c.date or "")) not in kept]
             added_tokens = self._insert_chunks(conn, record, fresh)
             self._write_stat(conn, record.path, record.stamp, indexed_at_ns)
             conn.execute("DELETE FROM skipped WHERE ns = %s AND path = %s", (self.ns, record.path))
@@ -322,10 +332,10 @@ class PgStore(PgSearch, PgChecks):
         terms = [chunk_terms(chunk.text, chunk.heading, record.title) for chunk, _ in items]
         cursor = conn.cursor()
         cursor.executemany(
-            "INSERT INTO chunks(ns, path, start_line, end_line, heading, text, hash, oversized, length) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            "INSERT INTO chunks(ns, path, start_line, end_line, heading, text, hash, oversized, length, date) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             [
-                (self.ns, record.path, c.start_line, c.end_line, c.heading, c.text, c.hash, c.oversized, length)
+                (self.ns, record.path, c.start_line, c.end_line, c.heading, c.text, c.hash, c.oversized, length, c.date)
                 for (c, _), (_, length) in zip(items, terms)
             ],
             returning=True,

@@ -71,9 +71,9 @@ def filter_clause(filters: SearchFilters | None) -> tuple[str, dict[str, Any]]:
         conditions.append("starts_with(c.path, %(prefix)s)")
         params["prefix"] = filters.path_prefix
     if filters.after is not None:
-        conditions.append("f.date >= %(after)s")
+        conditions.append("coalesce(c.date, f.date) >= %(after)s")
         params["after"] = filters.after.isoformat()
     if filters.before is not None:
-        conditions.append("f.date <= %(before)s")
+        conditions.append("coalesce(c.date, f.date) <= %(before)s")
         params["before"] = filters.before.isoformat()
     return " AND ".join(conditions), params

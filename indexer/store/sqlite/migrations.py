@@ -77,6 +77,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "date each chunk itself (a session transcript's turns); NULL: its file's date",
+        """
+        ALTER TABLE chunks ADD COLUMN date TEXT;
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -117,10 +117,12 @@ class Store:
         vectors: np.ndarray,
         *,
         indexed_at_ns: int,
+        keep_before: int | None = None,
     ) -> None:
-        """Replace everything stored for one file, in one transaction."""
+        """Replace everything stored for one file, in one transaction; with ``keep_before``,
+        its chunks that start before that line stay (a transcript that only grew)."""
         with self.connection:
-            self._delete_rows(record.path)
+            self._delete_rows(record.path, from_line=keep_before)
             self.connection.execute(
                 "INSERT INTO files(path, kind, date, size, mtime_ns, ctime_ns, inode, hash, frontmatter, "
                 "indexed_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -132,10 +134,10 @@ class Store:
             )  # fmt: skip
             for chunk, vector in zip(chunks, vectors):
                 (chunk_id,) = self.connection.execute(
-                    "INSERT INTO chunks(path, start_line, end_line, heading, text, hash, oversized) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    "INSERT INTO chunks(path, start_line, end_line, heading, text, hash, oversized, date) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (record.path, chunk.start_line, chunk.end_line, chunk.heading, chunk.text,
-                     chunk.hash, int(chunk.oversized)),
+                     chunk.hash, int(chunk.oversized), chunk.date),
                 ).fetchone()  # fmt: skip
                 self.connection.execute(
                     "INSERT INTO chunks_fts(rowid, text, heading, title) VALUES (?, ?, ?, ?)",
@@ -158,14 +160,21 @@ class Store:
         with self.connection:
             self._delete_rows(path)
 
-    def _delete_rows(self, path: str) -> None:
-        ids = [row[0] for row in self.connection.execute("SELECT id FROM chunks WHERE path = ?", (path,))]
+    def last_chunk_start(self, path: str) -> int | None:
+        """The first line of a file's last chunk, or None when it has none."""
+        (line,) = self.connection.execute("SELECT max(start_line) FROM chunks WHERE path = ?", (path,)).fetchone()
+        return line
+
+    def _delete_rows(self, path: str, *, from_line: int | None = None) -> None:
+        first = 0 if from_line is None else from_line
+        ids = [row[0] for row in self.connection.execute(
+            "SELECT id FROM chunks WHERE path = ? AND start_line >= ?", (path, first))]  # fmt: skip
         for batch in _batches(ids):
             marks = ",".join("?" * len(batch))
             self.connection.execute(f"DELETE FROM chunks_fts WHERE rowid IN ({marks})", batch)
             if self.vec_enabled:
                 self.connection.execute(f"DELETE FROM chunks_vec WHERE rowid IN ({marks})", batch)
-        self.connection.execute("DELETE FROM chunks WHERE path = ?", (path,))
+        self.connection.execute("DELETE FROM chunks WHERE path = ? AND start_line >= ?", (path, first))
         self.connection.execute("DELETE FROM files WHERE path = ?", (path,))
         self.connection.execute("DELETE FROM skipped WHERE path = ?", (path,))
 
@@ -315,7 +324,7 @@ class Store:
         for batch in _batches(list(ids)):
             marks = ",".join("?" * len(batch))
             rows = self.connection.execute(
-                "SELECT c.id, c.path, c.start_line, c.end_line, c.heading, c.text, f.kind, f.date "
+                "SELECT c.id, c.path, c.start_line, c.end_line, c.heading, c.text, f.kind, coalesce(c.date, f.date) "
                 f"FROM chunks c JOIN files f ON f.path = c.path WHERE c.id IN ({marks})",
                 batch,
             )
@@ -376,7 +385,7 @@ class Store:
         """The index content independent of row ids (for comparing with a rebuild)."""
         files = sorted(self.connection.execute("SELECT path, kind, date, hash, frontmatter FROM files"))
         chunks = sorted(
-            self.connection.execute("SELECT path, start_line, end_line, heading, text, hash FROM chunks")
+            self.connection.execute("SELECT path, start_line, end_line, heading, text, hash, date FROM chunks")
         )
         fts = sorted(
             self.connection.execute(
@@ -416,9 +425,9 @@ def filter_clause(filters: SearchFilters | None) -> tuple[str, list[Any]]:
         conditions.append("substr(c.path, 1, length(?)) = ?")  # exact, case-sensitive, no LIKE wildcards
         params.extend([filters.path_prefix, filters.path_prefix])
     if filters.after is not None:
-        conditions.append("f.date >= ?")  # NULL (undated) never passes
+        conditions.append("coalesce(c.date, f.date) >= ?")  # NULL (undated) never passes
         params.append(filters.after.isoformat())
     if filters.before is not None:
-        conditions.append("f.date <= ?")
+        conditions.append("coalesce(c.date, f.date) <= ?")
         params.append(filters.before.isoformat())
     return " AND ".join(conditions), params
