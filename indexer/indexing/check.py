@@ -23,8 +23,9 @@ from indexer.sources.markdown.parse import NotText, decode, read_frontmatter, sp
 from indexer.sources.read import open_memory_file
 from indexer.sources.registry import source_for
 from indexer.store import Engine, IndexStore
+from indexer.store.tokenizer import TOKENIZER_VERSION, fts_text
 
-from .sync import CLASSIFICATION_KEY, classification, content_hash, file_title
+from .sync import CLASSIFICATION_KEY, TOKENIZER_KEY, classification, content_hash, file_title
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,12 @@ def _check_configuration(store: IndexStore, report: CheckReport, *, model_id: st
             f"built with model {meta['model']} (chunker {meta.get('chunker_version')}); "
             f"configured: {model_id} (chunker {CHUNKER_VERSION})",
         )
+    elif meta.get(TOKENIZER_KEY) != TOKENIZER_VERSION:
+        report.add(
+            DRIFT,
+            f"keyword index built with tokenizer {meta.get(TOKENIZER_KEY, '1')}, this memdex uses {TOKENIZER_VERSION} "
+            "(the next 'memdex index' rebuilds it once from the embedding cache)",
+        )
 
 
 def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> None:
@@ -227,7 +234,7 @@ def _rows_match(
     for start, end, heading, chunk_text, fts in chunks:
         if start <= covered or start < body_start or end > len(lines) or end < start:
             return False
-        if chunk_text != "\n".join(lines[start - 1 : end]) or fts != (chunk_text, heading, title):
+        if chunk_text != "\n".join(lines[start - 1 : end]) or fts != (fts_text(chunk_text), fts_text(heading), fts_text(title)):
             return False
         if any(line.strip() for line in lines[covered:start - 1][max(0, body_start - 1 - covered):]):
             return False  # a non-blank line between chunks belongs to none

@@ -33,6 +33,7 @@ from indexer.sources.markdown.parse import NotText
 from indexer.sources.read import open_memory_file
 from indexer.sources.registry import source_for
 from indexer.store import FileRecord, FileState, IndexStore, SkippedFile, VectorCache
+from indexer.store.tokenizer import TOKENIZER_VERSION
 
 from .report import SKIPPED_MARK, Progress, SyncReport
 from .writer import Prepared as _Prepared
@@ -49,6 +50,7 @@ READ_RETRIES = 2
 TOO_LARGE = " MiB limit"
 # meta key: the daily folders the files' kinds and dates were derived with.
 CLASSIFICATION_KEY = "daily_folders"
+TOKENIZER_KEY = "tokenizer"  # meta: tokenizer.TOKENIZER_VERSION the keyword index was built with
 
 # The title words (path, date, frontmatter title/tags/aliases) are copied into
 # every chunk's full-text row, so they are bounded: per value and in total.
@@ -238,7 +240,16 @@ def _configuration(embedder: Embedder) -> dict[str, str]:
         "model": embedder.model_id,
         "dimensions": str(embedder.dimensions),
         "chunker_version": str(CHUNKER_VERSION),
+        TOKENIZER_KEY: TOKENIZER_VERSION,
     }
+
+
+def keyword_index_only(meta: dict[str, str], embedder: Embedder) -> bool:
+    """True when the keyword tokenizer is all that changed: a rebuild takes every
+    vector from the embedding cache (same chunks, same model)."""
+    wanted = _configuration(embedder)
+    changed = {key for key, value in wanted.items() if meta.get(key) != value}
+    return "model" in meta and changed == {TOKENIZER_KEY}
 
 
 def configuration_change(meta: dict[str, str], embedder: Embedder) -> str | None:
