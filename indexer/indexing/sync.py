@@ -75,10 +75,14 @@ def sync(
     loses its rows, a folder is walked)."""
     started = time.perf_counter()
     report = SyncReport()
+    keyword_only = keyword_index_only(store.meta(), embedder)  # vectors from the cache (announced by the caller)
     report.full_reembed_reason = _check_configuration(store, cache, embedder)
     if report.full_reembed_reason:
-        report.warn(f"re-embedding every chunk: {report.full_reembed_reason}")
-        paths = None  # everything must be embedded again
+        paths = None  # every file is indexed again
+        if keyword_only:  # announced by the caller (api.sync); every vector comes from the cache
+            report.full_reembed_reason = None
+        else:
+            report.warn(f"re-embedding every chunk: {report.full_reembed_reason}")
     if reclassify(settings, store):
         paths = None  # files whose kind or date changed are read again, wherever they are
     if paths is None:
