@@ -10,7 +10,9 @@ of scripts in one token), and the one-time rebuild of an index made with the old
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -207,3 +209,37 @@ def test_an_index_built_with_the_old_tokenizer_is_rebuilt_once_from_the_cache(
     with caplog.at_level("WARNING"):
         index(settings)
     assert not [r for r in caplog.records if "tokenizer" in r.getMessage()]  # once
+
+
+# -- a multilingual model from a local folder ----------------------------------------------------
+
+
+def test_a_local_model_folder_gives_its_own_dimensions_and_window(tmp_path: Path) -> None:
+    """``--model PATH``: a multilingual sentence-transformers folder (e.g. 768 dimensions and a
+    128-token window) is described by its files, without loading weights or downloading. No
+    multilingual model is installed here, so the installed MiniLM's files are rewritten to say so."""
+    from indexer.config.settings import DEFAULT_MODEL
+    from indexer.embedding.lazy import LazyEmbedder
+    from indexer.embedding.resolve import resolve_model
+
+    folder = tmp_path / "paraphrase-multilingual-mpnet-base-v2"
+    shutil.copytree(resolve_model(DEFAULT_MODEL)[1], folder, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    edit_json(folder / "sentence_bert_config.json", max_seq_length=128)
+    edit_json(folder / "1_Pooling" / "config.json", word_embedding_dimension=768)
+    edit_json(folder / "config.json", hidden_size=768)
+    embedder = LazyEmbedder(str(folder))
+    assert (embedder.dimensions, embedder.max_tokens) == (768, 126)  # 128 less [CLS] and [SEP]
+    assert embedder.model_id != DEFAULT_MODEL and embedder.loaded == []
+
+
+def edit_json(path: Path, **values: Any) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), **values}), encoding="utf-8")
+
+
+def test_a_pasted_page_of_chinese_is_a_bounded_query(engine_kind: EngineKind, root: Path) -> None:
+    write(root, "zh/dentist.md", NOTES["zh/dentist.md"])
+    settings = engine_kind.settings(root, model=model_id())
+    index(settings)
+    page = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(20_000))  # 19,999 distinct pairs
+    assert len(query_pieces(page)) == tokenizer.MAX_QUERY_PIECES
+    assert paths(settings, "牙医" + page)[:1] == ["zh/dentist.md"]  # the first pieces are looked up

@@ -42,6 +42,9 @@ _CJK = (
     "\U00020000-\U0003347f"
 )
 CJK_RUN = re.compile(f"[{_CJK}]+")
+# A query word looks up at most this many pieces (as a query has at most 32 words): a pasted
+# page of Chinese would otherwise OR thousands of pairs (20,000 characters took 3 s).
+MAX_QUERY_PIECES = 64
 
 
 def has_cjk(text: str) -> bool:
@@ -61,7 +64,7 @@ def fts_text(text: str) -> str:
 def query_pieces(term: str) -> list[str]:
     """The parts of a query word that are looked up separately (ORed): the word itself
     when it has no CJK; else its other-script parts and each CJK run's pairs (or the
-    run when it is one character)."""
+    run when it is one character), the first ``MAX_QUERY_PIECES`` distinct ones."""
     if term.isascii():
         return [term]
     term = unicodedata.normalize("NFKC", term)
@@ -75,7 +78,7 @@ def query_pieces(term: str) -> list[str]:
         at = run.end()
     if term[at:].strip():
         pieces.append(term[at:])
-    return list(dict.fromkeys(pieces))
+    return list(dict.fromkeys(pieces))[:MAX_QUERY_PIECES]
 
 
 def _document_grams(run: str) -> Iterator[str]:
