@@ -23,9 +23,12 @@ from conftest import EngineKind, RecordingEmbedder, write
 
 from indexer import open_index
 from indexer.config.settings import Settings
+from indexer.indexing import check as check_module
 from indexer.indexing import sync as sync_module
 from indexer.indexing.sync import configuration_change, keyword_index_only
 from indexer.store import tokenizer
+from indexer.store.postgres import checks as pg_checks
+from indexer.store.sqlite import store as sqlite_store
 from indexer.store.tokenizer import FTS_TOKENIZE, fts_text, query_pieces, stems
 
 NOTES = {
@@ -114,7 +117,7 @@ def test_an_index_of_the_old_tokenizer_is_rebuilt_once() -> None:
     """An index whose meta has no tokenizer (built before issue 19) gets rebuilt; only the keyword index changed."""
     embedder = RecordingEmbedder(model_id="test/recording")
     old = {"model": "test/recording", "dimensions": "16", "chunker_version": str(sync_module.CHUNKER_VERSION)}
-    assert "tokenizer None -> 2" in (configuration_change(old, embedder) or "")
+    assert "tokenizer 1 -> 2" in (configuration_change(old, embedder) or "")
     assert keyword_index_only(old, embedder)
     assert not keyword_index_only({**old, "model": "other"}, embedder)
     assert configuration_change({**old, "tokenizer": tokenizer.TOKENIZER_VERSION}, embedder) is None
@@ -193,9 +196,9 @@ def test_an_index_built_with_the_old_tokenizer_is_rebuilt_once_from_the_cache(
         old.setattr(tokenizer, "fts_text", lambda text: text)
         old.setattr(tokenizer, "query_pieces", lambda term: [term])
         old.setattr(sync_module, "TOKENIZER_VERSION", "1")
-        for module in ("indexer.store.sqlite.store", "indexer.store.postgres.checks", "indexer.indexing.check"):
-            old.setattr(f"{module}.fts_text", lambda text: text)
-        old.setattr("indexer.store.sqlite.store.query_pieces", lambda term: [term])
+        for module in (sqlite_store, pg_checks, check_module):  # the modules that import it by name
+            old.setattr(module, "fts_text", lambda text: text)
+        old.setattr(sqlite_store, "query_pieces", lambda term: [term])
         index(settings)
         assert paths(settings, "诊所") == []  # the old index cannot find a word inside a sentence
     embedder = RecordingEmbedder(model_id=settings.model)

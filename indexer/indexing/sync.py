@@ -252,7 +252,7 @@ def keyword_index_only(meta: dict[str, str], embedder: Embedder) -> bool:
     """True when the keyword tokenizer is all that changed: a rebuild takes every
     vector from the embedding cache (same chunks, same model)."""
     wanted = _configuration(embedder)
-    changed = {key for key, value in wanted.items() if meta.get(key) != value}
+    changed = {key for key, value in wanted.items() if meta.get(key, "1" if key == TOKENIZER_KEY else None) != value}
     return "model" in meta and changed == {TOKENIZER_KEY}
 
 
@@ -261,7 +261,8 @@ def configuration_change(meta: dict[str, str], embedder: Embedder) -> str | None
     wanted = _configuration(embedder)
     if "model" not in meta:
         return None  # a new index
-    changes = [f"{key} {meta.get(key)} -> {value}" for key, value in wanted.items() if meta.get(key) != value]
+    built = {**meta, TOKENIZER_KEY: meta.get(TOKENIZER_KEY, "1")}  # an index from before issue 19 has no record
+    changes = [f"{key} {built.get(key)} -> {value}" for key, value in wanted.items() if built.get(key) != value]
     return ", ".join(changes) or None
 
 
