@@ -24,6 +24,7 @@ from conftest import EngineKind, RecordingEmbedder, write
 from indexer import open_index
 from indexer.config.settings import Settings
 from indexer.indexing import check as check_module
+from indexer.indexing.check import DRIFT, check_index
 from indexer.indexing import sync as sync_module
 from indexer.indexing.sync import configuration_change, keyword_index_only
 from indexer.store import tokenizer
@@ -201,6 +202,10 @@ def test_an_index_built_with_the_old_tokenizer_is_rebuilt_once_from_the_cache(
         old.setattr(sqlite_store, "query_pieces", lambda term: [term])
         index(settings)
         assert paths(settings, "诊所") == []  # the old index cannot find a word inside a sentence
+    with open_index(settings, embedder=RecordingEmbedder(model_id=settings.model)) as idx:
+        found = check_index(settings, idx.engine, model_id=settings.model)
+    assert found.exit_code == DRIFT, found.as_dict()  # drift until the next index, never "corrupt"
+    assert any("tokenizer 1" in message for _, message in found.problems), found.as_dict()
     embedder = RecordingEmbedder(model_id=settings.model)
     with caplog.at_level("WARNING"):
         report = index(settings, embedder)

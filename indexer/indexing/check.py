@@ -176,6 +176,7 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
     skipped = store.skipped_files()  # skipped with a warning: consistent while their stamp is the same
     descriptions = store.file_descriptions()
     chunks = store.chunks_with_fts()
+    keyword_current = store.meta().get(TOKENIZER_KEY, "1") == TOKENIZER_VERSION
     on_disk = {item.path for item in found}
     not_here = set(indexed) - on_disk
     # In a shared namespace another root or host wrote some files: not this root's to have
@@ -194,7 +195,7 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
             if data is None or content_hash(data) != indexed[item.path].hash:
                 changed.append(item.path)
             elif not _rows_match_guarded(
-                item.path, data, descriptions[item.path], chunks.get(item.path, []), built_with
+                item.path, data, descriptions[item.path], chunks.get(item.path, []), built_with, keyword_current
             ):
                 wrong.append(item.path)
         elif (
@@ -217,10 +218,13 @@ def _rows_match(
     description: tuple[str, str | None, dict[str, Any]],
     chunks: list[tuple[int, int, str, str, tuple[str, str, str]]],
     daily_folders: tuple[str, ...],
+    keyword_current: bool = True,
 ) -> bool:
     """The rows of a file whose hash matches say what its Markdown says: kind,
     date and frontmatter; chunk texts equal to their line ranges, with their
-    full-text copies; every non-blank body line in exactly one chunk."""
+    full-text copies (unless ``keyword_current`` is False: a keyword index of an
+    older tokenizer, reported as drift, is not compared); every non-blank body
+    line in exactly one chunk."""
     text, _ = decode(data)
     lines = split_lines(text)
     frontmatter, body_start, _ = read_frontmatter(lines)
@@ -234,7 +238,9 @@ def _rows_match(
     for start, end, heading, chunk_text, fts in chunks:
         if start <= covered or start < body_start or end > len(lines) or end < start:
             return False
-        if chunk_text != "\n".join(lines[start - 1 : end]) or fts != (fts_text(chunk_text), fts_text(heading), fts_text(title)):
+        if chunk_text != "\n".join(lines[start - 1 : end]) or (
+            keyword_current and fts != (fts_text(chunk_text), fts_text(heading), fts_text(title))
+        ):
             return False
         if any(line.strip() for line in lines[covered:start - 1][max(0, body_start - 1 - covered):]):
             return False  # a non-blank line between chunks belongs to none
