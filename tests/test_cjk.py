@@ -21,7 +21,7 @@ import apsw
 import pytest
 from conftest import EngineKind, RecordingEmbedder, write
 
-from indexer import open_index
+from indexer import make_settings, open_index
 from indexer.config.settings import Settings
 from indexer.indexing import check as check_module
 from indexer.indexing.check import DRIFT, check_index
@@ -251,3 +251,24 @@ def test_a_pasted_page_of_chinese_is_a_bounded_query(engine_kind: EngineKind, ro
     page = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(20_000))  # 19,999 distinct pairs
     assert len(query_pieces(page)) == tokenizer.MAX_QUERY_PIECES
     assert paths(settings, "牙医" + page)[:1] == ["zh/dentist.md"]  # the first pieces are looked up
+
+
+@pytest.mark.postgres
+def test_cjk_keyword_scores_are_the_same_on_both_engines(root: Path, tmp_path: Path, pg_url: str) -> None:
+    """Parity: PostgreSQL's client-built postings give FTS5's bm25 for CJK and mixed queries."""
+    for rel, text in NOTES.items():
+        write(root, rel, text)
+    model = model_id()
+    lite = make_settings(root, tmp_path / "lite.db", model=model)
+    server = make_settings(root, pg_url, namespace=f"cjk-{uuid.uuid4().hex[:12]}", model=model)
+    index(lite)
+    index(server)
+    for query in [query for query, _ in CASES] + ["牙医 牙医预约", "我的牙医预约在哪天", "ＡＰＩ 워크숍은", "医"]:
+        a, b = (search_rows(settings, query) for settings in (lite, server))
+        assert [(r.path, r.start_line) for r in a] == [(r.path, r.start_line) for r in b], query
+        assert [r.score for r in a] == pytest.approx([r.score for r in b], rel=1e-5), query
+
+
+def search_rows(settings: Settings, query: str) -> list[Any]:
+    with open_index(settings, embedder=RecordingEmbedder(model_id=settings.model)) as idx:
+        return idx.search(query, mode="keyword", budget_lines=None, limit=20)

@@ -399,8 +399,9 @@ class Store:
 
 def match_expression(terms: Sequence[str]) -> str | None:
     """An FTS5 MATCH string that ORs the terms' pieces (a CJK word's character pairs:
-    tokenizer.query_pieces), each quoted so no operator survives."""
-    pieces = list(dict.fromkeys(piece for term in terms for piece in query_pieces(term)))
+    tokenizer.query_pieces), each quoted so no operator survives. A piece two words share
+    counts twice, as PostgreSQL's bm25 counts it (and as two words of one stem always have)."""
+    pieces = [piece for term in terms for piece in query_pieces(term)]
     if not pieces:
         return None
     return " OR ".join('"' + piece.replace('"', '""') + '"' for piece in pieces)
