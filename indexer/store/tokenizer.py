@@ -26,9 +26,10 @@ from collections.abc import Iterator
 
 import apsw
 
-# Changing it needs a new migration in each engine that rebuilds its keyword index.
 FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
-# What the keyword index was built with (meta "tokenizer"); a change rebuilds it once.
+# What the keyword index was built with (meta "tokenizer"). Changing FTS_TOKENIZE, fts_text or
+# query_pieces means a new version: every index is then rebuilt once from the embedding cache
+# (a rebuild makes a new SQLite file, whose chunks_fts is declared with FTS_TOKENIZE).
 # 1 (or no record): FTS_TOKENIZE alone; 2: NFKC and CJK runs as characters and pairs.
 TOKENIZER_VERSION = "2"
 
