@@ -5,7 +5,9 @@ SQLite's chunks_fts and PostgreSQL's client-built postings share ``store/tokeniz
 For each language: a one-character and a two-character query, a word inside an unspaced
 sentence, a word with a particle attached, and a mixed query. Then hostile text
 (combining marks, fullwidth forms, emoji sequences, a 1 MB line with no spaces, a mix
-of scripts in one token), and the one-time rebuild of an index made with the old tokenizer.
+of scripts in one token), a pasted page as a query, the one-time rebuild of an index made
+with the old tokenizer, a model folder's dimensions and window, and bm25 parity between
+the engines on CJK queries.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from conftest import EngineKind, RecordingEmbedder, write
 from indexer import make_settings, open_index
 from indexer.config.settings import Settings
 from indexer.indexing import check as check_module
-from indexer.indexing.check import DRIFT, check_index
 from indexer.indexing import sync as sync_module
+from indexer.indexing.check import DRIFT, check_index
 from indexer.indexing.sync import configuration_change, keyword_index_only
 from indexer.store import tokenizer
 from indexer.store.postgres import checks as pg_checks
