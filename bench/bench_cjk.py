@@ -177,7 +177,7 @@ class Candidate:
         return [term]
 
     def search(self, connection: apsw.Connection, query: str, limit: int) -> list[int]:
-        pieces = list(dict.fromkeys(p for term in query_terms(query) for p in self.pieces(term)))
+        pieces = [p for term in query_terms(query) for p in self.pieces(term)]  # as memdex's match_expression
         if not pieces:
             return []
         match = " OR ".join('"' + p.replace('"', '""') + '"' for p in pieces)
