@@ -31,7 +31,7 @@ from indexer.embedding.protocol import Embedder
 from indexer.indexing.lock import lock_root
 from indexer.indexing.rebuild import FromMarkdown
 from indexer.indexing.report import Progress, SyncReport
-from indexer.indexing.sync import configuration_change, sync
+from indexer.indexing.sync import configuration_change, keyword_index_only, sync
 from indexer.retrieval.budget import Budget
 from indexer.retrieval.filters import SearchFilters
 from indexer.retrieval.search import (
@@ -117,12 +117,19 @@ class MemoryIndex:
         """
         self._require_writable()
         try:
-            reason = configuration_change(self.store.meta(), self.embedder)
+            meta = self.store.meta()
+            reason = configuration_change(meta, self.embedder)
             if reason:
-                message = one_line(f"re-embedding every chunk: {reason}")
+                keyword_only = keyword_index_only(meta, self.embedder)
+                message = one_line(
+                    f"rebuilding the index once from the embedding cache: keyword search now splits Chinese, "
+                    f"Japanese and Korean text into words ({reason})"
+                    if keyword_only
+                    else f"re-embedding every chunk: {reason}"
+                )
                 log.warning("%s", message)
                 report = self.rebuild(progress=progress)
-                report.full_reembed_reason = reason
+                report.full_reembed_reason = None if keyword_only else reason
                 report.warnings.insert(0, message)
                 return report
             report = sync(
@@ -303,7 +310,7 @@ class MemoryIndex:
         if prepare is None or getattr(self.embedder, "prepared", False):
             return
         meta = self.store.meta()
-        if "model" in meta and not configuration_change(meta, self.embedder):
+        if "model" in meta and (not configuration_change(meta, self.embedder) or keyword_index_only(meta, self.embedder)):
             return  # an index of this model: a sync embeds only what changed, if anything
         if self._cache is None:
             embedder = self.embedder

@@ -25,8 +25,9 @@ from indexer.sources.markdown.parse import NotText, decode, read_frontmatter, sp
 from indexer.sources.read import open_memory_file
 from indexer.sources.registry import source_for
 from indexer.store import Engine, IndexStore
+from indexer.store.tokenizer import TOKENIZER_VERSION, fts_text
 
-from .sync import CLASSIFICATION_KEY, CLASSIFIER_KEY, CLASSIFIER_VERSION, classification, content_hash, file_title
+from .sync import CLASSIFICATION_KEY, CLASSIFIER_KEY, CLASSIFIER_VERSION, TOKENIZER_KEY, classification, content_hash, file_title
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,12 @@ def _check_configuration(store: IndexStore, report: CheckReport, *, model_id: st
             f"built with model {meta['model']} (chunker {meta.get('chunker_version')}); "
             f"configured: {model_id} (chunker {CHUNKER_VERSION})",
         )
+    elif meta.get(TOKENIZER_KEY) != TOKENIZER_VERSION:
+        report.add(
+            DRIFT,
+            f"keyword index built with tokenizer {meta.get(TOKENIZER_KEY, '1')}, this memdex uses {TOKENIZER_VERSION} "
+            "(the next 'memdex index' rebuilds it once from the embedding cache)",
+        )
 
 
 def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> None:
@@ -177,6 +184,7 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
     skipped = store.skipped_files()  # skipped with a warning: consistent while their stamp is the same
     descriptions = store.file_descriptions()
     chunks = store.chunks_with_fts()
+    keyword_current = store.meta().get(TOKENIZER_KEY, "1") == TOKENIZER_VERSION
     on_disk = {item.path for item in found}
     not_here = set(indexed) - on_disk
     # In a shared namespace another root or host wrote some files: not this root's to have
@@ -195,7 +203,7 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
             if data is None or content_hash(data) != indexed[item.path].hash:
                 changed.append(item.path)
             elif not _rows_match_guarded(
-                item.path, data, descriptions[item.path], chunks.get(item.path, []), built_with,
+                item.path, data, descriptions[item.path], chunks.get(item.path, []), built_with, keyword_current,
                 session_tools=settings.session_tools, old_rules=old_rules,
             ):
                 wrong.append(item.path)
@@ -219,6 +227,7 @@ def _rows_match(
     description: tuple[str, str | None, dict[str, Any]],
     chunks: list[tuple[int, int, str, str, tuple[str, str, str]]],
     daily_folders: tuple[str, ...],
+    keyword_current: bool = True,
     *,
     session_tools: bool = False,
     old_rules: bool = False,
@@ -226,7 +235,8 @@ def _rows_match(
     """The rows of a file whose hash matches say what its Markdown says: kind,
     date and frontmatter; chunk texts equal to their line ranges (as the file's source
     reads them back: a transcript's turns), with their full-text copies; every
-    non-blank body line in exactly one chunk."""
+    non-blank body line in exactly one chunk. With ``keyword_current`` False (a keyword
+    index of an older tokenizer, reported as drift) the full-text copies are not compared."""
     source = source_for(path, session_tools=session_tools)
     lines = source.readable_lines(data) if source is not None else split_lines(decode(data)[0])
     frontmatter, body_start, _ = read_frontmatter(lines)
@@ -240,7 +250,9 @@ def _rows_match(
     for start, end, heading, chunk_text, fts in chunks:
         if start <= covered or start < body_start or end > len(lines) or end < start:
             return False
-        if chunk_text != "\n".join(lines[start - 1 : end]) or fts != (chunk_text, heading, title):
+        if chunk_text != "\n".join(lines[start - 1 : end]) or (
+            keyword_current and fts != (fts_text(chunk_text), fts_text(heading), fts_text(title))
+        ):
             return False
         if any(line.strip() for line in lines[covered:start - 1][max(0, body_start - 1 - covered):]):
             return False  # a non-blank line between chunks belongs to none

@@ -34,6 +34,7 @@ from indexer.sources.markdown.parse import NotText
 from indexer.sources.read import open_memory_file
 from indexer.sources.registry import source_for
 from indexer.store import FileRecord, FileState, IndexStore, SkippedFile, VectorCache
+from indexer.store.tokenizer import TOKENIZER_VERSION
 
 from .report import SKIPPED_MARK, Progress, SyncReport
 from .tail import line_offset, resume_line
@@ -56,6 +57,7 @@ CLASSIFIER_KEY = "classifier"
 CLASSIFIER_VERSION = "2"
 # meta key: whether the transcripts were read with their tool traffic (Settings.session_tools).
 SESSION_TOOLS_KEY = "session_tools"
+TOKENIZER_KEY = "tokenizer"  # meta: tokenizer.TOKENIZER_VERSION the keyword index was built with
 
 # The title words (path, date, frontmatter title/tags/aliases) are copied into
 # every chunk's full-text row, so they are bounded: per value and in total.
@@ -80,10 +82,14 @@ def sync(
     loses its rows, a folder is walked)."""
     started = time.perf_counter()
     report = SyncReport()
+    keyword_only = keyword_index_only(store.meta(), embedder)  # vectors from the cache (announced by the caller)
     report.full_reembed_reason = _check_configuration(store, cache, embedder)
     if report.full_reembed_reason:
-        report.warn(f"re-embedding every chunk: {report.full_reembed_reason}")
-        paths = None  # everything must be embedded again
+        paths = None  # every file is indexed again
+        if keyword_only:  # announced by the caller (api.sync); every vector comes from the cache
+            report.full_reembed_reason = None
+        else:
+            report.warn(f"re-embedding every chunk: {report.full_reembed_reason}")
     if reclassify(settings, store):
         paths = None  # files whose kind or date changed are read again, wherever they are
     if paths is None:
@@ -257,7 +263,16 @@ def _configuration(embedder: Embedder) -> dict[str, str]:
         "model": embedder.model_id,
         "dimensions": str(embedder.dimensions),
         "chunker_version": str(CHUNKER_VERSION),
+        TOKENIZER_KEY: TOKENIZER_VERSION,
     }
+
+
+def keyword_index_only(meta: dict[str, str], embedder: Embedder) -> bool:
+    """True when the keyword tokenizer is all that changed: a rebuild takes every
+    vector from the embedding cache (same chunks, same model)."""
+    wanted = _configuration(embedder)
+    changed = {key for key, value in wanted.items() if meta.get(key, "1" if key == TOKENIZER_KEY else None) != value}
+    return "model" in meta and changed == {TOKENIZER_KEY}
 
 
 def configuration_change(meta: dict[str, str], embedder: Embedder) -> str | None:
@@ -265,7 +280,8 @@ def configuration_change(meta: dict[str, str], embedder: Embedder) -> str | None
     wanted = _configuration(embedder)
     if "model" not in meta:
         return None  # a new index
-    changes = [f"{key} {meta.get(key)} -> {value}" for key, value in wanted.items() if meta.get(key) != value]
+    built = {**meta, TOKENIZER_KEY: meta.get(TOKENIZER_KEY, "1")}  # an index from before issue 19 has no record
+    changes = [f"{key} {built.get(key)} -> {value}" for key, value in wanted.items() if built.get(key) != value]
     return ", ".join(changes) or None
 
 

@@ -5,7 +5,8 @@ and line weight drawn from them.
 else is left. The IDFs are FTS5's (``log((N - n + 0.5) / (n + 0.5))`` over the
 stemmed terms), so that fusion's keyword coverage is on bm25's scale
 (fusion.py). A snippet is the line of a result that mentions the most query
-words, matched by their first five letters (so "hobbies" finds "hobby").
+words, matched by their first five letters (so "hobbies" finds "hobby"), or a
+CJK word by its character pairs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from indexer.store import IndexStore
+from indexer.store.tokenizer import has_cjk, query_pieces
 
 MAX_QUERY_TERMS = 32
 SNIPPET_CHARS = 240
@@ -50,13 +52,30 @@ def stem_idfs(store: IndexStore, terms: Sequence[str]) -> dict[str, float]:
     return {s: max(1e-6, math.log((total - counts.get(s, 0) + 0.5) / (counts.get(s, 0) + 0.5))) for s in stems}
 
 
+def match_keys(term: str) -> list[str]:
+    """How a query word is matched in chunk text: its first five letters (words of more
+    than two letters); a CJK word by its character pairs (or its one character), found
+    anywhere in unspaced text (tokenizer.query_pieces), with its other parts as words."""
+    pieces = [term] if not has_cjk(term) else query_pieces(term)
+    return list(dict.fromkeys(p.lower()[:5] if not has_cjk(p) else p for p in pieces if has_cjk(p) or len(p) > 2))
+
+
+def key_pattern(keys: Sequence[str], flags: int = 0) -> re.Pattern[str] | None:
+    """A regex for ``match_keys``: words that start like a key, and CJK keys anywhere."""
+    if not keys:
+        return None
+    ordered = sorted(set(keys), key=len, reverse=True)
+    words = [r"\b" + re.escape(k) for k in ordered if not has_cjk(k)]
+    return re.compile("(?:" + "|".join(words + [re.escape(k) for k in ordered if has_cjk(k)]) + ")", flags)
+
+
 def prefix_idfs(store: IndexStore, terms: Sequence[str], idfs: dict[str, float]) -> dict[str, float]:
-    """IDF per snippet prefix (a query term's first five letters; see snippet_pattern)."""
+    """IDF per snippet key (a query term's first five letters or a CJK pair; see match_keys)."""
     out: dict[str, float] = {}
     for term in terms:
-        if len(term) > 2:
-            idf = max((idfs.get(stem, 0.0) for stem in store.stem(term)), default=0.0)
-            out[term[:5]] = max(out.get(term[:5], 0.0), idf)
+        for key in match_keys(term):
+            idf = max((idfs.get(stem, 0.0) for stem in store.stem(key if has_cjk(key) else term)), default=0.0)
+            out[key] = max(out.get(key, 0.0), idf)
     return out
 
 
@@ -68,11 +87,9 @@ def line_weight(pattern: re.Pattern[str] | None) -> Callable[[str], float]:
 
 
 def snippet_pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
-    """A regex matching words that start like a query term (its first five letters)."""
-    prefixes = sorted({term[:5] for term in terms if len(term) > 2}, key=len, reverse=True)
-    if not prefixes:
-        return None
-    return re.compile(r"\b(?:" + "|".join(re.escape(p) for p in prefixes) + ")", re.IGNORECASE)
+    """A regex matching words that start like a query term (its first five letters) and
+    a CJK term's character pairs anywhere (match_keys)."""
+    return key_pattern([key for term in terms for key in match_keys(term)], re.IGNORECASE)
 
 
 def snippet(text: str, terms: Sequence[str]) -> str:

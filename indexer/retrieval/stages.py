@@ -65,6 +65,7 @@ from indexer.store import ChunkRow, IndexStore
 from .budget import Hit, is_filler, without_filler
 from .filters import SearchFilters
 from .fusion import Evidence, keyword_part  # Evidence: importable from here too, as before
+from .query import key_pattern
 from .rerank import RemoteRerank
 
 RERANK_DEPTH = 100  # fused candidates re-scored (and evidence for the priors); the rest keep their order
@@ -318,10 +319,9 @@ def has_content(text: str) -> bool:
 
 
 def term_matcher(prefixes: Sequence[str]) -> re.Pattern[str] | None:
-    """A case-sensitive regex for lower-cased text: words starting with a prefix."""
-    if not prefixes:
-        return None
-    return re.compile(r"\b(?:" + "|".join(re.escape(p) for p in sorted(prefixes, key=len, reverse=True)) + ")")
+    """A case-sensitive regex for lower-cased text: words starting with a prefix (a CJK
+    prefix anywhere, see query.match_keys)."""
+    return key_pattern(prefixes)
 
 
 def matched_terms(text: str, matcher: re.Pattern[str] | None) -> frozenset[str]:

@@ -9,6 +9,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from indexer.store.tokenizer import fts_text
+
 from .text import chunk_terms, parse_vector
 
 
@@ -51,7 +53,8 @@ class PgChecks:
         return {name: self.connection.execute(query, {"ns": self.ns}).fetchone()[0] for name, query in sql.items()}
 
     def chunks_with_fts(self) -> dict[str, list[tuple[int, int, str, str, tuple[str, str, str]]]]:
-        """path -> [(start, end, heading, text, (text, heading, title) its postings were made from)];
+        """path -> [(start, end, heading, text, tokenizer.fts_text of the (text, heading, title) its
+        postings were made from, as SQLite's FTS columns hold them)];
         a chunk whose postings are not those of its text and title gets ("", "", "")."""
         conn, ns = self.connection, {"ns": self.ns}
         stored: dict[int, dict[str, float]] = {}
@@ -66,7 +69,8 @@ class PgChecks:
         for cid, path, start, end, heading, text, title, length in rows:
             expected, tokens = chunk_terms(text, heading, title)
             same = tokens == length and expected == stored.get(cid, {})
-            found.setdefault(path, []).append((start, end, heading, text, (text, heading, title) if same else ("", "", "")))
+            columns = (fts_text(text), fts_text(heading), fts_text(title)) if same else ("", "", "")
+            found.setdefault(path, []).append((start, end, heading, text, columns))
         return found
 
     def chunk_texts(self) -> Iterator[tuple[str, int, str, str, str]]:

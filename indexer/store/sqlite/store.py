@@ -24,7 +24,7 @@ from indexer.store.records import (
     BM25_WEIGHTS, SQL_VARIABLES_PER_QUERY, ChunkRow, FileRecord, FileState, SkippedFile, batches as _batches,
     blob as _blob,
 )  # fmt: skip
-from indexer.store.tokenizer import stems
+from indexer.store.tokenizer import fts_text, query_pieces, stems
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class Store:
                 ).fetchone()  # fmt: skip
                 self.connection.execute(
                     "INSERT INTO chunks_fts(rowid, text, heading, title) VALUES (?, ?, ?, ?)",
-                    (chunk_id, chunk.text, chunk.heading, record.title),
+                    (chunk_id, fts_text(chunk.text), fts_text(chunk.heading), fts_text(record.title)),
                 )
                 if self.vec_enabled:
                     self.connection.execute(
@@ -368,7 +368,8 @@ class Store:
         return {path: (kind, day, json.loads(front)) for path, kind, day, front in rows}
 
     def chunks_with_fts(self) -> dict[str, list[tuple[int, int, str, str, tuple[str, str, str]]]]:
-        """path -> [(start, end, heading, text, (FTS text, FTS heading, FTS title))] in line order."""
+        """path -> [(start, end, heading, text, (FTS text, FTS heading, FTS title))] in line order
+        (the FTS columns hold tokenizer.fts_text of the chunk's text, heading and title)."""
         rows = self.connection.execute(
             "SELECT c.path, c.start_line, c.end_line, c.heading, c.text, f.text, f.heading, f.title "
             "FROM chunks c JOIN chunks_fts f ON f.rowid = c.id ORDER BY c.path, c.start_line"
@@ -406,10 +407,13 @@ class Store:
 
 
 def match_expression(terms: Sequence[str]) -> str | None:
-    """An FTS5 MATCH string that ORs the terms, each quoted so no operator survives."""
-    if not terms:
+    """An FTS5 MATCH string that ORs the terms' pieces (a CJK word's character pairs:
+    tokenizer.query_pieces), each quoted so no operator survives. A piece two words share
+    counts twice, as PostgreSQL's bm25 counts it (and as two words of one stem always have)."""
+    pieces = [piece for term in terms for piece in query_pieces(term)]
+    if not pieces:
         return None
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+    return " OR ".join('"' + piece.replace('"', '""') + '"' for piece in pieces)
 
 
 def filter_clause(filters: SearchFilters | None) -> tuple[str, list[Any]]:
