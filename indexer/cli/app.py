@@ -52,10 +52,10 @@ from .serve import config_command, mcp_command
 class _Context:
     def __init__(
         self, root: str | None, db: str | None, model: str | None, verbose: int, backend: str | None = None,
-        namespace: str | None = None,
+        namespace: str | None = None, embed_threads: str | None = None,
     ) -> None:
         self.root, self.db, self.model, self.verbose, self.backend = root, db, model, verbose, backend
-        self.namespace = namespace
+        self.namespace, self.embed_threads = namespace, embed_threads
         self._configuration: Configuration | None = None
 
     def configuration(self) -> Configuration:
@@ -63,7 +63,7 @@ class _Context:
         if self._configuration is None:
             self._configuration = load_configuration(
                 {"root": self.root, "db": self.db, "model": self.model, "backend": self.backend,
-                 "namespace": self.namespace}
+                 "namespace": self.namespace, "embed_threads": self.embed_threads}
             )
         return self._configuration
 
@@ -164,16 +164,19 @@ def _silence_stdout() -> None:
 @click.option("--model", default=None, help="sentence-transformers model name or local folder (env MEMDEX_MODEL).")
 @click.option("--backend", type=click.Choice(BACKENDS), default=None,
               help="Embedding backend: auto (ONNX Runtime, torch as fallback), onnx or torch (env MEMDEX_BACKEND).")  # fmt: skip
+@click.option("--embed-threads", default=None, metavar="auto|N",
+              help="Threads for bulk embedding: auto (the idle cores, at least 1; default) or a number "
+                   "(env MEMDEX_EMBED_THREADS).")  # fmt: skip
 @click.option("-v", "--verbose", count=True, help="Info logs; tracebacks on errors.")
 @click.version_option(package_name="memdex")
 @click.pass_context
 def cli(
     ctx: click.Context, root: str | None, db: str | None, namespace: str | None, model: str | None,
-    backend: str | None, verbose: int,
+    backend: str | None, embed_threads: str | None, verbose: int,
 ) -> None:
     """memdex: keep a searchable index of an assistant's Markdown memory."""
     _configure_logging(verbose)
-    ctx.obj = _Context(root, db, model, verbose, backend, namespace)
+    ctx.obj = _Context(root, db, model, verbose, backend, namespace, embed_threads)
 
 
 @cli.command()

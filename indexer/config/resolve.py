@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from indexer.embedding.cores import AUTO
 from indexer.embedding.lazy import BACKENDS
 from indexer.errors import ConfigError
 from indexer.retrieval.search import MODES
@@ -38,6 +39,7 @@ CONFIG_FILE_NAME = "config.toml"
 MAX_KEY_PARTS = 32
 ENV_PREFIX = "MEMDEX_"
 USER_FILE_ENV = "MEMDEX_CONFIG"
+MAX_THREADS = 256
 
 
 def _text(value: Any, where: str) -> str:
@@ -96,6 +98,18 @@ def _backend(value: Any, where: str) -> str:
     return text
 
 
+def _threads(value: Any, where: str) -> int | str:
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    try:
+        number = _positive_int(value, where)
+    except ConfigError:
+        raise ConfigError(f"{where}: expected {AUTO!r} or a whole number of at least 1, got {value!r}") from None
+    if number > MAX_THREADS:
+        raise ConfigError(f"{where}: at most {MAX_THREADS}, got {number}")
+    return number
+
+
 def _folders(value: Any, where: str) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
@@ -148,6 +162,7 @@ KEYS: dict[str, Key] = {
         Key("max_file_bytes", _positive_int, "max_file_bytes"),
         Key("sqlite_vec", _boolean, "use_sqlite_vec"),
         Key("embed_batch_size", _positive_int, "embed_batch_size"),
+        Key("embed_threads", _threads, "embed_threads"),
         Key("namespace", _text, "namespace"),
         Key("search_namespaces", _names, "search_namespaces"),
         Key("encryption_key_file", _text, "encryption_key_file"),

@@ -50,9 +50,11 @@ class Settings:
     # for bulk), "onnx" or "torch". The CLI reads --backend / MEMDEX_BACKEND.
     backend: str = "auto"
     # Threads for query-sized embeddings (1: fast even when other processes keep
-    # the cores busy) and for bulk embedding (None: one per core).
+    # the cores busy) and for bulk embedding ("auto": before each model call, the
+    # cores nobody else is using, at least one; embedding/cores.py). The CLI reads
+    # --embed-threads / MEMDEX_EMBED_THREADS.
     query_threads: int = 1
-    embed_threads: int | None = None
+    embed_threads: int | str = "auto"
     # PostgreSQL instead of SQLite (``--db postgresql://...``): the server's URL
     # (credentials also from libpq's PG* variables and ~/.pgpass), this root's
     # namespace there (default HOST:ROOT) and the namespaces searches cover

@@ -9,7 +9,6 @@ weights, verified against torch) or sentence-transformers on torch
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 
@@ -18,6 +17,7 @@ import numpy as np
 from indexer.config.settings import DEFAULT_MODEL
 from indexer.errors import ModelError
 
+from .cores import AUTO, CoreBudget
 from .model_files import ModelFiles, local_folder, read_model_files
 from .resolve import resolve_model
 from .torch_backend import QUERY_TEXTS, QUERY_THREADS, SentenceTransformerEmbedder, release_free_memory
@@ -31,11 +31,13 @@ AUTO_BULK = "onnx"
 
 
 
-def default_bulk_threads() -> int:
-    """Half the cores: on a shared 2-core machine one thread beat two (other
-    processes want the cores too), and a laptop stays responsive while indexing."""
-    return max(1, (os.cpu_count() or 2) // 2)
-
+def bulk_threads_setting(value: int | str | None) -> int | str:
+    """``embed_threads`` as the embedder takes it: a positive whole number, or "auto" (also for None)."""
+    if value is None or value == AUTO:
+        return AUTO
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ModelError(f"embed_threads must be {AUTO!r} or a whole number of at least 1, got {value!r}")
+    return value
 
 
 BACKENDS = ("auto", "onnx", "torch")
@@ -75,7 +77,7 @@ class LazyEmbedder:
         batch_size: int = 32,
         backend: str = "auto",
         query_threads: int | None = QUERY_THREADS,
-        bulk_threads: int | None = None,
+        bulk_threads: int | str | None = AUTO,
     ) -> None:
         if backend not in BACKENDS:
             raise ModelError(f"unknown embedding backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -84,7 +86,10 @@ class LazyEmbedder:
         self.backend = backend
         self.batch_size = batch_size
         self.query_threads = query_threads
-        self.bulk_threads = bulk_threads or default_bulk_threads()
+        # "auto": each bulk call runs on the cores nobody else is using, at least one (``cores``).
+        self.bulk_threads = bulk_threads_setting(bulk_threads)
+        self._budget = CoreBudget() if self.bulk_threads == AUTO else None
+        self.last_bulk_threads: int | None = None  # threads of the latest bulk call (logs, bench, tests)
         self._torch_model: SentenceTransformerEmbedder | None = None
         self._onnx: dict[int | None, object] = {}  # threads -> OnnxEmbedder
         self._onnx_failed: str | None = None
@@ -117,11 +122,23 @@ class LazyEmbedder:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         use = "query" if len(texts) <= QUERY_TEXTS else "bulk"
         wanted = self.backend if self.backend != "auto" else ("onnx" if use == "query" else AUTO_BULK)
+        threads = self.query_threads if use == "query" else self._bulk_threads_now()
         if wanted == "onnx":
-            onnx = self._onnx_embedder(use)
+            onnx = self._onnx_embedder(threads)
             if onnx is not None:
                 return onnx.embed(texts)  # type: ignore[attr-defined]
-        return self._torch(export=self.backend != "torch").embed(texts)
+        torch_model = self._torch(export=self.backend != "torch")
+        if use == "bulk":
+            torch_model.bulk_threads = threads
+        return torch_model.embed(texts)
+
+    def _bulk_threads_now(self) -> int:
+        """The fixed ``embed_threads``, or what the core budget allows for this call."""
+        threads = self._budget.threads() if self._budget is not None else self.bulk_threads
+        if threads != self.last_bulk_threads:
+            log.info("bulk embedding on %d thread%s", threads, "" if threads == 1 else "s")
+        self.last_bulk_threads = threads
+        return threads  # type: ignore[return-value]
 
     @property
     def prepared(self) -> bool:
@@ -136,7 +153,7 @@ class LazyEmbedder:
         """Make the one-time ONNX export now if this backend needs it and it is not cached yet
         (cheap when it is: nothing is loaded). ``memdex index`` calls it before its progress bar."""
         if not self.prepared:
-            self._onnx_embedder("bulk" if self.backend == "auto" and AUTO_BULK == "onnx" else "query")
+            self._onnx_embedder(self.query_threads)
 
     @property
     def loaded(self) -> list[str]:
@@ -147,14 +164,14 @@ class LazyEmbedder:
     def _torch(self, *, export: bool = False) -> SentenceTransformerEmbedder:
         if self._torch_model is None:
             self._torch_model = SentenceTransformerEmbedder(
-                self._name, batch_size=self.batch_size, query_threads=self.query_threads, bulk_threads=self.bulk_threads,
+                self._name, batch_size=self.batch_size, query_threads=self.query_threads,
+                bulk_threads=self.bulk_threads if isinstance(self.bulk_threads, int) else None,
             )  # fmt: skip
             if export and self.files is not None and self._onnx_failed is None:
-                self._onnx_embedder("query")  # the model is loaded anyway: make the export now
+                self._onnx_embedder(self.query_threads)  # the model is loaded anyway: make the export now
         return self._torch_model
 
-    def _onnx_embedder(self, use: str):  # -> OnnxEmbedder | None
-        threads = self.query_threads if use == "query" else self.bulk_threads
+    def _onnx_embedder(self, threads: int | None):  # -> OnnxEmbedder | None
         if threads in self._onnx:  # one session per thread count: query and bulk share it when equal
             return self._onnx[threads]
         if self.files is None or self._onnx_failed is not None:
