@@ -378,7 +378,7 @@ class MemoryIndex:
 def make_embedder(settings: Settings) -> Embedder:
     return LazyEmbedder(
         settings.model, batch_size=settings.embed_batch_size, backend=settings.backend,
-        query_threads=settings.query_threads, bulk_threads=settings.embed_threads,
+        query_threads=settings.query_threads, bulk_threads=settings.embed_threads, variant=settings.model_variant,
     )  # fmt: skip
 
 

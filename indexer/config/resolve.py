@@ -26,6 +26,7 @@ from typing import Any
 
 from indexer.embedding.cores import AUTO
 from indexer.embedding.lazy import BACKENDS
+from indexer.embedding.variants import VARIANTS
 from indexer.errors import ConfigError
 from indexer.retrieval.search import MODES
 
@@ -110,6 +111,13 @@ def _threads(value: Any, where: str) -> int | str:
     return number
 
 
+def _variant(value: Any, where: str) -> str:
+    text = _text(value, where)
+    if text not in VARIANTS:
+        raise ConfigError(f"{where}: expected one of {', '.join(VARIANTS)}, got {value!r}")
+    return text
+
+
 def _folders(value: Any, where: str) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
@@ -155,6 +163,7 @@ KEYS: dict[str, Key] = {
         Key("db", _text, None),
         Key("model", _text, "model"),
         Key("backend", _backend, "backend"),
+        Key("model_variant", _variant, "model_variant"),
         Key("daily_folders", _folders, "daily_folders"),
         Key("search_mode", _mode, "search_mode"),
         Key("search_limit", _limit, "search_limit"),

@@ -55,6 +55,10 @@ class Settings:
     # --embed-threads / MEMDEX_EMBED_THREADS.
     query_threads: int = 1
     embed_threads: int | str = "auto"
+    # A faster form of the model, made locally from its files: "full" (the model
+    # itself), "int8" (quantised ONNX) or "static" (model2vec, distilled at first
+    # use). Each is its own vector space: changing it re-embeds. embedding/variants.py.
+    model_variant: str = "full"
     # PostgreSQL instead of SQLite (``--db postgresql://...``): the server's URL
     # (credentials also from libpq's PG* variables and ~/.pgpass), this root's
     # namespace there (default HOST:ROOT) and the namespaces searches cover

@@ -8,6 +8,7 @@ weights, verified against torch) or sentence-transformers on torch
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ import numpy as np
 from indexer.config.settings import DEFAULT_MODEL
 from indexer.errors import ModelError
 
+from . import variants
 from .cores import AUTO, CoreBudget
 from .model_files import ModelFiles, local_folder, read_model_files
 from .resolve import resolve_model
@@ -78,9 +80,11 @@ class LazyEmbedder:
         backend: str = "auto",
         query_threads: int | None = QUERY_THREADS,
         bulk_threads: int | str | None = AUTO,
+        variant: str = "full",
     ) -> None:
         if backend not in BACKENDS:
             raise ModelError(f"unknown embedding backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.variant = variants.check_variant(variant)
         self.model_id, self._source = resolve_model(model)
         self._name = model
         self.backend = backend
@@ -106,6 +110,14 @@ class LazyEmbedder:
             self._counter = Tokenizer.from_file(str(self.files.tokenizer_path))
             self._counter.no_padding()
             self._counter.no_truncation()
+        # A faster variant (``variants``): its own vector space and model id; the same chunks.
+        self._variant: dict[int | None, object] = {}  # threads (None: static) -> the variant's embedder
+        if self.variant != "full":
+            if self.files is None:
+                raise ModelError(f"the {self.variant} variant needs a model whose files memdex can read ({model})")
+            self.model_id = variants.variant_model_id(self.model_id, self.variant)
+            if self.variant == "static":
+                self.dimensions = min(variants.STATIC_DIMS, self.files.dimensions)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if self._counter is None:
@@ -123,6 +135,8 @@ class LazyEmbedder:
         use = "query" if len(texts) <= QUERY_TEXTS else "bulk"
         wanted = self.backend if self.backend != "auto" else ("onnx" if use == "query" else AUTO_BULK)
         threads = self.query_threads if use == "query" else self._bulk_threads_now()
+        if self.variant != "full":
+            return self._variant_embedder(threads).embed(texts)  # type: ignore[attr-defined]
         if wanted == "onnx":
             onnx = self._onnx_embedder(threads)
             if onnx is not None:
@@ -143,6 +157,8 @@ class LazyEmbedder:
     @property
     def prepared(self) -> bool:
         """Whether a query can be embedded without the one-time export (cheap: no model is loaded)."""
+        if self.variant != "full":
+            return bool(self._variant) or self._variant_ready()
         if self.backend == "torch" or self.files is None or self._onnx_failed is not None or self._onnx:
             return True
         from . import onnx_backend as onnx_embed
@@ -153,12 +169,59 @@ class LazyEmbedder:
         """Make the one-time ONNX export now if this backend needs it and it is not cached yet
         (cheap when it is: nothing is loaded). ``memdex index`` calls it before its progress bar."""
         if not self.prepared:
-            self._onnx_embedder(self.query_threads)
+            if self.variant != "full":
+                self._variant_embedder(self.query_threads)
+            else:
+                self._onnx_embedder(self.query_threads)
 
     @property
     def loaded(self) -> list[str]:
         """Backends loaded so far ("onnx", "torch"), for status and tests."""
-        return (["onnx"] if self._onnx else []) + (["torch"] if self._torch_model is not None else [])
+        return (
+            (["onnx"] if self._onnx else []) + (["torch"] if self._torch_model is not None else [])
+            + ([self.variant] if self._variant else [])
+        )  # fmt: skip
+
+    def _variant_ready(self) -> bool:
+        from . import onnx_backend as onnx_embed
+
+        assert self.files is not None
+        folder = onnx_embed.export_folder(self.files)
+        if self.variant == "static":
+            return (variants.static_folder(folder) / "config.json").is_file()
+        return onnx_embed.has_export(self.files) and variants.int8_ready(folder / "model.onnx")
+
+    def _variant_embedder(self, threads: int | None):  # -> OnnxEmbedder | StaticEmbedder
+        key = None if self.variant == "static" else threads
+        if key in self._variant:
+            return self._variant[key]
+        from . import onnx_backend as onnx_embed
+
+        assert self.files is not None
+        folder = onnx_embed.export_folder(self.files)
+        if self.variant == "static":
+            target = variants.static_folder(folder)
+            if not (target / "config.json").is_file():
+                folder.mkdir(parents=True, exist_ok=True)
+                with open(folder / "static.lock", "a+") as lock:  # one process distils at a time
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    if not (target / "config.json").is_file():
+                        variants.distil_static(self.files, target)
+            embedder = variants.StaticEmbedder(target)
+            if embedder.dimensions != self.dimensions:
+                raise ModelError(f"the static model in {target} has {embedder.dimensions} dimensions, not {self.dimensions}")
+        else:
+            if self._onnx_embedder(self.query_threads) is None:  # makes and verifies the fp32 export first
+                raise ModelError(f"the int8 variant needs the ONNX export, which is unavailable ({self._onnx_failed})")
+            with open(folder / "int8.lock", "a+") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                path = variants.int8_model(folder / "model.onnx")
+            try:
+                embedder = onnx_embed.OnnxEmbedder(path, self.files, threads=threads)
+            except onnx_embed.OnnxUnavailable as exc:
+                raise ModelError(f"cannot use the int8 model: {exc}") from None
+        self._variant[key] = embedder
+        return embedder
 
     # -- backends -------------------------------------------------------------
     def _torch(self, *, export: bool = False) -> SentenceTransformerEmbedder:
