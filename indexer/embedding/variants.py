@@ -32,6 +32,7 @@ import numpy as np
 from indexer.errors import ModelError
 
 from .model_files import ModelFiles
+from .onnx_cache import model_name
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def distil_static(files: ModelFiles, target: Path) -> None:
             f"the static variant needs model2vec's distillation: pip install 'memdex[static]' ({exc})"
         ) from None
     started = time.perf_counter()
-    log.warning("distilling a static model from %s (once, a few minutes)…", files.folder.name)
+    log.warning("distilling a static model from %s (once, a few minutes)…", model_name(files.folder))
     temporary = target.with_name(f"{target.name}.{os.getpid()}.tmp")
     try:
         model = AutoModel.from_pretrained(str(files.folder), local_files_only=True)
