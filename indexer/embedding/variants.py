@@ -1,8 +1,9 @@
 """Faster forms of the configured model, made locally from its own files (``model_variant``).
 
 - ``full`` (the default): the model as it is (ONNX Runtime or torch).
-- ``int8``: the verified ONNX export with its weights quantised to 8-bit integers
-  (onnxruntime's dynamic quantisation), made once beside the export.
+- ``int8``: the verified ONNX export with its weights quantised to 8-bit integers,
+  one scale per output channel (onnxruntime's dynamic quantisation), made once
+  beside the export.
 - ``static``: a model2vec static model distilled from the model (each token's
   vector taken once from the transformer, reduced to ``STATIC_DIMS`` by PCA,
   weighted by token frequency); a text's vector is the mean of its tokens'
@@ -38,7 +39,10 @@ log = logging.getLogger(__name__)
 
 VARIANTS = ("full", "int8", "static")
 STATIC_DIMS = 256
-INT8_NAME = "model.int8.onnx"
+# Weights quantised per output channel: cosine to fp32 min 0.977 / mean 0.989 on 200
+# chunk texts, against 0.860 / 0.924 with one scale per tensor (bench/bench_variants.py).
+# The recipe is in the file name: a changed recipe makes a new file.
+INT8_NAME = "model.int8-per-channel.onnx"
 STATIC_FOLDER = f"static{STATIC_DIMS}"
 
 
@@ -74,7 +78,7 @@ def int8_model(export: Path) -> Path:
     try:
         root_logger.setLevel(logging.ERROR)  # the quantiser's advice on the root logger is not the user's business
         try:
-            quantize_dynamic(str(export), str(temporary), weight_type=QuantType.QInt8)
+            quantize_dynamic(str(export), str(temporary), weight_type=QuantType.QInt8, per_channel=True)
         finally:
             root_logger.setLevel(level)
         digest = _sha256(temporary)
