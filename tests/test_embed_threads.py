@@ -88,6 +88,17 @@ def test_own_cpu_use_is_not_counted_as_contention(monkeypatch) -> None:
     assert budget.threads() == 1 and budget.last_others_busy == pytest.approx(1.5)  # others took 1.5 cores
 
 
+def test_an_old_window_asks_the_load_average(monkeypatch) -> None:
+    """A watcher idle for an hour: the hour's average would hide the load of the last minute."""
+    readings = iter([(0.0, 0.0, 0.0), (3600.0, 1.0, 10.0)])  # nearly idle over the hour
+    budget = CoreBudget.__new__(CoreBudget)
+    budget.cpus, budget.cores, budget.last_others_busy = [0, 1], 2, None
+    monkeypatch.setattr(budget, "_sample", lambda: cores._Sample(*next(readings)))
+    monkeypatch.setattr(cores.os, "getloadavg", lambda: (1.8, 0.5, 0.2))
+    budget._last = budget._sample()
+    assert budget.threads() == 1 and budget.last_others_busy == pytest.approx(1.8, abs=0.01)
+
+
 def test_setting_environment_and_flag(tmp_path: Path, monkeypatch) -> None:
     root = tmp_path / "m"
     write(root, "MEMORY.md", "# Memory\n")

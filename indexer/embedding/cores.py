@@ -9,8 +9,9 @@ own CPU time (``os.times``). The call gets the whole cores nobody else used:
 
 so an idle machine uses every core, a busy one backs off to a single thread
 (never fewer), and each call looks again (a call is a few seconds of work).
-Where ``/proc/stat`` is missing (macOS), the 1-minute load average stands in for
-the others' use (minus this process's own recent use, which it includes).
+Where ``/proc/stat`` is missing (macOS), or the last look is too old to say much
+about now (a watcher idle for hours), the 1-minute load average stands in for the
+others' use (minus this process's own use over the window).
 With too short a window to measure (the first call right after start-up), the
 call runs on one thread: never worse than a fixed single thread.
 """
@@ -29,6 +30,9 @@ from pathlib import Path
 # must be nearly idle before a thread is put on it.
 SLACK = 0.25
 MIN_WINDOW_SECONDS = 0.05
+# A longer window (a watcher idle for hours) would average old quiet with new load:
+# the 1-minute load average says more about now.
+MAX_WINDOW_SECONDS = 30.0
 PROC_STAT = Path("/proc/stat")
 AUTO = "auto"
 
@@ -94,7 +98,7 @@ class CoreBudget:
             return 1  # nothing measured yet: the safe choice
         self._last = now
         own = max(0.0, (now.own - last.own) / window)
-        if now.busy is not None and last.busy is not None:
+        if now.busy is not None and last.busy is not None and window <= MAX_WINDOW_SECONDS:
             others = (now.busy - last.busy) / window - own
         else:
             try:
