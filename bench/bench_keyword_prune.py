@@ -31,7 +31,7 @@ from indexer.retrieval.search import CANDIDATES  # noqa: E402
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def measure(root: Path, db: Path | None, questions: list[str], rounds: int) -> dict[str, list[float] | int]:
