@@ -7,7 +7,8 @@ are deterministic random unit vectors (the model plays no part in what is measur
 a matrix of chunks x dims float32), then, in a fresh process: opens the index,
 records VmRSS, loads the matrix (``MemoryIndex.vector_matrix``, what a warm
 process does on its second vector search) and reports the peak (VmHWM) and the
-RSS after, next to the matrix's own size. Run it on two commits to compare.
+RSS after, next to the matrix's own size. ``--with-model`` first loads the real
+model with one query, as a warm server has. Run it on two commits to compare.
 """
 
 from __future__ import annotations
@@ -62,9 +63,15 @@ def build(root: Path, chunks: int, dims: int) -> None:
         index.sync()
 
 
-def measure(root: Path, dims: int) -> dict[str, float]:
+def measure(root: Path, dims: int, with_model: bool) -> dict[str, float]:
     from indexer import make_settings, open_index
 
+    model = None
+    if with_model:  # what a warm server also holds: the real model, loaded by a query
+        from indexer.embedding.lazy import LazyEmbedder
+
+        model = LazyEmbedder()
+        model.embed(["a query to load the model"])
     with open_index(make_settings(root), embedder=RandomEmbedder(dims)) as index:
         index.search("warm up", mode="keyword")
         before = status()
@@ -81,14 +88,16 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--dims", type=int, default=384)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/memdex-bench-matrix"))
+    parser.add_argument("--with-model", action="store_true", help="also load the real model first (a warm server)")
     parser.add_argument("--measure-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_child:
-        print(json.dumps(measure(args.measure_child, args.dims)))
+        print(json.dumps(measure(args.measure_child, args.dims, args.with_model)))
         return
     root = args.workdir / f"memory-{args.chunks}-{args.dims}"
     build(root, args.chunks, args.dims)
-    done = subprocess.run([sys.executable, __file__, "--measure-child", str(root), "--dims", str(args.dims)],
+    flags = ["--with-model"] if args.with_model else []
+    done = subprocess.run([sys.executable, __file__, "--measure-child", str(root), "--dims", str(args.dims), *flags],
                           check=True, capture_output=True, text=True)  # fmt: skip
     result = json.loads(done.stdout.strip().splitlines()[-1])
     print(json.dumps(result, indent=2))
