@@ -211,8 +211,11 @@ class LazyEmbedder:
             if embedder.dimensions != self.dimensions:
                 raise ModelError(f"the static model in {target} has {embedder.dimensions} dimensions, not {self.dimensions}")
         else:
-            if self._onnx_embedder(self.query_threads) is None:  # makes and verifies the fp32 export first
-                raise ModelError(f"the int8 variant needs the ONNX export, which is unavailable ({self._onnx_failed})")
+            if not onnx_embed.has_export(self.files) or not (folder / "check.json").is_file():
+                # Make (or make again) and verify the fp32 export the int8 model is made from.
+                if self._onnx_embedder(self.query_threads) is None:
+                    raise ModelError(f"the int8 variant needs the ONNX export, which is unavailable ({self._onnx_failed})")
+                self._onnx.clear()  # only the export was needed: free its session
             with open(folder / "int8.lock", "a+") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 path = variants.int8_model(folder / "model.onnx")
