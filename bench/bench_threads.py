@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import resource
 import statistics
@@ -84,14 +85,16 @@ def chunk_texts(root: Path) -> list[str]:
     return list(dict.fromkeys(texts))  # memdex embeds each distinct text once
 
 
-def timed(command: list[str], env: dict[str, str]) -> dict[str, float]:
+def timed(command: list[str], env: dict[str, str]) -> dict[str, object]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu}
+    # memdex -v logs "bulk embedding on N threads" whenever the count changes: the choices made.
+    choices = [int(m) for m in re.findall(r"bulk embedding on (\d+) thread", done.stderr)]
+    return {"wall": wall, "cpu": cpu, "thread_choices": choices}
 
 
 def main() -> None:
@@ -138,13 +141,14 @@ def main() -> None:
                             command = [sys.executable, __file__, "--bare", str(spec), threads]
                         else:
                             db = Path(tmp) / f"{name}-{level}-{round_number}" / "index.db"
-                            command = [sys.executable, "-m", "indexer", "--root", str(root), "--db", str(db),
+                            command = [sys.executable, "-m", "indexer", "-v", "--root", str(root), "--db", str(db),
                                        "--embed-threads", threads, "index", "--json"]  # fmt: skip
                         load = os.getloadavg()[0]
                         row = timed(command, env) | {"load": load}
                         rows[name].append(row)
                         print(f"busy={level} round={round_number} {name:12} wall {row['wall']:6.1f} s  "
-                              f"cpu {row['cpu']:6.1f} s  load {load:.1f}", flush=True)  # fmt: skip
+                              f"cpu {row['cpu']:6.1f} s  load {load:.1f}  thread changes {row['thread_choices']}",
+                              flush=True)  # fmt: skip
             finally:
                 for hog in hogs:
                     hog.kill()
@@ -152,6 +156,7 @@ def main() -> None:
             summary = {name: {"wall_median": round(statistics.median(r["wall"] for r in runs), 2),
                               "cpu_median": round(statistics.median(r["cpu"] for r in runs), 2),
                               "walls": [round(r["wall"], 2) for r in runs],
+                              "thread_choices": [r["thread_choices"] for r in runs],
                               "loads": [round(r["load"], 2) for r in runs]}
                        for name, runs in rows.items()}  # fmt: skip
             walls = {name: item["wall_median"] for name, item in summary.items()}
