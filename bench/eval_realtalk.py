@@ -31,7 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from indexer import make_settings, open_index
+from indexer.embedding.lazy import LazyEmbedder
 from indexer.embedding.torch_backend import SentenceTransformerEmbedder
+from indexer.embedding.variants import VARIANTS
 from indexer.retrieval.stages import parse_ranking
 from indexer.store.sqlite.cache import EmbeddingCache
 
@@ -155,7 +157,8 @@ def run(args: argparse.Namespace) -> dict:
         by_chat[question["conv"]].append(question)
     chats = sorted(by_chat)
     options = parse_options(args.option)
-    model = SentenceTransformerEmbedder()
+    # --variant full keeps the reference figures' embedder (sentence-transformers on torch).
+    model = SentenceTransformerEmbedder() if args.variant == "full" else LazyEmbedder(variant=args.variant)
     cached = QueryCache(model, [q["question"] for q in queries])
     timings: list[float] = []
     results: list[dict] = []
@@ -218,10 +221,15 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "out" / "realtalk", help="index folders")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "realtalk", help="results folder")
     parser.add_argument("--tag", default="", help="suffix for the result file names")
+    parser.add_argument("--variant", choices=VARIANTS, default="full",
+                        help="model_variant to embed with (indexes go to WORK/<variant>/ for int8 and static)")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
     if not (args.data / "queries.jsonl").exists():
         parser.error(f"{args.data}: no queries.jsonl (pass --data)")
+    if args.variant != "full":
+        args.work = args.work / args.variant
+        args.tag = args.tag or args.variant
     run(args)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from indexer import make_settings, open_index
 from indexer.api import DEFAULT_BUDGET_LINES
 from indexer.embedding.lazy import BACKENDS, LazyEmbedder
+from indexer.embedding.variants import VARIANTS
 from indexer.retrieval.stages import parse_ranking
 
 MODES = ("keyword", "vector", "hybrid")
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--queries", type=Path, default=Path("fixtures/queries.json"))
     parser.add_argument("-k", type=int, default=5)
     parser.add_argument("--backend", choices=BACKENDS, default="auto")
+    parser.add_argument("--variant", choices=VARIANTS, default="full", help="model_variant (full, int8, static)")
     parser.add_argument(
         "--budget-lines", type=int, default=DEFAULT_BUDGET_LINES,
         help="line budget of each search (0: whole chunks, the ranking alone)",
@@ -69,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     options = {"budget_lines": args.budget_lines or None, "ranking": parse_ranking(args.ranking)}
     queries = json.loads(args.queries.read_text())
-    model = LazyEmbedder(backend=args.backend)
+    model = LazyEmbedder(backend=args.backend, variant=args.variant)
     with tempfile.TemporaryDirectory() as tmp:
         if args.db:  # the server index keeps its lock in ROOT/.memdex: work on a copy
             root = Path(tmp) / "memory"

@@ -423,7 +423,7 @@ def make_embedder(settings: Settings) -> Embedder:
         raise ConfigError("embedding_model needs embedding_url (the server's address); for a local model set 'model'")
     return LazyEmbedder(
         settings.model, batch_size=settings.embed_batch_size, backend=settings.backend,
-        query_threads=settings.query_threads, bulk_threads=settings.embed_threads,
+        query_threads=settings.query_threads, bulk_threads=settings.embed_threads, variant=settings.model_variant,
     )  # fmt: skip
 
 

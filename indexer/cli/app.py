@@ -22,6 +22,7 @@ from indexer.config.database import is_database_url, without_password
 from indexer.config.resolve import Configuration, load_configuration
 from indexer.config.settings import Settings
 from indexer.embedding.lazy import BACKENDS
+from indexer.embedding.variants import VARIANTS
 from indexer.embedding.resolve import resolve_model
 from indexer.errors import (
     IndexerError,
@@ -53,9 +54,10 @@ class _Context:
     def __init__(
         self, root: str | None, db: str | None, model: str | None, verbose: int, backend: str | None = None,
         namespace: str | None = None, session_folders: tuple[str, ...] = (),
+        embed_threads: str | None = None, model_variant: str | None = None,
     ) -> None:
         self.root, self.db, self.model, self.verbose, self.backend = root, db, model, verbose, backend
-        self.namespace = namespace
+        self.namespace, self.embed_threads, self.model_variant = namespace, embed_threads, model_variant
         self.session_folders = session_folders or None  # none given: the environment or a file decides
         self._configuration: Configuration | None = None
 
@@ -64,7 +66,8 @@ class _Context:
         if self._configuration is None:
             self._configuration = load_configuration(
                 {"root": self.root, "db": self.db, "model": self.model, "backend": self.backend,
-                 "namespace": self.namespace, "session_folders": self.session_folders}
+                 "namespace": self.namespace, "session_folders": self.session_folders,
+                 "embed_threads": self.embed_threads, "model_variant": self.model_variant}
             )
         return self._configuration
 
@@ -165,6 +168,12 @@ def _silence_stdout() -> None:
 @click.option("--model", default=None, help="sentence-transformers model name or local folder (env MEMDEX_MODEL).")
 @click.option("--backend", type=click.Choice(BACKENDS), default=None,
               help="Embedding backend: auto (ONNX Runtime, torch as fallback), onnx or torch (env MEMDEX_BACKEND).")  # fmt: skip
+@click.option("--model-variant", type=click.Choice(VARIANTS), default=None,
+              help="full (the model), int8 (quantised ONNX) or static (model2vec, distilled locally): "
+                   "faster, see README (env MEMDEX_MODEL_VARIANT).")  # fmt: skip
+@click.option("--embed-threads", default=None, metavar="auto|N",
+              help="Threads for bulk embedding: auto (the idle cores, at least 1; default) or a number "
+                   "(env MEMDEX_EMBED_THREADS).")  # fmt: skip
 @click.option("--session-folder", "session_folders", multiple=True, metavar="DIR",
               help="A folder of session transcripts (JSONL) to index too; repeatable "
                    "(env MEMDEX_SESSION_FOLDERS, separated by ':').")  # fmt: skip
@@ -173,11 +182,12 @@ def _silence_stdout() -> None:
 @click.pass_context
 def cli(
     ctx: click.Context, root: str | None, db: str | None, namespace: str | None, model: str | None,
-    backend: str | None, session_folders: tuple[str, ...], verbose: int,
+    backend: str | None, model_variant: str | None, embed_threads: str | None,
+    session_folders: tuple[str, ...], verbose: int,
 ) -> None:
     """memdex: keep a searchable index of an assistant's Markdown memory."""
     _configure_logging(verbose)
-    ctx.obj = _Context(root, db, model, verbose, backend, namespace, session_folders)
+    ctx.obj = _Context(root, db, model, verbose, backend, namespace, session_folders, embed_threads, model_variant)
 
 
 @cli.command()

@@ -24,7 +24,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from indexer.embedding.cores import AUTO
 from indexer.embedding.lazy import BACKENDS
+from indexer.embedding.variants import VARIANTS
 from indexer.errors import ConfigError
 from indexer.retrieval.search import MODES
 
@@ -39,6 +41,7 @@ MAX_KEY_PARTS = 32
 ENV_PREFIX = "MEMDEX_"
 USER_FILE_ENV = "MEMDEX_CONFIG"
 SECRET_NAMES = frozenset({"embedding_key", "embedding_api_key", "rerank_key", "rerank_api_key", "api_key"})
+MAX_THREADS = 256
 
 
 def _text(value: Any, where: str) -> str:
@@ -94,6 +97,25 @@ def _backend(value: Any, where: str) -> str:
     text = _text(value, where)
     if text not in BACKENDS:
         raise ConfigError(f"{where}: expected one of {', '.join(BACKENDS)}, got {value!r}")
+    return text
+
+
+def _threads(value: Any, where: str) -> int | str:
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    try:
+        number = _positive_int(value, where)
+    except ConfigError:
+        raise ConfigError(f"{where}: expected {AUTO!r} or a whole number of at least 1, got {value!r}") from None
+    if number > MAX_THREADS:
+        raise ConfigError(f"{where}: at most {MAX_THREADS}, got {number}")
+    return number
+
+
+def _variant(value: Any, where: str) -> str:
+    text = _text(value, where)
+    if text not in VARIANTS:
+        raise ConfigError(f"{where}: expected one of {', '.join(VARIANTS)}, got {value!r}")
     return text
 
 
@@ -156,6 +178,7 @@ KEYS: dict[str, Key] = {
         Key("rerank_url", _text, "rerank_url"),
         Key("rerank_model", _text, "rerank_model"),
         Key("rerank_top", _limit, "rerank_top"),
+        Key("model_variant", _variant, "model_variant"),
         Key("daily_folders", _folders, "daily_folders"),
         Key("session_folders", _paths, "session_folders"),
         Key("session_tools", _boolean, "session_tools"),
@@ -166,6 +189,7 @@ KEYS: dict[str, Key] = {
         Key("max_file_bytes", _positive_int, "max_file_bytes"),
         Key("sqlite_vec", _boolean, "use_sqlite_vec"),
         Key("embed_batch_size", _positive_int, "embed_batch_size"),
+        Key("embed_threads", _threads, "embed_threads"),
         Key("namespace", _text, "namespace"),
         Key("search_namespaces", _names, "search_namespaces"),
         Key("encryption_key_file", _text, "encryption_key_file"),

@@ -70,9 +70,15 @@ class Settings:
     rerank_model: str | None = None
     rerank_top: int = 30
     # Threads for query-sized embeddings (1: fast even when other processes keep
-    # the cores busy) and for bulk embedding (None: one per core).
+    # the cores busy) and for bulk embedding ("auto": before each model call, the
+    # cores nobody else is using, at least one; embedding/cores.py). The CLI reads
+    # --embed-threads / MEMDEX_EMBED_THREADS.
     query_threads: int = 1
-    embed_threads: int | None = None
+    embed_threads: int | str = "auto"
+    # A faster form of the model, made locally from its files: "full" (the model
+    # itself), "int8" (quantised ONNX) or "static" (model2vec, distilled at first
+    # use). Each is its own vector space: changing it re-embeds. embedding/variants.py.
+    model_variant: str = "full"
     # PostgreSQL instead of SQLite (``--db postgresql://...``): the server's URL
     # (credentials also from libpq's PG* variables and ~/.pgpass), this root's
     # namespace there (default HOST:ROOT) and the namespaces searches cover

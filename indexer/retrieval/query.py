@@ -69,6 +69,20 @@ def key_pattern(keys: Sequence[str], flags: int = 0) -> re.Pattern[str] | None:
     return re.compile("(?:" + "|".join(words + [re.escape(k) for k in ordered if has_cjk(k)]) + ")", flags)
 
 
+# FTS5's bm25 floors a term's IDF at 1e-6 when it is in at least half the chunks
+# (log((N - n + 0.5) / (n + 0.5)) <= 0): such a term adds nothing to any score.
+FLOOR_IDF = 1e-6
+
+
+def keyword_query_terms(store: IndexStore, terms: Sequence[str], idfs: dict[str, float]) -> list[str]:
+    """The terms worth sending to the keyword index: a term whose every stem is in at least
+    half the chunks scores nothing (FLOOR_IDF) yet costs a walk of its whole posting list
+    (a speaker's name on every line of a chat log), so it is left out while another term
+    remains. The chunks that matched only it had bm25 scores of ~0: at the tail of the pool."""
+    kept = [term for term in terms if any(idfs.get(stem, 1.0) > FLOOR_IDF for stem in store.stem(term))]
+    return kept or list(terms)
+
+
 def prefix_idfs(store: IndexStore, terms: Sequence[str], idfs: dict[str, float]) -> dict[str, float]:
     """IDF per snippet key (a query term's first five letters or a CJK pair; see match_keys)."""
     out: dict[str, float] = {}

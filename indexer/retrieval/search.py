@@ -36,6 +36,7 @@ from .query import (  # noqa: F401 - re-exported
     STOPWORDS,
     best_line,
     idf_total,
+    keyword_query_terms,
     line_weight,
     prefix_idfs,
     query_terms,
@@ -48,6 +49,9 @@ from .stages import DEFAULT_RANKING, Ranked, Ranking, StageContext, Stages, rank
 Mode = Literal["keyword", "vector", "hybrid"]
 MODES: tuple[str, ...] = ("keyword", "vector", "hybrid")
 CANDIDATES = 200
+# The default (hybrid) search leaves terms in at least half the chunks out of its keyword
+# query (query.keyword_query_terms); False sends every term (bench/bench_keyword_prune.py).
+PRUNE_COMMON_TERMS = True
 
 
 @dataclass(frozen=True)
@@ -200,9 +204,10 @@ def _ranked(
             for stage in stages.single:
                 single = stage(single, context)
         return single
-    keyword = store.keyword_candidates(terms, pool, filters=filters) if match else []
-    vector = vectors.nearest(query_vector, pool, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
     idfs = stem_idfs(store, terms) if match else {}
+    searched = keyword_query_terms(store, terms, idfs) if match and PRUNE_COMMON_TERMS else terms
+    keyword = store.keyword_candidates(searched, pool, filters=filters) if match else []
+    vector = vectors.nearest(query_vector, pool, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
     if not stages.ranked:  # fusion alone (bench/fusion_variants.py swaps ``fuse`` for other rules)
         return fuse(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
     evidence = fusion_parts(keyword, vector, idf_total=sum(idfs.values()), pool=pool)  # the stages reuse it

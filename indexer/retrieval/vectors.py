@@ -70,7 +70,13 @@ class LiveMatrix:
         if len(new_ids) < len(added):
             log.warning("%d chunks have no stored vector; run 'memdex index'", len(added) - len(new_ids))
         ids = np.concatenate([kept_ids, new_ids])
-        self.vectors = NumpyVectors(ids, np.concatenate([old_matrix[keep], new_rows]) if len(ids) else old_matrix[:0])
+        if not len(kept_ids):  # the first load (or nothing kept): the fetched matrix as it is, not a copy
+            matrix = new_rows if len(new_ids) else old_matrix[:0]
+        elif not len(new_ids) and keep.all():
+            matrix = old_matrix
+        else:
+            matrix = np.concatenate([old_matrix[keep], new_rows])
+        self.vectors = NumpyVectors(ids, matrix)
         self.hashes = {cid: current[cid] for cid in self.vectors.ids.tolist()}
 
 

@@ -301,18 +301,27 @@ class Store:
                     f"SELECT rowid, embedding FROM chunks_vec WHERE rowid IN ({','.join('?' * len(batch))})", batch
                 )
             )  # fmt: skip
-        found_ids: list[int] = []
-        blobs: list[bytes] = []
+        # Each vector goes straight into one preallocated matrix: no list of blobs, no joined
+        # copy, no filtered copy (at 100K x 384 the load peaked at 3.3x the matrix's 147 MB).
+        wanted = set(ids) if len(ids) > SQL_VARIABLES_PER_QUERY * 20 else None
+        found = np.empty(len(ids), dtype=np.int64)
+        matrix: np.ndarray | None = None
+        count = 0
         for chunk_id, blob in rows:
-            found_ids.append(chunk_id)
-            blobs.append(blob)
-        found = np.asarray(found_ids, dtype=np.int64)
-        width = len(blobs[0]) // 4 if blobs else 0
-        if any(len(blob) != 4 * width for blob in blobs):
-            raise ValueError("chunks_vec holds vectors of different sizes")
-        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), width)
-        keep = np.isin(found, np.asarray(ids, dtype=np.int64))
-        return found[keep], matrix[keep]
+            if wanted is not None and chunk_id not in wanted:
+                continue
+            if matrix is None:
+                matrix = np.empty((len(ids), len(blob) // 4), dtype=np.float32)
+            if len(blob) != 4 * matrix.shape[1]:
+                raise ValueError("chunks_vec holds vectors of different sizes")
+            matrix[count] = np.frombuffer(blob, dtype=np.float32)
+            found[count] = chunk_id
+            count += 1
+        if matrix is None:
+            return found[:0], np.zeros((0, 0), dtype=np.float32)
+        if count < len(ids):  # a few ids without a vector: give the unused rows back
+            return found[:count].copy(), matrix[:count].copy()
+        return found, matrix
 
     def data_version(self) -> tuple[int, int]:
         """Changes whenever this connection or another one commits a change to the index."""
