@@ -12,6 +12,10 @@ the path). Every question is asked with the default search; the results go to
 ``OUT/results[-combined].jsonl`` in the scorer's format, the scorer's table is
 printed and its figures saved as JSON beside them, with search latency.
 
+``--abstain``: the abstention figures instead (bench/abstain.py): every chat's
+own questions and the other chats' questions with names swapped, asked of
+each chat's index; AUROC and the shares flagged at the 0.5 cut, on held-out chats.
+
 ``--option NAME=VALUE`` passes extra keyword arguments to ``search`` (numbers
 are parsed), e.g. ``--option limit=40`` or ``--option budget_lines=0``; the
 ablation in README was made with ``--option ranking=STEPS``.
@@ -147,6 +151,33 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1)))]
 
 
+def run_abstain(args: argparse.Namespace, by_chat: dict[str, list[dict]], options: dict[str, object]) -> dict:
+    import abstain
+
+    unanswerable = abstain.negatives(by_chat, args.data / "memory")
+    model = SentenceTransformerEmbedder()
+    everything = [q["question"] for qs in (*by_chat.values(), *unanswerable.values()) for q in qs]
+    cached = QueryCache(model, everything)
+    rows: list[dict] = []
+    with abstain.Recorder() as recorder:
+        for chat in sorted(by_chat):
+            folder = args.work / chat
+            folder.mkdir(parents=True, exist_ok=True)
+            settings = make_settings(args.data / "memory" / chat, folder / "index.db")
+            with open_index(settings, write=True, embedder=model) as index:
+                index.sync()
+            with open_index(settings, embedder=cached) as index:
+                rows += abstain.ask_all(index, by_chat[chat], options, recorder, 1, chat)
+                rows += abstain.ask_all(index, unanswerable[chat], options, recorder, 0, chat)
+    summary = abstain.report(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "abstain" + (f"-{args.tag}" if args.tag else "")
+    (args.out / f"{name}.rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (args.out / f"{name}.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1))
+    return summary
+
+
 def run(args: argparse.Namespace) -> dict:
     data: Path = args.data
     queries = [json.loads(line) for line in (data / "queries.jsonl").read_text().splitlines() if line.strip()]
@@ -155,6 +186,8 @@ def run(args: argparse.Namespace) -> dict:
         by_chat[question["conv"]].append(question)
     chats = sorted(by_chat)
     options = parse_options(args.option)
+    if args.abstain:
+        return run_abstain(args, by_chat, options)
     model = SentenceTransformerEmbedder()
     cached = QueryCache(model, [q["question"] for q in queries])
     timings: list[float] = []
@@ -215,6 +248,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--combined", action="store_true", help="one index over all chats")
+    parser.add_argument("--abstain", action="store_true", help="abstention: AUROC and shares flagged (bench/abstain.py)")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "out" / "realtalk", help="index folders")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "realtalk", help="results folder")
     parser.add_argument("--tag", default="", help="suffix for the result file names")

@@ -37,6 +37,10 @@ is also judged by its context:
 - **folder prior** (``GroupPrior`` by ``folder_of``): the same over the file's
   folder, so that in one index over many notebooks or conversations the one
   the query is about leads.
+- **date boost** (``DateBoost``): when the query names a day, a month or a
+  period (dates.py: "21.01.2024", "in March", "last week"), a dated log in that
+  window gains ``date_boost`` of the way to 1: ``score + share * (1 - score)``.
+  It never filters: a result from another day keeps its score.
 - **headings only** (``headings_last``, in every mode): a chunk with no line
   besides headings and empty bullets (a file title, an empty template section)
   never outranks content: it goes after every content chunk of the head, its
@@ -55,11 +59,13 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Protocol
 
 from indexer.store import ChunkRow, IndexStore
 
 from .budget import Hit, is_filler, without_filler
+from .dates import Window
 from .filters import SearchFilters
 from .fusion import Evidence, keyword_part  # Evidence: importable from here too, as before
 
@@ -75,6 +81,7 @@ class Ranking:
     file_prior: float = 0.3
     folder_prior: float = 0.3
     demote_headings: bool = True
+    date_boost: float = 0.1  # a dated log inside a window the query names: score + this * (1 - score)
     skip_filler: bool = True  # with a budget: blank and heading lines at a result's edges are not read (budget.py)
     best_cosines: int = 3  # a file's (folder's) cosine: the mean of its best this-many chunk cosines
     depth: int = RERANK_DEPTH  # fused candidates re-scored (and evidence for the priors)
@@ -118,6 +125,7 @@ class StageContext:
     filters: SearchFilters | None = None
     rows: dict[int, ChunkRow] = field(default_factory=dict)  # chunk rows read so far
     head: tuple[int, ...] = ()  # the leading candidates the priors re-score, in fused order (ReadHead)
+    windows: Sequence[Window] = ()  # the day windows the query names (dates.query_windows)
     _found: dict[int, frozenset[str]] = field(default_factory=dict, repr=False)
 
     def read(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
@@ -171,6 +179,8 @@ def ranking_stages(ranking: Ranking | None) -> Stages:
     for share, group in ((ranking.file_prior, file_of), (ranking.folder_prior, folder_of)):
         if share > 0:
             ranked.append(GroupPrior(share, group, ranking.best_cosines))
+    if ranking.date_boost > 0:
+        ranked.append(DateBoost(ranking.date_boost))
     if ranking.demote_headings:
         ranked.append(headings_last)
     hits: tuple[HitStage, ...] = (without_filler,) if ranking.skip_filler else ()
@@ -246,6 +256,36 @@ class GroupPrior:
         return head + ranked[size:]
 
 
+@dataclass(frozen=True)
+class DateBoost:
+    """The head's dated logs inside a window the query names (``context.windows``) gain
+    ``share`` of the way to 1, and the head is re-sorted; nothing when the query names no date."""
+
+    share: float
+
+    def __call__(self, ranked: Ranked, context: StageContext) -> Ranked:
+        if not context.windows:
+            return ranked
+        size = len(context.head)
+        head = [
+            (cid, score + self.share * (1 - score) if in_windows(context.rows[cid].date, context.windows) else score)
+            for cid, score in ranked[:size]
+        ]
+        head.sort(key=lambda item: (-item[1], item[0]))
+        return head + ranked[size:]
+
+
+def in_windows(day: str | None, windows: Sequence[Window]) -> bool:
+    """True when the ISO ``day`` (a dated log's; None: undated) is inside one of ``windows``."""
+    if not day:
+        return False
+    try:
+        parsed = date.fromisoformat(day)
+    except ValueError:
+        return False
+    return any(window.holds(parsed) for window in windows)
+
+
 def headings_last(ranked: Ranked, context: StageContext) -> Ranked:
     """The head's chunks with no line besides headings after its content chunks (order kept).
 
@@ -274,11 +314,13 @@ def rerank(
     *,
     term_idfs: Mapping[str, float],
     ranking: Ranking = DEFAULT_RANKING,
+    windows: Sequence[Window] = (),
 ) -> Ranked:
     """The first ``ranking.depth`` of ``ranked`` (best first) re-scored, then the rest: the
     ranking's stages but keyword feedback, on the ``rows`` given (a candidate without one
-    is dropped). ``term_idfs``: IDF of each query word's prefix (query.prefix_idfs)."""
-    context = StageContext(None, evidence, term_idfs, rows=dict(rows))
+    is dropped). ``term_idfs``: IDF of each query word's prefix (query.prefix_idfs);
+    ``windows``: the days the query names (dates.query_windows)."""
+    context = StageContext(None, evidence, term_idfs, rows=dict(rows), windows=windows)
     out = list(ranked)
     for stage in ranking_stages(replace(ranking, expand_terms=0)).ranked:
         out = stage(out, context)

@@ -32,6 +32,7 @@ from typing_extensions import NotRequired, TypedDict  # pydantic needs this one 
 
 from indexer import __version__
 from indexer.errors import ConfigError, IndexerError, one_line
+from indexer.retrieval.confidence import nothing_relevant
 from indexer.retrieval.filters import make_filters
 from indexer.retrieval.options import search_options
 from indexer.retrieval.search import SearchResult
@@ -60,6 +61,10 @@ INSTRUCTIONS = (
     "use as path:start-end (the result's citation); call memory_get to read more lines of a file."
 )
 
+NOTHING_RELEVANT_NOTE = (
+    "nothing relevant: no result reaches confidence 0.5, so memory probably holds nothing about this; "
+    "do not answer from these results as if they were"
+)
 PREPARING = "the embedding model is still being prepared (once per model); keyword results only until it is ready"
 Kind = Literal["soul", "memory", "daily", "note"]
 Mode = Literal["hybrid", "keyword", "vector"]
@@ -76,6 +81,7 @@ class SearchHit(TypedDict):
     heading: str
     kind: str
     date: str | None
+    confidence: float | None  # 0-1 (hybrid mode); below 0.5: probably not about the query
     namespace: NotRequired[str]  # PostgreSQL: the memory root the hit is from
 
 
@@ -85,6 +91,8 @@ class SearchOutput(TypedDict):
     mode: str
     fallback: str | None
     degraded: str | None  # why this answer is keyword-only although another mode was asked for
+    nothingRelevant: bool | None  # no result reaches confidence 0.5 (None: no confidence, keyword/vector mode)
+    note: str | None  # says so in words when nothingRelevant
 
 
 GetOutput = TypedDict(
@@ -197,7 +205,11 @@ def build_server(service: IndexService) -> MCPServer:
                 info = index.search_info()
             fallback = "numpy" if chosen != "keyword" and info["vector_search"] == "numpy" else None
             hits = [_hit(r, settings.namespace_name) for r in results]
-            return {"results": hits, "model": info["model"], "mode": chosen, "fallback": fallback, "degraded": degraded}
+            nothing = nothing_relevant([r.confidence for r in results])
+            return {
+                "results": hits, "model": info["model"], "mode": chosen, "fallback": fallback, "degraded": degraded,
+                "nothingRelevant": nothing, "note": NOTHING_RELEVANT_NOTE if nothing else None,
+            }  # fmt: skip
 
         return guarded(run)  # type: ignore[no-any-return]
 
@@ -292,7 +304,7 @@ def _hit(result: SearchResult, own_namespace: str) -> SearchHit:
     hit: SearchHit = {
         "path": result.path, "startLine": result.start_line, "endLine": result.end_line, "score": result.score,
         "snippet": result.snippet, "citation": citation, "heading": result.heading,
-        "kind": result.kind, "date": result.date,
+        "kind": result.kind, "date": result.date, "confidence": result.confidence,
     }  # fmt: skip
     if result.namespace is not None:
         hit["namespace"] = result.namespace

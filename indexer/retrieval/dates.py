@@ -1,0 +1,131 @@
+"""The dates a query names, as day windows, for the date boost (stages.DateBoost).
+
+A query may name a day (``2024-01-21``, ``21.01.2024``, ``21/01/2024``,
+``January 21, 2024``, ``21 January 2024``), a month (``January 2024``, ``in
+March``: that month of any year), or a period relative to today (``today``,
+``yesterday``, ``this week``, ``last week``, ``last month``, ``3 days ago``,
+``2 weeks ago``). Each becomes a ``Window`` of days; a month without a year
+matches that month in every year. Nothing here filters: a daily log inside a
+window is boosted, the rest keep their score.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+MONTHS = {
+    name: number
+    for number, names in enumerate(
+        [("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",), ("june", "jun"),
+         ("july", "jul"), ("august", "aug"), ("september", "sep", "sept"), ("october", "oct"),
+         ("november", "nov"), ("december", "dec")],
+        start=1,
+    )
+    for name in names
+}  # fmt: skip
+_MONTH = r"(?P<month>" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
+_DAY = r"(?P<day>[0-3]?\d)(?:st|nd|rd|th)?"
+_YEAR = r"(?P<year>(?:19|20)\d\d)"
+PATTERNS = [
+    re.compile(r"\b(?P<year>(?:19|20)\d\d)-(?P<m>[01]?\d)-(?P<day>[0-3]?\d)\b"),  # ISO
+    re.compile(r"\b(?P<day>[0-3]?\d)[./](?P<m>[01]?\d)[./](?P<year>(?:19|20)\d\d)\b"),  # 21.01.2024, 21/01/2024
+    re.compile(rf"\b{_MONTH}\s+{_DAY}(?:,?\s+{_YEAR})?\b", re.IGNORECASE),  # January 21, 2024
+    re.compile(rf"\b{_DAY}(?:\s+of)?\s+{_MONTH}(?:,?\s+{_YEAR})?\b", re.IGNORECASE),  # 21 January 2024
+    re.compile(rf"\b{_MONTH}(?:\s+{_YEAR})?\b", re.IGNORECASE),  # January 2024, in March
+]
+RELATIVE = re.compile(
+    r"\b(?:(?P<today>today)|(?P<yesterday>yesterday)|(?P<which>this|last|past)\s+(?P<unit>week|month)"
+    r"|(?P<count>\d+|a|one|two|three|four|five|six)\s+(?P<units>days?|weeks?|months?)\s+ago)\b",
+    re.IGNORECASE,
+)
+NUMBERS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
+AMBIGUOUS_MONTHS = frozenset({"may", "mar", "jan", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "feb", "apr"})
+
+
+@dataclass(frozen=True)
+class Window:
+    """Days from ``start`` to ``end`` inclusive; ``any_year``: the month and day alone count."""
+
+    start: date
+    end: date
+    any_year: bool = False
+
+    def holds(self, day: date) -> bool:
+        if not self.any_year:
+            return self.start <= day <= self.end
+        try:
+            moved = day.replace(year=self.start.year)
+        except ValueError:  # 29 February
+            return False
+        return self.start <= moved <= self.end
+
+
+def query_windows(query: str, *, today: date | None = None) -> list[Window]:
+    """The day windows ``query`` names (empty: none)."""
+    today = today or date.today()
+    windows: list[Window] = []
+    taken: list[tuple[int, int]] = []
+    for pattern in PATTERNS:
+        for match in pattern.finditer(query):
+            if any(start < match.end() and match.start() < end for start, end in taken):
+                continue
+            window = _window(match)
+            if window is not None:
+                windows.append(window)
+                taken.append(match.span())
+    for match in RELATIVE.finditer(query):
+        windows.append(_relative(match, today))
+    return windows
+
+
+def _window(match: re.Match[str]) -> Window | None:
+    groups = match.groupdict()
+    month_name = (groups.get("month") or "").lower()
+    if month_name:
+        text = match.group(0)
+        # "may", "mar"... alone are also words: a bare abbreviation or lower-case "may" names no month
+        if groups.get("day") is None and groups.get("year") is None and (
+            month_name in AMBIGUOUS_MONTHS and (len(month_name) < 4 or not text[0].isupper())
+        ):
+            return None
+        month = MONTHS[month_name]
+    else:
+        month = int(groups["m"])
+    year = int(groups["year"]) if groups.get("year") else None
+    any_year = year is None
+    year = year or 2000  # a leap year, so that 29 February fits
+    try:
+        if groups.get("day") is not None:
+            start = end = date(year, month, int(groups["day"]))
+        else:
+            start = date(year, month, 1)
+            end = (date(year + (month == 12), month % 12 + 1, 1)) - timedelta(days=1)
+    except ValueError:
+        return None
+    return Window(start, end, any_year)
+
+
+def _relative(match: re.Match[str], today: date) -> Window:
+    if match.group("today"):
+        return Window(today, today)
+    if match.group("yesterday"):
+        return Window(today - timedelta(days=1), today - timedelta(days=1))
+    if match.group("which"):
+        unit = match.group("unit").lower()
+        if match.group("which").lower() == "this":
+            start = today - timedelta(days=today.weekday()) if unit == "week" else today.replace(day=1)
+            return Window(start, today)
+        if unit == "week":  # last week: the seven days before this week's Monday (and a few days' slack after)
+            monday = today - timedelta(days=today.weekday())
+            return Window(monday - timedelta(days=7), monday - timedelta(days=1))
+        first = today.replace(day=1)
+        previous = (first - timedelta(days=1)).replace(day=1)
+        return Window(previous, first - timedelta(days=1))
+    count_text = match.group("count").lower()
+    count = NUMBERS.get(count_text) or int(count_text)
+    unit = match.group("units").lower().rstrip("s")
+    days = {"day": 1, "week": 7, "month": 30}[unit] * count
+    slack = {"day": 1, "week": 3, "month": 10}[unit]
+    return Window(today - timedelta(days=days + slack), today - timedelta(days=max(0, days - slack)))
