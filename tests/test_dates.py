@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from indexer.retrieval.dates import Window, query_windows
+from indexer.retrieval.dates import Window, query_windows, told_windows
 from indexer.retrieval.stages import Evidence, Ranking, in_windows, rerank
 from indexer.store import ChunkRow
 
@@ -66,3 +66,21 @@ def test_date_boost_lifts_the_named_day_without_filtering():
     assert order(date_boost=0.3) == [3, 1, 2]  # 0.685: first; nothing is dropped
     no_date = [cid for cid, _ in rerank(ranked, rows, evidence, term_idfs={}, ranking=Ranking(file_prior=0, folder_prior=0))]
     assert no_date == [1, 2, 3]  # a query naming no date changes nothing
+
+
+def test_a_log_that_says_yesterday_speaks_of_the_day_before():
+    assert [(w.start.isoformat(), w.end.isoformat()) for w in told_windows("hiking yesterday, and last Friday", date(2024, 1, 21))] == [
+        ("2024-01-21", "2024-01-21"), ("2024-01-20", "2024-01-20"), ("2024-01-19", "2024-01-19"),
+    ]  # fmt: skip
+    rows = {1: ChunkRow(1, "daily/2024-01-19.md", 1, 1, "", "- a walk", "daily", "2024-01-19"),
+            2: ChunkRow(2, "daily/2024-01-21.md", 1, 1, "", "- went hiking yesterday", "daily", "2024-01-21")}  # fmt: skip
+    ranked = [(1, 0.60), (2, 0.50)]
+    evidence = Evidence(0.0, {}, {1: 0.0, 2: 0.0})
+    windows = query_windows("What did she do on 20.01.2024?", today=TODAY)
+
+    def order(**ranking) -> list[int]:
+        chosen = Ranking(file_prior=0, folder_prior=0, date_boost=0.3, **ranking)
+        return [cid for cid, _ in rerank(ranked, rows, evidence, term_idfs={}, ranking=chosen, windows=windows)]
+
+    assert order() == [2, 1]
+    assert order(date_told=False) == [1, 2]

@@ -5,8 +5,11 @@ A query may name a day (``2024-01-21``, ``21.01.2024``, ``21/01/2024``,
 March``: that month of any year), or a period relative to today (``today``,
 ``yesterday``, ``this week``, ``last week``, ``last month``, ``3 days ago``,
 ``2 weeks ago``). Each becomes a ``Window`` of days; a month without a year
-matches that month in every year. Nothing here filters: a daily log inside a
-window is boosted, the rest keep their score.
+matches that month in every year. A dated log speaks of its own day and of
+the days its text names, relative ones resolved against the log's date
+(``told_windows``: "yesterday" in daily/2024-01-21.md is 2024-01-20). Nothing
+here filters: a daily log whose days meet a window is boosted, the rest keep
+their score.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ PATTERNS = [
     re.compile(rf"\b{_DAY}(?:\s+of)?\s+{_MONTH}(?:,?\s+{_YEAR})?\b", re.IGNORECASE),  # 21 January 2024
     re.compile(rf"\b{_MONTH}(?:\s+{_YEAR})?\b", re.IGNORECASE),  # January 2024, in March
 ]
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 RELATIVE = re.compile(
-    r"\b(?:(?P<today>today)|(?P<yesterday>yesterday)|(?P<which>this|last|past)\s+(?P<unit>week|month)"
+    r"\b(?:(?P<today>today|tonight)|(?P<yesterday>yesterday)|(?P<which>this|last|past)\s+(?P<unit>week|month)"
+    r"|last\s+(?P<weekday>" + "|".join(WEEKDAYS) + r")"
     r"|(?P<count>\d+|a|one|two|three|four|five|six)\s+(?P<units>days?|weeks?|months?)\s+ago)\b",
     re.IGNORECASE,
 )
@@ -51,6 +56,12 @@ class Window:
     start: date
     end: date
     any_year: bool = False
+
+    def overlaps(self, other: Window) -> bool:
+        """True when the two windows share a day (a window of any year: by month and day)."""
+        if self.any_year or other.any_year:
+            return any(self.holds(day) for day in _days(other)) if len(_days(other)) <= 62 else True
+        return self.start <= other.end and other.start <= self.end
 
     def holds(self, day: date) -> bool:
         if not self.any_year:
@@ -78,6 +89,16 @@ def query_windows(query: str, *, today: date | None = None) -> list[Window]:
     for match in RELATIVE.finditer(query):
         windows.append(_relative(match, today))
     return windows
+
+
+def _days(window: Window) -> list[date]:
+    return [window.start + timedelta(days=n) for n in range((window.end - window.start).days + 1)]
+
+
+def told_windows(text: str, day: date) -> list[Window]:
+    """The days a dated log's ``text`` speaks of: its own ``day``, and the dates and periods
+    it names, relative ones ("yesterday", "last Friday", "two weeks ago") resolved against ``day``."""
+    return [Window(day, day), *query_windows(text, today=day)]
 
 
 def _window(match: re.Match[str]) -> Window | None:
@@ -112,6 +133,9 @@ def _relative(match: re.Match[str], today: date) -> Window:
         return Window(today, today)
     if match.group("yesterday"):
         return Window(today - timedelta(days=1), today - timedelta(days=1))
+    if match.group("weekday"):
+        back = (today.weekday() - WEEKDAYS.index(match.group("weekday").lower())) % 7 or 7
+        return Window(today - timedelta(days=back), today - timedelta(days=back))
     if match.group("which"):
         unit = match.group("unit").lower()
         if match.group("which").lower() == "this":

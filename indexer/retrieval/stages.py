@@ -65,7 +65,7 @@ from typing import Protocol
 from indexer.store import ChunkRow, IndexStore
 
 from .budget import Hit, is_filler, without_filler
-from .dates import Window
+from .dates import Window, told_windows
 from .filters import SearchFilters
 from .fusion import Evidence, keyword_part  # Evidence: importable from here too, as before
 
@@ -82,6 +82,7 @@ class Ranking:
     folder_prior: float = 0.3
     demote_headings: bool = True
     date_boost: float = 0.1  # a dated log inside a window the query names: score + this * (1 - score)
+    date_told: bool = True  # ... or one whose text names a day in it ("yesterday", resolved against the log's date)
     skip_filler: bool = True  # with a budget: blank and heading lines at a result's edges are not read (budget.py)
     best_cosines: int = 3  # a file's (folder's) cosine: the mean of its best this-many chunk cosines
     depth: int = RERANK_DEPTH  # fused candidates re-scored (and evidence for the priors)
@@ -180,7 +181,7 @@ def ranking_stages(ranking: Ranking | None) -> Stages:
         if share > 0:
             ranked.append(GroupPrior(share, group, ranking.best_cosines))
     if ranking.date_boost > 0:
-        ranked.append(DateBoost(ranking.date_boost))
+        ranked.append(DateBoost(ranking.date_boost, ranking.date_told))
     if ranking.demote_headings:
         ranked.append(headings_last)
     hits: tuple[HitStage, ...] = (without_filler,) if ranking.skip_filler else ()
@@ -262,17 +263,31 @@ class DateBoost:
     ``share`` of the way to 1, and the head is re-sorted; nothing when the query names no date."""
 
     share: float
+    relative: bool = True  # the days a log's text names count too ("yesterday" in daily/2024-01-21.md: the 20th)
 
     def __call__(self, ranked: Ranked, context: StageContext) -> Ranked:
         if not context.windows:
             return ranked
         size = len(context.head)
         head = [
-            (cid, score + self.share * (1 - score) if in_windows(context.rows[cid].date, context.windows) else score)
+            (cid, score + self.share * (1 - score) if self.told(context.rows[cid], context.windows) else score)
             for cid, score in ranked[:size]
         ]
         head.sort(key=lambda item: (-item[1], item[0]))
         return head + ranked[size:]
+
+    def told(self, row: ChunkRow, windows: Sequence[Window]) -> bool:
+        """True when a dated log's chunk speaks of a day in ``windows`` (its own day, or one
+        its text names, "yesterday" resolved against the log's date: dates.told_windows)."""
+        if in_windows(row.date, windows):
+            return True
+        if not self.relative or not row.date:
+            return False
+        try:
+            day = date.fromisoformat(row.date)
+        except ValueError:
+            return False
+        return any(told.overlaps(window) for told in told_windows(row.text, day) for window in windows)
 
 
 def in_windows(day: str | None, windows: Sequence[Window]) -> bool:
