@@ -106,6 +106,7 @@ def ask_all(index, questions: list[dict], options: dict, recorder: Recorder, lab
         top = max((r.confidence for r in results if r.confidence is not None), default=0.0)
         rows.append({
             "chat": chat, "label": label, "features": features, "confidence": top, "question": question["question"],
+            "top_score": results[0].score if results else 0.0,
             "shares_speaker": question.get("shares_speaker", False),
         })  # fmt: skip
     return rows
@@ -194,7 +195,7 @@ def summarise(rows: list[dict]) -> dict:
     x = np.array([[row["features"][name] for name in model.FEATURES] for row in rows])
     y = np.array([row["label"] for row in rows], dtype=float)
     summary: dict = {"answerable": int(y.sum()), "unanswerable": int((1 - y).sum())}
-    summary["raw_top_score_auroc"] = round(auroc(x[:, model.FEATURES.index("score")], y), 3)
+    summary["raw_top_score_auroc"] = round(auroc(np.array([row["top_score"] for row in rows]), y), 3)
     for name, folds in (("leave_one_chat_out", [[c] for c in chats]), ("two_halves", [chats[0::2], chats[1::2]])):
         scores = held_out(rows, folds)
         answerable, unanswerable = flagged(scores, y)

@@ -169,10 +169,10 @@ def run_abstain(args: argparse.Namespace, by_chat: dict[str, list[dict]], option
             with open_index(settings, embedder=cached) as index:
                 rows += abstain.ask_all(index, by_chat[chat], options, recorder, 1, chat)
                 rows += abstain.ask_all(index, unanswerable[chat], options, recorder, 0, chat)
-    summary = abstain.report(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "abstain" + (f"-{args.tag}" if args.tag else "")
     (args.out / f"{name}.rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    summary = abstain.report(rows)
     (args.out / f"{name}.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
     return summary

@@ -45,14 +45,14 @@ def test_nothing_relevant():
     assert nothing_relevant([]) is True
 
 
-class SplitEmbedder(RecordingEmbedder):
-    """Chunks and queries on orthogonal axes: every cosine is 0, so confidence rests on the words alone."""
+class FlatEmbedder(RecordingEmbedder):
+    """Every query (text starting "?") at cosine 0.5 to every chunk: confidence then rests on the words."""
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.embedded.extend(texts)
         rows = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         for i, text in enumerate(texts):
-            rows[i, 1 if text.startswith("?") else 0] = 1.0
+            rows[i, :2] = (0.5, 0.75**0.5) if text.startswith("?") else (1.0, 0.0)
         return rows
 
 
@@ -60,7 +60,7 @@ def test_hybrid_results_carry_confidence_and_a_topic_memory_never_mentions_is_be
     write(root, "MEMORY.md", "# Memory\n\n- Penicillin allergy: came out in hives in 2009.\n")
     write(root, "notes/garden.md", "# Garden\n\nThe tomatoes need staking in June.\n")
     write(root, "notes/bike.md", "# Bike\n\nThe rear brake pads were replaced in May.\n")
-    embedder = SplitEmbedder()
+    embedder = FlatEmbedder()
     with open_index(settings, write=True, embedder=embedder) as index:
         index.sync()
         known = index.search("? penicillin allergy hives")

@@ -84,3 +84,19 @@ def test_a_log_that_says_yesterday_speaks_of_the_day_before():
 
     assert order() == [2, 1]
     assert order(date_told=False) == [1, 2]
+
+
+def test_recency_prior_is_opt_in_and_favours_the_newer_log():
+    rows = {1: ChunkRow(1, "daily/2024-01-01.md", 1, 1, "", "- old", "daily", "2024-01-01"),
+            2: ChunkRow(2, "daily/2024-01-29.md", 1, 1, "", "- new", "daily", "2024-01-29"),
+            3: ChunkRow(3, "notes/a.md", 1, 1, "", "- undated", "note", None)}  # fmt: skip
+    ranked = [(1, 0.60), (3, 0.58), (2, 0.55)]
+    evidence = Evidence(0.0, {}, {1: 0.0, 2: 0.0, 3: 0.0})
+
+    def order(**ranking) -> list[int]:
+        chosen = Ranking(file_prior=0, folder_prior=0, **ranking)
+        return [cid for cid, _ in rerank(ranked, rows, evidence, term_idfs={}, ranking=chosen)]
+
+    assert order() == [1, 3, 2]  # off by default
+    # 28 days at a 14-day half-life: prior 0.25 for the old log, 1 for the new one, their mean for the note
+    assert order(recency=0.2) == [2, 3, 1]

@@ -41,6 +41,10 @@ is also judged by its context:
   period (dates.py: "21.01.2024", "in March", "last week"), a dated log in that
   window gains ``date_boost`` of the way to 1: ``score + share * (1 - score)``.
   It never filters: a result from another day keeps its score.
+- **recency prior** (``RecencyPrior``, opt-in: ``recency`` > 0; it cost both
+  benchmarks, README): a dated log's score is mixed with ``0.5 ** (age /
+  half-life)``, its age counted back from the newest dated log among the head
+  (so an old archive is not all "old"); undated files get the mean prior.
 - **headings only** (``headings_last``, in every mode): a chunk with no line
   besides headings and empty bullets (a file title, an empty template section)
   never outranks content: it goes after every content chunk of the head, its
@@ -82,6 +86,8 @@ class Ranking:
     folder_prior: float = 0.3
     demote_headings: bool = True
     date_boost: float = 0.1  # a dated log inside a window the query names: score + this * (1 - score)
+    recency: float = 0.0  # opt-in: a dated log's share of recency, 0.5 ** (age / recency_half_life)
+    recency_half_life: float = 14.0  # days
     date_told: bool = True  # ... or one whose text names a day in it ("yesterday", resolved against the log's date)
     skip_filler: bool = True  # with a budget: blank and heading lines at a result's edges are not read (budget.py)
     best_cosines: int = 3  # a file's (folder's) cosine: the mean of its best this-many chunk cosines
@@ -182,6 +188,8 @@ def ranking_stages(ranking: Ranking | None) -> Stages:
             ranked.append(GroupPrior(share, group, ranking.best_cosines))
     if ranking.date_boost > 0:
         ranked.append(DateBoost(ranking.date_boost, ranking.date_told))
+    if ranking.recency > 0:
+        ranked.append(RecencyPrior(ranking.recency, ranking.recency_half_life))
     if ranking.demote_headings:
         ranked.append(headings_last)
     hits: tuple[HitStage, ...] = (without_filler,) if ranking.skip_filler else ()
@@ -288,6 +296,32 @@ class DateBoost:
         except ValueError:
             return False
         return any(told.overlaps(window) for told in told_windows(row.text, day) for window in windows)
+
+
+@dataclass(frozen=True)
+class RecencyPrior:
+    """The head mixed with recency, ``(1 - share) * score + share * 0.5 ** (age / half_life)``:
+    age in days before the newest dated log of the head; an undated chunk gets the head's mean."""
+
+    share: float
+    half_life: float
+
+    def __call__(self, ranked: Ranked, context: StageContext) -> Ranked:
+        size = len(context.head)
+        days: dict[int, date] = {}
+        for cid in context.head:
+            try:
+                days[cid] = date.fromisoformat(context.rows[cid].date or "")
+            except ValueError:
+                continue
+        if not days:
+            return ranked
+        newest = max(days.values())
+        prior = {cid: 0.5 ** ((newest - day).days / self.half_life) for cid, day in days.items()}
+        mean = sum(prior.values()) / len(prior)
+        head = [(cid, (1 - self.share) * score + self.share * prior.get(cid, mean)) for cid, score in ranked[:size]]
+        head.sort(key=lambda item: (-item[1], item[0]))
+        return head + ranked[size:]
 
 
 def in_windows(day: str | None, windows: Sequence[Window]) -> bool:
