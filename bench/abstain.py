@@ -10,7 +10,9 @@ The features of each search's first candidate (indexer/retrieval/confidence.py)
 are recorded, a logistic model with equal weight per class is fitted (its cut
 placed to flag 10% of answerable questions) and
 evaluated on held-out chats (each chat's questions scored by a model fitted on
-the other chats: leave one chat out, and two halves), and the model fitted on
+the other chats: leave one chat out, and two halves). The labelled fixture's
+queries (all answerable) are asked too: the cut is placed so that at most 10% of
+the answerable questions of either set fall below it. The model fitted on
 every chat is printed as the coefficients to put in confidence.py. With the
 coefficients in confidence.py, the figures of the product itself (the first
 result's ``confidence`` against the 0.5 cut) are printed too.
@@ -19,6 +21,7 @@ result's ``confidence`` against the 0.5 cut) are printed too.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -115,13 +118,30 @@ def ask_all(index, questions: list[dict], options: dict, recorder: Recorder, lab
 FLAG_ANSWERABLE = 0.10  # the cut (0.5) is placed so that this share of the fitted answerable questions falls below it
 
 
+def fixture_rows(fixture: Path, queries: Path, embedder, options: dict, recorder: Recorder) -> list[dict]:
+    """The labelled fixture's queries (all answerable) asked of the fixture, indexed in a temporary folder."""
+    import tempfile
+
+    from indexer import make_settings, open_index
+
+    asked = [{"question": q["query"]} for q in json.loads(queries.read_text())]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = make_settings(fixture, Path(tmp) / "index.db")
+        with open_index(settings, write=True, embedder=embedder) as index:
+            index.sync()
+        with open_index(settings, embedder=embedder) as index:
+            return ask_all(index, asked, options, recorder, 1, "fixture")
+
+
 def fit(
-    x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, steps: int = 50, flag_answerable: float = FLAG_ANSWERABLE
+    x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, steps: int = 50, flag_answerable: float = FLAG_ANSWERABLE,
+    also: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     """Logistic regression with equal total weight per class (Newton steps, L2 on the
-    standardised coefficients), its intercept then moved so that ``flag_answerable`` of
-    the answerable rows fall below 0.5 (a false "nothing relevant" costs more than a
-    missed one); returns (intercept, coefficients) on the raw features."""
+    standardised coefficients), its intercept then moved so that at most ``flag_answerable``
+    of the answerable rows fall below 0.5 (a false "nothing relevant" costs more than a
+    missed one), in ``x`` and in ``also`` (another set's answerable rows, e.g. the labelled
+    fixture's); returns (intercept, coefficients) on the raw features."""
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
     z = np.hstack([np.ones((len(x), 1)), (x - mean) / std])
     weight = np.where(y == 1, 0.5 / max(1, y.sum()), 0.5 / max(1, (1 - y).sum())) * len(y)
@@ -139,6 +159,8 @@ def fit(
     coefficients = beta[1:] / std
     intercept = float(beta[0] - (coefficients * mean).sum())
     cut = np.quantile(x[y == 1] @ coefficients + intercept, flag_answerable)  # the logit to move to 0
+    if also is not None and len(also):
+        cut = min(cut, np.quantile(also @ coefficients + intercept, flag_answerable))
     return intercept - float(cut), coefficients
 
 
@@ -169,44 +191,56 @@ def flagged(scores: np.ndarray, labels: np.ndarray, cut: float = model.NOTHING_R
     return float((scores[labels == 1] < cut).mean()), float((scores[labels == 0] < cut).mean())
 
 
-def held_out(rows: list[dict], folds: list[list[str]]) -> np.ndarray:
-    """Each row's probability from a model fitted on the rows of the other folds."""
-    x = np.array([[row["features"][name] for name in model.FEATURES] for row in rows])
+def matrix(rows: list[dict]) -> np.ndarray:
+    return np.array([[row["features"][name] for name in model.FEATURES] for row in rows]).reshape(len(rows), -1)
+
+
+def held_out(rows: list[dict], folds: list[list[str]], fixture: list[dict]) -> tuple[np.ndarray, float]:
+    """Each row's probability from a model fitted on the rows of the other folds (the cut
+    placed with the fixture's answerable rows too), and the mean share of the fixture flagged."""
+    x, extra = matrix(rows), matrix(fixture)
     y = np.array([row["label"] for row in rows], dtype=float)
     chats = np.array([row["chat"] for row in rows])
     out = np.zeros(len(rows))
+    fixture_flagged = []
     for fold in folds:
         test = np.isin(chats, fold)
-        intercept, coefficients = fit(x[~test], y[~test])
+        intercept, coefficients = fit(x[~test], y[~test], also=extra)
         out[test] = predict(intercept, coefficients, x[test])
-    return out
+        if len(extra):
+            fixture_flagged.append(float((predict(intercept, coefficients, extra) < model.NOTHING_RELEVANT).mean()))
+    return out, float(np.mean(fixture_flagged)) if fixture_flagged else float("nan")
 
 
-def report(rows: list[dict]) -> dict:
+def report(rows: list[dict], fixture: list[dict]) -> dict:
     """The figures over every negative, and over those whose chat shares no speaker with the
-    asked chat (a shared speaker is the same person, whose facts may well be in both chats)."""
-    summary = {"all_negatives": summarise(rows)}
-    summary["negatives_sharing_no_speaker"] = summarise([row for row in rows if not row["shares_speaker"]])
+    asked chat (a shared speaker is the same person, whose facts may well be in both chats).
+    ``fixture``: the labelled fixture's queries (all answerable), asked of the fixture."""
+    summary = {"all_negatives": summarise(rows, fixture)}
+    summary["negatives_sharing_no_speaker"] = summarise([row for row in rows if not row["shares_speaker"]], fixture)
     return summary
 
 
-def summarise(rows: list[dict]) -> dict:
+def summarise(rows: list[dict], fixture: list[dict]) -> dict:
     chats = sorted({row["chat"] for row in rows})
-    x = np.array([[row["features"][name] for name in model.FEATURES] for row in rows])
+    x = matrix(rows)
     y = np.array([row["label"] for row in rows], dtype=float)
     summary: dict = {"answerable": int(y.sum()), "unanswerable": int((1 - y).sum())}
     summary["raw_top_score_auroc"] = round(auroc(np.array([row["top_score"] for row in rows]), y), 3)
     for name, folds in (("leave_one_chat_out", [[c] for c in chats]), ("two_halves", [chats[0::2], chats[1::2]])):
-        scores = held_out(rows, folds)
+        scores, fixture_flagged = held_out(rows, folds, fixture)
         answerable, unanswerable = flagged(scores, y)
         summary[name] = {"auroc": round(auroc(scores, y), 3), "flagged_answerable": round(answerable, 3),
-                         "flagged_unanswerable": round(unanswerable, 3)}  # fmt: skip
-    intercept, coefficients = fit(x, y)
+                         "flagged_unanswerable": round(unanswerable, 3),
+                         "fixture_flagged": round(fixture_flagged, 3)}  # fmt: skip
+    intercept, coefficients = fit(x, y, also=matrix(fixture))
     summary["fitted_on_all"] = {"intercept": round(intercept, 4),
                                 "coefficients": {n: round(float(c), 4) for n, c in zip(model.FEATURES, coefficients)}}  # fmt: skip
     product = np.array([row["confidence"] for row in rows])
     answerable, unanswerable = flagged(product, y)
+    fixture_product = np.array([row["confidence"] for row in fixture])
     summary["product"] = {"auroc": round(auroc(product, y), 3), "flagged_answerable": round(answerable, 3),
                           "flagged_unanswerable": round(unanswerable, 3),
+                          "fixture_flagged": round(float((fixture_product < model.NOTHING_RELEVANT).mean()), 3),
                           "note": "confidence.py's coefficients as they are (in-sample if fitted on this run)"}  # fmt: skip
     return summary

@@ -160,6 +160,7 @@ def run_abstain(args: argparse.Namespace, by_chat: dict[str, list[dict]], option
     cached = QueryCache(model, everything)
     rows: list[dict] = []
     with abstain.Recorder() as recorder:
+        fixture = abstain.fixture_rows(REPO / "fixtures" / "memory", REPO / "fixtures" / "queries.json", model, options, recorder)
         for chat in sorted(by_chat):
             folder = args.work / chat
             folder.mkdir(parents=True, exist_ok=True)
@@ -172,7 +173,8 @@ def run_abstain(args: argparse.Namespace, by_chat: dict[str, list[dict]], option
     args.out.mkdir(parents=True, exist_ok=True)
     name = "abstain" + (f"-{args.tag}" if args.tag else "")
     (args.out / f"{name}.rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    summary = abstain.report(rows)
+    (args.out / f"{name}.fixture.jsonl").write_text("".join(json.dumps(row) + "\n" for row in fixture))
+    summary = abstain.report(rows, fixture)
     (args.out / f"{name}.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
     return summary

@@ -12,10 +12,10 @@ from indexer import open_index
 from indexer.retrieval import confidence as model
 from indexer.retrieval.confidence import NOTHING_RELEVANT, confidence, nothing_relevant, query_signals
 
-NEUTRAL = {"coverage": 0.5, "cosine": 0.4, "matched": 0.5, "absent": 0.2, "agreement": 0.2}
+NEUTRAL = {"coverage": 0.5, "matched": 0.5, "absent": 0.2, "agreement": 0.2, "lift": 0.1}
 
 
-@pytest.mark.parametrize(("feature", "direction"), [("coverage", 1), ("cosine", 1), ("matched", 1), ("agreement", 1), ("absent", -1)])
+@pytest.mark.parametrize(("feature", "direction"), [("coverage", 1), ("lift", 1), ("matched", 1), ("agreement", 1), ("absent", -1)])
 def test_confidence_follows_the_evidence(feature, direction):
     more = confidence({**NEUTRAL, feature: 1.0})
     less = confidence({**NEUTRAL, feature: 0.0})
@@ -24,8 +24,8 @@ def test_confidence_follows_the_evidence(feature, direction):
 
 
 def test_the_cut_separates_a_clear_answer_from_nothing_found():
-    answered = {"coverage": 1.0, "cosine": 0.6, "matched": 1.0, "absent": 0.0, "agreement": 0.5}
-    unknown = {"coverage": 0.0, "cosine": 0.2, "matched": 0.0, "absent": 1.0, "agreement": 0.0}
+    answered = {"coverage": 1.0, "matched": 1.0, "absent": 0.0, "agreement": 0.5, "lift": 0.2}
+    unknown = {"coverage": 0.0, "matched": 0.0, "absent": 1.0, "agreement": 0.0, "lift": 0.02}
     assert confidence(answered) >= NOTHING_RELEVANT > confidence(unknown)
 
 
@@ -33,8 +33,10 @@ def test_query_signals_absent_share_and_list_agreement():
     idfs = {"penicillin": 3.0, "allergi": 1.0}
     keyword = [(cid, 1.0) for cid in range(1, 11)]
     vector = [(cid, 0.5) for cid in (1, 2, 3, 20, 21, 22, 23, 24, 25, 26)]
+    vector = [(cid, 0.9 - 0.01 * n) for n, (cid, _) in enumerate(vector)]  # ten cosines, 0.90 down to 0.81
     signals = query_signals({"penicillin": 0, "allergi": 4}, idfs, keyword, vector)
     assert signals.absent == pytest.approx(0.75) and signals.agreement == pytest.approx(0.3)
+    assert signals.baseline == pytest.approx(0.81)  # fewer than 20: the last one
     assert query_signals({}, {}, [], []).absent == 0.0
 
 

@@ -160,8 +160,8 @@ def run_search(
     if missing:
         rows.update(store.chunks_by_id(missing))
     pattern = snippet_pattern(terms)
-    sure = _confidences(store, ranked, rows, found) if found else {}
     if budget is None:
+        sure = _confidences(store, [chunk_id for chunk_id, _ in ranked], rows, found)
         return [
             _result(rows[chunk_id], score, pattern, sure.get(chunk_id)) for chunk_id, score in ranked if chunk_id in rows
         ]
@@ -169,15 +169,16 @@ def run_search(
     for hit_stage in stages.hits:
         hits = [hit_stage(hit) for hit in hits]
     packed = pack(hits, budget=budget, limit=limit, line_weight=line_weight(pattern))
+    sure = _confidences(store, [key for item in packed for key in item.keys], rows, found)
     return [
         _packed_result(item, rows[item.keys[0]], pattern, max((sure[k] for k in item.keys if k in sure), default=None))
         for item in packed
     ]
 
 
-def _confidences(store: IndexStore, ranked: Ranked, rows: dict[int, ChunkRow], found: dict[str, object]) -> dict[int, float]:
-    """chunk id -> its confidence (confidence.py), for the ranked hybrid candidates."""
-    if not ranked:
+def _confidences(store: IndexStore, ids: list[int], rows: dict[int, ChunkRow], found: dict[str, object]) -> dict[int, float]:
+    """chunk id -> its confidence (confidence.py), for the chunks ``ids`` of a hybrid search ({} otherwise)."""
+    if not found or not ids:
         return {}
     idfs: dict[str, float] = found["idfs"]  # type: ignore[assignment]
     term_idfs: dict[str, float] = found["term_idfs"]  # type: ignore[assignment]
@@ -186,12 +187,10 @@ def _confidences(store: IndexStore, ranked: Ranked, rows: dict[int, ChunkRow], f
     signals = confidence_model.query_signals(counts, idfs, found["keyword"], found["vector"])  # type: ignore[arg-type]
     matcher = term_matcher(list(term_idfs))
     out = {}
-    for chunk_id, _ in ranked:
-        if chunk_id not in rows:
-            continue
-        share = confidence_model.matched_share(matched_terms(rows[chunk_id].text, matcher), term_idfs)
-        features = confidence_model.result_features(signals, evidence, chunk_id, share)
-        out[chunk_id] = confidence_model.confidence(features)
+    for chunk_id in ids:
+        if chunk_id in rows:
+            share = confidence_model.matched_share(matched_terms(rows[chunk_id].text, matcher), term_idfs)
+            out[chunk_id] = confidence_model.confidence(confidence_model.result_features(signals, evidence, chunk_id, share))
     return out
 
 
