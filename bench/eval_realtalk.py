@@ -195,9 +195,12 @@ def run(args: argparse.Namespace) -> dict:
     timings: list[float] = []
     results: list[dict] = []
     if args.combined:
-        folder = args.work / COMBINED
+        folder = args.work / (COMBINED + ("_dated" if args.dated else ""))
         folder.mkdir(parents=True, exist_ok=True)
-        settings = make_settings(data / "memory", folder / "index.db")
+        # --dated: each chat's daily/ folder is a folder of daily logs (the daily_folders setting), as a
+        # user with many notebooks would set it; without it the combined index's day files are undated notes
+        dated = {"daily_folders": tuple(f"{chat}/daily" for chat in chats)} if args.dated else {}
+        settings = make_settings(data / "memory", folder / "index.db", **dated)
         if not settings.index_path.exists():
             seed_cache(args.work, chats, settings.cache_path, model)
         with open_index(settings, write=True, embedder=model) as index:
@@ -218,7 +221,7 @@ def run(args: argparse.Namespace) -> dict:
                 if chat == chats[-1]:
                     overhead = ranking_overhead(index, by_chat[chat], options)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "results-combined" if args.combined else "results"
+    name = ("results-combined" + ("-dated" if args.dated else "")) if args.combined else "results"
     if args.tag:
         name += f"-{args.tag}"
     out = args.out / f"{name}.jsonl"
@@ -250,6 +253,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--combined", action="store_true", help="one index over all chats")
+    parser.add_argument("--dated", action="store_true", help="with --combined: each chat's daily/ is a daily folder")
     parser.add_argument("--abstain", action="store_true", help="abstention: AUROC and shares flagged (bench/abstain.py)")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "out" / "realtalk", help="index folders")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "realtalk", help="results folder")
