@@ -13,6 +13,7 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 from eval_realtalk import COMBINED, REPO, QueryCache, default_data, percentile
 
@@ -27,7 +28,7 @@ def main() -> None:
     parser.add_argument("--chat", default="Chat_6_Vanessa_Nicolas", help="the chat whose index and questions to use")
     parser.add_argument("--combined", action="store_true", help="the index over all chats, every question")
     args = parser.parse_args()
-    queries = [json.loads(line) for line in open(f"{args.data}/queries.jsonl") if line.strip()]
+    queries = [json.loads(line) for line in Path(args.data, "queries.jsonl").read_text().splitlines() if line.strip()]
     if not args.combined:
         queries = [q for q in queries if q["conv"] == args.chat]
     folder = REPO / "bench" / "out" / "realtalk" / (COMBINED if args.combined else args.chat)

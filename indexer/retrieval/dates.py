@@ -9,14 +9,29 @@ matches that month in every year. A dated log speaks of its own day and of
 the days its text names, relative ones resolved against the log's date
 (``told_windows``: "yesterday" in daily/2024-01-21.md is 2024-01-20). Nothing
 here filters: a daily log whose days meet a window is boosted, the rest keep
-their score.
+their score. The stages that use them, ``DateBoost`` and the opt-in
+``RecencyPrior``, are here too (stages.py lists them in ``ranking_stages``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Protocol
+
+from indexer.store import ChunkRow
+
+Ranked = list[tuple[int, float]]  # as stages.Ranked: (chunk id, score), best first
+
+
+class StageContext(Protocol):
+    """What the date stages read of stages.StageContext (which imports this module)."""
+
+    head: tuple[int, ...]
+    rows: dict[int, ChunkRow]
+    windows: Sequence[Window]
 
 MONTHS = {
     name: number
@@ -153,3 +168,76 @@ def _relative(match: re.Match[str], today: date) -> Window:
     days = {"day": 1, "week": 7, "month": 30}[unit] * count
     slack = {"day": 1, "week": 3, "month": 10}[unit]
     return Window(today - timedelta(days=days + slack), today - timedelta(days=max(0, days - slack)))
+
+
+# -- the ranking stages that use them (listed in stages.ranking_stages) --------------------
+
+
+@dataclass(frozen=True)
+class DateBoost:
+    """The head's dated logs inside a window the query names (``context.windows``) gain
+    ``share`` of the way to 1, and the head is re-sorted; nothing when the query names no date."""
+
+    share: float
+    relative: bool = True  # the days a log's text names count too ("yesterday" in daily/2024-01-21.md: the 20th)
+
+    def __call__(self, ranked: Ranked, context: StageContext) -> Ranked:
+        if not context.windows:
+            return ranked
+        size = len(context.head)
+        head = [
+            (cid, score + self.share * (1 - score) if self.told(context.rows[cid], context.windows) else score)
+            for cid, score in ranked[:size]
+        ]
+        head.sort(key=lambda item: (-item[1], item[0]))
+        return head + ranked[size:]
+
+    def told(self, row: ChunkRow, windows: Sequence[Window]) -> bool:
+        """True when a dated log's chunk speaks of a day in ``windows`` (its own day, or one
+        its text names, "yesterday" resolved against the log's date: dates.told_windows)."""
+        if in_windows(row.date, windows):
+            return True
+        if not self.relative or not row.date:
+            return False
+        try:
+            day = date.fromisoformat(row.date)
+        except ValueError:
+            return False
+        return any(told.overlaps(window) for told in told_windows(row.text, day) for window in windows)
+
+
+@dataclass(frozen=True)
+class RecencyPrior:
+    """The head mixed with recency, ``(1 - share) * score + share * 0.5 ** (age / half_life)``:
+    age in days before the newest dated log of the head; an undated chunk gets the head's mean."""
+
+    share: float
+    half_life: float
+
+    def __call__(self, ranked: Ranked, context: StageContext) -> Ranked:
+        size = len(context.head)
+        days: dict[int, date] = {}
+        for cid in context.head:
+            try:
+                days[cid] = date.fromisoformat(context.rows[cid].date or "")
+            except ValueError:
+                continue
+        if not days:
+            return ranked
+        newest = max(days.values())
+        prior = {cid: 0.5 ** ((newest - day).days / self.half_life) for cid, day in days.items()}
+        mean = sum(prior.values()) / len(prior)
+        head = [(cid, (1 - self.share) * score + self.share * prior.get(cid, mean)) for cid, score in ranked[:size]]
+        head.sort(key=lambda item: (-item[1], item[0]))
+        return head + ranked[size:]
+
+
+def in_windows(day: str | None, windows: Sequence[Window]) -> bool:
+    """True when the ISO ``day`` (a dated log's; None: undated) is inside one of ``windows``."""
+    if not day:
+        return False
+    try:
+        parsed = date.fromisoformat(day)
+    except ValueError:
+        return False
+    return any(window.holds(parsed) for window in windows)

@@ -63,13 +63,12 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
 from typing import Protocol
 
 from indexer.store import ChunkRow, IndexStore
 
 from .budget import Hit, is_filler, without_filler
-from .dates import Window, told_windows
+from .dates import DateBoost, RecencyPrior, Window, in_windows  # noqa: F401 - the date stages; in_windows re-exported
 from .filters import SearchFilters
 from .fusion import Evidence, keyword_part  # Evidence: importable from here too, as before
 
@@ -263,76 +262,6 @@ class GroupPrior:
         head = [(cid, (1 - self.share) * score + self.share * prior[groups[cid]]) for cid, score in ranked[:size]]
         head.sort(key=lambda item: (-item[1], item[0]))
         return head + ranked[size:]
-
-
-@dataclass(frozen=True)
-class DateBoost:
-    """The head's dated logs inside a window the query names (``context.windows``) gain
-    ``share`` of the way to 1, and the head is re-sorted; nothing when the query names no date."""
-
-    share: float
-    relative: bool = True  # the days a log's text names count too ("yesterday" in daily/2024-01-21.md: the 20th)
-
-    def __call__(self, ranked: Ranked, context: StageContext) -> Ranked:
-        if not context.windows:
-            return ranked
-        size = len(context.head)
-        head = [
-            (cid, score + self.share * (1 - score) if self.told(context.rows[cid], context.windows) else score)
-            for cid, score in ranked[:size]
-        ]
-        head.sort(key=lambda item: (-item[1], item[0]))
-        return head + ranked[size:]
-
-    def told(self, row: ChunkRow, windows: Sequence[Window]) -> bool:
-        """True when a dated log's chunk speaks of a day in ``windows`` (its own day, or one
-        its text names, "yesterday" resolved against the log's date: dates.told_windows)."""
-        if in_windows(row.date, windows):
-            return True
-        if not self.relative or not row.date:
-            return False
-        try:
-            day = date.fromisoformat(row.date)
-        except ValueError:
-            return False
-        return any(told.overlaps(window) for told in told_windows(row.text, day) for window in windows)
-
-
-@dataclass(frozen=True)
-class RecencyPrior:
-    """The head mixed with recency, ``(1 - share) * score + share * 0.5 ** (age / half_life)``:
-    age in days before the newest dated log of the head; an undated chunk gets the head's mean."""
-
-    share: float
-    half_life: float
-
-    def __call__(self, ranked: Ranked, context: StageContext) -> Ranked:
-        size = len(context.head)
-        days: dict[int, date] = {}
-        for cid in context.head:
-            try:
-                days[cid] = date.fromisoformat(context.rows[cid].date or "")
-            except ValueError:
-                continue
-        if not days:
-            return ranked
-        newest = max(days.values())
-        prior = {cid: 0.5 ** ((newest - day).days / self.half_life) for cid, day in days.items()}
-        mean = sum(prior.values()) / len(prior)
-        head = [(cid, (1 - self.share) * score + self.share * prior.get(cid, mean)) for cid, score in ranked[:size]]
-        head.sort(key=lambda item: (-item[1], item[0]))
-        return head + ranked[size:]
-
-
-def in_windows(day: str | None, windows: Sequence[Window]) -> bool:
-    """True when the ISO ``day`` (a dated log's; None: undated) is inside one of ``windows``."""
-    if not day:
-        return False
-    try:
-        parsed = date.fromisoformat(day)
-    except ValueError:
-        return False
-    return any(window.holds(parsed) for window in windows)
 
 
 def headings_last(ranked: Ranked, context: StageContext) -> Ranked:
