@@ -8,7 +8,8 @@ folder priors, heading-only chunks last; ``ranking=None``: fusion alone);
 keyword and vector modes put heading-only chunks last too.
 With a budget, every mode's ranked chunks pass the ranking's hit stages
 (blank and heading lines at their edges skipped) and are packed by budget.py
-(adjacent hits merged, oversized ones trimmed, total bounded).
+(adjacent hits merged, oversized ones trimmed, total bounded). Hybrid results
+carry a confidence (confidence.py), computed for the results returned only.
 
 The query's words, IDFs and snippets are query.py's. Names of query.py and
 fusion.py that callers import from here (``fuse``, ``keyword_part``,
