@@ -35,6 +35,11 @@ STEPS = [
     ("sensitivity: folder prior 0.5", ["ranking=folder_prior:0.5"], ["--ranking", "folder_prior:0.5"]),
     ("round two, dropped: re-rank depth 200", ["ranking=depth:200"], ["--ranking", "depth:200"]),
     ("round two, opt-in: keyword feedback, 16 terms", ["ranking=expand_terms:16"], ["--ranking", "expand_terms:16"]),
+    ("round three: no date boost", ["ranking=date_boost:0"], ["--ranking", "date_boost:0"]),
+    ("round three: date boost, the log's own day only", ["ranking=date_told:0"], ["--ranking", "date_told:0"]),
+    ("round three: date boost 0.2", ["ranking=date_boost:0.2"], ["--ranking", "date_boost:0.2"]),
+    ("round three, opt-in: recency prior 0.05", ["ranking=recency:0.05"], ["--ranking", "recency:0.05"]),
+    ("round three, opt-in: recency prior 0.1", ["ranking=recency:0.1"], ["--ranking", "recency:0.1"]),
 ]
 CATEGORIES = ("1 multi-hop", "2 temporal", "3 commonsense", "ALL")
 

@@ -12,6 +12,10 @@ the path). Every question is asked with the default search; the results go to
 ``OUT/results[-combined].jsonl`` in the scorer's format, the scorer's table is
 printed and its figures saved as JSON beside them, with search latency.
 
+``--abstain``: the abstention figures instead (bench/abstain.py): every chat's
+own questions and the other chats' questions with names swapped, asked of
+each chat's index; AUROC and the shares flagged at the 0.5 cut, on held-out chats.
+
 ``--option NAME=VALUE`` passes extra keyword arguments to ``search`` (numbers
 are parsed), e.g. ``--option limit=40`` or ``--option budget_lines=0``; the
 ablation in README was made with ``--option ranking=STEPS``.
@@ -149,6 +153,35 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1)))]
 
 
+def run_abstain(args: argparse.Namespace, by_chat: dict[str, list[dict]], options: dict[str, object]) -> dict:
+    import abstain
+
+    unanswerable = abstain.negatives(by_chat, args.data / "memory")
+    model = SentenceTransformerEmbedder()
+    everything = [q["question"] for qs in (*by_chat.values(), *unanswerable.values()) for q in qs]
+    cached = QueryCache(model, everything)
+    rows: list[dict] = []
+    with abstain.Recorder() as recorder:
+        fixture = abstain.fixture_rows(REPO / "fixtures" / "memory", REPO / "fixtures" / "queries.json", model, options, recorder)
+        for chat in sorted(by_chat):
+            folder = args.work / chat
+            folder.mkdir(parents=True, exist_ok=True)
+            settings = make_settings(args.data / "memory" / chat, folder / "index.db")
+            with open_index(settings, write=True, embedder=model) as index:
+                index.sync()
+            with open_index(settings, embedder=cached) as index:
+                rows += abstain.ask_all(index, by_chat[chat], options, recorder, 1, chat)
+                rows += abstain.ask_all(index, unanswerable[chat], options, recorder, 0, chat)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "abstain" + (f"-{args.tag}" if args.tag else "")
+    (args.out / f"{name}.rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (args.out / f"{name}.fixture.jsonl").write_text("".join(json.dumps(row) + "\n" for row in fixture))
+    summary = abstain.report(rows, fixture)
+    (args.out / f"{name}.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1))
+    return summary
+
+
 def run(args: argparse.Namespace) -> dict:
     data: Path = args.data
     queries = [json.loads(line) for line in (data / "queries.jsonl").read_text().splitlines() if line.strip()]
@@ -157,15 +190,20 @@ def run(args: argparse.Namespace) -> dict:
         by_chat[question["conv"]].append(question)
     chats = sorted(by_chat)
     options = parse_options(args.option)
+    if args.abstain:
+        return run_abstain(args, by_chat, options)
     # --variant full keeps the reference figures' embedder (sentence-transformers on torch).
     model = SentenceTransformerEmbedder() if args.variant == "full" else LazyEmbedder(variant=args.variant)
     cached = QueryCache(model, [q["question"] for q in queries])
     timings: list[float] = []
     results: list[dict] = []
     if args.combined:
-        folder = args.work / COMBINED
+        folder = args.work / (COMBINED + ("_dated" if args.dated else ""))
         folder.mkdir(parents=True, exist_ok=True)
-        settings = make_settings(data / "memory", folder / "index.db")
+        # --dated: each chat's daily/ folder is a folder of daily logs (the daily_folders setting), as a
+        # user with many notebooks would set it; without it the combined index's day files are undated notes
+        dated = {"daily_folders": tuple(f"{chat}/daily" for chat in chats)} if args.dated else {}
+        settings = make_settings(data / "memory", folder / "index.db", **dated)
         if not settings.index_path.exists():
             seed_cache(args.work, chats, settings.cache_path, model)
         with open_index(settings, write=True, embedder=model) as index:
@@ -186,7 +224,7 @@ def run(args: argparse.Namespace) -> dict:
                 if chat == chats[-1]:
                     overhead = ranking_overhead(index, by_chat[chat], options)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "results-combined" if args.combined else "results"
+    name = ("results-combined" + ("-dated" if args.dated else "")) if args.combined else "results"
     if args.tag:
         name += f"-{args.tag}"
     out = args.out / f"{name}.jsonl"
@@ -218,6 +256,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--combined", action="store_true", help="one index over all chats")
+    parser.add_argument("--dated", action="store_true", help="with --combined: each chat's daily/ is a daily folder")
+    parser.add_argument("--abstain", action="store_true", help="abstention: AUROC and shares flagged (bench/abstain.py)")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "out" / "realtalk", help="index folders")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "realtalk", help="results folder")
     parser.add_argument("--tag", default="", help="suffix for the result file names")

@@ -23,6 +23,7 @@ from indexer import make_settings, open_index
 from indexer.api import DEFAULT_BUDGET_LINES
 from indexer.embedding.lazy import BACKENDS, LazyEmbedder
 from indexer.embedding.variants import VARIANTS
+from indexer.retrieval.confidence import nothing_relevant
 from indexer.retrieval.stages import parse_ranking
 
 MODES = ("keyword", "vector", "hybrid")
@@ -83,12 +84,16 @@ def main() -> None:
             index.sync()
         with open_index(settings, embedder=model) as index:
             table = evaluate(index, queries, k=args.k, options=options)
+            flagged = [q["query"] for q in queries if nothing_relevant([r.confidence for r in index.search(q["query"], **options)])]
     columns = [f"{mode} R@{args.k}" for mode in MODES] + [f"{mode} MRR" for mode in MODES]
     print("| queries | n | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 2) + "|")
     for group in sorted(table, key=lambda g: (g != "all", g)):
         row = table[group]
         print(f"| {group} | {row['n']} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
+    print(f"\nnothing relevant (no hybrid result with confidence >= 0.5): {len(flagged)} of {len(queries)} answerable queries")
+    for query in flagged:
+        print(f"  {query}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from indexer.cli.app import cli
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "memory-files"
 
-RESULT_KEYS = {"path", "start_line", "end_line", "heading", "kind", "date", "score", "snippet"}
+RESULT_KEYS = {"path", "start_line", "end_line", "heading", "kind", "date", "score", "snippet", "confidence"}
 
 MEMORY = """---
 title: Long-term facts
@@ -288,6 +288,23 @@ def test_search_budget_lines_and_tokens(runner: CliRunner, memory: Path, fake_mo
     assert hits and sum(max(1, (len(line) + 3) // 4) for line in lines) <= 12
     bad = run(runner, "--root", memory, *query, "--budget-lines", "-1")
     assert bad.exit_code != 0 and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("intercept", [-50.0, 50.0])
+def test_search_says_when_no_result_is_confident(
+    runner: CliRunner, memory: Path, fake_model, monkeypatch: pytest.MonkeyPatch, intercept: float
+) -> None:
+    index_json(runner, memory)
+    monkeypatch.setattr("indexer.retrieval.confidence.INTERCEPT", intercept)  # every confidence ~0, or ~1
+    result = run(runner, "--root", memory, "search", "Helix editor", "--json")
+    hits = ok_json(result)
+    assert hits and all(isinstance(hit["confidence"], float) for hit in hits)  # the results still follow
+    warned = "no confident match" in result.stderr
+    assert warned == (intercept < 0) and (not warned or result.stderr.count("\n") == 1)
+    kept = run(runner, "--root", memory, "search", "Helix editor", "--json", "--min-confidence", "0.5")
+    assert (kept.exit_code, len(json.loads(kept.stdout))) == ((1, 0) if intercept < 0 else (0, len(hits)))
+    keyword = ok_json(run(runner, "--root", memory, "search", "Helix editor", "--mode", "keyword", "--json"))
+    assert keyword and all(hit["confidence"] is None for hit in keyword)
 
 
 def test_search_no_results_json_is_empty_list_and_exit_1(runner: CliRunner, memory: Path, fake_model) -> None:

@@ -93,8 +93,8 @@ def test_tools_are_listed_with_schemas_and_read_only_hints(memory: IndexService)
     get = tools["memory_get"].input_schema
     assert get["required"] == ["path"] and {"path", "from", "lines", "namespace"} == set(get["properties"])
     hit = tools["memory_search"].output_schema["$defs"]["SearchHit"]["properties"]
-    assert {"path", "startLine", "endLine", "score", "snippet", "citation", "heading", "kind", "date", "namespace",
-            "excerpt"} == set(hit)  # fmt: skip
+    assert {"path", "startLine", "endLine", "score", "snippet", "citation", "heading", "kind", "date", "confidence",
+            "namespace", "excerpt"} == set(hit)  # fmt: skip
     assert "namespace" not in tools["memory_search"].output_schema["$defs"]["SearchHit"]["required"]  # PostgreSQL only
     assert "excerpt" not in tools["memory_search"].output_schema["$defs"]["SearchHit"]["required"]  # long lines only
     assert "budgetTokens" in search["properties"]
@@ -123,6 +123,21 @@ def test_search_then_get_returns_the_cited_lines(memory: IndexService) -> None:
     expected = read_target(memory.settings.root, f"MEMORY.md:{first['startLine']}-{first['endLine']}").lines
     assert by_citation["text"] == by_range["text"] == "\n".join(expected)
     assert by_citation["from"] == first["startLine"] and by_citation["lines"] == len(expected)
+
+
+@pytest.mark.parametrize("intercept", [-50.0, 50.0])
+def test_search_says_nothing_relevant_when_no_result_is_confident(
+    memory: IndexService, monkeypatch: pytest.MonkeyPatch, intercept: float
+) -> None:
+    monkeypatch.setattr("indexer.retrieval.confidence.INTERCEPT", intercept)  # every confidence ~0, or ~1
+
+    async def body(client: Client) -> Any:
+        return await call(client, "memory_search", query="penicillin allergy hives", maxResults=3)
+
+    found = with_client(memory, body)
+    assert found["results"] and all(0.0 <= hit["confidence"] <= 1.0 for hit in found["results"])
+    assert found["nothingRelevant"] is (intercept < 0)
+    assert (found["note"] is not None and "nothing relevant" in found["note"]) is (intercept < 0)
 
 
 def test_get_is_bounded_and_pages_on(tmp_path: Path, embedder: RecordingEmbedder) -> None:

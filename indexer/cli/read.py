@@ -16,6 +16,7 @@ import click
 
 from indexer.api import open_index
 from indexer.errors import ConfigError, one_line
+from indexer.retrieval.confidence import NOTHING_RELEVANT, nothing_relevant
 from indexer.retrieval.filters import KINDS, make_filters
 from indexer.retrieval.options import search_options
 from indexer.retrieval.search import MODES
@@ -38,6 +39,8 @@ from indexer.sources.read import Lines, read_target
 @click.option("--after", default=None, help="Only dated logs on or after this day (YYYY-MM-DD, or 7d, 2w, 3m, 1y).")
 @click.option("--before", default=None, help="Only dated logs on or before this day.")
 @click.option("--min-score", type=float, default=None, help="Drop results scoring below this (per-mode scale).")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+              help="Drop results whose confidence (0-1, hybrid mode) is below this; 0.5 is the cut for 'nothing relevant'.")
 @click.option("--across", "across", multiple=True,
               help="With PostgreSQL: search these namespaces (repeatable; 'all': every one) instead of this root's.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as a JSON list (snake_case keys).")
@@ -56,6 +59,7 @@ def search_command(
     after: str | None,
     before: str | None,
     min_score: float | None,
+    min_confidence: float | None,
     across: tuple[str, ...],
     as_json: bool,
     as_jsonl: bool,
@@ -84,6 +88,10 @@ def search_command(
     options = search_options(settings, mode=mode, limit=limit, budget_lines=budget_lines, budget_tokens=budget_tokens)
     with open_index(settings) as memory:
         results = memory.search(query, filters=filters, **options.keywords())
+    if nothing_relevant([r.confidence for r in results]) and results and not quiet:
+        click.echo(NO_CONFIDENT_MATCH, err=True)
+    if min_confidence is not None:
+        results = [r for r in results if r.confidence is None or r.confidence >= min_confidence]
     found = NO_RESULTS if not results else 0
     if quiet:
         click.get_current_context().exit(found)
@@ -110,6 +118,10 @@ def _print_results(results: list[Any], own_namespace: str) -> None:
         click.echo(f"       {one_line(result.snippet)}")
 
 
+NO_CONFIDENT_MATCH = (
+    f"memdex: no confident match: every result's confidence is below {NOTHING_RELEVANT} "
+    "(memory probably holds nothing about this)"
+)
 NO_RESULTS = 1  # search's exit status when nothing was found (grep, rg)
 
 

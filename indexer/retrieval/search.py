@@ -8,7 +8,8 @@ folder priors, heading-only chunks last; ``ranking=None``: fusion alone);
 keyword and vector modes put heading-only chunks last too.
 With a budget, every mode's ranked chunks pass the ranking's hit stages
 (blank and heading lines at their edges skipped) and are packed by budget.py
-(adjacent hits merged, oversized ones trimmed, total bounded).
+(adjacent hits merged, oversized ones trimmed, total bounded). Hybrid results
+carry a confidence (confidence.py), computed for the results returned only.
 
 The query's words, IDFs and snippets are query.py's. Names of query.py and
 fusion.py that callers import from here (``fuse``, ``keyword_part``,
@@ -29,7 +30,9 @@ import numpy as np
 
 from indexer.store import ChunkRow, IndexStore
 
+from . import confidence as confidence_model
 from .budget import Budget, Hit, Packed, pack
+from .dates import query_windows
 from .filters import SearchFilters
 from .fusion import KEYWORD_WEIGHT, Evidence, fuse, fused_ranking, fusion_parts, keyword_part  # noqa: F401 - re-exported
 from .query import (  # noqa: F401 - re-exported
@@ -44,7 +47,7 @@ from .query import (  # noqa: F401 - re-exported
     snippet_pattern,
     stem_idfs,
 )
-from .stages import DEFAULT_RANKING, Ranked, Ranking, StageContext, Stages, ranking_stages
+from .stages import DEFAULT_RANKING, Ranked, Ranking, StageContext, Stages, matched_terms, ranking_stages, term_matcher
 
 Mode = Literal["keyword", "vector", "hybrid"]
 MODES: tuple[str, ...] = ("keyword", "vector", "hybrid")
@@ -69,6 +72,7 @@ class SearchResult:
     # result's text to read (its lines, the long one cut, "…" where text was left out); the
     # citation stays the whole line. None: read the cited lines.
     excerpt: str | None = None
+    confidence: float | None = None  # 0-1, hybrid only (confidence.py); below 0.5: probably not relevant
 
 
 class VectorSource(Protocol):
@@ -154,9 +158,10 @@ def run_search(
     stages = ranking_stages(ranking)
     wanted = limit if budget is None else max(limit, budget_candidates(budget))
     rows: dict[int, ChunkRow] = {}  # chunks read while ranking, reused for the results
+    found: dict[str, object] = {}  # hybrid: what confidence needs (the candidate lists, evidence, IDFs)
     ranked = _ranked(
         store, query, terms, mode=mode, wanted=wanted, query_vector=query_vector, vectors=vectors, filters=filters,
-        stages=stages, rows=rows,
+        stages=stages, rows=rows, found=found,
     )[:wanted]  # fmt: skip
     if filters is not None and filters.min_score is not None:  # on the final scores, after fusion and ranking
         ranked = [(chunk_id, score) for chunk_id, score in ranked if score >= filters.min_score]
@@ -165,12 +170,37 @@ def run_search(
         rows.update(store.chunks_by_id(missing))
     pattern = snippet_pattern(terms)
     if budget is None:
-        return [_result(rows[chunk_id], score, pattern) for chunk_id, score in ranked if chunk_id in rows]
+        sure = _confidences(store, [chunk_id for chunk_id, _ in ranked], rows, found)
+        return [
+            _result(rows[chunk_id], score, pattern, sure.get(chunk_id)) for chunk_id, score in ranked if chunk_id in rows
+        ]
     hits = [_hit(rows[chunk_id], score) for chunk_id, score in ranked if chunk_id in rows]
     for hit_stage in stages.hits:
         hits = [hit_stage(hit) for hit in hits]
     packed = pack(hits, budget=budget, limit=limit, line_weight=line_weight(pattern))
-    return [_packed_result(item, rows[item.keys[0]], pattern) for item in packed]
+    sure = _confidences(store, [key for item in packed for key in item.keys], rows, found)
+    return [
+        _packed_result(item, rows[item.keys[0]], pattern, max((sure[k] for k in item.keys if k in sure), default=None))
+        for item in packed
+    ]
+
+
+def _confidences(store: IndexStore, ids: list[int], rows: dict[int, ChunkRow], found: dict[str, object]) -> dict[int, float]:
+    """chunk id -> its confidence (confidence.py), for the chunks ``ids`` of a hybrid search ({} otherwise)."""
+    if not found or not ids:
+        return {}
+    idfs: dict[str, float] = found["idfs"]  # type: ignore[assignment]
+    term_idfs: dict[str, float] = found["term_idfs"]  # type: ignore[assignment]
+    evidence: Evidence = found["evidence"]  # type: ignore[assignment]
+    _, counts = store.term_document_counts(list(idfs))
+    signals = confidence_model.query_signals(counts, idfs, found["keyword"], found["vector"])  # type: ignore[arg-type]
+    matcher = term_matcher(list(term_idfs))
+    out = {}
+    for chunk_id in ids:
+        if chunk_id in rows:
+            share = confidence_model.matched_share(matched_terms(rows[chunk_id].text, matcher), term_idfs)
+            out[chunk_id] = confidence_model.confidence(confidence_model.result_features(signals, evidence, chunk_id, share))
+    return out
 
 
 def _ranked(
@@ -185,9 +215,11 @@ def _ranked(
     filters: SearchFilters | None,
     stages: Stages,
     rows: dict[int, ChunkRow],
+    found: dict[str, object],
 ) -> Ranked:
     """The candidates of ``mode``, best first: keyword or vector alone, or hybrid's fusion
-    of both lists followed by the ranking stages (which add the rows they read to ``rows``)."""
+    of both lists followed by the ranking stages (which add the rows they read to ``rows``).
+    Hybrid mode puts into ``found`` what confidence needs (run_search)."""
     match = bool(terms)
     pool = max(CANDIDATES, wanted)
     # Filters narrow the candidate queries themselves, so a filtered search still fills ``limit``.
@@ -208,12 +240,14 @@ def _ranked(
     searched = keyword_query_terms(store, terms, idfs) if match and PRUNE_COMMON_TERMS else terms
     keyword = store.keyword_candidates(searched, pool, filters=filters) if match else []
     vector = vectors.nearest(query_vector, pool, only=only) if use_vectors else []  # type: ignore[union-attr,arg-type]
+    evidence = fusion_parts(keyword, vector, idf_total=sum(idfs.values()), pool=pool)  # the stages reuse it
+    term_idfs = prefix_idfs(store, terms, idfs)
+    found.update(terms=terms, idfs=idfs, term_idfs=term_idfs, evidence=evidence, keyword=keyword, vector=vector)
     if not stages.ranked:  # fusion alone (bench/fusion_variants.py swaps ``fuse`` for other rules)
         return fuse(keyword, vector, idf_total=sum(idfs.values()), pool=pool)
-    evidence = fusion_parts(keyword, vector, idf_total=sum(idfs.values()), pool=pool)  # the stages reuse it
     context = StageContext(
-        store, evidence, prefix_idfs(store, terms, idfs), terms=terms, query=query, idfs=idfs, keyword=keyword,
-        pool=pool, filters=filters, rows=rows,
+        store, evidence, term_idfs, terms=terms, query=query, idfs=idfs, keyword=keyword,
+        pool=pool, filters=filters, rows=rows, windows=query_windows(query),
     )  # fmt: skip
     ranked = fused_ranking(evidence)
     for stage in stages.ranked:
@@ -238,17 +272,19 @@ def _hit(row: ChunkRow, score: float) -> Hit:
     return Hit(path, row.start_line, row.end_line, float(score), tuple(lines), row.heading, row.id)
 
 
-def _packed_result(item: Packed, row: ChunkRow, pattern: re.Pattern[str] | None) -> SearchResult:
+def _packed_result(
+    item: Packed, row: ChunkRow, pattern: re.Pattern[str] | None, confidence: float | None
+) -> SearchResult:
     return SearchResult(
         path=row.path, start_line=item.start_line, end_line=item.end_line, heading=item.heading,
         kind=row.kind, date=row.date, score=round(item.score, 6), snippet=best_line("\n".join(item.lines), pattern),
-        namespace=row.namespace, excerpt=item.excerpt,
+        namespace=row.namespace, excerpt=item.excerpt, confidence=confidence,
     )  # fmt: skip
 
 
-def _result(row: ChunkRow, score: float, pattern: re.Pattern[str] | None) -> SearchResult:
+def _result(row: ChunkRow, score: float, pattern: re.Pattern[str] | None, confidence: float | None) -> SearchResult:
     return SearchResult(
         path=row.path, start_line=row.start_line, end_line=row.end_line, heading=row.heading,
         kind=row.kind, date=row.date, score=round(float(score), 6), snippet=best_line(row.text, pattern),
-        namespace=row.namespace,
+        namespace=row.namespace, confidence=confidence,
     )  # fmt: skip

@@ -37,6 +37,14 @@ is also judged by its context:
 - **folder prior** (``GroupPrior`` by ``folder_of``): the same over the file's
   folder, so that in one index over many notebooks or conversations the one
   the query is about leads.
+- **date boost** (``DateBoost``): when the query names a day, a month or a
+  period (dates.py: "21.01.2024", "in March", "last week"), a dated log in that
+  window gains ``date_boost`` of the way to 1: ``score + share * (1 - score)``.
+  It never filters: a result from another day keeps its score.
+- **recency prior** (``RecencyPrior``, opt-in: ``recency`` > 0; it cost both
+  benchmarks, README): a dated log's score is mixed with ``0.5 ** (age /
+  half-life)``, its age counted back from the newest dated log among the head
+  (so an old archive is not all "old"); undated files get the mean prior.
 - **headings only** (``headings_last``, in every mode): a chunk with no line
   besides headings and empty bullets (a file title, an empty template section)
   never outranks content: it goes after every content chunk of the head, its
@@ -63,6 +71,7 @@ from typing import Protocol
 from indexer.store import ChunkRow, IndexStore
 
 from .budget import Hit, is_filler, without_filler
+from .dates import DateBoost, RecencyPrior, Window, in_windows  # noqa: F401 - the date stages; in_windows re-exported
 from .filters import SearchFilters
 from .fusion import Evidence, keyword_part  # Evidence: importable from here too, as before
 from .query import key_pattern
@@ -80,6 +89,10 @@ class Ranking:
     file_prior: float = 0.3
     folder_prior: float = 0.3
     demote_headings: bool = True
+    date_boost: float = 0.1  # a dated log inside a window the query names: score + this * (1 - score)
+    recency: float = 0.0  # opt-in: a dated log's share of recency, 0.5 ** (age / recency_half_life)
+    recency_half_life: float = 14.0  # days
+    date_told: bool = True  # ... or one whose text names a day in it ("yesterday", resolved against the log's date)
     skip_filler: bool = True  # with a budget: blank and heading lines at a result's edges are not read (budget.py)
     best_cosines: int = 3  # a file's (folder's) cosine: the mean of its best this-many chunk cosines
     depth: int = RERANK_DEPTH  # fused candidates re-scored (and evidence for the priors)
@@ -128,6 +141,7 @@ class StageContext:
     filters: SearchFilters | None = None
     rows: dict[int, ChunkRow] = field(default_factory=dict)  # chunk rows read so far
     head: tuple[int, ...] = ()  # the leading candidates the priors re-score, in fused order (ReadHead)
+    windows: Sequence[Window] = ()  # the day windows the query names (dates.query_windows)
     _found: dict[int, frozenset[str]] = field(default_factory=dict, repr=False)
 
     def read(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
@@ -181,6 +195,10 @@ def ranking_stages(ranking: Ranking | None) -> Stages:
     for share, group in ((ranking.file_prior, file_of), (ranking.folder_prior, folder_of)):
         if share > 0:
             ranked.append(GroupPrior(share, group, ranking.best_cosines))
+    if ranking.date_boost > 0:
+        ranked.append(DateBoost(ranking.date_boost, ranking.date_told))
+    if ranking.recency > 0:
+        ranked.append(RecencyPrior(ranking.recency, ranking.recency_half_life))
     if ranking.rerank_url:
         ranked.append(RemoteRerank(ranking.rerank_url, ranking.rerank_model, ranking.rerank_top))
     if ranking.demote_headings:
@@ -286,11 +304,13 @@ def rerank(
     *,
     term_idfs: Mapping[str, float],
     ranking: Ranking = DEFAULT_RANKING,
+    windows: Sequence[Window] = (),
 ) -> Ranked:
     """The first ``ranking.depth`` of ``ranked`` (best first) re-scored, then the rest: the
     ranking's stages but keyword feedback, on the ``rows`` given (a candidate without one
-    is dropped). ``term_idfs``: IDF of each query word's prefix (query.prefix_idfs)."""
-    context = StageContext(None, evidence, term_idfs, rows=dict(rows))
+    is dropped). ``term_idfs``: IDF of each query word's prefix (query.prefix_idfs);
+    ``windows``: the days the query names (dates.query_windows)."""
+    context = StageContext(None, evidence, term_idfs, rows=dict(rows), windows=windows)
     out = list(ranked)
     for stage in ranking_stages(replace(ranking, expand_terms=0)).ranked:
         out = stage(out, context)

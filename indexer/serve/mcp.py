@@ -32,6 +32,7 @@ from typing_extensions import NotRequired, TypedDict  # pydantic needs this one 
 
 from indexer import __version__
 from indexer.errors import ConfigError, IndexerError, one_line
+from indexer.retrieval.confidence import nothing_relevant
 from indexer.retrieval.filters import corpus_kinds, make_filters
 from indexer.retrieval.options import search_options
 from indexer.retrieval.search import SearchResult
@@ -67,6 +68,10 @@ UNSERVED_METHODS = (
     "resources/subscribe", "resources/unsubscribe",
 )  # fmt: skip
 
+NOTHING_RELEVANT_NOTE = (
+    "nothing relevant: no result reaches confidence 0.5, so memory probably holds nothing about this; "
+    "do not answer from these results as if they were"
+)
 PREPARING = "the embedding model is still being prepared (once per model); keyword results only until it is ready"
 Kind = Literal["soul", "memory", "daily", "note", "session"]
 Corpus = Literal["memory", "sessions", "all"]
@@ -84,6 +89,7 @@ class SearchHit(TypedDict):
     heading: str
     kind: str
     date: str | None
+    confidence: float | None  # 0-1 (hybrid mode); below 0.5: probably not about the query
     namespace: NotRequired[str]  # PostgreSQL: the memory root the hit is from
     excerpt: NotRequired[str]  # a line too long for the token budget: its best part (the citation is the whole line)
 
@@ -94,6 +100,8 @@ class SearchOutput(TypedDict):
     mode: str
     fallback: str | None
     degraded: str | None  # why this answer is keyword-only although another mode was asked for
+    nothingRelevant: bool | None  # no result reaches confidence 0.5 (None: no confidence, keyword/vector mode)
+    note: str | None  # says so in words when nothingRelevant
 
 
 GetOutput = TypedDict(
@@ -223,7 +231,11 @@ def build_server(service: IndexService) -> MCPServer:
                     chosen, degraded = "keyword", index.degraded
             fallback = "numpy" if chosen != "keyword" and info["vector_search"] == "numpy" else None
             hits = [_hit(r, settings.namespace_name) for r in results]
-            return {"results": hits, "model": info["model"], "mode": chosen, "fallback": fallback, "degraded": degraded}
+            nothing = nothing_relevant([r.confidence for r in results])
+            return {
+                "results": hits, "model": info["model"], "mode": chosen, "fallback": fallback, "degraded": degraded,
+                "nothingRelevant": nothing, "note": NOTHING_RELEVANT_NOTE if nothing else None,
+            }  # fmt: skip
 
         return guarded(run)  # type: ignore[no-any-return]
 
@@ -321,7 +333,7 @@ def _hit(result: SearchResult, own_namespace: str) -> SearchHit:
     hit: SearchHit = {
         "path": result.path, "startLine": result.start_line, "endLine": result.end_line, "score": result.score,
         "snippet": result.snippet, "citation": citation, "heading": result.heading,
-        "kind": result.kind, "date": result.date,
+        "kind": result.kind, "date": result.date, "confidence": result.confidence,
     }  # fmt: skip
     if result.namespace is not None:
         hit["namespace"] = result.namespace
