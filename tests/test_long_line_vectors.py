@@ -22,9 +22,10 @@ WORD = re.compile(r"\w+|[^\w\s]")
 
 class WordsEmbedder:
     """A deterministic bag-of-words model with a window, like a real one: only the first
-    ``max_tokens`` tokens of a text reach its vector (one hashed dimension per word)."""
+    ``max_tokens`` tokens of a text reach its vector. Each word of ``VOCABULARY`` has a
+    dimension of its own (no collisions), any other word one of the rest, by its hash."""
 
-    def __init__(self, model_id: str, *, dimensions: int = 4096, max_tokens: int = 64) -> None:
+    def __init__(self, model_id: str, *, dimensions: int = 1024, max_tokens: int = 64) -> None:
         self.model_id, self.dimensions, self.max_tokens = model_id, dimensions, max_tokens
         self.embedded: list[str] = []
 
@@ -36,9 +37,15 @@ class WordsEmbedder:
         matrix = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in WORD.findall(text.lower())[: self.max_tokens]:
-                matrix[row, int(hashlib.blake2b(word.encode(), digest_size=4).hexdigest(), 16) % self.dimensions] += 1
+                matrix[row, self.dimension(word)] += 1
             matrix[row] /= max(1e-9, float(np.linalg.norm(matrix[row])))
         return matrix
+
+    def dimension(self, word: str) -> int:
+        if word in VOCABULARY:
+            return VOCABULARY[word]
+        digest = int(hashlib.blake2b(word.encode(), digest_size=4).hexdigest(), 16)
+        return len(VOCABULARY) + digest % (self.dimensions - len(VOCABULARY))
 
 
 def filler(prefix: str, count: int) -> str:
@@ -53,6 +60,10 @@ FILES = {
     # vector sees only its start.
     "notes/rice.md": f"# Rice\n\nSaffron rice with {filler('spice', 55)}.\n",
     "notes/other.md": f"# Other\n\n{filler('misc', 40)}.\n",
+}
+VOCABULARY = {
+    word: n
+    for n, word in enumerate(sorted({w.lower() for text in [*FILES.values(), "zanzibar saffron"] for w in WORD.findall(text)}))
 }
 
 
