@@ -79,7 +79,10 @@ def test_a_fact_at_the_end_of_a_long_line_is_found_by_vector_search(root: Path, 
     with open_index(settings, write=True, embedder=model) as index:
         report = index.sync()
         assert any("notes/chat.md:4: line longer than" in w for w in report.warnings), report.warnings
+        chunks = len(index.store.chunk_hashes())
         results = index.search("zanzibar saffron", mode="vector", limit=3)
+    # A long line counts once among the chunks embedded, however many windows it sent.
+    assert report.chunks_embedded == chunks and report.chunks_from_cache == report.chunks_deduplicated == 0
     top = results[0]
     assert top.path == "notes/chat.md" and top.start_line <= 4 <= top.end_line, [(r.path, r.start_line) for r in results]
     assert len([t for t in model.embedded if "topic" in t]) == 2  # the long line: two windows
