@@ -20,7 +20,8 @@ message found), cov (share found), tokens read on average, and the citation
 view (a gold line inside the cited ranges, read or not).
 
 Configurations: the default search (50 lines or 1,500 tokens, whichever fills
-first, long lines cut to their best part), and the line budget alone
+first, long lines cut to their best part), the same with vector search alone
+(``mode="vector"``: what the chunk vectors find), and the line budget alone
 (``budget_tokens=0``, the old default), read under the same token budget and
 with no reading bound at all.
 """
@@ -128,6 +129,7 @@ def main() -> None:
     cached = QueryCache(model, [q["question"] for q in queries])
     configs = {
         "default (50 lines or 1,500 tokens, long lines cut)": ({}, args.read_tokens),
+        "default, vector search alone": ({"mode": "vector"}, args.read_tokens),
         "50 lines alone, read under the token budget": ({"budget_tokens": 0}, args.read_tokens),
         "50 lines alone, read whole (no reading bound)": ({"budget_tokens": 0}, None),
     }

@@ -138,7 +138,7 @@ def test_huge_heading_is_capped_and_no_line_is_blamed(root: Path, embedder: Reco
     # Only the heading's own line is longer than the window (and it is named as such).
     assert [w for w in report.warnings if "longer than" in w] == [
         "notes/heading.md:1: heading longer than the model's 64-token window; it is shortened in the heading "
-        "path of the chunks below it, its own vector covers its start, keyword search all of it"
+        "path of the chunks below it, its own vector pools windows over all of it"
     ], report.warnings
     assert len(rows) <= 12  # 42 lines: not one chunk per line
     assert all(text.strip() for _, text in rows)

@@ -20,7 +20,9 @@ SERVER_STATE_NAME = "postgres"  # with a PostgreSQL index: the name its local lo
 
 # Bump when chunk boundaries or embedded text change: the index re-chunks and
 # re-embeds everything (announced), since old chunks would no longer match.
-CHUNKER_VERSION = 2  # 2: content-defined cuts inside oversized blocks, capped heading paths
+# 2: content-defined cuts inside oversized blocks, capped heading paths;
+# 3: an oversized chunk's vector pools token windows over all its text (indexing/windows.py).
+CHUNKER_VERSION = 3
 
 
 @dataclass(frozen=True)

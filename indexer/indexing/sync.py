@@ -365,16 +365,16 @@ def _oversized_message(path: str, chunk: Chunk, embedder: Embedder, *, is_headin
     if is_heading:
         return (
             f"{path}:{chunk.start_line}: heading longer than {window}; it is shortened in the heading path "
-            "of the chunks below it, its own vector covers its start, keyword search all of it"
+            "of the chunks below it, its own vector pools windows over all of it"
         )
     if embedder.count_tokens([chunk.text])[0] <= embedder.max_tokens:
         return (
             f"{path}:{chunk.start_line}: line plus its heading path is longer than {window}; "
-            "its vector covers the start, keyword search all of it"
+            "its vector pools windows over all of it"
         )
     return (
         f"{path}:{chunk.start_line}: line longer than {window}; "
-        "its vector covers the start of the line, keyword search all of it"
+        "its vector pools windows over all of it"
     )
 
 

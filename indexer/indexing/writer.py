@@ -15,7 +15,11 @@ one and reads the file again. So a file that is
 written continuously is indexed at every sync instead of never. A file that
 is gone at its last check is not written; the next sync looks again.
 
-Counters: ``chunks_embedded`` counts the texts sent to the model;
+An oversized chunk (a line longer than the model's window) is embedded as
+token windows whose vectors are pooled into its one vector (``windows``).
+
+Counters: ``chunks_embedded`` counts the texts sent to the model (an oversized
+chunk counts once, however many of its windows were sent);
 every chunk written that was not one of those counts as ``chunks_from_cache``
 (its vector was in the embedding cache before) or ``chunks_deduplicated``
 (another chunk of this run had the same text, which was embedded once).
@@ -37,6 +41,8 @@ from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp, MemoryFile
 from indexer.sources.read import open_memory_file
 from indexer.store import FileRecord, IndexStore, VectorCache
+
+from .windows import Pooled, pooled
 
 if TYPE_CHECKING:
     from .report import Progress, SyncReport
@@ -131,14 +137,30 @@ class Writer:
 
     def _embed_and_write(self, pending: list[Prepared], *, last_attempt: bool) -> list[MemoryFile]:
         """Returns the files that changed since they were read (not written, unless ``last_attempt``)."""
-        texts = {chunk.hash: chunk.embed_text for prepared in pending for chunk in prepared.chunks}
+        texts: dict[str, str] = {}  # hash -> text the model sees: chunks, and windows of oversized ones
+        pools: dict[str, Pooled] = {}  # oversized chunk hash -> its windows
+        for chunk in (chunk for prepared in pending for chunk in prepared.chunks):
+            if not chunk.oversized:
+                texts[chunk.hash] = chunk.embed_text
+            elif chunk.hash not in pools:
+                pools[chunk.hash] = pooled(chunk, self.embedder.count_tokens, self.embedder.max_tokens)
+        for pool in pools.values():
+            texts.update(pool.texts)
         vectors = self.cache.get_many(texts)
         missing = [digest for digest in texts if digest not in vectors]
-        if missing:
-            new = self._embed(missing, texts, files=len(pending))
-            vectors.update(new)
-            self.embedded_now.update(new)
-            self.report.chunks_embedded += len(new)
+        new = self._embed(missing, texts, files=len(pending)) if missing else {}
+        vectors.update(new)
+        # An oversized chunk's vector is always pooled from its windows' (the cache may hold,
+        # under the chunk's hash, the vector of its start written by an older memdex).
+        pooled_vectors = {digest: pool.vector(vectors) for digest, pool in pools.items()}
+        if pooled_vectors:
+            self.cache.put_many(pooled_vectors)
+            vectors.update(pooled_vectors)
+        plain = {chunk.hash for prepared in pending for chunk in prepared.chunks if not chunk.oversized}
+        fresh = {digest for digest in new if digest in plain}
+        fresh |= {digest for digest, pool in pools.items() if any(window in new for window in pool.texts)}
+        self.embedded_now.update(fresh)
+        self.report.chunks_embedded += len(fresh)
         changed = []
         for prepared in pending:
             path = prepared.found.file(self.root)  # what the sync read
