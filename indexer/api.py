@@ -31,7 +31,7 @@ from indexer.embedding.protocol import Embedder
 from indexer.indexing.lock import lock_root
 from indexer.indexing.rebuild import FromMarkdown
 from indexer.indexing.report import Progress, SyncReport
-from indexer.indexing.sync import configuration_change, keyword_index_only, sync
+from indexer.indexing.sync import configuration_change, keyword_index_only, rebuild_message, sync
 from indexer.retrieval.budget import Budget
 from indexer.retrieval.filters import SearchFilters
 from indexer.retrieval.search import (
@@ -125,7 +125,7 @@ class MemoryIndex:
                     f"rebuilding the index once from the embedding cache: keyword search now splits Chinese, "
                     f"Japanese and Korean text into words ({reason})"
                     if keyword_only
-                    else f"re-embedding every chunk: {reason}"
+                    else rebuild_message(reason)
                 )
                 log.warning("%s", message)
                 report = self.rebuild(progress=progress)

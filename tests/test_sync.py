@@ -101,3 +101,20 @@ def test_local_models_with_the_same_folder_name_are_different_models(tmp_path):
     first, _ = resolve_model(str(tmp_path / "a" / "model"))
     second, _ = resolve_model(str(tmp_path / "b" / "model"))
     assert first != second and first.startswith("local:model@")
+
+
+def test_a_chunker_upgrade_says_vectors_come_from_the_cache_and_embeds_nothing(root, settings, do_sync, embedder):
+    """An upgrade that only changes how text is cut (chunker_version) indexes every file
+    again, but the unchanged chunk texts keep their cached vectors: the message must not
+    claim that every chunk is re-embedded, and nothing is."""
+    write(root, "MEMORY.md", SECTIONED)
+    do_sync()
+    with open_index(settings, write=True, embedder=embedder) as index:
+        index.store.set_meta(chunker_version="2")
+    embedder.reset()
+    with open_index(settings, write=True, embedder=embedder) as index:
+        report = index.sync()
+    assert embedder.embedded == []
+    message = report.warnings[0]
+    assert message.startswith("indexing every file again: chunker_version 2 -> ") and "embedding cache" in message
+    assert not any("re-embedding every chunk" in w for w in report.warnings)

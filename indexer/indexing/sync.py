@@ -89,7 +89,7 @@ def sync(
         if keyword_only:  # announced by the caller (api.sync); every vector comes from the cache
             report.full_reembed_reason = None
         else:
-            report.warn(f"re-embedding every chunk: {report.full_reembed_reason}")
+            report.warn(rebuild_message(report.full_reembed_reason))
     if reclassify(settings, store):
         paths = None  # files whose kind or date changed are read again, wherever they are
     if paths is None:
@@ -265,6 +265,15 @@ def _configuration(embedder: Embedder) -> dict[str, str]:
         "chunker_version": str(CHUNKER_VERSION),
         TOKENIZER_KEY: TOKENIZER_VERSION,
     }
+
+
+def rebuild_message(reason: str) -> str:
+    """What a full pass says: every chunk is re-embedded when the model changed; after a
+    chunker or tokenizer change only chunks whose text changed are (the rest come from the
+    embedding cache), so it does not claim more."""
+    if all(part.startswith(("chunker_version ", "tokenizer ")) for part in reason.split(", ")):
+        return f"indexing every file again: {reason}; unchanged chunk texts take their vectors from the embedding cache"
+    return f"re-embedding every chunk: {reason}"
 
 
 def keyword_index_only(meta: dict[str, str], embedder: Embedder) -> bool:
