@@ -505,3 +505,19 @@ def test_a_service_definition_keeps_the_session_folders_given_as_flags(tmp_path:
     assert f"--session-folder {tmp_path / 'chats'} watch --wait-for-lock" in unit.output
     env = memdex("--root", root, "watch", "--print-service", "systemd", env={"MEMDEX_SESSION_FOLDERS": "/srv/a:/srv/b"})
     assert "--session-folder" not in env.output and "MEMDEX_SESSION_FOLDERS=/srv/a:/srv/b" in env.output
+
+
+def test_a_long_message_is_indexed_without_a_warning_while_a_long_note_line_still_warns(tmp_path: Path) -> None:
+    """A transcript's long assistant message is normal and its vector pools every part of it
+    (indexing/windows.py): no warning per message. A Markdown line as long still warns."""
+    long_text = " ".join(f"word{n}" for n in range(400)) + " the spare key is under the blue flowerpot"
+    root = tmp_path / "memory"
+    write(root, "MEMORY.md", f"# Facts\n\n- {long_text}\n")
+    write(tmp_path / "chats", "export.jsonl", plain(long_text))
+    settings = make_settings(root, session_folders=[str(tmp_path / "chats")])
+    report = synced(settings)
+    long_warnings = [w for w in report.warnings if "longer than" in w]
+    assert [w.split(":")[0] for w in long_warnings] == ["MEMORY.md"], report.warnings
+    with open_index(settings, embedder=RecordingEmbedder()) as index:
+        hits = index.search("spare key flowerpot", mode="keyword", filters=make_filters(kinds=["session"]))
+        assert hits and hits[0].path == "sessions/chats/export.jsonl"

@@ -359,7 +359,7 @@ def _prepare(
         report.warn(f"{item.path}: {message}")
     headings = {block.start for block in note.blocks if block.kind == "heading"}
     for chunk in chunks:
-        if chunk.oversized:
+        if chunk.oversized and item.kind != "session":  # a long message is normal in a transcript, and pooled
             report.warn(_oversized_message(item.path, chunk, embedder, is_heading=chunk.start_line in headings))
     record = FileRecord(
         path=item.path, kind=item.kind, date=item.date, stamp=stamp, hash=digest,
