@@ -505,3 +505,45 @@ def test_a_service_definition_keeps_the_session_folders_given_as_flags(tmp_path:
     assert f"--session-folder {tmp_path / 'chats'} watch --wait-for-lock" in unit.output
     env = memdex("--root", root, "watch", "--print-service", "systemd", env={"MEMDEX_SESSION_FOLDERS": "/srv/a:/srv/b"})
     assert "--session-folder" not in env.output and "MEMDEX_SESSION_FOLDERS=/srv/a:/srv/b" in env.output
+
+
+def test_transcripts_have_their_own_size_bound(tmp_path: Path) -> None:
+    """A long session (over max_file_bytes, under session_max_file_bytes) is indexed, read back
+    and healthy; a note of that size is still skipped; a transcript over its own bound is
+    skipped, and read once that bound is raised."""
+    root = tmp_path / "memory"
+    chats = tmp_path / "chats"
+    write(root, "MEMORY.md", "# Log\n\n" + "padding words for a long note\n" * 200)
+    turns = [{"role": "user", "content": f"filler message number {n} " * 4, "timestamp": "2026-11-01T09:00:00Z"}
+             for n in range(60)]  # fmt: skip
+    turns.append({"role": "assistant", "content": "the ferry leaves from pier nineteen", "timestamp": "2026-11-01T09:05:00Z"})
+    write(chats, "long.jsonl", jsonl(*turns))
+    size = (chats / "long.jsonl").stat().st_size
+    assert size > 5000 and (root / "MEMORY.md").stat().st_size > 5000
+    env = {"MEMDEX_MAX_FILE_BYTES": "5000", "MEMDEX_SESSION_FOLDERS": str(chats)}
+    settings = load_configuration({"root": str(root)}, env=env, user_file=False).settings
+    assert settings.session_max_file_bytes == 64 * 2**20
+    report = synced(settings)
+    assert report.reindexed == 1
+    assert any(w.startswith("MEMORY.md: skipped") for w in report.warnings)
+    embedder = RecordingEmbedder()
+    with open_index(settings, embedder=embedder) as index:
+        (hit,) = index.search("ferry pier", mode="keyword")
+        assert hit.path == "sessions/chats/long.jsonl"
+        assert index.get(f"{hit.path}:{hit.start_line}-{hit.end_line}").lines[-1].endswith("pier nineteen")
+        verdict = check_index(settings, index.engine, model_id=embedder.model_id)
+        assert verdict.exit_code == HEALTHY, verdict.problems
+    tight = load_configuration({"root": str(root)}, env={**env, "MEMDEX_SESSION_MAX_FILE_BYTES": "5000"}, user_file=False)
+    tight_report = synced(tight.settings)
+    assert any(w.startswith("sessions/chats/long.jsonl: skipped") for w in tight_report.warnings)
+    with open_index(tight.settings, embedder=RecordingEmbedder()) as index:
+        assert not index.search("ferry pier", mode="keyword")
+        with pytest.raises(PathError, match="limit"):
+            index.get("sessions/chats/long.jsonl")
+    past = time.time() - 10
+    os.utime(chats / "long.jsonl", (past, past))
+    synced(tight.settings)  # skipped as before
+    again = synced(settings)  # the bound raised: read although its stamp did not change
+    assert again.reindexed == 1
+    with open_index(settings, embedder=RecordingEmbedder()) as index:
+        assert index.search("ferry pier", mode="keyword")

@@ -33,6 +33,9 @@ class Settings:
     # Files larger than this are skipped with a warning (a 20 MB "note" is
     # almost always a pasted log; embedding it would take many minutes).
     max_file_bytes: int = 5 * 1024 * 1024
+    # The same bound for session transcripts: a long coding session is often 10-50 MB,
+    # mostly tool output, and is one conversation; a larger file is still skipped.
+    session_max_file_bytes: int = 64 * 1024 * 1024
     # Try to load sqlite-vec; when False or when loading fails, vector search
     # runs as an exact NumPy scan over the stored vectors.
     use_sqlite_vec: bool = True
