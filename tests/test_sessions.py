@@ -206,6 +206,25 @@ def test_chunks_are_dated_by_their_own_turns_and_filtered(tmp_path: Path) -> Non
         assert [(h.start_line, h.end_line) for h in later] == [(3, 4)]
 
 
+
+def test_a_transcript_mixing_times_with_and_without_an_offset_is_indexed(tmp_path: Path) -> None:
+    """A time without an offset is local time: a file that mixes both is chunked and dated,
+    not skipped whole (naive and aware times cannot be compared)."""
+    root = tmp_path / "memory"
+    root.mkdir()
+    write(tmp_path / "chats", "mixed.jsonl", jsonl(
+        {"role": "user", "content": "where is the spare canoe paddle", "timestamp": "2026-10-01T10:00:00"},
+        {"role": "assistant", "content": "behind the boathouse door", "timestamp": "2026-10-01T10:00:05Z"},
+        {"role": "user", "content": "and the life vests", "timestamp": "2026-10-01T10:01:00"},
+    ))  # fmt: skip
+    settings = make_settings(root, session_folders=[str(tmp_path / "chats")])
+    report = synced(settings)
+    assert report.reindexed == 1 and report.warnings == []
+    with open_index(settings, embedder=RecordingEmbedder()) as index:
+        (hit,) = index.search("canoe paddle boathouse", mode="keyword")
+        assert hit.path == "sessions/chats/mixed.jsonl" and hit.date == "2026-10-01"
+        assert index.get("sessions/chats/mixed.jsonl:1").lines == ["[2026-10-01 10:00] user: where is the spare canoe paddle"]
+
 def memdex(*args: Any, env: dict[str, str] | None = None) -> Any:
     return CliRunner(env={"MEMDEX_ROOT": None, **(env or {})}).invoke(cli, [str(a) for a in args])
 

@@ -175,8 +175,9 @@ def parse_time(value: Any) -> datetime | None:
                 return None
             return datetime.fromtimestamp(seconds, tz=timezone.utc).astimezone()
         if isinstance(value, str) and value.strip():
-            moment = datetime.fromisoformat(value.strip())
-            return moment.astimezone() if moment.tzinfo is not None else moment
+            # A time without an offset is local time; made aware, so that the times of a file
+            # that mixes both can be compared (a naive and an aware time cannot).
+            return datetime.fromisoformat(value.strip()).astimezone()
     except (ValueError, OverflowError, OSError):
         return None
     return None
