@@ -318,6 +318,8 @@ def test_hostile_lines_are_skipped_with_one_warning_each(tmp_path: Path) -> None
         b'{"role": "user", "content": "caf\xe9 \xff"}',
         json.dumps({"role": "user", "content": "A" * (5 * 2**20)}).encode(),
         b"[" * 100000,
+        json.dumps({"role": "user", "content": [{"type": ["text"], "text": "x"}]}).encode(),
+        json.dumps({"type": "message", "message": {"role": "user", "content": [{"type": {"a": 1}}]}}).encode(),
     ]
     data = b"\n".join([*bad, json.dumps(good).encode()]) + b"\n"
     write(tmp_path / "chats", "hostile.jsonl", data)
@@ -328,12 +330,12 @@ def test_hostile_lines_are_skipped_with_one_warning_each(tmp_path: Path) -> None
         (1, "not JSON"), (2, "not a message of a known transcript format"),
         (3, "not a message of a known transcript format"), (4, "not a message of a known transcript format"),
         (5, "not a message of a known transcript format")]]  # fmt: skip
-    assert report.warnings[5] == "sessions/chats/hostile.jsonl: 3 more lines skipped (not JSON or of no known format)"
+    assert report.warnings[5] == "sessions/chats/hostile.jsonl: 5 more lines skipped (not JSON or of no known format)"
     with open_index(settings, embedder=RecordingEmbedder()) as index:
         (hit,) = index.search("orchard gate", mode="keyword")
-        assert (hit.start_line, hit.end_line) == (9, 9)
-        assert index.get("sessions/chats/hostile.jsonl:9").lines[0].endswith("user: the orchard gate code is 4471")
-        assert index.get("sessions/chats/hostile.jsonl:1-8").lines == [""] * 8
+        assert (hit.start_line, hit.end_line) == (11, 11)
+        assert index.get("sessions/chats/hostile.jsonl:11").lines[0].endswith("user: the orchard gate code is 4471")
+        assert index.get("sessions/chats/hostile.jsonl:1-10").lines == [""] * 10
 
 
 def test_a_200_mb_transcript_and_a_symlink_out_of_the_folder_are_skipped(tmp_path: Path) -> None:

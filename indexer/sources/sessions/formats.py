@@ -133,6 +133,8 @@ def _pieces(role: str, content: Any) -> list[tuple[str, str]] | None:
         if not isinstance(block, dict):
             return None
         kind = block.get("type")
+        if not isinstance(kind, str):
+            return None  # a list or an object as a block's type: of no known format
         if kind in TEXT_BLOCKS and isinstance(block.get("text"), str):
             pieces.append((role, block["text"]))
         elif kind in THINKING_BLOCKS and isinstance(block.get(THINKING_BLOCKS[kind]), str):

@@ -105,7 +105,10 @@ def _line_turns(number: int, raw: bytes, *, tools: bool) -> tuple[list[Turn], st
         record = json.loads(text)
     except (ValueError, RecursionError):
         return [], "not JSON"
-    found = parse_record(number, record, tools=tools)
+    try:
+        found = parse_record(number, record, tools=tools)
+    except (TypeError, ValueError, AttributeError):  # a shape no format foresaw: this line only
+        found = None
     if found is None:
         return [], "not a message of a known transcript format"
     return found, None
