@@ -568,3 +568,22 @@ def test_transcripts_have_their_own_size_bound(tmp_path: Path) -> None:
     assert again.reindexed == 1
     with open_index(settings, embedder=RecordingEmbedder()) as index:
         assert index.search("ferry pier", mode="keyword")
+
+
+def test_a_session_folder_in_a_hidden_folder_has_a_visible_label_and_syncs_by_path(tmp_path: Path) -> None:
+    """~/.codex/sessions is cited as sessions/codex-sessions/... (as the README says): a label
+    with a leading dot was a hidden path part, so the watcher's path syncs never read an append."""
+    root = tmp_path / "memory"
+    root.mkdir()
+    chats = tmp_path / ".codex" / "sessions"
+    path = write(chats, "rollout.jsonl", jsonl({"role": "user", "content": "otters", "timestamp": "2026-11-01T09:00:00Z"}))
+    settings = make_settings(root, session_folders=[str(chats)])
+    assert settings.session_labels == {"codex-sessions": chats.resolve()}
+    assert synced(settings).reindexed == 1
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(jsonl({"role": "assistant", "content": "the beaver dam is downstream", "timestamp": "2026-11-01T09:01:00Z"}))
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:
+        assert index.sync(paths=["sessions/codex-sessions/rollout.jsonl"]).reindexed == 1
+        (hit,) = index.search("beaver dam", mode="keyword")
+        assert hit.path == "sessions/codex-sessions/rollout.jsonl"
+        assert index.get(f"{hit.path}:2").lines[0].endswith("assistant: the beaver dam is downstream")
