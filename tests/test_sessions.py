@@ -587,3 +587,22 @@ def test_a_session_folder_in_a_hidden_folder_has_a_visible_label_and_syncs_by_pa
         (hit,) = index.search("beaver dam", mode="keyword")
         assert hit.path == "sessions/codex-sessions/rollout.jsonl"
         assert index.get(f"{hit.path}:2").lines[0].endswith("assistant: the beaver dam is downstream")
+
+
+def test_check_is_healthy_for_a_transcript_with_a_run_of_nul_bytes(tmp_path: Path) -> None:
+    """A crash can leave NUL bytes in a log: the sync skips that line and indexes the rest,
+    so the check must not call the file binary (it reported it changed, forever)."""
+    root = tmp_path / "memory"
+    root.mkdir()
+    chats = tmp_path / "chats"
+    chats.mkdir()
+    said = jsonl({"role": "user", "content": "the kiln fires at dawn", "timestamp": "2026-11-01T09:00:00Z"})
+    (chats / "s.jsonl").write_bytes(said.encode() + b"\x00" * 4096 + b"\n")
+    settings = make_settings(root, session_folders=[str(chats)])
+    report = synced(settings)
+    assert report.reindexed == 1 and report.warnings == ["sessions/chats/s.jsonl: line 2: skipped, not JSON"]
+    embedder = RecordingEmbedder()
+    with open_index(settings, embedder=embedder) as index:
+        assert index.search("kiln dawn", mode="keyword")
+        verdict = check_index(settings, index.engine, model_id=embedder.model_id)
+        assert verdict.exit_code == HEALTHY, verdict.problems
