@@ -606,3 +606,17 @@ def test_check_is_healthy_for_a_transcript_with_a_run_of_nul_bytes(tmp_path: Pat
         assert index.search("kiln dawn", mode="keyword")
         verdict = check_index(settings, index.engine, model_id=embedder.model_id)
         assert verdict.exit_code == HEALTHY, verdict.problems
+
+
+def test_a_byte_order_mark_does_not_cost_the_first_message(tmp_path: Path) -> None:
+    root = tmp_path / "memory"
+    root.mkdir()
+    chats = tmp_path / "chats"
+    chats.mkdir()
+    said = jsonl({"role": "user", "content": "the quokka enclosure opens at nine", "timestamp": "2026-11-01T09:00:00Z"})
+    (chats / "win.jsonl").write_bytes(b"\xef\xbb\xbf" + said.encode())
+    settings = make_settings(root, session_folders=[str(chats)])
+    assert synced(settings).warnings == []
+    with open_index(settings, embedder=RecordingEmbedder()) as index:
+        (hit,) = index.search("quokka enclosure", mode="keyword")
+        assert index.get(f"{hit.path}:1").lines[0].endswith("user: the quokka enclosure opens at nine")

@@ -98,7 +98,7 @@ def _line_turns(number: int, raw: bytes, *, tools: bool) -> tuple[list[Turn], st
     if len(raw) > MAX_LINE_BYTES:
         return [], f"longer than {MAX_LINE_BYTES // 2**20} MiB"
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a BOM (a file written on Windows) is no part of the record
     except UnicodeDecodeError:
         return [], "not valid UTF-8"
     try:
