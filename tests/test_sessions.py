@@ -386,6 +386,29 @@ def test_the_watcher_picks_up_a_new_transcript_and_an_append(tmp_path: Path) -> 
             thread.join(10)
 
 
+
+def test_the_watcher_follows_a_session_folder_that_appears_after_it_started(tmp_path: Path) -> None:
+    """A tool used for the first time creates its folder while the watcher runs: its
+    transcripts are found without waiting for the 5-minute reconcile."""
+    root = tmp_path / "memory"
+    root.mkdir()
+    chats = tmp_path / "later" / "chats"
+    settings = make_settings(root, session_folders=[str(chats)])
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:
+        watcher = Watcher(index, WatchOptions(debounce=0.05, max_wait=0.5))
+        thread = threading.Thread(target=watcher.run, daemon=True)
+        thread.start()
+        try:
+            assert watcher.ready.wait(10)
+            path = write(chats, "first.jsonl", jsonl({"role": "user", "content": "water the ferns", "timestamp": 1}))
+            wait_for(lambda: watcher_found(settings, "ferns"))
+            with path.open("a") as handle:
+                handle.write(jsonl({"role": "assistant", "content": "the orchids need less", "timestamp": 2}))
+            wait_for(lambda: watcher_found(settings, "orchids"))
+        finally:
+            watcher.stop()
+            thread.join(10)
+
 def watcher_found(settings: Settings, word: str) -> bool:
     with open_index(settings, embedder=RecordingEmbedder()) as index:
         return bool(index.search(word, mode="keyword", filters=make_filters(kinds=["session"])))
