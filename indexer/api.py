@@ -261,6 +261,7 @@ class MemoryIndex:
         return read_target(
             self.settings.root, target, max_bytes=self.settings.max_file_bytes,
             sessions=self.settings.session_labels, session_tools=self.settings.session_tools,
+            session_max_bytes=self.settings.session_max_file_bytes,
         )  # fmt: skip
 
     def get_stored(self, namespace: str, target: str) -> tuple[str, int, int, list[str]]:

@@ -206,6 +206,25 @@ def test_chunks_are_dated_by_their_own_turns_and_filtered(tmp_path: Path) -> Non
         assert [(h.start_line, h.end_line) for h in later] == [(3, 4)]
 
 
+
+def test_a_transcript_mixing_times_with_and_without_an_offset_is_indexed(tmp_path: Path) -> None:
+    """A time without an offset is local time: a file that mixes both is chunked and dated,
+    not skipped whole (naive and aware times cannot be compared)."""
+    root = tmp_path / "memory"
+    root.mkdir()
+    write(tmp_path / "chats", "mixed.jsonl", jsonl(
+        {"role": "user", "content": "where is the spare canoe paddle", "timestamp": "2026-10-01T10:00:00"},
+        {"role": "assistant", "content": "behind the boathouse door", "timestamp": "2026-10-01T10:00:05Z"},
+        {"role": "user", "content": "and the life vests", "timestamp": "2026-10-01T10:01:00"},
+    ))  # fmt: skip
+    settings = make_settings(root, session_folders=[str(tmp_path / "chats")])
+    report = synced(settings)
+    assert report.reindexed == 1 and report.warnings == []
+    with open_index(settings, embedder=RecordingEmbedder()) as index:
+        (hit,) = index.search("canoe paddle boathouse", mode="keyword")
+        assert hit.path == "sessions/chats/mixed.jsonl" and hit.date == "2026-10-01"
+        assert index.get("sessions/chats/mixed.jsonl:1").lines == ["[2026-10-01 10:00] user: where is the spare canoe paddle"]
+
 def memdex(*args: Any, env: dict[str, str] | None = None) -> Any:
     return CliRunner(env={"MEMDEX_ROOT": None, **(env or {})}).invoke(cli, [str(a) for a in args])
 
@@ -299,6 +318,8 @@ def test_hostile_lines_are_skipped_with_one_warning_each(tmp_path: Path) -> None
         b'{"role": "user", "content": "caf\xe9 \xff"}',
         json.dumps({"role": "user", "content": "A" * (5 * 2**20)}).encode(),
         b"[" * 100000,
+        json.dumps({"role": "user", "content": [{"type": ["text"], "text": "x"}]}).encode(),
+        json.dumps({"type": "message", "message": {"role": "user", "content": [{"type": {"a": 1}}]}}).encode(),
     ]
     data = b"\n".join([*bad, json.dumps(good).encode()]) + b"\n"
     write(tmp_path / "chats", "hostile.jsonl", data)
@@ -309,12 +330,12 @@ def test_hostile_lines_are_skipped_with_one_warning_each(tmp_path: Path) -> None
         (1, "not JSON"), (2, "not a message of a known transcript format"),
         (3, "not a message of a known transcript format"), (4, "not a message of a known transcript format"),
         (5, "not a message of a known transcript format")]]  # fmt: skip
-    assert report.warnings[5] == "sessions/chats/hostile.jsonl: 3 more lines skipped (not JSON or of no known format)"
+    assert report.warnings[5] == "sessions/chats/hostile.jsonl: 5 more lines skipped (not JSON or of no known format)"
     with open_index(settings, embedder=RecordingEmbedder()) as index:
         (hit,) = index.search("orchard gate", mode="keyword")
-        assert (hit.start_line, hit.end_line) == (9, 9)
-        assert index.get("sessions/chats/hostile.jsonl:9").lines[0].endswith("user: the orchard gate code is 4471")
-        assert index.get("sessions/chats/hostile.jsonl:1-8").lines == [""] * 8
+        assert (hit.start_line, hit.end_line) == (11, 11)
+        assert index.get("sessions/chats/hostile.jsonl:11").lines[0].endswith("user: the orchard gate code is 4471")
+        assert index.get("sessions/chats/hostile.jsonl:1-10").lines == [""] * 10
 
 
 def test_a_200_mb_transcript_and_a_symlink_out_of_the_folder_are_skipped(tmp_path: Path) -> None:
@@ -364,6 +385,29 @@ def test_the_watcher_picks_up_a_new_transcript_and_an_append(tmp_path: Path) -> 
             watcher.stop()
             thread.join(10)
 
+
+
+def test_the_watcher_follows_a_session_folder_that_appears_after_it_started(tmp_path: Path) -> None:
+    """A tool used for the first time creates its folder while the watcher runs: its
+    transcripts are found without waiting for the 5-minute reconcile."""
+    root = tmp_path / "memory"
+    root.mkdir()
+    chats = tmp_path / "later" / "chats"
+    settings = make_settings(root, session_folders=[str(chats)])
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:
+        watcher = Watcher(index, WatchOptions(debounce=0.05, max_wait=0.5))
+        thread = threading.Thread(target=watcher.run, daemon=True)
+        thread.start()
+        try:
+            assert watcher.ready.wait(10)
+            path = write(chats, "first.jsonl", jsonl({"role": "user", "content": "water the ferns", "timestamp": 1}))
+            wait_for(lambda: watcher_found(settings, "ferns"))
+            with path.open("a") as handle:
+                handle.write(jsonl({"role": "assistant", "content": "the orchids need less", "timestamp": 2}))
+            wait_for(lambda: watcher_found(settings, "orchids"))
+        finally:
+            watcher.stop()
+            thread.join(10)
 
 def watcher_found(settings: Settings, word: str) -> bool:
     with open_index(settings, embedder=RecordingEmbedder()) as index:
@@ -521,3 +565,97 @@ def test_a_long_message_is_indexed_without_a_warning_while_a_long_note_line_stil
     with open_index(settings, embedder=RecordingEmbedder()) as index:
         hits = index.search("spare key flowerpot", mode="keyword", filters=make_filters(kinds=["session"]))
         assert hits and hits[0].path == "sessions/chats/export.jsonl"
+
+
+def test_transcripts_have_their_own_size_bound(tmp_path: Path) -> None:
+    """A long session (over max_file_bytes, under session_max_file_bytes) is indexed, read back
+    and healthy; a note of that size is still skipped; a transcript over its own bound is
+    skipped, and read once that bound is raised."""
+    root = tmp_path / "memory"
+    chats = tmp_path / "chats"
+    write(root, "MEMORY.md", "# Log\n\n" + "padding words for a long note\n" * 200)
+    turns = [{"role": "user", "content": f"filler message number {n} " * 4, "timestamp": "2026-11-01T09:00:00Z"}
+             for n in range(60)]  # fmt: skip
+    turns.append({"role": "assistant", "content": "the ferry leaves from pier nineteen", "timestamp": "2026-11-01T09:05:00Z"})
+    write(chats, "long.jsonl", jsonl(*turns))
+    size = (chats / "long.jsonl").stat().st_size
+    assert size > 5000 and (root / "MEMORY.md").stat().st_size > 5000
+    env = {"MEMDEX_MAX_FILE_BYTES": "5000", "MEMDEX_SESSION_FOLDERS": str(chats)}
+    settings = load_configuration({"root": str(root)}, env=env, user_file=False).settings
+    assert settings.session_max_file_bytes == 64 * 2**20
+    report = synced(settings)
+    assert report.reindexed == 1
+    assert any(w.startswith("MEMORY.md: skipped") for w in report.warnings)
+    embedder = RecordingEmbedder()
+    with open_index(settings, embedder=embedder) as index:
+        (hit,) = index.search("ferry pier", mode="keyword")
+        assert hit.path == "sessions/chats/long.jsonl"
+        assert index.get(f"{hit.path}:{hit.start_line}-{hit.end_line}").lines[-1].endswith("pier nineteen")
+        verdict = check_index(settings, index.engine, model_id=embedder.model_id)
+        assert verdict.exit_code == HEALTHY, verdict.problems
+    tight = load_configuration({"root": str(root)}, env={**env, "MEMDEX_SESSION_MAX_FILE_BYTES": "5000"}, user_file=False)
+    tight_report = synced(tight.settings)
+    assert any(w.startswith("sessions/chats/long.jsonl: skipped") for w in tight_report.warnings)
+    with open_index(tight.settings, embedder=RecordingEmbedder()) as index:
+        assert not index.search("ferry pier", mode="keyword")
+        with pytest.raises(PathError, match="limit"):
+            index.get("sessions/chats/long.jsonl")
+    past = time.time() - 10
+    os.utime(chats / "long.jsonl", (past, past))
+    synced(tight.settings)  # skipped as before
+    again = synced(settings)  # the bound raised: read although its stamp did not change
+    assert again.reindexed == 1
+    with open_index(settings, embedder=RecordingEmbedder()) as index:
+        assert index.search("ferry pier", mode="keyword")
+
+
+def test_a_session_folder_in_a_hidden_folder_has_a_visible_label_and_syncs_by_path(tmp_path: Path) -> None:
+    """~/.codex/sessions is cited as sessions/codex-sessions/... (as the README says): a label
+    with a leading dot was a hidden path part, so the watcher's path syncs never read an append."""
+    root = tmp_path / "memory"
+    root.mkdir()
+    chats = tmp_path / ".codex" / "sessions"
+    path = write(chats, "rollout.jsonl", jsonl({"role": "user", "content": "otters", "timestamp": "2026-11-01T09:00:00Z"}))
+    settings = make_settings(root, session_folders=[str(chats)])
+    assert settings.session_labels == {"codex-sessions": chats.resolve()}
+    assert synced(settings).reindexed == 1
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(jsonl({"role": "assistant", "content": "the beaver dam is downstream", "timestamp": "2026-11-01T09:01:00Z"}))
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:
+        assert index.sync(paths=["sessions/codex-sessions/rollout.jsonl"]).reindexed == 1
+        (hit,) = index.search("beaver dam", mode="keyword")
+        assert hit.path == "sessions/codex-sessions/rollout.jsonl"
+        assert index.get(f"{hit.path}:2").lines[0].endswith("assistant: the beaver dam is downstream")
+
+
+def test_check_is_healthy_for_a_transcript_with_a_run_of_nul_bytes(tmp_path: Path) -> None:
+    """A crash can leave NUL bytes in a log: the sync skips that line and indexes the rest,
+    so the check must not call the file binary (it reported it changed, forever)."""
+    root = tmp_path / "memory"
+    root.mkdir()
+    chats = tmp_path / "chats"
+    chats.mkdir()
+    said = jsonl({"role": "user", "content": "the kiln fires at dawn", "timestamp": "2026-11-01T09:00:00Z"})
+    (chats / "s.jsonl").write_bytes(said.encode() + b"\x00" * 4096 + b"\n")
+    settings = make_settings(root, session_folders=[str(chats)])
+    report = synced(settings)
+    assert report.reindexed == 1 and report.warnings == ["sessions/chats/s.jsonl: line 2: skipped, not JSON"]
+    embedder = RecordingEmbedder()
+    with open_index(settings, embedder=embedder) as index:
+        assert index.search("kiln dawn", mode="keyword")
+        verdict = check_index(settings, index.engine, model_id=embedder.model_id)
+        assert verdict.exit_code == HEALTHY, verdict.problems
+
+
+def test_a_byte_order_mark_does_not_cost_the_first_message(tmp_path: Path) -> None:
+    root = tmp_path / "memory"
+    root.mkdir()
+    chats = tmp_path / "chats"
+    chats.mkdir()
+    said = jsonl({"role": "user", "content": "the quokka enclosure opens at nine", "timestamp": "2026-11-01T09:00:00Z"})
+    (chats / "win.jsonl").write_bytes(b"\xef\xbb\xbf" + said.encode())
+    settings = make_settings(root, session_folders=[str(chats)])
+    assert synced(settings).warnings == []
+    with open_index(settings, embedder=RecordingEmbedder()) as index:
+        (hit,) = index.search("quokka enclosure", mode="keyword")
+        assert index.get(f"{hit.path}:1").lines[0].endswith("user: the quokka enclosure opens at nine")

@@ -164,7 +164,8 @@ def get_command(obj: Any, target: str, line_numbers: bool, as_json: bool, namesp
         click.echo(f"memdex: stored text of {path} in namespace {one_line(namespace)}, not its Markdown", err=True)
     else:
         found = read_target(settings.root, target, max_bytes=settings.max_file_bytes,
-                            sessions=settings.session_labels, session_tools=settings.session_tools)  # fmt: skip
+                            sessions=settings.session_labels, session_tools=settings.session_tools,
+                            session_max_bytes=settings.session_max_file_bytes)  # fmt: skip
     if as_json:
         click.echo(json.dumps(asdict(found), indent=2, ensure_ascii=False))
         return

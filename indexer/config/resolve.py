@@ -187,6 +187,7 @@ KEYS: dict[str, Key] = {
         Key("search_budget_lines", _budget, "search_budget_lines"),
         Key("search_budget_tokens", _budget, "search_budget_tokens"),
         Key("max_file_bytes", _positive_int, "max_file_bytes"),
+        Key("session_max_file_bytes", _positive_int, "session_max_file_bytes"),
         Key("sqlite_vec", _boolean, "use_sqlite_vec"),
         Key("embed_batch_size", _positive_int, "embed_batch_size"),
         Key("embed_threads", _threads, "embed_threads"),

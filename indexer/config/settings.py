@@ -35,6 +35,9 @@ class Settings:
     # Files larger than this are skipped with a warning (a 20 MB "note" is
     # almost always a pasted log; embedding it would take many minutes).
     max_file_bytes: int = 5 * 1024 * 1024
+    # The same bound for session transcripts: a long coding session is often 10-50 MB,
+    # mostly tool output, and is one conversation; a larger file is still skipped.
+    session_max_file_bytes: int = 64 * 1024 * 1024
     # Try to load sqlite-vec; when False or when loading fails, vector search
     # runs as an exact NumPy scan over the stored vectors.
     use_sqlite_vec: bool = True
@@ -133,12 +136,15 @@ class Settings:
     def session_labels(self) -> dict[str, Path]:
         """Label -> folder of each session folder: its name (``<parent>-sessions`` for a folder
         named ``sessions``), ``name-2`` for a
-        second folder of the same name, so a citation ``sessions/<label>/...`` names one file."""
+        second folder of the same name, so a citation ``sessions/<label>/...`` names one file.
+        Leading dots are dropped (``~/.codex/sessions``: ``codex-sessions``): a hidden part of a
+        path is never a memory file's, so a hidden label would hide its transcripts from path syncs."""
         labels: dict[str, Path] = {}
         for folder in self.session_folders:
-            base = folder.name or "root"
-            if base == "sessions" and folder.parent.name:  # OpenClaw's agents/<id>/sessions: main-sessions
-                base = f"{folder.parent.name}-{base}"
+            base = folder.name.lstrip(".") or "root"
+            parent = folder.parent.name.lstrip(".")
+            if base == "sessions" and parent:  # OpenClaw's agents/<id>/sessions: main-sessions
+                base = f"{parent}-{base}"
             label, n = base, 1
             while label in labels:
                 n += 1

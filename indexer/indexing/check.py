@@ -27,7 +27,10 @@ from indexer.sources.registry import source_for
 from indexer.store import Engine, IndexStore
 from indexer.store.tokenizer import TOKENIZER_VERSION, fts_text
 
-from .sync import CLASSIFICATION_KEY, CLASSIFIER_KEY, CLASSIFIER_VERSION, TOKENIZER_KEY, classification, content_hash, file_title
+from .sync import (
+    CLASSIFICATION_KEY, CLASSIFIER_KEY, CLASSIFIER_VERSION, TOKENIZER_KEY, classification, content_hash, file_limit,
+    file_title,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +201,7 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
         ))
     changed, missing, wrong = [], [], []
     for item in found:
-        data = _read_indexable(settings, item.file(settings.root))
+        data = _read_indexable(item.file(settings.root), file_limit(settings, item.kind), text=item.kind != "session")
         if item.path in indexed:
             if data is None or content_hash(data) != indexed[item.path].hash:
                 changed.append(item.path)
@@ -279,14 +282,17 @@ def _parses(path: str, data: bytes) -> bool:
     return True
 
 
-def _read_indexable(settings: Settings, place: Path) -> bytes | None:
-    """The file's bytes when a sync would index it; None for what it skips by design."""
+def _read_indexable(place: Path, limit: int, *, text: bool = True) -> bytes | None:
+    """The file's bytes when a sync would index it; None for what it skips by design.
+    ``text``: a note, which a sync skips when it is binary (a transcript's lines are judged
+    one by one: a run of NUL bytes left by a crash is one skipped line)."""
     try:
         with open_memory_file(place) as handle:  # a link's vetted target, as the sync reads it
-            if os.fstat(handle.fileno()).st_size > settings.max_file_bytes:
+            if os.fstat(handle.fileno()).st_size > limit:
                 return None
             data = handle.read()
-        decode(data)
+        if text:
+            decode(data)
     except (OSError, NotText):
         return None
     return data

@@ -124,7 +124,7 @@ def sync(
                 to_read.append(item)
             else:
                 report.skipped_unchanged_stat += 1
-        elif _still_skipped(item, skipped.get(item.path), settings.max_file_bytes):
+        elif _still_skipped(item, skipped.get(item.path), file_limit(settings, item.kind)):
             report.skipped_as_before += 1  # still the same bad file: no second warning
         else:
             to_read.append(item)
@@ -324,7 +324,7 @@ def _prepare(
     """Read, hash, parse and chunk one file; None when nothing is left to write."""
     read_at = time.time_ns()
     try:
-        data, stamp = _read(item.file(settings.root), settings.max_file_bytes)
+        data, stamp = _read(item.file(settings.root), file_limit(settings, item.kind))
     except FileNotFoundError:
         _drop(store, item.path, state, report, None)  # vanished after the scan
         return None
@@ -409,6 +409,11 @@ def _read(path: Path, limit: int) -> tuple[bytes, FileStamp]:
             if FileStamp.of(os.fstat(handle.fileno())) == FileStamp.of(before):
                 break
     return data, FileStamp.of(before)
+
+
+def file_limit(settings: Settings, kind: str) -> int:
+    """The size over which a file of ``kind`` is skipped: transcripts have their own bound."""
+    return settings.session_max_file_bytes if kind == "session" else settings.max_file_bytes
 
 
 def _drop(store: IndexStore, path: str, state: FileState | None, report: SyncReport, message: str | None) -> None:

@@ -50,7 +50,7 @@ class Excerpt:
 
 def read_excerpt(
     root: Path, path: str, *, start: int = 1, count: int = 200, max_bytes: int | None = None,
-    sessions: Sessions | None = None, session_tools: bool = False,
+    sessions: Sessions | None = None, session_tools: bool = False, session_max_bytes: int | None = None,
 ) -> Excerpt:
     """At most ``count`` lines of a memory file from line ``start`` (1-based).
 
@@ -63,7 +63,10 @@ def read_excerpt(
         place = session_file(sessions, path)
         if place is not None and not os.path.lexists(place):  # as for a note: a transcript not there reads as empty
             return Excerpt(path, start, [], 0, found=False)
-        rel, lines = read_lines(root, path, max_bytes=max_bytes, sessions=sessions, session_tools=session_tools)
+        rel, lines = read_lines(
+            root, path, max_bytes=max_bytes, sessions=sessions, session_tools=session_tools,
+            session_max_bytes=session_max_bytes,
+        )  # fmt: skip
         if start > max(len(lines), 1):
             raise PathError(f"{rel} has only {len(lines)} lines")
         return Excerpt(rel, start, lines[start - 1 : start - 1 + count], len(lines))
@@ -79,7 +82,7 @@ def read_excerpt(
 
 def read_target(
     root: Path, target: str, *, max_bytes: int | None = None, sessions: Sessions | None = None,
-    session_tools: bool = False,
+    session_tools: bool = False, session_max_bytes: int | None = None,
 ) -> Lines:
     """Lines of a memory file: ``path``, ``path:N`` or ``path:START-END`` (1-based, inclusive).
 
@@ -88,7 +91,10 @@ def read_target(
     (their lines read as turns: ``[time] role: text``).
     """
     user_path, start, end = parse_target(target)
-    rel, lines = read_lines(root, user_path, max_bytes=max_bytes, sessions=sessions, session_tools=session_tools)
+    rel, lines = read_lines(
+        root, user_path, max_bytes=max_bytes, sessions=sessions, session_tools=session_tools,
+        session_max_bytes=session_max_bytes,
+    )  # fmt: skip
     if start is None:
         return Lines(rel, 1, len(lines), lines)
     end = start if end is None else end
@@ -118,16 +124,17 @@ def _is_session(user_path: str, sessions: Sessions) -> bool:
 
 def read_lines(
     root: Path, user_path: str, *, max_bytes: int | None = None, sessions: Sessions | None = None,
-    session_tools: bool = False,
+    session_tools: bool = False, session_max_bytes: int | None = None,
 ) -> tuple[str, list[str]]:
     """The lines of a memory file (for ``get``) as its source reads them back: a note's raw
     lines, split as the chunker splits them; a transcript's turns, one line per JSONL line.
-    A file over ``max_bytes`` (which a sync skips) is refused."""
+    A file over ``max_bytes`` (a transcript: ``session_max_bytes``), which a sync skips, is refused."""
     if sessions and _is_session(user_path, sessions):
         found = session_file(sessions, user_path)  # only through the configured folders, no links
         if found is None:
             raise PathError(f"{user_path}: not a session transcript memdex indexes (hidden, a symlink, or outside its folder)")
         rel, real = user_path, found
+        max_bytes = session_max_bytes if session_max_bytes is not None else max_bytes
     else:
         rel, real = resolve_inside(root, user_path)
     source = source_for(rel, session_tools=session_tools)

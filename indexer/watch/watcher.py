@@ -276,6 +276,8 @@ class Watcher:
         self._root = RootTracker(self.settings.root)
         self._last_full_sync_worked = True
         self._observer: BaseObserver | None = None
+        self._handler: _EventHandler | None = None
+        self._session_watched: set[Path] = set()  # session folders the observer follows
 
     def run(self) -> None:
         """Watch until ``stop()`` (or KeyboardInterrupt, e.g. from a signal)."""
@@ -308,6 +310,7 @@ class Watcher:
                     synced = self._sync(None)
                     next_reconcile = time.monotonic() + self._reconcile_delay(synced)
                     continue
+                self._watch_new_session_folders()
                 due = self.pending.take_due()
                 if due:
                     self._sync(due)
@@ -410,7 +413,7 @@ class Watcher:
 
     def _start_observer(self) -> BaseObserver:
         quiet_watchdog_bookkeeping()
-        handler = _EventHandler(self.settings, self.pending, self._root.root_event)
+        handler = self._handler = _EventHandler(self.settings, self.pending, self._root.root_event)
         factories: list[tuple[str, ObserverFactory]] = []
         if not self.options.polling:
             factories.append(("native", self._observer_factory or Observer))
@@ -418,9 +421,11 @@ class Watcher:
         for kind, factory in factories:
             observer = factory()
             observer.schedule(handler, str(self.settings.root), recursive=True, event_filter=WATCHED_EVENTS)
-            for folder in self.settings.session_labels.values():  # one that appears later: the reconcile finds it
+            self._session_watched = set()
+            for folder in self.settings.session_labels.values():  # one that appears later: see below
                 if folder.is_dir() and not folder.is_relative_to(self.settings.root):
                     observer.schedule(handler, str(folder), recursive=True, event_filter=WATCHED_EVENTS)
+                    self._session_watched.add(folder)
             try:
                 observer.start()
             except OSError as exc:
@@ -434,6 +439,22 @@ class Watcher:
             self.observer_kind = kind
             return observer
         raise AssertionError("unreachable: polling either starts or raises")
+
+    def _watch_new_session_folders(self) -> None:
+        """A session folder that did not exist when the observer started (a tool used for the
+        first time) is followed from when it appears, and read whole once."""
+        if self._observer is None or self._handler is None:
+            return
+        for label, folder in self.settings.session_labels.items():
+            if folder in self._session_watched or folder.is_relative_to(self.settings.root) or not folder.is_dir():
+                continue
+            try:
+                self._observer.schedule(self._handler, str(folder), recursive=True, event_filter=WATCHED_EVENTS)
+            except OSError as exc:  # gone again, or no watches left: the reconcile still reads it
+                log.warning("cannot watch the session folder %s (%s)", one_line(str(folder)), exc.strerror or exc)
+                continue
+            self._session_watched.add(folder)
+            self.pending.add(f"sessions/{label}")
 
     def _write_status(self) -> None:
         pending = self.pending.snapshot()

@@ -133,6 +133,8 @@ def _pieces(role: str, content: Any) -> list[tuple[str, str]] | None:
         if not isinstance(block, dict):
             return None
         kind = block.get("type")
+        if not isinstance(kind, str):
+            return None  # a list or an object as a block's type: of no known format
         if kind in TEXT_BLOCKS and isinstance(block.get("text"), str):
             pieces.append((role, block["text"]))
         elif kind in THINKING_BLOCKS and isinstance(block.get(THINKING_BLOCKS[kind]), str):
@@ -175,8 +177,9 @@ def parse_time(value: Any) -> datetime | None:
                 return None
             return datetime.fromtimestamp(seconds, tz=timezone.utc).astimezone()
         if isinstance(value, str) and value.strip():
-            moment = datetime.fromisoformat(value.strip())
-            return moment.astimezone() if moment.tzinfo is not None else moment
+            # A time without an offset is local time; made aware, so that the times of a file
+            # that mixes both can be compared (a naive and an aware time cannot).
+            return datetime.fromisoformat(value.strip()).astimezone()
     except (ValueError, OverflowError, OSError):
         return None
     return None

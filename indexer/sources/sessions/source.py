@@ -98,14 +98,17 @@ def _line_turns(number: int, raw: bytes, *, tools: bool) -> tuple[list[Turn], st
     if len(raw) > MAX_LINE_BYTES:
         return [], f"longer than {MAX_LINE_BYTES // 2**20} MiB"
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a BOM (a file written on Windows) is no part of the record
     except UnicodeDecodeError:
         return [], "not valid UTF-8"
     try:
         record = json.loads(text)
     except (ValueError, RecursionError):
         return [], "not JSON"
-    found = parse_record(number, record, tools=tools)
+    try:
+        found = parse_record(number, record, tools=tools)
+    except (TypeError, ValueError, AttributeError):  # a shape no format foresaw: this line only
+        found = None
     if found is None:
         return [], "not a message of a known transcript format"
     return found, None
