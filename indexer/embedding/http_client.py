@@ -9,6 +9,8 @@ configuration file, and never appears in a message.
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import os
 import socket
@@ -76,13 +78,16 @@ class JsonClient:
     def post(self, body: dict[str, Any]) -> Any:
         data = json.dumps(body).encode("utf-8")
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        target, basic = _without_user(self.url)  # urllib would take "user:pw@host" for the host name
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
+        elif basic:
+            headers["Authorization"] = f"Basic {basic}"
         problem = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
-            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+            request = urllib.request.Request(target, data=data, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
                     raw = response.read(MAX_RESPONSE + 1)
@@ -93,9 +98,15 @@ class JsonClient:
                 if exc.code in (401, 403):
                     problem += " (check the API key in the environment)"
                 raise EndpointError(f"the {self.what} {shown(self.url)} refused the request: {problem}") from None
-            except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, OSError) as exc:
+            except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, OSError,
+                    http.client.HTTPException) as exc:  # HTTPException: not HTTP there (another service's port), a cut answer
                 reason = getattr(exc, "reason", exc)
-                problem = "timed out" if isinstance(reason, (TimeoutError, socket.timeout)) else str(reason)
+                if isinstance(reason, (TimeoutError, socket.timeout)):
+                    problem = "timed out"
+                elif isinstance(exc, http.client.HTTPException):
+                    problem = f"not an HTTP answer ({type(exc).__name__})"
+                else:
+                    problem = str(reason)
                 continue
             if len(raw) > MAX_RESPONSE:
                 raise EndpointError(f"the {self.what} {shown(self.url)} answered more than {MAX_RESPONSE} bytes")
@@ -107,6 +118,16 @@ class JsonClient:
         raise EndpointError(
             f"the {self.what} {shown(self.url)} is not reachable ({problem}; tried {tries} time{'s' if tries > 1 else ''})"
         )
+
+
+def _without_user(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``user:password@`` and those as a Basic credential (None: none given)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    pair = f"{urllib.parse.unquote(parts.username or '')}:{urllib.parse.unquote(parts.password or '')}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), base64.b64encode(pair.encode("utf-8")).decode("ascii")
 
 
 def _detail(exc: urllib.error.HTTPError) -> str:
