@@ -13,6 +13,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import socket
 import time
 import urllib.error
@@ -51,6 +52,33 @@ def shown(url: str) -> str:
     if parts.port:
         host += f":{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+# Query parameters that carry a credential (Azure's ``api-key``, ``access_token``, a signature).
+SECRET_PARAMETER = re.compile(r"key|token|secret|sig|pass|auth|cred", re.IGNORECASE)
+
+
+def without_credentials(url: str, *, mask: str | None = None) -> tuple[str, bool]:
+    """``url`` without its ``user:password@`` and its credential query parameters
+    (``mask``: each replaced by it instead), and whether it had any. For what is shown
+    (``memdex config``) and what a service definition may carry."""
+    parts = urllib.parse.urlsplit(url.strip())
+    had = parts.username is not None or parts.password is not None
+    netloc = parts.netloc.rpartition("@")[2]
+    if had and mask is not None:
+        netloc = f"{mask}@{netloc}"
+    query = []  # each other parameter as written (re-encoding would change what the server reads)
+    for pair in parts.query.split("&") if parts.query else []:
+        name = urllib.parse.unquote_plus(pair.partition("=")[0])
+        if SECRET_PARAMETER.search(name):
+            had = True
+            if mask is None:
+                continue
+            pair = f"{pair.partition('=')[0]}={mask}"
+        query.append(pair)
+    if not had:
+        return url, False
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "&".join(query), parts.fragment)), True
 
 
 def endpoint(base: str, path: str) -> str:
