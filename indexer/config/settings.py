@@ -58,7 +58,7 @@ class Settings:
     search_limit: int | None = None
     # The reading budget in lines a search fills (0: whole chunks, no budget).
     search_budget_lines: int = DEFAULT_BUDGET_LINES
-    # ... and in estimated tokens (four characters each), whichever fills first (0: no
+    # ... and in estimated tokens (four characters each; a CJK character one), whichever fills first (0: no
     # token bound). Long lines (chat transcripts) would otherwise make 50 lines 30K tokens.
     search_budget_tokens: int = DEFAULT_BUDGET_TOKENS
     # Embedding backend: "auto" (ONNX Runtime for queries, AUTO_BULK in embedding/lazy.py
