@@ -85,3 +85,11 @@ def test_a_user_and_password_in_the_url_are_sent_as_basic_auth(basic_server: tup
     keyed = JsonClient(f"http://me:pw@{host}/v1/embeddings", "embedding endpoint", key="sk-1", retries=0)
     keyed.post({})
     assert seen[-1] == "Bearer sk-1"  # an API key wins over the URL's user
+
+
+def test_a_remote_model_counts_a_cjk_character_as_a_token() -> None:
+    from indexer.embedding.http_backend import HttpEmbedder
+
+    embedder = HttpEmbedder("http://127.0.0.1:9/v1", "m", max_tokens=512)  # nothing is sent
+    english, chinese = "a" * 300, "会" * 300
+    assert embedder.count_tokens([english, chinese, "会议 at 9"]) == [100, 300, 2 + 2]  # Chinese was 100: 3x the window

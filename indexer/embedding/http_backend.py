@@ -12,7 +12,7 @@ vectors of another model are never mixed in, and a server moved to another host
 keeps its vectors. The dimension is learned from the first answer (a one-text
 request when it is asked for first). Without the model's tokenizer, tokens are
 estimated from characters (``CHARS_PER_TOKEN``, on the safe side for English and
-code), and the window is ``embedding_max_tokens``.
+code; a CJK character is one), and the window is ``embedding_max_tokens``.
 """
 
 from __future__ import annotations
@@ -22,11 +22,21 @@ from typing import Any
 
 import numpy as np
 
+from indexer.store.tokenizer import CJK_RUN
+
 from .http_client import EMBEDDING_KEY_ENV, BACKOFF, RETRIES, TIMEOUT, EndpointError, JsonClient, endpoint, key_from_env, shown
 
 CHARS_PER_TOKEN = 3  # BPE tokenizers average ~4 characters per English token; 3 keeps chunks inside the window
 DEFAULT_MAX_TOKENS = 512  # the smallest window of the common embedding models (nomic-embed-text has 8,192)
 PROBE = "dimension probe"
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens of ``text`` without the model's tokenizer: ``CHARS_PER_TOKEN`` characters each,
+    but a Chinese, Japanese or Korean character one (a token or more in every common
+    tokenizer: counted a third, a CJK chunk was three times the model's window)."""
+    cjk = 0 if text.isascii() else sum(len(run) for run in CJK_RUN.findall(text))
+    return -(-(len(text) - cjk) // CHARS_PER_TOKEN) + cjk
 
 
 class HttpEmbedder:
@@ -64,7 +74,7 @@ class HttpEmbedder:
         return self._dimensions  # type: ignore[return-value]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [-(-len(text) // CHARS_PER_TOKEN) for text in texts]
+        return [estimate_tokens(text) for text in texts]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
