@@ -240,7 +240,8 @@ class MemoryIndex:
         if mode != "keyword" and self.store.meta().get("model"):
             self._check_model()
             try:
-                query_vector = self.embedder.embed([query])[0]
+                embed_query = getattr(self.embedder, "embed_query", None)  # a remote model: a short wait
+                query_vector = embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
             except EndpointError as exc:  # a remote model that is down: keyword results, flagged, never silently
                 log.warning("%s; keyword results only", exc)
                 self.degraded, mode = f"{exc}; keyword results only", "keyword"

@@ -93,3 +93,50 @@ def test_a_remote_model_counts_a_cjk_character_as_a_token() -> None:
     embedder = HttpEmbedder("http://127.0.0.1:9/v1", "m", max_tokens=512)  # nothing is sent
     english, chinese = "a" * 300, "会" * 300
     assert embedder.count_tokens([english, chinese, "会议 at 9"]) == [100, 300, 2 + 2]  # Chinese was 100: 3x the window
+
+
+@pytest.fixture
+def hung() -> Iterator[str]:
+    """A server that accepts connections and never answers (a stuck model server)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    listener.close()
+
+
+def test_a_search_sized_call_to_a_hung_server_gives_up_after_one_short_timeout(hung: str) -> None:
+    import time
+
+    from indexer.embedding.http_backend import HttpEmbedder
+
+    embedder = HttpEmbedder(hung, "m", timeout=3.0, retries=2, backoff=0.0, query_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(EndpointError, match=r"timed out after 0\.3 s; tried 1 time\)"):
+        embedder.embed_query("what did we decide")  # was: 3 tries of the full timeout (3 x 30 s by default)
+    assert time.monotonic() - started < 2.0
+    assert embedder.client.timeout == 3.0 and embedder.client.retry_timeouts  # indexing keeps its timeout and tries
+
+
+def test_a_search_against_a_hung_server_answers_keyword_results_quickly(hung: str, tmp_path) -> None:
+    import time
+
+    from conftest import RecordingEmbedder, write
+
+    from indexer import make_settings, open_index
+    from indexer.embedding.http_backend import HttpEmbedder
+    from indexer.serve.service import SharedEmbedder
+
+    root = tmp_path / "memory"
+    write(root, "notes/boat.md", "# Boat\n\nThe sailboat is moored at the north marina.\n")
+    local = RecordingEmbedder()
+    with open_index(make_settings(root), write=True, embedder=local) as index:
+        index.sync()
+    remote = HttpEmbedder(hung, "m", timeout=3.0, retries=2, backoff=0.0, query_timeout=0.3)
+    remote.model_id, remote._dimensions = local.model_id, local.dimensions  # as if it had built the index
+    for embedder in (remote, SharedEmbedder(lambda: remote)):  # the API, and the MCP server's shared model
+        with open_index(make_settings(root), embedder=embedder) as index:
+            started = time.monotonic()
+            results = index.search("sailboat marina")
+            assert time.monotonic() - started < 2.0  # was 3 x 3 s here (3 x 30 s by default)
+            assert results[0].path == "notes/boat.md" and "timed out" in (index.degraded or "")

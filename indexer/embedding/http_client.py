@@ -102,6 +102,7 @@ class JsonClient:
     timeout: float = TIMEOUT
     retries: int = RETRIES
     backoff: float = BACKOFF
+    retry_timeouts: bool = True  # False: a request that timed out is not sent again (a search waits for it)
 
     def post(self, body: dict[str, Any]) -> Any:
         data = json.dumps(body).encode("utf-8")
@@ -131,6 +132,12 @@ class JsonClient:
                 reason = getattr(exc, "reason", exc)
                 if isinstance(reason, (TimeoutError, socket.timeout)):
                     problem = "timed out"
+                    if not self.retry_timeouts:
+                        tries = attempt + 1
+                        raise EndpointError(
+                            f"the {self.what} {shown(self.url)} is not reachable (timed out after {self.timeout:g} s; "
+                            f"tried {tries} time{'s' if tries > 1 else ''})"
+                        ) from None
                 elif isinstance(exc, http.client.HTTPException):
                     problem = f"not an HTTP answer ({type(exc).__name__})"
                 else:

@@ -87,6 +87,13 @@ class SharedEmbedder:
         with self._calling:
             return model.count_tokens(texts)
 
+    def embed_query(self, text: str) -> np.ndarray:
+        """The model's ``embed_query`` when it has one (a remote model: a search's short wait)."""
+        model = self.model
+        embed_query = getattr(model, "embed_query", None)
+        with self._calling:
+            return embed_query(text) if embed_query is not None else model.embed([text])[0]
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         model = self.model
         parts = []
