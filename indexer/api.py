@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from indexer.config.settings import CHUNKER_VERSION, Settings
+from indexer.config.settings import (  # the budget defaults: also importable from here (bench)
+    CHUNKER_VERSION, DEFAULT_BUDGET_LINES, DEFAULT_BUDGET_TOKENS, Settings,
+)  # fmt: skip
 from indexer.embedding.http_backend import HttpEmbedder
 from indexer.embedding.http_client import EndpointError
 from indexer.embedding.lazy import LazyEmbedder
@@ -58,11 +60,6 @@ log = logging.getLogger(__name__)
 # The vector search (counted per open index) from which every vector is kept in memory.
 MATRIX_FROM_SEARCH = 2
 MAX_LIMIT = 1000  # results per search (the CLI's --limit has the same bound)
-# What one search returns by default: about a screenful, what an assistant can
-# read per question without crowding out the conversation (~1,500 tokens of
-# notes or chat lines), and room for 10-15 short hits or 3-5 note sections.
-DEFAULT_BUDGET_LINES = 50
-DEFAULT_BUDGET_TOKENS = 1500  # ~ estimated tokens (budget.estimate_tokens); whichever of the two fills first
 DEFAULT_LIMIT = 10  # results without a budget
 MAX_RESULTS = 100  # results with a budget and no limit
 
@@ -243,7 +240,8 @@ class MemoryIndex:
         if mode != "keyword" and self.store.meta().get("model"):
             self._check_model()
             try:
-                query_vector = self.embedder.embed([query])[0]
+                embed_query = getattr(self.embedder, "embed_query", None)  # a remote model: a short wait
+                query_vector = embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
             except EndpointError as exc:  # a remote model that is down: keyword results, flagged, never silently
                 log.warning("%s; keyword results only", exc)
                 self.degraded, mode = f"{exc}; keyword results only", "keyword"

@@ -204,3 +204,21 @@ def test_default_search_bounds_tokens_and_shows_the_best_part_of_a_long_line(roo
         whole = index.search("zeppelin hangar", budget_tokens=0)  # lines only: the whole line
         assert whole[0].excerpt is None and whole[0].start_line <= 7 <= whole[0].end_line
         assert "zeppelin hangar" in whole[0].snippet  # the snippet of a long line shows where it matches
+
+
+def test_cjk_text_counts_a_token_per_character():
+    assert estimate_tokens("我们决定周五在北京开会") == 11  # was 3: a 1,500-token budget read ~6,000 tokens of Chinese
+    assert estimate_tokens("Meeting 会议 Friday") == (len("Meeting  Friday") + 3) // 4 + 2
+    assert estimate_tokens("x" * 400) == 100  # English-like text as before
+    lines = tuple("今天" * 100 for _ in range(20))  # 200 characters a line
+    [item] = pack([Hit("chat.md", 1, 20, 1.0, lines, key=1)], budget=Budget(lines=50, tokens=1000), limit=5)
+    assert sum(len(line) for line in item.lines) <= 1000  # 5 lines, not all 20
+
+
+def test_a_long_cjk_line_is_cut_to_a_part_the_budget_holds_around_the_match():
+    line = "天气很好。" * 300 + "针在这里" + "天气很好。" * 300  # 3,004 characters
+    hit = Hit("chat.md", 3, 3, 1.0, (line,), key=1)
+    weight = lambda text: float(text.count("针在这里"))
+    [item] = pack([hit], budget=Budget(lines=50, tokens=300), limit=5, line_weight=weight)
+    assert item.cut and "针在这里" in item.excerpt
+    assert 50 <= len(item.excerpt) <= 300 // 3  # a third of the budget (PART_SHARE), a token per character

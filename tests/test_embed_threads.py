@@ -132,14 +132,26 @@ def test_bulk_calls_follow_the_budget_and_queries_stay_on_one_thread(monkeypatch
     monkeypatch.setattr(embedder._budget, "threads", lambda: 2)
     bulk = embedder.embed([f"a bulk batch of text number {i}" for i in range(8)])
     assert embedder.last_bulk_threads == 2
+    assert embedder._onnx[2].session.get_session_options().intra_op_num_threads == 2
     monkeypatch.setattr(embedder._budget, "threads", lambda: 1)
     again = embedder.embed([f"a bulk batch of text number {i}" for i in range(8)])
     assert embedder.last_bulk_threads == 1
     assert abs(bulk - again).max() < 1e-4  # the same vectors, whatever the thread count
     embedder.embed(["one query"])
     threads = {n: e.session.get_session_options().intra_op_num_threads for n, e in embedder._onnx.items()}
-    assert threads == {1: 1, 2: 2}
+    assert threads == {1: 1}  # the 2-thread bulk session was dropped when the bulk call went to 1
     fixed = LazyEmbedder(backend="onnx", bulk_threads=2)
     assert fixed._budget is None
     fixed.embed(["a bulk batch"] * 8)
     assert fixed.last_bulk_threads == 2
+
+
+@pytest.mark.slow
+def test_auto_keeps_one_bulk_session_whatever_counts_the_load_brings(monkeypatch) -> None:
+    embedder = LazyEmbedder(backend="onnx")
+    embedder.embed(["one query"])
+    for count in (2, 3, 4, 3):  # the idle cores change between bulk calls
+        monkeypatch.setattr(embedder._budget, "threads", lambda count=count: count)
+        embedder.embed([f"a bulk batch of text number {i}" for i in range(8)])
+        assert embedder.last_bulk_threads == count
+        assert sorted(embedder._onnx) == [1, count]  # the query's session and this call's: was one per count ever used

@@ -32,3 +32,15 @@ def test_explicit_values_are_kept(settings):
     options = search_options(chosen, mode="vector", limit=3, budget_lines=12, budget_tokens=400)
     assert options == SearchOptions(mode="vector", limit=3, budget_lines=12, budget_tokens=400)
     assert options.keywords() == {"mode": "vector", "limit": 3, "budget_lines": 12, "budget_tokens": 400}
+
+
+def test_the_library_default_budget_is_the_settings_default(settings):
+    """One definition (settings.DEFAULT_BUDGET_*): MemoryIndex.search's defaults and a front end's agree."""
+    import inspect
+
+    from indexer import api
+
+    options = search_options(settings)
+    parameters = inspect.signature(api.MemoryIndex.search).parameters
+    assert options.budget_lines == parameters["budget_lines"].default == api.DEFAULT_BUDGET_LINES
+    assert options.budget_tokens == api.DEFAULT_BUDGET_TOKENS

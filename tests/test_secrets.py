@@ -152,3 +152,25 @@ def test_only_a_server_that_is_not_there_is_worth_retrying() -> None:
     assert not _server_unreachable(failure('connection to server at "db.lan" failed: SSL error: certificate verify failed'))
     assert not _server_unreachable(failure('could not read root certificate file "/etc/memdex/ca.pem": No such file or directory'))
     assert not _server_unreachable(failure('invalid sslmode value: "verify-fully"'))
+
+
+ENDPOINT = f"https://bob:{SECRET}@api.example.com/v1?api-version=2024-02-01&note=a%20b&api-key=Q{SECRET}"
+
+
+def test_an_endpoint_urls_credentials_are_never_shown_nor_written_into_a_service(root: Path) -> None:
+    fill(root)
+    env = {"MEMDEX_EMBEDDING_URL": ENDPOINT, "MEMDEX_EMBEDDING_MODEL": "m", "MEMDEX_RERANK_URL": ENDPOINT}
+    for args in (["config"], ["config", "--json"]):
+        result = invoke("--root", root, *args, env=env)
+        assert result.exit_code == 0, result.output
+        assert SECRET not in result.output and "https://***@api.example.com/v1?api-version=2024-02-01" in result.output
+    for kind in ("systemd", "launchd"):
+        result = invoke("--root", root, "watch", "--print-service", kind, env=env)
+        assert result.exit_code == 0, result.output
+        assert SECRET not in result.stdout and "***" not in result.stdout
+        text = result.stdout.replace("%%", "%")  # systemd's escape
+        if kind == "launchd":
+            text = " ".join(plistlib.loads(result.stdout.encode()).get("EnvironmentVariables", {}).values())
+        # the rest of the address is kept as written; the warning says where the credentials go instead
+        assert "https://api.example.com/v1?api-version=2024-02-01&note=a%20b" in text
+        assert "embedding_url" in result.stderr and "rerank_url" in result.stderr and SECRET not in result.stderr

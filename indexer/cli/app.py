@@ -21,6 +21,7 @@ from indexer.api import open_index
 from indexer.config.database import is_database_url, without_password
 from indexer.config.resolve import Configuration, load_configuration
 from indexer.config.settings import Settings
+from indexer.embedding.http_client import shown as shown_url, without_credentials
 from indexer.embedding.lazy import BACKENDS
 from indexer.embedding.variants import VARIANTS
 from indexer.embedding.resolve import resolve_model
@@ -399,6 +400,14 @@ def _service_text(obj: _Context, settings: Settings, kind: str) -> str:
             click.echo(
                 "memdex: warning: the database password is left out of the service (its command line and "
                 "definition are readable by others); put it in ~/.pgpass (chmod 600), where libpq finds it",
+                err=True,
+            )
+    for name, url in (("embedding_url", settings.embedding_url), ("rerank_url", settings.rerank_url)):
+        if url and without_credentials(url)[1]:
+            click.echo(
+                f"memdex: warning: the credentials in {name} ({shown_url(url)}) are left out of the service (its "
+                "definition is readable by others); give the service the whole URL in its manager's environment "
+                "file, or the key as MEMDEX_EMBEDDING_KEY / MEMDEX_RERANK_KEY",
                 err=True,
             )
     command = watch_command(

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.embedding.cores import AUTO
+from indexer.embedding.http_client import without_credentials
 from indexer.embedding.lazy import BACKENDS
 from indexer.embedding.variants import VARIANTS
 from indexer.errors import ConfigError
@@ -42,6 +43,7 @@ ENV_PREFIX = "MEMDEX_"
 USER_FILE_ENV = "MEMDEX_CONFIG"
 SECRET_NAMES = frozenset({"embedding_key", "embedding_api_key", "rerank_key", "rerank_api_key", "api_key"})
 MAX_THREADS = 256
+URL_KEYS = ("embedding_url", "rerank_url")  # may carry credentials: never shown or written out whole
 
 
 def _text(value: Any, where: str) -> str:
@@ -222,8 +224,13 @@ class Configuration:
         def plain(value: Any) -> Any:
             return list(value) if isinstance(value, tuple) else value
 
+        def shown(name: str, value: Any) -> Any:
+            if name in URL_KEYS and isinstance(value, str):  # a key in an endpoint's URL is never shown
+                return without_credentials(value, mask="***")[0]
+            return plain(value)
+
         return {
-            "settings": {name: {"value": plain(s.value), "source": s.source} for name, s in self.values.items()},
+            "settings": {name: {"value": shown(name, s.value), "source": s.source} for name, s in self.values.items()},
             "files": {
                 "user": {"path": str(self.user_file) if self.user_file else None,
                          "exists": bool(self.user_file and self.user_file.is_file())},
@@ -235,13 +242,15 @@ class Configuration:
         """Environment a background service needs to see the same settings:
         the ``MEMDEX_*`` values in effect, and where the user file is. A database
         password is left out: a service definition is no place for it (libpq reads
-        it from ~/.pgpass)."""
+        it from ~/.pgpass); so are an endpoint URL's user, password and key parameters."""
         found: dict[str, str] = {}
         for name, item in self.values.items():
             if item.source.startswith("env "):
                 value = item.value
                 if name == "db" and self.settings.database_url:
                     value = without_password(self.settings.database_url)[0]  # shown redacted; never the password
+                elif name in URL_KEYS:
+                    value = without_credentials(str(value))[0]  # a key there: the service's environment file
                 joiner = os.pathsep if name == "session_folders" else ","
                 found[KEYS[name].env] = joiner.join(value) if isinstance(value, tuple) else str(value)
         if self.user_file is not None and self.user_file.is_file():

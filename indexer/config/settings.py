@@ -23,6 +23,12 @@ SERVER_STATE_NAME = "postgres"  # with a PostgreSQL index: the name its local lo
 # 2: content-defined cuts inside oversized blocks, capped heading paths;
 # 3: an oversized chunk's vector pools token windows over all its text (indexing/windows.py).
 CHUNKER_VERSION = 3
+# What one search returns by default: about a screenful, what an assistant can
+# read per question without crowding out the conversation (~1,500 tokens of
+# notes or chat lines), and room for 10-15 short hits or 3-5 note sections.
+# One definition for the settings below and MemoryIndex.search's defaults (api.py).
+DEFAULT_BUDGET_LINES = 50
+DEFAULT_BUDGET_TOKENS = 1500  # ~ estimated tokens (budget.estimate_tokens); whichever of the two fills first
 
 
 @dataclass(frozen=True)
@@ -56,10 +62,10 @@ class Settings:
     # At most this many results (None: as many as the reading budget holds).
     search_limit: int | None = None
     # The reading budget in lines a search fills (0: whole chunks, no budget).
-    search_budget_lines: int = 50
-    # ... and in estimated tokens (four characters each), whichever fills first (0: no
+    search_budget_lines: int = DEFAULT_BUDGET_LINES
+    # ... and in estimated tokens (four characters each; a CJK character one), whichever fills first (0: no
     # token bound). Long lines (chat transcripts) would otherwise make 50 lines 30K tokens.
-    search_budget_tokens: int = 1500
+    search_budget_tokens: int = DEFAULT_BUDGET_TOKENS
     # Embedding backend: "auto" (ONNX Runtime for queries, AUTO_BULK in embedding/lazy.py
     # for bulk), "onnx" or "torch". The CLI reads --backend / MEMDEX_BACKEND.
     backend: str = "auto"

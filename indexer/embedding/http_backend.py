@@ -12,21 +12,36 @@ vectors of another model are never mixed in, and a server moved to another host
 keeps its vectors. The dimension is learned from the first answer (a one-text
 request when it is asked for first). Without the model's tokenizer, tokens are
 estimated from characters (``CHARS_PER_TOKEN``, on the safe side for English and
-code), and the window is ``embedding_max_tokens``.
+code; a CJK character is one), and the window is ``embedding_max_tokens``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
+
+from indexer.store.tokenizer import CJK_RUN
 
 from .http_client import EMBEDDING_KEY_ENV, BACKOFF, RETRIES, TIMEOUT, EndpointError, JsonClient, endpoint, key_from_env, shown
 
 CHARS_PER_TOKEN = 3  # BPE tokenizers average ~4 characters per English token; 3 keeps chunks inside the window
 DEFAULT_MAX_TOKENS = 512  # the smallest window of the common embedding models (nomic-embed-text has 8,192)
 PROBE = "dimension probe"
+# A search's query (embed_query) waits at most QUERY_TIMEOUT seconds and is not sent again
+# after a timeout, so a hung server gives keyword results (flagged) in seconds; at 3 x 30 s a
+# search waited 91 s, past an MCP client's own timeout. Indexing keeps TIMEOUT and its retries.
+QUERY_TIMEOUT = 10.0
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens of ``text`` without the model's tokenizer: ``CHARS_PER_TOKEN`` characters each,
+    but a Chinese, Japanese or Korean character one (a token or more in every common
+    tokenizer: counted a third, a CJK chunk was three times the model's window)."""
+    cjk = 0 if text.isascii() else sum(len(run) for run in CJK_RUN.findall(text))
+    return -(-(len(text) - cjk) // CHARS_PER_TOKEN) + cjk
 
 
 class HttpEmbedder:
@@ -43,6 +58,7 @@ class HttpEmbedder:
         timeout: float = TIMEOUT,
         retries: int = RETRIES,
         backoff: float = BACKOFF,
+        query_timeout: float = QUERY_TIMEOUT,
     ) -> None:
         if not model.strip():
             raise EndpointError("embedding_url needs embedding_model: the model's name on that server")
@@ -54,6 +70,7 @@ class HttpEmbedder:
             endpoint(url, "/embeddings"), "embedding endpoint", key if key is not None else key_from_env(EMBEDDING_KEY_ENV),
             timeout, retries, backoff,
         )  # fmt: skip
+        self.query_client = replace(self.client, timeout=min(timeout, query_timeout), retry_timeouts=False)
         self._dimensions: int | None = None
         self.requests = 0  # for tests and status
 
@@ -64,16 +81,23 @@ class HttpEmbedder:
         return self._dimensions  # type: ignore[return-value]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [-(-len(text) // CHARS_PER_TOKEN) for text in texts]
+        return [estimate_tokens(text) for text in texts]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self._dimensions or 0), dtype=np.float32)
-        parts = [self._batch(list(texts[start : start + self.batch_size])) for start in range(0, len(texts), self.batch_size)]
+        parts = [
+            self._batch(list(texts[start : start + self.batch_size]), self.client)
+            for start in range(0, len(texts), self.batch_size)
+        ]  # fmt: skip
         return np.concatenate(parts)
 
-    def _batch(self, texts: list[str]) -> np.ndarray:
-        answer = self.client.post({"model": self.model, "input": texts})
+    def embed_query(self, text: str) -> np.ndarray:
+        """A search's query vector: one request of at most ``QUERY_TIMEOUT`` s, not sent again after a timeout."""
+        return self._batch([text], self.query_client)[0]
+
+    def _batch(self, texts: list[str], client: JsonClient) -> np.ndarray:
+        answer = client.post({"model": self.model, "input": texts})
         self.requests += 1
         matrix = _vectors(answer, len(texts), self.client)
         if self._dimensions is None:

@@ -9,8 +9,11 @@ configuration file, and never appears in a message.
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import os
+import re
 import socket
 import time
 import urllib.error
@@ -51,6 +54,33 @@ def shown(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+# Query parameters that carry a credential (Azure's ``api-key``, ``access_token``, a signature).
+SECRET_PARAMETER = re.compile(r"key|token|secret|sig|pass|auth|cred", re.IGNORECASE)
+
+
+def without_credentials(url: str, *, mask: str | None = None) -> tuple[str, bool]:
+    """``url`` without its ``user:password@`` and its credential query parameters
+    (``mask``: each replaced by it instead), and whether it had any. For what is shown
+    (``memdex config``) and what a service definition may carry."""
+    parts = urllib.parse.urlsplit(url.strip())
+    had = parts.username is not None or parts.password is not None
+    netloc = parts.netloc.rpartition("@")[2]
+    if had and mask is not None:
+        netloc = f"{mask}@{netloc}"
+    query = []  # each other parameter as written (re-encoding would change what the server reads)
+    for pair in parts.query.split("&") if parts.query else []:
+        name = urllib.parse.unquote_plus(pair.partition("=")[0])
+        if SECRET_PARAMETER.search(name):
+            had = True
+            if mask is None:
+                continue
+            pair = f"{pair.partition('=')[0]}={mask}"
+        query.append(pair)
+    if not had:
+        return url, False
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "&".join(query), parts.fragment)), True
+
+
 def endpoint(base: str, path: str) -> str:
     """``base`` (``http://host:11434/v1`` or the full ``.../v1/embeddings``) with ``path`` appended unless it ends so."""
     base = base.strip()
@@ -72,17 +102,21 @@ class JsonClient:
     timeout: float = TIMEOUT
     retries: int = RETRIES
     backoff: float = BACKOFF
+    retry_timeouts: bool = True  # False: a request that timed out is not sent again (a search waits for it)
 
     def post(self, body: dict[str, Any]) -> Any:
         data = json.dumps(body).encode("utf-8")
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        target, basic = _without_user(self.url)  # urllib would take "user:pw@host" for the host name
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
+        elif basic:
+            headers["Authorization"] = f"Basic {basic}"
         problem = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
-            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+            request = urllib.request.Request(target, data=data, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
                     raw = response.read(MAX_RESPONSE + 1)
@@ -93,9 +127,21 @@ class JsonClient:
                 if exc.code in (401, 403):
                     problem += " (check the API key in the environment)"
                 raise EndpointError(f"the {self.what} {shown(self.url)} refused the request: {problem}") from None
-            except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, OSError) as exc:
+            except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, OSError,
+                    http.client.HTTPException) as exc:  # HTTPException: not HTTP there (another service's port), a cut answer
                 reason = getattr(exc, "reason", exc)
-                problem = "timed out" if isinstance(reason, (TimeoutError, socket.timeout)) else str(reason)
+                if isinstance(reason, (TimeoutError, socket.timeout)):
+                    problem = "timed out"
+                    if not self.retry_timeouts:
+                        tries = attempt + 1
+                        raise EndpointError(
+                            f"the {self.what} {shown(self.url)} is not reachable (timed out after {self.timeout:g} s; "
+                            f"tried {tries} time{'s' if tries > 1 else ''})"
+                        ) from None
+                elif isinstance(exc, http.client.HTTPException):
+                    problem = f"not an HTTP answer ({type(exc).__name__})"
+                else:
+                    problem = str(reason)
                 continue
             if len(raw) > MAX_RESPONSE:
                 raise EndpointError(f"the {self.what} {shown(self.url)} answered more than {MAX_RESPONSE} bytes")
@@ -107,6 +153,16 @@ class JsonClient:
         raise EndpointError(
             f"the {self.what} {shown(self.url)} is not reachable ({problem}; tried {tries} time{'s' if tries > 1 else ''})"
         )
+
+
+def _without_user(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``user:password@`` and those as a Basic credential (None: none given)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    pair = f"{urllib.parse.unquote(parts.username or '')}:{urllib.parse.unquote(parts.password or '')}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), base64.b64encode(pair.encode("utf-8")).decode("ascii")
 
 
 def _detail(exc: urllib.error.HTTPError) -> str:

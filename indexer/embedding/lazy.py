@@ -223,6 +223,7 @@ class LazyEmbedder:
                 embedder = onnx_embed.OnnxEmbedder(path, self.files, threads=threads)
             except onnx_embed.OnnxUnavailable as exc:
                 raise ModelError(f"cannot use the int8 model: {exc}") from None
+        self._keep_sessions(self._variant, key)
         self._variant[key] = embedder
         return embedder
 
@@ -264,5 +265,13 @@ class LazyEmbedder:
             self._onnx_failed = str(exc)
             log.warning("ONNX Runtime backend unavailable (%s); embedding with torch", exc)
             return None
+        self._keep_sessions(self._onnx, threads)
         self._onnx[threads] = embedder
         return embedder
+
+    def _keep_sessions(self, sessions: dict, threads: int | None) -> None:
+        """Before a session for ``threads`` is kept: drop the bulk sessions of other thread
+        counts (the query's stays). With ``embed_threads = "auto"`` the count follows the
+        load, and a session per count ever used (~100 MB each) grew with the cores."""
+        for key in [key for key in sessions if key not in (threads, self.query_threads)]:
+            del sessions[key]

@@ -29,6 +29,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from indexer.store.tokenizer import CJK_RUN
+
 LineWeight = Callable[[str], float]
 HEADING = re.compile(r"^\s{0,3}#{1,6}(\s|$)")
 MIN_PART_TOKENS = 32  # a part of a long line shorter than this is not worth a result
@@ -37,6 +39,7 @@ MIN_PART_TOKENS = 32  # a part of a long line shorter than this is not worth a r
 # 0.729, 0.697, 0.652 (fewer, longer parts miss more lines; many short ones cut the evidence off).
 PART_SHARE = 3
 PART_CANDIDATES = 64  # where a long line's best part may start: its start and before its first matches
+WIDE_PUNCTUATION = re.compile("[\u3000-\u3004\u3006\u3008-\u303f\uff00-\uffef]")  # 。、「」（）: a token each, as CJK characters
 EMPTY_BULLET = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])(?:\s+\[[ xX]?\])?\s*$")  # "-", "* ", "1.", "- [ ]"
 
 
@@ -121,8 +124,14 @@ def without_filler(hit: Hit) -> Hit:
 
 
 def estimate_tokens(line: str) -> int:
-    """A cheap token estimate for English-like text: one per four characters, at least one per line."""
-    return max(1, (len(line) + 3) // 4)
+    """A cheap token estimate: one per four characters of English-like text, one per
+    Chinese, Japanese or Korean character or punctuation mark (each is a token or more in every common
+    tokenizer: 400 of them counted as 100 let a 1,500-token budget read ~6,000), at
+    least one per line."""
+    if line.isascii():
+        return max(1, (len(line) + 3) // 4)
+    cjk = sum(len(run) for run in CJK_RUN.findall(line)) + len(WIDE_PUNCTUATION.findall(line))
+    return max(1, (len(line) - cjk + 3) // 4 + cjk)
 
 
 @dataclass
@@ -233,7 +242,9 @@ def _best_part(hit: Hit, budget: Budget, used: tuple[int, int], weight: LineWeig
         return (), hit.start_line
     weights = [weight(line) for line in hit.lines]
     index = max(range(len(hit.lines)), key=lambda i: (weights[i], -i))
-    part = best_part(hit.lines[index], chars=4 * left - 8, weight=weight)
+    line = hit.lines[index]
+    per_token = 4 if line.isascii() else max(1.0, len(line) / estimate_tokens(line))  # characters (CJK: ~1)
+    part = best_part(line, chars=max(1, int(per_token * left) - 8), weight=weight)
     while part and estimate_tokens(part) > left:  # never expected: "…" and rounding are allowed for
         part = part[:-8]
     return ((part,), hit.start_line + index) if part else ((), hit.start_line)

@@ -65,7 +65,7 @@ class LiveMatrix:
         kept = set(kept_ids.tolist())
         added = [(cid, digest) for cid, digest in current.items() if cid not in kept]
         new_ids, new_rows = fetch(added) if added else (np.zeros(0, np.int64), old_matrix[:0])
-        if len(new_ids) and new_rows.shape[1] != self.dimensions:
+        if not len(new_ids) or new_rows.shape[1] != self.dimensions:  # none found: (0, 0) rows would not stack
             new_ids, new_rows = new_ids[:0], old_matrix[:0]
         if len(new_ids) < len(added):
             log.warning("%d chunks have no stored vector; run 'memdex index'", len(added) - len(new_ids))

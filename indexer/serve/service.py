@@ -87,6 +87,16 @@ class SharedEmbedder:
         with self._calling:
             return model.count_tokens(texts)
 
+    def embed_query(self, text: str) -> np.ndarray:
+        """The model's ``embed_query`` when it has one (a remote model: a search's short wait,
+        not behind the watcher's batch either: an HTTP call shares no tokenizer or session)."""
+        model = self.model
+        embed_query = getattr(model, "embed_query", None)
+        if embed_query is not None:
+            return embed_query(text)
+        with self._calling:
+            return model.embed([text])[0]
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         model = self.model
         parts = []
