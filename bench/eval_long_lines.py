@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from eval_realtalk import QueryCache, default_data  # noqa: E402
 
 from indexer import make_settings, open_index  # noqa: E402
+from indexer.config.settings import DEFAULT_BUDGET_TOKENS  # noqa: E402
 from indexer.embedding.torch_backend import SentenceTransformerEmbedder  # noqa: E402
 from indexer.retrieval import budget as budget_module  # noqa: E402
 from indexer.retrieval.budget import estimate_tokens  # noqa: E402
@@ -128,7 +129,7 @@ def main() -> None:
     model = SentenceTransformerEmbedder()
     cached = QueryCache(model, [q["question"] for q in queries])
     configs = {
-        "default (50 lines or 1,500 tokens, long lines cut)": ({}, args.read_tokens),
+        f"default (50 lines or {DEFAULT_BUDGET_TOKENS:,} tokens, long lines cut)": ({}, args.read_tokens),
         "default, vector search alone": ({"mode": "vector"}, args.read_tokens),
         "50 lines alone, read under the token budget": ({"budget_tokens": 0}, args.read_tokens),
         "50 lines alone, read whole (no reading bound)": ({"budget_tokens": 0}, None),

@@ -8,7 +8,7 @@ from indexer.retrieval.options import SearchOptions, search_options
 
 
 def test_none_means_the_setting(settings):
-    assert search_options(settings) == SearchOptions(mode="hybrid", limit=None, budget_lines=50, budget_tokens=1500)
+    assert search_options(settings) == SearchOptions(mode="hybrid", limit=None, budget_lines=50, budget_tokens=2000)
     chosen = dataclasses.replace(
         settings, search_mode="keyword", search_limit=8, search_budget_lines=30, search_budget_tokens=700
     )

@@ -33,7 +33,7 @@ from indexer.sources.read import Lines, read_target
               "setting, 50); 0: whole chunks, no line budget.")
 @click.option("--budget-tokens", type=click.IntRange(min=0), default=None,
               help="Also stay within ~this many tokens, whichever fills first (default: search_budget_tokens "
-              "setting, 1500); a line too long for it is shown as its best part; 0: no token bound.")
+              "setting, 2000); a line too long for it is shown as its best part; 0: no token bound.")
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(KINDS), help="Only these kinds (repeatable).")
 @click.option("--path", "path_prefix", default=None, help="Only files whose root-relative path starts with this.")
 @click.option("--after", default=None, help="Only dated logs on or after this day (YYYY-MM-DD, or 7d, 2w, 3m, 1y).")

@@ -24,11 +24,14 @@ SERVER_STATE_NAME = "postgres"  # with a PostgreSQL index: the name its local lo
 # 3: an oversized chunk's vector pools token windows over all its text (indexing/windows.py).
 CHUNKER_VERSION = 3
 # What one search returns by default: about a screenful, what an assistant can
-# read per question without crowding out the conversation (~1,500 tokens of
+# read per question without crowding out the conversation (~2,000 tokens of
 # notes or chat lines), and room for 10-15 short hits or 3-5 note sections.
+# The token bound is for long lines: 50 ordinary chat or note lines are ~1,850
+# estimated tokens, so it does not cut them (1,500 cost the dev set 0.027 hit@50L,
+# 2,000 0.008), while 50 transcript lines of thousands of characters stop at ~2,000.
 # One definition for the settings below and MemoryIndex.search's defaults (api.py).
 DEFAULT_BUDGET_LINES = 50
-DEFAULT_BUDGET_TOKENS = 1500  # ~ estimated tokens (budget.estimate_tokens); whichever of the two fills first
+DEFAULT_BUDGET_TOKENS = 2000  # ~ estimated tokens (budget.estimate_tokens); whichever of the two fills first
 
 
 @dataclass(frozen=True)

@@ -194,7 +194,7 @@ def build_server(service: IndexService) -> MCPServer:
                                "memory to return, filled in rank order with adjacent hits merged (default 50; "
                                "0: whole chunks, no budget).")] = None,  # fmt: skip
         budgetTokens: Annotated[int | None, Field(ge=0, le=1000000, title="Budget tokens", description="Also "
-                                "stay within ~this many tokens, whichever fills first (default 1500; a line too "
+                                "stay within ~this many tokens, whichever fills first (default 2000; a line too "
                                 "long for it comes as its best part, in 'excerpt'; 0: no token bound).")] = None,  # fmt: skip
         minScore: Annotated[float | None, Field(title="Min score", description="Drop results scoring below this.")] = None,
         kind: Annotated[Kind | list[Kind] | None, Field(description="Only these kinds of file.")] = None,
