@@ -33,7 +33,6 @@ from indexer.errors import (
 )
 from indexer.indexing.check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
 from indexer.indexing.report import SyncReport
-from indexer.indexing.sync import rebuild_message
 from indexer.store import registry
 from indexer.watch.run import run_watch
 from indexer.watch.signals import stop_on_signals
@@ -327,7 +326,7 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     if report.full_reembed_reason:
-        click.echo(rebuild_message(report.full_reembed_reason))
+        click.echo(f"indexed every file again ({report.full_reembed_reason})")  # the reason was logged in full
     skipped = report.skipped_with_warning + report.skipped_as_before
     before = f" ({report.skipped_as_before} as before, see 'memdex status')" if report.skipped_as_before else ""
     duplicates = f", {report.chunks_deduplicated} duplicates" if report.chunks_deduplicated else ""
