@@ -327,42 +327,40 @@ class PgStore(PgSearch, PgChecks):
             self._count(conn, len(fresh) - len(gone), added_tokens - sum(length for _, length in gone))
 
     def _insert_chunks(self, conn: Any, record: FileRecord, items: Sequence[tuple[Chunk, np.ndarray]]) -> int:
+        """One statement (one round trip) for a file's new chunks, their postings and their
+        vectors: the rows travel as arrays, each chunk takes its id from the sequence in
+        ``src`` (a CTE with a volatile function is computed once), and the postings and
+        vectors join it by the chunk's ordinal. Plain INSERTs, so row-level security and
+        the foreign keys (checked at the statement's end) hold as before."""
         if not items:
             return 0
         terms = [chunk_terms(chunk.text, chunk.heading, record.title) for chunk, _ in items]
-        cursor = conn.cursor()
-        cursor.executemany(
-            "INSERT INTO chunks(ns, path, start_line, end_line, heading, text, hash, oversized, length, date) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            [
-                (self.ns, record.path, c.start_line, c.end_line, c.heading, c.text, c.hash, c.oversized, length, c.date)
-                for (c, _), (_, length) in zip(items, terms)
-            ],
-            returning=True,
-        )
-        ids = []
-        while True:
-            ids.append(cursor.fetchone()[0])
-            if not cursor.nextset():
-                break
-        rows = [(term, cid, f, length) for cid, (freq, length) in zip(ids, terms) for term, f in freq.items()]
-        if self.access.owner:
-            with cursor.copy("COPY postings(term, ns, chunk_id, freq, length) FROM STDIN") as copy:
-                for term, cid, f, length in rows:
-                    copy.write_row((term, self.ns, cid, f, length))
-        elif rows:  # PostgreSQL refuses COPY FROM into a table with row-level security: one INSERT of arrays
-            columns = list(zip(*rows))
-            conn.execute(
-                "INSERT INTO postings(term, ns, chunk_id, freq, length) "
-                "SELECT t, %s, c, f, l FROM unnest(%s::text[], %s::bigint[], %s::real[], %s::int[]) AS u(t, c, f, l)",
-                (self.ns, list(columns[0]), list(columns[1]), list(columns[2]), list(columns[3])),
-            )
+        chunks = [c for c, _ in items]
+        posting_rows = [(term, i, f) for i, (freq, _) in enumerate(terms, 1) for term, f in freq.items()]
+        p_terms, p_ords, p_freqs = (list(column) for column in zip(*posting_rows)) if posting_rows else ([], [], [])
         table = self._vec_table()
-        if table is not None:
-            cursor.executemany(
-                f"INSERT INTO {table}(chunk_id, ns, embedding) VALUES (%s, %s, %s::vector)",
-                [(cid, self.ns, vector_text(v)) for cid, (_, v) in zip(ids, items)],
-            )
+        vectors = (
+            f", v AS (INSERT INTO {table}(chunk_id, ns, embedding) SELECT src.id, %(ns)s, e.v::vector "
+            "FROM unnest(%(vectors)s::text[]) WITH ORDINALITY AS e(v, ord) JOIN src USING (ord))"
+            if table is not None
+            else ""
+        )
+        conn.execute(
+            "WITH src AS (SELECT nextval('chunks_id_seq') AS id, u.* FROM unnest(%(starts)s::int[], %(ends)s::int[], "
+            "%(headings)s::text[], %(texts)s::text[], %(hashes)s::text[], %(oversized)s::bool[], %(lengths)s::int[], "
+            "%(dates)s::text[]) WITH ORDINALITY AS u(start_line, end_line, heading, text, hash, oversized, length, date, ord)), "
+            "c AS (INSERT INTO chunks(id, ns, path, start_line, end_line, heading, text, hash, oversized, length, date) "
+            "SELECT id, %(ns)s, %(path)s, start_line, end_line, heading, text, hash, oversized, length, date FROM src), "
+            "p AS (INSERT INTO postings(term, ns, chunk_id, freq, length) SELECT t.term, %(ns)s, src.id, t.freq, src.length "
+            "FROM unnest(%(p_terms)s::text[], %(p_ords)s::bigint[], %(p_freqs)s::real[]) AS t(term, ord, freq) "
+            f"JOIN src USING (ord)){vectors} SELECT count(*) FROM src",
+            {"ns": self.ns, "path": record.path, "starts": [c.start_line for c in chunks],
+             "ends": [c.end_line for c in chunks], "headings": [c.heading for c in chunks],
+             "texts": [c.text for c in chunks], "hashes": [c.hash for c in chunks],
+             "oversized": [bool(c.oversized) for c in chunks], "lengths": [length for _, length in terms],
+             "dates": [c.date for c in chunks], "p_terms": p_terms, "p_ords": p_ords, "p_freqs": p_freqs,
+             "vectors": [vector_text(v) for _, v in items]},
+        )  # fmt: skip
         return sum(length for _, length in terms)
 
     def _count(self, conn: Any, chunks: int, tokens: int) -> None:
