@@ -470,3 +470,42 @@ def test_a_pgvector_too_old_for_iterative_scans_is_named() -> None:
     assert [pgvector_too_old(v) for v in ("0.5.1", "0.7.4", "0.8.0", "0.8.1", "0.10.0", "1.0")] == [
         True, True, False, False, False, False
     ]  # fmt: skip
+
+
+def test_a_files_write_sends_as_many_statements_for_sixty_chunks_as_for_one(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chunks, postings, vectors and cached vectors of a file go as arrays in one
+    statement per table group, not one statement per row (executemany counts its rows)."""
+    sent: list[str] = []
+    execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
+
+    def counted(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return execute(self, query, params, **kwargs)
+
+    def counted_many(self: Any, query: Any, params_seq: Any, **kwargs: Any) -> Any:
+        rows = list(params_seq)
+        sent.extend(str(query) for _ in rows)
+        return executemany(self, query, rows, **kwargs)
+
+    counts = {}
+    for sections in (1, 60):
+        root = tmp_path / f"root{sections}"
+        body = " ".join(f"word{j}" for j in range(40))
+        write(root, "notes/long.md", "".join(f"## Part {i}\n\nThe heron number {i} waded {body}.\n\n" for i in range(sections)))
+        age_files(root)
+        settings = pg_settings(root, pg_url)
+        with open_index(settings, write=True, embedder=RecordingEmbedder()) as memory:
+            monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+            monkeypatch.setattr(psycopg.Cursor, "executemany", counted_many)
+            sent.clear()
+            memory.sync()
+            monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+            monkeypatch.setattr(psycopg.Cursor, "executemany", executemany)
+            counts[sections] = len(sent)
+        stored = snap(settings)
+        assert len(stored["chunks"]) >= sections // 2 and len(stored["vec"]) == len(stored["chunks"])
+        assert {(path, start) for path, start, *_ in stored["postings"]} == {(c[0], c[1]) for c in stored["chunks"]}
+        assert [r.path for r in search(settings, "heron")][:1] == ["notes/long.md"]
+    assert counts[60] == counts[1], counts

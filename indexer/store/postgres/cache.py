@@ -54,12 +54,14 @@ class PgEmbeddingCache:
                 self._conn.close()
             self._conn = pg.connect(self.store.url)
         conn = self._conn
-        with conn.transaction():
-            conn.cursor().executemany(
-                "INSERT INTO vector_cache(ns, model, hash, vector) VALUES (%s, %s, %s, %s) "
+        digests = sorted(vectors)
+        with conn.transaction():  # one statement; rows go in hash order (the order their locks are taken)
+            conn.execute(
+                "INSERT INTO vector_cache(ns, model, hash, vector) SELECT %s, %s, u.hash, u.vector "
+                "FROM unnest(%s::text[], %s::bytea[]) AS u(hash, vector) ORDER BY u.hash "
                 "ON CONFLICT (ns, model, hash) DO UPDATE SET vector = excluded.vector",
-                [(self.store.ns, self.model_id, digest,
-                  np.ascontiguousarray(vectors[digest], dtype=np.float32).tobytes()) for digest in sorted(vectors)],
+                (self.store.ns, self.model_id, digests,
+                 [np.ascontiguousarray(vectors[digest], dtype=np.float32).tobytes() for digest in digests]),
             )  # fmt: skip
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from indexer.config.database import redact, scrub
@@ -225,6 +225,14 @@ def connect(url: str, *, application: str = "memdex") -> Any:
     except psycopg.Error as exc:
         raise user_error(exc, url) from None  # type: ignore[misc]
     return connection
+
+
+def pipeline(connection: Any) -> Any:
+    """Statements whose answers nobody reads, sent together (one round trip at the end, where
+    an error still raises); one at a time where libpq has no pipeline mode (before 14)."""
+    if _psycopg().Pipeline.is_supported():
+        return connection.pipeline()
+    return nullcontext()
 
 
 def lock_key(name: str) -> int:

@@ -298,17 +298,13 @@ class PgStore(PgSearch, PgChecks):
         with ``keep_before``, its chunks that start before that line stay (a transcript that only grew)."""
         front = json.dumps(record.frontmatter, default=str, ensure_ascii=False)
         with self._file_transaction() as conn:
-            old_title, inserted = conn.execute(
+            # The vector table's size comes back too (read after the namespace lock: a rebuild may change it).
+            old_title, inserted, dims = conn.execute(
                 "INSERT INTO files(ns, path, kind, date, hash, frontmatter, title) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (ns, path) DO UPDATE SET updated_at = now() RETURNING title, (xmax = 0)",
-                (self.ns, record.path, record.kind, record.date, record.hash, front, record.title),
+                "ON CONFLICT (ns, path) DO UPDATE SET updated_at = now() RETURNING title, (xmax = 0), "
+                "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions')",
+                (self.ns, record.path, record.kind, record.date, record.hash, front, record.title, self.ns),
             ).fetchone()
-            if not inserted:
-                conn.execute(
-                    "UPDATE files SET kind = %s, date = %s, hash = %s, frontmatter = %s, title = %s "
-                    "WHERE ns = %s AND path = %s",
-                    (record.kind, record.date, record.hash, front, record.title, self.ns, record.path),
-                )
             existing = conn.execute(
                 "SELECT id, start_line, end_line, hash || coalesce(date, ''), length FROM chunks "
                 "WHERE ns = %s AND path = %s AND start_line >= %s",
@@ -318,51 +314,58 @@ class PgStore(PgSearch, PgChecks):
             wanted = {(c.start_line, c.end_line, c.hash + (c.date or "")) for c in chunks}
             kept = {(s, e, h) for _, s, e, h, _ in existing if (s, e, h) in wanted} if same_title else set()
             gone = [(cid, length) for cid, s, e, h, length in existing if (s, e, h) not in kept]
-            if gone:
-                conn.execute("DELETE FROM chunks WHERE id = ANY(%s)", ([cid for cid, _ in gone],))
             fresh = [(c, v) for c, v in zip(chunks, vectors) if (c.start_line, c.end_line, c.hash + (c.date or "")) not in kept]
-            added_tokens = self._insert_chunks(conn, record, fresh)
-            self._write_stat(conn, record.path, record.stamp, indexed_at_ns)
-            conn.execute("DELETE FROM skipped WHERE ns = %s AND path = %s", (self.ns, record.path))
-            self._count(conn, len(fresh) - len(gone), added_tokens - sum(length for _, length in gone))
+            table = f"chunk_vectors_{int(dims)}" if dims and dims.isdigit() else None
+            with pg.pipeline(conn):  # the rest needs no answer: one round trip (errors still raise here)
+                if not inserted:
+                    conn.execute(
+                        "UPDATE files SET kind = %s, date = %s, hash = %s, frontmatter = %s, title = %s "
+                        "WHERE ns = %s AND path = %s",
+                        (record.kind, record.date, record.hash, front, record.title, self.ns, record.path),
+                    )
+                if gone:
+                    conn.execute("DELETE FROM chunks WHERE id = ANY(%s)", ([cid for cid, _ in gone],))
+                added_tokens = self._insert_chunks(conn, record, fresh, table)
+                self._write_stat(conn, record.path, record.stamp, indexed_at_ns)
+                conn.execute("DELETE FROM skipped WHERE ns = %s AND path = %s", (self.ns, record.path))
+                self._count(conn, len(fresh) - len(gone), added_tokens - sum(length for _, length in gone))
 
-    def _insert_chunks(self, conn: Any, record: FileRecord, items: Sequence[tuple[Chunk, np.ndarray]]) -> int:
+    def _insert_chunks(
+        self, conn: Any, record: FileRecord, items: Sequence[tuple[Chunk, np.ndarray]], table: str | None
+    ) -> int:
+        """One statement (one round trip) for a file's new chunks, their postings and their
+        vectors: the rows travel as arrays, each chunk takes its id from the sequence in
+        ``src`` (a CTE with a volatile function is computed once), and the postings and
+        vectors join it by the chunk's ordinal. Plain INSERTs, so row-level security and
+        the foreign keys (checked at the statement's end) hold as before."""
         if not items:
             return 0
         terms = [chunk_terms(chunk.text, chunk.heading, record.title) for chunk, _ in items]
-        cursor = conn.cursor()
-        cursor.executemany(
-            "INSERT INTO chunks(ns, path, start_line, end_line, heading, text, hash, oversized, length, date) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            [
-                (self.ns, record.path, c.start_line, c.end_line, c.heading, c.text, c.hash, c.oversized, length, c.date)
-                for (c, _), (_, length) in zip(items, terms)
-            ],
-            returning=True,
+        chunks = [c for c, _ in items]
+        posting_rows = [(term, i, f) for i, (freq, _) in enumerate(terms, 1) for term, f in freq.items()]
+        p_terms, p_ords, p_freqs = (list(column) for column in zip(*posting_rows)) if posting_rows else ([], [], [])
+        vectors = (
+            f", v AS (INSERT INTO {table}(chunk_id, ns, embedding) SELECT src.id, %(ns)s, e.v::vector "
+            "FROM unnest(%(vectors)s::text[]) WITH ORDINALITY AS e(v, ord) JOIN src USING (ord))"
+            if table is not None
+            else ""
         )
-        ids = []
-        while True:
-            ids.append(cursor.fetchone()[0])
-            if not cursor.nextset():
-                break
-        rows = [(term, cid, f, length) for cid, (freq, length) in zip(ids, terms) for term, f in freq.items()]
-        if self.access.owner:
-            with cursor.copy("COPY postings(term, ns, chunk_id, freq, length) FROM STDIN") as copy:
-                for term, cid, f, length in rows:
-                    copy.write_row((term, self.ns, cid, f, length))
-        elif rows:  # PostgreSQL refuses COPY FROM into a table with row-level security: one INSERT of arrays
-            columns = list(zip(*rows))
-            conn.execute(
-                "INSERT INTO postings(term, ns, chunk_id, freq, length) "
-                "SELECT t, %s, c, f, l FROM unnest(%s::text[], %s::bigint[], %s::real[], %s::int[]) AS u(t, c, f, l)",
-                (self.ns, list(columns[0]), list(columns[1]), list(columns[2]), list(columns[3])),
-            )
-        table = self._vec_table()
-        if table is not None:
-            cursor.executemany(
-                f"INSERT INTO {table}(chunk_id, ns, embedding) VALUES (%s, %s, %s::vector)",
-                [(cid, self.ns, vector_text(v)) for cid, (_, v) in zip(ids, items)],
-            )
+        conn.execute(
+            "WITH src AS (SELECT nextval('chunks_id_seq') AS id, u.* FROM unnest(%(starts)s::int[], %(ends)s::int[], "
+            "%(headings)s::text[], %(texts)s::text[], %(hashes)s::text[], %(oversized)s::bool[], %(lengths)s::int[], "
+            "%(dates)s::text[]) WITH ORDINALITY AS u(start_line, end_line, heading, text, hash, oversized, length, date, ord)), "
+            "c AS (INSERT INTO chunks(id, ns, path, start_line, end_line, heading, text, hash, oversized, length, date) "
+            "SELECT id, %(ns)s, %(path)s, start_line, end_line, heading, text, hash, oversized, length, date FROM src), "
+            "p AS (INSERT INTO postings(term, ns, chunk_id, freq, length) SELECT t.term, %(ns)s, src.id, t.freq, src.length "
+            "FROM unnest(%(p_terms)s::text[], %(p_ords)s::bigint[], %(p_freqs)s::real[]) AS t(term, ord, freq) "
+            f"JOIN src USING (ord)){vectors} SELECT 1",
+            {"ns": self.ns, "path": record.path, "starts": [c.start_line for c in chunks],
+             "ends": [c.end_line for c in chunks], "headings": [c.heading for c in chunks],
+             "texts": [c.text for c in chunks], "hashes": [c.hash for c in chunks],
+             "oversized": [bool(c.oversized) for c in chunks], "lengths": [length for _, length in terms],
+             "dates": [c.date for c in chunks], "p_terms": p_terms, "p_ords": p_ords, "p_freqs": p_freqs,
+             "vectors": [vector_text(v) for _, v in items]},
+        )  # fmt: skip
         return sum(length for _, length in terms)
 
     def _count(self, conn: Any, chunks: int, tokens: int) -> None:
