@@ -17,7 +17,6 @@ L2-normalise.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import time
@@ -114,7 +113,7 @@ def _unbound(folder: Path) -> str | None:
     for name, path in present.items():
         if stamps.get(name) == onnx_cache.stamp(path):
             continue
-        if _sha256(path) != digests[name]:
+        if onnx_cache.sha256_file(path) != digests[name]:
             return f"has a {name} that is not the one verified (its SHA-256 differs from the one recorded)"
         stamps[name], renewed = onnx_cache.stamp(path), True
     if renewed:
@@ -123,14 +122,6 @@ def _unbound(folder: Path) -> str | None:
         except OSError:
             pass  # a read-only cache: hashed again next time
     return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 
@@ -169,7 +160,7 @@ def _export_and_verify(files: ModelFiles, model, folder: Path) -> None:
             reason = f"exported model disagrees with torch (cosine {cosine:.6f} < {MIN_COSINE})"
             onnx_cache.write_json(folder / "failed.json", {"reason": reason})
             raise OnnxUnavailable(reason)
-        digest = _sha256(temporary)  # the bytes just verified
+        digest = onnx_cache.sha256_file(temporary)  # the bytes just verified
         os.replace(temporary, folder / "model.onnx")
         onnx_cache.write_json(folder / "check.json", {
             "min_cosine": cosine, "samples": len(SAMPLE), "export_version": EXPORT_VERSION,

@@ -20,7 +20,6 @@ variant indexes the same chunks. Quality and speed of each: README, "Faster mode
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -33,7 +32,7 @@ import numpy as np
 from indexer.errors import ModelError
 
 from .model_files import ModelFiles
-from .onnx_cache import model_name
+from .onnx_cache import model_name, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ def int8_model(export: Path) -> Path:
             quantize_dynamic(str(export), str(temporary), weight_type=QuantType.QInt8, per_channel=True)
         finally:
             root_logger.setLevel(level)
-        digest = _sha256(temporary)
+        digest = sha256_file(temporary)
         os.replace(temporary, target)
         record.write_text(digest + "\n")
     except Exception as exc:  # noqa: BLE001 - any quantiser error: a clear message, not a traceback
@@ -97,17 +96,9 @@ def int8_ready(export: Path) -> bool:
     """Whether the int8 form beside ``export`` is there and is the file that was made."""
     target, record = export.with_name(INT8_NAME), export.with_name(INT8_NAME + ".sha256")
     try:
-        return target.is_file() and record.read_text().strip() == _sha256(target)
+        return target.is_file() and record.read_text().strip() == sha256_file(target)
     except OSError:
         return False
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- static -------------------------------------------------------------------
