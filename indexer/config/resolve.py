@@ -88,18 +88,16 @@ def _boolean(value: Any, where: str) -> bool:
     raise ConfigError(f"{where}: expected true or false, got {value!r}")
 
 
-def _mode(value: Any, where: str) -> str:
-    text = _text(value, where)
-    if text not in MODES:
-        raise ConfigError(f"{where}: expected one of {', '.join(MODES)}, got {value!r}")
-    return text
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
+    """A parser of a text that must be one of ``choices`` (search mode, backend, model variant)."""
 
+    def parse(value: Any, where: str) -> str:
+        text = _text(value, where)
+        if text not in choices:
+            raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
+        return text
 
-def _backend(value: Any, where: str) -> str:
-    text = _text(value, where)
-    if text not in BACKENDS:
-        raise ConfigError(f"{where}: expected one of {', '.join(BACKENDS)}, got {value!r}")
-    return text
+    return parse
 
 
 def _threads(value: Any, where: str) -> int | str:
@@ -112,13 +110,6 @@ def _threads(value: Any, where: str) -> int | str:
     if number > MAX_THREADS:
         raise ConfigError(f"{where}: at most {MAX_THREADS}, got {number}")
     return number
-
-
-def _variant(value: Any, where: str) -> str:
-    text = _text(value, where)
-    if text not in VARIANTS:
-        raise ConfigError(f"{where}: expected one of {', '.join(VARIANTS)}, got {value!r}")
-    return text
 
 
 def _folders(value: Any, where: str) -> tuple[str, ...]:
@@ -173,18 +164,18 @@ KEYS: dict[str, Key] = {
         Key("root", _text, None, in_root_file=False),
         Key("db", _text, None),
         Key("model", _text, "model"),
-        Key("backend", _backend, "backend"),
+        Key("backend", _one_of(BACKENDS), "backend"),
         Key("embedding_url", _text, "embedding_url"),
         Key("embedding_model", _text, "embedding_model"),
         Key("embedding_max_tokens", _positive_int, "embedding_max_tokens"),
         Key("rerank_url", _text, "rerank_url"),
         Key("rerank_model", _text, "rerank_model"),
         Key("rerank_top", _limit, "rerank_top"),
-        Key("model_variant", _variant, "model_variant"),
+        Key("model_variant", _one_of(VARIANTS), "model_variant"),
         Key("daily_folders", _folders, "daily_folders"),
         Key("session_folders", _paths, "session_folders"),
         Key("session_tools", _boolean, "session_tools"),
-        Key("search_mode", _mode, "search_mode"),
+        Key("search_mode", _one_of(MODES), "search_mode"),
         Key("search_limit", _limit, "search_limit"),
         Key("search_budget_lines", _budget, "search_budget_lines"),
         Key("search_budget_tokens", _budget, "search_budget_tokens"),
