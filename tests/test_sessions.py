@@ -370,20 +370,7 @@ def test_the_watcher_picks_up_a_new_transcript_and_an_append(tmp_path: Path) -> 
     chats = tmp_path / "chats"
     chats.mkdir()
     settings = make_settings(root, session_folders=[str(chats)])
-    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:
-        watcher = Watcher(index, WatchOptions(debounce=0.05, max_wait=0.5))
-        thread = threading.Thread(target=watcher.run, daemon=True)
-        thread.start()
-        try:
-            assert watcher.ready.wait(10)
-            path = write(chats, "new.jsonl", jsonl({"role": "user", "content": "plant the tulip bulbs", "timestamp": 1}))
-            wait_for(lambda: watcher_found(settings, "tulip"))
-            with path.open("a") as handle:
-                handle.write(jsonl({"role": "assistant", "content": "the bulbs go in by the fence", "timestamp": 2}))
-            wait_for(lambda: watcher_found(settings, "fence"))
-        finally:
-            watcher.stop()
-            thread.join(10)
+    new_file_then_append(settings, chats, "new.jsonl", ("plant the tulip bulbs", "tulip"), ("the bulbs go in by the fence", "fence"))
 
 
 
@@ -394,20 +381,28 @@ def test_the_watcher_follows_a_session_folder_that_appears_after_it_started(tmp_
     root.mkdir()
     chats = tmp_path / "later" / "chats"
     settings = make_settings(root, session_folders=[str(chats)])
+    new_file_then_append(settings, chats, "first.jsonl", ("water the ferns", "ferns"), ("the orchids need less", "orchids"))
+
+def new_file_then_append(
+    settings: Settings, folder: Path, name: str, first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    """With a real watcher running: a new transcript ``name`` in ``folder`` (its message
+    ``first[0]``) is found by ``first[1]``, then an appended one by ``second[1]``."""
     with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:
         watcher = Watcher(index, WatchOptions(debounce=0.05, max_wait=0.5))
         thread = threading.Thread(target=watcher.run, daemon=True)
         thread.start()
         try:
             assert watcher.ready.wait(10)
-            path = write(chats, "first.jsonl", jsonl({"role": "user", "content": "water the ferns", "timestamp": 1}))
-            wait_for(lambda: watcher_found(settings, "ferns"))
+            path = write(folder, name, jsonl({"role": "user", "content": first[0], "timestamp": 1}))
+            wait_for(lambda: watcher_found(settings, first[1]))
             with path.open("a") as handle:
-                handle.write(jsonl({"role": "assistant", "content": "the orchids need less", "timestamp": 2}))
-            wait_for(lambda: watcher_found(settings, "orchids"))
+                handle.write(jsonl({"role": "assistant", "content": second[0], "timestamp": 2}))
+            wait_for(lambda: watcher_found(settings, second[1]))
         finally:
             watcher.stop()
             thread.join(10)
+
 
 def watcher_found(settings: Settings, word: str) -> bool:
     with open_index(settings, embedder=RecordingEmbedder()) as index:
