@@ -414,6 +414,11 @@ def make_embedder(settings: Settings) -> Embedder:
     if settings.embedding_url:
         if not settings.embedding_model:
             raise ConfigError("embedding_url needs embedding_model: the model's name on that server")
+        if settings.model_variant != "full":
+            raise ConfigError(
+                f"model_variant {settings.model_variant!r} applies to a local model, not to embedding_url's; "
+                "leave one of them out"
+            )
         return HttpEmbedder(
             settings.embedding_url, settings.embedding_model, batch_size=settings.embed_batch_size,
             max_tokens=settings.embedding_max_tokens,

@@ -145,3 +145,16 @@ def test_a_search_against_a_hung_server_answers_keyword_results_quickly(hung: st
             assert time.monotonic() - started < 2.0  # was 3 x 3 s here (3 x 30 s by default)
             assert results[0].path == "notes/boat.md" and "timed out" in (index.degraded or "")
     held.cancel()
+
+
+def test_a_local_model_variant_with_a_remote_model_is_a_one_line_error(tmp_path: Any) -> None:
+    """model_variant makes a local model faster; with embedding_url it would be ignored
+    silently, so the two together are refused, naming both."""
+    from indexer import make_settings
+    from indexer.api import make_embedder
+    from indexer.errors import ConfigError
+
+    remote = {"embedding_url": "http://127.0.0.1:9/v1", "embedding_model": "nomic-embed-text"}
+    with pytest.raises(ConfigError, match="model_variant 'int8' applies to a local model, not to embedding_url"):
+        make_embedder(make_settings(tmp_path, model_variant="int8", **remote))
+    assert make_embedder(make_settings(tmp_path, **remote)).model_id == "api:nomic-embed-text"
