@@ -47,8 +47,9 @@ from indexer import make_settings, open_index
 from indexer.cli.app import cli
 from indexer.config.settings import Settings
 from indexer.errors import IndexerError, LockedError
+from indexer.watch.events import PendingPaths, relevant_path
 from indexer.watch.state import STATUS_FILE_NAME, watcher_status
-from indexer.watch.watcher import PendingPaths, Watcher, WatchOptions, relevant_path
+from indexer.watch.watcher import Watcher, WatchOptions
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
