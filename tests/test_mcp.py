@@ -21,7 +21,8 @@ from mcp import Client
 from indexer import make_settings, open_index
 from indexer.config.settings import Settings
 from indexer.errors import ConfigError
-from indexer.serve.mcp import build_server, http_security, parse_http
+from indexer.serve.http import http_security, parse_http
+from indexer.serve.mcp import build_server
 from indexer.serve.service import IndexService
 from indexer.sources.read import read_target
 from indexer.watch.watcher import WatchOptions

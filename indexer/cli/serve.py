@@ -47,12 +47,13 @@ def mcp_command(
       memdex mcp --http 8765
     """
     from indexer.serve import mcp as server  # the SDK loads only for this command
+    from indexer.serve.http import is_loopback, parse_http
     from indexer.serve.service import IndexService
 
     settings = obj.settings()
     obj.warn_if_password_in_argv()
-    address = server.parse_http(http) if http else None
-    if address is not None and not server.is_loopback(address[0]):
+    address = parse_http(http) if http else None
+    if address is not None and not is_loopback(address[0]):
         if not allow_remote:
             raise click.UsageError(f"--http {http}: not a loopback address; add --allow-remote to serve the network")
         logging.getLogger("indexer.serve.mcp").warning(

@@ -14,7 +14,6 @@ Host and Origin checked against DNS rebinding.
 from __future__ import annotations
 
 import inspect
-import ipaddress
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -25,7 +24,6 @@ from typing import Annotated, Any, Literal
 import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError
 from typing_extensions import NotRequired, TypedDict  # pydantic needs this one before Python 3.12
@@ -39,6 +37,7 @@ from indexer.retrieval.search import SearchResult
 from indexer.sources.read import read_excerpt
 from indexer.sources.registry import is_source_file
 
+from .http import serve_http
 from .logs import log_like_memdex
 from .service import IndexService
 from .stdio import serve_stdio
@@ -49,7 +48,6 @@ SERVER_NAME = "memdex"
 DEFAULT_GET_LINES = 200
 MAX_GET_LINES = 2000
 MAX_RESULTS = 100
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 CITATION = re.compile(r"^(?P<path>.+?)#L(?P<start>\d+)(?:-L?(?P<end>\d+))?$")
 # A hit from another namespace (PostgreSQL) is cited as path#Lstart-Lend@namespace.
 FOREIGN_CITATION = re.compile(r"^(?P<cite>.+?#L\d+(?:-L?\d+)?)@(?P<namespace>.+)$")
@@ -380,43 +378,6 @@ def _get_target(path: str, start: int | None, count: int | None) -> tuple[str, i
     return path, start or 1, count or DEFAULT_GET_LINES
 
 
-def http_security(
-    host: str, *, allowed_origins: tuple[str, ...] = (), allowed_hosts: tuple[str, ...] = ()
-) -> TransportSecuritySettings:
-    """Host and Origin checks against DNS rebinding: loopback names always, plus ``host``
-    itself and ``allowed_hosts`` (names clients use to reach a wildcard address)."""
-    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
-    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
-    named_hosts = [h for h in (host, *allowed_hosts) if h not in LOOPBACK_HOSTS and h not in ("0.0.0.0", "::")]
-    for name in named_hosts:
-        named = f"[{name}]" if ":" in name else name
-        hosts.append(f"{named}:*")
-        origins.append(f"http://{named}:*")
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins + list(allowed_origins)
-    )
-
-
-def parse_http(value: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``[::1]:PORT`` or ``PORT`` (loopback)."""
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", value
-    host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"--http {value!r}: expected HOST:PORT with a port from 1 to 65535")
-    return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def serve(
     service: IndexService,
     *,
@@ -431,13 +392,6 @@ def serve(
         if http is None:
             anyio.run(serve_stdio, server)
             return
-        import uvicorn
-
-        host, port = http
-        app = server.streamable_http_app(transport_security=http_security(host, allowed_origins=allowed_origins, allowed_hosts=allowed_hosts), host=host)
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, log_level="warning")
-        if on_listening is not None:
-            on_listening(host, port)
-        anyio.run(uvicorn.Server(config).serve)
+        serve_http(server, http, allowed_origins=allowed_origins, allowed_hosts=allowed_hosts, on_listening=on_listening)
     finally:
         service.close()
