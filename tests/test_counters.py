@@ -22,6 +22,7 @@ from conftest import RecordingEmbedder, age_files, snapshot, write
 
 import indexer.api
 import indexer.cli.app
+import indexer.cli.write
 from indexer import make_settings, open_index
 from indexer.cli.app import cli
 from indexer.indexing.check import HEALTHY, check_index
@@ -226,7 +227,7 @@ def test_warnings_are_printed_after_the_progress_bar_not_over_it(root, settings)
         write(root, f"n-{n:02d}.md", f"# Note {n}\n\nfact {n}\n")
     write(root, "binary.md", BINARY)
     with terminal() as shown, open_index(settings, write=True, embedder=RecordingEmbedder()) as index:
-        report = indexer.cli.app._with_progress(index.sync, "indexing", False)
+        report = indexer.cli.write._with_progress(index.sync, "indexing", False)
     screen = shown.getvalue()
     assert report.skipped_with_warning == 1
     warning = "memdex: warning: binary.md: skipped"
