@@ -237,8 +237,9 @@ class MemoryIndex:
                 rerank_top=self.settings.rerank_top,
             )  # fmt: skip
         query_vector = None
-        if mode != "keyword" and self.store.meta().get("model"):
-            self._check_model()
+        meta = self.store.meta() if mode != "keyword" else {}
+        if meta.get("model"):
+            self._check_model(meta)
             try:
                 embed_query = getattr(self.embedder, "embed_query", None)  # a remote model: a short wait
                 query_vector = embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
@@ -364,8 +365,7 @@ class MemoryIndex:
         if not self.writable:
             raise ConfigError("this index was opened for reading; use open_index(settings, write=True) to change it")
 
-    def _check_model(self) -> None:
-        meta = self.store.meta()
+    def _check_model(self, meta: dict[str, str]) -> None:
         wanted = self.embedder.model_id
         if meta.get("model") != wanted or meta.get("chunker_version") != str(CHUNKER_VERSION):
             raise ModelError(

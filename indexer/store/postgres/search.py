@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,17 @@ from indexer.store.tokenizer import stems
 from .text import MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, parse_vector, vector_text
 
 
+@dataclass
+class SnapshotMemo:
+    """What one read snapshot (``PgStore.read_snapshot``) has read already: a search asks for
+    its namespaces' totals, the vector table and its terms' counts more than once, and inside
+    one REPEATABLE READ snapshot the answers cannot change."""
+
+    counts: dict[str, int] = field(default_factory=dict)  # term -> chunks holding it
+    totals: tuple[int, int, str | None] | None = None  # (chunks, tokens, vector table)
+    ids: list[int] | None = None  # search_ids()
+
+
 class PgSearch:
     """The search half of ``PgStore`` (which provides ``connection``, ``ns``,
     ``search_ids``, ``read_snapshot`` and ``_vec_table``)."""
@@ -25,19 +37,21 @@ class PgSearch:
     connection: Any
     ns: int
     unknown_namespace: Any  # name -> the error for a namespace this role cannot see
-    _snapshot_counts: dict[str, int] | None = None  # term -> chunks holding it, within one read snapshot
+    _snapshot: SnapshotMemo | None = None  # inside a read snapshot: what it has read already
 
     def vector_candidates(
         self, vector: np.ndarray, limit: int, *, only: Sequence[int] | None = None
     ) -> list[tuple[int, float]]:
         """(chunk id, cosine) of the nearest chunks in the searched namespaces: HNSW with
-        ``ef_search`` >= ``limit``; with ``only``, an exact scan of those chunks."""
-        table = self._vec_table()
-        if table is None or (only is not None and not only) or limit < 1:
+        ``ef_search`` a quarter above ``limit``; with ``only``, an exact scan of those chunks."""
+        if (only is not None and not only) or limit < 1:
             return []
         query = vector_text(vector)
         conn = self.connection
         with self.read_snapshot():
+            table = self._totals()[2]
+            if table is None:
+                return []
             if isinstance(only, FilteredChunks):  # exact: every allowed chunk, scanned on the server
                 sql, params = self._filtered(only.filters, vectors=table)
                 rows = conn.execute(
@@ -52,15 +66,27 @@ class PgSearch:
                     (query, [int(i) for i in only], limit),
                 ).fetchall()
             else:
-                conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(limit, MAX_EF_SEARCH))}")
-                conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-                rows = conn.execute(
-                    f"SELECT chunk_id, 1 - (embedding <=> %s::vector) FROM {table} "
-                    "WHERE ns = ANY(%s) ORDER BY embedding <=> %s::vector LIMIT %s",
-                    (query, self.search_ids(), query, limit),
-                ).fetchall()
+                rows = self._hnsw_nearest(table, query, limit)
         return [(int(cid), float(cosine)) for cid, cosine in rows]
 
+    def _hnsw_nearest(self, table: str, query: str, limit: int) -> list[tuple[int, float]]:
+        """The HNSW index scan, its two settings and the query sent as one simple-protocol
+        string: one round trip. Only numbers are spliced in (``vector_text`` writes digits,
+        signs, dots, exponents and commas; the ids and sizes are ints).
+
+        ``ef_search`` is a quarter above ``limit``: other namespaces' vectors and dead ones
+        (rows replaced since the last VACUUM) take places in the candidate list, and refilling
+        it with the iterative scan costs more than the wider first search (bench_pg_search.py)."""
+        ef = max(40, min(limit + limit // 4, MAX_EF_SEARCH))
+        ids = ",".join(str(int(i)) for i in self.search_ids())
+        cursor = self.connection.execute(
+            f"SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = strict_order; "
+            f"SELECT chunk_id, 1 - (embedding <=> '{query}'::vector) FROM {table} WHERE ns = ANY('{{{ids}}}') "
+            f"ORDER BY embedding <=> '{query}'::vector LIMIT {int(limit)}"
+        )
+        cursor.nextset()  # past the two SETs' results
+        cursor.nextset()
+        return cursor.fetchall()
     def vectors_by_pairs(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
         return self.vectors_of([chunk_id for chunk_id, _ in pairs])
 
@@ -91,24 +117,37 @@ class PgSearch:
     def term_document_counts(self, terms: Sequence[str]) -> tuple[int, dict[str, int]]:
         """(chunks in the searched namespaces, chunks containing each stemmed term); inside a
         read snapshot each term is counted once (counting a common term reads all its postings)."""
-        ids = self.search_ids()
-        (total,) = self.connection.execute(
-            "SELECT coalesce(sum(chunk_count), 0)::bigint FROM namespaces WHERE id = ANY(%s)", (ids,)
-        ).fetchone()
+        total = self._totals()[0]
         wanted = set(terms)
-        memo = self._snapshot_counts
+        memo = self._snapshot.counts if self._snapshot is not None else None
         missing = wanted if memo is None else wanted - memo.keys()
         counts: dict[str, int] = {}
         if missing:
             rows = self.connection.execute(
                 "SELECT term, count(*) FROM postings WHERE term = ANY(%s) AND ns = ANY(%s) GROUP BY term",
-                (list(missing), ids),
+                (list(missing), self.search_ids()),
             )
             counts = {term: int(count) for term, count in rows}
         if memo is None:
-            return int(total), counts
+            return total, counts
         memo.update((term, counts.get(term, 0)) for term in missing)
-        return int(total), {term: memo[term] for term in wanted if memo[term]}
+        return total, {term: memo[term] for term in wanted if memo[term]}
+
+    def _totals(self) -> tuple[int, int, str | None]:
+        """(chunks, tokens) of the searched namespaces and this namespace's vector table
+        (None: no vectors), in one statement; read once per read snapshot."""
+        memo = self._snapshot
+        if memo is not None and memo.totals is not None:
+            return memo.totals
+        chunks, tokens, dims = self.connection.execute(
+            "SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint, "
+            "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions') FROM namespaces WHERE id = ANY(%s)",
+            (self.ns, self.search_ids()),
+        ).fetchone()
+        totals = (int(chunks), int(tokens), f"chunk_vectors_{int(dims)}" if dims and dims.isdigit() else None)
+        if memo is not None:
+            memo.totals = totals
+        return totals
 
     def keyword_candidates(
         self, terms: Sequence[str], limit: int, *, filters: SearchFilters | None = None
@@ -118,10 +157,7 @@ class PgSearch:
         if not lexemes:
             return []
         ids = self.search_ids()
-        total, tokens = self.connection.execute(
-            "SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint FROM namespaces WHERE id = ANY(%s)",
-            (ids,),
-        ).fetchone()
+        total, tokens, _ = self._totals()
         if not total:
             return []
         _, counts = self.term_document_counts(lexemes)

@@ -34,7 +34,7 @@ from . import connection as pg
 from .access import Access, access_of, may_write, readable_names
 from .cache import PgEmbeddingCache
 from .checks import PgChecks
-from .search import FilteredChunks, PgSearch
+from .search import FilteredChunks, PgSearch, SnapshotMemo
 from .text import ALL, chunk_terms, under_clause, vector_text
 
 __all__ = ["FilteredChunks", "PgEmbeddingCache", "PgStore"]
@@ -139,15 +139,22 @@ class PgStore(PgSearch, PgChecks):
         """Namespace ids a search covers: this one, the named ones, or every one ("*")."""
         if not self._search_names:
             return [self.ns]
+        memo = self._snapshot
+        if memo is not None and memo.ids is not None:  # read once per read snapshot
+            return list(memo.ids)
         if ALL in self._search_names:
-            return [row[0] for row in self.connection.execute("SELECT id FROM namespaces ORDER BY id")]
-        rows = self.connection.execute(
-            "SELECT id, name FROM namespaces WHERE name = ANY(%s) ORDER BY id", (list(self._search_names),)
-        ).fetchall()
-        missing = sorted(set(self._search_names) - {name for _, name in rows})
-        if missing:
-            raise self.unknown_namespace(missing[0])
-        return [row[0] for row in rows]
+            ids = [row[0] for row in self.connection.execute("SELECT id FROM namespaces ORDER BY id")]
+        else:
+            rows = self.connection.execute(
+                "SELECT id, name FROM namespaces WHERE name = ANY(%s) ORDER BY id", (list(self._search_names),)
+            ).fetchall()
+            missing = sorted(set(self._search_names) - {name for _, name in rows})
+            if missing:
+                raise self.unknown_namespace(missing[0])
+            ids = [row[0] for row in rows]
+        if memo is not None:
+            memo.ids = ids
+        return list(ids)
 
     def unknown_namespace(self, name: str) -> ConfigError:
         """The error for a namespace this role cannot see: it does not exist, or was not granted."""
@@ -179,13 +186,12 @@ class PgStore(PgSearch, PgChecks):
         if conn.info.transaction_status != 0:  # already inside a transaction
             yield
             return
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            self._snapshot_counts = {}  # a search asks for its terms' counts more than once
+        with pg.repeatable_read(conn):  # BEGIN ISOLATION LEVEL REPEATABLE READ: one statement
+            self._snapshot = SnapshotMemo()  # what a search asks for more than once, read once
             try:
                 yield
             finally:
-                self._snapshot_counts = None
+                self._snapshot = None
 
     @contextmanager
     def _file_transaction(self) -> Iterator[Any]:
