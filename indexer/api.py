@@ -248,9 +248,12 @@ class MemoryIndex:
                 self.degraded, mode = f"{exc}; keyword results only", "keyword"
         with self.engine.search_snapshot():  # one read snapshot: ids found are the ids read back
             vectors = self._vector_source() if query_vector is not None else None
-            if mode == "hybrid" and isinstance(vectors, NumpyVectors) and not (filters and filters.narrows_candidates):
+            if mode == "hybrid" and vectors is not None and not (filters and filters.narrows_candidates):
                 pool = max(CANDIDATES, limit, budget_candidates(budget) if budget is not None else 0)
-                vectors = Prefetched(vectors, self._worker(), query_vector, pool)  # overlaps the keyword query
+                if isinstance(vectors, NumpyVectors):
+                    vectors = Prefetched(vectors, self._worker(), query_vector, pool)  # overlaps the keyword query
+                else:  # the engine's own index, in parallel where it can (PostgreSQL: a second connection)
+                    vectors = self.engine.start_nearest(vectors, query_vector, pool)
             return run_search(
                 self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors, filters=filters,
                 budget=budget, ranking=ranking,

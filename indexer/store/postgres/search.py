@@ -28,6 +28,7 @@ class SnapshotMemo:
     counts: dict[str, int] = field(default_factory=dict)  # term -> chunks holding it
     totals: tuple[int, int, str | None] | None = None  # (chunks, tokens, vector table)
     ids: list[int] | None = None  # search_ids()
+    exported: str | None = None  # pg_export_snapshot(): the id a second connection imports (parallel.py)
 
 
 class PgSearch:
@@ -70,23 +71,29 @@ class PgSearch:
         return [(int(cid), float(cosine)) for cid, cosine in rows]
 
     def _hnsw_nearest(self, table: str, query: str, limit: int) -> list[tuple[int, float]]:
-        """The HNSW index scan, its two settings and the query sent as one simple-protocol
-        string: one round trip. Only numbers are spliced in (``vector_text`` writes digits,
-        signs, dots, exponents and commas; the ids and sizes are ints).
-
-        ``ef_search`` is a quarter above ``limit``: other namespaces' vectors and dead ones
-        (rows replaced since the last VACUUM) take places in the candidate list, and refilling
-        it with the iterative scan costs more than the wider first search (bench_pg_search.py)."""
-        ef = max(40, min(limit + limit // 4, MAX_EF_SEARCH))
-        ids = ",".join(str(int(i)) for i in self.search_ids())
-        cursor = self.connection.execute(
-            f"SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = strict_order; "
-            f"SELECT chunk_id, 1 - (embedding <=> '{query}'::vector) FROM {table} WHERE ns = ANY('{{{ids}}}') "
-            f"ORDER BY embedding <=> '{query}'::vector LIMIT {int(limit)}"
-        )
+        """The HNSW index scan with its two settings: one round trip (``hnsw_sql``)."""
+        cursor = self.connection.execute(hnsw_sql(table, query, self.search_ids(), limit))
         cursor.nextset()  # past the two SETs' results
         cursor.nextset()
         return cursor.fetchall()
+
+    def nearest_job(self, vector: np.ndarray, limit: int) -> tuple[str, str] | None:
+        """Inside a read snapshot: (this snapshot's id, the SQL of its HNSW scan) for a second
+        connection to run in parallel (parallel.py), or None when there is nothing to scan.
+        The snapshot is exported by the statement that reads the totals, so it costs none."""
+        memo = self._snapshot
+        if memo is None or limit < 1:
+            return None
+        if memo.exported is None:
+            if memo.totals is None:
+                self._totals(export=True)
+            else:
+                (memo.exported,) = self.connection.execute("SELECT pg_export_snapshot()").fetchone()
+        table = self._totals()[2]
+        if table is None:
+            return None
+        return str(memo.exported), hnsw_sql(table, vector_text(vector), self.search_ids(), limit)
+
     def vectors_by_pairs(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
         return self.vectors_of([chunk_id for chunk_id, _ in pairs])
 
@@ -133,20 +140,25 @@ class PgSearch:
         memo.update((term, counts.get(term, 0)) for term in missing)
         return total, {term: memo[term] for term in wanted if memo[term]}
 
-    def _totals(self) -> tuple[int, int, str | None]:
+    def _totals(self, *, export: bool = False) -> tuple[int, int, str | None]:
         """(chunks, tokens) of the searched namespaces and this namespace's vector table
-        (None: no vectors), in one statement; read once per read snapshot."""
+        (None: no vectors), in one statement; read once per read snapshot (``export``:
+        the statement also exports the snapshot, for ``nearest_job``)."""
         memo = self._snapshot
         if memo is not None and memo.totals is not None:
             return memo.totals
-        chunks, tokens, dims = self.connection.execute(
+        row = self.connection.execute(
             "SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint, "
-            "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions') FROM namespaces WHERE id = ANY(%s)",
+            "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions')"
+            f"{', pg_export_snapshot()' if export else ''} FROM namespaces WHERE id = ANY(%s)",
             (self.ns, self.search_ids()),
         ).fetchone()
+        chunks, tokens, dims = row[:3]
         totals = (int(chunks), int(tokens), f"chunk_vectors_{int(dims)}" if dims and dims.isdigit() else None)
         if memo is not None:
             memo.totals = totals
+            if export:
+                memo.exported = row[3]
         return totals
 
     def keyword_candidates(
@@ -211,6 +223,23 @@ class PgSearch:
             "SELECT start_line, end_line, text FROM chunks WHERE ns = %s AND path = %s ORDER BY start_line",
             (found[0], path),
         ).fetchall()
+
+
+def hnsw_sql(table: str, query: str, ids: Sequence[int], limit: int) -> str:
+    """Two SETs and the HNSW index scan as one simple-protocol string: one round trip, its
+    rows the third result. Only numbers are spliced in (``vector_text`` writes digits, signs,
+    dots, exponents and commas; the ids and sizes are ints).
+
+    ``ef_search`` is a quarter above ``limit``: other namespaces' vectors and dead ones (rows
+    replaced since the last VACUUM) take places in the candidate list, and refilling it with
+    the iterative scan cost more than the wider first search (bench/bench_pg_search.py)."""
+    ef = max(40, min(limit + limit // 4, MAX_EF_SEARCH))
+    namespaces = ",".join(str(int(i)) for i in ids)
+    return (
+        f"SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = strict_order; "
+        f"SELECT chunk_id, 1 - (embedding <=> '{query}'::vector) FROM {table} WHERE ns = ANY('{{{namespaces}}}') "
+        f"ORDER BY embedding <=> '{query}'::vector LIMIT {int(limit)}"
+    )
 
 
 class FilteredChunks(Sequence[int]):
