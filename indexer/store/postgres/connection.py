@@ -235,20 +235,6 @@ def pipeline(connection: Any) -> Any:
     return nullcontext()
 
 
-@contextmanager
-def repeatable_read(connection: Any) -> Iterator[None]:
-    """A REPEATABLE READ transaction begun in one statement (``BEGIN ISOLATION LEVEL
-    REPEATABLE READ``, not BEGIN then SET TRANSACTION); the connection's level is put back after."""
-    level = connection.isolation_level
-    connection.isolation_level = _psycopg().IsolationLevel.REPEATABLE_READ  # no round trip: read at BEGIN
-    try:
-        with connection.transaction():
-            yield
-    finally:
-        if connection.info.transaction_status == 0:  # idle (not a lost connection, which is replaced)
-            connection.isolation_level = level
-
-
 def lock_key(name: str) -> int:
     """A stable 32-bit advisory lock key for a name (a namespace, or the schema)."""
     return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=4).digest(), "big", signed=True)

@@ -38,6 +38,7 @@ class PgSearch:
     connection: Any
     ns: int
     unknown_namespace: Any  # name -> the error for a namespace this role cannot see
+    _search_names: tuple[str, ...]  # the namespaces searched by name ("*": all); empty: this one
     _snapshot: SnapshotMemo | None = None  # inside a read snapshot: what it has read already
 
     def vector_candidates(
@@ -140,6 +141,23 @@ class PgSearch:
         memo.update((term, counts.get(term, 0)) for term in missing)
         return total, {term: memo[term] for term in wanted if memo[term]}
 
+    def _begin_snapshot(self) -> None:
+        """BEGIN the read snapshot; searching this namespace alone (the usual case), in the
+        same round trip read its totals and export the snapshot (``_totals``, ``nearest_job``):
+        one simple-protocol string, only ints spliced in."""
+        memo = self._snapshot
+        if self._search_names or memo is None:  # other namespaces: their ids are read inside the snapshot
+            self.connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            return
+        ns = int(self.ns)
+        cursor = self.connection.execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT coalesce(sum(chunk_count), 0)::bigint, "
+            f"coalesce(sum(token_count), 0)::bigint, (SELECT value FROM meta WHERE ns = {ns} AND key = 'vec_dimensions'), "
+            f"pg_export_snapshot() FROM namespaces WHERE id = {ns}"
+        )
+        cursor.nextset()  # past BEGIN's result
+        self._remember_totals(cursor.fetchone(), export=True)
+
     def _totals(self, *, export: bool = False) -> tuple[int, int, str | None]:
         """(chunks, tokens) of the searched namespaces and this namespace's vector table
         (None: no vectors), in one statement; read once per read snapshot (``export``:
@@ -153,8 +171,12 @@ class PgSearch:
             f"{', pg_export_snapshot()' if export else ''} FROM namespaces WHERE id = ANY(%s)",
             (self.ns, self.search_ids()),
         ).fetchone()
+        return self._remember_totals(row, export=export)
+
+    def _remember_totals(self, row: Any, *, export: bool) -> tuple[int, int, str | None]:
         chunks, tokens, dims = row[:3]
         totals = (int(chunks), int(tokens), f"chunk_vectors_{int(dims)}" if dims and dims.isdigit() else None)
+        memo = self._snapshot
         if memo is not None:
             memo.totals = totals
             if export:

@@ -186,12 +186,18 @@ class PgStore(PgSearch, PgChecks):
         if conn.info.transaction_status != 0:  # already inside a transaction
             yield
             return
-        with pg.repeatable_read(conn):  # BEGIN ISOLATION LEVEL REPEATABLE READ: one statement
-            self._snapshot = SnapshotMemo()  # what a search asks for more than once, read once
-            try:
-                yield
-            finally:
-                self._snapshot = None
+        self._snapshot = SnapshotMemo()  # what a search asks for more than once, read once
+        try:
+            self._begin_snapshot()  # BEGIN ISOLATION LEVEL REPEATABLE READ, with the totals: one round trip
+            yield
+        except BaseException:
+            if conn.info.transaction_status in (2, 3):  # in a transaction, failed or not (not a lost connection)
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+        finally:
+            self._snapshot = None
 
     @contextmanager
     def _file_transaction(self) -> Iterator[Any]:
