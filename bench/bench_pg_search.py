@@ -18,7 +18,8 @@ one searcher process of that side runs ``MemoryIndex.search`` (hybrid, the defau
 ranking, the precomputed query vector: the embedding is excluded) for ``--seconds``, each query
 on SQLite and then on PostgreSQL, so both engines see the same load. Reported per engine:
 p50 / p95 / mean ms; the PostgreSQL ÷ SQLite ratios; and the statements a PostgreSQL search
-sends (psycopg cursor calls, counted in a pass before the timing; BEGIN and COMMIT not included).
+sends (psycopg cursor calls on both its connections, counted in a pass before the timing; a
+BEGIN or COMMIT sent by psycopg's ``transaction()``, as the base commit does, is not one).
 """
 
 from __future__ import annotations
