@@ -6,7 +6,8 @@ and reading chunks back.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from indexer.retrieval.filters import SearchFilters
 from indexer.store.records import BM25_B, BM25_K1, ChunkRow
 from indexer.store.tokenizer import stems
 
-from .text import MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, parse_vector, vector_text
+from .text import ALL, MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, parse_vector, vector_text
 
 
 @dataclass
@@ -32,14 +33,53 @@ class SnapshotMemo:
 
 
 class PgSearch:
-    """The search half of ``PgStore`` (which provides ``connection``, ``ns``,
-    ``search_ids``, ``read_snapshot`` and ``_vec_table``)."""
+    """The search half of ``PgStore`` (which provides ``connection``, ``ns``, ``unknown_namespace``
+    and ``_vec_table``)."""
 
     connection: Any
     ns: int
     unknown_namespace: Any  # name -> the error for a namespace this role cannot see
     _search_names: tuple[str, ...]  # the namespaces searched by name ("*": all); empty: this one
     _snapshot: SnapshotMemo | None = None  # inside a read snapshot: what it has read already
+
+    def search_ids(self) -> list[int]:
+        """Namespace ids a search covers: this one, the named ones, or every one ("*")."""
+        if not self._search_names:
+            return [self.ns]
+        memo = self._snapshot
+        if memo is not None and memo.ids is not None:  # read once per read snapshot
+            return list(memo.ids)
+        if ALL in self._search_names:
+            ids = [row[0] for row in self.connection.execute("SELECT id FROM namespaces ORDER BY id")]
+        else:
+            rows = self.connection.execute(
+                "SELECT id, name FROM namespaces WHERE name = ANY(%s) ORDER BY id", (list(self._search_names),)
+            ).fetchall()
+            missing = sorted(set(self._search_names) - {name for _, name in rows})
+            if missing:
+                raise self.unknown_namespace(missing[0])
+            ids = [row[0] for row in rows]
+        if memo is not None:
+            memo.ids = ids
+        return list(ids)
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        conn = self.connection
+        if conn.info.transaction_status != 0:  # already inside a transaction
+            yield
+            return
+        self._snapshot = SnapshotMemo()  # what a search asks for more than once, read once
+        try:
+            self._begin_snapshot()  # BEGIN ISOLATION LEVEL REPEATABLE READ, with the totals: one round trip
+            yield
+        except BaseException:
+            if conn.info.transaction_status in (2, 3):  # in a transaction, failed or not (not a lost connection)
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+        finally:
+            self._snapshot = None
 
     def vector_candidates(
         self, vector: np.ndarray, limit: int, *, only: Sequence[int] | None = None
