@@ -19,7 +19,9 @@ ranking, the precomputed query vector: the embedding is excluded) for ``--second
 on SQLite and then on PostgreSQL, so both engines see the same load. Reported per engine:
 p50 / p95 / mean ms; the PostgreSQL ÷ SQLite ratios; and the statements a PostgreSQL search
 sends (psycopg cursor calls on both its connections, counted in a pass before the timing; a
-BEGIN or COMMIT sent by psycopg's ``transaction()``, as the base commit does, is not one).
+BEGIN or COMMIT sent by psycopg's ``transaction()``, as the base commit does, is not one); and
+the CPU time per search: the searcher process's for each engine, and the PostgreSQL server
+processes serving its connection(s), from /proc (0 when the server is not local).
 """
 
 from __future__ import annotations
@@ -75,18 +77,39 @@ def searcher(job: dict[str, Any]) -> dict[str, Any]:
             pg.search(query)
         psycopg.Cursor.execute = original  # type: ignore[method-assign]
         statements = sent[0] / min(40, len(queries))
+        side = getattr(getattr(pg.engine, "vector_side", None), "_conn", None)  # this tree's second connection
+        backends = [pg.store.connection.info.backend_pid] + ([side.info.backend_pid] if side is not None else [])
         _wait_for_go()
         samples: dict[str, list[float]] = {"sqlite": [], "postgresql": []}
+        client_cpu = {"sqlite": 0.0, "postgresql": 0.0}
+        server_before = sum(backend_cpu(pid) for pid in backends)
         deadline = time.perf_counter() + job["seconds"]
         i = 0
         while time.perf_counter() < deadline:
             query = queries[i % len(queries)]
             i += 1
             for name, index in (("sqlite", lite), ("postgresql", pg)):
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 index.search(query)
                 samples[name].append((time.perf_counter() - started) * 1000)
-    return {"samples_ms": samples, "statements_per_search": round(statements, 1)}
+                client_cpu[name] += time.process_time() - cpu
+        server = sum(backend_cpu(pid) for pid in backends) - server_before
+    n = len(samples["postgresql"])
+    cpu_ms = {
+        "sqlite": round(client_cpu["sqlite"] / n * 1000, 2),
+        "postgresql_client": round(client_cpu["postgresql"] / n * 1000, 2),
+        "postgresql_server": round(server / n * 1000, 2),  # the search's backends (one or two)
+    }
+    return {"samples_ms": samples, "statements_per_search": round(statements, 1), "cpu_ms_per_search": cpu_ms}
+
+
+def backend_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a local server process has used, from /proc (0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- parent ----------------------------------------------------------------------------------
@@ -150,6 +173,7 @@ def run_phase(
         k: round(pg[k] / lite[k], 2) for k in ("p50_ms", "p95_ms", "mean_ms")
     }
     out["statements_per_search"] = found["statements_per_search"]
+    out["cpu_ms_per_search"] = found["cpu_ms_per_search"]
     if writers:
         synced = sum(len(w["sync_ms"]) for w in results[1:])
         out["writers_files_synced_per_second"] = round(
@@ -256,14 +280,14 @@ def main() -> None:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    print(
-        f"\n{'side / phase':22}{'SQLite p50/mean':>18}{'PG p50/mean':>16}{'PG÷SQLite p50/mean':>22}{'statements':>12}"
-    )
+    head = f"{'side / phase':22}{'SQLite p50/mean':>18}{'PG p50/mean':>16}{'PG÷SQLite p50/mean':>22}{'statements':>12}"
+    print(f"\n{head}{'CPU ms: SQLite | PG client + server':>38}")
     for run in results["runs"]:
-        lite, pg, ratio = run["sqlite"], run["postgresql"], run["ratio"]
+        lite, pg, ratio, cpu = run["sqlite"], run["postgresql"], run["ratio"], run["cpu_ms_per_search"]
         print(f"{run['side'] + str(run['round']) + ' ' + run['phase']:22}"
               f"{lite['p50_ms']:>9.1f} /{lite['mean_ms']:>6.1f}{pg['p50_ms']:>9.1f} /{pg['mean_ms']:>5.1f}"
-              f"{ratio['p50_ms']:>14.2f} /{ratio['mean_ms']:>5.2f}{run['statements_per_search']:>12}")  # fmt: skip
+              f"{ratio['p50_ms']:>14.2f} /{ratio['mean_ms']:>5.2f}{run['statements_per_search']:>12}"
+              f"{cpu['sqlite']:>14.1f} | {cpu['postgresql_client']:.1f} + {cpu['postgresql_server']:.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":
