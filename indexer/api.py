@@ -237,8 +237,9 @@ class MemoryIndex:
                 rerank_top=self.settings.rerank_top,
             )  # fmt: skip
         query_vector = None
-        if mode != "keyword" and self.store.meta().get("model"):
-            self._check_model()
+        meta = self.store.meta() if mode != "keyword" else {}
+        if meta.get("model"):
+            self._check_model(meta)
             try:
                 embed_query = getattr(self.embedder, "embed_query", None)  # a remote model: a short wait
                 query_vector = embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
@@ -247,9 +248,12 @@ class MemoryIndex:
                 self.degraded, mode = f"{exc}; keyword results only", "keyword"
         with self.engine.search_snapshot():  # one read snapshot: ids found are the ids read back
             vectors = self._vector_source() if query_vector is not None else None
-            if mode == "hybrid" and isinstance(vectors, NumpyVectors) and not (filters and filters.narrows_candidates):
+            if mode == "hybrid" and vectors is not None and not (filters and filters.narrows_candidates):
                 pool = max(CANDIDATES, limit, budget_candidates(budget) if budget is not None else 0)
-                vectors = Prefetched(vectors, self._worker(), query_vector, pool)  # overlaps the keyword query
+                if isinstance(vectors, NumpyVectors):
+                    vectors = Prefetched(vectors, self._worker(), query_vector, pool)  # overlaps the keyword query
+                else:  # the engine's own index, in parallel where it can (PostgreSQL: a second connection)
+                    vectors = self.engine.start_nearest(vectors, query_vector, pool)
             return run_search(
                 self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors, filters=filters,
                 budget=budget, ranking=ranking,
@@ -364,8 +368,7 @@ class MemoryIndex:
         if not self.writable:
             raise ConfigError("this index was opened for reading; use open_index(settings, write=True) to change it")
 
-    def _check_model(self) -> None:
-        meta = self.store.meta()
+    def _check_model(self, meta: dict[str, str]) -> None:
         wanted = self.embedder.model_id
         if meta.get("model") != wanted or meta.get("chunker_version") != str(CHUNKER_VERSION):
             raise ModelError(

@@ -115,6 +115,12 @@ class Engine(Protocol):
         """One read snapshot for a whole search: the ids found are the ids read back."""
         ...
 
+    def start_nearest(self, source: Any, query: Any, k: int) -> Any:
+        """Inside ``search_snapshot``: a vector source (``source`` or one wrapping it) whose
+        ``nearest(query, k)`` may already be running in that snapshot while the keyword
+        half runs (PostgreSQL: a second connection); ``source`` itself where it cannot."""
+        ...
+
     def rebuild(self, build: Build[Report], cache: VectorCache) -> Report:
         """Fill a fresh store with ``build`` and put it in place at once: searches
         see the old rows until then; a failed build leaves the index as it was."""

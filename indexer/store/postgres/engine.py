@@ -21,6 +21,7 @@ from indexer.store.protocols import Build, VectorCache
 from . import access
 from . import connection as pg
 from .cache import PgEmbeddingCache
+from .parallel import StartedScan, VectorSide
 from .store import PgStore
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class PgEngine:
     def __init__(self, settings: Settings, store: PgStore) -> None:
         self.settings = settings
         self.store = store
+        self.vector_side = VectorSide(store.url)  # a hybrid search's HNSW scan, in parallel (parallel.py)
 
     def open_cache(self, *, model_id: str, dimensions: int) -> PgEmbeddingCache:
         return PgEmbeddingCache(self.store, model_id=model_id, dimensions=dimensions)
@@ -62,6 +64,12 @@ class PgEngine:
 
     def search_snapshot(self) -> Any:
         return self.store.read_snapshot()
+
+    def start_nearest(self, source: Any, query: Any, k: int) -> Any:
+        """Inside the search snapshot: ``source`` with its scan for ``query`` already running
+        on the second connection, in this snapshot, while the keyword half runs on the first."""
+        future = self.vector_side.start(self.store, query, k)
+        return source if future is None else StartedScan(source, future, query, k)
 
     def rebuild(self, build: Build[Report], cache: VectorCache) -> Report:
         """Re-index the namespace in one transaction, holding its advisory lock:
@@ -97,7 +105,7 @@ class PgEngine:
 
     def reconnected(self, exc: BaseException) -> bool:
         """A connection the server dropped (a restart) is replaced on next use."""
-        if isinstance(exc, StorageError) and self.store.lost_connection():
+        if isinstance(exc, StorageError) and (self.store.lost_connection() or self.vector_side.lost_connection()):
             log.info("the PostgreSQL connection was lost; reconnecting")
             return True
         return False
@@ -127,6 +135,7 @@ class PgEngine:
         return self.store.stored_lines(namespace, path)
 
     def close(self) -> None:
+        self.vector_side.close()
         self.store.close()
 
 

@@ -6,7 +6,9 @@ and reading chunks back.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,29 +17,83 @@ from indexer.retrieval.filters import SearchFilters
 from indexer.store.records import BM25_B, BM25_K1, ChunkRow
 from indexer.store.tokenizer import stems
 
-from .text import MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, parse_vector, vector_text
+from .text import ALL, MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, parse_vector, vector_text
+
+
+@dataclass
+class SnapshotMemo:
+    """What one read snapshot (``PgStore.read_snapshot``) has read already: a search asks for
+    its namespaces' totals, the vector table and its terms' counts more than once, and inside
+    one REPEATABLE READ snapshot the answers cannot change."""
+
+    counts: dict[str, int] = field(default_factory=dict)  # term -> chunks holding it
+    totals: tuple[int, int, str | None] | None = None  # (chunks, tokens, vector table)
+    ids: list[int] | None = None  # search_ids()
+    exported: str | None = None  # pg_export_snapshot(): the id a second connection imports (parallel.py)
 
 
 class PgSearch:
-    """The search half of ``PgStore`` (which provides ``connection``, ``ns``,
-    ``search_ids``, ``read_snapshot`` and ``_vec_table``)."""
+    """The search half of ``PgStore`` (which provides ``connection``, ``ns``, ``unknown_namespace``
+    and ``_vec_table``)."""
 
     connection: Any
     ns: int
     unknown_namespace: Any  # name -> the error for a namespace this role cannot see
-    _snapshot_counts: dict[str, int] | None = None  # term -> chunks holding it, within one read snapshot
+    _search_names: tuple[str, ...]  # the namespaces searched by name ("*": all); empty: this one
+    _snapshot: SnapshotMemo | None = None  # inside a read snapshot: what it has read already
+
+    def search_ids(self) -> list[int]:
+        """Namespace ids a search covers: this one, the named ones, or every one ("*")."""
+        if not self._search_names:
+            return [self.ns]
+        memo = self._snapshot
+        if memo is not None and memo.ids is not None:  # read once per read snapshot
+            return list(memo.ids)
+        if ALL in self._search_names:
+            ids = [row[0] for row in self.connection.execute("SELECT id FROM namespaces ORDER BY id")]
+        else:
+            rows = self.connection.execute(
+                "SELECT id, name FROM namespaces WHERE name = ANY(%s) ORDER BY id", (list(self._search_names),)
+            ).fetchall()
+            missing = sorted(set(self._search_names) - {name for _, name in rows})
+            if missing:
+                raise self.unknown_namespace(missing[0])
+            ids = [row[0] for row in rows]
+        if memo is not None:
+            memo.ids = ids
+        return list(ids)
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        conn = self.connection
+        if conn.info.transaction_status != 0:  # already inside a transaction
+            yield
+            return
+        self._snapshot = SnapshotMemo()  # what a search asks for more than once, read once
+        try:
+            self._begin_snapshot()  # BEGIN ISOLATION LEVEL REPEATABLE READ, with the totals: one round trip
+            yield
+        except BaseException:
+            if conn.info.transaction_status in (2, 3):  # in a transaction, failed or not (not a lost connection)
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+        finally:
+            self._snapshot = None
 
     def vector_candidates(
         self, vector: np.ndarray, limit: int, *, only: Sequence[int] | None = None
     ) -> list[tuple[int, float]]:
         """(chunk id, cosine) of the nearest chunks in the searched namespaces: HNSW with
-        ``ef_search`` >= ``limit``; with ``only``, an exact scan of those chunks."""
-        table = self._vec_table()
-        if table is None or (only is not None and not only) or limit < 1:
+        ``ef_search`` a quarter above ``limit``; with ``only``, an exact scan of those chunks."""
+        if (only is not None and not only) or limit < 1:
             return []
         query = vector_text(vector)
         conn = self.connection
         with self.read_snapshot():
+            table = self._totals()[2]
+            if table is None:
+                return []
             if isinstance(only, FilteredChunks):  # exact: every allowed chunk, scanned on the server
                 sql, params = self._filtered(only.filters, vectors=table)
                 rows = conn.execute(
@@ -52,14 +108,32 @@ class PgSearch:
                     (query, [int(i) for i in only], limit),
                 ).fetchall()
             else:
-                conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(limit, MAX_EF_SEARCH))}")
-                conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-                rows = conn.execute(
-                    f"SELECT chunk_id, 1 - (embedding <=> %s::vector) FROM {table} "
-                    "WHERE ns = ANY(%s) ORDER BY embedding <=> %s::vector LIMIT %s",
-                    (query, self.search_ids(), query, limit),
-                ).fetchall()
+                rows = self._hnsw_nearest(table, query, limit)
         return [(int(cid), float(cosine)) for cid, cosine in rows]
+
+    def _hnsw_nearest(self, table: str, query: str, limit: int) -> list[tuple[int, float]]:
+        """The HNSW index scan with its two settings: one round trip (``hnsw_sql``)."""
+        cursor = self.connection.execute(hnsw_sql(table, query, self.search_ids(), limit))
+        cursor.nextset()  # past the two SETs' results
+        cursor.nextset()
+        return cursor.fetchall()
+
+    def nearest_job(self, vector: np.ndarray, limit: int) -> tuple[str, str] | None:
+        """Inside a read snapshot: (this snapshot's id, the SQL of its HNSW scan) for a second
+        connection to run in parallel (parallel.py), or None when there is nothing to scan.
+        The snapshot is exported by the statement that reads the totals, so it costs none."""
+        memo = self._snapshot
+        if memo is None or limit < 1:
+            return None
+        if memo.exported is None:
+            if memo.totals is None:
+                self._totals(export=True)
+            else:
+                (memo.exported,) = self.connection.execute("SELECT pg_export_snapshot()").fetchone()
+        table = self._totals()[2]
+        if table is None:
+            return None
+        return str(memo.exported), hnsw_sql(table, vector_text(vector), self.search_ids(), limit)
 
     def vectors_by_pairs(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
         return self.vectors_of([chunk_id for chunk_id, _ in pairs])
@@ -91,24 +165,63 @@ class PgSearch:
     def term_document_counts(self, terms: Sequence[str]) -> tuple[int, dict[str, int]]:
         """(chunks in the searched namespaces, chunks containing each stemmed term); inside a
         read snapshot each term is counted once (counting a common term reads all its postings)."""
-        ids = self.search_ids()
-        (total,) = self.connection.execute(
-            "SELECT coalesce(sum(chunk_count), 0)::bigint FROM namespaces WHERE id = ANY(%s)", (ids,)
-        ).fetchone()
+        total = self._totals()[0]
         wanted = set(terms)
-        memo = self._snapshot_counts
+        memo = self._snapshot.counts if self._snapshot is not None else None
         missing = wanted if memo is None else wanted - memo.keys()
         counts: dict[str, int] = {}
         if missing:
             rows = self.connection.execute(
                 "SELECT term, count(*) FROM postings WHERE term = ANY(%s) AND ns = ANY(%s) GROUP BY term",
-                (list(missing), ids),
+                (list(missing), self.search_ids()),
             )
             counts = {term: int(count) for term, count in rows}
         if memo is None:
-            return int(total), counts
+            return total, counts
         memo.update((term, counts.get(term, 0)) for term in missing)
-        return int(total), {term: memo[term] for term in wanted if memo[term]}
+        return total, {term: memo[term] for term in wanted if memo[term]}
+
+    def _begin_snapshot(self) -> None:
+        """BEGIN the read snapshot; searching this namespace alone (the usual case), in the
+        same round trip read its totals and export the snapshot (``_totals``, ``nearest_job``):
+        one simple-protocol string, only ints spliced in."""
+        memo = self._snapshot
+        if self._search_names or memo is None:  # other namespaces: their ids are read inside the snapshot
+            self.connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            return
+        ns = int(self.ns)
+        cursor = self.connection.execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT coalesce(sum(chunk_count), 0)::bigint, "
+            f"coalesce(sum(token_count), 0)::bigint, (SELECT value FROM meta WHERE ns = {ns} AND key = 'vec_dimensions'), "
+            f"pg_export_snapshot() FROM namespaces WHERE id = {ns}"
+        )
+        cursor.nextset()  # past BEGIN's result
+        self._remember_totals(cursor.fetchone(), export=True)
+
+    def _totals(self, *, export: bool = False) -> tuple[int, int, str | None]:
+        """(chunks, tokens) of the searched namespaces and this namespace's vector table
+        (None: no vectors), in one statement; read once per read snapshot (``export``:
+        the statement also exports the snapshot, for ``nearest_job``)."""
+        memo = self._snapshot
+        if memo is not None and memo.totals is not None:
+            return memo.totals
+        row = self.connection.execute(
+            "SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint, "
+            "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions')"
+            f"{', pg_export_snapshot()' if export else ''} FROM namespaces WHERE id = ANY(%s)",
+            (self.ns, self.search_ids()),
+        ).fetchone()
+        return self._remember_totals(row, export=export)
+
+    def _remember_totals(self, row: Any, *, export: bool) -> tuple[int, int, str | None]:
+        chunks, tokens, dims = row[:3]
+        totals = (int(chunks), int(tokens), f"chunk_vectors_{int(dims)}" if dims and dims.isdigit() else None)
+        memo = self._snapshot
+        if memo is not None:
+            memo.totals = totals
+            if export:
+                memo.exported = row[3]
+        return totals
 
     def keyword_candidates(
         self, terms: Sequence[str], limit: int, *, filters: SearchFilters | None = None
@@ -118,10 +231,7 @@ class PgSearch:
         if not lexemes:
             return []
         ids = self.search_ids()
-        total, tokens = self.connection.execute(
-            "SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint FROM namespaces WHERE id = ANY(%s)",
-            (ids,),
-        ).fetchone()
+        total, tokens, _ = self._totals()
         if not total:
             return []
         _, counts = self.term_document_counts(lexemes)
@@ -175,6 +285,23 @@ class PgSearch:
             "SELECT start_line, end_line, text FROM chunks WHERE ns = %s AND path = %s ORDER BY start_line",
             (found[0], path),
         ).fetchall()
+
+
+def hnsw_sql(table: str, query: str, ids: Sequence[int], limit: int) -> str:
+    """Two SETs and the HNSW index scan as one simple-protocol string: one round trip, its
+    rows the third result. Only numbers are spliced in (``vector_text`` writes digits, signs,
+    dots, exponents and commas; the ids and sizes are ints).
+
+    ``ef_search`` is a quarter above ``limit``: other namespaces' vectors and dead ones (rows
+    replaced since the last VACUUM) take places in the candidate list, and refilling it with
+    the iterative scan cost more than the wider first search (bench/bench_pg_search.py)."""
+    ef = max(40, min(limit + limit // 4, MAX_EF_SEARCH))
+    namespaces = ",".join(str(int(i)) for i in ids)
+    return (
+        f"SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = strict_order; "
+        f"SELECT chunk_id, 1 - (embedding <=> '{query}'::vector) FROM {table} WHERE ns = ANY('{{{namespaces}}}') "
+        f"ORDER BY embedding <=> '{query}'::vector LIMIT {int(limit)}"
+    )
 
 
 class FilteredChunks(Sequence[int]):

@@ -8,7 +8,8 @@ postings. Vectors live in a narrow ``chunk_vectors_<dims>`` table with an
 HNSW index (pgvector), searched with ``hnsw.ef_search`` at least the number
 of candidates and an iterative scan, so a namespace filter still fills them.
 
-The search half is ``search.py``, status and checks ``checks.py``, what
+The search half is ``search.py`` (a hybrid search's HNSW scan runs on a second
+connection: ``parallel.py``), status and checks ``checks.py``, what
 is computed on the client (terms, vector text, filter SQL) ``text.py``.
 
 A file's update is one transaction: it locks the file's row first (an
@@ -35,7 +36,7 @@ from .access import Access, access_of, may_write, readable_names
 from .cache import PgEmbeddingCache
 from .checks import PgChecks
 from .search import FilteredChunks, PgSearch
-from .text import ALL, chunk_terms, under_clause, vector_text
+from .text import chunk_terms, under_clause, vector_text
 
 __all__ = ["FilteredChunks", "PgEmbeddingCache", "PgStore"]
 
@@ -135,19 +136,6 @@ class PgStore(PgSearch, PgChecks):
                 (self.root, ns, self.host, ns, self.host, self.root),
             )
 
-    def search_ids(self) -> list[int]:
-        """Namespace ids a search covers: this one, the named ones, or every one ("*")."""
-        if not self._search_names:
-            return [self.ns]
-        if ALL in self._search_names:
-            return [row[0] for row in self.connection.execute("SELECT id FROM namespaces ORDER BY id")]
-        rows = self.connection.execute(
-            "SELECT id, name FROM namespaces WHERE name = ANY(%s) ORDER BY id", (list(self._search_names),)
-        ).fetchall()
-        missing = sorted(set(self._search_names) - {name for _, name in rows})
-        if missing:
-            raise self.unknown_namespace(missing[0])
-        return [row[0] for row in rows]
 
     def unknown_namespace(self, name: str) -> ConfigError:
         """The error for a namespace this role cannot see: it does not exist, or was not granted."""
@@ -173,19 +161,6 @@ class PgStore(PgSearch, PgChecks):
         ).fetchone()
         return int(row[0])
 
-    @contextmanager
-    def read_snapshot(self) -> Iterator[None]:
-        conn = self.connection
-        if conn.info.transaction_status != 0:  # already inside a transaction
-            yield
-            return
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            self._snapshot_counts = {}  # a search asks for its terms' counts more than once
-            try:
-                yield
-            finally:
-                self._snapshot_counts = None
 
     @contextmanager
     def _file_transaction(self) -> Iterator[Any]:

@@ -106,6 +106,9 @@ class SqliteEngine:
     def search_snapshot(self) -> Any:
         return self.store.connection  # ``with connection:`` is one SQLite transaction
 
+    def start_nearest(self, source: Any, query: Any, k: int) -> Any:
+        return source  # vec0's KNN runs in the search's own transaction (the matrix: api's Prefetched)
+
     def rebuild(self, build: Build[Report], cache: VectorCache) -> Report:
         """Build a complete index beside this one, then copy it in (SQLite's backup
         API, one transaction): readers see the old content until the copy commits."""

@@ -1,0 +1,108 @@
+"""PostgreSQL's hybrid search path: its vector half runs on a second connection, in
+parallel with the keyword half, inside the search's own read snapshot
+(store/postgres/parallel.py), and it sends few statements."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from conftest import RecordingEmbedder, fill
+
+from indexer import make_settings, open_index
+from indexer.store.postgres import search as pg_search
+
+pytestmark = pytest.mark.postgres
+
+
+class FixedQuery(RecordingEmbedder):
+    """Embeds chunks like RecordingEmbedder; a query gets ``vector``."""
+
+    def __init__(self, vector: np.ndarray) -> None:
+        super().__init__()
+        self.vector = vector
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.vector
+
+
+def _indexed(root: Path, url: str) -> Any:
+    fill(root)
+    settings = make_settings(root, url, namespace=f"test-{uuid.uuid4().hex[:10]}")
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as memory:
+        memory.sync()
+    return settings
+
+
+def _soul_vector(url: str, namespace: str) -> np.ndarray:
+    with psycopg.connect(url) as conn:
+        (text,) = conn.execute(
+            "SELECT v.embedding::text FROM memdex.chunk_vectors_16 v JOIN memdex.chunks c ON c.id = v.chunk_id "
+            "JOIN memdex.namespaces n ON n.id = c.ns WHERE n.name = %s AND c.path = 'SOUL.md'",
+            (namespace,),
+        ).fetchone()
+    return np.asarray([float(x) for x in text.strip("[]").split(",")], dtype=np.float32)
+
+
+def test_the_vector_half_reads_the_searchs_snapshot_not_a_later_one(
+    root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file deleted by another writer after the search began is still found by the
+    vector half (on the second connection) and read back: both halves see one snapshot."""
+    settings = _indexed(root, pg_url)
+    namespace = settings.namespace_name
+    original = pg_search.PgSearch.nearest_job
+    jobs = []
+
+    def delete_meanwhile(self: Any, vector: np.ndarray, limit: int) -> Any:
+        job = original(self, vector, limit)
+        jobs.append(job)
+        with psycopg.connect(pg_url, autocommit=True) as other:  # committed before the scan starts
+            other.execute(
+                "DELETE FROM memdex.files WHERE path = 'SOUL.md' AND ns = (SELECT id FROM memdex.namespaces WHERE name = %s)",
+                (namespace,),
+            )
+        return job
+
+    monkeypatch.setattr(pg_search.PgSearch, "nearest_job", delete_meanwhile)
+    # No word of the query is indexed: only the vector half can find SOUL.md.
+    with open_index(settings, embedder=FixedQuery(_soul_vector(pg_url, namespace))) as memory:
+        results = memory.search("qwzx", mode="hybrid")
+        assert len(jobs) == 1 and jobs[0] is not None
+        assert results and results[0].path == "SOUL.md"
+        assert "SOUL.md" not in {r.path for r in memory.search("qwzx", mode="hybrid")}  # gone since
+
+
+def test_a_dropped_vector_connection_is_replaced_on_the_retry(root: Path, pg_url: str) -> None:
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        first = memory.search("penicillin allergy", mode="hybrid")
+        pid = memory.engine.vector_side._conn.info.backend_pid
+        with psycopg.connect(pg_url, autocommit=True) as admin:  # the server drops it (as on a restart)
+            killed = admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchall()
+        assert killed == [(True,)]
+        assert memory.search("penicillin allergy", mode="hybrid") == first
+
+
+def test_a_hybrid_search_sends_six_statements_on_its_connection(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """meta; BEGIN with the totals and the snapshot's export; term counts; bm25; the rows read
+    back; COMMIT. The HNSW scan is one more, on the second connection."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        sent: list[str] = []
+        original = psycopg.Cursor.execute
+
+        def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            sent.append(str(query)[:90])
+            return original(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+        assert memory.search("penicillin allergy", mode="hybrid")
+    scans = [s for s in sent if s.startswith("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT")]
+    assert len(scans) == 1 and len(sent) == 7, sent
+    assert sent[1].startswith("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT") and sent[-1] == "COMMIT"
