@@ -106,3 +106,39 @@ def test_a_hybrid_search_sends_six_statements_on_its_connection(root: Path, pg_u
     scans = [s for s in sent if s.startswith("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT")]
     assert len(scans) == 1 and len(sent) == 7, sent
     assert sent[1].startswith("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT") and sent[-1] == "COMMIT"
+
+
+def test_a_hybrid_search_answers_after_the_server_dropped_both_connections(
+    root: Path, pg_url: str, pg_server_alive: Any
+) -> None:
+    """A restart (or an idle-session timeout) closes the search's connection and the vector
+    scan's: the retry replaces the first, and the scan falls back to it (review: it failed)."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        first = [r.path for r in memory.search("penicillin allergy", mode="hybrid")]
+        assert memory.engine.vector_side._conn is not None
+        pg_server_alive.restart()
+        assert [r.path for r in memory.search("penicillin allergy", mode="hybrid")] == first
+        assert [r.path for r in memory.search("penicillin allergy", mode="hybrid")] == first
+
+
+def test_a_role_limited_to_one_connection_still_gets_hybrid_results(root: Path, pg_url: str, pg_server: Any) -> None:
+    """The second connection only speeds a search up: where it cannot be opened, the scan
+    runs on the search's own connection (review: the search failed)."""
+    from click.testing import CliRunner
+
+    from indexer.cli.app import cli
+
+    settings = _indexed(root, pg_url)
+    role, password = f"one_{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:12]
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' CONNECTION LIMIT 1")
+    granted = CliRunner().invoke(cli, ["--db", pg_url, "--namespace", settings.namespace_name, "grant", role])
+    assert granted.exit_code == 0, granted.output
+    url = f"postgresql://{role}:{password}@{pg_server.host}:{pg_server.port}/memdex"
+    with open_index(make_settings(root, url, namespace=settings.namespace_name), embedder=RecordingEmbedder()) as memory:
+        keyword = [r.path for r in memory.search("penicillin allergy", mode="keyword")]
+        hybrid = [r.path for r in memory.search("penicillin allergy", mode="hybrid")]
+        assert keyword and hybrid
+        assert memory.engine.vector_side.unavailable()  # and the next searches do not try again at once
+        assert [r.path for r in memory.search("penicillin allergy", mode="hybrid")] == hybrid

@@ -105,7 +105,7 @@ class PgEngine:
 
     def reconnected(self, exc: BaseException) -> bool:
         """A connection the server dropped (a restart) is replaced on next use."""
-        if isinstance(exc, StorageError) and (self.store.lost_connection() or self.vector_side.lost_connection()):
+        if isinstance(exc, StorageError) and self.store.lost_connection():
             log.info("the PostgreSQL connection was lost; reconnecting")
             return True
         return False

@@ -9,11 +9,18 @@ and the second connection imports it (``SET TRANSACTION SNAPSHOT``), so both hal
 same rows, and the ids found are the ids read back. The whole scan is one simple-protocol
 string: one round trip. The connection opens on the first hybrid search (a process that
 searches holds two connections) and is replaced when the server dropped it.
+
+The second connection only ever speeds a search up: when it cannot be opened (a role's
+connection limit, a full server) searches scan on their own connection for a minute, and
+when a scan fails (the server dropped the connection) that search scans on its own
+connection again, so a search never fails because of it.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -23,7 +30,10 @@ import numpy as np
 from . import connection as pg
 from .search import PgSearch
 
+log = logging.getLogger(__name__)
+
 SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")  # what pg_export_snapshot() returns
+RETRY_CONNECT_SECONDS = 60.0  # after the second connection could not be opened
 
 
 class VectorSide:
@@ -33,10 +43,16 @@ class VectorSide:
         self.url = url
         self._conn: Any = None
         self._executor: ThreadPoolExecutor | None = None
+        self._unavailable_until = 0.0
+
+    def unavailable(self) -> bool:
+        return time.monotonic() < self._unavailable_until
 
     def start(self, store: PgSearch, vector: np.ndarray, limit: int) -> Future[list[tuple[int, float]]] | None:
         """The HNSW scan of ``store``'s searched namespaces started inside its read snapshot,
         or None (outside a snapshot, or no vectors): then the caller scans on its own."""
+        if self.unavailable():
+            return None
         job = store.nearest_job(vector, limit)
         if job is None:
             return None
@@ -65,11 +81,14 @@ class VectorSide:
         if self._conn is None or self._conn.closed or self._conn.broken:
             if self._conn is not None:
                 self._conn.close()
-            self._conn = pg.connect(self.url, application="memdex vectors")
+                self._conn = None
+            try:
+                self._conn = pg.connect(self.url, application="memdex vectors")
+            except Exception:
+                self._unavailable_until = time.monotonic() + RETRY_CONNECT_SECONDS
+                log.info("a second PostgreSQL connection could not be opened; vector scans share the search's")
+                raise
         return self._conn
-
-    def lost_connection(self) -> bool:
-        return self._conn is not None and bool(self._conn.broken or self._conn.closed)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -89,5 +108,8 @@ class StartedScan:
 
     def nearest(self, query: np.ndarray, k: int, *, only: Sequence[int] | None = None) -> list[tuple[int, float]]:
         if only is None and k == self.k and query is self.query:
-            return self.future.result()
+            try:
+                return self.future.result()
+            except Exception as exc:  # noqa: BLE001 - the scan is only a head start: redo it here
+                log.info("the parallel vector scan failed (%s); scanning on the search's connection", exc)
         return self.source.nearest(query, k, only=only)
