@@ -237,18 +237,30 @@ class MemoryIndex:
                 rerank_top=self.settings.rerank_top,
             )  # fmt: skip
         query_vector = None
+        narrowed = filters is not None and filters.narrows_candidates
+        embed_query = getattr(self.embedder, "embed_query", None)  # a remote model: a short wait
+        # A warm process's local model embeds the query on the worker thread, then scans the
+        # matrix there, while this thread runs the keyword query (both release the GIL).
+        embed_later = mode == "hybrid" and embed_query is None and self._matrix is not None and not narrowed
         if mode != "keyword" and self.store.meta().get("model"):
             self._check_model()
             try:
-                embed_query = getattr(self.embedder, "embed_query", None)  # a remote model: a short wait
-                query_vector = embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
+                if not embed_later:
+                    query_vector = embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
             except EndpointError as exc:  # a remote model that is down: keyword results, flagged, never silently
                 log.warning("%s; keyword results only", exc)
                 self.degraded, mode = f"{exc}; keyword results only", "keyword"
+        else:
+            embed_later = False
         with self.engine.search_snapshot():  # one read snapshot: ids found are the ids read back
-            vectors = self._vector_source() if query_vector is not None else None
-            if mode == "hybrid" and isinstance(vectors, NumpyVectors) and not (filters and filters.narrows_candidates):
-                pool = max(CANDIDATES, limit, budget_candidates(budget) if budget is not None else 0)
+            vectors = self._vector_source() if query_vector is not None or embed_later else None
+            pool = max(CANDIDATES, limit, budget_candidates(budget) if budget is not None else 0)
+            if embed_later and isinstance(vectors, NumpyVectors):
+                vectors = Prefetched.embedding(vectors, self._worker(), lambda: self.embedder.embed([query])[0], pool)
+                query_vector = vectors.query
+            elif embed_later:  # never expected (a warm matrix is NumPy's); embed here
+                query_vector = self.embedder.embed([query])[0]
+            elif mode == "hybrid" and isinstance(vectors, NumpyVectors) and not narrowed:
                 vectors = Prefetched(vectors, self._worker(), query_vector, pool)  # overlaps the keyword query
             return run_search(
                 self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors, filters=filters,
