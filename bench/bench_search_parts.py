@@ -14,7 +14,13 @@ defaults (hybrid, re-ranking, 50-line budget), ``--rounds`` times:
 - each part of the search is timed where it is called (the store's keyword
   query, chunk rows, term counts; IDFs, fusion, the ranking stages, packing,
   confidence), with the total wall time and the thread's CPU time of each search:
-  on a shared machine CPU time moves less with the load than wall time.
+  on a shared machine CPU time moves less with the load than wall time;
+- the process's peak RSS (VmHWM) at the end: model, matrix, SQLite and every search.
+
+``--compare BASE_TREE``: the same measurement in alternating fresh processes, BASE_TREE's
+code (another checkout, e.g. ``git archive f7d868c | tar -x -C /tmp/base``) then this one's,
+``--processes`` times each, and the medians of each side's figures with their ratio
+new / base: side by side under the same load.
 
 Writes bench/out/search_parts.json.
 """
@@ -25,13 +31,16 @@ import argparse
 import functools
 import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+TREE = Path(sys.argv[sys.argv.index("--tree") + 1]).resolve() if "--tree" in sys.argv else REPO  # the code measured
+sys.path.insert(0, str(TREE))
 import numpy as np  # noqa: E402
 
 import indexer.retrieval.search as search_module  # noqa: E402
@@ -127,18 +136,64 @@ def measure(root: Path, rounds: int) -> dict:
                 index.search(question)
                 walls.append((time.perf_counter() - wall) * 1000)
         out["search_with_embedding"] = {"wall": summary(walls)}
+    # The warm process's peak: model, runtime, matrix, SQLite caches and every search.
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
+
+
+FIGURES = {  # what --compare reports: a name -> its path in one run's JSON
+    "search p50 (ms)": ("search", "wall", "p50_ms"), "search p95 (ms)": ("search", "wall", "p95_ms"),
+    "search CPU p50 (ms)": ("search", "cpu", "p50_ms"), "search CPU p95 (ms)": ("search", "cpu", "p95_ms"),
+    "keyword query p50 (ms)": ("parts", "store.keyword_candidates", "p50_ms"),
+    "keyword query p95 (ms)": ("parts", "store.keyword_candidates", "p95_ms"),
+    "with the query embedding p50 (ms)": ("search_with_embedding", "wall", "p50_ms"),
+    "with the query embedding p95 (ms)": ("search_with_embedding", "wall", "p95_ms"),
+    "peak RSS (MB)": ("peak_rss_mb",),
+}  # fmt: skip
+
+
+def compare(base: Path, root: Path, rounds: int, processes: int) -> dict:
+    runs: dict[str, list[dict]] = {"base": [], "new": []}
+    for _ in range(processes):
+        for side, tree in (("base", base), ("new", REPO)):
+            out = Path(f"/tmp/memdex-search-parts-{os.getpid()}-{side}.json")
+            subprocess.run(
+                [sys.executable, __file__, "--tree", str(tree), "--root", str(root), "--rounds", str(rounds),
+                 "--out", str(out)],
+                check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(tree)},
+            )  # fmt: skip
+            runs[side].append(json.loads(out.read_text()))
+            out.unlink()
+    table = {}
+    for name, path in FIGURES.items():
+        medians = {}
+        for side, results in runs.items():
+            values = []
+            for result in results:
+                for key in path:
+                    result = result[key]
+                values.append(result)
+            medians[side] = round(statistics.median(values), 3)
+        table[name] = {**medians, "ratio": round(medians["new"] / medians["base"], 3)}
+    return {"base_tree": str(base), "processes": processes, "rounds": rounds, "figures": table}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("/tmp/memdex-bench-scale/memory-10070-2000-0"))
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compare", type=Path, metavar="BASE_TREE", help="another checkout to measure alongside")
+    parser.add_argument("--processes", type=int, default=3, help="with --compare: fresh processes per side")
+    parser.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "search_parts.json")
     args = parser.parse_args()
     if not (args.root / ".memdex").is_dir():
         raise SystemExit(f"no index under {args.root}: build one with bench/bench_scale.py (see --help)")
-    results = {"load_average_at_start": os.getloadavg(), **measure(args.root, args.rounds)}
+    results: dict = {"load_average_at_start": os.getloadavg()}
+    if args.compare:
+        results.update(compare(args.compare.resolve(), args.root, args.rounds, args.processes))
+    else:
+        results.update(measure(args.root, args.rounds))
     results["load_average_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
