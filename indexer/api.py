@@ -240,8 +240,12 @@ class MemoryIndex:
         narrowed = filters is not None and filters.narrows_candidates
         embed_query = getattr(self.embedder, "embed_query", None)  # a remote model: a short wait
         # A warm process's local model embeds the query on the worker thread, then scans the
-        # matrix there, while this thread runs the keyword query (both release the GIL).
-        embed_later = mode == "hybrid" and embed_query is None and self._matrix is not None and not narrowed
+        # matrix there, while this thread runs the keyword query (both release the GIL). Not a
+        # remote model: one that is down turns the search into a keyword search, decided first.
+        embed_later = (
+            mode == "hybrid" and self._matrix is not None and not narrowed
+            and not getattr(self.embedder, "remote", embed_query is not None)  # asked last: it may load a model
+        )  # fmt: skip
         if mode != "keyword" and self.store.meta().get("model"):
             self._check_model()
             try:
@@ -255,11 +259,12 @@ class MemoryIndex:
         with self.engine.search_snapshot():  # one read snapshot: ids found are the ids read back
             vectors = self._vector_source() if query_vector is not None or embed_later else None
             pool = max(CANDIDATES, limit, budget_candidates(budget) if budget is not None else 0)
+            embed = (lambda: embed_query(query)) if embed_query is not None else (lambda: self.embedder.embed([query])[0])
             if embed_later and isinstance(vectors, NumpyVectors):
-                vectors = Prefetched.embedding(vectors, self._worker(), lambda: self.embedder.embed([query])[0], pool)
+                vectors = Prefetched.embedding(vectors, self._worker(), embed, pool)
                 query_vector = vectors.query
             elif embed_later:  # never expected (a warm matrix is NumPy's); embed here
-                query_vector = self.embedder.embed([query])[0]
+                query_vector = embed()
             elif mode == "hybrid" and isinstance(vectors, NumpyVectors) and not narrowed:
                 vectors = Prefetched(vectors, self._worker(), query_vector, pool)  # overlaps the keyword query
             return run_search(

@@ -168,3 +168,33 @@ def test_a_warm_hybrid_search_embeds_the_query_beside_the_keyword_query(root):
         assert [name.startswith("memdex-vectors") for _, name in embedder.threads] == [False, False]  # embedded first
         with pytest.raises(RuntimeError, match="the model broke"):
             index.search("fail", mode="hybrid")
+
+
+def test_a_warm_server_embeds_the_query_beside_the_keyword_query_too(root):
+    """The MCP server's shared model (serve/service.py) is local: embedded on the worker
+    thread, under the model's lock; a remote one is asked first (a model that is down makes
+    the search a keyword search)."""
+    from indexer.serve.service import SharedEmbedder
+
+    fill(root)
+    settings = make_settings(root)
+    local = ThreadRecordingEmbedder()
+    with open_index(settings, write=True, embedder=local) as writer:
+        writer.sync()
+    shared = SharedEmbedder(lambda: local)
+    with open_index(settings, embedder=shared) as index:
+        expected = index.search("charlie delta", mode="hybrid", limit=7)
+        index.vector_matrix()
+        local.threads.clear()
+        assert index.search("charlie delta", mode="hybrid", limit=7) == expected
+        assert [name.startswith("memdex-vectors") for _, name in local.threads] == [True]
+
+    class Remote(ThreadRecordingEmbedder):
+        def embed_query(self, text):
+            return self.embed([text])[0]
+
+    remote = Remote()
+    with open_index(settings, embedder=SharedEmbedder(lambda: remote)) as index:
+        index.vector_matrix()
+        assert index.search("charlie delta", mode="hybrid", limit=7) == expected
+        assert [name.startswith("memdex-vectors") for _, name in remote.threads] == [False]
