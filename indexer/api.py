@@ -256,10 +256,13 @@ class MemoryIndex:
                 self.degraded, mode = f"{exc}; keyword results only", "keyword"
         else:
             embed_later = False
+
+        def embed() -> np.ndarray:
+            return embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
+
         with self.engine.search_snapshot():  # one read snapshot: ids found are the ids read back
             vectors = self._vector_source() if query_vector is not None or embed_later else None
             pool = max(CANDIDATES, limit, budget_candidates(budget) if budget is not None else 0)
-            embed = (lambda: embed_query(query)) if embed_query is not None else (lambda: self.embedder.embed([query])[0])
             if embed_later and isinstance(vectors, NumpyVectors):
                 vectors = Prefetched.embedding(vectors, self._worker(), embed, pool)
                 query_vector = vectors.query

@@ -113,7 +113,8 @@ def test_the_chunk_count_follows_changes_from_any_connection(tmp_path: Path) -> 
         before = reader.store.chunk_count()
         idf_before = stem_idfs(reader.store, ["garden"])
         with open_index(settings, write=True, embedder=embedder) as writer:
-            write(settings.root, "notes/new.md", "\n\n".join(f"## New {i}\n\nfresh words {i}" for i in range(30)) + "\n")
+            sections = [f"## New {i}\n\nfresh words {i}" for i in range(30)]
+            write(settings.root, "notes/new.md", "\n\n".join(sections) + "\n")
             writer.sync()
             assert writer.store.chunk_count() == before + 30
         assert reader.store.chunk_count() == before + 30  # another connection committed: counted again

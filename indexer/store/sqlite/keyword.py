@@ -56,7 +56,8 @@ def top_bm25(pieces: Sequence[str], tokens: Sequence[Sequence[str]], limit: int,
     if not rest or sum(frequency[i] or 0 for i in rest) < SPLIT_FROM_ROWS:
         return run(full, limit)
     # The exact top k of the chunks with a rare piece: its k-th score is a floor for the k-th.
-    scores = best_of(run(either(pieces, rare), limit), run(f"({either(pieces, rare)}) AND ({either(pieces, rest)})", limit))
+    with_rest = f"({either(pieces, rare)}) AND ({either(pieces, rest)})"
+    scores = best_of(run(either(pieces, rare), limit), run(with_rest, limit))
     if len(scores) < limit:  # the chunks with only common pieces are needed to fill k
         return run(full, limit)
     floor = sorted(scores.values(), reverse=True)[limit - 1]

@@ -235,7 +235,10 @@ class Store:
                 f"WHERE chunks_fts MATCH ? AND {where} ORDER BY rank LIMIT ?"
             )
         else:
-            sql = f"SELECT rowid, bm25(chunks_fts, {weights}) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?"
+            sql = (
+                f"SELECT rowid, bm25(chunks_fts, {weights}) AS rank FROM chunks_fts "
+                "WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?"
+            )
 
         def run(match: str, count: int) -> list[tuple[int, float]]:
             return [(chunk_id, -rank) for chunk_id, rank in self.connection.execute(sql, (match, *params, count))]
