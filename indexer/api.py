@@ -237,19 +237,39 @@ class MemoryIndex:
                 rerank_top=self.settings.rerank_top,
             )  # fmt: skip
         query_vector = None
+        narrowed = filters is not None and filters.narrows_candidates
+        embed_query = getattr(self.embedder, "embed_query", None)  # a remote model: a short wait
+        # A warm process's local model embeds the query on the worker thread, then scans the
+        # matrix there, while this thread runs the keyword query (both release the GIL). Not a
+        # remote model: one that is down turns the search into a keyword search, decided first.
+        embed_later = (
+            mode == "hybrid" and self._matrix is not None and not narrowed
+            and not getattr(self.embedder, "remote", embed_query is not None)  # asked last: it may load a model
+        )  # fmt: skip
         meta = self.store.meta() if mode != "keyword" else {}
         if meta.get("model"):
             self._check_model(meta)
             try:
-                embed_query = getattr(self.embedder, "embed_query", None)  # a remote model: a short wait
-                query_vector = embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
+                if not embed_later:
+                    query_vector = embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
             except EndpointError as exc:  # a remote model that is down: keyword results, flagged, never silently
                 log.warning("%s; keyword results only", exc)
                 self.degraded, mode = f"{exc}; keyword results only", "keyword"
+        else:
+            embed_later = False
+
+        def embed() -> np.ndarray:
+            return embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
+
         with self.engine.search_snapshot():  # one read snapshot: ids found are the ids read back
-            vectors = self._vector_source() if query_vector is not None else None
-            if mode == "hybrid" and vectors is not None and not (filters and filters.narrows_candidates):
-                pool = max(CANDIDATES, limit, budget_candidates(budget) if budget is not None else 0)
+            vectors = self._vector_source() if query_vector is not None or embed_later else None
+            pool = max(CANDIDATES, limit, budget_candidates(budget) if budget is not None else 0)
+            if embed_later and isinstance(vectors, NumpyVectors):
+                vectors = Prefetched.embedding(vectors, self._worker(), embed, pool)
+                query_vector = vectors.query
+            elif embed_later:  # never expected (a warm matrix is NumPy's); embed here
+                query_vector = embed()
+            elif mode == "hybrid" and vectors is not None and not narrowed:
                 if isinstance(vectors, NumpyVectors):
                     vectors = Prefetched(vectors, self._worker(), query_vector, pool)  # overlaps the keyword query
                 else:  # the engine's own index, in parallel where it can (PostgreSQL: a second connection)

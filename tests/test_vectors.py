@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import RecordingEmbedder, age_files, write
 
-from indexer import make_settings, open_index
+from indexer import make_filters, make_settings, open_index
 from indexer.api import MATRIX_FROM_SEARCH
 from indexer.retrieval.search import NumpyVectors, Vec0Vectors
 
@@ -129,3 +129,72 @@ def test_the_prefetched_hybrid_search_equals_the_plain_one(index, embedder):
                                query_vector=embedder.embed([text])[0], vectors=index.vector_matrix())  # fmt: skip
         assert got == plain and len(got) == 7
     assert index._executor is not None
+
+
+class ThreadRecordingEmbedder(RecordingEmbedder):
+    """Records the thread each text was embedded on; raises for the text ``fail``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[tuple[str, str]] = []
+
+    def embed(self, texts):
+        import threading
+
+        self.threads.extend((text, threading.current_thread().name) for text in texts)
+        if "fail" in texts:
+            raise RuntimeError("the model broke")
+        return super().embed(texts)
+
+
+def test_a_warm_hybrid_search_embeds_the_query_beside_the_keyword_query(root):
+    """With the matrix loaded, the query is embedded on the worker thread (then the matrix is
+    scanned there) while the keyword query runs; results are those of embedding first, and an
+    embedding error is the search's error."""
+    fill(root)
+    settings = make_settings(root)
+    embedder = ThreadRecordingEmbedder()
+    with open_index(settings, write=True, embedder=embedder) as writer:
+        writer.sync()
+    with open_index(settings, embedder=embedder) as index:
+        first = index.search("charlie delta", mode="hybrid", limit=7)  # the index's vec0: embedded here
+        index.vector_matrix()
+        embedder.threads.clear()
+        assert index.search("charlie delta", mode="hybrid", limit=7) == first
+        assert [name.startswith("memdex-vectors") for _, name in embedder.threads] == [True]
+        embedder.threads.clear()
+        index.search("charlie delta", mode="vector", limit=7)
+        index.search("charlie delta", mode="hybrid", limit=7, filters=make_filters(path_prefix="notes/"))
+        assert [name.startswith("memdex-vectors") for _, name in embedder.threads] == [False, False]  # embedded first
+        with pytest.raises(RuntimeError, match="the model broke"):
+            index.search("fail", mode="hybrid")
+
+
+def test_a_warm_server_embeds_the_query_beside_the_keyword_query_too(root):
+    """The MCP server's shared model (serve/service.py) is local: embedded on the worker
+    thread, under the model's lock; a remote one is asked first (a model that is down makes
+    the search a keyword search)."""
+    from indexer.serve.service import SharedEmbedder
+
+    fill(root)
+    settings = make_settings(root)
+    local = ThreadRecordingEmbedder()
+    with open_index(settings, write=True, embedder=local) as writer:
+        writer.sync()
+    shared = SharedEmbedder(lambda: local)
+    with open_index(settings, embedder=shared) as index:
+        expected = index.search("charlie delta", mode="hybrid", limit=7)
+        index.vector_matrix()
+        local.threads.clear()
+        assert index.search("charlie delta", mode="hybrid", limit=7) == expected
+        assert [name.startswith("memdex-vectors") for _, name in local.threads] == [True]
+
+    class Remote(ThreadRecordingEmbedder):
+        def embed_query(self, text):
+            return self.embed([text])[0]
+
+    remote = Remote()
+    with open_index(settings, embedder=SharedEmbedder(lambda: remote)) as index:
+        index.vector_matrix()
+        assert index.search("charlie delta", mode="hybrid", limit=7) == expected
+        assert [name.startswith("memdex-vectors") for _, name in remote.threads] == [False]

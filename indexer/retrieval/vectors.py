@@ -84,13 +84,33 @@ class Prefetched:
     """A matrix search for one query already running on a worker thread, so that it
     overlaps the keyword query (NumPy and SQLite both release the GIL). ``nearest``
     returns its result when asked for that query without ``only``; anything else
-    is computed directly."""
+    is computed directly.
+
+    ``Prefetched.embedding``: the query's embedding runs on the worker too, before the
+    scan (ONNX Runtime releases the GIL as well); ``query`` then stands for the vector."""
 
     def __init__(self, source: NumpyVectors, executor: Executor, query: np.ndarray, k: int) -> None:
         self.source, self.query, self.k = source, query, k
+        self._vector: np.ndarray | None = query
         self.future = executor.submit(source.nearest, query, k)
 
+    @classmethod
+    def embedding(cls, source: NumpyVectors, executor: Executor, embed: Callable[[], np.ndarray], k: int) -> Prefetched:
+        self = cls.__new__(cls)
+        self.source, self.query, self.k = source, np.empty(0, dtype=np.float32), k
+        self._vector = None
+
+        def embed_then_scan() -> list[tuple[int, float]]:
+            self._vector = np.asarray(embed(), dtype=np.float32)
+            return source.nearest(self._vector, k)
+
+        self.future = executor.submit(embed_then_scan)
+        return self
+
     def nearest(self, query: np.ndarray, k: int, *, only: Sequence[int] | None = None) -> list[tuple[int, float]]:
-        if only is None and k <= self.k and query is self.query:
-            return self.future.result()[:k]
+        if query is self.query:
+            found = self.future.result()  # the embedding's error, if any, is raised here
+            if only is None and k <= self.k:
+                return found[:k]
+            query = self._vector  # type: ignore[assignment]
         return self.source.nearest(query, k, only=only)

@@ -87,6 +87,12 @@ class SharedEmbedder:
         with self._calling:
             return model.count_tokens(texts)
 
+    @property
+    def remote(self) -> bool:
+        """Whether queries go to a remote model (its ``embed_query``): a search then embeds
+        first, so that a model that is down turns it into a keyword search (api.py)."""
+        return getattr(self.model, "embed_query", None) is not None
+
     def embed_query(self, text: str) -> np.ndarray:
         """The model's ``embed_query`` when it has one (a remote model: a search's short wait,
         not behind the watcher's batch either: an HTTP call shares no tokenizer or session)."""

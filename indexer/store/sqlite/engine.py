@@ -115,6 +115,7 @@ class SqliteEngine:
         built, report = recovery.build_beside(self.settings, cache, build, key=self._key)
         try:
             db.copy_into(self.store.connection, built.connection)
+            self.store.forget_counts()
         finally:
             recovery.discard(built, self.settings.index_path)
         return report

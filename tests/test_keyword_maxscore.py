@@ -1,0 +1,139 @@
+"""The SQLite keyword query skips the chunks that have only common words when they cannot
+reach the top k (store/sqlite/keyword.py): the top k stay exactly the full OR query's.
+The chunk count the IDFs use is kept per state of the index and follows every change."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from conftest import RecordingEmbedder, write
+
+import indexer.store.sqlite.keyword as keyword
+import indexer.store.sqlite.store as sqlite_store
+from indexer import make_filters, make_settings, open_index
+from indexer.retrieval.query import stem_idfs
+
+COMMON = ["garden", "kitchen", "coffee", "morning", "walk", "train", "letter", "music"]
+MIDDLE = ["violin", "harbour", "ticket", "parcel", "ladder", "orchard", "candle", "basket", "pepper", "window"]
+RARE = [f"zq{i}word" for i in range(60)]  # each in a few chunks
+
+
+def _text(rng: random.Random) -> str:
+    words = rng.sample(COMMON, rng.randint(1, 4)) * rng.randint(1, 2) + rng.sample(MIDDLE, rng.randint(0, 2))
+    if rng.random() < 0.3:
+        words.append(rng.choice(RARE))
+    words += ["note"] * rng.randint(0, 12)  # lengths vary: bm25's length norm matters
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+def _index(tmp_path: Path):
+    rng = random.Random(7)
+    root = tmp_path / "memory"
+    for f in range(24):
+        parts = [f"## {rng.choice(MIDDLE + COMMON)} part {p}\n\n{_text(rng)}" for p in range(12)]
+        write(root, f"notes/{'a' if f % 2 else 'b'}/file{f}.md", "\n\n".join(parts) + "\n")
+    embedder = RecordingEmbedder()
+    settings = make_settings(root)
+    with open_index(settings, write=True, embedder=embedder) as index:
+        index.sync()
+    return settings, embedder
+
+
+def _queries() -> list[list[str]]:
+    rng = random.Random(11)
+    out = []
+    for _ in range(80):
+        words = rng.sample(COMMON, rng.randint(1, 3)) + rng.sample(MIDDLE, rng.randint(0, 2))
+        words += rng.sample(RARE, rng.randint(0, 2))
+        out.append(words)
+    return out
+
+
+def _same_top(full: list[tuple[int, float]], split: list[tuple[int, float]]) -> None:
+    """Equal scores rank by rank, and the same chunks but those tied with the k-th."""
+    assert len(split) == len(full)
+    assert [s for _, s in split] == pytest.approx([s for _, s in full], rel=1e-12, abs=1e-12)
+    if full:
+        last = full[-1][1]
+        assert {c for c, s in split if s - last > 1e-9} == {c for c, s in full if s - last > 1e-9}
+        assert all(abs(dict(full).get(c, s) - s) < 1e-9 for c, s in split)
+
+
+@pytest.mark.parametrize("limit", [5, 12])
+def test_the_split_query_returns_the_full_queries_top_k(tmp_path: Path, monkeypatch, limit: int) -> None:
+    settings, embedder = _index(tmp_path)
+    monkeypatch.setattr(keyword, "SPLIT_FROM_ROWS", 0)  # a small index: split wherever it can
+    shapes: list[str] = []
+    real = keyword.top_bm25
+
+    def spy(pieces, tokens, limit, *, run, counts):
+        def recording(match, count):
+            shapes.append(match)
+            return run(match, count)
+
+        return real(pieces, tokens, limit, run=recording, counts=counts)
+
+    with open_index(settings, embedder=embedder) as index:
+        store = index.store
+        assert store.chunk_count() >= 250
+        filters = make_filters(path_prefix="notes/a/")
+        for terms in _queries():
+            for where in (None, filters):
+                monkeypatch.setattr(sqlite_store, "top_bm25", real)
+                monkeypatch.setattr(keyword, "SPLIT_FROM_ROWS", 10**12)
+                full = store.keyword_candidates(terms, limit, filters=where)
+                monkeypatch.setattr(sqlite_store, "top_bm25", spy)
+                monkeypatch.setattr(keyword, "SPLIT_FROM_ROWS", 0)
+                split = store.keyword_candidates(terms, limit, filters=where)
+                _same_top(full, split)
+    # The pruned shapes ran (not only the plain query): the rare-first pair, and the middle level.
+    assert sum(") AND (" in match and "NOT" not in match for match in shapes) >= 20
+    assert sum("NOT (" in match for match in shapes) >= 4
+
+
+def test_a_phrases_ceiling_bounds_what_it_adds_to_any_chunk(tmp_path: Path) -> None:
+    """A chunk with a single word of the query scores below that word's ceiling."""
+    settings, embedder = _index(tmp_path)
+    with open_index(settings, embedder=embedder) as index:
+        store = index.store
+        total, counts = store.term_document_counts([store.stem(word)[0] for word in COMMON + MIDDLE])
+        for word in COMMON + MIDDLE:
+            best = store.keyword_candidates([word], 1)[0][1]
+            ceiling = keyword.phrase_ceiling(total, counts[store.stem(word)[0]])
+            assert best < ceiling
+            assert best > 0.5 * ceiling  # the bound is not vacuous on these short chunks
+
+
+def test_the_chunk_count_follows_changes_from_any_connection(tmp_path: Path) -> None:
+    settings, embedder = _index(tmp_path)
+    with open_index(settings, embedder=embedder) as reader:
+        before = reader.store.chunk_count()
+        idf_before = stem_idfs(reader.store, ["garden"])
+        with open_index(settings, write=True, embedder=embedder) as writer:
+            sections = [f"## New {i}\n\nfresh words {i}" for i in range(30)]
+            write(settings.root, "notes/new.md", "\n\n".join(sections) + "\n")
+            writer.sync()
+            assert writer.store.chunk_count() == before + 30
+        assert reader.store.chunk_count() == before + 30  # another connection committed: counted again
+        assert stem_idfs(reader.store, ["garden"])["garden"] > idf_before["garden"]
+
+
+def test_the_chunk_count_follows_a_rebuild_in_the_same_process(tmp_path: Path) -> None:
+    """A rebuild copies the new database into this connection with SQLite's backup API,
+    which changes neither data_version nor the change count: the count must be dropped
+    (review: the stale count made a search's IDFs negative logs, a ValueError)."""
+    root = tmp_path / "memory"
+    for f in range(3):
+        write(root, f"notes/f{f}.md", "\n\n".join(f"## h{p}\n\nalpha beta {p}" for p in range(4)) + "\n")
+    with open_index(make_settings(root), write=True, embedder=RecordingEmbedder()) as index:
+        index.sync()
+        before = index.store.chunk_count()
+        for f in range(3, 40):
+            write(root, f"notes/f{f}.md", "\n\n".join(f"## h{p}\n\ngamma delta {p}" for p in range(4)) + "\n")
+        index.rebuild()
+        real = index.store.connection.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        assert real > before and index.store.chunk_count() == real
+        assert index.search("gamma delta alpha", mode="hybrid")
