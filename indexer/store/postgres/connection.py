@@ -252,6 +252,23 @@ def advisory_lock(connection: Any, name: str) -> Iterator[None]:
             connection.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_SPACE, key))
 
 
+def try_session_lock(connection: Any, name: str, *, shared: bool = False) -> bool:
+    """Take the session-level advisory lock for ``name`` if it is free now (no wait)."""
+    function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+    return bool(connection.execute(f"SELECT {function}(%s, %s)", (_LOCK_SPACE, lock_key(name))).fetchone()[0])
+
+
+def session_unlock(connection: Any, name: str, *, shared: bool = False) -> None:
+    function = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
+    connection.execute(f"SELECT {function}(%s, %s)", (_LOCK_SPACE, lock_key(name)))
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """``lock_timeout`` ran out while a statement waited for a lock."""
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.errors.LockNotAvailable)
+
+
 def shared_namespace_lock(connection: Any, name: str) -> None:
     """Inside a transaction: block a rebuild of the namespace until it commits, or wait
     for a running one, however long it takes (the wait is exempt from the statement timeout)."""

@@ -1,0 +1,138 @@
+"""PostgreSQL bulk loads (store/postgres/bulk.py): a big first index of a namespace writes
+its vectors without the HNSW index and builds it once at the end; searches answer
+meanwhile (an exact scan); an index a dead loader left missing is built by the next sync,
+unless another load is still running.
+
+Each test has its own database, so the vector table starts empty and no other test's rows
+or loads take part.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from conftest import RecordingEmbedder, write
+
+from indexer import make_settings, open_index
+from indexer.config.settings import Settings
+from indexer.store.postgres import connection as pg
+from indexer.store.postgres.bulk import BULK_MIN_FILES
+
+pytestmark = pytest.mark.postgres
+
+DIMS = 16
+TABLE = f"chunk_vectors_{DIMS}"
+
+
+@pytest.fixture
+def url(pg_server: Any) -> Iterator[str]:
+    name = f"bulk_{uuid.uuid4().hex[:10]}"
+    made = pg_server.create_database(name)
+    try:
+        yield made
+    finally:
+        pg_server.drop_database(name)
+
+
+def index_state(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = %s",
+            (f"{TABLE}_hnsw",),
+        ).fetchone()
+    return "missing" if row is None else "valid" if row[0] else "invalid"
+
+
+class WatchingEmbedder(RecordingEmbedder):
+    """Looks at the HNSW index (and runs ``probe``) while the sync is under way."""
+
+    def __init__(self, url: str, probe: Any = None) -> None:
+        super().__init__(dimensions=DIMS)
+        self.url, self.probe = url, probe
+        self.states: list[str] = []
+        self.probed: list[Any] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.states.append(index_state(self.url))
+        if self.probe is not None:
+            self.probed.append(self.probe())
+        return super().embed(texts)
+
+
+def folder(root: Path, files: int, *, tag: str = "") -> Path:
+    for i in range(files):
+        write(root, f"notes/n{i:03d}.md", f"# Note {i} {tag}\n\nThe heron number {i} waits by the {tag} pond.\n")
+    return root
+
+
+def sync(root: Path, url: str, namespace: str, embedder: RecordingEmbedder | None = None) -> Settings:
+    settings = make_settings(root, url, namespace=namespace)
+    with open_index(settings, write=True, embedder=embedder or RecordingEmbedder(dimensions=DIMS)) as memory:
+        memory.sync()
+    return settings
+
+
+def vector_ids(settings: Settings, query: str) -> list[str]:
+    with open_index(settings, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        return [hit.path for hit in memory.search(query, mode="vector", limit=5, budget_lines=None)]
+
+
+def test_a_big_first_index_writes_without_the_hnsw_index_and_builds_it_at_the_end(
+    tmp_path: Path, url: str
+) -> None:
+    small = sync(folder(tmp_path / "small", 3, tag="small"), url, "small")
+    before = vector_ids(small, "heron small pond 1")
+    assert index_state(url) == "valid"
+    # While the big load runs, the other namespace's vector search still answers, and the same.
+    embedder = WatchingEmbedder(url, probe=lambda: vector_ids(small, "heron small pond 1"))
+    big = sync(folder(tmp_path / "big", BULK_MIN_FILES + 10), url, "big", embedder)
+    assert embedder.states and set(embedder.states) == {"missing"}
+    assert embedder.probed and all(found == before for found in embedder.probed)
+    assert index_state(url) == "valid"
+    with psycopg.connect(url) as conn:
+        (rows,) = conn.execute(f"SELECT count(*) FROM memdex.{TABLE}").fetchone()
+    assert rows == 3 + BULK_MIN_FILES + 10
+    with psycopg.connect(url) as conn:  # the index built is one a search can use (63 rows: forced)
+        conn.execute("SET enable_seqscan = off")
+        plan = " ".join(row[0] for row in conn.execute(
+            f"EXPLAIN SELECT chunk_id FROM memdex.{TABLE} ORDER BY embedding <=> %s::vector LIMIT 5",
+            ("[" + ",".join(["0.25"] * DIMS) + "]",),
+        ))  # fmt: skip
+    assert f"{TABLE}_hnsw" in plan
+    lite = make_settings(big.root, tmp_path / "lite.db")
+    with open_index(lite, write=True, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        memory.sync()
+    assert vector_ids(big, "heron number 7") == vector_ids(lite, "heron number 7")
+
+
+def test_a_small_first_index_and_a_later_sync_write_through_the_index(tmp_path: Path, url: str) -> None:
+    root = folder(tmp_path / "root", BULK_MIN_FILES - 1)
+    embedder = WatchingEmbedder(url)
+    sync(root, url, "one", embedder)
+    assert set(embedder.states) == {"valid"}
+    folder(root, BULK_MIN_FILES + 10, tag="again")  # many files, but the namespace is not empty
+    embedder = WatchingEmbedder(url)
+    sync(root, url, "one", embedder)
+    assert set(embedder.states) == {"valid"}
+
+
+def test_an_index_a_dead_loader_left_missing_is_built_unless_a_load_still_runs(tmp_path: Path, url: str) -> None:
+    root = folder(tmp_path / "root", 3)
+    sync(root, url, "one")
+    loader = psycopg.connect(url, autocommit=True)
+    try:  # another loader, still writing: it holds the load lock and dropped the index
+        key = (pg._LOCK_SPACE, pg.lock_key(f"vector-load:{TABLE}"))
+        assert loader.execute("SELECT pg_try_advisory_lock_shared(%s, %s)", key).fetchone()[0]
+        loader.execute(f"DROP INDEX memdex.{TABLE}_hnsw")
+        sync(root, url, "one")
+        assert index_state(url) == "missing"  # its end builds it
+    finally:
+        loader.close()  # ... but it died
+    sync(root, url, "one")
+    assert index_state(url) == "valid"
