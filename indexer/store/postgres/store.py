@@ -310,6 +310,7 @@ class PgStore(PgWrites, PgSearch, PgChecks):
 
     def clear(self) -> None:
         with self._file_transaction() as conn:
+            conn.execute("DELETE FROM postings WHERE ns = %s", (self.ns,))  # a stray one too (no foreign key)
             conn.execute("DELETE FROM files WHERE ns = %s", (self.ns,))
             conn.execute("DELETE FROM skipped WHERE ns = %s", (self.ns,))
             conn.execute(

@@ -1,7 +1,9 @@
-"""PostgreSQL bulk loads (store/postgres/bulk.py): a big first index of a namespace writes
-its vectors without the HNSW index and builds it once at the end; searches answer
-meanwhile (an exact scan); an index a dead loader left missing is built by the next sync,
-unless another load is still running.
+"""PostgreSQL's write path. Bulk loads (store/postgres/bulk.py): a big first index of a
+namespace writes its vectors without the HNSW index and builds it once at the end;
+searches answer meanwhile (an exact scan); an index a dead loader left missing is built by
+the next sync, unless another load is still running. Postings (migration 5): triggers, not a
+foreign key, delete them with their chunks and refuse ones that name no chunk; an index
+made before the migration keeps working after it.
 
 Each test has its own database, so the vector table starts empty and no other test's rows
 or loads take part.
@@ -20,6 +22,7 @@ import pytest
 from conftest import RecordingEmbedder, write
 
 from indexer import make_settings, open_index
+from indexer.indexing.check import CORRUPT, HEALTHY, check_index
 from indexer.config.settings import Settings
 from indexer.store.postgres import connection as pg
 from indexer.store.postgres.bulk import BULK_MIN_FILES
@@ -136,3 +139,80 @@ def test_an_index_a_dead_loader_left_missing_is_built_unless_a_load_still_runs(t
         loader.close()  # ... but it died
     sync(root, url, "one")
     assert index_state(url) == "valid"
+
+
+def postings_of(url: str, namespace: str) -> dict[str, int]:
+    """path -> postings of its chunks, and "" -> postings of no chunk, in a namespace."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT coalesce(c.path, ''), count(*) FROM memdex.postings p JOIN memdex.namespaces n ON n.id = p.ns "
+            "LEFT JOIN memdex.chunks c ON c.id = p.chunk_id WHERE n.name = %s GROUP BY 1",
+            (namespace,),
+        ).fetchall()
+    return dict(rows)
+
+
+def check(settings: Settings) -> Any:
+    with open_index(settings, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        return check_index(settings, memory.engine, model_id=RecordingEmbedder(dimensions=DIMS).model_id)
+
+
+def test_postings_go_with_their_chunks_and_check_finds_a_stray_one(tmp_path: Path, url: str) -> None:
+    root = folder(tmp_path / "root", 3)
+    settings = sync(root, url, "one")
+    before = postings_of(url, "one")
+    assert set(before) == {"notes/n000.md", "notes/n001.md", "notes/n002.md"}
+    write(root, "notes/n001.md", "# Other\n\nA kingfisher now.\n")
+    (root / "notes/n002.md").unlink()
+    sync(root, url, "one")
+    after = postings_of(url, "one")
+    assert set(after) == {"notes/n000.md", "notes/n001.md"} and after["notes/n000.md"] == before["notes/n000.md"]
+    assert check(settings).exit_code == HEALTHY
+    with psycopg.connect(url, autocommit=True) as conn:  # a posting of no chunk, written past the trigger
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(
+            "INSERT INTO memdex.postings SELECT 'stray', id, 999999999, 1, 1 FROM memdex.namespaces WHERE name = 'one'"
+        )
+    found = check(settings)
+    assert found.exit_code == CORRUPT and "1 postings without a chunk" in str(found.as_dict())
+    with open_index(settings, write=True, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        memory.replace_damaged("check found it corrupt")  # what check --repair does
+    assert "" not in postings_of(url, "one") and check(settings).exit_code == HEALTHY
+
+
+def test_a_posting_that_names_no_chunk_of_its_namespace_is_refused(tmp_path: Path, url: str) -> None:
+    sync(folder(tmp_path / "a", 1), url, "a")
+    sync(folder(tmp_path / "b", 1), url, "b")
+    with psycopg.connect(url, autocommit=True) as conn:
+        (a_ns, a_chunk), (b_ns, _) = conn.execute(
+            "SELECT c.ns, c.id FROM memdex.chunks c JOIN memdex.namespaces n ON n.id = c.ns ORDER BY n.name"
+        ).fetchall()
+        for sql, params in [
+            ("INSERT INTO memdex.postings VALUES ('evil', %s, %s, 1, 1)", (b_ns, a_chunk)),  # another namespace's
+            ("INSERT INTO memdex.postings VALUES ('evil', %s, 999999999, 1, 1)", (a_ns,)),  # no chunk at all
+            ("UPDATE memdex.postings SET chunk_id = %s WHERE ns = %s", (a_chunk, b_ns)),
+        ]:
+            with pytest.raises(psycopg.errors.ForeignKeyViolation):
+                conn.execute(sql, params)
+
+
+def test_an_index_made_before_the_postings_triggers_migrates_and_keeps_working(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = folder(tmp_path / "root", 3)
+    with monkeypatch.context() as older:
+        older.setattr(pg, "MIGRATIONS", pg.MIGRATIONS[:-1])
+        older.setattr(pg, "SCHEMA_VERSION", pg.SCHEMA_VERSION - 1)
+        settings = sync(root, url, "one")
+    with psycopg.connect(url) as conn:
+        keys = "SELECT count(*) FROM pg_constraint WHERE conrelid = 'memdex.postings'::regclass AND contype = 'f'"
+        assert conn.execute(keys).fetchone() == (1,)
+    write(root, "notes/n001.md", "# Other\n\nA kingfisher now.\n")
+    sync(root, url, "one")  # migrates, then writes
+    with psycopg.connect(url) as conn:
+        assert conn.execute(keys).fetchone() == (0,)
+        assert conn.execute("SELECT version FROM memdex.schema_version").fetchone() == (pg.SCHEMA_VERSION,)
+    assert set(postings_of(url, "one")) == {"notes/n000.md", "notes/n001.md", "notes/n002.md"}
+    assert check(settings).exit_code == HEALTHY
+    with open_index(settings, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        assert [hit.path for hit in memory.search("kingfisher", mode="keyword")] == ["notes/n001.md"]
