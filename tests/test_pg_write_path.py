@@ -216,3 +216,36 @@ def test_an_index_made_before_the_postings_triggers_migrates_and_keeps_working(
     assert check(settings).exit_code == HEALTHY
     with open_index(settings, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
         assert [hit.path for hit in memory.search("kingfisher", mode="keyword")] == ["notes/n001.md"]
+
+
+def test_a_bulk_load_commits_in_batches_and_a_failure_keeps_only_whole_ones(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from indexer.store.postgres import write as pg_write
+    from indexer.store.postgres.store import PgStore
+
+    monkeypatch.setattr(pg_write, "BATCH_FILES", 20)
+    original, written = PgStore.replace_file, []
+
+    def failing(self: PgStore, *args: Any, **kwargs: Any) -> None:
+        if len(written) == 29:
+            raise RuntimeError("the disk is gone")
+        original(self, *args, **kwargs)
+        written.append(args[0].path)
+
+    monkeypatch.setattr(PgStore, "replace_file", failing)
+    root = folder(tmp_path / "root", BULK_MIN_FILES + 10)
+    with pytest.raises(RuntimeError, match="the disk is gone"):
+        sync(root, url, "one")
+    with psycopg.connect(url) as conn:  # the first batch of 20 files, counted; not the 9 after it
+        files, chunks, counted = conn.execute(
+            "SELECT (SELECT count(*) FROM memdex.files f WHERE f.ns = n.id), "
+            "(SELECT count(*) FROM memdex.chunks c WHERE c.ns = n.id), n.chunk_count "
+            "FROM memdex.namespaces n WHERE n.name = 'one'"
+        ).fetchone()
+    assert (files, chunks, counted) == (20, 20, 20)
+    assert index_state(url) == "valid"  # built although the load failed
+    monkeypatch.setattr(PgStore, "replace_file", original)
+    settings = sync(root, url, "one")
+    assert len(postings_of(url, "one")) == BULK_MIN_FILES + 10
+    assert check(settings).exit_code == HEALTHY

@@ -190,6 +190,11 @@ class PgStore(PgWrites, PgSearch, PgChecks):
     @contextmanager
     def _file_transaction(self) -> Iterator[Any]:
         conn = self.connection
+        if self._batch is not None and self._batch.conn is conn:  # a bulk load: files commit together
+            self._batch.begin()
+            yield conn
+            self._batch.done()
+            return
         with conn.transaction():
             pg.shared_namespace_lock(conn, self.namespace)
             yield conn

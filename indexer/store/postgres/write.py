@@ -20,6 +20,7 @@ from .access import Access
 from .bulk import bulk_load
 from .text import chunk_terms, vector_text
 
+BATCH_FILES = 100  # a bulk load's files per commit
 SEPARATOR = "\x1f"  # between the terms of a file's postings (a control character: never in a token)
 
 
@@ -34,14 +35,29 @@ class PgWrites:
     _write_stat: Any
     _vec_table: Any
 
+    _batch: Batch | None = None
+
     @contextmanager
     def bulk_load(self, *, files: int) -> Iterator[None]:
         """Around a sync's writes of ``files`` files: a big first index of the namespace
-        goes in without the HNSW index, built once at the end (``bulk.py``)."""
+        goes in without the HNSW index, built once at the end (``bulk.py``), and its files
+        commit ``BATCH_FILES`` at a time (``Batch``)."""
         conn = self.connection
         (chunks,) = conn.execute("SELECT chunk_count FROM namespaces WHERE id = %s", (self.ns,)).fetchone()
-        with bulk_load(conn, self._vec_table(), owner=self.access.owner, namespace_empty=chunks == 0, files=files):
-            yield
+        empty = chunks == 0
+        with bulk_load(conn, self._vec_table(), owner=self.access.owner, namespace_empty=empty, files=files) as loading:
+            if not loading:
+                yield
+                return
+            self._batch = batch = Batch(conn, self.namespace, lambda c, t: self._count(conn, c, t))
+            try:
+                yield
+                batch.commit()
+            except BaseException:
+                batch.rollback()
+                raise
+            finally:
+                self._batch = None
 
     def replace_file(
         self, record: FileRecord, chunks: Sequence[Chunk], vectors: np.ndarray, *, indexed_at_ns: int,
@@ -130,8 +146,53 @@ class PgWrites:
         return sum(length for _, length in terms)
 
     def _count(self, conn: Any, chunks: int, tokens: int) -> None:
+        if self._batch is not None and conn is self._batch.conn and self._batch.open:
+            self._batch.chunks += chunks  # written once at its commit: no lock on the row meanwhile
+            self._batch.tokens += tokens
+            return
         conn.execute(
             "UPDATE namespaces SET chunk_count = chunk_count + %s, token_count = token_count + %s, "
             "generation = generation + 1 WHERE id = %s",
             (chunks, tokens, self.ns),
         )
+
+
+class Batch:
+    """A bulk load's files, committed ``BATCH_FILES`` at a time: each commit waits for the
+    disk (the WAL's fsync), about 9 of 32 s of a 10K-chunk index one file a commit.
+    Durable as before: a crash loses at most the open batch, whose files (their stat rows
+    included) the next sync writes again. Its chunk and token counts go in at its commit,
+    so the namespace's row is locked only then (two writers' batches never wait in a cycle)."""
+
+    def __init__(self, conn: Any, namespace: str, count: Any) -> None:
+        self.conn, self.namespace, self._count = conn, namespace, count
+        self.open = False
+        self.files = self.chunks = self.tokens = 0
+
+    def begin(self) -> None:
+        """Before a file's statements: join the open batch, or start one."""
+        if not self.open:
+            self.conn.execute("BEGIN")
+            self.open = True
+            pg.shared_namespace_lock(self.conn, self.namespace)
+
+    def done(self) -> None:
+        self.files += 1
+        if self.files >= BATCH_FILES:
+            self.commit()
+
+    def commit(self) -> None:
+        if self.open:
+            if self.chunks or self.tokens:
+                self.open = False  # the counts' own statement
+                self._count(self.chunks, self.tokens)
+            self.conn.execute("COMMIT")
+        self.open = False
+        self.files = self.chunks = self.tokens = 0
+
+    def rollback(self) -> None:
+        if self.open and not (self.conn.closed or self.conn.broken):
+            self.conn.execute("ROLLBACK")
+        self.open = False
+        self.files = self.chunks = self.tokens = 0
+
