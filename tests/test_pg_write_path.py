@@ -249,3 +249,12 @@ def test_a_bulk_load_commits_in_batches_and_a_failure_keeps_only_whole_ones(
     settings = sync(root, url, "one")
     assert len(postings_of(url, "one")) == BULK_MIN_FILES + 10
     assert check(settings).exit_code == HEALTHY
+
+
+def test_vector_texts_are_pgvectors_text_of_each_vector() -> None:
+    from indexer.store.postgres.text import vector_text
+    from indexer.store.postgres.write import vector_texts
+
+    vectors = list(np.random.default_rng(1).standard_normal((3, 7)).astype(np.float32)) + [np.full(7, 1e-12, np.float32)]
+    assert vector_texts(vectors) == [vector_text(v) for v in vectors]
+    assert vector_texts([]) == []
