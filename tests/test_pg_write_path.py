@@ -258,3 +258,23 @@ def test_vector_texts_are_pgvectors_text_of_each_vector() -> None:
     vectors = list(np.random.default_rng(1).standard_normal((3, 7)).astype(np.float32)) + [np.full(7, 1e-12, np.float32)]
     assert vector_texts(vectors) == [vector_text(v) for v in vectors]
     assert vector_texts([]) == []
+
+
+def test_no_transaction_stays_open_while_the_model_runs_during_a_bulk_load(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from indexer.indexing import writer
+
+    monkeypatch.setattr(writer, "EMBED_GROUP", 10)  # several groups of texts, in one batch of files
+
+    def open_transactions() -> int:
+        with psycopg.connect(url) as conn:
+            return int(conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state LIKE 'idle in transaction%%'"
+            ).fetchone()[0])  # fmt: skip
+
+    embedder = WatchingEmbedder(url, probe=open_transactions)
+    sync(folder(tmp_path / "root", BULK_MIN_FILES + 10), url, "one", embedder)
+    assert len(embedder.probed) > 3 and set(embedder.states) == {"missing"}
+    assert set(embedder.probed) == {0}

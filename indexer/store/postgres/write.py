@@ -25,11 +25,13 @@ SEPARATOR = "\x1f"  # between the terms of a file's postings (a control characte
 
 
 class PgWrites:
-    """Writing files' chunks (``PgStore`` provides ``connection``, ``ns``, ``access``,
-    ``_file_transaction``, ``_write_stat`` and ``_vec_table``)."""
+    """Writing files' chunks (``PgStore`` provides ``connection``, ``ns``, ``namespace``,
+    ``access``, ``_file_transaction``, ``_write_stat`` and ``_vec_table``)."""
 
     connection: Any
+    _conn: Any
     ns: int
+    namespace: str
     access: Access
     _file_transaction: Any
     _write_stat: Any
@@ -144,6 +146,12 @@ class PgWrites:
              "vectors": vector_texts([v for _, v in items])},
         )  # fmt: skip
         return sum(length for _, length in terms)
+
+    def commit_batch(self) -> None:
+        """Commit a bulk load's open batch now (before the model runs: no transaction stays
+        open, holding its files' rows, while the next group of texts is embedded)."""
+        if self._batch is not None and self._batch.conn is self._conn:
+            self._batch.commit()
 
     def _count(self, conn: Any, chunks: int, tokens: int) -> None:
         if self._batch is not None and conn is self._batch.conn and self._batch.open:
