@@ -1,7 +1,7 @@
 """PostgreSQL against SQLite at about 10K chunks: indexing, hybrid search and two writers,
 for two versions of memdex side by side in one run (default: the base commit and this tree).
 
-    python bench/bench_pg_write.py [--files 1000] [--base a619d1e] [--rounds 1] [--queries 80]
+    python bench/bench_pg_write.py [--files 1000] [--base f7d868c] [--rounds 1] [--queries 80]
                                    [--out bench/out/pg_write.json]
 
 Data: bench/generate.py's folder of ``--files`` files (1,000 files: about 9,900 chunks), kept in
@@ -10,12 +10,12 @@ count. One throwaway durable PostgreSQL server (tests/pg_server.py) serves every
 round and each side (``base``: ``git archive`` of ``--base`` in a temporary folder; ``new``:
 this tree), in the order base, new, base, new...:
 
-1. a full ``sync`` into SQLite and into a new PostgreSQL namespace, each in a fresh process
+1. a full ``sync`` into SQLite and into a new PostgreSQL database, each in a fresh process
    (wall seconds; on PostgreSQL also the statements sent per file written);
 2. warm hybrid search through ``MemoryIndex.search`` over the fixture's questions (one
    pass to warm up, then p50/p95), on SQLite and on PostgreSQL;
-3. two writers at once: two processes each index their own copy into their own namespace
-   (wall seconds until both finish).
+3. two writers at once: two processes each index their own copy into their own SQLite file,
+   then into their own PostgreSQL namespace (wall seconds until both finish).
 
 Ratios compare fairly within one run; absolute figures move with the machine's load.
 """
@@ -133,8 +133,10 @@ def fresh_copy(pristine: Path, scratch: Path, name: str) -> Path:
     return target
 
 
-def run_side(tree: Path, label: str, pristine: Path, scratch: Path, url: str, queries: list[str]) -> dict[str, Any]:
+def run_side(tree: Path, label: str, pristine: Path, scratch: Path, server: Any, queries: list[str]) -> dict[str, Any]:
+    """Each PostgreSQL step in a new database: its vector table starts empty (a new server)."""
     out: dict[str, Any] = {}
+    url = server.create_database(f"{label}_one")
     lite_root = fresh_copy(pristine, scratch, f"{label}-sqlite")
     lite = {"root": str(lite_root), "db": str(scratch / f"{label}.db")}
     out["sqlite_index"] = finish(start_child(tree, {"role": "index", **lite}))
@@ -143,13 +145,17 @@ def run_side(tree: Path, label: str, pristine: Path, scratch: Path, url: str, qu
     out["pg_index"] = finish(start_child(tree, {"role": "index", **pg}))
     out["sqlite_search"] = finish(start_child(tree, {"role": "search", "queries": queries, **lite}))
     out["pg_search"] = finish(start_child(tree, {"role": "search", "queries": queries, **pg}))
-    jobs = [{"role": "index", "root": str(fresh_copy(pristine, scratch, f"{label}-w{i}")), "db": url,
-             "namespace": f"{label}-w{i}"} for i in range(2)]  # fmt: skip
-    start = time.perf_counter()
-    writers = [finish(p) for p in [start_child(tree, job) for job in jobs]]
-    out["pg_two_writers"] = {"seconds": round(time.perf_counter() - start, 2), "each": writers}
+    two_url = server.create_database(f"{label}_two")
+    for engine in ("sqlite", "pg"):
+        jobs = [{"role": "index", "root": str(fresh_copy(pristine, scratch, f"{label}-{engine}-w{i}")),
+                 "db": two_url if engine == "pg" else str(scratch / f"{label}-w{i}.db"),
+                 **({"namespace": f"{label}-w{i}"} if engine == "pg" else {})} for i in range(2)]  # fmt: skip
+        start = time.perf_counter()
+        writers = [finish(p) for p in [start_child(tree, job) for job in jobs]]
+        out[f"{engine}_two_writers"] = {"seconds": round(time.perf_counter() - start, 2), "each": writers}
     out["ratios"] = {
         "index_pg_over_sqlite": round(out["pg_index"]["seconds"] / out["sqlite_index"]["seconds"], 2),
+        "two_writers_pg_over_sqlite": round(out["pg_two_writers"]["seconds"] / out["sqlite_two_writers"]["seconds"], 2),
         "two_writers_over_sqlite": round(out["pg_two_writers"]["seconds"] / out["sqlite_index"]["seconds"], 2),
         "hybrid_p50_pg_over_sqlite": round(out["pg_search"]["p50_ms"] / out["sqlite_search"]["p50_ms"], 2),
         "hybrid_p95_pg_over_sqlite": round(out["pg_search"]["p95_ms"] / out["sqlite_search"]["p95_ms"], 2),
@@ -160,7 +166,7 @@ def run_side(tree: Path, label: str, pristine: Path, scratch: Path, url: str, qu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--base", default="a619d1e", help="the commit compared with this tree")
+    parser.add_argument("--base", default="f7d868c", help="the commit compared with this tree")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--queries", type=int, default=80, help="fixture questions searched")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/memdex-bench-pg-write"))
@@ -193,7 +199,7 @@ def main() -> None:
                 for label, tree in (("base", base_tree), ("new", REPO)):
                     scratch = Path(tmp) / f"{label}{round_}"
                     scratch.mkdir()
-                    run = run_side(tree, f"{label}{round_}", pristine, scratch, server.url, queries)
+                    run = run_side(tree, f"{label}{round_}", pristine, scratch, server, queries)
                     results["runs"].append({"side": label, "round": round_, **run})
                     print(label, round_, json.dumps(run["ratios"]), "pg index", run["pg_index"], flush=True)
                     shutil.rmtree(scratch)

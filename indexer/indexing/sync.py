@@ -141,9 +141,10 @@ def sync(
 
     writer = Writer(settings.root, store, cache, embedder, report, prepare, progress=progress, total=len(to_read),
                     batch_size=settings.embed_batch_size)
-    for item in to_read:
-        writer.add(item)
-    writer.flush()
+    with store.bulk_load(files=len(to_read)):
+        for item in to_read:
+            writer.add(item)
+        writer.flush()
 
     present = {item.path for item in found}
     for path in sorted(set(known) - present):

@@ -34,6 +34,9 @@ class PgEmbeddingCache:
         self._conn: Any = None
 
     def get_many(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        # A sync asks before each group of texts goes to the model: a bulk load's files
+        # written so far commit first, so no transaction waits open through the embedding.
+        self.store.commit_batch()
         rows = self.store.connection.execute(
             "SELECT hash, vector FROM vector_cache WHERE ns = %s AND model = %s AND hash = ANY(%s)",
             (self.store.ns, self.model_id, sorted(set(hashes))),

@@ -44,6 +44,10 @@ class PgChecks:
             "token count recorded for the namespace is off by": "SELECT abs((SELECT coalesce(sum(length), 0) "
             "FROM chunks WHERE ns = %(ns)s) - (SELECT token_count FROM namespaces WHERE id = %(ns)s))",
         }
+        sql["postings without a chunk"] = (
+            "SELECT count(*) FROM postings p WHERE p.ns = %(ns)s AND NOT EXISTS "
+            "(SELECT 1 FROM chunks c WHERE c.id = p.chunk_id AND c.ns = p.ns)"
+        )
         table = self._vec_table()
         if table:
             sql["chunks without a vector"] = (

@@ -9,8 +9,9 @@ HNSW index (pgvector), searched with ``hnsw.ef_search`` at least the number
 of candidates and an iterative scan, so a namespace filter still fills them.
 
 The search half is ``search.py`` (a hybrid search's HNSW scan runs on a second
-connection: ``parallel.py``), status and checks ``checks.py``, what
-is computed on the client (terms, vector text, filter SQL) ``text.py``.
+connection: ``parallel.py``), status and checks ``checks.py``, the write path of
+chunks ``write.py`` (and a sync's bulk load, ``bulk.py``), what is computed on the
+client (terms, vector text, filter SQL) ``text.py``.
 
 A file's update is one transaction: it locks the file's row first (an
 upsert), then deletes and inserts only the chunks whose (lines, hash)
@@ -19,7 +20,6 @@ changed; a rebuild of the namespace (exclusive advisory lock) waits for it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -27,20 +27,20 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import ConfigError, SchemaError
-from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp
-from indexer.store.records import FileRecord, FileState, SkippedFile
+from indexer.store.records import FileState, SkippedFile
 
 from . import connection as pg
 from .access import Access, access_of, may_write, readable_names
 from .cache import PgEmbeddingCache
 from .checks import PgChecks
 from .search import FilteredChunks, PgSearch
-from .text import chunk_terms, under_clause, vector_text
+from .text import under_clause, vector_text
+from .write import PgWrites
 
 __all__ = ["FilteredChunks", "PgEmbeddingCache", "PgStore"]
 
-class PgStore(PgSearch, PgChecks):
+class PgStore(PgWrites, PgSearch, PgChecks):
     """One namespace of a PostgreSQL index; searches cover ``search_namespaces``
     (names; ``"*"`` every namespace; default just this one)."""
 
@@ -165,6 +165,11 @@ class PgStore(PgSearch, PgChecks):
     @contextmanager
     def _file_transaction(self) -> Iterator[Any]:
         conn = self.connection
+        if self._batch is not None and self._batch.conn is conn:  # a bulk load: files commit together
+            self._batch.begin()
+            yield conn
+            self._batch.done()
+            return
         with conn.transaction():
             pg.shared_namespace_lock(conn, self.namespace)
             yield conn
@@ -264,92 +269,6 @@ class PgStore(PgSearch, PgChecks):
         ).fetchone()
         return row[0] if row else None
 
-    def replace_file(
-        self, record: FileRecord, chunks: Sequence[Chunk], vectors: np.ndarray, *, indexed_at_ns: int,
-        keep_before: int | None = None,
-    ) -> None:
-        """One transaction: lock the file's row (upsert), then replace only the chunks
-        whose (lines, hash) changed (all of them when the file's title words changed);
-        with ``keep_before``, its chunks that start before that line stay (a transcript that only grew)."""
-        front = json.dumps(record.frontmatter, default=str, ensure_ascii=False)
-        with self._file_transaction() as conn:
-            # The vector table's size comes back too (read after the namespace lock: a rebuild may change it).
-            old_title, inserted, dims = conn.execute(
-                "INSERT INTO files(ns, path, kind, date, hash, frontmatter, title) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (ns, path) DO UPDATE SET updated_at = now() RETURNING title, (xmax = 0), "
-                "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions')",
-                (self.ns, record.path, record.kind, record.date, record.hash, front, record.title, self.ns),
-            ).fetchone()
-            existing = conn.execute(
-                "SELECT id, start_line, end_line, hash || coalesce(date, ''), length FROM chunks "
-                "WHERE ns = %s AND path = %s AND start_line >= %s",
-                (self.ns, record.path, 0 if keep_before is None else keep_before),
-            ).fetchall()
-            same_title = not inserted and old_title == record.title
-            wanted = {(c.start_line, c.end_line, c.hash + (c.date or "")) for c in chunks}
-            kept = {(s, e, h) for _, s, e, h, _ in existing if (s, e, h) in wanted} if same_title else set()
-            gone = [(cid, length) for cid, s, e, h, length in existing if (s, e, h) not in kept]
-            fresh = [(c, v) for c, v in zip(chunks, vectors) if (c.start_line, c.end_line, c.hash + (c.date or "")) not in kept]
-            table = f"chunk_vectors_{int(dims)}" if dims and dims.isdigit() else None
-            with pg.pipeline(conn):  # the rest needs no answer: one round trip (errors still raise here)
-                if not inserted:
-                    conn.execute(
-                        "UPDATE files SET kind = %s, date = %s, hash = %s, frontmatter = %s, title = %s "
-                        "WHERE ns = %s AND path = %s",
-                        (record.kind, record.date, record.hash, front, record.title, self.ns, record.path),
-                    )
-                if gone:
-                    conn.execute("DELETE FROM chunks WHERE id = ANY(%s)", ([cid for cid, _ in gone],))
-                added_tokens = self._insert_chunks(conn, record, fresh, table)
-                self._write_stat(conn, record.path, record.stamp, indexed_at_ns)
-                conn.execute("DELETE FROM skipped WHERE ns = %s AND path = %s", (self.ns, record.path))
-                self._count(conn, len(fresh) - len(gone), added_tokens - sum(length for _, length in gone))
-
-    def _insert_chunks(
-        self, conn: Any, record: FileRecord, items: Sequence[tuple[Chunk, np.ndarray]], table: str | None
-    ) -> int:
-        """One statement (one round trip) for a file's new chunks, their postings and their
-        vectors: the rows travel as arrays, each chunk takes its id from the sequence in
-        ``src`` (a CTE with a volatile function is computed once), and the postings and
-        vectors join it by the chunk's ordinal. Plain INSERTs, so row-level security and
-        the foreign keys (checked at the statement's end) hold as before."""
-        if not items:
-            return 0
-        terms = [chunk_terms(chunk.text, chunk.heading, record.title) for chunk, _ in items]
-        chunks = [c for c, _ in items]
-        posting_rows = [(term, i, f) for i, (freq, _) in enumerate(terms, 1) for term, f in freq.items()]
-        p_terms, p_ords, p_freqs = (list(column) for column in zip(*posting_rows)) if posting_rows else ([], [], [])
-        vectors = (
-            f", v AS (INSERT INTO {table}(chunk_id, ns, embedding) SELECT src.id, %(ns)s, e.v::vector "
-            "FROM unnest(%(vectors)s::text[]) WITH ORDINALITY AS e(v, ord) JOIN src USING (ord))"
-            if table is not None
-            else ""
-        )
-        conn.execute(
-            "WITH src AS (SELECT nextval('chunks_id_seq') AS id, u.* FROM unnest(%(starts)s::int[], %(ends)s::int[], "
-            "%(headings)s::text[], %(texts)s::text[], %(hashes)s::text[], %(oversized)s::bool[], %(lengths)s::int[], "
-            "%(dates)s::text[]) WITH ORDINALITY AS u(start_line, end_line, heading, text, hash, oversized, length, date, ord)), "
-            "c AS (INSERT INTO chunks(id, ns, path, start_line, end_line, heading, text, hash, oversized, length, date) "
-            "SELECT id, %(ns)s, %(path)s, start_line, end_line, heading, text, hash, oversized, length, date FROM src), "
-            "p AS (INSERT INTO postings(term, ns, chunk_id, freq, length) SELECT t.term, %(ns)s, src.id, t.freq, src.length "
-            "FROM unnest(%(p_terms)s::text[], %(p_ords)s::bigint[], %(p_freqs)s::real[]) AS t(term, ord, freq) "
-            f"JOIN src USING (ord)){vectors} SELECT 1",
-            {"ns": self.ns, "path": record.path, "starts": [c.start_line for c in chunks],
-             "ends": [c.end_line for c in chunks], "headings": [c.heading for c in chunks],
-             "texts": [c.text for c in chunks], "hashes": [c.hash for c in chunks],
-             "oversized": [bool(c.oversized) for c in chunks], "lengths": [length for _, length in terms],
-             "dates": [c.date for c in chunks], "p_terms": p_terms, "p_ords": p_ords, "p_freqs": p_freqs,
-             "vectors": [vector_text(v) for _, v in items]},
-        )  # fmt: skip
-        return sum(length for _, length in terms)
-
-    def _count(self, conn: Any, chunks: int, tokens: int) -> None:
-        conn.execute(
-            "UPDATE namespaces SET chunk_count = chunk_count + %s, token_count = token_count + %s, "
-            "generation = generation + 1 WHERE id = %s",
-            (chunks, tokens, self.ns),
-        )
-
     def invalidate_files(self, paths: Sequence[str]) -> None:
         with self._file_transaction() as conn:
             conn.execute("UPDATE files SET hash = '' WHERE ns = %s AND path = ANY(%s)", (self.ns, list(paths)))
@@ -371,6 +290,7 @@ class PgStore(PgSearch, PgChecks):
 
     def clear(self) -> None:
         with self._file_transaction() as conn:
+            conn.execute("DELETE FROM postings WHERE ns = %s", (self.ns,))  # a stray one too (no foreign key)
             conn.execute("DELETE FROM files WHERE ns = %s", (self.ns,))
             conn.execute("DELETE FROM skipped WHERE ns = %s", (self.ns,))
             conn.execute(

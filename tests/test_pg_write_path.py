@@ -1,0 +1,375 @@
+"""PostgreSQL's write path. Bulk loads (store/postgres/bulk.py): a big first index of a
+namespace writes its vectors without the HNSW index and builds it once at the end;
+searches answer meanwhile (an exact scan); an index a dead loader left missing is built by
+the next sync, unless another load is still running. Postings (migration 5): triggers, not a
+foreign key, delete them with their chunks and refuse ones that name no chunk; an index
+made before the migration keeps working after it.
+
+Each test has its own database, so the vector table starts empty and no other test's rows
+or loads take part.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from conftest import RecordingEmbedder, write
+
+from indexer import make_settings, open_index
+from indexer.indexing.check import CORRUPT, HEALTHY, check_index
+from indexer.config.settings import Settings
+from indexer.store.postgres import connection as pg
+from indexer.store.postgres.bulk import BULK_MIN_FILES
+
+pytestmark = pytest.mark.postgres
+
+DIMS = 16
+TABLE = f"chunk_vectors_{DIMS}"
+
+
+@pytest.fixture
+def url(pg_server: Any) -> Iterator[str]:
+    name = f"bulk_{uuid.uuid4().hex[:10]}"
+    made = pg_server.create_database(name)
+    try:
+        yield made
+    finally:
+        pg_server.drop_database(name)
+
+
+def index_state(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = %s",
+            (f"{TABLE}_hnsw",),
+        ).fetchone()
+    return "missing" if row is None else "valid" if row[0] else "invalid"
+
+
+class WatchingEmbedder(RecordingEmbedder):
+    """Looks at the HNSW index (and runs ``probe``) while the sync is under way."""
+
+    def __init__(self, url: str, probe: Any = None) -> None:
+        super().__init__(dimensions=DIMS)
+        self.url, self.probe = url, probe
+        self.states: list[str] = []
+        self.probed: list[Any] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.states.append(index_state(self.url))
+        if self.probe is not None:
+            self.probed.append(self.probe())
+        return super().embed(texts)
+
+
+def folder(root: Path, files: int, *, tag: str = "") -> Path:
+    for i in range(files):
+        write(root, f"notes/n{i:03d}.md", f"# Note {i} {tag}\n\nThe heron number {i} waits by the {tag} pond.\n")
+    return root
+
+
+def sync(root: Path, url: str, namespace: str, embedder: RecordingEmbedder | None = None) -> Settings:
+    settings = make_settings(root, url, namespace=namespace)
+    with open_index(settings, write=True, embedder=embedder or RecordingEmbedder(dimensions=DIMS)) as memory:
+        memory.sync()
+    return settings
+
+
+def vector_ids(settings: Settings, query: str) -> list[str]:
+    with open_index(settings, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        return [hit.path for hit in memory.search(query, mode="vector", limit=5, budget_lines=None)]
+
+
+def test_a_big_first_index_writes_without_the_hnsw_index_and_builds_it_at_the_end(
+    tmp_path: Path, url: str
+) -> None:
+    small = sync(folder(tmp_path / "small", 3, tag="small"), url, "small")
+    before = vector_ids(small, "heron small pond 1")
+    assert index_state(url) == "valid"
+    # While the big load runs, the other namespace's vector search still answers, and the same.
+    embedder = WatchingEmbedder(url, probe=lambda: vector_ids(small, "heron small pond 1"))
+    big = sync(folder(tmp_path / "big", BULK_MIN_FILES + 10), url, "big", embedder)
+    assert embedder.states and set(embedder.states) == {"missing"}
+    assert embedder.probed and all(found == before for found in embedder.probed)
+    assert index_state(url) == "valid"
+    with psycopg.connect(url) as conn:
+        (rows,) = conn.execute(f"SELECT count(*) FROM memdex.{TABLE}").fetchone()
+    assert rows == 3 + BULK_MIN_FILES + 10
+    with psycopg.connect(url) as conn:  # the index built is one a search can use (63 rows: forced)
+        conn.execute("SET enable_seqscan = off")
+        plan = " ".join(row[0] for row in conn.execute(
+            f"EXPLAIN SELECT chunk_id FROM memdex.{TABLE} ORDER BY embedding <=> %s::vector LIMIT 5",
+            ("[" + ",".join(["0.25"] * DIMS) + "]",),
+        ))  # fmt: skip
+    assert f"{TABLE}_hnsw" in plan
+    lite = make_settings(big.root, tmp_path / "lite.db")
+    with open_index(lite, write=True, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        memory.sync()
+    assert vector_ids(big, "heron number 7") == vector_ids(lite, "heron number 7")
+
+
+def test_a_small_first_index_and_a_later_sync_write_through_the_index(tmp_path: Path, url: str) -> None:
+    root = folder(tmp_path / "root", BULK_MIN_FILES - 1)
+    embedder = WatchingEmbedder(url)
+    sync(root, url, "one", embedder)
+    assert set(embedder.states) == {"valid"}
+    folder(root, BULK_MIN_FILES + 10, tag="again")  # many files, but the namespace is not empty
+    embedder = WatchingEmbedder(url)
+    sync(root, url, "one", embedder)
+    assert set(embedder.states) == {"valid"}
+
+
+def test_an_index_a_dead_loader_left_missing_is_built_unless_a_load_still_runs(tmp_path: Path, url: str) -> None:
+    root = folder(tmp_path / "root", 3)
+    sync(root, url, "one")
+    loader = psycopg.connect(url, autocommit=True)
+    try:  # another loader, still writing: it holds the load lock and dropped the index
+        key = (pg._LOCK_SPACE, pg.lock_key(f"vector-load:{TABLE}"))
+        assert loader.execute("SELECT pg_try_advisory_lock_shared(%s, %s)", key).fetchone()[0]
+        loader.execute(f"DROP INDEX memdex.{TABLE}_hnsw")
+        sync(root, url, "one")
+        assert index_state(url) == "missing"  # its end builds it
+    finally:
+        loader.close()  # ... but it died
+    sync(root, url, "one")
+    assert index_state(url) == "valid"
+
+
+def postings_of(url: str, namespace: str) -> dict[str, int]:
+    """path -> postings of its chunks, and "" -> postings of no chunk, in a namespace."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT coalesce(c.path, ''), count(*) FROM memdex.postings p JOIN memdex.namespaces n ON n.id = p.ns "
+            "LEFT JOIN memdex.chunks c ON c.id = p.chunk_id WHERE n.name = %s GROUP BY 1",
+            (namespace,),
+        ).fetchall()
+    return dict(rows)
+
+
+def check(settings: Settings) -> Any:
+    with open_index(settings, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        return check_index(settings, memory.engine, model_id=RecordingEmbedder(dimensions=DIMS).model_id)
+
+
+def test_postings_go_with_their_chunks_and_check_finds_a_stray_one(tmp_path: Path, url: str) -> None:
+    root = folder(tmp_path / "root", 3)
+    settings = sync(root, url, "one")
+    before = postings_of(url, "one")
+    assert set(before) == {"notes/n000.md", "notes/n001.md", "notes/n002.md"}
+    write(root, "notes/n001.md", "# Other\n\nA kingfisher now.\n")
+    (root / "notes/n002.md").unlink()
+    sync(root, url, "one")
+    after = postings_of(url, "one")
+    assert set(after) == {"notes/n000.md", "notes/n001.md"} and after["notes/n000.md"] == before["notes/n000.md"]
+    assert check(settings).exit_code == HEALTHY
+    with psycopg.connect(url, autocommit=True) as conn:  # a posting of no chunk, written past the trigger
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(
+            "INSERT INTO memdex.postings SELECT 'stray', id, 999999999, 1, 1 FROM memdex.namespaces WHERE name = 'one'"
+        )
+    found = check(settings)
+    assert found.exit_code == CORRUPT and "1 postings without a chunk" in str(found.as_dict())
+    with open_index(settings, write=True, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        memory.replace_damaged("check found it corrupt")  # what check --repair does
+    assert "" not in postings_of(url, "one") and check(settings).exit_code == HEALTHY
+
+
+def test_a_posting_that_names_no_chunk_of_its_namespace_is_refused(tmp_path: Path, url: str) -> None:
+    sync(folder(tmp_path / "a", 1), url, "a")
+    sync(folder(tmp_path / "b", 1), url, "b")
+    with psycopg.connect(url, autocommit=True) as conn:
+        (a_ns, a_chunk), (b_ns, _) = conn.execute(
+            "SELECT c.ns, c.id FROM memdex.chunks c JOIN memdex.namespaces n ON n.id = c.ns ORDER BY n.name"
+        ).fetchall()
+        for sql, params in [
+            ("INSERT INTO memdex.postings VALUES ('evil', %s, %s, 1, 1)", (b_ns, a_chunk)),  # another namespace's
+            ("INSERT INTO memdex.postings VALUES ('evil', %s, 999999999, 1, 1)", (a_ns,)),  # no chunk at all
+            ("UPDATE memdex.postings SET chunk_id = %s WHERE ns = %s", (a_chunk, b_ns)),
+        ]:
+            with pytest.raises(psycopg.errors.ForeignKeyViolation):
+                conn.execute(sql, params)
+
+
+def test_an_index_made_before_the_postings_triggers_migrates_and_keeps_working(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = folder(tmp_path / "root", 3)
+    with monkeypatch.context() as older:
+        older.setattr(pg, "MIGRATIONS", pg.MIGRATIONS[:-1])
+        older.setattr(pg, "SCHEMA_VERSION", pg.SCHEMA_VERSION - 1)
+        settings = sync(root, url, "one")
+    with psycopg.connect(url) as conn:
+        keys = "SELECT count(*) FROM pg_constraint WHERE conrelid = 'memdex.postings'::regclass AND contype = 'f'"
+        assert conn.execute(keys).fetchone() == (1,)
+    write(root, "notes/n001.md", "# Other\n\nA kingfisher now.\n")
+    sync(root, url, "one")  # migrates, then writes
+    with psycopg.connect(url) as conn:
+        assert conn.execute(keys).fetchone() == (0,)
+        assert conn.execute("SELECT version FROM memdex.schema_version").fetchone() == (pg.SCHEMA_VERSION,)
+    assert set(postings_of(url, "one")) == {"notes/n000.md", "notes/n001.md", "notes/n002.md"}
+    assert check(settings).exit_code == HEALTHY
+    with open_index(settings, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        assert [hit.path for hit in memory.search("kingfisher", mode="keyword")] == ["notes/n001.md"]
+
+
+def test_a_bulk_load_commits_in_batches_and_a_failure_keeps_only_whole_ones(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from indexer.store.postgres import write as pg_write
+    from indexer.store.postgres.store import PgStore
+
+    monkeypatch.setattr(pg_write, "BATCH_FILES", 20)
+    original, written = PgStore.replace_file, []
+
+    def failing(self: PgStore, *args: Any, **kwargs: Any) -> None:
+        if len(written) == 29:
+            raise RuntimeError("the disk is gone")
+        original(self, *args, **kwargs)
+        written.append(args[0].path)
+
+    monkeypatch.setattr(PgStore, "replace_file", failing)
+    root = folder(tmp_path / "root", BULK_MIN_FILES + 10)
+    with pytest.raises(RuntimeError, match="the disk is gone"):
+        sync(root, url, "one")
+    with psycopg.connect(url) as conn:  # the first batch of 20 files, counted; not the 9 after it
+        files, chunks, counted = conn.execute(
+            "SELECT (SELECT count(*) FROM memdex.files f WHERE f.ns = n.id), "
+            "(SELECT count(*) FROM memdex.chunks c WHERE c.ns = n.id), n.chunk_count "
+            "FROM memdex.namespaces n WHERE n.name = 'one'"
+        ).fetchone()
+    assert (files, chunks, counted) == (20, 20, 20)
+    assert index_state(url) == "valid"  # built although the load failed
+    monkeypatch.setattr(PgStore, "replace_file", original)
+    settings = sync(root, url, "one")
+    assert len(postings_of(url, "one")) == BULK_MIN_FILES + 10
+    assert check(settings).exit_code == HEALTHY
+
+
+def test_vector_texts_are_pgvectors_text_of_each_vector() -> None:
+    from indexer.store.postgres.text import vector_text
+    from indexer.store.postgres.write import vector_texts
+
+    vectors = list(np.random.default_rng(1).standard_normal((3, 7)).astype(np.float32)) + [np.full(7, 1e-12, np.float32)]
+    assert vector_texts(vectors) == [vector_text(v) for v in vectors]
+    assert vector_texts([]) == []
+
+
+def test_no_transaction_stays_open_while_the_model_runs_during_a_bulk_load(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from indexer.indexing import writer
+
+    monkeypatch.setattr(writer, "EMBED_GROUP", 10)  # several groups of texts, in one batch of files
+
+    def open_transactions() -> int:
+        with psycopg.connect(url) as conn:
+            return int(conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state LIKE 'idle in transaction%%'"
+            ).fetchone()[0])  # fmt: skip
+
+    embedder = WatchingEmbedder(url, probe=open_transactions)
+    sync(folder(tmp_path / "root", BULK_MIN_FILES + 10), url, "one", embedder)
+    assert len(embedder.probed) > 3 and set(embedder.states) == {"missing"}
+    assert set(embedder.probed) == {0}
+
+
+class StoppedOnSecondCall(RecordingEmbedder):
+    """Ctrl-C arrives while the model embeds the load's second group."""
+
+    def __init__(self) -> None:
+        super().__init__(dimensions=DIMS)
+        self.calls = 0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        if self.calls == 2:
+            raise KeyboardInterrupt
+        return super().embed(texts)
+
+
+def test_ctrl_c_during_a_bulk_load_builds_nothing_and_the_next_sync_builds_the_index(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop must stop: building the index on the way out could take minutes (review)."""
+    sync(folder(tmp_path / "small", 3, tag="small"), url, "small")
+    root = folder(tmp_path / "big", BULK_MIN_FILES + 10)
+    sent: list[str] = []
+    original = psycopg.Connection.execute
+
+    def spy(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return original(self, query, *args, **kwargs)
+
+    settings = make_settings(root, url, namespace="big", embed_batch_size=8)
+    with open_index(settings, write=True, embedder=StoppedOnSecondCall()) as memory:
+        monkeypatch.setattr(psycopg.Connection, "execute", spy)
+        with pytest.raises(KeyboardInterrupt):
+            memory.sync()
+        monkeypatch.undo()
+        assert memory.store.connection.info.transaction_status == 0  # nothing left open
+    assert not [q for q in sent if "CREATE INDEX" in q]
+    assert index_state(url) == "missing"
+    sync(root, url, "big")
+    assert index_state(url) == "valid"
+
+
+def test_a_bulk_load_does_not_wait_for_an_unrelated_open_snapshot(tmp_path: Path, url: str) -> None:
+    """CREATE INDEX CONCURRENTLY waited for every older snapshot in the database (a pg_dump, an
+    idle transaction): the sync hung at its end (review). The plain build waits for none."""
+    import threading
+
+    sync(folder(tmp_path / "small", 3, tag="small"), url, "small")
+    root = folder(tmp_path / "big", BULK_MIN_FILES + 10)
+    done = threading.Event()
+
+    def load() -> None:
+        sync(root, url, "big")
+        done.set()
+
+    with psycopg.connect(url, autocommit=True) as blocker:
+        blocker.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        blocker.execute("SELECT count(*) FROM memdex.files").fetchone()  # takes its snapshot
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        try:
+            finished = done.wait(60)  # seconds when it works; for ever while the snapshot is open when not
+        finally:
+            blocker.execute("COMMIT")
+            loader.join(60)
+    assert finished, "the sync waited for an unrelated open snapshot"
+    assert index_state(url) == "valid"
+
+
+def test_a_failed_batch_commit_leaves_the_connection_usable(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed counts statement at a batch's commit left the transaction aborted and the
+    connection unusable for every later sync of the process (review)."""
+    from indexer.store.postgres import write as pg_write
+
+    sync(folder(tmp_path / "small", 3, tag="small"), url, "small")
+    root = folder(tmp_path / "big", BULK_MIN_FILES + 10)
+    original = pg_write.PgWrites._count
+    failures = [True]
+
+    def failing(self: Any, conn: Any, chunks: int, tokens: int) -> None:
+        if failures and self._batch is not None and not self._batch.open:  # the counts at a batch commit
+            failures.pop()
+            conn.execute("SELECT 1/0")  # any server error: a cancel, a deadlock, a timeout
+        original(self, conn, chunks, tokens)
+
+    monkeypatch.setattr(pg_write.PgWrites, "_count", failing)
+    with open_index(make_settings(root, url, namespace="big"), write=True, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        with pytest.raises(Exception, match="division by zero"):
+            memory.sync()
+        assert memory.store.connection.info.transaction_status == 0
+        again = memory.sync()  # the same process (a watcher) tries again
+        assert again.reindexed == BULK_MIN_FILES + 10
+    assert index_state(url) == "valid"
