@@ -141,9 +141,12 @@ def sync(
 
     writer = Writer(settings.root, store, cache, embedder, report, prepare, progress=progress, total=len(to_read),
                     batch_size=settings.embed_batch_size)
-    for item in to_read:
-        writer.add(item)
-    writer.flush()
+    try:
+        for item in to_read:
+            writer.add(item)
+        writer.flush()
+    finally:
+        writer.close()  # the model's worker thread (``pipeline``) stops after its current call
 
     present = {item.path for item in found}
     for path in sorted(set(known) - present):
