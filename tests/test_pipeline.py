@@ -191,3 +191,25 @@ def test_an_interrupt_stops_the_model_after_its_current_call(
         run_sync(settings, embedder)
     assert embedder.calls == 1, "the model went on embedding after the interrupt"
     assert embed_threads() == []
+
+
+def test_the_model_starts_after_one_call_of_texts(engine_kind: EngineKind, root: Path, monkeypatch) -> None:
+    """The first group is one model call, not a whole group (EMBED_GROUP, 512 texts): the model
+    is at work before the last of 20 small files is read."""
+    monkeypatch.setattr(indexer.indexing.writer, "EMBED_GROUP", 512)
+    notes(root, 20)
+    started = threading.Event()
+    before_the_last: list[bool] = []
+
+    class WatchesTheLastFile(Hooked):
+        def count_tokens(self, texts: Sequence[str]) -> list[int]:
+            if any("entry 19" in text for text in texts) and not before_the_last:
+                before_the_last.append(started.wait(TIMEOUT))
+            return super().count_tokens(texts)
+
+    model_id = f"test/pipe-{uuid.uuid4().hex[:10]}"
+    settings = engine_kind.settings(root, model=model_id, embed_batch_size=1)  # calls of 4 texts
+    embedder = WatchesTheLastFile(lambda call, texts: started.set(), model_id=model_id)
+    report = run_sync(settings, embedder)
+    assert before_the_last == [True], "the model waited for a whole group of files"
+    assert report.reindexed == report.chunks_embedded == 20

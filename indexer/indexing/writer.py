@@ -6,7 +6,9 @@ transaction. The embedding cache is written after every model call (a few
 batches), in its own transaction: a writer killed mid-group keeps what it
 embedded, and its next run (or another host) takes those vectors from the cache.
 The model runs on a worker thread while the next files are read and the group
-before is written (``pipeline``; ``OVERLAP``). Just before its write, a file's stamp is compared with the stamp
+before is written (``pipeline``; ``OVERLAP``).
+
+Just before its write, a file's stamp is compared with the stamp
 of the handle it was read from. A file that only grew meanwhile (its start is
 still the bytes read: a log being appended to) is written as read. A file
 that changed otherwise is read again at once (and embedded with the next
@@ -128,6 +130,7 @@ class Writer:
         self.inflight: _Group | None = None  # being embedded on the worker
         self.rereads: dict[str, int] = {}  # path -> times read again because it changed while embedded
         self.worker = EmbedWorker(embedder.embed) if OVERLAP else None
+        self.started = False  # a group was sent to the model
         self._told = 0
 
     def add(self, item: MemoryFile) -> None:
@@ -137,7 +140,10 @@ class Writer:
             self.waiting_texts += len(prepared.chunks)
         if self.inflight is not None:
             self._receive(self.inflight, wait=False)  # cache each call's vectors soon after it returns
-        if self.waiting_texts >= EMBED_GROUP:
+        # With the worker, the first group is one model call: the model starts after a few files.
+        first = self.worker is not None and self.inflight is None and not self.started
+        if self.waiting_texts >= (min(EMBED_GROUP, self.call_size) if first else EMBED_GROUP):
+            self.started = True
             self._cycle(last=False)
         self._tell(self.done)
 
