@@ -11,11 +11,20 @@ interleaved rounds (every configuration sees the same background load):
   tokenize, sort by length, batches of <= 2,048 padded tokens, mean-pool. The
   floor for these texts on N threads.
 - ``memdex-N`` / ``memdex-auto``: ``memdex --embed-threads N index`` into a new
-  index and embedding cache (reading, chunking, embedding, writing).
+  index and embedding cache (reading, chunking, embedding, writing), run through
+  ``timed_index.py``, which also notes the seconds the model was busy (inside
+  ``embed`` calls): ``model_share`` is that over the wall time.
+- ``base-N`` / ``base-auto`` (with ``--base REF``): the same, with the code of git
+  commit REF (exported with ``git archive``): the tree before a change, side by side.
 
 ``--busy K`` adds K busy-looping processes for a run (contention). The ratios
 that matter: bare-2 / memdex-auto (target >= 0.9 idle) and memdex-auto /
 memdex-1 (target <= 1.05 under load). Wall and CPU seconds per run.
+
+Issue 21's overlap of reading/chunking/writing with embedding (indexing/pipeline.py):
+
+    python bench/bench_threads.py --files 100 --rounds 3 --base BASE_COMMIT \
+        --configs bare-2 base-auto memdex-auto
 """
 
 from __future__ import annotations
@@ -94,7 +103,20 @@ def timed(command: list[str], env: dict[str, str]) -> dict[str, object]:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     # memdex -v logs "bulk embedding on N threads" whenever the count changes: the choices made.
     choices = [int(m) for m in re.findall(r"bulk embedding on (\d+) thread", done.stderr)]
-    return {"wall": wall, "cpu": cpu, "thread_choices": choices}
+    row: dict[str, object] = {"wall": wall, "cpu": cpu, "thread_choices": choices}
+    timed_line = re.search(r"^TIMED (.*)$", done.stderr, re.MULTILINE)  # timed_index.py's figures
+    if timed_line:
+        busy = json.loads(timed_line.group(1))["model_busy"]
+        row |= {"model_busy": busy, "model_share": busy / wall}
+    return row
+
+
+def export_commit(ref: str, target: Path) -> Path:
+    """The tree of git commit ``ref`` in ``target`` (``git archive``: no worktree, no checkout)."""
+    target.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
 
 
 def main() -> None:
@@ -104,6 +126,7 @@ def main() -> None:
     parser.add_argument("--busy", type=int, nargs="*", default=[0])
     parser.add_argument("--configs", nargs="*", default=["bare-1", "bare-2", "memdex-1", "memdex-2", "memdex-auto"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--base", help="git commit whose code the base-N / base-auto configurations run")
     parser.add_argument("--out", type=Path, default=Path("bench/out/threads.json"))
     parser.add_argument("--bare", nargs=2, metavar=("TEXTS_JSON", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -123,6 +146,12 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
     results: dict[str, object] = {"files": args.files, "runs": {}}
     with tempfile.TemporaryDirectory(prefix="memdex-bench-threads-") as tmp:
+        trees = {"memdex": HERE.parent}
+        if any(name.startswith("base-") for name in args.configs):
+            if not args.base:
+                parser.error("base-N configurations need --base COMMIT")
+            trees["base"] = export_commit(args.base, Path(tmp) / "base")
+            results["base"] = args.base
         root = Path(tmp) / "memory"
         generate_memory(root, files=args.files, seed=args.seed)
         texts = chunk_texts(root)
@@ -141,13 +170,15 @@ def main() -> None:
                             command = [sys.executable, __file__, "--bare", str(spec), threads]
                         else:
                             db = Path(tmp) / f"{name}-{level}-{round_number}" / "index.db"
-                            command = [sys.executable, "-m", "indexer", "-v", "--root", str(root), "--db", str(db),
-                                       "--embed-threads", threads, "index", "--json"]  # fmt: skip
+                            command = [sys.executable, str(HERE / "timed_index.py"), "-v", "--root", str(root),
+                                       "--db", str(db), "--embed-threads", threads, "index", "--json"]  # fmt: skip
                         load = os.getloadavg()[0]
-                        row = timed(command, env) | {"load": load}
+                        run_env = env if kind == "bare" else {**env, "PYTHONPATH": str(trees[kind])}
+                        row = timed(command, run_env) | {"load": load}
                         rows[name].append(row)
                         print(f"busy={level} round={round_number} {name:12} wall {row['wall']:6.1f} s  "
-                              f"cpu {row['cpu']:6.1f} s  load {load:.1f}  thread changes {row['thread_choices']}",
+                              f"cpu {row['cpu']:6.1f} s  load {load:.1f}  thread changes {row['thread_choices']}"
+                              + (f"  model busy {row['model_share']:.0%}" if "model_share" in row else ""),
                               flush=True)  # fmt: skip
             finally:
                 for hog in hogs:
@@ -157,12 +188,20 @@ def main() -> None:
                               "cpu_median": round(statistics.median(r["cpu"] for r in runs), 2),
                               "walls": [round(r["wall"], 2) for r in runs],
                               "thread_choices": [r["thread_choices"] for r in runs],
-                              "loads": [round(r["load"], 2) for r in runs]}
+                              "loads": [round(r["load"], 2) for r in runs],
+                              **({"model_share_median": round(statistics.median(r["model_share"] for r in runs), 3)}
+                                 if all("model_share" in r for r in runs) else {})}
                        for name, runs in rows.items()}  # fmt: skip
             walls = {name: item["wall_median"] for name, item in summary.items()}
             ratios = {}
             if "bare-2" in walls and "memdex-auto" in walls:
                 ratios["bare-2 / memdex-auto (speed of memdex vs bare 2-thread; target >= 0.9 idle)"] = round(walls["bare-2"] / walls["memdex-auto"], 3)
+            if "bare-2" in walls and "base-auto" in walls:
+                ratios["bare-2 / base-auto (the same, before the change)"] = round(walls["bare-2"] / walls["base-auto"], 3)
+            if "base-auto" in walls and "memdex-auto" in walls:
+                ratios["memdex-auto / base-auto (time)"] = round(walls["memdex-auto"] / walls["base-auto"], 3)
+            if "base-2" in walls and "memdex-2" in walls:
+                ratios["memdex-2 / base-2 (time)"] = round(walls["memdex-2"] / walls["base-2"], 3)
             if "bare-1" in walls and "memdex-1" in walls:
                 ratios["bare-1 / memdex-1"] = round(walls["bare-1"] / walls["memdex-1"], 3)
             if "memdex-1" in walls and "memdex-auto" in walls:

@@ -206,22 +206,24 @@ class DiesAfter(RecordingEmbedder):
 
 def test_a_writer_killed_mid_group_keeps_the_batches_it_embedded(root, engine_settings) -> None:
     """The cache is written after every model call (BATCHES_PER_CALL batches): a writer
-    killed on its third call keeps the first two calls' vectors."""
+    killed on the second call of a group keeps the first call's vectors."""
     from indexer.indexing.writer import BATCHES_PER_CALL
 
     settings = dataclasses.replace(engine_settings, embed_batch_size=1)
     per_call = BATCHES_PER_CALL
     for n in range(6):
         write(root, f"notes/n{n}.md", "".join(f"# Part {k}\n\nnote {n} part {k} says {n * 7 + k}\n\n" for k in range(3)))
-    dying = DiesAfter(3, model_id=settings.model)
+    # The first group is one call's worth of texts (pipeline.py): n0 and n1, 6 texts in two
+    # calls, written; the second group (12 texts) dies on its second call, after its first.
+    dying = DiesAfter(4, model_id=settings.model)
     with pytest.raises(KeyboardInterrupt):
         sync(settings, dying)
-    assert len(dying.embedded) == 2 * per_call  # two whole calls came back before the third died
+    assert len(dying.embedded) == 6 + per_call
     embedder = recorder(settings)
     report = sync(settings, embedder)
-    assert report.reindexed == 6
-    assert report.chunks_from_cache == 2 * per_call and set(dying.embedded).isdisjoint(embedder.embedded)
-    assert report.chunks_embedded == len(embedder.embedded) == 18 - 2 * per_call
+    assert report.reindexed == 4 and report.unchanged_hash == 2
+    assert report.chunks_from_cache == per_call and set(dying.embedded).isdisjoint(embedder.embedded)
+    assert report.chunks_embedded == len(embedder.embedded) == 12 - per_call
 
 
 def test_index_search_and_resync_skip_unchanged_files(root, engine_settings) -> None:

@@ -142,9 +142,15 @@ def sync(
     writer = Writer(settings.root, store, cache, embedder, report, prepare, progress=progress, total=len(to_read),
                     batch_size=settings.embed_batch_size)
     with store.bulk_load(files=len(to_read)):
-        for item in to_read:
-            writer.add(item)
-        writer.flush()
+        try:
+            for item in to_read:
+                writer.add(item)
+            writer.flush()
+        except KeyboardInterrupt:
+            writer.close(wait=False)  # a stop stops now: the model's current call is not waited for
+            raise
+        finally:
+            writer.close()  # the model's worker thread (``pipeline``) stops after its current call
 
     present = {item.path for item in found}
     for path in sorted(set(known) - present):

@@ -4,10 +4,15 @@ Files are read and chunked by ``sync``; their new chunk texts are embedded in
 groups (so the model sees full batches) and each file is written in one
 transaction. The embedding cache is written after every model call (a few
 batches), in its own transaction: a writer killed mid-group keeps what it
-embedded, and its next run (or another host) takes those vectors from the cache. Just before its write, a file's stamp is compared with the stamp
+embedded, and its next run (or another host) takes those vectors from the cache.
+The model runs on a worker thread while the next files are read and the group
+before is written (``pipeline``; ``OVERLAP``).
+
+Just before its write, a file's stamp is compared with the stamp
 of the handle it was read from. A file that only grew meanwhile (its start is
 still the bytes read: a log being appended to) is written as read. A file
-that changed otherwise is read again at once, up to ``REREADS`` times; if it
+that changed otherwise is read again at once (and embedded with the next
+group), up to ``REREADS`` times; if it
 is still changing after that, the version that was read is written anyway.
 Either way its rows describe bytes that really were the file, and they are
 stored with that older stamp, so the next sync (or file event) sees a newer
@@ -30,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +47,7 @@ from indexer.sources.discover import FileStamp, MemoryFile
 from indexer.sources.read import open_memory_file
 from indexer.store import FileRecord, IndexStore, VectorCache
 
+from .pipeline import EmbedWorker, Job
 from .windows import Pooled, pooled
 
 if TYPE_CHECKING:
@@ -57,6 +63,9 @@ BATCHES_PER_CALL = 4
 # A file that changed between its read and its write is read again this many times (once
 # catches a save made while the model ran; more would only delay a file that never stops).
 REREADS = 1
+# Embed on a worker thread while this one reads the next files and writes the group before
+# (``pipeline``). False: embed here, each group written before the next file is read.
+OVERLAP = True
 
 
 @dataclass(frozen=True)
@@ -70,9 +79,28 @@ class Prepared:
     keep_before: int | None = None  # a log that only grew: its stored chunks before this line stay
 
 
+@dataclass
+class _Group:
+    """Files whose new chunk texts are (being) embedded together, and what writing them needs."""
+
+    files: list[Prepared]
+    texts: dict[str, str]  # hash -> text the model sees: chunks, and windows of oversized ones
+    pools: dict[str, Pooled]  # oversized chunk hash -> its windows
+    vectors: dict[str, np.ndarray]  # from the cache, then the model's
+    missing: int  # texts sent to the model
+    new: dict[str, np.ndarray] = field(default_factory=dict)  # the model's vectors, as calls return
+    job: Job | None = None  # on the worker thread; None: embedded already
+
+
 class Writer:
-    """Reads files, embeds their new chunk texts in groups, writes each file,
-    reads a file again when it changed meanwhile, and reports progress."""
+    """Embeds prepared files' new chunk texts in groups, writes each file, reads a file
+    again when it changed meanwhile, and reports progress.
+
+    With ``OVERLAP`` the model runs on a worker thread (``pipeline``): while it embeds
+    one group, this thread prepares the next files and writes the group before; the
+    last group of a sync with only one is embedded here (a watcher's small sync). Every
+    store and cache call stays on this thread, in the order the sequential path has.
+    Call ``close`` when done (or failed): it stops the worker after its current call."""
 
     def __init__(
         self,
@@ -99,35 +127,37 @@ class Writer:
         self.done = 0  # files finished: written, unchanged or skipped
         self.embedded_now: set[str] = set()  # text hashes sent to the model in this run
         self.credited: set[str] = set()  # ... of which a written chunk was counted as "embedded"
+        self.inflight: _Group | None = None  # being embedded on the worker
+        self.rereads: dict[str, int] = {}  # path -> times read again because it changed while embedded
+        self.worker = EmbedWorker(embedder.embed) if OVERLAP else None
+        self.started = False  # a group was sent to the model
+        self._told = 0
 
     def add(self, item: MemoryFile) -> None:
         prepared = self._prepare(item)
         self.add_prepared(prepared, into=self.pending)
         if prepared is not None:
             self.waiting_texts += len(prepared.chunks)
-        if self.waiting_texts >= EMBED_GROUP:
-            self.flush()
+        if self.inflight is not None:
+            self._receive(self.inflight, wait=False)  # cache each call's vectors soon after it returns
+        # With the worker, the first group is one model call: the model starts after a few files.
+        first = self.worker is not None and self.inflight is None and not self.started
+        if self.waiting_texts >= (min(EMBED_GROUP, self.call_size) if first else EMBED_GROUP):
+            self.started = True
+            self._cycle(last=False)
         self._tell(self.done)
 
     def flush(self) -> None:
         """Embed and write what is pending; read again (and write) what changed meanwhile."""
-        pending, self.pending, self.waiting_texts = self.pending, [], 0
-        for attempt in range(REREADS + 1):
-            if not pending:
-                break
-            last = attempt == REREADS
-            changed = self._embed_and_write(pending, last_attempt=last)
-            self.done += len(pending)
-            pending = []
-            for item in changed:
-                if last:  # gone just before its write: not written; the next sync looks again
-                    log.info("%s vanished while it was indexed; left for the next sync", _one_line(item.path))
-                    continue
-                self.done -= 1
-                self.report.reread += 1
-                log.info("%s changed while it was embedded; reading it again", _one_line(item.path))
-                self.add_prepared(self._prepare(item), into=pending)
+        while self.pending or self.inflight is not None:
+            self._cycle(last=True)
         self._tell(self.done)
+
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the worker thread after its current model call; ``wait`` for that (not on a
+        stop: a remote model's call can take minutes)."""
+        if self.worker is not None:
+            self.worker.close(wait=wait)
 
     def add_prepared(self, prepared: Prepared | None, *, into: list[Prepared]) -> None:
         if prepared is None:
@@ -135,10 +165,28 @@ class Writer:
         else:
             into.append(prepared)
 
-    def _embed_and_write(self, pending: list[Prepared], *, last_attempt: bool) -> list[MemoryFile]:
-        """Returns the files that changed since they were read (not written, unless ``last_attempt``)."""
-        texts: dict[str, str] = {}  # hash -> text the model sees: chunks, and windows of oversized ones
-        pools: dict[str, Pooled] = {}  # oversized chunk hash -> its windows
+    def _cycle(self, *, last: bool) -> None:
+        """Start embedding the pending files, then write the group embedded before them.
+        A group is embedded here, and written at once, when nothing could run beside it."""
+        pending, self.pending, self.waiting_texts = self.pending, [], 0
+        previous, self.inflight = self.inflight, None
+        if previous is not None:
+            self.store.commit_batch()  # no transaction waits open while the model runs
+            self._receive(previous, wait=True)
+        group = None
+        if pending:
+            group = self._start(pending, background=self.worker is not None and not (last and previous is None))
+        if previous is not None:
+            self._write(previous)
+        if group is not None and group.job is None:
+            self._write(group)
+        else:
+            self.inflight = group
+
+    def _start(self, pending: list[Prepared], *, background: bool) -> _Group:
+        """Look the group's texts up in the cache and embed the others: on the worker, or here."""
+        texts: dict[str, str] = {}
+        pools: dict[str, Pooled] = {}
         for chunk in (chunk for prepared in pending for chunk in prepared.chunks):
             if not chunk.oversized:
                 texts[chunk.hash] = chunk.embed_text
@@ -147,8 +195,35 @@ class Writer:
         for pool in pools.values():
             texts.update(pool.texts)
         vectors = self.cache.get_many(texts)
-        missing = [digest for digest in texts if digest not in vectors]
-        new = self._embed(missing, texts, files=len(pending)) if missing else {}
+        # Longest first, a few model batches per call (each batch pads to similar lengths).
+        missing = sorted((digest for digest in texts if digest not in vectors), key=lambda digest: -len(texts[digest]))
+        group = _Group(pending, texts, pools, vectors, missing=len(missing))
+        calls = [missing[start : start + self.call_size] for start in range(0, len(missing), self.call_size)]
+        if background and calls:
+            assert self.worker is not None
+            group.job = self.worker.submit(calls, [[texts[digest] for digest in call] for call in calls])
+        else:
+            for call in calls:
+                self._returned(group, call, self.embedder.embed([texts[digest] for digest in call]))
+        return group
+
+    def _receive(self, group: _Group, *, wait: bool) -> None:
+        """Take the worker's finished calls for ``group`` (with ``wait``: all of them)."""
+        if group.job is not None:
+            for keys, vectors in group.job.returned(wait=wait):
+                self._returned(group, keys, vectors)
+
+    def _returned(self, group: _Group, keys: list[str], vectors: np.ndarray) -> None:
+        """One model call came back: its vectors go to the cache at once."""
+        got = dict(zip(keys, vectors))
+        self.cache.put_many(got)
+        group.new.update(got)
+        # The group's files count as done in proportion to the texts embedded so far.
+        self._tell(self.done + len(group.files) * len(group.new) // (group.missing + 1))
+
+    def _write(self, group: _Group) -> None:
+        """Write the group's files (all its calls are back); read again the ones that changed."""
+        vectors, new, pools = group.vectors, group.new, group.pools
         vectors.update(new)
         # An oversized chunk's vector is always pooled from its windows' (the cache may hold,
         # under the chunk's hash, the vector of its start written by an older memdex).
@@ -156,14 +231,14 @@ class Writer:
         if pooled_vectors:
             self.cache.put_many(pooled_vectors)
             vectors.update(pooled_vectors)
-        plain = {chunk.hash for prepared in pending for chunk in prepared.chunks if not chunk.oversized}
+        plain = {chunk.hash for prepared in group.files for chunk in prepared.chunks if not chunk.oversized}
         fresh = {digest for digest in new if digest in plain}
         fresh |= {digest for digest, pool in pools.items() if any(window in new for window in pool.texts)}
         self.embedded_now.update(fresh)
         self.report.chunks_embedded += len(fresh)
-        changed = []
-        for prepared in pending:
+        for prepared in group.files:
             path = prepared.found.file(self.root)  # what the sync read
+            last_attempt = self.rereads.get(prepared.found.path, 0) >= REREADS
             current = current_stamp(path)
             if current != prepared.record.stamp:  # the stamp of the handle we read from
                 if current is not None and _only_grew(path, prepared.record):
@@ -171,8 +246,18 @@ class Writer:
                     # reading it again would only chase the writer. Written as read; its
                     # stamp is older than the file's, so the next sync reads the rest.
                     log.info("%s grew while it was embedded; indexed the part read", _one_line(prepared.found.path))
-                elif not last_attempt or current is None:
-                    changed.append(prepared.found)  # read again; gone: the read finds out
+                elif last_attempt and current is None:
+                    # Gone just before its write: not written; the next sync looks again.
+                    log.info("%s vanished while it was indexed; left for the next sync", _one_line(prepared.found.path))
+                    self.done += 1
+                    continue
+                elif not last_attempt:  # read again (gone: the read finds out)
+                    self.rereads[prepared.found.path] = self.rereads.get(prepared.found.path, 0) + 1
+                    self.report.reread += 1
+                    log.info("%s changed while it was embedded; reading it again", _one_line(prepared.found.path))
+                    again = self._prepare(prepared.found)
+                    self.add_prepared(again, into=self.pending)
+                    self.waiting_texts += len(again.chunks) if again is not None else 0
                     continue
                 else:
                     # Still changing after the re-read: write the version read, as above.
@@ -187,23 +272,9 @@ class Writer:
                 keep_before=prepared.keep_before,
             )  # fmt: skip
             self.report.reindexed += 1
+            self.done += 1
             log.info("indexed %s (%d chunks)", _one_line(prepared.found.path), len(prepared.chunks))
-        return changed
-
-    def _embed(self, missing: list[str], texts: dict[str, str], *, files: int) -> dict[str, np.ndarray]:
-        """Embed the texts of ``missing`` a few model batches at a time, longest first (each
-        batch pads to similar lengths), and write each call's vectors to the cache as soon as
-        it returns."""
-        ordered = sorted(missing, key=lambda digest: -len(texts[digest]))
-        new: dict[str, np.ndarray] = {}
-        for start in range(0, len(ordered), self.call_size):
-            batch = ordered[start : start + self.call_size]
-            vectors = dict(zip(batch, self.embedder.embed([texts[digest] for digest in batch])))
-            self.cache.put_many(vectors)
-            new.update(vectors)
-            # The group's files count as done in proportion to the texts embedded so far.
-            self._tell(self.done + files * len(new) // (len(missing) + 1))
-        return new
+        self._tell(self.done)
 
     def _count_chunks(self, chunks: list[Chunk]) -> None:
         for chunk in chunks:
@@ -216,7 +287,8 @@ class Writer:
 
     def _tell(self, done: int) -> None:
         if self.progress and self.total:
-            self.progress(min(done, self.total), self.total)
+            self._told = max(self._told, min(done, self.total))  # never backwards
+            self.progress(self._told, self.total)
 
 
 def content_hash(data: bytes) -> str:

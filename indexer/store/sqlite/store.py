@@ -115,6 +115,9 @@ class Store:
     def bulk_load(self, *, files: int) -> AbstractContextManager[None]:
         return nullcontext()  # each file's rows are cheap to write one file at a time
 
+    def commit_batch(self) -> None:
+        """Nothing to commit: each file is its own transaction."""
+
     def replace_file(
         self,
         record: FileRecord,

@@ -1,0 +1,256 @@
+"""The model on its own thread (indexing/pipeline.py): while it embeds one group, the
+sync reads and chunks the next files and writes the group before. The index and the
+report are the sequential path's; failures and interrupts stop it; both engines."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import EngineKind, RecordingEmbedder, age_files, write
+
+import indexer.indexing.writer
+from indexer import open_index
+from indexer.config.settings import Settings
+
+TIMEOUT = 20.0
+GROUP = 4  # texts per embedding group (EMBED_GROUP) in these tests: several groups per sync
+
+
+@pytest.fixture(autouse=True)
+def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(indexer.indexing.writer, "EMBED_GROUP", GROUP)
+
+
+def notes(root: Path, count: int = 16) -> None:
+    for n in range(count):
+        write(root, f"notes/n{n:02d}.md", f"# Note {n}\n\nfact {n % 5} about the harbour, entry {n}\n")
+
+
+def embed_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "memdex-embed"]
+
+
+class Hooked(RecordingEmbedder):
+    """Calls ``hook(call, texts)`` before each model call (numbered from 1) and notes its thread."""
+
+    def __init__(self, hook: Callable[[int, Sequence[str]], None] = lambda call, texts: None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hook = hook
+        self.calls = 0
+        self.threads: set[str] = set()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        self.threads.add(threading.current_thread().name)
+        self.hook(self.calls, texts)
+        return super().embed(texts)
+
+
+def run_sync(settings: Settings, embedder: RecordingEmbedder) -> Any:
+    with open_index(settings, write=True, embedder=embedder) as index:
+        return index.sync()
+
+
+def snap(settings: Settings, model_id: str) -> dict[str, Any]:
+    with open_index(settings, embedder=RecordingEmbedder(model_id=model_id)) as index:
+        return index.store.snapshot()
+
+
+def test_the_model_embeds_while_the_next_files_are_chunked(engine_kind: EngineKind, root: Path) -> None:
+    """The first group's model call waits for the chunking of a file of the second group:
+    in sequence it would wait in vain (the next files are read after the group is written)."""
+    notes(root, 12)
+    write(root, "notes/n05.md", "# Note 5\n\nthe zebra crossing by the harbour\n")  # group 2
+    seen = threading.Event()
+    waited: list[bool] = []
+
+    class WaitsForZebra(Hooked):
+        def count_tokens(self, texts: Sequence[str]) -> list[int]:
+            if any("zebra" in text for text in texts):
+                seen.set()
+            return super().count_tokens(texts)
+
+    def first_call_waits(call: int, texts: Sequence[str]) -> None:
+        if call == 1:
+            waited.append(seen.wait(TIMEOUT))
+
+    model_id = f"test/pipe-{uuid.uuid4().hex[:10]}"
+    embedder = WaitsForZebra(first_call_waits, model_id=model_id)
+    settings = engine_kind.settings(root, model=model_id)
+    report = run_sync(settings, embedder)
+    assert waited == [True], "the next files were not chunked while the model ran"
+    assert report.reindexed == 12 and "memdex-embed" in embedder.threads
+    assert embed_threads() == []  # the worker is gone once the sync returns
+
+
+def test_the_overlapped_sync_writes_what_the_sequential_one_writes(
+    engine_kind: EngineKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two copies of one folder, indexed with and without the overlap, while (in both) a file
+    is rewritten and another deleted during the first model call: the same index, the same
+    report (counters and warnings, in the same order), then the same after an edit."""
+    results = []
+    for overlap in (True, False):
+        monkeypatch.setattr(indexer.indexing.writer, "OVERLAP", overlap)
+        root = tmp_path / f"root-{overlap}"
+        notes(root, 20)
+        write(root, "notes/long.md", "# Long\n\n" + " ".join(f"word{k}" for k in range(150)) + "\n")  # oversized
+        write(root, "notes/same-a.md", "# Same\n\nidentical text in two files\n")
+        write(root, "notes/same-b.md", "# Same\n\nidentical text in two files\n")
+        write(root, "notes/binary.md", b"\x00\x01\x02 not text")
+        write(root, "notes/empty.md", "")
+        age_files(root)  # no file is within the racy-mtime window of either sync: same counters
+        # The first group: empty, long, n00, n01 (four texts). Only its files change: a later
+        # file is read before its deletion with the overlap, after it without (other counters).
+        rewritten, deleted = root / "notes/n00.md", root / "notes/n01.md"
+
+        def rewrite_and_delete(call: int, texts: Sequence[str], rewritten: Path = rewritten, deleted: Path = deleted) -> None:
+            if call == 1:  # the first group is in the model: rewrite one of its files, delete one
+                assert any("entry 1" in text for text in texts)
+                rewritten.write_text("# Note 0\n\nrewritten while the model ran: a lighthouse\n")
+                deleted.unlink()
+
+        model_id = f"test/pipe-{uuid.uuid4().hex[:10]}"
+        settings = engine_kind.settings(root, model=model_id)
+        embedder = Hooked(rewrite_and_delete, model_id=model_id)
+        first = run_sync(settings, embedder)
+        assert ("memdex-embed" in embedder.threads) == overlap
+        write(root, "notes/n07.md", "# Note 7\n\nedited: the ferry timetable\n")
+        write(root, "notes/n30.md", "# Note 30\n\nnew: the ferry timetable\n")
+        (root / "notes/n10.md").unlink()
+        second = run_sync(settings, Hooked(model_id=model_id))
+        results.append((first, second, snap(settings, model_id)))
+    (first_on, second_on, index_on), (first_off, second_off, index_off) = results
+    assert first_on.reread == 2 and first_on.reindexed == 25 - 2  # read again: both; written: neither binary nor n01
+    assert any("lighthouse" in row[4] for row in index_on["chunks"])
+    assert not any(row[0] == "notes/n01.md" for row in index_on["files"])
+    for on, off in ((first_on, first_off), (second_on, second_off)):
+        assert {**vars(on), "seconds": 0} == {**vars(off), "seconds": 0}
+    assert index_on == index_off
+
+
+def test_a_model_failure_on_the_worker_reaches_the_caller(engine_kind: EngineKind, root: Path) -> None:
+    """The model fails in the second group (on the worker thread): the sync raises that
+    error, the groups before it are written, the worker is gone, and the next sync completes."""
+    notes(root, 16)
+
+    def fail_on_third_call(call: int, texts: Sequence[str]) -> None:
+        if call == 3:
+            raise RuntimeError("the model crashed")
+
+    model_id = f"test/pipe-{uuid.uuid4().hex[:10]}"
+    settings = engine_kind.settings(root, model=model_id, embed_batch_size=1)  # calls of 4 texts: one a group
+    failing = Hooked(fail_on_third_call, model_id=model_id)
+    with pytest.raises(RuntimeError, match="the model crashed"):
+        run_sync(settings, failing)
+    assert failing.calls == 3 and "memdex-embed" in failing.threads
+    assert embed_threads() == []
+    assert len(snap(settings, model_id)["files"]) == 2 * GROUP  # the first two groups
+    embedder = Hooked(model_id=model_id)
+    report = run_sync(settings, embedder)
+    assert report.reindexed == report.chunks_embedded == 16 - 2 * GROUP and report.unchanged_hash == 2 * GROUP
+    fresh = engine_kind.fresh(settings)
+    run_sync(fresh, Hooked(model_id=model_id))
+    assert snap(settings, model_id) == snap(fresh, model_id)
+
+
+def test_an_interrupt_stops_the_model_after_its_current_call(
+    engine_kind: EngineKind, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C arrives while the next files are read and the model embeds on its thread:
+    KeyboardInterrupt reaches the caller, and the model stops after the call it is in
+    (the group has more calls) instead of embedding the rest of the group."""
+    monkeypatch.setattr(indexer.indexing.writer, "EMBED_GROUP", 2 * GROUP)  # two calls of 4 texts a group
+    notes(root, 16)
+    write(root, "notes/n09.md", "# Note 9\n\nthe interrupt arrives here\n")  # group 2
+    in_call, interrupted = threading.Event(), threading.Event()
+
+    class Interrupting(Hooked):
+        def count_tokens(self, texts: Sequence[str]) -> list[int]:
+            if any("interrupt arrives" in text for text in texts):
+                in_call.wait(TIMEOUT)  # the model is in its first call
+                interrupted.set()
+                raise KeyboardInterrupt
+            return super().count_tokens(texts)
+
+    def first_call_runs_until_the_interrupt(call: int, texts: Sequence[str]) -> None:
+        if call == 1:
+            in_call.set()
+            interrupted.wait(TIMEOUT)
+
+    model_id = f"test/pipe-{uuid.uuid4().hex[:10]}"
+    settings = engine_kind.settings(root, model=model_id, embed_batch_size=1)  # calls of 4 texts
+    embedder = Interrupting(first_call_runs_until_the_interrupt, model_id=model_id)
+    with pytest.raises(KeyboardInterrupt):
+        run_sync(settings, embedder)
+    assert threads_end(), "the model's thread did not stop"
+    assert embedder.calls == 1, "the model went on embedding after the interrupt"
+
+
+def threads_end() -> bool:
+    """Whether every model thread ends within TIMEOUT (a Ctrl-C does not wait for them)."""
+    for thread in embed_threads():
+        thread.join(TIMEOUT)
+    return embed_threads() == []
+
+
+def test_an_interrupt_does_not_wait_for_the_models_current_call(
+    engine_kind: EngineKind, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote model's call can take minutes (4 requests, each retried after a 30 s timeout):
+    Ctrl-C must reach the caller while that call still runs (review: the sync waited for it)."""
+    monkeypatch.setattr(indexer.indexing.writer, "EMBED_GROUP", 2 * GROUP)
+    notes(root, 16)
+    write(root, "notes/n09.md", "# Note 9\n\nthe interrupt arrives here\n")
+    in_call, released, call_done = threading.Event(), threading.Event(), threading.Event()
+
+    class Interrupting(Hooked):
+        def count_tokens(self, texts: Sequence[str]) -> list[int]:
+            if any("interrupt arrives" in text for text in texts):
+                in_call.wait(TIMEOUT)
+                raise KeyboardInterrupt
+            return super().count_tokens(texts)
+
+    def first_call_runs_until_released(call: int, texts: Sequence[str]) -> None:
+        if call == 1:
+            in_call.set()
+            released.wait(TIMEOUT)
+            call_done.set()
+
+    model_id = f"test/pipe-{uuid.uuid4().hex[:10]}"
+    settings = engine_kind.settings(root, model=model_id, embed_batch_size=1)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sync(settings, Interrupting(first_call_runs_until_released, model_id=model_id))
+        assert not call_done.is_set(), "the interrupt waited for the model's call to end"
+    finally:
+        released.set()
+    assert threads_end()
+
+
+def test_the_model_starts_after_one_call_of_texts(engine_kind: EngineKind, root: Path, monkeypatch) -> None:
+    """The first group is one model call, not a whole group (EMBED_GROUP, 512 texts): the model
+    is at work before the last of 20 small files is read."""
+    monkeypatch.setattr(indexer.indexing.writer, "EMBED_GROUP", 512)
+    notes(root, 20)
+    started = threading.Event()
+    before_the_last: list[bool] = []
+
+    class WatchesTheLastFile(Hooked):
+        def count_tokens(self, texts: Sequence[str]) -> list[int]:
+            if any("entry 19" in text for text in texts) and not before_the_last:
+                before_the_last.append(started.wait(TIMEOUT))
+            return super().count_tokens(texts)
+
+    model_id = f"test/pipe-{uuid.uuid4().hex[:10]}"
+    settings = engine_kind.settings(root, model=model_id, embed_batch_size=1)  # calls of 4 texts
+    embedder = WatchesTheLastFile(lambda call, texts: started.set(), model_id=model_id)
+    report = run_sync(settings, embedder)
+    assert before_the_last == [True], "the model waited for a whole group of files"
+    assert report.reindexed == report.chunks_embedded == 20
