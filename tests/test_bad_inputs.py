@@ -577,3 +577,22 @@ def test_folder_full_of_bad_inputs_still_indexes_the_good_ones(root, settings, e
     assert again.reindexed == 0 and again.removed == 0
     assert again.skipped_unchanged_stat >= 5
     assert snapshot(settings, embedder) == fresh_rebuild(root, tmp_path, settings)
+
+
+def test_ctrl_c_while_a_file_is_opened_stays_an_interrupt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C inside fdopen, after it made its file object (which closes the descriptor on
+    the way out): a second close raised EBADF instead, and the sync recorded the file as
+    unreadable and went on (review)."""
+    import indexer.sources.read as read
+
+    path = tmp_path / "note.md"
+    path.write_text("# note\n")
+    real = os.fdopen
+
+    def interrupted(fd: int, *args: object, **kwargs: object) -> object:
+        real(fd, *args, **kwargs).close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(read.os, "fdopen", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        read.open_memory_file(path)

@@ -162,10 +162,13 @@ def open_memory_file(path: Path) -> BinaryIO:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(f"{path.name} is not a regular file")
         os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+    # From here the file object owns the descriptor: when fdopen fails (Ctrl-C inside it) it
+    # has closed it already, and a second close would replace the interrupt with EBADF, or
+    # close a number another thread has reused meanwhile.
+    return os.fdopen(fd, "rb")
 
 
 def lines_from_chunks(chunks: list[tuple[int, int, str]]) -> list[str]:
