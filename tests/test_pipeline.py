@@ -160,6 +160,24 @@ def test_a_model_failure_on_the_worker_reaches_the_caller(engine_kind: EngineKin
     assert snap(settings, model_id) == snap(fresh, model_id)
 
 
+def test_a_model_failure_during_a_bulk_load_keeps_the_files_written(
+    engine_kind: EngineKind, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same failure inside a PostgreSQL bulk load (its files commit in batches): the files
+    of the groups before are kept, as on the other paths (review: the open batch was rolled
+    back, because the error came from collecting the worker's results between files)."""
+    if engine_kind.name != "postgresql":
+        pytest.skip("a bulk load is PostgreSQL's")
+    import indexer.store.postgres.bulk as bulk
+
+    monkeypatch.setattr(bulk, "BULK_MIN_FILES", 5)
+    loads: list[bool] = []
+    begin = bulk._begin
+    monkeypatch.setattr(bulk, "_begin", lambda conn, table: loads.append(begin(conn, table)) or loads[-1])
+    test_a_model_failure_on_the_worker_reaches_the_caller(engine_kind, root)
+    assert loads and loads[0], "the first sync was not a bulk load"
+
+
 def test_an_interrupt_stops_the_model_after_its_current_call(
     engine_kind: EngineKind, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -210,8 +210,14 @@ class Writer:
     def _receive(self, group: _Group, *, wait: bool) -> None:
         """Take the worker's finished calls for ``group`` (with ``wait``: all of them)."""
         if group.job is not None:
-            for keys, vectors in group.job.returned(wait=wait):
-                self._returned(group, keys, vectors)
+            try:
+                for keys, vectors in group.job.returned(wait=wait):
+                    self._returned(group, keys, vectors)
+            except Exception:
+                # The model failed; we are between two files' writes: what is written stays
+                # written (a bulk load's open batch too), as on the sequential path.
+                self.store.commit_batch()
+                raise
 
     def _returned(self, group: _Group, keys: list[str], vectors: np.ndarray) -> None:
         """One model call came back: its vectors go to the cache at once."""
