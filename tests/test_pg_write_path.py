@@ -392,3 +392,49 @@ def test_a_failed_batch_commit_leaves_the_connection_usable(
         again = memory.sync()  # the same process (a watcher) tries again
         assert again.reindexed == BULK_MIN_FILES + 10
     assert index_state(url) == "valid"
+
+
+def test_ctrl_c_while_the_server_runs_a_batchs_command_stays_an_interrupt(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the model on its own thread, Ctrl-C usually lands while the sync's thread waits
+    on the server: the connection is left mid-command and cannot take a ROLLBACK. That failed
+    ROLLBACK replaced the interrupt with "the server refused the connection" and the session
+    kept the load's advisory lock (review). Simulated: a command sent, then the interrupt."""
+    import time
+
+    from indexer.store.postgres import write as pg_write
+
+    sync(folder(tmp_path / "small", 3, tag="small"), url, "small")
+    root = folder(tmp_path / "big", BULK_MIN_FILES + 10)
+    begin = pg_write.Batch.begin
+    calls = [0]
+
+    def interrupted_mid_command(self: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 5:
+            self.conn.pgconn.send_query(b"SELECT pg_sleep(0.2)")  # the server is at work...
+            raise KeyboardInterrupt  # ...when the signal arrives
+        begin(self)
+
+    monkeypatch.setattr(pg_write.Batch, "begin", interrupted_mid_command)
+    settings = make_settings(root, url, namespace="big")
+    with open_index(settings, write=True, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        with pytest.raises(KeyboardInterrupt):
+            memory.sync()
+    monkeypatch.undo()
+
+    def advisory_locks() -> int:
+        with psycopg.connect(url) as conn:
+            return int(conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0])
+
+    deadline = time.monotonic() + 10
+    while advisory_locks() and time.monotonic() < deadline:  # the closed session's locks go with it
+        time.sleep(0.05)
+    assert advisory_locks() == 0
+    assert sync(root, url, "big") and index_state(url) == "valid"
+    with psycopg.connect(url) as conn:
+        (files,) = conn.execute(
+            "SELECT count(*) FROM memdex.files f JOIN memdex.namespaces n ON n.id = f.ns WHERE n.name = 'big'"
+        ).fetchone()
+    assert files == BULK_MIN_FILES + 10

@@ -52,7 +52,7 @@ DROP_WAIT = "3s"
 BUILD_MEMORY = "512MB"
 BUILD_LOCK_WAIT = "3s"
 BUILD_TIMEOUT = "1h"
-_IDLE = 0  # psycopg's TransactionStatus.IDLE
+_IDLE, _ACTIVE = 0, 1  # psycopg's TransactionStatus: no transaction, a command under way
 
 
 def index_name(table: str) -> str:
@@ -69,6 +69,23 @@ def index_state(conn: Any, table: str) -> str:
     return "missing" if row is None else "valid" if row[0] else "invalid"
 
 
+def end_transaction(conn: Any) -> None:
+    """Roll back what ``conn`` has open, whatever the error that got here. A command cut off
+    half-way (Ctrl-C while the sync's thread waits on the server) leaves the connection busy:
+    it cannot take a ROLLBACK, so it is closed, which ends the session, rolls back and frees
+    its session locks; the store opens a new one on its next use."""
+    if conn.closed or conn.broken:
+        return
+    status = conn.info.transaction_status
+    if status == _ACTIVE:
+        conn.close()
+    elif status != _IDLE:
+        try:
+            conn.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - the error that got here matters more
+            conn.close()
+
+
 @contextmanager
 def bulk_load(conn: Any, table: str | None, *, owner: bool, namespace_empty: bool, files: int) -> Iterator[bool]:
     """Around a sync's writes: yields whether they go in as a bulk load (index dropped)."""
@@ -83,10 +100,10 @@ def bulk_load(conn: Any, table: str | None, *, owner: bool, namespace_empty: boo
         stopped = True  # Ctrl-C or a stop: no build on the way out; the next sync builds it
         raise
     finally:
+        if loading and conn.info.transaction_status != _IDLE:
+            end_transaction(conn)  # what is left of a failed batch (a busy connection is closed: lock freed)
         if loading and not (conn.closed or conn.broken):
             try:
-                if conn.info.transaction_status != _IDLE:
-                    conn.execute("ROLLBACK")  # what is left of a failed batch
                 pg.session_unlock(conn, _load_lock(table), shared=True)
                 if not stopped:
                     _build_if_missing(conn, table)

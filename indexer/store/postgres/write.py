@@ -17,13 +17,13 @@ from indexer.store.records import FileRecord
 
 from . import connection as pg
 from .access import Access
-from .bulk import bulk_load
+from .bulk import bulk_load, end_transaction
 from .text import chunk_terms
 
 BATCH_FILES = 100  # a bulk load's files per commit
 SEPARATOR = "\x1f"  # between the terms of a file's postings (a control character: never in a token)
 
-_IDLE = 0  # psycopg's TransactionStatus.IDLE
+
 
 
 class PgWrites:
@@ -213,8 +213,8 @@ class Batch:
     def rollback(self) -> None:
         """End whatever the batch left open, from the connection's own state: a failed counts
         statement or COMMIT leaves the transaction open (aborted) with ``open`` already False."""
-        if not (self.conn.closed or self.conn.broken) and self.conn.info.transaction_status != _IDLE:
-            self.conn.execute("ROLLBACK")
+        end_transaction(self.conn)
         self.open = False
         self.files = self.chunks = self.tokens = 0
+
 
