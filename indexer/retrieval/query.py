@@ -11,11 +11,11 @@ CJK word by its character pairs.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 
 from indexer.store import IndexStore
+from indexer.store.records import bm25_idf
 from indexer.store.tokenizer import has_cjk, query_pieces
 
 MAX_QUERY_TERMS = 32
@@ -49,7 +49,7 @@ def stem_idfs(store: IndexStore, terms: Sequence[str]) -> dict[str, float]:
     """FTS5-style IDF of each of the query's stemmed terms."""
     stems = list(dict.fromkeys(stem for term in terms for stem in store.stem(term)))
     total, counts = store.term_document_counts(stems)
-    return {s: max(1e-6, math.log((total - counts.get(s, 0) + 0.5) / (counts.get(s, 0) + 0.5))) for s in stems}
+    return {s: bm25_idf(total, counts.get(s, 0)) for s in stems}
 
 
 def match_keys(term: str) -> list[str]:

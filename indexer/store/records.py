@@ -6,6 +6,7 @@ Engine-neutral: nothing here imports an engine or its library.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,12 @@ BM25_WEIGHTS = (1.0, 2.0, 1.0)
 # FTS5's bm25 parameters (the PostgreSQL store scores with the same formula).
 BM25_K1 = 1.2
 BM25_B = 0.75
+
+
+def bm25_idf(total: int, frequency: int) -> float:
+    """FTS5's IDF of a term in ``frequency`` of ``total`` chunks, floored at 1e-6 as FTS5
+    floors it (a term in over half the chunks adds next to nothing)."""
+    return max(1e-6, math.log((total - frequency + 0.5) / (frequency + 0.5)))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ and reading chunks back.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from indexer.retrieval.filters import SearchFilters
-from indexer.store.records import BM25_B, BM25_K1, ChunkRow
+from indexer.store.records import BM25_B, BM25_K1, ChunkRow, bm25_idf
 from indexer.store.tokenizer import stems
 
 from .text import ALL, MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, parse_vector, vector_text
@@ -235,7 +234,7 @@ class PgSearch:
         if not total:
             return []
         _, counts = self.term_document_counts(lexemes)
-        idfs = [max(1e-6, math.log((total - counts.get(t, 0) + 0.5) / (counts.get(t, 0) + 0.5))) for t in lexemes]
+        idfs = [bm25_idf(total, counts.get(t, 0)) for t in lexemes]
         where, params = filter_clause(filters)
         joins = " JOIN chunks c ON c.id = p.chunk_id JOIN files f ON f.ns = c.ns AND f.path = c.path" if where else ""
         rows = self.connection.execute(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 
-from indexer.store.records import BM25_K1
+from indexer.store.records import BM25_K1, bm25_idf
 
 # A phrase in at least this share of the chunks is "common": left out of the first query.
 COMMON_SHARE = 0.1
@@ -112,8 +112,7 @@ def best_of(*lists: Ranked) -> dict[int, float]:
 def phrase_ceiling(total: int, frequency: int) -> float:
     """More than a phrase in ``frequency`` of ``total`` chunks adds to any chunk's bm25:
     FTS5's IDF (floored at 1e-6) times ``k1 + 1``, with a margin for rounding."""
-    idf = max(1e-6, math.log((total - frequency + 0.5) / (frequency + 0.5)))
-    return idf * (BM25_K1 + 1) * (1 + 1e-9) + 1e-12
+    return bm25_idf(total, frequency) * (BM25_K1 + 1) * (1 + 1e-9) + 1e-12
 
 
 def either(pieces: Sequence[str], which: Iterable[int]) -> str:
