@@ -246,20 +246,21 @@ class MemoryIndex:
             mode == "hybrid" and self._matrix is not None and not narrowed
             and not getattr(self.embedder, "remote", embed_query is not None)  # asked last: it may load a model
         )  # fmt: skip
+
+        def embed() -> np.ndarray:
+            return embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
+
         meta = self.store.meta() if mode != "keyword" else {}
         if meta.get("model"):
             self._check_model(meta)
             try:
                 if not embed_later:
-                    query_vector = embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
+                    query_vector = embed()
             except EndpointError as exc:  # a remote model that is down: keyword results, flagged, never silently
                 log.warning("%s; keyword results only", exc)
                 self.degraded, mode = f"{exc}; keyword results only", "keyword"
         else:
             embed_later = False
-
-        def embed() -> np.ndarray:
-            return embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
 
         with self.engine.search_snapshot():  # one read snapshot: ids found are the ids read back
             vectors = self._vector_source() if query_vector is not None or embed_later else None
