@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -382,6 +383,35 @@ def test_the_watcher_follows_a_session_folder_that_appears_after_it_started(tmp_
     chats = tmp_path / "later" / "chats"
     settings = make_settings(root, session_folders=[str(chats)])
     new_file_then_append(settings, chats, "first.jsonl", ("water the ferns", "ferns"), ("the orchids need less", "orchids"))
+
+
+def test_the_watcher_follows_a_session_folder_deleted_and_made_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tool's folder removed (a cleanup, a reinstall) and made again while the watcher runs:
+    the transcripts gone leave the index, and the new folder's are found without waiting for
+    the 5-minute reconcile. The memory root's events never stopped: no restart, no full sync."""
+    root = tmp_path / "memory"
+    root.mkdir()
+    chats = tmp_path / "chats"
+    chats.mkdir()
+    settings = make_settings(root, session_folders=[str(chats)])
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:
+        watcher = Watcher(index, WatchOptions(debounce=0.05, max_wait=0.5))
+        thread = threading.Thread(target=watcher.run, daemon=True)
+        thread.start()
+        try:
+            assert watcher.ready.wait(10)
+            write(chats, "old.jsonl", jsonl({"role": "user", "content": "prune the lilac", "timestamp": 1}))
+            wait_for(lambda: watcher_found(settings, "lilac"))
+            shutil.rmtree(chats)
+            wait_for(lambda: not watcher_found(settings, "lilac"))
+            write(chats, "new.jsonl", jsonl({"role": "user", "content": "repot the jasmine", "timestamp": 2}))
+            wait_for(lambda: watcher_found(settings, "jasmine"))
+            assert not [r for r in caplog.records if "stopped reporting file events" in r.getMessage()]
+        finally:
+            watcher.stop()
+            thread.join(10)
 
 def new_file_then_append(
     settings: Settings, folder: Path, name: str, first: tuple[str, str], second: tuple[str, str]

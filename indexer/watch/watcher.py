@@ -156,6 +156,7 @@ class Watcher:
 
     def _check_root(self) -> RootState:
         """GONE, SAME, or CHANGED: then the observer was restarted and a full sync done."""
+        self._forget_gone_session_folders()
         state = self._root.check(events_flowing=self._observer_alive())
         if state is not RootState.CHANGED:
             return state
@@ -173,6 +174,25 @@ class Watcher:
             return RootState.GONE
         self._last_full_sync_worked = self._sync(None)
         return state
+
+    def _forget_gone_session_folders(self) -> None:
+        """A session folder deleted while watched ends its emitter. That is not the root going
+        quiet (no observer restart, no full sync): its watch is dropped, its transcripts are
+        synced away, and ``_watch_new_session_folders`` follows it again if it comes back."""
+        observer = self._observer
+        if observer is None:
+            return
+        labels = {folder: label for label, folder in self.settings.session_labels.items()}
+        for emitter in list(observer.emitters):
+            folder = Path(emitter.watch.path)
+            if emitter.is_alive() or folder not in self._session_watched:
+                continue
+            try:
+                observer.unschedule(emitter.watch)
+            except (KeyError, OSError):  # already gone from the observer's books
+                pass
+            self._session_watched.discard(folder)
+            self.pending.add(f"sessions/{labels[folder]}")
 
     def _observer_alive(self) -> bool:
         observer = self._observer
