@@ -166,3 +166,25 @@ def test_a_hybrid_search_counts_each_term_once_and_counts_follow_changes(tmp_pat
         (settings.root / "notes/new.md").unlink()
         index.rebuild()  # copied in with the backup API: data_version does not change
         assert index.store.term_document_counts(["zqnewword"])[1] == {}
+
+
+def _segments(store) -> int:
+    return store.connection.execute("SELECT count(DISTINCT segid) FROM chunks_fts_idx").fetchone()[0]
+
+
+def test_a_sync_of_many_files_leaves_one_full_text_segment(tmp_path: Path) -> None:
+    """Each file's transaction adds an FTS5 segment; after a sync of many files they are
+    merged into one (keyword queries read a word's postings from one place). Few files:
+    left to FTS5's own merging. The keyword results are the same either way."""
+    settings, embedder = _index(tmp_path)  # 24 files: below sqlite_store.MERGE_FROM_FILES
+    with open_index(settings, write=True, embedder=embedder) as index:
+        assert _segments(index.store) > 1
+        before = [index.store.keyword_candidates([word], 200) for word in COMMON + MIDDLE]
+        for f in range(sqlite_store.MERGE_FROM_FILES):
+            write(settings.root, f"more/m{f}.md", f"## More {f}\n\ngarden violin {f}\n")
+        index.sync()
+        assert _segments(index.store) == 1
+        for f in range(sqlite_store.MERGE_FROM_FILES):
+            (settings.root / f"more/m{f}.md").unlink()
+        index.sync()
+        assert [index.store.keyword_candidates([word], 200) for word in COMMON + MIDDLE] == before

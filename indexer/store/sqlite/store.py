@@ -11,7 +11,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 import apsw
@@ -30,6 +30,7 @@ from indexer.store.tokenizer import fts_text, query_pieces, stems
 
 log = logging.getLogger(__name__)
 
+MERGE_FROM_FILES = 50  # a sync that writes at least this many files merges FTS5's segments
 MAX_COUNTED_TERMS = 50_000  # terms whose chunk counts are kept (per state of the index)
 
 
@@ -116,8 +117,16 @@ class Store(WholeIndexReads):
                 (stamp.size, stamp.mtime_ns, stamp.ctime_ns, stamp.inode, indexed_at_ns, path),
             )
 
-    def bulk_load(self, *, files: int) -> AbstractContextManager[None]:
-        return nullcontext()  # each file's rows are cheap to write one file at a time
+    @contextmanager
+    def bulk_load(self, *, files: int) -> Iterator[None]:
+        """Each file's rows are cheap to write one file at a time. After a sync of many files,
+        FTS5's segments (one per file's transaction, merged 4 at a time) become one: a keyword
+        query then reads each word's postings from one place (at 100K chunks, 17 segments
+        cost 13-20% more keyword CPU than one; merging took 0.5 s)."""
+        yield
+        if files >= MERGE_FROM_FILES:
+            with self.connection:
+                self.connection.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
 
     def commit_batch(self) -> None:
         """Nothing to commit: each file is its own transaction."""
