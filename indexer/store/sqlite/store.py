@@ -122,7 +122,7 @@ class Store(WholeIndexReads):
         """Each file's rows are cheap to write one file at a time. After a sync of many files,
         FTS5's segments (one per file's transaction, merged 4 at a time) become one: a keyword
         query then reads each word's postings from one place (at 100K chunks, 17 segments
-        cost 13-20% more keyword CPU than one; merging took 0.5 s)."""
+        cost 10-20% more keyword CPU than one; the merge took 0.5 s)."""
         yield
         if files >= MERGE_FROM_FILES:
             with self.connection:
