@@ -21,7 +21,7 @@ from indexer.retrieval.filters import SearchFilters
 from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp
 from indexer.store.records import (
-    BM25_WEIGHTS, SQL_VARIABLES_PER_QUERY, ChunkRow, FileRecord, FileState, SkippedFile, batches as _batches,
+    BM25_WEIGHTS, ChunkRow, FileRecord, FileState, SkippedFile, batches as _batches,
     blob as _blob,
 )  # fmt: skip
 from indexer.store.sqlite.keyword import quoted, top_bm25
@@ -335,41 +335,6 @@ class Store(WholeIndexReads):
                 (_blob(vector), limit, json.dumps([int(i) for i in only])),
             )
         return [(chunk_id, 1.0 - distance) for chunk_id, distance in rows]
-
-    def vectors_by_pairs(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
-        return self.vectors_of([chunk_id for chunk_id, _ in pairs])
-
-    def vectors_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk ids, their vectors as matrix rows) from ``chunks_vec``, for those of ``ids`` it has."""
-        if len(ids) > SQL_VARIABLES_PER_QUERY * 20:  # most of the table: one scan
-            rows: Iterable[tuple[int, bytes]] = self.connection.execute("SELECT rowid, embedding FROM chunks_vec")
-        else:
-            rows = (
-                row for batch in _batches(list(ids)) for row in self.connection.execute(
-                    f"SELECT rowid, embedding FROM chunks_vec WHERE rowid IN ({','.join('?' * len(batch))})", batch
-                )
-            )  # fmt: skip
-        # Each vector goes straight into one preallocated matrix: no list of blobs, no joined
-        # copy, no filtered copy (at 100K x 384 the load peaked at 3.3x the matrix's 147 MB).
-        wanted = set(ids) if len(ids) > SQL_VARIABLES_PER_QUERY * 20 else None
-        found = np.empty(len(ids), dtype=np.int64)
-        matrix: np.ndarray | None = None
-        count = 0
-        for chunk_id, blob in rows:
-            if wanted is not None and chunk_id not in wanted:
-                continue
-            if matrix is None:
-                matrix = np.empty((len(ids), len(blob) // 4), dtype=np.float32)
-            if len(blob) != 4 * matrix.shape[1]:
-                raise ValueError("chunks_vec holds vectors of different sizes")
-            matrix[count] = np.frombuffer(blob, dtype=np.float32)
-            found[count] = chunk_id
-            count += 1
-        if matrix is None:
-            return found[:0], np.zeros((0, 0), dtype=np.float32)
-        if count < len(ids):  # a few ids without a vector: give the unused rows back
-            return found[:count].copy(), matrix[:count].copy()
-        return found, matrix
 
     def data_version(self) -> tuple[int, int]:
         """Changes whenever this connection or another one commits a change to the index."""

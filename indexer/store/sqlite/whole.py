@@ -1,13 +1,18 @@
-"""The SQLite store's reads of the whole index, for ``status``, ``check`` and the
-comparison of an index with a rebuild (``Store`` inherits them; store.py has the rest)."""
+"""The SQLite store's reads of the whole index: every vector for the in-memory matrix,
+and what ``status``, ``check`` and the comparison with a rebuild read (``Store``
+inherits them; store.py has the rest)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import apsw
+import numpy as np
+
+from indexer.store.records import SQL_VARIABLES_PER_QUERY
+from indexer.store.records import batches as _batches
 
 
 class WholeIndexReads:
@@ -17,6 +22,41 @@ class WholeIndexReads:
     vec_enabled: bool
     meta: Callable[[], dict[str, str]]
     vec_dimensions: Callable[[], int | None]
+
+    def vectors_by_pairs(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+        return self.vectors_of([chunk_id for chunk_id, _ in pairs])
+
+    def vectors_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, their vectors as matrix rows) from ``chunks_vec``, for those of ``ids`` it has."""
+        if len(ids) > SQL_VARIABLES_PER_QUERY * 20:  # most of the table: one scan
+            rows: Iterable[tuple[int, bytes]] = self.connection.execute("SELECT rowid, embedding FROM chunks_vec")
+        else:
+            rows = (
+                row for batch in _batches(list(ids)) for row in self.connection.execute(
+                    f"SELECT rowid, embedding FROM chunks_vec WHERE rowid IN ({','.join('?' * len(batch))})", batch
+                )
+            )  # fmt: skip
+        # Each vector goes straight into one preallocated matrix: no list of blobs, no joined
+        # copy, no filtered copy (at 100K x 384 the load peaked at 3.3x the matrix's 147 MB).
+        wanted = set(ids) if len(ids) > SQL_VARIABLES_PER_QUERY * 20 else None
+        found = np.empty(len(ids), dtype=np.int64)
+        matrix: np.ndarray | None = None
+        count = 0
+        for chunk_id, blob in rows:
+            if wanted is not None and chunk_id not in wanted:
+                continue
+            if matrix is None:
+                matrix = np.empty((len(ids), len(blob) // 4), dtype=np.float32)
+            if len(blob) != 4 * matrix.shape[1]:
+                raise ValueError("chunks_vec holds vectors of different sizes")
+            matrix[count] = np.frombuffer(blob, dtype=np.float32)
+            found[count] = chunk_id
+            count += 1
+        if matrix is None:
+            return found[:0], np.zeros((0, 0), dtype=np.float32)
+        if count < len(ids):  # a few ids without a vector: give the unused rows back
+            return found[:count].copy(), matrix[:count].copy()
+        return found, matrix
 
     def counts_by_kind(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
