@@ -222,3 +222,27 @@ def test_a_long_cjk_line_is_cut_to_a_part_the_budget_holds_around_the_match():
     [item] = pack([hit], budget=Budget(lines=50, tokens=300), limit=5, line_weight=weight)
     assert item.cut and "针在这里" in item.excerpt
     assert 50 <= len(item.excerpt) <= 300 // 3  # a third of the budget (PART_SHARE), a token per character
+
+
+def test_filler_is_trimmed_from_each_end_reading_only_up_to_the_first_content_line(monkeypatch):
+    """without_filler keeps the first to the last content line; it reads inward from each
+    end (a search trims ~100 hits: reading every line of each cost ~1 ms at 100K chunks)."""
+    import random
+
+    import indexer.retrieval.budget as budget_module
+
+    rng = random.Random(2)
+    pool = ["", "  ", "# H", "## x", "- ", "* ", "text", "- item", "#tag", "1. "]
+    for _ in range(3000):
+        lines = tuple(rng.choice(pool) for _ in range(rng.randint(1, 8)))
+        hit = budget_module.Hit("p", 10, 9 + len(lines), 1.0, lines, "h", 1)
+        content = [i for i, line in enumerate(lines) if not budget_module.is_filler(line)] or [0]
+        got = budget_module.without_filler(hit)
+        assert (got.start_line, got.end_line) == (10 + content[0], 10 + content[-1])
+        assert got.lines == lines[content[0] : content[-1] + 1]
+    calls = []
+    real = budget_module.is_filler
+    monkeypatch.setattr(budget_module, "is_filler", lambda line: calls.append(line) or real(line))
+    long = budget_module.Hit("p", 1, 52, 1.0, ("## Heading", *[f"line {i}" for i in range(50)], ""), "h", 1)
+    assert budget_module.without_filler(long).lines == long.lines[1:51]
+    assert len(calls) == 4  # two lines from each end, not 52

@@ -137,3 +137,54 @@ def test_the_chunk_count_follows_a_rebuild_in_the_same_process(tmp_path: Path) -
         real = index.store.connection.execute("SELECT count(*) FROM chunks").fetchone()[0]
         assert real > before and index.store.chunk_count() == real
         assert index.search("gamma delta alpha", mode="hybrid")
+
+
+def test_a_hybrid_search_counts_each_term_once_and_counts_follow_changes(tmp_path: Path) -> None:
+    """Chunk counts per term are read from fts5vocab once per state of the index (a hybrid
+    search asked three times: IDFs, keyword pruning, confidence); a commit from another
+    connection, or a rebuild copied in, makes them counted again."""
+    settings, embedder = _index(tmp_path)
+    with open_index(settings, embedder=embedder) as reader:
+        store = reader.store
+        reads: list[str] = []
+        store.connection.exec_trace = lambda cursor, sql, bindings: reads.append(sql) or True
+        reader.search("garden violin zqnewword", mode="hybrid")
+        assert sum("chunks_vocab" in sql for sql in reads) == 1
+        reads.clear()
+        reader.search("garden violin", mode="hybrid")
+        assert sum("chunks_vocab" in sql for sql in reads) == 0  # the index has not changed
+        store.connection.exec_trace = None
+        _, before = store.term_document_counts(["garden", "zqnewword"])
+        assert "zqnewword" not in before
+        with open_index(settings, write=True, embedder=embedder) as writer:
+            write(settings.root, "notes/new.md", "\n\n".join(f"## New {i}\n\nzqnewword garden {i}" for i in range(5)) + "\n")
+            writer.sync()
+        _, after = store.term_document_counts(["garden", "zqnewword"])
+        assert after == {"garden": before["garden"] + 5, "zqnewword": 5}
+    with open_index(settings, write=True, embedder=embedder) as index:
+        assert index.store.term_document_counts(["zqnewword"])[1] == {"zqnewword": 5}
+        (settings.root / "notes/new.md").unlink()
+        index.rebuild()  # copied in with the backup API: data_version does not change
+        assert index.store.term_document_counts(["zqnewword"])[1] == {}
+
+
+def _segments(store) -> int:
+    return store.connection.execute("SELECT count(DISTINCT segid) FROM chunks_fts_idx").fetchone()[0]
+
+
+def test_a_sync_of_many_files_leaves_one_full_text_segment(tmp_path: Path) -> None:
+    """Each file's transaction adds an FTS5 segment; after a sync of many files they are
+    merged into one (keyword queries read a word's postings from one place). Few files:
+    left to FTS5's own merging. The keyword results are the same either way."""
+    settings, embedder = _index(tmp_path)  # 24 files: below sqlite_store.MERGE_FROM_FILES
+    with open_index(settings, write=True, embedder=embedder) as index:
+        assert _segments(index.store) > 1
+        before = [index.store.keyword_candidates([word], 200) for word in COMMON + MIDDLE]
+        for f in range(sqlite_store.MERGE_FROM_FILES):
+            write(settings.root, f"more/m{f}.md", f"## More {f}\n\ngarden violin {f}\n")
+        index.sync()
+        assert _segments(index.store) == 1
+        for f in range(sqlite_store.MERGE_FROM_FILES):
+            (settings.root / f"more/m{f}.md").unlink()
+        index.sync()
+        assert [index.store.keyword_candidates([word], 200) for word in COMMON + MIDDLE] == before

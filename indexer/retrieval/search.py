@@ -19,10 +19,8 @@ swaps this module's ``fuse`` for other fusion rules.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -35,6 +33,7 @@ from .budget import Budget, Hit, Packed, pack
 from .dates import query_windows
 from .filters import SearchFilters
 from .fusion import KEYWORD_WEIGHT, Evidence, fuse, fused_ranking, fusion_parts, keyword_part  # noqa: F401 - re-exported
+from .matrix import NumpyVectors  # noqa: F401 - re-exported
 from .query import (  # noqa: F401 - re-exported
     STOPWORDS,
     best_line,
@@ -91,52 +90,6 @@ class Vec0Vectors:
 
     def nearest(self, query: np.ndarray, k: int, *, only: Sequence[int] | None = None) -> list[tuple[int, float]]:
         return self.store.vector_candidates(query, k, only=only)
-
-
-class NumpyVectors:
-    """Exact cosine search over an in-memory matrix whose rows are the chunks ``ids`` (ascending)."""
-
-    def __init__(self, ids: Sequence[int], matrix: np.ndarray) -> None:
-        ids = np.asarray(ids, dtype=np.int64)
-        order = np.argsort(ids, kind="stable")
-        if np.any(order != np.arange(len(ids))):
-            ids, matrix = ids[order], matrix[order]
-        self.ids = ids
-        self.matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-
-    def nearest(self, query: np.ndarray, k: int, *, only: Sequence[int] | None = None) -> list[tuple[int, float]]:
-        if len(self.ids) == 0 or k < 1:
-            return []
-        query = np.asarray(query, dtype=np.float32)
-        blas = _blas_threads()
-        with blas.limit(limits=1) if blas is not None else nullcontext():
-            return self._nearest(query, k, only)
-
-    def _nearest(self, query: np.ndarray, k: int, only: Sequence[int] | None) -> list[tuple[int, float]]:
-        if only is None:
-            ids, scores = self.ids, self.matrix @ query
-        else:
-            wanted = np.unique(np.asarray(list(only), dtype=np.int64))
-            rows = np.searchsorted(self.ids, wanted)
-            rows = rows[(rows < len(self.ids)) & (self.ids[np.minimum(rows, len(self.ids) - 1)] == wanted)]
-            if len(rows) == 0:
-                return []
-            ids, scores = self.ids[rows], (self.matrix @ query)[rows]  # no copy of the allowed rows
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.lexsort((ids[top], -scores[top]))]  # best first; ties by id, as a rebuild would order them
-        return [(int(ids[i]), float(scores[i])) for i in top]
-
-
-@functools.cache
-def _blas_threads():  # -> threadpoolctl's BLAS pools, or None
-    """The matrix scan runs on one BLAS thread: on a loaded 2-core machine two
-    threads took 10.5 ms per 100K vectors against 4.8 ms for one (bench notes, README)."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    return ThreadpoolController().select(user_api="blas")
 
 
 def run_search(

@@ -23,7 +23,7 @@ import numpy as np
 
 from indexer.store import IndexStore
 
-from .search import NumpyVectors
+from .matrix import Int8Rows, NumpyVectors
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +70,15 @@ class LiveMatrix:
         if len(new_ids) < len(added):
             log.warning("%d chunks have no stored vector; run 'memdex index'", len(added) - len(new_ids))
         ids = np.concatenate([kept_ids, new_ids])
+        int8 = self.vectors.int8  # the rows' int8 copy (matrix.py): kept rows keep theirs
         if not len(kept_ids):  # the first load (or nothing kept): the fetched matrix as it is, not a copy
-            matrix = new_rows if len(new_ids) else old_matrix[:0]
+            matrix, int8 = (new_rows if len(new_ids) else old_matrix[:0]), None
         elif not len(new_ids) and keep.all():
             matrix = old_matrix
         else:
             matrix = np.concatenate([old_matrix[keep], new_rows])
-        self.vectors = NumpyVectors(ids, matrix)
+            int8 = Int8Rows.join(int8.take(keep), Int8Rows.of(new_rows)) if int8 is not None else None
+        self.vectors = NumpyVectors(ids, matrix, int8=int8)
         self.hashes = {cid: current[cid] for cid in self.vectors.ids.tolist()}
 
 
