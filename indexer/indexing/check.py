@@ -27,10 +27,9 @@ from indexer.sources.registry import source_for
 from indexer.store import Engine, IndexStore
 from indexer.store.tokenizer import TOKENIZER_VERSION, fts_text
 
-from .sync import (
-    CLASSIFICATION_KEY, CLASSIFIER_KEY, CLASSIFIER_VERSION, TOKENIZER_KEY, classification, content_hash, file_limit,
-    file_title,
-)  # fmt: skip
+from .prepare import file_limit, file_title
+from .sync import CLASSIFICATION_KEY, CLASSIFIER_KEY, CLASSIFIER_VERSION, TOKENIZER_KEY, classification
+from .writer import content_hash
 
 log = logging.getLogger(__name__)
 
