@@ -21,10 +21,10 @@ from indexer.sources.discover import FileStamp, MemoryFile
 from indexer.sources.markdown.parse import NotText
 from indexer.sources.read import open_memory_file
 from indexer.sources.registry import source_for
-from indexer.store import FileRecord, FileState, IndexStore
+from indexer.store import FileRecord, FileState, IndexStore, SkippedFile
 
 from .report import SyncReport
-from .tail import line_offset, resume_line
+from .tail import indexed_part, line_offset, resume_line
 from .writer import Prepared, content_hash
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 READ_RETRIES = 2
 # How the warning about a file over the size limit ends.
 TOO_LARGE = " MiB limit"
+# How the reason for skipping the new part of a log that grew past its bound starts.
+PAST_BOUND = "its new lines are not indexed, the lines indexed before stay: "
 # The title words (path, date, frontmatter title/tags/aliases) are copied into
 # every chunk's full-text row, so they are bounded: per value and in total.
 TITLE_VALUE_CHARS = 200
@@ -46,15 +48,25 @@ def prepare_file(
     item: MemoryFile,
     state: FileState | None,
     report: SyncReport,
+    skipped: SkippedFile | None = None,
 ) -> Prepared | None:
-    """Read, hash, parse and chunk one file; None when nothing is left to write."""
+    """Read, hash, parse and chunk one file; None when nothing is left to write.
+    ``skipped``: how the file was skipped with a warning before, if it was."""
     read_at = time.time_ns()
+    limit = file_limit(settings, item.kind)
     try:
-        data, stamp = _read(item.file(settings.root), file_limit(settings, item.kind))
+        data, stamp = _read(item.file(settings.root), limit)
     except FileNotFoundError:
         _drop(store, item.path, state, report, None)  # vanished after the scan
         return None
-    except (OSError, _TooLarge) as exc:
+    except _TooLarge as exc:
+        source = source_for(item.path, session_tools=settings.session_tools)
+        if indexed_part(item.file(settings.root), source, state, exc.stamp, limit) is not None:
+            _keep_indexed_part(store, item.path, exc, report, skipped, read_at)
+            return None
+        _drop(store, item.path, state, report, f"{item.path}: skipped, {exc}")
+        return None
+    except OSError as exc:
         _drop(store, item.path, state, report, f"{item.path}: skipped, {exc}")
         return None
     digest = content_hash(data)
@@ -114,7 +126,9 @@ def _oversized_message(path: str, chunk: Chunk, embedder: Embedder, *, is_headin
 
 
 class _TooLarge(Exception):
-    pass
+    def __init__(self, message: str, stamp: FileStamp) -> None:
+        super().__init__(message)
+        self.stamp = stamp  # of the handle, as it was found too large
 
 
 def _read(path: Path, limit: int) -> tuple[bytes, FileStamp]:
@@ -129,7 +143,8 @@ def _read(path: Path, limit: int) -> tuple[bytes, FileStamp]:
         for _ in range(READ_RETRIES + 1):
             before = os.fstat(handle.fileno())
             if before.st_size > limit:
-                raise _TooLarge(f"{before.st_size / 2**20:.1f} MiB is over the {limit / 2**20:.1f}{TOO_LARGE}")
+                message = f"{before.st_size / 2**20:.1f} MiB is over the {limit / 2**20:.1f}{TOO_LARGE}"
+                raise _TooLarge(message, FileStamp.of(before))
             handle.seek(0)
             data = handle.read()
             if FileStamp.of(os.fstat(handle.fileno())) == FileStamp.of(before):
@@ -140,6 +155,20 @@ def _read(path: Path, limit: int) -> tuple[bytes, FileStamp]:
 def file_limit(settings: Settings, kind: str) -> int:
     """The size over which a file of ``kind`` is skipped: transcripts have their own bound."""
     return settings.session_max_file_bytes if kind == "session" else settings.max_file_bytes
+
+
+def _keep_indexed_part(
+    store: IndexStore, path: str, exc: _TooLarge, report: SyncReport, skipped: SkippedFile | None, read_at: int
+) -> None:
+    """A log that grew past its bound keeps the rows of the part indexed before. Said once
+    (the ``skipped`` record's reason ends like a too-large one, so a raised bound reads the
+    file again); on later appends its record takes the new stamp silently."""
+    reason = f"{PAST_BOUND}{exc}"
+    if skipped is None or not skipped.reason.startswith(PAST_BOUND):
+        report.warn_skipped(f"{path}: skipped, {reason}")  # the caller records the skip
+        return
+    report.skipped_as_before += 1
+    store.record_skipped(path, exc.stamp, reason=reason, skipped_at_ns=read_at)
 
 
 def _drop(store: IndexStore, path: str, state: FileState | None, report: SyncReport, message: str | None) -> None:

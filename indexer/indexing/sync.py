@@ -115,7 +115,7 @@ def sync(
     def prepare(item: MemoryFile) -> _Prepared | None:
         before = report.skipped_with_warning
         read_at = time.time_ns()
-        prepared = prepare_file(settings, store, embedder, item, known.get(item.path), report)
+        prepared = prepare_file(settings, store, embedder, item, known.get(item.path), report, skipped.get(item.path))
         if prepared is None and report.skipped_with_warning > before:
             # Skipped with a warning: remember its stamp so that, unchanged, it is skipped silently.
             reason = report.warnings[-1].partition(SKIPPED_MARK)[2] or report.warnings[-1]

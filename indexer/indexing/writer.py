@@ -305,12 +305,17 @@ def content_hash(data: bytes) -> str:
 def _only_grew(path: Path, record: FileRecord) -> bool:
     """True when the file's first ``record.stamp.size`` bytes are still the bytes that
     were read (the reader made sure its size did not change during the read)."""
+    return read_start(path, record.stamp.size, record.hash) is not None
+
+
+def read_start(path: Path, size: int, digest: str) -> bytes | None:
+    """The file's first ``size`` bytes when their ``content_hash`` is ``digest``, else None."""
     try:
         with open_memory_file(path) as handle:
-            start = handle.read(record.stamp.size)
+            start = handle.read(size)
     except OSError:
-        return False
-    return len(start) == record.stamp.size and content_hash(start) == record.hash
+        return None
+    return start if len(start) == size and content_hash(start) == digest else None
 
 
 def current_stamp(path: Path) -> FileStamp | None:
