@@ -107,3 +107,26 @@ def test_a_transcript_rewritten_past_its_bound_loses_its_rows(engine_kind: Engin
     (warning,) = report.warnings
     assert report.removed == 1 and warning.startswith(f"{PATH}: skipped, ") and "indexed before" not in warning
     assert found(settings, "ferry pier") == []
+
+
+def test_a_bad_line_is_warned_about_once_however_often_the_transcript_grows(
+    engine_kind: EngineKind, tmp_path: Path
+) -> None:
+    """Lines after the last chunk's start are parsed again on every append: a line over 4 MiB
+    (or not JSON) there was warned about again each time (review of issue 18). Now only lines
+    that were not whole before are; a line that was being written is warned about once done."""
+    root, chats = tmp_path / "memory", tmp_path / "chats"
+    root.mkdir()
+    log = write(chats, "s.jsonl", turns("the ferry leaves from pier nineteen"))
+    append(log, '{"role": "user", "content": "' + "x" * (4 * 2**20) + '"}\n')  # line 2: over 4 MiB
+    append(log, "not json at all\n")  # line 3
+    settings = engine_kind.settings(root, session_folders=[str(chats)])
+    first = synced(settings)
+    assert first.warnings == [f"{PATH}: line 2: skipped, longer than 4 MiB", f"{PATH}: line 3: skipped, not JSON"]
+    append(log, turns("the otters came back", minute=5) + '{"role": "user", "con')  # line 5 is being written
+    second = synced(settings)
+    assert second.tail_only == 1 and second.warnings == []
+    assert found(settings, "otters") == [PATH]
+    append(log, "tent is broken\n")  # line 5, done: not JSON
+    third = synced(settings)
+    assert third.tail_only == 1 and third.warnings == [f"{PATH}: line 5: skipped, not JSON"]

@@ -81,7 +81,8 @@ def prepare_file(
         if resume is None:
             note = source.parse(data)
         else:  # a log that only grew: its last chunk and what follows
-            note = source.parse_from(data[line_offset(data, resume) :], resume)  # type: ignore[union-attr]
+            warned = data.count(b"\n", 0, state.stamp.size) if state is not None else 0  # lines read whole before
+            note = source.parse_from(data[line_offset(data, resume) :], resume, warned_through=warned)  # type: ignore[union-attr]
             report.tail_only += 1
         chunks = source.chunk(note, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
         title = file_title(item.path, item.date, note.frontmatter)
