@@ -129,11 +129,12 @@ def sync(
             for item in to_read:
                 writer.add(item)
             writer.flush()
-        except KeyboardInterrupt:
-            writer.close(wait=False)  # a stop stops now: the model's current call is not waited for
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                writer.keep_returned()
+            writer.close(wait=False)  # an error or a stop shows now: the model's current call is not waited for
             raise
-        finally:
-            writer.close()  # the model's worker thread (``pipeline``) stops after its current call
+        writer.close()  # the model's worker thread (``pipeline``) ends (it has nothing left to do)
 
     present = {item.path for item in found}
     for path in sorted(set(known) - present):
