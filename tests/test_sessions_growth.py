@@ -8,12 +8,15 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import EngineKind, RecordingEmbedder, write
 from test_sessions import jsonl
 
 from indexer import open_index
 from indexer.config.settings import Settings
+from indexer.errors import PathError
 from indexer.indexing.check import HEALTHY, check_index
+from indexer.sources.read import read_excerpt
 
 PATH = "sessions/chats/s.jsonl"
 
@@ -67,6 +70,18 @@ def test_a_transcript_that_grows_past_its_bound_keeps_what_was_indexed(engine_ki
     assert warning.endswith(" MiB limit")
     assert found(settings, "ferry pier nineteen") == [PATH]  # searchable a minute ago: still
     assert found(settings, "lighthouse keeper") == []
+    with open_index(settings, embedder=RecordingEmbedder()) as index:  # and get serves what it cites
+        (hit,) = index.search("ferry pier nineteen", mode="keyword")
+        assert index.get(f"{PATH}:{hit.start_line}-{hit.end_line}").lines[0].endswith("pier nineteen")
+        with pytest.raises(PathError, match="limit"):
+            index.get(PATH)  # the whole file is not served
+        with pytest.raises(PathError, match="past the first"):
+            index.get(f"{PATH}:1-40")  # nor its lines past the bound
+    options = {"sessions": settings.session_labels, "session_max_bytes": bound}
+    excerpt = read_excerpt(root, PATH, **options)
+    assert excerpt.lines[0].endswith("pier nineteen") and excerpt.next_line == len(excerpt.lines) + 1
+    with pytest.raises(PathError, match="past the first"):
+        read_excerpt(root, PATH, start=excerpt.next_line, **options)
 
     append(log, turns("and the otters came back", minute=40))
     again = synced(settings)
