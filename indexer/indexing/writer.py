@@ -173,7 +173,8 @@ class Writer:
         try:
             for keys, vectors in group.job.returned(wait=False):
                 got.update(zip(keys, vectors))
-            self._put(got)
+            if got:
+                self._put(got)
         except Exception:  # noqa: BLE001 - the interrupt is what the caller must see
             log.debug("vectors of an interrupted sync not cached", exc_info=True)
 
@@ -187,11 +188,10 @@ class Writer:
         """Start embedding the pending files, then write the group embedded before them.
         A group is embedded here, and written at once, when nothing could run beside it."""
         pending, self.pending, self.waiting_texts = self.pending, [], 0
-        previous = self.inflight  # stays ``inflight`` until received: a Ctrl-C meanwhile keeps what returned
+        previous, self.inflight = self.inflight, None
         if previous is not None:
             self.store.commit_batch()  # no transaction waits open while the model runs
             self._receive(previous, wait=True)
-            self.inflight = None
         group = None
         if pending:
             group = self._start(pending, background=self.worker is not None and not (last and previous is None))
