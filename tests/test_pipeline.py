@@ -296,7 +296,8 @@ def test_a_database_error_does_not_wait_for_the_models_current_call(
     model_id = f"test/pipe-{uuid.uuid4().hex[:10]}"
     settings = engine_kind.settings(root, model=model_id, embed_batch_size=1)  # calls of 4 texts: one a group
     try:
-        with open_index(settings, write=True, embedder=Hooked(second_call_runs_until_released, model_id=model_id)) as index:
+        embedder = Hooked(second_call_runs_until_released, model_id=model_id)
+        with open_index(settings, write=True, embedder=embedder) as index:
             monkeypatch.setattr(index.store, "replace_file", failing_write)
             with pytest.raises(RuntimeError, match="the disk is full"):
                 index.sync()

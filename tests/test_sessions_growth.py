@@ -59,14 +59,15 @@ def test_a_transcript_that_grows_past_its_bound_keeps_what_was_indexed(engine_ki
     bound = 3 * log.stat().st_size
     settings = engine_kind.settings(root, session_folders=[str(chats)], session_max_file_bytes=bound)
     assert synced(settings).reindexed == 2
-    filler = turns(*(f"more filler chatter number {n} " * 6 for n in range(30)), "the lighthouse keeper waved", minute=5)
+    chatter = (f"more filler chatter number {n} " * 6 for n in range(30))
+    filler = turns(*chatter, "the lighthouse keeper waved", minute=5)
     assert len(filler) > bound
     append(log, filler)
 
     grown = synced(settings)
     assert grown.removed == 0 and grown.reindexed == 0
     (warning,) = grown.warnings
-    assert warning.startswith(f"{PATH}: skipped, its new lines are not indexed, the lines indexed before stay")
+    assert warning.startswith(f"{PATH}: skipped, its new lines are not indexed (the lines indexed before stay")
     assert warning.endswith(" MiB limit")
     assert found(settings, "ferry pier nineteen") == [PATH]  # searchable a minute ago: still
     assert found(settings, "lighthouse keeper") == []

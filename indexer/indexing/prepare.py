@@ -34,7 +34,10 @@ READ_RETRIES = 2
 # How the warning about a file over the size limit ends.
 TOO_LARGE = " MiB limit"
 # How the reason for skipping the new part of a log that grew past its bound starts.
-PAST_BOUND = "its new lines are not indexed, the lines indexed before stay: "
+PAST_BOUND = (
+    "its new lines are not indexed (the lines indexed before stay searchable; raise session_max_file_bytes "
+    "for the rest): "
+)
 # The title words (path, date, frontmatter title/tags/aliases) are copied into
 # every chunk's full-text row, so they are bounded: per value and in total.
 TITLE_VALUE_CHARS = 200
@@ -82,7 +85,8 @@ def prepare_file(
             note = source.parse(data)
         else:  # a log that only grew: its last chunk and what follows
             warned = data.count(b"\n", 0, state.stamp.size) if state is not None else 0  # lines read whole before
-            note = source.parse_from(data[line_offset(data, resume) :], resume, warned_through=warned)  # type: ignore[union-attr]
+            tail = data[line_offset(data, resume) :]
+            note = source.parse_from(tail, resume, warned_through=warned)  # type: ignore[union-attr]
             report.tail_only += 1
         chunks = source.chunk(note, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
         title = file_title(item.path, item.date, note.frontmatter)

@@ -165,7 +165,8 @@ def _read_lines(
         with open_memory_file(real) as handle:
             if max_bytes is not None and os.fstat(handle.fileno()).st_size > max_bytes:
                 if not (first_part and isinstance(source, AppendOnly)):
-                    raise PathError(f"{rel}: over the {max_bytes / 2**20:.1f} MiB limit, so memdex does not index or serve it")
+                    mib = f"{max_bytes / 2**20:.1f}"
+                    raise PathError(f"{rel}: over the {mib} MiB limit, so memdex does not index or serve it")
                 data = handle.read(max_bytes)
                 data, partial = data[: data.rfind(b"\n") + 1], max_bytes  # its whole lines within the bound
             else:
