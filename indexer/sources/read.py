@@ -14,9 +14,9 @@ from typing import BinaryIO
 
 from indexer.errors import PathError
 
+from .base import AppendOnly
 from .discover import lexical_inside, refuse_unindexed, resolve_inside
 from .markdown.parse import NotText, decode, split_lines
-from .base import AppendOnly
 from .registry import source_for
 from .sessions.discover import session_file
 from .sessions.source import split_session_path
