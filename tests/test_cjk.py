@@ -29,6 +29,7 @@ from indexer.indexing import check as check_module
 from indexer.indexing import sync as sync_module
 from indexer.indexing.check import DRIFT, check_index
 from indexer.indexing.sync import configuration_change, keyword_index_only
+from indexer.retrieval.query import SNIPPET_CHARS, snippet
 from indexer.store import tokenizer
 from indexer.store.postgres import checks as pg_checks
 from indexer.store.sqlite import store as sqlite_store
@@ -274,3 +275,17 @@ def test_cjk_keyword_scores_are_the_same_on_both_engines(root: Path, tmp_path: P
 def search_rows(settings: Settings, query: str) -> list[Any]:
     with open_index(settings, embedder=RecordingEmbedder(model_id=settings.model)) as idx:
         return idx.search(query, mode="keyword", budget_lines=None, limit=20)
+
+
+def test_a_snippet_of_a_long_unspaced_cjk_line_shows_the_match() -> None:
+    """A long CJK line has no spaces: the snippet started at the line's start (review of
+    issue 19: ``rfind(" ")`` returned -1), so a match in its middle was cut off."""
+    filler = "今天天气很好我们去公园散步" * 40  # 520 characters, no space
+    line = filler + "下周二要去看牙医" + filler
+    shown = snippet(f"# 记录\n\n{line}\n", ["牙医"])
+    assert "牙医" in shown and shown.startswith("…") and shown.endswith("…")
+    assert len(shown) <= SNIPPET_CHARS
+    spaced = "Note: " + line  # one space, far before the match: the same
+    assert "牙医" in snippet(spaced, ["牙医"])
+    english = " ".join(f"word{n}" for n in range(100)) + " the dentist is on tuesday " + "more words " * 40
+    assert snippet(english, ["dentist"]).startswith("…word")  # spaced text still starts at a word

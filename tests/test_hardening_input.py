@@ -30,7 +30,7 @@ from test_watch import start_watcher  # noqa: F401
 
 from indexer import make_settings, open_index
 from indexer.errors import ConfigError
-from indexer.indexing.sync import TITLE_CHARS
+from indexer.indexing.prepare import TITLE_CHARS
 from indexer.sources.markdown.chunk import chunk_note
 from indexer.sources.markdown.parse import parse_note
 

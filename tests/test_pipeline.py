@@ -16,6 +16,7 @@ from conftest import EngineKind, RecordingEmbedder, age_files, write
 
 import indexer.indexing.writer
 from indexer import open_index
+from indexer.indexing import pipeline
 from indexer.config.settings import Settings
 
 TIMEOUT = 20.0
@@ -272,3 +273,150 @@ def test_the_model_starts_after_one_call_of_texts(engine_kind: EngineKind, root:
     report = run_sync(settings, embedder)
     assert before_the_last == [True], "the model waited for a whole group of files"
     assert report.reindexed == report.chunks_embedded == 20
+
+
+def test_a_database_error_does_not_wait_for_the_models_current_call(
+    engine_kind: EngineKind, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write fails while the model is in a call (a remote model's can take minutes): the
+    error reaches the caller at once, not after that call (review: only Ctrl-C did)."""
+    notes(root, 16)
+    in_call, released, call_done = threading.Event(), threading.Event(), threading.Event()
+
+    def second_call_runs_until_released(call: int, texts: Sequence[str]) -> None:
+        if call == 2:
+            in_call.set()
+            released.wait(TIMEOUT)
+            call_done.set()
+
+    def failing_write(*args: Any, **kwargs: Any) -> None:
+        in_call.wait(TIMEOUT)  # the first group is written while the model embeds the second
+        raise RuntimeError("the disk is full")
+
+    model_id = f"test/pipe-{uuid.uuid4().hex[:10]}"
+    settings = engine_kind.settings(root, model=model_id, embed_batch_size=1)  # calls of 4 texts: one a group
+    try:
+        embedder = Hooked(second_call_runs_until_released, model_id=model_id)
+        with open_index(settings, write=True, embedder=embedder) as index:
+            monkeypatch.setattr(index.store, "replace_file", failing_write)
+            with pytest.raises(RuntimeError, match="the disk is full"):
+                index.sync()
+        assert in_call.is_set() and not call_done.is_set(), "the error waited for the model's call to end"
+    finally:
+        released.set()
+    assert threads_end()
+
+
+class WatchedLock:
+    """Stands in for the model's lock (``pipeline.model_lock``) and notes a caller that must wait."""
+
+    def __init__(self, contended: threading.Event) -> None:
+        self.lock = threading.Lock()
+        self.contended = contended
+
+    def __enter__(self) -> None:
+        if not self.lock.acquire(blocking=False):
+            self.contended.set()
+            self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def test_a_sync_right_after_an_interrupted_one_waits_for_the_models_leftover_call(
+    engine_kind: EngineKind, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A library caller catches Ctrl-C and syncs again at once, while the model's thread of the
+    stopped sync is still in its call: the new sync's model calls wait for that call instead of
+    running beside it on the same model (review: two threads on one model)."""
+    monkeypatch.setattr(indexer.indexing.writer, "EMBED_GROUP", 2 * GROUP)
+    notes(root, 16)
+    write(root, "notes/n09.md", "# Note 9\n\nthe interrupt arrives here\n")
+    in_call, released, decided = threading.Event(), threading.Event(), threading.Event()
+    guard, active, overlapped = threading.Lock(), [0], []
+
+    class Interrupting(Hooked):
+        interrupted = False
+
+        def count_tokens(self, texts: Sequence[str]) -> list[int]:
+            if not self.interrupted and any("interrupt arrives" in text for text in texts):
+                in_call.wait(TIMEOUT)
+                self.interrupted = True
+                raise KeyboardInterrupt
+            return super().count_tokens(texts)
+
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            with guard:
+                active[0] += 1
+                if active[0] > 1:
+                    overlapped.append(True)
+                    decided.set()
+            try:
+                return super().embed(texts)
+            finally:
+                with guard:
+                    active[0] -= 1
+
+    def first_call_runs_until_released(call: int, texts: Sequence[str]) -> None:
+        if call == 1:
+            in_call.set()
+            released.wait(TIMEOUT)
+
+    model_id = f"test/pipe-{uuid.uuid4().hex[:10]}"
+    settings = engine_kind.settings(root, model=model_id, embed_batch_size=1)
+    embedder = Interrupting(first_call_runs_until_released, model_id=model_id)
+    monkeypatch.setitem(pipeline._MODEL_LOCKS, embedder, WatchedLock(decided))
+    results: list[Any] = []
+    again = threading.Thread(target=lambda: results.append(run_sync(settings, embedder)))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sync(settings, embedder)
+        again.start()
+        assert decided.wait(TIMEOUT), "the second sync never reached the model"
+        assert not overlapped, "the second sync ran the model beside the stopped sync's call"
+    finally:
+        released.set()
+    again.join(TIMEOUT)
+    assert results and results[0].reindexed == 16 and not overlapped
+    assert threads_end()
+
+
+def test_an_interrupt_keeps_the_vectors_the_model_returned(
+    engine_kind: EngineKind, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after a model call came back but before the sync took its vectors: they are
+    cached, so the next sync does not embed them again (review: they were dropped)."""
+    monkeypatch.setattr(indexer.indexing.writer, "EMBED_GROUP", 2 * GROUP)  # group 2: calls 2 and 3
+    notes(root, 16)
+    write(root, "notes/n12.md", "# Note 12\n\nthe interrupt arrives here\n")  # read first after group 2 is sent
+    third_call, released = threading.Event(), threading.Event()
+    returned: list[str] = []
+
+    class Interrupting(Hooked):
+        def count_tokens(self, texts: Sequence[str]) -> list[int]:
+            if any("interrupt arrives" in text for text in texts):
+                third_call.wait(TIMEOUT)  # call 2 is back (not taken yet); the model is in call 3
+                raise KeyboardInterrupt
+            return super().count_tokens(texts)
+
+    def hook(call: int, texts: Sequence[str]) -> None:
+        if call == 2:
+            returned.extend(texts)
+        if call == 3:
+            third_call.set()
+            released.wait(TIMEOUT)
+
+    model_id = f"test/pipe-{uuid.uuid4().hex[:10]}"
+    settings = engine_kind.settings(root, model=model_id, embed_batch_size=1)  # calls of 4 texts
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sync(settings, Interrupting(hook, model_id=model_id))
+        assert third_call.is_set() and len(returned) == GROUP
+    finally:
+        released.set()
+    assert threads_end()
+    embedder = Hooked(model_id=model_id)
+    report = run_sync(settings, embedder)
+    assert report.reindexed == 16 - GROUP  # the first group was written before the interrupt
+    assert not set(returned) & set(embedder.embedded), "the returned call was embedded again"
+    assert report.chunks_embedded == 16 - 2 * GROUP

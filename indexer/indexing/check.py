@@ -27,10 +27,10 @@ from indexer.sources.registry import source_for
 from indexer.store import Engine, IndexStore
 from indexer.store.tokenizer import TOKENIZER_VERSION, fts_text
 
-from .sync import (
-    CLASSIFICATION_KEY, CLASSIFIER_KEY, CLASSIFIER_VERSION, TOKENIZER_KEY, classification, content_hash, file_limit,
-    file_title,
-)  # fmt: skip
+from .prepare import file_limit, file_title
+from .sync import CLASSIFICATION_KEY, CLASSIFIER_KEY, CLASSIFIER_VERSION, TOKENIZER_KEY, classification
+from .tail import indexed_part
+from .writer import content_hash
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +199,15 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
             f"{len(others)} indexed files were written by another root or host and are not in this root "
             f"({_examples(others)}); left to their writers"
         ))
-    changed, missing, wrong = [], [], []
+    changed, missing, wrong, past_bound = [], [], [], []
     for item in found:
-        data = _read_indexable(item.file(settings.root), file_limit(settings, item.kind), text=item.kind != "session")
+        limit = file_limit(settings, item.kind)
+        data = _read_indexable(item.file(settings.root), limit, text=item.kind != "session")
+        if data is None and item.path in indexed:  # a log that grew past its bound keeps what was indexed
+            source = source_for(item.path, session_tools=settings.session_tools)
+            data = indexed_part(item.file(settings.root), source, indexed[item.path], item.stamp, limit)
+            if data is not None:
+                past_bound.append(item.path)
         if item.path in indexed:
             if data is None or content_hash(data) != indexed[item.path].hash:
                 changed.append(item.path)
@@ -216,6 +222,11 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
             and _parses(item.path, data)  # a sync skips what it cannot parse, with a warning
         ):
             missing.append(item.path)
+    if past_bound:
+        report.notes.append(one_line(
+            f"{len(past_bound)} transcripts grew past session_max_file_bytes ({_examples(past_bound)}): "
+            "the lines indexed before stay searchable, their new lines are not indexed"
+        ))  # fmt: skip
     if wrong:
         report.add(CORRUPT, f"{len(wrong)} files whose rows do not match their Markdown ({_examples(wrong)})")
     for paths, what in ((gone, "indexed files no longer on disk"), (changed, "files changed since indexed"),

@@ -11,17 +11,33 @@ group is embedded in calls of a few model batches; each call's vectors are
 handed back as it returns, and the sync's thread writes them to the cache.
 At most one group is queued at a time, so memory stays bounded. A failure
 (or KeyboardInterrupt) inside the model is raised in the sync's thread; when
-the sync ends early, the thread stops after the call it is in (a Ctrl-C in the
-sync's thread does not wait for that call).
+the sync ends early, the thread stops after the call it is in (a sync that fails
+or is stopped does not wait for that call: a remote model's call can take minutes).
+Every sync's model calls hold the model's lock (``model_lock``), so a sync started
+at once after a stopped one waits for the call left running instead of running beside it.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
+
+_MODEL_LOCKS: weakref.WeakKeyDictionary[object, threading.Lock] = weakref.WeakKeyDictionary()
+_ANY_MODEL = threading.Lock()  # for a model object that cannot be a weak key
+_LOCKS = threading.Lock()
+
+
+def model_lock(model: object) -> threading.Lock:
+    """The lock a sync holds around each call of ``model`` (one per model object)."""
+    with _LOCKS:
+        try:
+            return _MODEL_LOCKS.setdefault(model, threading.Lock())
+        except TypeError:  # not hashable, or no weak reference: one lock for all such models
+            return _ANY_MODEL
 
 
 class _Failed:
@@ -65,11 +81,13 @@ class Job:
 class EmbedWorker:
     """A daemon thread that runs the model's calls of one job after another."""
 
-    def __init__(self, embed: Callable[[Sequence[str]], np.ndarray]) -> None:
+    def __init__(self, embed: Callable[[Sequence[str]], np.ndarray], lock: threading.Lock) -> None:
         self._embed = embed
+        self._lock = lock  # the model's (``model_lock``): held for each call
         self._jobs: queue.SimpleQueue[tuple[Job, list[list[str]]] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._busy = False  # in a model call, or waiting for the model's lock
 
     def submit(self, keys: list[list[str]], texts: list[list[str]]) -> Job:
         """Embed each list of ``texts`` in one model call; ``keys`` name them for ``Job.returned``."""
@@ -82,12 +100,13 @@ class EmbedWorker:
 
     def close(self, *, wait: bool = True) -> None:
         """Stop after the current call (if any); with ``wait``, wait for the thread: the model
-        is free after. Without (Ctrl-C), the daemon thread ends on its own after that call."""
+        is free after. Without (an error, Ctrl-C), a thread in a call ends on its own after it;
+        an idle one is waited for (it ends at once)."""
         if self._thread is None:
             return
         self._stop.set()
         self._jobs.put(None)
-        if wait:
+        if wait or not self._busy:  # not busy now: it sees the stop before any call
             self._thread.join()
         self._thread = None
 
@@ -95,11 +114,17 @@ class EmbedWorker:
         while (item := self._jobs.get()) is not None:
             job, calls = item
             for texts in calls:
-                if self._stop.is_set():
-                    return
+                self._busy = True  # before the stop is read: ``close`` sees one or the other
                 try:
-                    vectors = self._embed(texts)
+                    if self._stop.is_set():
+                        return
+                    with self._lock:
+                        if self._stop.is_set():  # stopped while another sync's call held the model
+                            return
+                        vectors = self._embed(texts)
                 except BaseException as exc:  # noqa: BLE001 - raised again in the sync's thread
                     job.deliver(_Failed(exc))
                     break
+                finally:
+                    self._busy = False
                 job.deliver(vectors)

@@ -1,4 +1,4 @@
-"""Plan and apply changes: the only code that reads note files.
+"""Plan and apply changes: decide which memory files to read (``prepare`` reads them).
 
 For each memory file: same size and mtime as indexed -> skip without reading;
 same content hash -> update the stat only; otherwise parse, chunk, embed the
@@ -21,35 +21,25 @@ import logging
 import os
 import time
 from collections.abc import Iterable
-from datetime import date as Date
-from pathlib import Path, PurePosixPath
 
 from indexer.config.settings import CHUNKER_VERSION, Settings
 from indexer.embedding.protocol import Embedder
 from indexer.errors import one_line
-from indexer.sources.base import Chunk
 from indexer.sources.catalog import place_of, scan_all, scan_all_paths
 from indexer.sources.discover import FileStamp, MemoryFile, classify, is_utf8
-from indexer.sources.markdown.parse import NotText
-from indexer.sources.read import open_memory_file
-from indexer.sources.registry import source_for
-from indexer.store import FileRecord, FileState, IndexStore, SkippedFile, VectorCache
+from indexer.store import FileState, IndexStore, SkippedFile, VectorCache
 from indexer.store.tokenizer import TOKENIZER_VERSION
 
+from .prepare import TOO_LARGE, file_limit, prepare_file
 from .report import SKIPPED_MARK, Progress, SyncReport
-from .tail import line_offset, resume_line
 from .writer import Prepared as _Prepared
-from .writer import Writer, content_hash
+from .writer import Writer
 
 log = logging.getLogger(__name__)
 
 # A file whose mtime is this close to the moment it was read may have been
 # written again within the same timestamp tick, so the stat is not trusted.
 RACY_WINDOW_NS = 1_000_000_000
-# A read during which the file's stat changed is repeated this many times.
-READ_RETRIES = 2
-# How the warning about a file over the size limit ends.
-TOO_LARGE = " MiB limit"
 # meta key: the daily folders the files' kinds and dates were derived with.
 CLASSIFICATION_KEY = "daily_folders"
 # meta key: the rules kinds and dates were derived by (2: slugged daily files, YYYY-MM-DD-slug.md, are dated).
@@ -58,13 +48,6 @@ CLASSIFIER_VERSION = "2"
 # meta key: whether the transcripts were read with their tool traffic (Settings.session_tools).
 SESSION_TOOLS_KEY = "session_tools"
 TOKENIZER_KEY = "tokenizer"  # meta: tokenizer.TOKENIZER_VERSION the keyword index was built with
-
-# The title words (path, date, frontmatter title/tags/aliases) are copied into
-# every chunk's full-text row, so they are bounded: per value and in total.
-TITLE_VALUE_CHARS = 200
-TITLE_CHARS = 1000
-
-
 
 
 def sync(
@@ -132,7 +115,7 @@ def sync(
     def prepare(item: MemoryFile) -> _Prepared | None:
         before = report.skipped_with_warning
         read_at = time.time_ns()
-        prepared = _prepare(settings, store, embedder, item, known.get(item.path), report)
+        prepared = prepare_file(settings, store, embedder, item, known.get(item.path), report, skipped.get(item.path))
         if prepared is None and report.skipped_with_warning > before:
             # Skipped with a warning: remember its stamp so that, unchanged, it is skipped silently.
             reason = report.warnings[-1].partition(SKIPPED_MARK)[2] or report.warnings[-1]
@@ -146,11 +129,12 @@ def sync(
             for item in to_read:
                 writer.add(item)
             writer.flush()
-        except KeyboardInterrupt:
-            writer.close(wait=False)  # a stop stops now: the model's current call is not waited for
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                writer.keep_returned()
+            writer.close(wait=False)  # an error or a stop shows now: the model's current call is not waited for
             raise
-        finally:
-            writer.close()  # the model's worker thread (``pipeline``) stops after its current call
+        writer.close()  # the model's worker thread (``pipeline``) ends (it has nothing left to do)
 
     present = {item.path for item in found}
     for path in sorted(set(known) - present):
@@ -318,132 +302,3 @@ def _still_skipped(item: MemoryFile, record: SkippedFile | None, limit: int) -> 
     if record is None or not _unchanged_by_stat(item, record):
         return False
     return item.stamp.size > limit or not record.reason.endswith(TOO_LARGE)
-
-
-def _prepare(
-    settings: Settings,
-    store: IndexStore,
-    embedder: Embedder,
-    item: MemoryFile,
-    state: FileState | None,
-    report: SyncReport,
-) -> _Prepared | None:
-    """Read, hash, parse and chunk one file; None when nothing is left to write."""
-    read_at = time.time_ns()
-    try:
-        data, stamp = _read(item.file(settings.root), file_limit(settings, item.kind))
-    except FileNotFoundError:
-        _drop(store, item.path, state, report, None)  # vanished after the scan
-        return None
-    except (OSError, _TooLarge) as exc:
-        _drop(store, item.path, state, report, f"{item.path}: skipped, {exc}")
-        return None
-    digest = content_hash(data)
-    if state is not None and state.hash == digest:
-        store.touch_file(item.path, stamp, indexed_at_ns=read_at)
-        report.unchanged_hash += 1
-        return None
-    try:
-        source = source_for(item.path, session_tools=settings.session_tools)
-        assert source is not None, "scans list only the files a source owns"
-        resume = resume_line(store, source, item.path, state, stamp, data)
-        if resume is None:
-            note = source.parse(data)
-        else:  # a log that only grew: its last chunk and what follows
-            note = source.parse_from(data[line_offset(data, resume) :], resume)  # type: ignore[union-attr]
-            report.tail_only += 1
-        chunks = source.chunk(note, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
-        title = file_title(item.path, item.date, note.frontmatter)
-    except NotText as exc:
-        _drop(store, item.path, state, report, f"{item.path}: skipped, {exc}")
-        return None
-    except Exception as exc:  # noqa: BLE001 - one file's content never stops the sync of the others
-        log.debug("cannot parse %s", item.path, exc_info=True)
-        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        _drop(store, item.path, state, report, f"{item.path}: skipped, cannot parse it ({type(exc).__name__}: {detail})")
-        return None
-    for message in note.warnings:
-        report.warn(f"{item.path}: {message}")
-    headings = {block.start for block in note.blocks if block.kind == "heading"}
-    for chunk in chunks:
-        if chunk.oversized and item.kind != "session":  # a long message is normal in a transcript, and pooled
-            report.warn(_oversized_message(item.path, chunk, embedder, is_heading=chunk.start_line in headings))
-    record = FileRecord(
-        path=item.path, kind=item.kind, date=item.date, stamp=stamp, hash=digest,
-        frontmatter=note.frontmatter, title=title,
-    )  # fmt: skip
-    return _Prepared(item, record, chunks, read_at, keep_before=resume)
-
-
-def _oversized_message(path: str, chunk: Chunk, embedder: Embedder, *, is_heading: bool) -> str:
-    """Blame the right cause: the line itself, or the heading path prefixed to it."""
-    window = f"the model's {embedder.max_tokens}-token window"
-    if is_heading:
-        return (
-            f"{path}:{chunk.start_line}: heading longer than {window}; it is shortened in the heading path "
-            "of the chunks below it, its own vector pools windows over all of it"
-        )
-    if embedder.count_tokens([chunk.text])[0] <= embedder.max_tokens:
-        return (
-            f"{path}:{chunk.start_line}: line plus its heading path is longer than {window}; "
-            "its vector pools windows over all of it"
-        )
-    return (
-        f"{path}:{chunk.start_line}: line longer than {window}; "
-        "its vector pools windows over all of it"
-    )
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _read(path: Path, limit: int) -> tuple[bytes, FileStamp]:
-    """Read a file and the stat of the very handle we read from.
-
-    The handle's stat is taken before and after the read; while they differ
-    (a writer was busy), the read is repeated a few times. The stamp returned
-    is the one from before the read, so a file changed during the read never
-    looks unchanged to a later stat check.
-    """
-    with open_memory_file(path) as handle:  # a link's vetted target; never a FIFO or a device
-        for _ in range(READ_RETRIES + 1):
-            before = os.fstat(handle.fileno())
-            if before.st_size > limit:
-                raise _TooLarge(f"{before.st_size / 2**20:.1f} MiB is over the {limit / 2**20:.1f}{TOO_LARGE}")
-            handle.seek(0)
-            data = handle.read()
-            if FileStamp.of(os.fstat(handle.fileno())) == FileStamp.of(before):
-                break
-    return data, FileStamp.of(before)
-
-
-def file_limit(settings: Settings, kind: str) -> int:
-    """The size over which a file of ``kind`` is skipped: transcripts have their own bound."""
-    return settings.session_max_file_bytes if kind == "session" else settings.max_file_bytes
-
-
-def _drop(store: IndexStore, path: str, state: FileState | None, report: SyncReport, message: str | None) -> None:
-    """A file that cannot be indexed keeps no rows: the index mirrors what is readable."""
-    if message:
-        report.warn_skipped(message)
-    if state is not None:
-        store.remove_file(path)
-        report.removed += 1
-
-
-def file_title(path: str, day: str | None, frontmatter: dict[str, object]) -> str:
-    """Searchable words that name a file: its path words, its date, frontmatter title and tags."""
-    pure = PurePosixPath(path)
-    words = [part for part in pure.parent.parts] + [pure.stem.replace("-", " ").replace("_", " ")]
-    if day:
-        parsed = Date.fromisoformat(day)
-        words.append(f"{parsed:%A} {parsed.day} {parsed:%B} {parsed.year}")
-    for key in ("title", "tags", "aliases"):
-        value = frontmatter.get(key)
-        if isinstance(value, (list, tuple)):
-            words.extend(str(v)[:TITLE_VALUE_CHARS] for v in value)
-        elif value:
-            words.append(str(value)[:TITLE_VALUE_CHARS])
-    return " ".join(words)[:TITLE_CHARS]  # copied into every chunk's full-text row: bounded
-

@@ -47,7 +47,7 @@ from indexer.sources.discover import FileStamp, MemoryFile
 from indexer.sources.read import open_memory_file
 from indexer.store import FileRecord, IndexStore, VectorCache
 
-from .pipeline import EmbedWorker, Job
+from .pipeline import EmbedWorker, Job, model_lock
 from .windows import Pooled, pooled
 
 if TYPE_CHECKING:
@@ -100,7 +100,8 @@ class Writer:
     one group, this thread prepares the next files and writes the group before; the
     last group of a sync with only one is embedded here (a watcher's small sync). Every
     store and cache call stays on this thread, in the order the sequential path has.
-    Call ``close`` when done (or failed): it stops the worker after its current call."""
+    Call ``close`` when done (or failed): it stops the worker after its current call;
+    after a Ctrl-C, ``keep_returned`` first."""
 
     def __init__(
         self,
@@ -129,7 +130,9 @@ class Writer:
         self.credited: set[str] = set()  # ... of which a written chunk was counted as "embedded"
         self.inflight: _Group | None = None  # being embedded on the worker
         self.rereads: dict[str, int] = {}  # path -> times read again because it changed while embedded
-        self.worker = EmbedWorker(embedder.embed) if OVERLAP else None
+        self.model_lock = model_lock(embedder)  # held for each model call, here or on the worker
+        self.worker = EmbedWorker(embedder.embed, self.model_lock) if OVERLAP else None
+        self._putting = False  # in a cache write (left True when one was interrupted)
         self.started = False  # a group was sent to the model
         self._told = 0
 
@@ -154,10 +157,26 @@ class Writer:
         self._tell(self.done)
 
     def close(self, *, wait: bool = True) -> None:
-        """Stop the worker thread after its current model call; ``wait`` for that (not on a
-        stop: a remote model's call can take minutes)."""
+        """Stop the worker thread after its current model call; ``wait`` for that (not on an
+        error or a stop: a remote model's call can take minutes)."""
         if self.worker is not None:
             self.worker.close(wait=wait)
+
+    def keep_returned(self) -> None:
+        """After a Ctrl-C: cache the vectors of the model's calls that came back but were not
+        taken yet, so the next run does not embed them again (the call still running is not
+        waited for). Not when the interrupt came inside a cache write (its state is unknown)."""
+        group = self.inflight
+        if group is None or group.job is None or self._putting:
+            return
+        got: dict[str, np.ndarray] = {}
+        try:
+            for keys, vectors in group.job.returned(wait=False):
+                got.update(zip(keys, vectors))
+            if got:
+                self._put(got)
+        except Exception:  # noqa: BLE001 - the interrupt is what the caller must see
+            log.debug("vectors of an interrupted sync not cached", exc_info=True)
 
     def add_prepared(self, prepared: Prepared | None, *, into: list[Prepared]) -> None:
         if prepared is None:
@@ -204,7 +223,9 @@ class Writer:
             group.job = self.worker.submit(calls, [[texts[digest] for digest in call] for call in calls])
         else:
             for call in calls:
-                self._returned(group, call, self.embedder.embed([texts[digest] for digest in call]))
+                with self.model_lock:
+                    vectors = self.embedder.embed([texts[digest] for digest in call])
+                self._returned(group, call, vectors)
         return group
 
     def _receive(self, group: _Group, *, wait: bool) -> None:
@@ -222,7 +243,7 @@ class Writer:
     def _returned(self, group: _Group, keys: list[str], vectors: np.ndarray) -> None:
         """One model call came back: its vectors go to the cache at once."""
         got = dict(zip(keys, vectors))
-        self.cache.put_many(got)
+        self._put(got)
         group.new.update(got)
         # The group's files count as done in proportion to the texts embedded so far.
         self._tell(self.done + len(group.files) * len(group.new) // (group.missing + 1))
@@ -235,7 +256,7 @@ class Writer:
         # under the chunk's hash, the vector of its start written by an older memdex).
         pooled_vectors = {digest: pool.vector(vectors) for digest, pool in pools.items()}
         if pooled_vectors:
-            self.cache.put_many(pooled_vectors)
+            self._put(pooled_vectors)
             vectors.update(pooled_vectors)
         plain = {chunk.hash for prepared in group.files for chunk in prepared.chunks if not chunk.oversized}
         fresh = {digest for digest in new if digest in plain}
@@ -282,6 +303,11 @@ class Writer:
             log.info("indexed %s (%d chunks)", _one_line(prepared.found.path), len(prepared.chunks))
         self._tell(self.done)
 
+    def _put(self, vectors: dict[str, np.ndarray]) -> None:
+        self._putting = True
+        self.cache.put_many(vectors)
+        self._putting = False
+
     def _count_chunks(self, chunks: list[Chunk]) -> None:
         for chunk in chunks:
             if chunk.hash not in self.embedded_now:
@@ -305,12 +331,17 @@ def content_hash(data: bytes) -> str:
 def _only_grew(path: Path, record: FileRecord) -> bool:
     """True when the file's first ``record.stamp.size`` bytes are still the bytes that
     were read (the reader made sure its size did not change during the read)."""
+    return read_start(path, record.stamp.size, record.hash) is not None
+
+
+def read_start(path: Path, size: int, digest: str) -> bytes | None:
+    """The file's first ``size`` bytes when their ``content_hash`` is ``digest``, else None."""
     try:
         with open_memory_file(path) as handle:
-            start = handle.read(record.stamp.size)
+            start = handle.read(size)
     except OSError:
-        return False
-    return len(start) == record.stamp.size and content_hash(start) == record.hash
+        return None
+    return start if len(start) == size and content_hash(start) == digest else None
 
 
 def current_stamp(path: Path) -> FileStamp | None:

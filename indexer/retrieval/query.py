@@ -122,7 +122,15 @@ def best_line(text: str, pattern: re.Pattern[str] | None) -> str:
         best = max(content, key=lambda line: len({m.lower() for m in pattern.findall(line)}))
     if len(best) > SNIPPET_CHARS:
         found = pattern.search(best) if pattern is not None else None
-        start = 0 if found is None or found.start() < SNIPPET_CHARS // 2 else best.rfind(" ", 0, found.start() - SNIPPET_CHARS // 4) + 1
+        start = 0 if found is None or found.start() < SNIPPET_CHARS // 2 else _cut_before(best, found.start())
         end = start + SNIPPET_CHARS - (2 if start else 1)
         best = ("…" if start else "") + best[start:end].strip() + ("…" if end < len(best) else "")
     return best
+
+
+def _cut_before(line: str, match: int) -> int:
+    """Where a shortened line starts so that it shows the match: at a space a quarter of the
+    snippet before it, or (text without spaces there, as CJK is) at that point itself."""
+    cut = match - SNIPPET_CHARS // 4
+    space = line.rfind(" ", 0, cut)
+    return space + 1 if space >= 0 and cut - space <= SNIPPET_CHARS // 4 else cut

@@ -101,6 +101,7 @@ class AppendOnly(Protocol):
     (``parse_from``) and keeps the chunks before: its chunker must cut a file into the
     same chunks whether it starts at line 1 or at the start of any chunk it made."""
 
-    def parse_from(self, data: bytes, first_line: int) -> Parsed:
-        """Parse ``data``, the file's bytes from the start of line ``first_line`` on."""
+    def parse_from(self, data: bytes, first_line: int, *, warned_through: int = 0) -> Parsed:
+        """Parse ``data``, the file's bytes from the start of line ``first_line`` on. Lines up to
+        ``warned_through`` were read whole before: what is wrong with them was said then."""
         ...

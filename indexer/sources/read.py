@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from indexer.errors import PathError
 
+from .base import AppendOnly
 from .discover import lexical_inside, refuse_unindexed, resolve_inside
 from .markdown.parse import NotText, decode, split_lines
 from .registry import source_for
@@ -63,13 +64,17 @@ def read_excerpt(
         place = session_file(sessions, path)
         if place is not None and not os.path.lexists(place):  # as for a note: a transcript not there reads as empty
             return Excerpt(path, start, [], 0, found=False)
-        rel, lines = read_lines(
+        rel, lines, limit = _read_lines(
             root, path, max_bytes=max_bytes, sessions=sessions, session_tools=session_tools,
-            session_max_bytes=session_max_bytes,
+            session_max_bytes=session_max_bytes, first_part=True,
         )  # fmt: skip
+        if limit is not None and start > len(lines):
+            raise PathError(_past_limit(rel, start, limit))
         if start > max(len(lines), 1):
             raise PathError(f"{rel} has only {len(lines)} lines")
-        return Excerpt(rel, start, lines[start - 1 : start - 1 + count], len(lines))
+        # Past the bound, more lines follow: nextFrom points at them (reading there says why not).
+        total = len(lines) + (1 if limit is not None else 0)
+        return Excerpt(rel, start, lines[start - 1 : start - 1 + count], total)
     rel, lexical = lexical_inside(root, path)
     if not os.path.lexists(lexical):
         refuse_unindexed(root, rel, path)  # the same rules as get: only a memory file reads as empty
@@ -91,15 +96,17 @@ def read_target(
     (their lines read as turns: ``[time] role: text``).
     """
     user_path, start, end = parse_target(target)
-    rel, lines = read_lines(
+    rel, lines, limit = _read_lines(
         root, user_path, max_bytes=max_bytes, sessions=sessions, session_tools=session_tools,
-        session_max_bytes=session_max_bytes,
+        session_max_bytes=session_max_bytes, first_part=start is not None,
     )  # fmt: skip
     if start is None:
         return Lines(rel, 1, len(lines), lines)
     end = start if end is None else end
     if start < 1 or end < start:
         raise PathError(f"{target}: line range must be START-END with 1 <= START <= END")
+    if limit is not None and end > len(lines):
+        raise PathError(_past_limit(rel, len(lines) + 1, limit))
     if start > len(lines):
         raise PathError(f"{target}: {rel} has only {len(lines)} lines")
     end = min(end, len(lines))
@@ -129,6 +136,21 @@ def read_lines(
     """The lines of a memory file (for ``get``) as its source reads them back: a note's raw
     lines, split as the chunker splits them; a transcript's turns, one line per JSONL line.
     A file over ``max_bytes`` (a transcript: ``session_max_bytes``), which a sync skips, is refused."""
+    rel, lines, _ = _read_lines(
+        root, user_path, max_bytes=max_bytes, sessions=sessions, session_tools=session_tools,
+        session_max_bytes=session_max_bytes,
+    )  # fmt: skip
+    return rel, lines
+
+
+def _read_lines(
+    root: Path, user_path: str, *, max_bytes: int | None = None, sessions: Sessions | None = None,
+    session_tools: bool = False, session_max_bytes: int | None = None, first_part: bool = False,
+) -> tuple[str, list[str], int | None]:
+    """``read_lines``, and with ``first_part`` a transcript (an append-only log) over its bound
+    reads as its whole lines within the bound: a transcript that grew past it keeps the chunks
+    indexed before (``indexing.tail``), which cite those lines. The third value is that bound
+    when only the first part was read, else None."""
     if sessions and _is_session(user_path, sessions):
         found = session_file(sessions, user_path)  # only through the configured folders, no links
         if found is None:
@@ -138,11 +160,17 @@ def read_lines(
     else:
         rel, real = resolve_inside(root, user_path)
     source = source_for(rel, session_tools=session_tools)
+    partial = None
     try:
         with open_memory_file(real) as handle:
             if max_bytes is not None and os.fstat(handle.fileno()).st_size > max_bytes:
-                raise PathError(f"{rel}: over the {max_bytes / 2**20:.1f} MiB limit, so memdex does not index or serve it")
-            data = handle.read()
+                if not (first_part and isinstance(source, AppendOnly)):
+                    mib = f"{max_bytes / 2**20:.1f}"
+                    raise PathError(f"{rel}: over the {mib} MiB limit, so memdex does not index or serve it")
+                data = handle.read(max_bytes)
+                data, partial = data[: data.rfind(b"\n") + 1], max_bytes  # its whole lines within the bound
+            else:
+                data = handle.read()
         lines = source.readable_lines(data) if source is not None else split_lines(decode(data)[0])
     except FileNotFoundError:
         raise PathError(f"{user_path}: no such file") from None
@@ -150,7 +178,14 @@ def read_lines(
         raise PathError(f"{rel}: {exc}") from None
     except OSError as exc:
         raise PathError(f"{rel}: cannot read ({exc.strerror or exc})") from None
-    return rel, lines
+    return rel, lines, partial
+
+
+def _past_limit(rel: str, line: int, limit: int) -> str:
+    return (
+        f"{rel}: line {line} on is past the first {limit / 2**20:.1f} MiB (the limit), "
+        "so memdex does not index or serve it"
+    )
 
 
 def open_memory_file(path: Path) -> BinaryIO:

@@ -68,10 +68,11 @@ def render(turn: Turn) -> str:
     return f"{when}{turn.role}: {text}"
 
 
-def parse_transcript(data: bytes, *, tools: bool = False, first_line: int = 1) -> Transcript:
+def parse_transcript(data: bytes, *, tools: bool = False, first_line: int = 1, warned_through: int = 0) -> Transcript:
     """Parse JSONL bytes (which start at line ``first_line`` of the file). A line that is
     not JSON, not UTF-8, too long or of no known format is skipped with a warning naming
-    it; a last line without its newline that is not JSON yet is being written: blank, no warning."""
+    it (not when it is at or before line ``warned_through``: read, and warned about, before);
+    a last line without its newline that is not JSON yet is being written: blank, no warning."""
     raw = data.split(b"\n")
     if raw and raw[-1] == b"":
         raw.pop()  # the newline that ends the last line
@@ -81,7 +82,8 @@ def parse_transcript(data: bytes, *, tools: bool = False, first_line: int = 1) -
     for offset, chunk in enumerate(raw):
         number = first_line + offset
         found, problem = _line_turns(number, chunk, tools=tools)
-        if problem and not (offset == len(raw) - 1 and not data.endswith(b"\n") and problem.startswith("not JSON")):
+        being_written = offset == len(raw) - 1 and not data.endswith(b"\n")
+        if problem and number > warned_through and not (being_written and problem.startswith("not JSON")):
             problems.append(f"line {number}: skipped, {problem}")
         if found:
             turns[number] = found
@@ -182,9 +184,9 @@ class SessionSource:
     def parse(self, data: bytes) -> Transcript:
         return parse_transcript(data, tools=self.tools)
 
-    def parse_from(self, data: bytes, first_line: int) -> Transcript:
+    def parse_from(self, data: bytes, first_line: int, *, warned_through: int = 0) -> Transcript:
         """A transcript that only grew, from line ``first_line`` on (``base.AppendOnly``)."""
-        return parse_transcript(data, tools=self.tools, first_line=first_line)
+        return parse_transcript(data, tools=self.tools, first_line=first_line, warned_through=warned_through)
 
     def chunk(self, parsed: Transcript, *, count_tokens: TokenCounter, max_tokens: int) -> list[Chunk]:
         return chunk_transcript(parsed, count_tokens=count_tokens, max_tokens=max_tokens)
