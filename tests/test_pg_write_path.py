@@ -200,20 +200,63 @@ def test_a_posting_that_names_no_chunk_of_its_namespace_is_refused(tmp_path: Pat
 def test_an_index_made_before_the_postings_triggers_migrates_and_keeps_working(
     tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = folder(tmp_path / "root", 3)
+    """Migration 5 on a schema made at version 4 (with the foreign key); its namespace was
+    made then (today's write path needs migration 6's column, so its files come after)."""
+    root = tmp_path / "root"
+    root.mkdir()
     with monkeypatch.context() as older:
-        older.setattr(pg, "MIGRATIONS", pg.MIGRATIONS[:-1])
-        older.setattr(pg, "SCHEMA_VERSION", pg.SCHEMA_VERSION - 1)
+        older.setattr(pg, "MIGRATIONS", pg.MIGRATIONS[:4])
+        older.setattr(pg, "SCHEMA_VERSION", 4)
         settings = sync(root, url, "one")
     with psycopg.connect(url) as conn:
         keys = "SELECT count(*) FROM pg_constraint WHERE conrelid = 'memdex.postings'::regclass AND contype = 'f'"
         assert conn.execute(keys).fetchone() == (1,)
+    folder(root, 3)
     write(root, "notes/n001.md", "# Other\n\nA kingfisher now.\n")
     sync(root, url, "one")  # migrates, then writes
     with psycopg.connect(url) as conn:
         assert conn.execute(keys).fetchone() == (0,)
         assert conn.execute("SELECT version FROM memdex.schema_version").fetchone() == (pg.SCHEMA_VERSION,)
     assert set(postings_of(url, "one")) == {"notes/n000.md", "notes/n001.md", "notes/n002.md"}
+    assert check(settings).exit_code == HEALTHY
+    with open_index(settings, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        assert [hit.path for hit in memory.search("kingfisher", mode="keyword")] == ["notes/n001.md"]
+
+
+# What migration 6 changed, undone: an index as memdex left it at schema 5.
+SCHEMA_5 = """
+ALTER TABLE memdex.chunks DROP COLUMN terms;
+CREATE INDEX postings_by_chunk ON memdex.postings(chunk_id);
+CREATE OR REPLACE FUNCTION memdex.drop_postings() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM memdex.postings p USING gone g WHERE p.chunk_id = g.id AND p.ns = g.ns;
+    RETURN NULL;
+END $$;
+UPDATE memdex.schema_version SET version = 5;
+"""
+
+
+def test_an_index_made_before_chunks_kept_their_terms_migrates_and_deletes_its_postings(
+    tmp_path: Path, url: str
+) -> None:
+    """Migration 6: the terms of every chunk already there are filled in from its postings,
+    so changing or deleting its file later deletes its postings (by the primary key)."""
+    root = folder(tmp_path / "root", 3)
+    settings = sync(root, url, "one")
+    before = postings_of(url, "one")
+    with psycopg.connect(url) as conn:
+        conn.execute(SCHEMA_5)
+    write(root, "notes/n001.md", "# Other\n\nA kingfisher now.\n")
+    (root / "notes/n002.md").unlink()
+    sync(root, url, "one")  # migrates, then replaces n001's chunk and deletes n002's
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version FROM memdex.schema_version").fetchone() == (pg.SCHEMA_VERSION,)
+        assert conn.execute("SELECT to_regclass('memdex.postings_by_chunk')").fetchone() == (None,)
+        # n000's chunk was left alone: its terms came from its postings (check compares them too)
+        assert conn.execute("SELECT count(*) FROM memdex.chunks WHERE path = 'notes/n000.md' AND terms = '{}'").fetchone() == (0,)
+    after = postings_of(url, "one")
+    assert set(after) == {"notes/n000.md", "notes/n001.md"} and after["notes/n000.md"] == before["notes/n000.md"]
     assert check(settings).exit_code == HEALTHY
     with open_index(settings, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
         assert [hit.path for hit in memory.search("kingfisher", mode="keyword")] == ["notes/n001.md"]
@@ -252,13 +295,22 @@ def test_a_bulk_load_commits_in_batches_and_a_failure_keeps_only_whole_ones(
     assert check(settings).exit_code == HEALTHY
 
 
-def test_vector_texts_are_pgvectors_text_of_each_vector() -> None:
-    from indexer.store.postgres.text import vector_text
-    from indexer.store.postgres.write import vector_texts
+def test_a_float32_matrix_goes_to_the_server_as_the_same_vectors(url: str) -> None:
+    """Float4Array: rows sent as one binary real[] come back, sliced per row, bit for bit."""
+    from indexer.store.postgres import connection as pg
+    from indexer.store.postgres.text import parse_vector
 
-    vectors = list(np.random.default_rng(1).standard_normal((3, 7)).astype(np.float32)) + [np.full(7, 1e-12, np.float32)]
-    assert vector_texts(vectors) == [vector_text(v) for v in vectors]
-    assert vector_texts([]) == []
+    rows = np.random.default_rng(1).standard_normal((3, 7)).astype(np.float32)
+    rows[2] = [1e-12, -0.0, 3.4e38, -1.17e-38, 1.0, 0.1, np.float32(1 / 3)]
+    conn = pg.connect(url)
+    try:
+        got = conn.execute(
+            "SELECT ((%(m)s::real[])[(i - 1) * 7 + 1 : i * 7]::vector)::text FROM generate_series(1, 3) AS i ORDER BY i",
+            {"m": pg.Float4Array(rows)},
+        ).fetchall()
+    finally:
+        conn.close()
+    assert np.array_equal(np.stack([parse_vector(text) for (text,) in got]), rows)
 
 
 def test_no_transaction_stays_open_while_the_model_runs_during_a_bulk_load(

@@ -14,6 +14,7 @@ Only this module imports psycopg; the store modules go through ``connect``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import sys
@@ -118,7 +119,45 @@ def connect(url: str, *, application: str = "memdex") -> Any:
         )
     except psycopg.Error as exc:
         raise user_error(exc, url) from None  # type: ignore[misc]
+    _register_adapters(connection)
     return connection
+
+
+class Float4Array:
+    """A float32 matrix sent as one flat binary ``real[]`` parameter (row after row): no text
+    to format on the client nor to parse on the server. SQL takes row ``i`` (from 1) of ``d``
+    values as ``param[(i - 1) * d + 1 : i * d]``, and ``::vector`` makes it pgvector's."""
+
+    def __init__(self, rows: Any) -> None:
+        import struct
+
+        import numpy as np
+
+        flat = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1)
+        # PostgreSQL's binary array: ndim 1, no nulls, element type float4 (oid 700), length,
+        # lower bound 1; then each element as its int32 length (4) and its big-endian bytes.
+        cells = np.empty((flat.size, 2), dtype=">i4")
+        cells[:, 0] = 4
+        cells[:, 1] = flat.astype(">f4").view(">i4")
+        self.data = struct.pack(">iiiii", 1, 0, 700, flat.size, 1) + cells.tobytes()
+
+
+@functools.cache
+def _float4_array_dumper() -> Any:
+    psycopg = _psycopg()
+
+    class Float4ArrayDumper(psycopg.adapt.Dumper):  # type: ignore[misc, name-defined]
+        format = psycopg.pq.Format.BINARY
+        oid = 1021  # float4[]
+
+        def dump(self, obj: Float4Array) -> bytes:
+            return obj.data
+
+    return Float4ArrayDumper
+
+
+def _register_adapters(connection: Any) -> None:
+    connection.adapters.register_dumper(Float4Array, _float4_array_dumper())
 
 
 def pipeline(connection: Any) -> Any:
