@@ -465,7 +465,8 @@ def test_ctrl_c_while_the_server_runs_a_batchs_command_stays_an_interrupt(
     def interrupted_mid_command(self: Any) -> None:
         calls[0] += 1
         if calls[0] == 5:
-            self.conn.pgconn.send_query(b"SELECT pg_sleep(0.2)")  # the server is at work...
+            self.conn.pgconn.send_query_params(b"SELECT pg_sleep(0.2)", None)  # the server is at work...
+            self.conn.pgconn.flush()
             raise KeyboardInterrupt  # ...when the signal arrives
         begin(self)
 

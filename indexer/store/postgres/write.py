@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -56,8 +56,8 @@ class PgWrites:
             try:
                 yield
                 batch.commit()
-            except BaseException:
-                batch.rollback()
+            except BaseException as exc:
+                batch.rollback(interrupted=isinstance(exc, (KeyboardInterrupt, SystemExit)))
                 raise
             finally:
                 self._batch = None
@@ -70,6 +70,10 @@ class PgWrites:
         whose (lines, hash) changed (all of them when the file's title words changed);
         with ``keep_before``, its chunks that start before that line stay (a transcript that only grew)."""
         front = json.dumps(record.frontmatter, default=str, ensure_ascii=False)
+        # In a bulk load the file's rows are made before its first answer is awaited: meanwhile
+        # the server still writes the file before (its statements were sent, not waited for).
+        queued = self._batch is not None and self._batch.conn is self._conn
+        rows = Rows(record, chunks, vectors) if queued else None
         with self._file_transaction() as conn:
             # The vector table's size comes back too (read after the namespace lock: a rebuild may change it).
             old_title, inserted, dims = conn.execute(
@@ -87,9 +91,11 @@ class PgWrites:
             wanted = {(c.start_line, c.end_line, c.hash + (c.date or "")) for c in chunks}
             kept = {(s, e, h) for _, s, e, h, _ in existing if (s, e, h) in wanted} if same_title else set()
             gone = [(cid, length) for cid, s, e, h, length in existing if (s, e, h) not in kept]
-            fresh = [(c, v) for c, v in zip(chunks, vectors) if (c.start_line, c.end_line, c.hash + (c.date or "")) not in kept]
+            fresh = [i for i, c in enumerate(chunks) if (c.start_line, c.end_line, c.hash + (c.date or "")) not in kept]
             table = f"chunk_vectors_{int(dims)}" if dims and dims.isdigit() else None
-            with pg.pipeline(conn):  # the rest needs no answer: one round trip (errors still raise here)
+            # The rest needs no answer: one round trip (errors still raise here); in a bulk load
+            # it joins the batch's pipeline and is not waited for (an error raises at the next answer).
+            with nullcontext() if queued else pg.pipeline(conn):
                 if not inserted:
                     conn.execute(
                         "UPDATE files SET kind = %s, date = %s, hash = %s, frontmatter = %s, title = %s "
@@ -98,28 +104,21 @@ class PgWrites:
                     )
                 if gone:
                     conn.execute("DELETE FROM chunks WHERE id = ANY(%s)", ([cid for cid, _ in gone],))
-                added_tokens = self._insert_chunks(conn, record, fresh, table)
+                made = rows.only(fresh) if rows is not None else Rows(record, [chunks[i] for i in fresh], vectors[fresh])
+                added_tokens = self._insert_chunks(conn, record, made, table)
                 self._write_stat(conn, record.path, record.stamp, indexed_at_ns)
                 conn.execute("DELETE FROM skipped WHERE ns = %s AND path = %s", (self.ns, record.path))
                 self._count(conn, len(fresh) - len(gone), added_tokens - sum(length for _, length in gone))
 
-    def _insert_chunks(
-        self, conn: Any, record: FileRecord, items: Sequence[tuple[Chunk, np.ndarray]], table: str | None
-    ) -> int:
+    def _insert_chunks(self, conn: Any, record: FileRecord, rows: Rows, table: str | None) -> int:
         """One statement (one round trip) for a file's new chunks, their postings and their
         vectors: the rows travel as arrays, each chunk takes its id from the sequence in
         ``src`` (a CTE with a volatile function is computed once), and the postings and
         vectors join it by the chunk's ordinal. Plain INSERTs, so row-level security and
         the foreign keys (checked at the statement's end) hold."""
-        if not items:
+        if not rows.chunks:
             return 0
-        terms = [chunk_terms(chunk.text, chunk.heading, record.title) for chunk, _ in items]
-        chunks = [c for c, _ in items]
-        # Each chunk's terms travel as one string (split by the server) and are kept on its row
-        # (a delete finds its postings by them); its postings are its terms with their frequencies.
-        # psycopg builds an array parameter element by element in Python: 5 s of a 10K-chunk index.
-        term_lists = [SEPARATOR.join(freq) for freq, _ in terms]
-        freq_lists = [",".join(map(repr, freq.values())) for freq, _ in terms]
+        chunks = rows.chunks
         vectors = (
             f", v AS (INSERT INTO {table}(chunk_id, ns, embedding) SELECT src.id, %(ns)s, "
             "(%(vectors)s::real[])[(src.ord - 1) * %(dims)s + 1 : src.ord * %(dims)s]::vector FROM src)"
@@ -140,11 +139,11 @@ class PgWrites:
             {"ns": self.ns, "path": record.path, "starts": [c.start_line for c in chunks],
              "ends": [c.end_line for c in chunks], "headings": [c.heading for c in chunks],
              "texts": [c.text for c in chunks], "hashes": [c.hash for c in chunks],
-             "oversized": [bool(c.oversized) for c in chunks], "lengths": [length for _, length in terms],
-             "dates": [c.date for c in chunks], "terms": term_lists, "freqs": freq_lists,
-             "vectors": pg.Float4Array([v for _, v in items]), "dims": len(items[0][1])},
+             "oversized": [bool(c.oversized) for c in chunks], "lengths": rows.lengths,
+             "dates": [c.date for c in chunks], "terms": rows.terms, "freqs": rows.freqs,
+             "vectors": pg.Float4Array(rows.vectors), "dims": rows.vectors.shape[1]},
         )  # fmt: skip
-        return sum(length for _, length in terms)
+        return sum(rows.lengths)
 
     def commit_batch(self) -> None:
         """Commit a bulk load's open batch now (before the model runs: no transaction stays
@@ -164,6 +163,33 @@ class PgWrites:
         )
 
 
+class Rows:
+    """What a file's chunks send besides their own fields: each chunk's terms as one string
+    (split by the server, and kept on its row: a delete finds its postings by them), their
+    column-weighted frequencies (its postings), its length in tokens, and its vector.
+    Strings, not arrays: psycopg builds an array parameter element by element in Python
+    (5 s of a 10K-chunk index for the postings)."""
+
+    def __init__(self, record: FileRecord, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        self.chunks = list(chunks)
+        counted = [chunk_terms(chunk.text, chunk.heading, record.title) for chunk in self.chunks]
+        self.terms = [SEPARATOR.join(freq) for freq, _ in counted]
+        self.freqs = [",".join(map(repr, freq.values())) for freq, _ in counted]
+        self.lengths = [length for _, length in counted]
+        self.vectors = np.asarray(vectors, dtype=np.float32).reshape(len(self.chunks), -1) if self.chunks else None
+
+    def only(self, kept: Sequence[int]) -> Rows:
+        """These rows for the chunks at positions ``kept`` (the ones to insert)."""
+        if len(kept) == len(self.chunks):
+            return self
+        part = object.__new__(Rows)
+        part.chunks = [self.chunks[i] for i in kept]
+        part.terms, part.freqs = [self.terms[i] for i in kept], [self.freqs[i] for i in kept]
+        part.lengths = [self.lengths[i] for i in kept]
+        part.vectors = self.vectors[list(kept)] if part.chunks else None
+        return part
+
+
 class Batch:
     """A bulk load's files, committed ``BATCH_FILES`` at a time: each commit waits for the
     disk (the WAL's fsync), about 9 of 32 s of a 10K-chunk index one file a commit.
@@ -175,10 +201,15 @@ class Batch:
         self.conn, self.namespace, self._count = conn, namespace, count
         self.open = False
         self.files = self.chunks = self.tokens = 0
+        self._pipeline: Any = None
 
     def begin(self) -> None:
-        """Before a file's statements: join the open batch, or start one."""
+        """Before a file's statements: join the open batch, or start one. A batch is one
+        pipeline: a file's last statements are sent and not waited for, so the server writes
+        the file while this side makes the next one's rows (the first answer waits for both)."""
         if not self.open:
+            self._pipeline = pg.pipeline(self.conn)
+            self._pipeline.__enter__()
             self.conn.execute("BEGIN")
             self.open = True
             pg.shared_namespace_lock(self.conn, self.namespace)
@@ -194,14 +225,28 @@ class Batch:
                 self.open = False  # so that ``count`` writes them: the counts' own statement
                 self._count(self.chunks, self.tokens)
             self.conn.execute("COMMIT")
+            self._leave_pipeline()  # waits for the batch: the first error of its statements raises here
         self.open = False
         self.files = self.chunks = self.tokens = 0
 
-    def rollback(self) -> None:
+    def rollback(self, *, interrupted: bool = False) -> None:
         """End whatever the batch left open, from the connection's own state: a failed counts
-        statement or COMMIT leaves the transaction open (aborted) with ``open`` already False."""
+        statement or COMMIT leaves the transaction open (aborted) with ``open`` already False.
+        After an interrupt the connection may be mid-command: it is closed (which rolls back)."""
+        if self._pipeline is not None and (interrupted or self.conn.closed or self.conn.broken):
+            self._pipeline = None
+            self.conn.close()
+        try:
+            self._leave_pipeline()
+        except Exception:  # noqa: BLE001 - the error that got here matters more (this is often its echo)
+            pass
         end_transaction(self.conn)
         self.open = False
         self.files = self.chunks = self.tokens = 0
+
+    def _leave_pipeline(self) -> None:
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            pipeline.__exit__(None, None, None)
 
 
