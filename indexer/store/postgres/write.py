@@ -52,7 +52,7 @@ class PgWrites:
             if not loading:
                 yield
                 return
-            self._batch = batch = Batch(conn, self.namespace, lambda c, t: self._count(conn, c, t))
+            self._batch = batch = Batch(conn, self.ns, self.namespace, lambda c, t: self._count(conn, c, t))
             try:
                 yield
                 batch.commit()
@@ -70,11 +70,14 @@ class PgWrites:
         whose (lines, hash) changed (all of them when the file's title words changed);
         with ``keep_before``, its chunks that start before that line stay (a transcript that only grew)."""
         front = json.dumps(record.frontmatter, default=str, ensure_ascii=False)
-        # In a bulk load the file's rows are made before its first answer is awaited: meanwhile
-        # the server still writes the file before (its statements were sent, not waited for).
-        queued = self._batch is not None and self._batch.conn is self._conn
-        rows = Rows(record, chunks, vectors) if queued else None
+        # In a bulk load the file's rows are made before anything waits for the server: meanwhile
+        # it still writes the files before (their statements were sent, not waited for).
+        batch = self._batch if self._batch is not None and self._batch.conn is self._conn else None
+        rows = Rows(record, chunks, vectors) if batch is not None else None
         with self._file_transaction() as conn:
+            if batch is not None and rows is not None and batch.new_file(record.path):
+                self._write_new_file(conn, batch, record, front, rows, indexed_at_ns)
+                return
             # The vector table's size comes back too (read after the namespace lock: a rebuild may change it).
             old_title, inserted, dims = conn.execute(
                 "INSERT INTO files(ns, path, kind, date, hash, frontmatter, title) VALUES (%s, %s, %s, %s, %s, %s, %s) "
@@ -93,9 +96,11 @@ class PgWrites:
             gone = [(cid, length) for cid, s, e, h, length in existing if (s, e, h) not in kept]
             fresh = [i for i, c in enumerate(chunks) if (c.start_line, c.end_line, c.hash + (c.date or "")) not in kept]
             table = f"chunk_vectors_{int(dims)}" if dims and dims.isdigit() else None
+            if batch is not None and inserted:
+                batch.paths.add(record.path)
             # The rest needs no answer: one round trip (errors still raise here); in a bulk load
             # it joins the batch's pipeline and is not waited for (an error raises at the next answer).
-            with nullcontext() if queued else pg.pipeline(conn):
+            with nullcontext() if batch is not None else pg.pipeline(conn):
                 if not inserted:
                     conn.execute(
                         "UPDATE files SET kind = %s, date = %s, hash = %s, frontmatter = %s, title = %s "
@@ -109,6 +114,21 @@ class PgWrites:
                 self._write_stat(conn, record.path, record.stamp, indexed_at_ns)
                 conn.execute("DELETE FROM skipped WHERE ns = %s AND path = %s", (self.ns, record.path))
                 self._count(conn, len(fresh) - len(gone), added_tokens - sum(length for _, length in gone))
+
+    def _write_new_file(
+        self, conn: Any, batch: Batch, record: FileRecord, front: str, rows: Rows, indexed_at_ns: int
+    ) -> None:
+        """``replace_file`` of a file the namespace does not have, in a bulk load whose batch is
+        alone in it (``Batch.new_file``): nothing to read first, so nothing waits for the server."""
+        conn.execute(
+            "INSERT INTO files(ns, path, kind, date, hash, frontmatter, title) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (self.ns, record.path, record.kind, record.date, record.hash, front, record.title),
+        )
+        batch.paths.add(record.path)
+        added_tokens = self._insert_chunks(conn, record, rows, batch.table)
+        self._write_stat(conn, record.path, record.stamp, indexed_at_ns)
+        conn.execute("DELETE FROM skipped WHERE ns = %s AND path = %s", (self.ns, record.path))
+        self._count(conn, len(rows.chunks), added_tokens)
 
     def _insert_chunks(self, conn: Any, record: FileRecord, rows: Rows, table: str | None) -> int:
         """One statement (one round trip) for a file's new chunks, their postings and their
@@ -149,7 +169,7 @@ class PgWrites:
         """Commit a bulk load's open batch now (before the model runs: no transaction stays
         open, holding its files' rows, while the next group of texts is embedded)."""
         if self._batch is not None and self._batch.conn is self._conn:
-            self._batch.commit()
+            self._batch.commit(wait=False)
 
     def _count(self, conn: Any, chunks: int, tokens: int) -> None:
         if self._batch is not None and conn is self._batch.conn and self._batch.open:
@@ -195,44 +215,67 @@ class Batch:
     disk (the WAL's fsync), about 9 of 32 s of a 10K-chunk index one file a commit.
     Durable as before: a crash loses at most the open batch, whose files (their stat rows
     included) the next sync writes again. Its chunk and token counts go in at its commit,
-    so the namespace's row is locked only then (two writers' batches never wait in a cycle)."""
+    so the namespace's row is locked only then (two writers' batches never wait in a cycle).
 
-    def __init__(self, conn: Any, namespace: str, count: Any) -> None:
-        self.conn, self.namespace, self._count = conn, namespace, count
+    The load is one pipeline: statements are sent and not waited for, so the server writes
+    while this side reads, chunks and embeds the next files. A batch holds the namespace's
+    lock alone (other writers of the namespace wait for its commit), so a file it has not
+    written and that was not there when it began is new: written without asking the server
+    anything. A commit is sent and not waited for either (``wait=False``); its answer, or
+    the first error of the batch, comes with the next answer read, at the latest at the
+    load's end (``commit()``)."""
+
+    def __init__(self, conn: Any, ns: int, namespace: str, count: Any) -> None:
+        self.conn, self.ns, self.namespace, self._count = conn, ns, namespace, count
         self.open = False
         self.files = self.chunks = self.tokens = 0
+        self.paths: set[str] = set()  # files this load wrote
+        self.alone = False  # the namespace holds only those (read at the batch's start)
+        self.table: str | None = None  # the vector table (read at the batch's start)
         self._pipeline: Any = None
 
     def begin(self) -> None:
-        """Before a file's statements: join the open batch, or start one. A batch is one
-        pipeline: a file's last statements are sent and not waited for, so the server writes
-        the file while this side makes the next one's rows (the first answer waits for both)."""
+        """Before a file's statements: join the open batch, or start one."""
         if not self.open:
-            self._pipeline = pg.pipeline(self.conn)
-            self._pipeline.__enter__()
+            if self._pipeline is None:
+                self._pipeline = pg.pipeline(self.conn)
+                self._pipeline.__enter__()
             self.conn.execute("BEGIN")
             self.open = True
-            pg.shared_namespace_lock(self.conn, self.namespace)
+            pg.exclusive_namespace_lock(self.conn, self.namespace)
+            files, dims = self.conn.execute(
+                "SELECT (SELECT count(*) FROM files WHERE ns = %s), "
+                "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions')",
+                (self.ns, self.ns),
+            ).fetchone()
+            self.alone = files == len(self.paths)
+            self.table = f"chunk_vectors_{int(dims)}" if dims and dims.isdigit() else None
+
+    def new_file(self, path: str) -> bool:
+        """True when the namespace cannot have ``path`` (inside the batch: ``begin`` first)."""
+        return self.open and self.alone and path not in self.paths
 
     def done(self) -> None:
         self.files += 1
         if self.files >= BATCH_FILES:
-            self.commit()
+            self.commit(wait=False)
 
-    def commit(self) -> None:
+    def commit(self, *, wait: bool = True) -> None:
         if self.open:
             if self.chunks or self.tokens:
                 self.open = False  # so that ``count`` writes them: the counts' own statement
                 self._count(self.chunks, self.tokens)
             self.conn.execute("COMMIT")
-            self._leave_pipeline()  # waits for the batch: the first error of its statements raises here
         self.open = False
         self.files = self.chunks = self.tokens = 0
+        if wait:
+            self._leave_pipeline()  # waits for the load: its first error raises here
 
     def rollback(self, *, interrupted: bool = False) -> None:
         """End whatever the batch left open, from the connection's own state: a failed counts
         statement or COMMIT leaves the transaction open (aborted) with ``open`` already False.
-        After an interrupt the connection may be mid-command: it is closed (which rolls back)."""
+        After an interrupt the connection may be mid-command: it is closed (which rolls back);
+        otherwise what was sent is finished first (a commit sent stays committed)."""
         if self._pipeline is not None and (interrupted or self.conn.closed or self.conn.broken):
             self._pipeline = None
             self.conn.close()
@@ -248,5 +291,3 @@ class Batch:
         pipeline, self._pipeline = self._pipeline, None
         if pipeline is not None:
             pipeline.__exit__(None, None, None)
-
-
