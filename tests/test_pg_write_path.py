@@ -126,6 +126,67 @@ def test_a_small_first_index_and_a_later_sync_write_through_the_index(tmp_path: 
     assert set(embedder.states) == {"valid"}
 
 
+def test_a_big_load_beside_other_namespaces_writes_through_the_index(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bounded: with other namespaces' rows in the table, a load of more than
+    BULK_MAX_FILES_SHARED files keeps the index (their searches never scan exactly for long);
+    into an empty table the same load goes without it."""
+    from indexer.store.postgres import bulk
+
+    monkeypatch.setattr(bulk, "BULK_MAX_FILES_SHARED", BULK_MIN_FILES)
+    sync(folder(tmp_path / "first", BULK_MIN_FILES + 1, tag="first"), url, "first", embedder := WatchingEmbedder(url))
+    assert set(embedder.states) == {"missing"}  # the table was empty: bulk
+    embedder = WatchingEmbedder(url)
+    sync(folder(tmp_path / "second", BULK_MIN_FILES + 1, tag="second"), url, "second", embedder)
+    assert embedder.states and set(embedder.states) == {"valid"}
+    embedder = WatchingEmbedder(url)
+    sync(folder(tmp_path / "third", BULK_MIN_FILES, tag="third"), url, "third", embedder)
+    assert set(embedder.states) == {"missing"}  # within the bound
+    assert index_state(url) == "valid"
+
+
+def test_a_search_never_waits_long_behind_the_bulk_loads_drop_of_the_index(tmp_path: Path, url: str) -> None:
+    """The DROP INDEX needs the table alone and every search of the table queues behind it
+    while it waits (it waited up to 3 s). A transaction that read the table holds the DROP
+    off; a search that arrives meanwhile answers within a short try, and the load, never
+    getting the table, writes through the index."""
+    import time
+
+    sync(folder(tmp_path / "small", 3, tag="small"), url, "small")
+    finished = threading.Event()
+    failed: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            sync(folder(tmp_path / "big", BULK_MIN_FILES + 10), url, "big")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failed.append(exc)
+        finally:
+            finished.set()
+
+    waiting_drop = (
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "WHERE c.relname = %s AND l.mode = 'AccessExclusiveLock' AND NOT l.granted"
+    )
+    waits: list[float] = []
+    with psycopg.connect(url) as blocker, psycopg.connect(url, autocommit=True) as watcher, \
+            psycopg.connect(url, autocommit=True) as searcher:  # fmt: skip
+        blocker.execute(f"SELECT count(*) FROM memdex.{TABLE}").fetchone()  # holds the table's read lock
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        while not finished.is_set():
+            if watcher.execute(waiting_drop, (TABLE,)).fetchone()[0]:  # a DROP is waiting now
+                start = time.monotonic()
+                searcher.execute(f"SELECT count(*) FROM memdex.{TABLE}").fetchone()
+                waits.append(time.monotonic() - start)
+        loader.join(60)
+        blocker.rollback()
+    assert not failed and waits, (failed, waits)
+    assert max(waits) < 1.0, waits
+    assert index_state(url) == "valid"
+
+
 def test_an_index_a_dead_loader_left_missing_is_built_unless_a_load_still_runs(tmp_path: Path, url: str) -> None:
     root = folder(tmp_path / "root", 3)
     sync(root, url, "one")
