@@ -187,6 +187,54 @@ def test_a_search_never_waits_long_behind_the_bulk_loads_drop_of_the_index(tmp_p
     assert index_state(url) == "valid"
 
 
+def test_a_bulk_loads_new_files_wait_for_no_answer(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load is one pipeline: a new file's statements are sent and not waited for (the
+    server writes while the sync prepares the next files). Counted: the times the client
+    waits for answers while it writes files (a Sync or a fetch in pipeline mode, or a
+    statement outside it). They were 3 a file (the upsert, the chunks already there, the
+    file's own pipeline); now 2 a batch (its lock, and what the namespace holds)."""
+    import traceback
+
+    from psycopg import _pipeline_base
+
+    from indexer.store.postgres import write as pg_write
+
+    trips = [0]
+    sync_, fetch = _pipeline_base.BasePipeline._enqueue_sync, _pipeline_base.BasePipeline._fetch_gen
+    execute = psycopg.Cursor.execute
+
+    def count(waits: bool) -> None:
+        if waits and any(frame.name == "replace_file" for frame in traceback.extract_stack()):
+            trips[0] += 1
+
+    def counted_sync(self: Any) -> None:
+        count(True)
+        sync_(self)
+
+    def counted_fetch(self: Any, *, flush: bool) -> Any:
+        count(flush)  # a cursor's fetch in pipeline mode: flush, then wait for its answer
+        return fetch(self, flush=flush)
+
+    def counted_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        count(self.connection._pipeline is None)
+        return execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(pg_write, "BATCH_FILES", 20)  # several batches, each committed without waiting
+    files = 4 * BULK_MIN_FILES
+    root = folder(tmp_path / "root", files)
+    settings = make_settings(root, url, namespace="one")
+    with open_index(settings, write=True, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        monkeypatch.setattr(_pipeline_base.BasePipeline, "_enqueue_sync", counted_sync)
+        monkeypatch.setattr(_pipeline_base.BasePipeline, "_fetch_gen", counted_fetch)
+        monkeypatch.setattr(psycopg.Cursor, "execute", counted_execute)
+        report = memory.sync()
+        monkeypatch.undo()
+    assert report.reindexed == files and index_state(url) == "valid"
+    assert 0 < trips[0] <= 3 * (files // 20), trips
+    assert check(settings).exit_code == HEALTHY
+    assert len(postings_of(url, "one")) == files
+
+
 def test_an_index_a_dead_loader_left_missing_is_built_unless_a_load_still_runs(tmp_path: Path, url: str) -> None:
     root = folder(tmp_path / "root", 3)
     sync(root, url, "one")

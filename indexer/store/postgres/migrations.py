@@ -156,8 +156,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
-        "chunks keep their terms; a chunk's delete finds its postings by the primary key (postings_by_chunk dropped); "
-        "the postings' check probes each chunk once",
+        (
+            "chunks keep their terms; a chunk's delete finds its postings by the primary key (postings_by_chunk "
+            "dropped); the postings' check probes each chunk once"
+        ),
         # postings_by_chunk cost 40% of inserting the postings (bench/pg_write_profile.py: one btree
         # entry per posting, about 60 a chunk); a chunk's terms (one array on its row) let its
         # delete look its postings up by (term, ns, chunk_id) instead.

@@ -1,11 +1,13 @@
 """The write path of a file's chunks on PostgreSQL, mixed into ``PgStore``: one
 transaction per file that replaces only the chunks that changed, its rows sent
-as arrays in one statement; and a sync's bulk load (``bulk.py``).
+as arrays in one statement; and a sync's bulk load (``bulk.py``), whose files
+commit in batches and are sent without waiting for the server (``Batch``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -19,6 +21,8 @@ from . import connection as pg
 from .access import Access
 from .bulk import bulk_load, end_transaction
 from .text import SEPARATOR, chunk_terms
+
+log = logging.getLogger(__name__)
 
 BATCH_FILES = 100  # a bulk load's files per commit
 
@@ -281,8 +285,8 @@ class Batch:
             self.conn.close()
         try:
             self._leave_pipeline()
-        except Exception:  # noqa: BLE001 - the error that got here matters more (this is often its echo)
-            pass
+        except Exception as exc:  # noqa: BLE001 - the error that got here matters more (this is often its echo)
+            log.debug("ending a failed batch: %s", exc)
         end_transaction(self.conn)
         self.open = False
         self.files = self.chunks = self.tokens = 0
