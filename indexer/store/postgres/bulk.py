@@ -103,7 +103,9 @@ def end_transaction(conn: Any) -> None:
 def bulk_load(conn: Any, table: str | None, *, owner: bool, namespace_empty: bool, files: int) -> Iterator[bool]:
     """Around a sync's writes: yields whether they go in as a bulk load (index dropped)."""
     usable = table is not None and owner and conn.info.transaction_status == _IDLE
-    loading = bool(usable and namespace_empty and files >= BULK_MIN_FILES and _begin(conn, table, files))
+    loading = bool(
+        usable and namespace_empty and files >= BULK_MIN_FILES and _bounded(conn, table, files) and _begin(conn, table)
+    )
     if usable and not loading:
         _build_if_missing(conn, table)  # after a loader that died
     stopped = False
@@ -128,15 +130,18 @@ def _load_lock(table: str | None) -> str:
     return f"vector-load:{table}"
 
 
-def _begin(conn: Any, table: str, files: int) -> bool:
-    """Join the loaders and drop the index; False (write through it) when the table is big (or
-    holds other namespaces' rows and the load is big), a build is running, or the index cannot
-    be dropped soon."""
+def _bounded(conn: Any, table: str, files: int) -> bool:
+    """A load of at most ``BULK_MAX_FILES_SHARED`` files, or into a table of no other rows."""
+    return files <= BULK_MAX_FILES_SHARED or conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is None
+
+
+def _begin(conn: Any, table: str) -> bool:
+    """Join the loaders and drop the index; False (write through it) when the table is big,
+    a build is running, or the index cannot be dropped soon."""
     if not pg.try_session_lock(conn, _load_lock(table), shared=True):
         return False  # a build is running: it would only be dropped again
     (rows,) = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT %s) t", (BULK_MAX_ROWS + 1,)).fetchone()
-    bounded = rows <= BULK_MAX_ROWS and (rows == 0 or files <= BULK_MAX_FILES_SHARED)
-    if bounded and _drop_index(conn, table):
+    if rows <= BULK_MAX_ROWS and _drop_index(conn, table):
         log.info("bulk load: %s written without its HNSW index, built at the end", table)
         return True
     pg.session_unlock(conn, _load_lock(table), shared=True)
