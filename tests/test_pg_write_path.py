@@ -290,6 +290,16 @@ def test_postings_go_with_their_chunks_and_check_finds_a_stray_one(tmp_path: Pat
     assert "" not in postings_of(url, "one") and check(settings).exit_code == HEALTHY
 
 
+def test_check_finds_a_chunk_whose_terms_are_not_its_postings(tmp_path: Path, url: str) -> None:
+    """A chunk's delete finds its postings by the terms on its row: terms that differ would
+    leave postings behind, so check compares them too."""
+    settings = sync(folder(tmp_path / "root", 2), url, "one")
+    assert check(settings).exit_code == HEALTHY
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE memdex.chunks SET terms = terms[2:] WHERE path = 'notes/n000.md'")
+    assert check(settings).exit_code == CORRUPT
+
+
 def test_a_posting_that_names_no_chunk_of_its_namespace_is_refused(tmp_path: Path, url: str) -> None:
     sync(folder(tmp_path / "a", 1), url, "a")
     sync(folder(tmp_path / "b", 1), url, "b")
