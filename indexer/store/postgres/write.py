@@ -159,7 +159,7 @@ class PgWrites:
             "c AS (INSERT INTO chunks(id, ns, path, start_line, end_line, heading, text, hash, oversized, length, date, terms) "
             "SELECT id, %(ns)s, %(path)s, start_line, end_line, heading, text, hash, oversized, length, date, terms FROM src), "
             "p AS (INSERT INTO postings(term, ns, chunk_id, freq, length) SELECT t.term, %(ns)s, src.id, t.freq, src.length "
-            f"FROM src, unnest(src.terms, src.freqs) AS t(term, freq) ORDER BY t.term){vectors} SELECT 1",
+            f"FROM src, unnest(src.terms, src.freqs) AS t(term, freq)){vectors} SELECT 1",
             {"ns": self.ns, "path": record.path, "starts": [c.start_line for c in chunks],
              "ends": [c.end_line for c in chunks], "headings": [c.heading for c in chunks],
              "texts": [c.text for c in chunks], "hashes": [c.hash for c in chunks],
