@@ -126,6 +126,115 @@ def test_a_small_first_index_and_a_later_sync_write_through_the_index(tmp_path: 
     assert set(embedder.states) == {"valid"}
 
 
+def test_a_big_load_beside_other_namespaces_writes_through_the_index(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bounded: with other namespaces' rows in the table, a load of more than
+    BULK_MAX_FILES_SHARED files keeps the index (their searches never scan exactly for long);
+    into an empty table the same load goes without it."""
+    from indexer.store.postgres import bulk
+
+    monkeypatch.setattr(bulk, "BULK_MAX_FILES_SHARED", BULK_MIN_FILES)
+    sync(folder(tmp_path / "first", BULK_MIN_FILES + 1, tag="first"), url, "first", embedder := WatchingEmbedder(url))
+    assert set(embedder.states) == {"missing"}  # the table was empty: bulk
+    embedder = WatchingEmbedder(url)
+    sync(folder(tmp_path / "second", BULK_MIN_FILES + 1, tag="second"), url, "second", embedder)
+    assert embedder.states and set(embedder.states) == {"valid"}
+    embedder = WatchingEmbedder(url)
+    sync(folder(tmp_path / "third", BULK_MIN_FILES, tag="third"), url, "third", embedder)
+    assert set(embedder.states) == {"missing"}  # within the bound
+    assert index_state(url) == "valid"
+
+
+def test_a_search_never_waits_long_behind_the_bulk_loads_drop_of_the_index(tmp_path: Path, url: str) -> None:
+    """The DROP INDEX needs the table alone and every search of the table queues behind it
+    while it waits (it waited up to 3 s). A transaction that read the table holds the DROP
+    off; a search that arrives meanwhile answers within a short try, and the load, never
+    getting the table, writes through the index."""
+    import time
+
+    sync(folder(tmp_path / "small", 3, tag="small"), url, "small")
+    finished = threading.Event()
+    failed: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            sync(folder(tmp_path / "big", BULK_MIN_FILES + 10), url, "big")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failed.append(exc)
+        finally:
+            finished.set()
+
+    waiting_drop = (
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "WHERE c.relname = %s AND l.mode = 'AccessExclusiveLock' AND NOT l.granted"
+    )
+    waits: list[float] = []
+    with psycopg.connect(url) as blocker, psycopg.connect(url, autocommit=True) as watcher, \
+            psycopg.connect(url, autocommit=True) as searcher:  # fmt: skip
+        blocker.execute(f"SELECT count(*) FROM memdex.{TABLE}").fetchone()  # holds the table's read lock
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        while not finished.is_set():
+            if watcher.execute(waiting_drop, (TABLE,)).fetchone()[0]:  # a DROP is waiting now
+                start = time.monotonic()
+                searcher.execute(f"SELECT count(*) FROM memdex.{TABLE}").fetchone()
+                waits.append(time.monotonic() - start)
+        loader.join(60)
+        blocker.rollback()
+    assert not failed and waits, (failed, waits)
+    assert max(waits) < 1.0, waits
+    assert index_state(url) == "valid"
+
+
+def test_a_bulk_loads_new_files_wait_for_no_answer(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load is one pipeline: a new file's statements are sent and not waited for (the
+    server writes while the sync prepares the next files). Counted: the times the client
+    waits for answers while it writes files (a Sync or a fetch in pipeline mode, or a
+    statement outside it). They were 3 a file (the upsert, the chunks already there, the
+    file's own pipeline); now 2 a batch (its lock, and what the namespace holds)."""
+    import traceback
+
+    from psycopg import _pipeline_base
+
+    from indexer.store.postgres import write as pg_write
+
+    trips = [0]
+    sync_, fetch = _pipeline_base.BasePipeline._enqueue_sync, _pipeline_base.BasePipeline._fetch_gen
+    execute = psycopg.Cursor.execute
+
+    def count(waits: bool) -> None:
+        if waits and any(frame.name == "replace_file" for frame in traceback.extract_stack()):
+            trips[0] += 1
+
+    def counted_sync(self: Any) -> None:
+        count(True)
+        sync_(self)
+
+    def counted_fetch(self: Any, *, flush: bool) -> Any:
+        count(flush)  # a cursor's fetch in pipeline mode: flush, then wait for its answer
+        return fetch(self, flush=flush)
+
+    def counted_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        count(self.connection._pipeline is None)
+        return execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(pg_write, "BATCH_FILES", 20)  # several batches, each committed without waiting
+    files = 4 * BULK_MIN_FILES
+    root = folder(tmp_path / "root", files)
+    settings = make_settings(root, url, namespace="one")
+    with open_index(settings, write=True, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        monkeypatch.setattr(_pipeline_base.BasePipeline, "_enqueue_sync", counted_sync)
+        monkeypatch.setattr(_pipeline_base.BasePipeline, "_fetch_gen", counted_fetch)
+        monkeypatch.setattr(psycopg.Cursor, "execute", counted_execute)
+        report = memory.sync()
+        monkeypatch.undo()
+    assert report.reindexed == files and index_state(url) == "valid"
+    assert 0 < trips[0] <= 3 * (files // 20), trips
+    assert check(settings).exit_code == HEALTHY
+    assert len(postings_of(url, "one")) == files
+
+
 def test_an_index_a_dead_loader_left_missing_is_built_unless_a_load_still_runs(tmp_path: Path, url: str) -> None:
     root = folder(tmp_path / "root", 3)
     sync(root, url, "one")
@@ -181,6 +290,16 @@ def test_postings_go_with_their_chunks_and_check_finds_a_stray_one(tmp_path: Pat
     assert "" not in postings_of(url, "one") and check(settings).exit_code == HEALTHY
 
 
+def test_check_finds_a_chunk_whose_terms_are_not_its_postings(tmp_path: Path, url: str) -> None:
+    """A chunk's delete finds its postings by the terms on its row: terms that differ would
+    leave postings behind, so check compares them too."""
+    settings = sync(folder(tmp_path / "root", 2), url, "one")
+    assert check(settings).exit_code == HEALTHY
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE memdex.chunks SET terms = terms[2:] WHERE path = 'notes/n000.md'")
+    assert check(settings).exit_code == CORRUPT
+
+
 def test_a_posting_that_names_no_chunk_of_its_namespace_is_refused(tmp_path: Path, url: str) -> None:
     sync(folder(tmp_path / "a", 1), url, "a")
     sync(folder(tmp_path / "b", 1), url, "b")
@@ -200,20 +319,63 @@ def test_a_posting_that_names_no_chunk_of_its_namespace_is_refused(tmp_path: Pat
 def test_an_index_made_before_the_postings_triggers_migrates_and_keeps_working(
     tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = folder(tmp_path / "root", 3)
+    """Migration 5 on a schema made at version 4 (with the foreign key); its namespace was
+    made then (today's write path needs migration 6's column, so its files come after)."""
+    root = tmp_path / "root"
+    root.mkdir()
     with monkeypatch.context() as older:
-        older.setattr(pg, "MIGRATIONS", pg.MIGRATIONS[:-1])
-        older.setattr(pg, "SCHEMA_VERSION", pg.SCHEMA_VERSION - 1)
+        older.setattr(pg, "MIGRATIONS", pg.MIGRATIONS[:4])
+        older.setattr(pg, "SCHEMA_VERSION", 4)
         settings = sync(root, url, "one")
     with psycopg.connect(url) as conn:
         keys = "SELECT count(*) FROM pg_constraint WHERE conrelid = 'memdex.postings'::regclass AND contype = 'f'"
         assert conn.execute(keys).fetchone() == (1,)
+    folder(root, 3)
     write(root, "notes/n001.md", "# Other\n\nA kingfisher now.\n")
     sync(root, url, "one")  # migrates, then writes
     with psycopg.connect(url) as conn:
         assert conn.execute(keys).fetchone() == (0,)
         assert conn.execute("SELECT version FROM memdex.schema_version").fetchone() == (pg.SCHEMA_VERSION,)
     assert set(postings_of(url, "one")) == {"notes/n000.md", "notes/n001.md", "notes/n002.md"}
+    assert check(settings).exit_code == HEALTHY
+    with open_index(settings, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        assert [hit.path for hit in memory.search("kingfisher", mode="keyword")] == ["notes/n001.md"]
+
+
+# What migration 6 changed, undone: an index as memdex left it at schema 5.
+SCHEMA_5 = """
+ALTER TABLE memdex.chunks DROP COLUMN terms;
+CREATE INDEX postings_by_chunk ON memdex.postings(chunk_id);
+CREATE OR REPLACE FUNCTION memdex.drop_postings() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM memdex.postings p USING gone g WHERE p.chunk_id = g.id AND p.ns = g.ns;
+    RETURN NULL;
+END $$;
+UPDATE memdex.schema_version SET version = 5;
+"""
+
+
+def test_an_index_made_before_chunks_kept_their_terms_migrates_and_deletes_its_postings(
+    tmp_path: Path, url: str
+) -> None:
+    """Migration 6: the terms of every chunk already there are filled in from its postings,
+    so changing or deleting its file later deletes its postings (by the primary key)."""
+    root = folder(tmp_path / "root", 3)
+    settings = sync(root, url, "one")
+    before = postings_of(url, "one")
+    with psycopg.connect(url) as conn:
+        conn.execute(SCHEMA_5)
+    write(root, "notes/n001.md", "# Other\n\nA kingfisher now.\n")
+    (root / "notes/n002.md").unlink()
+    sync(root, url, "one")  # migrates, then replaces n001's chunk and deletes n002's
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version FROM memdex.schema_version").fetchone() == (pg.SCHEMA_VERSION,)
+        assert conn.execute("SELECT to_regclass('memdex.postings_by_chunk')").fetchone() == (None,)
+        # n000's chunk was left alone: its terms came from its postings (check compares them too)
+        assert conn.execute("SELECT count(*) FROM memdex.chunks WHERE path = 'notes/n000.md' AND terms = '{}'").fetchone() == (0,)
+    after = postings_of(url, "one")
+    assert set(after) == {"notes/n000.md", "notes/n001.md"} and after["notes/n000.md"] == before["notes/n000.md"]
     assert check(settings).exit_code == HEALTHY
     with open_index(settings, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
         assert [hit.path for hit in memory.search("kingfisher", mode="keyword")] == ["notes/n001.md"]
@@ -252,13 +414,22 @@ def test_a_bulk_load_commits_in_batches_and_a_failure_keeps_only_whole_ones(
     assert check(settings).exit_code == HEALTHY
 
 
-def test_vector_texts_are_pgvectors_text_of_each_vector() -> None:
-    from indexer.store.postgres.text import vector_text
-    from indexer.store.postgres.write import vector_texts
+def test_a_float32_matrix_goes_to_the_server_as_the_same_vectors(url: str) -> None:
+    """Float4Array: rows sent as one binary real[] come back, sliced per row, bit for bit."""
+    from indexer.store.postgres import connection as pg
+    from indexer.store.postgres.text import parse_vector
 
-    vectors = list(np.random.default_rng(1).standard_normal((3, 7)).astype(np.float32)) + [np.full(7, 1e-12, np.float32)]
-    assert vector_texts(vectors) == [vector_text(v) for v in vectors]
-    assert vector_texts([]) == []
+    rows = np.random.default_rng(1).standard_normal((3, 7)).astype(np.float32)
+    rows[2] = [1e-12, -0.0, 3.4e38, -1.17e-38, 1.0, 0.1, np.float32(1 / 3)]
+    conn = pg.connect(url)
+    try:
+        got = conn.execute(
+            "SELECT ((%(m)s::real[])[(i - 1) * 7 + 1 : i * 7]::vector)::text FROM generate_series(1, 3) AS i ORDER BY i",
+            {"m": pg.Float4Array(rows)},
+        ).fetchall()
+    finally:
+        conn.close()
+    assert np.array_equal(np.stack([parse_vector(text) for (text,) in got]), rows)
 
 
 def test_no_transaction_stays_open_while_the_model_runs_during_a_bulk_load(
@@ -413,7 +584,8 @@ def test_ctrl_c_while_the_server_runs_a_batchs_command_stays_an_interrupt(
     def interrupted_mid_command(self: Any) -> None:
         calls[0] += 1
         if calls[0] == 5:
-            self.conn.pgconn.send_query(b"SELECT pg_sleep(0.2)")  # the server is at work...
+            self.conn.pgconn.send_query_params(b"SELECT pg_sleep(0.2)", None)  # the server is at work...
+            self.conn.pgconn.flush()
             raise KeyboardInterrupt  # ...when the signal arrives
         begin(self)
 

@@ -131,7 +131,7 @@ def _sql(template: str) -> str:
     return template.format(schema=SCHEMA, written=written, counters=NAMESPACE_COUNTERS)
 
 
-# Migration 3 (connection.MIGRATIONS): grants, row-level security, a per-namespace embedding
+# Migration 3 (migrations.MIGRATIONS): grants, row-level security, a per-namespace embedding
 # cache, and a stat cache per writer (host and root) that remembers the hash it saw.
 ACCESS_MIGRATION = f"""
 SET LOCAL statement_timeout = 0;

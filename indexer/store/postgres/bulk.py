@@ -23,6 +23,13 @@ builds only if it then gets the lock alone (the last loader out). A loader that
 died lost its lock with its session: the next sync that finds the index
 missing (or left invalid by a cancelled build) and no loader builds it.
 
+Dropping the index needs the table alone, and a search that arrives while a DROP
+waits for it queues behind the DROP: so the DROP tries for ``DROP_WAIT_S`` at most,
+lets the searches through, and tries again (``DROP_TRIES``), then writes through
+the index. When the table holds other namespaces' rows, only a load of at most
+``BULK_MAX_FILES_SHARED`` files goes without the index: their exact scans last a
+bounded while.
+
 Only the schema's owner drops and builds (an agent role may not change the
 owner's tables): other roles always write through the index. Never inside a
 transaction (a namespace rebuild): a dropped index would stay locked until it
@@ -32,6 +39,7 @@ commits.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -45,8 +53,13 @@ BULK_MIN_FILES = 50
 # ...when the table holds at most this many rows: the end builds the index over
 # them too, and searches of other namespaces scan them exactly meanwhile.
 BULK_MAX_ROWS = 50_000
-# Waiting to drop the index (it needs the table alone): past this, write through it.
-DROP_WAIT = "3s"
+# ...and, when the table holds other namespaces' rows, the load writes at most this many
+# files (about 10 chunks a file): their searches scan exactly only for a bounded while.
+BULK_MAX_FILES_SHARED = 5_000
+# Dropping the index needs the table alone, and every search of the table queues behind
+# a DROP that waits: each try waits this long at most, then lets the searches through.
+DROP_WAIT_S = 0.1
+DROP_TRIES = 10  # ... with a pause as long between them; then write through the index
 # The build keeps the graph in memory up to this (pgvector's fast path). It waits at most
 # BUILD_LOCK_WAIT for the table (other writers' transactions) and is cut off after an hour.
 BUILD_MEMORY = "512MB"
@@ -90,7 +103,9 @@ def end_transaction(conn: Any) -> None:
 def bulk_load(conn: Any, table: str | None, *, owner: bool, namespace_empty: bool, files: int) -> Iterator[bool]:
     """Around a sync's writes: yields whether they go in as a bulk load (index dropped)."""
     usable = table is not None and owner and conn.info.transaction_status == _IDLE
-    loading = bool(usable and namespace_empty and files >= BULK_MIN_FILES and _begin(conn, table))
+    loading = bool(
+        usable and namespace_empty and files >= BULK_MIN_FILES and _bounded(conn, table, files) and _begin(conn, table)
+    )
     if usable and not loading:
         _build_if_missing(conn, table)  # after a loader that died
     stopped = False
@@ -115,6 +130,11 @@ def _load_lock(table: str | None) -> str:
     return f"vector-load:{table}"
 
 
+def _bounded(conn: Any, table: str, files: int) -> bool:
+    """A load of at most ``BULK_MAX_FILES_SHARED`` files, or into a table of no other rows."""
+    return files <= BULK_MAX_FILES_SHARED or conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is None
+
+
 def _begin(conn: Any, table: str) -> bool:
     """Join the loaders and drop the index; False (write through it) when the table is big,
     a build is running, or the index cannot be dropped soon."""
@@ -129,16 +149,22 @@ def _begin(conn: Any, table: str) -> bool:
 
 
 def _drop_index(conn: Any, table: str) -> bool:
-    try:
-        with conn.transaction():
-            conn.execute(f"SET LOCAL lock_timeout = '{DROP_WAIT}'")
-            conn.execute(f"DROP INDEX IF EXISTS {pg.SCHEMA}.{index_name(table)}")
-    except Exception as exc:
-        if pg.is_lock_timeout(exc):
-            log.info("bulk load: %s is busy, written through its index", table)
-            return False
-        raise
-    return True
+    """Drop the table's HNSW index, in short tries: a search waits behind a try for
+    ``DROP_WAIT_S`` at most. False when every try found the table busy."""
+    for attempt in range(DROP_TRIES):
+        if attempt:
+            time.sleep(DROP_WAIT_S)  # the searches that queued behind the last try run
+        try:
+            with conn.transaction():
+                conn.execute(f"SET LOCAL lock_timeout = '{int(DROP_WAIT_S * 1000)}ms'")
+                conn.execute(f"DROP INDEX IF EXISTS {pg.SCHEMA}.{index_name(table)}")
+        except Exception as exc:
+            if not pg.is_lock_timeout(exc):
+                raise
+            continue
+        return True
+    log.info("the HNSW index of %s was not dropped: the table stayed busy", table)
+    return False
 
 
 def _build_if_missing(conn: Any, table: str | None) -> None:
@@ -148,8 +174,8 @@ def _build_if_missing(conn: Any, table: str | None) -> None:
     if not pg.try_session_lock(conn, _load_lock(table)):
         return  # another load is running: its end builds it
     try:
-        if index_state(conn, table) == "invalid":
-            conn.execute(f"DROP INDEX IF EXISTS {pg.SCHEMA}.{index_name(table)}")
+        if index_state(conn, table) == "invalid" and not _drop_index(conn, table):
+            return  # the table is busy: the next sync builds it
         if index_state(conn, table) == "missing":
             (ext,) = conn.execute(
                 "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "

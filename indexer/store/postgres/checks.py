@@ -59,20 +59,21 @@ class PgChecks:
     def chunks_with_fts(self) -> dict[str, list[tuple[int, int, str, str, tuple[str, str, str]]]]:
         """path -> [(start, end, heading, text, tokenizer.fts_text of the (text, heading, title) its
         postings were made from, as SQLite's FTS columns hold them)];
-        a chunk whose postings are not those of its text and title gets ("", "", "")."""
+        a chunk whose postings (or the terms on its row) are not those of its text and title gets ("", "", "")."""
         conn, ns = self.connection, {"ns": self.ns}
         stored: dict[int, dict[str, float]] = {}
         for cid, term, freq in conn.execute("SELECT chunk_id, term, freq FROM postings WHERE ns = %(ns)s", ns):
             stored.setdefault(cid, {})[term] = freq
         rows = conn.execute(
-            "SELECT c.id, c.path, c.start_line, c.end_line, c.heading, c.text, f.title, c.length FROM chunks c "
+            "SELECT c.id, c.path, c.start_line, c.end_line, c.heading, c.text, f.title, c.length, c.terms FROM chunks c "
             "JOIN files f ON f.ns = c.ns AND f.path = c.path WHERE c.ns = %(ns)s ORDER BY c.path, c.start_line",
             ns,
         )
         found: dict[str, list[tuple[int, int, str, str, tuple[str, str, str]]]] = {}
-        for cid, path, start, end, heading, text, title, length in rows:
+        for cid, path, start, end, heading, text, title, length, terms in rows:
             expected, tokens = chunk_terms(text, heading, title)
-            same = tokens == length and expected == stored.get(cid, {})
+            # The row's terms too: its delete finds its postings by them (an extra one would stay behind).
+            same = tokens == length and expected == stored.get(cid, {}) and sorted(terms) == sorted(expected)
             columns = (fts_text(text), fts_text(heading), fts_text(title)) if same else ("", "", "")
             found.setdefault(path, []).append((start, end, heading, text, columns))
         return found

@@ -1,5 +1,6 @@
 """PostgreSQL connections: URLs without secrets in messages, timeouts,
-advisory locks and the schema migrations (the same ladder as SQLite's).
+advisory locks and running the schema migrations (``migrations.py``; the same
+ladder as SQLite's).
 
 Everything memdex keeps on a server lives in the PostgreSQL schema
 ``memdex`` of the database the URL names; memdex never touches anything
@@ -13,6 +14,7 @@ Only this module imports psycopg; the store modules go through ``connect``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import sys
@@ -23,7 +25,8 @@ from typing import Any
 from indexer.config.database import redact, scrub
 from indexer.errors import ConfigError, SchemaError, StorageError, Unavailable
 
-from .access import ACCESS_MIGRATION, access_of, no_schema_access
+from .access import access_of, no_schema_access
+from .migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
@@ -36,157 +39,7 @@ CONNECT_TIMEOUT_S = 10
 # namespace (a rebuild holds it exclusively, each file transaction shared).
 _LOCK_SPACE = 0x4D44  # "MD"
 
-# (name, SQL) in order; never edit a step that has shipped, add a new one.
-MIGRATIONS: list[tuple[str, str]] = [
-    (
-        "create namespaces, files, stat cache, skipped files, chunks, postings, meta and the embedding cache",
-        """
-        CREATE TABLE namespaces(
-            id serial PRIMARY KEY,
-            name text NOT NULL UNIQUE,
-            chunk_count bigint NOT NULL DEFAULT 0,
-            token_count bigint NOT NULL DEFAULT 0,
-            generation bigint NOT NULL DEFAULT 0,
-            created_at timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE TABLE meta(
-            ns int NOT NULL REFERENCES namespaces(id) ON DELETE CASCADE,
-            key text NOT NULL,
-            value text NOT NULL,
-            PRIMARY KEY (ns, key)
-        );
-        CREATE TABLE files(
-            ns int NOT NULL REFERENCES namespaces(id) ON DELETE CASCADE,
-            path text NOT NULL,
-            kind text NOT NULL,
-            date text,
-            hash text NOT NULL,
-            frontmatter text NOT NULL DEFAULT '{}',
-            title text NOT NULL DEFAULT '',
-            updated_at timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (ns, path)
-        );
-        -- The stat cache is each host's own: (size, mtime, ctime, inode) mean nothing elsewhere.
-        CREATE TABLE file_stats(
-            ns int NOT NULL,
-            host text NOT NULL,
-            path text NOT NULL,
-            size bigint NOT NULL,
-            mtime_ns bigint NOT NULL,
-            ctime_ns bigint NOT NULL,
-            inode bigint NOT NULL,
-            indexed_at_ns bigint NOT NULL,
-            PRIMARY KEY (ns, host, path),
-            FOREIGN KEY (ns, path) REFERENCES files(ns, path) ON DELETE CASCADE
-        );
-        CREATE TABLE skipped(
-            ns int NOT NULL REFERENCES namespaces(id) ON DELETE CASCADE,
-            host text NOT NULL,
-            path text NOT NULL,
-            size bigint NOT NULL,
-            mtime_ns bigint NOT NULL,
-            ctime_ns bigint NOT NULL,
-            inode bigint NOT NULL,
-            reason text NOT NULL,
-            skipped_at_ns bigint NOT NULL,
-            PRIMARY KEY (ns, host, path)
-        );
-        CREATE TABLE chunks(
-            id bigserial PRIMARY KEY,
-            ns int NOT NULL,
-            path text NOT NULL,
-            start_line int NOT NULL,
-            end_line int NOT NULL,
-            heading text NOT NULL,
-            text text NOT NULL,
-            hash text NOT NULL,
-            oversized boolean NOT NULL DEFAULT false,
-            length int NOT NULL,
-            FOREIGN KEY (ns, path) REFERENCES files(ns, path) ON DELETE CASCADE
-        );
-        CREATE INDEX chunks_by_path ON chunks(ns, path, start_line);
-        -- The keyword index: one row per (stemmed term, chunk), with the term's
-        -- column-weighted frequency and the chunk's length, for exact bm25.
-        CREATE TABLE postings(
-            term text NOT NULL,
-            ns int NOT NULL,
-            chunk_id bigint NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
-            freq real NOT NULL,
-            length int NOT NULL,
-            PRIMARY KEY (term, ns, chunk_id)
-        );
-        CREATE INDEX postings_by_chunk ON postings(chunk_id);
-        CREATE TABLE embeddings(
-            model text NOT NULL,
-            hash text NOT NULL,
-            vector bytea NOT NULL,
-            PRIMARY KEY (model, hash)
-        );
-        """,
-    ),
-    (
-        "postings: the primary key carries freq and length, so bm25 scoring is an index-only scan",
-        # A term's postings lie on as many heap pages as it has chunks (rows are written in
-        # chunk order); scoring read every one of them. Covered, it reads the key's leaf pages.
-        """
-        SET LOCAL statement_timeout = 0;
-        ALTER TABLE postings DROP CONSTRAINT postings_pkey;
-        ALTER TABLE postings ADD CONSTRAINT postings_pkey PRIMARY KEY (term, ns, chunk_id) INCLUDE (freq, length);
-        """,
-    ),
-    (
-        "grants and row-level security per namespace, a per-namespace embedding cache, a stat cache per writer",
-        ACCESS_MIGRATION,
-    ),
-    (
-        "date each chunk itself (a session transcript's turns); NULL: its file's date",
-        """
-        ALTER TABLE chunks ADD COLUMN date text;
-        """,
-    ),
-    (
-        "postings: statement-level triggers check their chunks and delete them with their chunks (was a foreign key)",
-        # The foreign key checked each new posting against chunks with one query per row (about
-        # 60 per chunk): half the server's time of an index's writes. The same rule is now checked
-        # once per statement, as one join of the new rows with chunks: a posting names a chunk of
-        # its own namespace that its writer can see (row-level security applies, as the key's
-        # (chunk_id, ns) did). A chunk's delete (a cascade from files too) deletes its postings,
-        # by postings_by_chunk. check counts postings without a chunk.
-        f"""
-        SET LOCAL statement_timeout = 0;
-        DO $$
-        DECLARE
-            found record;
-        BEGIN
-            FOR found IN SELECT conname FROM pg_constraint
-                WHERE contype = 'f' AND conrelid = '{SCHEMA}.postings'::regclass LOOP
-                EXECUTE format('ALTER TABLE {SCHEMA}.postings DROP CONSTRAINT %I', found.conname);
-            END LOOP;
-        END $$;
-        CREATE FUNCTION {SCHEMA}.drop_postings() RETURNS trigger
-        LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-        BEGIN
-            DELETE FROM {SCHEMA}.postings p USING gone g WHERE p.chunk_id = g.id AND p.ns = g.ns;
-            RETURN NULL;
-        END $$;
-        CREATE TRIGGER chunks_drop_postings AFTER DELETE ON {SCHEMA}.chunks REFERENCING OLD TABLE AS gone
-            FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.drop_postings();
-        CREATE FUNCTION {SCHEMA}.check_postings() RETURNS trigger
-        LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-        BEGIN
-            IF EXISTS (SELECT 1 FROM added a WHERE NOT EXISTS
-                       (SELECT 1 FROM {SCHEMA}.chunks c WHERE c.id = a.chunk_id AND c.ns = a.ns)) THEN
-                RAISE EXCEPTION 'a posting names no chunk of its namespace' USING ERRCODE = 'foreign_key_violation';
-            END IF;
-            RETURN NULL;
-        END $$;
-        CREATE TRIGGER postings_inserted_check AFTER INSERT ON {SCHEMA}.postings REFERENCING NEW TABLE AS added
-            FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.check_postings();
-        CREATE TRIGGER postings_updated_check AFTER UPDATE ON {SCHEMA}.postings REFERENCING NEW TABLE AS added
-            FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.check_postings();
-        """,
-    ),
-]
+# The steps of the schema are in migrations.py.
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -266,7 +119,45 @@ def connect(url: str, *, application: str = "memdex") -> Any:
         )
     except psycopg.Error as exc:
         raise user_error(exc, url) from None  # type: ignore[misc]
+    _register_adapters(connection)
     return connection
+
+
+class Float4Array:
+    """A float32 matrix sent as one flat binary ``real[]`` parameter (row after row): no text
+    to format on the client nor to parse on the server. SQL takes row ``i`` (from 1) of ``d``
+    values as ``param[(i - 1) * d + 1 : i * d]``, and ``::vector`` makes it pgvector's."""
+
+    def __init__(self, rows: Any) -> None:
+        import struct
+
+        import numpy as np
+
+        flat = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1)
+        # PostgreSQL's binary array: ndim 1, no nulls, element type float4 (oid 700), length,
+        # lower bound 1; then each element as its int32 length (4) and its big-endian bytes.
+        cells = np.empty((flat.size, 2), dtype=">i4")
+        cells[:, 0] = 4
+        cells[:, 1] = flat.astype(">f4").view(">i4")
+        self.data = struct.pack(">iiiii", 1, 0, 700, flat.size, 1) + cells.tobytes()
+
+
+@functools.cache
+def _float4_array_dumper() -> Any:
+    psycopg = _psycopg()
+
+    class Float4ArrayDumper(psycopg.adapt.Dumper):  # type: ignore[misc, name-defined]
+        format = psycopg.pq.Format.BINARY
+        oid = 1021  # float4[]
+
+        def dump(self, obj: Float4Array) -> bytes:
+            return obj.data
+
+    return Float4ArrayDumper
+
+
+def _register_adapters(connection: Any) -> None:
+    connection.adapters.register_dumper(Float4Array, _float4_array_dumper())
 
 
 def pipeline(connection: Any) -> Any:

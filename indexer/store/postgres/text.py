@@ -19,6 +19,9 @@ from indexer.store.tokenizer import stems
 # tsvector-free limits of our own: a term longer than this is not indexed (it
 # is almost always an id or base64 run; FTS5 keeps it, PostgreSQL's btree would not).
 MAX_TERM_BYTES = 1000
+# Between the terms of a chunk as they travel to the server: a control character, which
+# unicode61 never keeps in a token (a term holding it would not be indexed).
+SEPARATOR = "\x1f"
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 ALL = "*"  # search every namespace on the server
 
@@ -28,10 +31,10 @@ def chunk_terms(text: str, heading: str, title: str) -> tuple[dict[str, float], 
     as FTS5 counts them for bm25 (length: every token of every column)."""
     freq: dict[str, float] = {}
     length = 0
-    for text, weight in zip((text, heading, title), BM25_WEIGHTS):
-        for term in stems(text):
+    for column, weight in zip((text, heading, title), BM25_WEIGHTS):
+        for term in stems(column):
             length += 1
-            if len(term.encode("utf-8")) <= MAX_TERM_BYTES:
+            if (len(term) * 4 <= MAX_TERM_BYTES or len(term.encode("utf-8")) <= MAX_TERM_BYTES) and SEPARATOR not in term:
                 freq[term] = freq.get(term, 0.0) + weight
     return freq, length
 
