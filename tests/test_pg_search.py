@@ -1,6 +1,6 @@
-"""PostgreSQL's hybrid search path: its vector half runs on a second connection, in
-parallel with the keyword half, inside the search's own read snapshot
-(store/postgres/parallel.py), and it sends few statements."""
+"""PostgreSQL's hybrid search path: from a process's second hybrid search on, its vector
+half runs on a second connection, in parallel with the keyword half, inside the search's
+own read snapshot (store/postgres/parallel.py), and it sends few statements."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from conftest import RecordingEmbedder, fill
 
 from indexer import make_settings, open_index
+from indexer.store.postgres import parallel
 from indexer.store.postgres import search as pg_search
 
 pytestmark = pytest.mark.postgres
@@ -71,6 +72,8 @@ def test_the_vector_half_reads_the_searchs_snapshot_not_a_later_one(
     monkeypatch.setattr(pg_search.PgSearch, "nearest_job", delete_meanwhile)
     # No word of the query is indexed: only the vector half can find SOUL.md.
     with open_index(settings, embedder=FixedQuery(_soul_vector(pg_url, namespace))) as memory:
+        memory.search("qwzx", mode="hybrid")  # the first scans on its own connection
+        assert jobs == []
         results = memory.search("qwzx", mode="hybrid")
         assert len(jobs) == 1 and jobs[0] is not None
         assert results and results[0].path == "SOUL.md"
@@ -80,6 +83,7 @@ def test_the_vector_half_reads_the_searchs_snapshot_not_a_later_one(
 def test_a_dropped_vector_connection_is_replaced_on_the_retry(root: Path, pg_url: str) -> None:
     settings = _indexed(root, pg_url)
     with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
         first = memory.search("penicillin allergy", mode="hybrid")
         pid = memory.engine.vector_side._conn.info.backend_pid
         with psycopg.connect(pg_url, autocommit=True) as admin:  # the server drops it (as on a restart)
@@ -90,22 +94,70 @@ def test_a_dropped_vector_connection_is_replaced_on_the_retry(root: Path, pg_url
 
 def test_a_hybrid_search_sends_six_statements_on_its_connection(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """meta; BEGIN with the totals and the snapshot's export; term counts; bm25; the rows read
-    back; COMMIT. The HNSW scan is one more, on the second connection."""
+    back; COMMIT. The HNSW scan is one more, sent on the second connection."""
     settings = _indexed(root, pg_url)
     with open_index(settings, embedder=RecordingEmbedder()) as memory:
         memory.search("penicillin allergy", mode="hybrid")
-        sent: list[str] = []
-        original = psycopg.Cursor.execute
-
-        def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-            sent.append(str(query)[:90])
-            return original(self, query, *args, **kwargs)
-
-        monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+        memory.search("penicillin allergy", mode="hybrid")
+        sent = _record_statements(monkeypatch)
         assert memory.search("penicillin allergy", mode="hybrid")
     scans = [s for s in sent if s.startswith("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT")]
     assert len(scans) == 1 and len(sent) == 7, sent
     assert sent[1].startswith("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT") and sent[-1] == "COMMIT"
+    assert "pg_export_snapshot()" in sent[1]
+
+
+def _record_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements sent from now on, on either connection."""
+    sent: list[str] = []
+    original, send = psycopg.Cursor.execute, parallel.send
+
+    def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return original(self, query, *args, **kwargs)
+
+    def sent_raw(pgconn: Any, text: bytes) -> None:
+        sent.append(text.decode())
+        send(pgconn, text)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    monkeypatch.setattr(parallel, "send", sent_raw)
+    return sent
+
+
+def test_a_first_search_opens_no_second_connection_and_exports_no_snapshot(
+    root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-shot ``memdex search`` (a process's first hybrid search) scans on its own
+    connection: no second handshake, no exported snapshot; nor does a keyword search."""
+    settings = _indexed(root, pg_url)
+    sent = _record_statements(monkeypatch)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        keyword = memory.search("penicillin allergy", mode="keyword")
+        hybrid = memory.search("penicillin allergy", mode="hybrid")
+        assert keyword and hybrid
+        assert memory.engine.vector_side._conn is None
+        assert not [s for s in sent if "pg_export_snapshot" in s or "SET TRANSACTION SNAPSHOT" in s], sent
+        assert len([s for s in sent if s.startswith("BEGIN")]) == 2  # one read snapshot per search, folded
+        assert memory.search("penicillin allergy", mode="hybrid") == hybrid  # the second: in parallel
+        assert memory.engine.vector_side._conn is not None
+
+
+def test_a_scan_nobody_read_leaves_the_second_connection_usable(root: Path, pg_url: str) -> None:
+    """A search that fails after its scan was sent never reads the scan's rows: the next
+    search reads and drops them first, and gets its own."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        expected = memory.search("penicillin allergy", mode="hybrid")
+        vector = memory.embedder.embed(["penicillin allergy"])[0]
+        with pytest.raises(RuntimeError), memory.engine.search_snapshot():
+            assert memory.engine.start_nearest(None, vector, 200) is not None
+            raise RuntimeError("the keyword half failed")
+        assert memory.engine.vector_side._pending is not None
+        conn = memory.engine.vector_side._conn
+        assert memory.search("penicillin allergy", mode="hybrid") == expected
+        assert memory.engine.vector_side._conn is conn and conn.info.transaction_status == 0
 
 
 def test_a_hybrid_search_answers_after_the_server_dropped_both_connections(
@@ -115,6 +167,7 @@ def test_a_hybrid_search_answers_after_the_server_dropped_both_connections(
     scan's: the retry replaces the first, and the scan falls back to it (review: it failed)."""
     settings = _indexed(root, pg_url)
     with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
         first = [r.path for r in memory.search("penicillin allergy", mode="hybrid")]
         assert memory.engine.vector_side._conn is not None
         pg_server_alive.restart()
@@ -139,6 +192,7 @@ def test_a_role_limited_to_one_connection_still_gets_hybrid_results(root: Path, 
     with open_index(make_settings(root, url, namespace=settings.namespace_name), embedder=RecordingEmbedder()) as memory:
         keyword = [r.path for r in memory.search("penicillin allergy", mode="keyword")]
         hybrid = [r.path for r in memory.search("penicillin allergy", mode="hybrid")]
-        assert keyword and hybrid
+        assert keyword and hybrid and not memory.engine.vector_side.unavailable()  # the first: no second connection
+        assert [r.path for r in memory.search("penicillin allergy", mode="hybrid")] == hybrid
         assert memory.engine.vector_side.unavailable()  # and the next searches do not try again at once
         assert [r.path for r in memory.search("penicillin allergy", mode="hybrid")] == hybrid

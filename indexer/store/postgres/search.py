@@ -29,13 +29,18 @@ class SnapshotMemo:
     totals: tuple[int, int, str | None] | None = None  # (chunks, tokens, vector table)
     ids: list[int] | None = None  # search_ids()
     exported: str | None = None  # pg_export_snapshot(): the id a second connection imports (parallel.py)
+    conn: Any = None  # the connection BEGIN was sent on; None: not begun yet (sent with the first statement)
+
+
+BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ"
 
 
 class PgSearch:
     """The search half of ``PgStore`` (which provides ``connection``, ``ns``, ``unknown_namespace``
     and ``_vec_table``)."""
 
-    connection: Any
+    connection: Any  # the live connection; inside a read snapshot, begun (``begin_snapshot``)
+    _live_connection: Any  # () -> the live connection, nothing sent
     ns: int
     unknown_namespace: Any  # name -> the error for a namespace this role cannot see
     _search_names: tuple[str, ...]  # the namespaces searched by name ("*": all); empty: this one
@@ -61,24 +66,38 @@ class PgSearch:
         if memo is not None:
             memo.ids = ids
         return list(ids)
+    def in_read_snapshot(self) -> bool:
+        return self._snapshot is not None
+
     @contextmanager
     def read_snapshot(self) -> Iterator[None]:
-        conn = self.connection
-        if conn.info.transaction_status != 0:  # already inside a transaction
-            yield
+        """One REPEATABLE READ transaction for what runs inside. BEGIN is not sent here but
+        with the first statement (``begin_snapshot``; ``_totals`` folds it into its own string):
+        the snapshot is taken at the first statement anyway, so this costs no round trip."""
+        if self._snapshot is not None or self._live_connection().info.transaction_status != 0:
+            yield  # already inside a snapshot, or a transaction
             return
-        self._snapshot = SnapshotMemo()  # what a search asks for more than once, read once
+        memo = self._snapshot = SnapshotMemo()  # what a search asks for more than once, read once
         try:
-            self._begin_snapshot()  # BEGIN ISOLATION LEVEL REPEATABLE READ, with the totals: one round trip
             yield
         except BaseException:
-            if conn.info.transaction_status in (2, 3):  # in a transaction, failed or not (not a lost connection)
+            conn = memo.conn
+            if conn is not None and conn.info.transaction_status in (2, 3):  # in a transaction, failed or not (not a lost connection)
                 conn.execute("ROLLBACK")
             raise
         else:
-            conn.execute("COMMIT")
+            if memo.conn is not None:
+                memo.conn.execute("COMMIT")
         finally:
             self._snapshot = None
+
+    def begin_snapshot(self, conn: Any) -> None:
+        """Inside a read snapshot not yet begun: BEGIN it on ``conn`` (the ``connection``
+        property calls this before handing the connection out)."""
+        memo = self._snapshot
+        if memo is not None and memo.conn is None:
+            memo.conn = conn
+            conn.execute(BEGIN_SNAPSHOT)
 
     def vector_candidates(
         self, vector: np.ndarray, limit: int, *, only: Sequence[int] | None = None
@@ -88,11 +107,11 @@ class PgSearch:
         if (only is not None and not only) or limit < 1:
             return []
         query = vector_text(vector)
-        conn = self.connection
         with self.read_snapshot():
             table = self._totals()[2]
             if table is None:
                 return []
+            conn = self.connection
             if isinstance(only, FilteredChunks):  # exact: every allowed chunk, scanned on the server
                 sql, params = self._filtered(only.filters, vectors=table)
                 rows = conn.execute(
@@ -120,16 +139,12 @@ class PgSearch:
     def nearest_job(self, vector: np.ndarray, limit: int) -> tuple[str, str] | None:
         """Inside a read snapshot: (this snapshot's id, the SQL of its HNSW scan) for a second
         connection to run in parallel (parallel.py), or None when there is nothing to scan.
-        The snapshot is exported by the statement that reads the totals, so it costs none."""
+        The snapshot is exported by the statement that begins it and reads the totals, when
+        this is the search's first statement (it is: ``api`` starts the scan first)."""
         memo = self._snapshot
         if memo is None or limit < 1:
             return None
-        if memo.exported is None:
-            if memo.totals is None:
-                self._totals(export=True)
-            else:
-                (memo.exported,) = self.connection.execute("SELECT pg_export_snapshot()").fetchone()
-        table = self._totals()[2]
+        table = self._totals(export=True)[2]
         if table is None:
             return None
         return str(memo.exported), hnsw_sql(table, vector_text(vector), self.search_ids(), limit)
@@ -180,37 +195,35 @@ class PgSearch:
         memo.update((term, counts.get(term, 0)) for term in missing)
         return total, {term: memo[term] for term in wanted if memo[term]}
 
-    def _begin_snapshot(self) -> None:
-        """BEGIN the read snapshot; searching this namespace alone (the usual case), in the
-        same round trip read its totals and export the snapshot (``_totals``, ``nearest_job``):
-        one simple-protocol string, only ints spliced in."""
-        memo = self._snapshot
-        if self._search_names or memo is None:  # other namespaces: their ids are read inside the snapshot
-            self.connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            return
-        ns = int(self.ns)
-        cursor = self.connection.execute(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT coalesce(sum(chunk_count), 0)::bigint, "
-            f"coalesce(sum(token_count), 0)::bigint, (SELECT value FROM meta WHERE ns = {ns} AND key = 'vec_dimensions'), "
-            f"pg_export_snapshot() FROM namespaces WHERE id = {ns}"
-        )
-        cursor.nextset()  # past BEGIN's result
-        self._remember_totals(cursor.fetchone(), export=True)
-
     def _totals(self, *, export: bool = False) -> tuple[int, int, str | None]:
         """(chunks, tokens) of the searched namespaces and this namespace's vector table
-        (None: no vectors), in one statement; read once per read snapshot (``export``:
-        the statement also exports the snapshot, for ``nearest_job``)."""
+        (None: no vectors), in one statement; read once per read snapshot (``export``: also
+        export the snapshot, for ``nearest_job``). As a read snapshot's first statement,
+        searching this namespace alone (the usual case), BEGIN goes with it: one
+        simple-protocol string, only ints spliced in."""
         memo = self._snapshot
         if memo is not None and memo.totals is not None:
+            if export and memo.exported is None:
+                (memo.exported,) = self.connection.execute("SELECT pg_export_snapshot()").fetchone()
             return memo.totals
+        exporting = export and memo is not None
+        if memo is not None and memo.conn is None and not self._search_names:
+            conn = memo.conn = self._live_connection()
+            ns = int(self.ns)
+            cursor = conn.execute(
+                f"{BEGIN_SNAPSHOT}; SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint, "
+                f"(SELECT value FROM meta WHERE ns = {ns} AND key = 'vec_dimensions')"
+                f"{', pg_export_snapshot()' if exporting else ''} FROM namespaces WHERE id = {ns}"
+            )
+            cursor.nextset()  # past BEGIN's result
+            return self._remember_totals(cursor.fetchone(), export=exporting)
         row = self.connection.execute(
             "SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint, "
             "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions')"
-            f"{', pg_export_snapshot()' if export else ''} FROM namespaces WHERE id = ANY(%s)",
+            f"{', pg_export_snapshot()' if exporting else ''} FROM namespaces WHERE id = ANY(%s)",
             (self.ns, self.search_ids()),
         ).fetchone()
-        return self._remember_totals(row, export=export)
+        return self._remember_totals(row, export=exporting)
 
     def _remember_totals(self, row: Any, *, export: bool) -> tuple[int, int, str | None]:
         chunks, tokens, dims = row[:3]

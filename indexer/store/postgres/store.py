@@ -67,7 +67,14 @@ class PgStore(PgWrites, PgSearch, PgChecks):
     # -- connection ---------------------------------------------------------------
     @property
     def connection(self) -> Any:
-        """The live connection; a closed or broken one is replaced (between transactions)."""
+        """The live connection; inside a read snapshot, with the snapshot begun (search.py)."""
+        conn = self._live_connection()
+        if self._snapshot is not None:
+            self.begin_snapshot(conn)
+        return conn
+
+    def _live_connection(self) -> Any:
+        """The connection; a closed or broken one is replaced (between transactions)."""
         if self._conn is None or self._conn.closed or self._conn.broken:
             if self._conn is not None:
                 self._conn.close()
