@@ -1,7 +1,7 @@
 """PostgreSQL hybrid search against SQLite at about 10K chunks, idle and with writers running,
 for the base commit and this tree side by side in one run.
 
-    python bench/bench_pg_search.py [--chunks 10000] [--base f7d868c] [--rounds 2] [--seconds 15]
+    python bench/bench_pg_search.py [--chunks 10000] [--base 36ba7e0] [--rounds 2] [--seconds 15]
                                     [--writers 2] [--workdir /tmp/memdex-bench-pg]
                                     [--out bench/out/pg_search.json]
 
@@ -18,8 +18,9 @@ one searcher process of that side runs ``MemoryIndex.search`` (hybrid, the defau
 ranking, the precomputed query vector: the embedding is excluded) for ``--seconds``, each query
 on SQLite and then on PostgreSQL, so both engines see the same load. Reported per engine:
 p50 / p95 / mean ms; the PostgreSQL ÷ SQLite ratios; and the statements a PostgreSQL search
-sends (psycopg cursor calls on both its connections, counted in a pass before the timing; a
-BEGIN or COMMIT sent by psycopg's ``transaction()``, as the base commit does, is not one); and
+sends (psycopg cursor calls on both its connections, and this tree's scans sent through libpq,
+counted in a pass before the timing; a BEGIN or COMMIT sent by psycopg's ``transaction()``, as
+an older base commit does, is not one); and
 the CPU time per search: the searcher process's for each engine, and the PostgreSQL server
 processes serving its connection(s), from /proc (0 when the server is not local).
 """
@@ -73,9 +74,23 @@ def searcher(job: dict[str, Any]) -> dict[str, Any]:
             return original(self, *args, **kwargs)
 
         psycopg.Cursor.execute = counted  # type: ignore[method-assign]
+        try:  # this tree sends its parallel scan through libpq, not a cursor
+            from indexer.store.postgres import parallel
+        except ImportError:
+            parallel = None
+        raw_send = getattr(parallel, "send", None)
+
+        def counted_send(*args: Any) -> None:
+            sent[0] += 1
+            raw_send(*args)  # type: ignore[misc]
+
+        if raw_send is not None:
+            parallel.send = counted_send  # type: ignore[union-attr]
         for query in queries[:40]:
             pg.search(query)
         psycopg.Cursor.execute = original  # type: ignore[method-assign]
+        if raw_send is not None:
+            parallel.send = raw_send  # type: ignore[union-attr]
         statements = sent[0] / min(40, len(queries))
         side = getattr(getattr(pg.engine, "vector_side", None), "_conn", None)  # this tree's second connection
         backends = [pg.store.connection.info.backend_pid] + ([side.info.backend_pid] if side is not None else [])
@@ -189,7 +204,7 @@ def main() -> None:
     )
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument(
-        "--base", default="f7d868c", help="the commit compared with this tree"
+        "--base", default="36ba7e0", help="the commit compared with this tree"
     )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=15.0, help="per phase")
