@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-import select
+import selectors
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -161,8 +161,7 @@ def send(pgconn: Any, text: bytes) -> None:
     non-blocking under psycopg: flush until every byte is out)."""
     pgconn.send_query(text)
     while pgconn.flush():  # 1: more to send; read meanwhile so the server is never stuck writing
-        readable, _, _ = select.select([pgconn.socket], [pgconn.socket], [])
-        if readable:
+        if _wait(pgconn.socket, selectors.EVENT_READ | selectors.EVENT_WRITE) & selectors.EVENT_READ:
             pgconn.consume_input()
 
 
@@ -171,12 +170,21 @@ def collect(pgconn: Any) -> list[Any]:
     results = []
     while True:
         while pgconn.is_busy():
-            select.select([pgconn.socket], [], [])
+            _wait(pgconn.socket, selectors.EVENT_READ)
             pgconn.consume_input()
         result = pgconn.get_result()
         if result is None:
             return results
         results.append(result)
+
+
+def _wait(fd: int, events: int) -> int:
+    """Block until ``fd`` is ready for ``events`` (poll or epoll: any descriptor number)."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, events)
+        while True:
+            for _, ready in selector.select():
+                return ready
 
 
 class StartedScan:
