@@ -74,23 +74,23 @@ def searcher(job: dict[str, Any]) -> dict[str, Any]:
             return original(self, *args, **kwargs)
 
         psycopg.Cursor.execute = counted  # type: ignore[method-assign]
-        try:  # this tree sends its parallel scan through libpq, not a cursor
-            from indexer.store.postgres import parallel
+        try:  # this tree sends its parallel scan and its COMMIT through libpq, not a cursor
+            from indexer.store.postgres import nowait
         except ImportError:
-            parallel = None
-        raw_send = getattr(parallel, "send", None)
+            nowait = None
+        raw_send = getattr(nowait, "send", None)
 
         def counted_send(*args: Any) -> None:
             sent[0] += 1
             raw_send(*args)  # type: ignore[misc]
 
         if raw_send is not None:
-            parallel.send = counted_send  # type: ignore[union-attr]
+            nowait.send = counted_send  # type: ignore[union-attr]
         for query in queries[:40]:
             pg.search(query)
         psycopg.Cursor.execute = original  # type: ignore[method-assign]
         if raw_send is not None:
-            parallel.send = raw_send  # type: ignore[union-attr]
+            nowait.send = raw_send  # type: ignore[union-attr]
         statements = sent[0] / min(40, len(queries))
         side = getattr(getattr(pg.engine, "vector_side", None), "_conn", None)  # this tree's second connection
         backends = [pg.store.connection.info.backend_pid] + ([side.info.backend_pid] if side is not None else [])

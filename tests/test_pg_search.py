@@ -4,6 +4,7 @@ own read snapshot (store/postgres/parallel.py), and it sends few statements."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from conftest import RecordingEmbedder, fill
 
 from indexer import make_settings, open_index
-from indexer.store.postgres import parallel
+from indexer.store.postgres import nowait
 from indexer.store.postgres import search as pg_search
 
 pytestmark = pytest.mark.postgres
@@ -110,7 +111,7 @@ def test_a_hybrid_search_sends_six_statements_on_its_connection(root: Path, pg_u
 def _record_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The statements sent from now on, on either connection."""
     sent: list[str] = []
-    original, send = psycopg.Cursor.execute, parallel.send
+    original, send = psycopg.Cursor.execute, nowait.send
 
     def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
         sent.append(str(query))
@@ -121,7 +122,7 @@ def _record_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         send(pgconn, text)
 
     monkeypatch.setattr(psycopg.Cursor, "execute", counted)
-    monkeypatch.setattr(parallel, "send", sent_raw)
+    monkeypatch.setattr(nowait, "send", sent_raw)
     return sent
 
 
@@ -196,3 +197,41 @@ def test_a_role_limited_to_one_connection_still_gets_hybrid_results(root: Path, 
         assert [r.path for r in memory.search("penicillin allergy", mode="hybrid")] == hybrid
         assert memory.engine.vector_side.unavailable()  # and the next searches do not try again at once
         assert [r.path for r in memory.search("penicillin allergy", mode="hybrid")] == hybrid
+
+
+def _state_of(url: str, pid: int) -> str:
+    with psycopg.connect(url, autocommit=True) as admin:
+        row = admin.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+    return row[0] if row else "gone"
+
+
+def test_a_searchs_commit_is_not_waited_for_yet_ends_its_snapshot(root: Path, pg_url: str) -> None:
+    """The read snapshot's COMMIT is sent without waiting for its answer: the server ends
+    the transaction at once (no session left idle in transaction, holding back vacuum), and
+    the answer is read at the connection's next use, by a search or a sync alike."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as memory:
+        before = memory.search("penicillin allergy", mode="hybrid")
+        conn = memory.store._unsettled
+        assert conn is not None and conn.pgconn.transaction_status == 1  # its answer is still to be read
+        deadline = time.monotonic() + 10
+        while _state_of(pg_url, conn.info.backend_pid) != "idle":
+            assert time.monotonic() < deadline, "the server still holds the search's transaction"
+            time.sleep(0.01)
+        (root / "MEMORY.md").write_text("# Memory\n\nThe penicillin allergy note moved to notes/health.md.\n")
+        assert memory.sync().reindexed == 1  # the connection's next use reads the answer first
+        assert memory.store._unsettled is None and conn.info.transaction_status == 0
+        assert memory.search("penicillin allergy", mode="hybrid") != before
+
+
+def test_a_search_after_the_server_dropped_its_connection_mid_commit(root: Path, pg_url: str) -> None:
+    """A connection the server dropped before the COMMIT's answer was read is replaced
+    quietly: the next search answers (its snapshot had ended with the connection)."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        first = memory.search("penicillin allergy", mode="hybrid")
+        pid = memory.store._unsettled.info.backend_pid
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchall() == [(True,)]
+        assert memory.search("penicillin allergy", mode="hybrid") == first
+        assert memory.store.connection.info.backend_pid != pid

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import re
-import selectors
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import connection as pg
+from . import nowait
 from .search import PgSearch
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")  # what pg_export_snapshot() returns
 RETRY_CONNECT_SECONDS = 60.0  # after the second connection could not be opened
 OPEN_AT_SEARCH = 2  # the hybrid search that opens the second connection (the first scans on its own)
-_IDLE, _BAD = 0, 1  # libpq's PQTRANS_IDLE and CONNECTION_BAD
-_TUPLES_OK, _COMMAND_OK = 2, 1  # libpq's PGRES_TUPLES_OK, PGRES_COMMAND_OK
 _SCAN_RESULT = 4  # the scan's rows follow BEGIN, SET TRANSACTION SNAPSHOT and hnsw_sql's two SETs
 
 
@@ -83,7 +81,11 @@ class VectorSide:
             return None
         text = f"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'; {sql}; COMMIT"
         try:
-            send(conn.pgconn, text.encode("ascii"))
+            nowait.send(conn.pgconn, text.encode("ascii"))
+        except Exception as exc:  # noqa: BLE001 - a lost connection: this search scans on its own
+            log.info("the parallel vector scan could not be sent (%s); scanning on the search's connection", exc)
+            self._drop()
+            return None
         except BaseException:
             self._drop()
             raise
@@ -91,7 +93,8 @@ class VectorSide:
         return self._pending
 
     def _connection(self) -> Any:
-        if self._conn is None or self._conn.closed or self._conn.broken or self._conn.pgconn.status == _BAD:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken or conn.pgconn.status == nowait.BAD:
             self._drop()
             try:
                 self._conn = pg.connect(self.url, application="memdex vectors")
@@ -125,18 +128,17 @@ class PendingScan:
             raise ScanFailed("the scan was discarded")
         self.side._pending = None
         try:
-            results = collect(self.conn.pgconn)
+            results = nowait.collect(self.conn.pgconn)
         except BaseException as exc:  # lost connection, Ctrl-C: the connection is mid-command
             self.side._drop()
             if isinstance(exc, Exception):
                 raise ScanFailed(str(exc)) from exc
             raise
         statuses = [result.status for result in results]
-        if len(results) != _SCAN_RESULT + 2 or statuses[_SCAN_RESULT] != _TUPLES_OK or statuses[-1] != _COMMAND_OK:
-            failed = next((r for r in results if r.status not in (_TUPLES_OK, _COMMAND_OK)), None)
-            message = failed.error_message.decode("utf-8", "replace").strip() if failed is not None else "no rows"
+        expected = len(results) == _SCAN_RESULT + 2 and statuses[_SCAN_RESULT] == nowait.TUPLES_OK
+        if not expected or statuses[-1] != nowait.COMMAND_OK:
             self._end_transaction()
-            raise ScanFailed(message)
+            raise ScanFailed(nowait.failure(results) or "no rows")
         found = results[_SCAN_RESULT]
         return [(int(found.get_value(i, 0)), float(found.get_value(i, 1))) for i in range(found.ntuples)]
 
@@ -150,41 +152,10 @@ class PendingScan:
     def _end_transaction(self) -> None:
         """After a failed scan the connection may be left in its (aborted) transaction."""
         try:
-            if self.conn.pgconn.transaction_status != _IDLE:
+            if self.conn.pgconn.transaction_status != nowait.IDLE:
                 self.conn.execute("ROLLBACK")
         except Exception:  # noqa: BLE001 - then it is dropped: the next scan opens another
             self.side._drop()
-
-
-def send(pgconn: Any, text: bytes) -> None:
-    """Send a simple-protocol query string without waiting for its answer (libpq is
-    non-blocking under psycopg: flush until every byte is out)."""
-    pgconn.send_query(text)
-    while pgconn.flush():  # 1: more to send; read meanwhile so the server is never stuck writing
-        if _wait(pgconn.socket, selectors.EVENT_READ | selectors.EVENT_WRITE) & selectors.EVENT_READ:
-            pgconn.consume_input()
-
-
-def collect(pgconn: Any) -> list[Any]:
-    """Every result of the query sent last, waiting for them."""
-    results = []
-    while True:
-        while pgconn.is_busy():
-            _wait(pgconn.socket, selectors.EVENT_READ)
-            pgconn.consume_input()
-        result = pgconn.get_result()
-        if result is None:
-            return results
-        results.append(result)
-
-
-def _wait(fd: int, events: int) -> int:
-    """Block until ``fd`` is ready for ``events`` (poll or epoll: any descriptor number)."""
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, events)
-        while True:
-            for _, ready in selector.select():
-                return ready
 
 
 class StartedScan:

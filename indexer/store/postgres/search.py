@@ -5,6 +5,7 @@ and reading chunks back.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +17,10 @@ from indexer.retrieval.filters import SearchFilters
 from indexer.store.records import BM25_B, BM25_K1, ChunkRow, bm25_idf
 from indexer.store.tokenizer import stems
 
+from . import nowait
 from .text import ALL, MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, parse_vector, vector_text
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,6 +51,7 @@ class PgSearch:
     _search_names: tuple[str, ...]  # the namespaces searched by name ("*": all); empty: this one
     _snapshot: SnapshotMemo | None = None  # inside a read snapshot: what it has read already
     _names: dict[int, str] | None = None  # namespace_names()
+    _unsettled: Any = None  # the connection whose COMMIT's answer is still to be read (settle)
 
     def search_ids(self) -> list[int]:
         """Namespace ids a search covers: this one, the named ones, or every one ("*")."""
@@ -89,9 +94,38 @@ class PgSearch:
             raise
         else:
             if memo.conn is not None:
-                memo.conn.execute("COMMIT")
+                self._commit_unanswered(memo.conn)
         finally:
             self._snapshot = None
+
+    def _commit_unanswered(self, conn: Any) -> None:
+        """Send the read snapshot's COMMIT without waiting for its answer, which ``settle``
+        reads at the connection's next use: the search's rows are read already, and a
+        read-only transaction's commit has nothing to lose (if the connection is lost
+        meanwhile, the server ends the transaction all the same)."""
+        try:
+            nowait.send(conn.pgconn, b"COMMIT")
+        except Exception as exc:  # noqa: BLE001 - a lost connection: the next use opens another
+            log.info("the read snapshot's COMMIT could not be sent (%s); closing the connection", exc)
+            conn.close()
+            return
+        self._unsettled = conn
+
+    def settle(self) -> None:
+        """Read the answer to a COMMIT sent without waiting (``_commit_unanswered``), so the
+        connection is idle again. A failed one closes the connection (the next use opens
+        another): it can only mean the connection was lost."""
+        conn, self._unsettled = self._unsettled, None
+        if conn is None or conn.closed:
+            return
+        try:
+            error = nowait.failure(nowait.collect(conn.pgconn))
+        except BaseException:
+            conn.close()  # mid-answer (a lost connection, Ctrl-C): unusable
+            raise
+        if error is not None or conn.pgconn.transaction_status != nowait.IDLE:
+            log.info("a read snapshot's COMMIT failed (%s); closing the connection", error)
+            conn.close()
 
     def begin_snapshot(self, conn: Any) -> None:
         """Inside a read snapshot not yet begun: BEGIN it on ``conn`` (the ``connection``

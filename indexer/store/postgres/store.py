@@ -74,7 +74,9 @@ class PgStore(PgWrites, PgSearch, PgChecks):
         return conn
 
     def _live_connection(self) -> Any:
-        """The connection; a closed or broken one is replaced (between transactions)."""
+        """The connection, idle (a read snapshot's COMMIT answered: ``settle``); a closed or
+        broken one is replaced (between transactions)."""
+        self.settle()
         if self._conn is None or self._conn.closed or self._conn.broken:
             if self._conn is not None:
                 self._conn.close()
