@@ -235,3 +235,50 @@ def test_a_search_after_the_server_dropped_its_connection_mid_commit(root: Path,
             assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchall() == [(True,)]
         assert memory.search("penicillin allergy", mode="hybrid") == first
         assert memory.store.connection.info.backend_pid != pid
+
+
+def _whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if the searched namespace held every chunk on the server (the shared test server has many)."""
+    original = pg_search.PgSearch._remember_totals
+
+    def whole(self: Any, row: Any, *, export: bool) -> Any:
+        totals = original(self, row, export=export)
+        self._snapshot.whole = True
+        return totals
+
+    monkeypatch.setattr(pg_search.PgSearch, "_remember_totals", whole)
+
+
+def test_a_search_of_every_namespace_scans_hnsws_first_pass_alone(
+    root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When no other namespace's vectors can take places, the parallel scan is the HNSW
+    search's first pass without the iterative scan's bookkeeping: the same rows."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")  # the second connection opens at the second
+        vector = memory.embedder.embed(["penicillin allergy"])[0]
+        with memory.engine.search_snapshot():
+            expected = memory.store.vector_candidates(vector, 3)  # the iterative scan, on its own connection
+        assert memory.store.search_ids() and len(expected) == 3
+        _whole(monkeypatch)
+        sent = _record_statements(monkeypatch)
+        with memory.engine.search_snapshot():
+            scan = memory.engine.start_nearest(None, vector, 3)
+            assert scan.nearest(vector, 3) == expected  # None as the fallback source: it is not asked
+    assert ["off" in s for s in sent if "hnsw.iterative_scan" in s] == [True], sent
+
+
+def test_a_first_pass_that_comes_short_is_scanned_again_iteratively(
+    root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fewer rows than asked (here: a namespace smaller than the 200 candidates; dead rows
+    can do it too) and the first pass alone is not exact: the iterative scan runs again."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        expected = memory.search("penicillin allergy", mode="hybrid")
+        _whole(monkeypatch)
+        sent = _record_statements(monkeypatch)
+        assert memory.search("penicillin allergy", mode="hybrid") == expected
+    assert ["off" in s for s in sent if "hnsw.iterative_scan" in s] == [True, False], sent

@@ -76,7 +76,7 @@ class VectorSide:
         job = store.nearest_job(vector, limit)
         if job is None:
             return None
-        snapshot, sql = job
+        snapshot, sql, first_pass = job
         if not SNAPSHOT_ID.fullmatch(snapshot):
             return None
         text = f"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'; {sql}; COMMIT"
@@ -89,7 +89,7 @@ class VectorSide:
         except BaseException:
             self._drop()
             raise
-        self._pending = PendingScan(self, conn)
+        self._pending = PendingScan(self, conn, limit if first_pass else 0)
         return self._pending
 
     def _connection(self) -> Any:
@@ -118,8 +118,9 @@ class VectorSide:
 class PendingScan:
     """A scan sent on the second connection; ``rows()`` waits for its answer."""
 
-    def __init__(self, side: VectorSide, conn: Any) -> None:
+    def __init__(self, side: VectorSide, conn: Any, fill: int) -> None:
         self.side, self.conn = side, conn
+        self.fill = fill  # a first pass alone (hnsw_sql): fewer rows than this need the iterative scan
 
     def rows(self) -> list[tuple[int, float]]:
         """The scan's (chunk id, cosine) rows; ScanFailed when it failed (its connection is
@@ -140,6 +141,8 @@ class PendingScan:
             self._end_transaction()
             raise ScanFailed(nowait.failure(results) or "no rows")
         found = results[_SCAN_RESULT]
+        if found.ntuples < self.fill:  # dead or concurrent rows took places: only the iterative scan is exact
+            raise ScanFailed(f"the first pass found {found.ntuples} of {self.fill} rows")
         return [(int(found.get_value(i, 0)), float(found.get_value(i, 1))) for i in range(found.ntuples)]
 
     def discard(self) -> None:

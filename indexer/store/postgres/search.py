@@ -33,6 +33,7 @@ class SnapshotMemo:
     totals: tuple[int, int, str | None] | None = None  # (chunks, tokens, vector table)
     ids: list[int] | None = None  # search_ids()
     exported: str | None = None  # pg_export_snapshot(): the id a second connection imports (parallel.py)
+    whole: bool = False  # the searched namespaces hold every chunk of every namespace (hnsw_sql's first pass)
     conn: Any = None  # the connection BEGIN was sent on; None: not begun yet (sent with the first statement)
 
 
@@ -45,6 +46,7 @@ class PgSearch:
 
     connection: Any  # the live connection; inside a read snapshot, begun (``begin_snapshot``)
     namespace: str  # this store's namespace (its id: ``ns``)
+    access: Any  # access.Access: the role, and whether it owns the schema
     _live_connection: Any  # () -> the live connection, nothing sent
     ns: int
     unknown_namespace: Any  # name -> the error for a namespace this role cannot see
@@ -172,9 +174,10 @@ class PgSearch:
         cursor.nextset()
         return cursor.fetchall()
 
-    def nearest_job(self, vector: np.ndarray, limit: int) -> tuple[str, str] | None:
-        """Inside a read snapshot: (this snapshot's id, the SQL of its HNSW scan) for a second
-        connection to run in parallel (parallel.py), or None when there is nothing to scan.
+    def nearest_job(self, vector: np.ndarray, limit: int) -> tuple[str, str, bool] | None:
+        """Inside a read snapshot: (this snapshot's id, the SQL of its HNSW scan, whether it is
+        ``hnsw_sql``'s first pass alone) for a second connection to run in parallel
+        (parallel.py), or None when there is nothing to scan.
         The snapshot is exported by the statement that begins it and reads the totals, when
         this is the search's first statement (it is: ``api`` starts the scan first)."""
         memo = self._snapshot
@@ -183,7 +186,8 @@ class PgSearch:
         table = self._totals(export=True)[2]
         if table is None:
             return None
-        return str(memo.exported), hnsw_sql(table, vector_text(vector), self.search_ids(), limit)
+        first_pass = memo.whole  # no other namespace's vectors take places in the candidate list
+        return str(memo.exported), hnsw_sql(table, vector_text(vector), self.search_ids(), limit, iterative=not first_pass), first_pass
 
     def vectors_by_pairs(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
         return self.vectors_of([chunk_id for chunk_id, _ in pairs])
@@ -248,27 +252,29 @@ class PgSearch:
             ns = int(self.ns)
             cursor = conn.execute(
                 f"{BEGIN_SNAPSHOT}; SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint, "
-                f"(SELECT value FROM meta WHERE ns = {ns} AND key = 'vec_dimensions')"
+                f"(SELECT value FROM meta WHERE ns = {ns} AND key = 'vec_dimensions'), (SELECT sum(chunk_count) FROM namespaces)"
                 f"{', pg_export_snapshot()' if exporting else ''} FROM namespaces WHERE id = {ns}"
             )
             cursor.nextset()  # past BEGIN's result
             return self._remember_totals(cursor.fetchone(), export=exporting)
         row = self.connection.execute(
             "SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint, "
-            "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions')"
+            "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions'), (SELECT sum(chunk_count) FROM namespaces)"
             f"{', pg_export_snapshot()' if exporting else ''} FROM namespaces WHERE id = ANY(%s)",
             (self.ns, self.search_ids()),
         ).fetchone()
         return self._remember_totals(row, export=exporting)
 
     def _remember_totals(self, row: Any, *, export: bool) -> tuple[int, int, str | None]:
-        chunks, tokens, dims = row[:3]
+        chunks, tokens, dims, every = row[:4]
         totals = (int(chunks), int(tokens), f"chunk_vectors_{int(dims)}" if dims and dims.isdigit() else None)
         memo = self._snapshot
         if memo is not None:
             memo.totals = totals
+            # The schema's owner sees every namespace (row-level security binds other roles).
+            memo.whole = self.access.owner and int(chunks) >= int(every or 0)
             if export:
-                memo.exported = row[3]
+                memo.exported = row[4]
         return totals
 
     def keyword_candidates(
@@ -348,18 +354,25 @@ class PgSearch:
         ).fetchall()
 
 
-def hnsw_sql(table: str, query: str, ids: Sequence[int], limit: int) -> str:
+def hnsw_sql(table: str, query: str, ids: Sequence[int], limit: int, *, iterative: bool = True) -> str:
     """Two SETs and the HNSW index scan as one simple-protocol string: one round trip, its
     rows the third result. Only numbers are spliced in (``vector_text`` writes digits, signs,
     dots, exponents and commas; the ids and sizes are ints).
 
     ``ef_search`` is a quarter above ``limit``: other namespaces' vectors and dead ones (rows
     replaced since the last VACUUM) take places in the candidate list, and refilling it with
-    the iterative scan cost more than the wider first search (bench/bench_pg_search.py)."""
+    the iterative scan cost more than the wider first search (bench/bench_pg_search.py).
+
+    ``iterative=False``: the first pass alone. pgvector's strict-order iterative scan returns
+    that same pass's candidates in the same order before it resumes (hnswscan.c: the search
+    layer's list does not depend on the discarded heap it keeps for resuming), so when the
+    first pass returns ``limit`` rows they are the iterative scan's rows, without the cost of
+    keeping every discarded candidate (about a tenth of the scan); when it returns fewer, the
+    caller scans again with ``iterative=True``."""
     ef = max(40, min(limit + limit // 4, MAX_EF_SEARCH))
     namespaces = ",".join(str(int(i)) for i in ids)
     return (
-        f"SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = strict_order; "
+        f"SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = {'strict_order' if iterative else 'off'}; "
         f"SELECT chunk_id, 1 - (embedding <=> '{query}'::vector) FROM {table} WHERE ns = ANY('{{{namespaces}}}') "
         f"ORDER BY embedding <=> '{query}'::vector LIMIT {int(limit)}"
     )
