@@ -8,8 +8,8 @@ postings. Vectors live in a narrow ``chunk_vectors_<dims>`` table with an
 HNSW index (pgvector), searched with ``hnsw.ef_search`` at least the number
 of candidates and an iterative scan, so a namespace filter still fills them.
 
-The search half is ``search.py`` (a hybrid search's HNSW scan runs on a second
-connection: ``parallel.py``), status and checks ``checks.py``, the write path of
+The search half is ``search.py`` (its read snapshots ``snapshot.py``; a hybrid search's
+HNSW scan runs on a second connection: ``parallel.py``), status and checks ``checks.py``, the write path of
 chunks ``write.py`` (and a sync's bulk load, ``bulk.py``), what is computed on the
 client (terms, vector text, filter SQL) ``text.py``.
 
