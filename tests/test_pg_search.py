@@ -238,15 +238,9 @@ def test_a_search_after_the_server_dropped_its_connection_mid_commit(root: Path,
 
 
 def _whole(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As if the searched namespace held every chunk on the server (the shared test server has many)."""
-    original = pg_search.PgSearch._remember_totals
-
-    def whole(self: Any, row: Any, *, export: bool) -> Any:
-        totals = original(self, row, export=export)
-        self._snapshot.whole = True
-        return totals
-
-    monkeypatch.setattr(pg_search.PgSearch, "_remember_totals", whole)
+    """As if the searched namespace held every chunk on the server (the shared test server has
+    many), and enough of them for HNSW's first pass alone."""
+    monkeypatch.setattr(pg_search.PgSearch, "_first_pass_alone", lambda self, limit: True)
 
 
 def test_a_search_of_every_namespace_scans_hnsws_first_pass_alone(
@@ -272,8 +266,8 @@ def test_a_search_of_every_namespace_scans_hnsws_first_pass_alone(
 def test_a_first_pass_that_comes_short_is_scanned_again_iteratively(
     root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Fewer rows than asked (here: a namespace smaller than the 200 candidates; dead rows
-    can do it too) and the first pass alone is not exact: the iterative scan runs again."""
+    """Fewer rows than asked (here: a namespace smaller than the 200 candidates, as dead rows
+    can make it) and the first pass alone is not exact: the iterative scan runs again."""
     settings = _indexed(root, pg_url)
     with open_index(settings, embedder=RecordingEmbedder()) as memory:
         memory.search("penicillin allergy", mode="hybrid")
@@ -282,3 +276,17 @@ def test_a_first_pass_that_comes_short_is_scanned_again_iteratively(
         sent = _record_statements(monkeypatch)
         assert memory.search("penicillin allergy", mode="hybrid") == expected
     assert ["off" in s for s in sent if "hnsw.iterative_scan" in s] == [True, False], sent
+
+
+def test_the_first_pass_alone_needs_every_namespace_and_twice_the_candidates(root: Path, pg_url: str) -> None:
+    """Only where no other namespace's vectors can take places (the owner searching every
+    chunk on the server) and the index holds twice the candidates, so that a small index
+    is not scanned twice (its first pass always comes short)."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        store = memory.store
+        with memory.engine.search_snapshot():
+            chunks = store._totals()[0]
+            assert chunks >= 4 and not store._snapshot.whole  # the shared test server has other namespaces
+            store._snapshot.whole = True
+            assert store._first_pass_alone(chunks // 2) and not store._first_pass_alone(chunks // 2 + 1)

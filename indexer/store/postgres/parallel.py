@@ -47,6 +47,10 @@ class ScanFailed(Exception):
     """The second connection's scan did not answer (the search scans on its own connection)."""
 
 
+class ShortPass(ScanFailed):
+    """HNSW's first pass alone found fewer rows than asked: only the iterative scan is exact."""
+
+
 class VectorSide:
     """The second connection, and the scan it is running."""
 
@@ -142,7 +146,7 @@ class PendingScan:
             raise ScanFailed(nowait.failure(results) or "no rows")
         found = results[_SCAN_RESULT]
         if found.ntuples < self.fill:  # dead or concurrent rows took places: only the iterative scan is exact
-            raise ScanFailed(f"the first pass found {found.ntuples} of {self.fill} rows")
+            raise ShortPass(f"the first pass found {found.ntuples} of {self.fill} rows")
         return [(int(found.get_value(i, 0)), float(found.get_value(i, 1))) for i in range(found.ntuples)]
 
     def discard(self) -> None:
@@ -174,5 +178,6 @@ class StartedScan:
             try:
                 return self.scan.rows()
             except ScanFailed as exc:  # the scan is only a head start: redo it here
-                log.info("the parallel vector scan failed (%s); scanning on the search's connection", exc)
+                log.log(logging.DEBUG if isinstance(exc, ShortPass) else logging.INFO,
+                        "the parallel vector scan failed (%s); scanning on the search's connection", exc)
         return self.source.nearest(query, k, only=only)

@@ -99,8 +99,15 @@ class PgSearch(PgSnapshot):
         table = self._totals(export=True)[2]
         if table is None:
             return None
-        first_pass = memo.whole  # no other namespace's vectors take places in the candidate list
+        first_pass = self._first_pass_alone(limit)
         return str(memo.exported), hnsw_sql(table, vector_text(vector), self.search_ids(), limit, iterative=not first_pass), first_pass
+
+    def _first_pass_alone(self, limit: int) -> bool:
+        """Whether HNSW's first pass alone is likely to fill ``limit`` (``hnsw_sql``): no other
+        namespace's vectors can take places in its list, and the namespaces hold at least
+        twice ``limit`` chunks (a smaller index would come short, and be scanned twice)."""
+        memo = self._snapshot
+        return memo is not None and memo.whole and memo.totals is not None and memo.totals[0] >= 2 * limit
 
     def vectors_by_pairs(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
         return self.vectors_of([chunk_id for chunk_id, _ in pairs])
