@@ -1,8 +1,8 @@
 """PostgreSQL hybrid search against SQLite at about 10K chunks, idle and with writers running,
 for the base commit and this tree side by side in one run.
 
-    python bench/bench_pg_search.py [--chunks 10000] [--base f7d868c] [--rounds 2] [--seconds 15]
-                                    [--writers 2] [--workdir /tmp/memdex-bench-pg]
+    python bench/bench_pg_search.py [--chunks 10000] [--base 36ba7e0] [--rounds 2] [--seconds 15]
+                                    [--writers 2] [--cold 0] [--idle-first] [--workdir /tmp/memdex-bench-pg]
                                     [--out bench/out/pg_search.json]
 
 Data: bench_pg.py's: its generated folder of about ``--chunks`` chunks and the model's vectors
@@ -18,10 +18,17 @@ one searcher process of that side runs ``MemoryIndex.search`` (hybrid, the defau
 ranking, the precomputed query vector: the embedding is excluded) for ``--seconds``, each query
 on SQLite and then on PostgreSQL, so both engines see the same load. Reported per engine:
 p50 / p95 / mean ms; the PostgreSQL ÷ SQLite ratios; and the statements a PostgreSQL search
-sends (psycopg cursor calls on both its connections, counted in a pass before the timing; a
-BEGIN or COMMIT sent by psycopg's ``transaction()``, as the base commit does, is not one); and
+sends (psycopg cursor calls on both its connections, and this tree's scans sent through libpq,
+counted in a pass before the timing; a BEGIN or COMMIT sent by psycopg's ``transaction()``, as
+an older base commit does, is not one); and
 the CPU time per search: the searcher process's for each engine, and the PostgreSQL server
 processes serving its connection(s), from /proc (0 when the server is not local).
+
+``--cold N`` first (while the server holds one namespace) runs N one-shot hybrid searches per
+side, alternating: a fresh process opens the index, searches once and closes, as ``memdex
+search`` does; medians of the search, of open + search + close, and the connections opened.
+``--idle-first`` runs every idle phase before the first writers phase, so the idle phases
+search a server that holds one namespace (the writers' namespaces stay on the server).
 """
 
 from __future__ import annotations
@@ -73,9 +80,23 @@ def searcher(job: dict[str, Any]) -> dict[str, Any]:
             return original(self, *args, **kwargs)
 
         psycopg.Cursor.execute = counted  # type: ignore[method-assign]
+        try:  # this tree sends its parallel scan and its COMMIT through libpq, not a cursor
+            from indexer.store.postgres import nowait
+        except ImportError:
+            nowait = None
+        raw_send = getattr(nowait, "send", None)
+
+        def counted_send(*args: Any) -> None:
+            sent[0] += 1
+            raw_send(*args)  # type: ignore[misc]
+
+        if raw_send is not None:
+            nowait.send = counted_send  # type: ignore[union-attr]
         for query in queries[:40]:
             pg.search(query)
         psycopg.Cursor.execute = original  # type: ignore[method-assign]
+        if raw_send is not None:
+            nowait.send = raw_send  # type: ignore[union-attr]
         statements = sent[0] / min(40, len(queries))
         side = getattr(getattr(pg.engine, "vector_side", None), "_conn", None)  # this tree's second connection
         backends = [pg.store.connection.info.backend_pid] + ([side.info.backend_pid] if side is not None else [])
@@ -101,6 +122,48 @@ def searcher(job: dict[str, Any]) -> dict[str, Any]:
         "postgresql_server": round(server / n * 1000, 2),  # the search's backends (one or two)
     }
     return {"samples_ms": samples, "statements_per_search": round(statements, 1), "cpu_ms_per_search": cpu_ms}
+
+
+def cold(job: dict[str, Any]) -> dict[str, Any]:
+    """A one-shot hybrid search as ``memdex search`` runs it: open the index, one search,
+    close; with the connections it opened (the query embedding excluded, as above)."""
+    started = time.perf_counter()
+    from pg_bench_roles import BenchVectors
+
+    from indexer import make_settings, open_index
+    from indexer.store.postgres import connection as pg_connection
+
+    opened = [0]
+    connect = pg_connection.connect
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        opened[0] += 1
+        return connect(*args, **kwargs)
+
+    pg_connection.connect = counted  # type: ignore[assignment]
+    embedder = BenchVectors(Path(job["bank"]))
+    imported = time.perf_counter()
+    with open_index(make_settings(job["root"], job["url"], namespace="main"), embedder=embedder) as index:
+        ready = time.perf_counter()
+        index.search(job["query"])
+        searched = time.perf_counter()
+    closed = time.perf_counter()
+    return {"import_ms": (imported - started) * 1000, "open_ms": (ready - imported) * 1000,
+            "search_ms": (searched - ready) * 1000, "open_search_close_ms": (closed - imported) * 1000,
+            "connections": opened[0]}  # fmt: skip
+
+
+def run_cold(trees: dict[str, Path], job: dict[str, Any], queries: list[str], runs: int, logs: Path) -> dict[str, Any]:
+    """``runs`` one-shot searches per side, the sides alternating run by run; medians."""
+    found: dict[str, list[dict[str, Any]]] = {side: [] for side in trees}
+    for i in range(runs):
+        for side, tree in trees.items():
+            with (logs / f"cold-{side}.log").open("a") as err:
+                done = subprocess.run([sys.executable, __file__, "--child", json.dumps({**job, "query": queries[i % len(queries)]})],
+                                      stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, "PYTHONPATH": str(tree)},
+                                      check=True)  # fmt: skip
+            found[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {side: {key: round(percentile([r[key] for r in rows], 0.5), 2) for key in rows[0]} for side, rows in found.items()}
 
 
 def backend_cpu(pid: int) -> float:
@@ -189,7 +252,7 @@ def main() -> None:
     )
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument(
-        "--base", default="f7d868c", help="the commit compared with this tree"
+        "--base", default="36ba7e0", help="the commit compared with this tree"
     )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=15.0, help="per phase")
@@ -210,6 +273,10 @@ def main() -> None:
         help="corpus-word queries, plus the 80 fixture questions",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cold", type=int, default=0, help="one-shot searches per side, first (one namespace)")
+    parser.add_argument("--idle-first", action="store_true",
+                        help="every idle phase before the first writers phase (the writers' namespaces "
+                             "then share the server's vector table only in the writers phases)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/memdex-bench-pg"))
     parser.add_argument(
         "--out", type=Path, default=REPO / "bench" / "out" / "pg_search.json"
@@ -220,6 +287,8 @@ def main() -> None:
         job = json.loads(args.child)
         if job["role"] == "searcher":
             print(json.dumps(searcher(job)), flush=True)
+        elif job["role"] == "cold":
+            print(json.dumps(cold(job)), flush=True)
         else:
             from pg_bench_roles import run_child as run_role
 
@@ -261,15 +330,21 @@ def main() -> None:
             writers = writer_jobs(args, pristine, run, server.url, str(bank))
             search_job = {"role": "searcher", "name": "", "root": str(root), "sqlite": sqlite_db, "url": server.url,
                           "bank": str(bank), "queries": queries, "seconds": args.seconds}  # fmt: skip
-            for round_ in range(args.rounds):
-                for side, tree in (("base", base_tree), ("new", REPO)):
-                    for phase, load in (("idle", []), ("writers", writers)):
-                        found = run_phase(
-                            tree, search_job, load, logs, f"{side}{round_}-{phase}"
-                        )
-                        results["runs"].append({"side": side, "round": round_, "phase": phase,
-                                                "load_average": os.getloadavg()[0], **found})  # fmt: skip
-                        print(side, round_, phase, json.dumps(found), flush=True)
+            if args.cold:
+                cold_job = {"role": "cold", "root": str(root), "url": server.url, "bank": str(bank)}
+                results["cold"] = run_cold({"base": base_tree, "new": REPO}, cold_job, queries, args.cold, logs)
+                results["cold"]["load_average"] = os.getloadavg()[0]
+                print("cold", json.dumps(results["cold"]), flush=True)
+            order = [(round_, side, tree, phase, load) for round_ in range(args.rounds)
+                     for side, tree in (("base", base_tree), ("new", REPO))
+                     for phase, load in (("idle", []), ("writers", writers))]  # fmt: skip
+            if args.idle_first:
+                order.sort(key=lambda item: item[3] != "idle")  # stable: rounds and sides keep their order
+            for round_, side, tree, phase, load in order:
+                found = run_phase(tree, search_job, load, logs, f"{side}{round_}-{phase}")
+                results["runs"].append({"side": side, "round": round_, "phase": phase,
+                                        "load_average": os.getloadavg()[0], **found})  # fmt: skip
+                print(side, round_, phase, json.dumps(found), flush=True)
         finally:
             server.close()
     results["load_average_at_end"] = os.getloadavg()
@@ -280,6 +355,8 @@ def main() -> None:
 
 
 def print_table(results: dict[str, Any]) -> None:
+    if "cold" in results:
+        print("\none-shot hybrid search, medians:", json.dumps(results["cold"]))
     head = f"{'side / phase':22}{'SQLite p50/mean':>18}{'PG p50/mean':>16}{'PG÷SQLite p50/mean':>22}{'statements':>12}"
     print(f"\n{head}{'CPU ms: SQLite | PG client + server':>38}")
     for run in results["runs"]:

@@ -1,9 +1,10 @@
-"""PostgreSQL's hybrid search path: its vector half runs on a second connection, in
-parallel with the keyword half, inside the search's own read snapshot
-(store/postgres/parallel.py), and it sends few statements."""
+"""PostgreSQL's hybrid search path: from a process's second hybrid search on, its vector
+half runs on a second connection, in parallel with the keyword half, inside the search's
+own read snapshot (store/postgres/parallel.py), and it sends few statements."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from conftest import RecordingEmbedder, fill
 
 from indexer import make_settings, open_index
+from indexer.store.postgres import nowait
 from indexer.store.postgres import search as pg_search
 
 pytestmark = pytest.mark.postgres
@@ -71,6 +73,8 @@ def test_the_vector_half_reads_the_searchs_snapshot_not_a_later_one(
     monkeypatch.setattr(pg_search.PgSearch, "nearest_job", delete_meanwhile)
     # No word of the query is indexed: only the vector half can find SOUL.md.
     with open_index(settings, embedder=FixedQuery(_soul_vector(pg_url, namespace))) as memory:
+        memory.search("qwzx", mode="hybrid")  # the first scans on its own connection
+        assert jobs == []
         results = memory.search("qwzx", mode="hybrid")
         assert len(jobs) == 1 and jobs[0] is not None
         assert results and results[0].path == "SOUL.md"
@@ -80,6 +84,7 @@ def test_the_vector_half_reads_the_searchs_snapshot_not_a_later_one(
 def test_a_dropped_vector_connection_is_replaced_on_the_retry(root: Path, pg_url: str) -> None:
     settings = _indexed(root, pg_url)
     with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
         first = memory.search("penicillin allergy", mode="hybrid")
         pid = memory.engine.vector_side._conn.info.backend_pid
         with psycopg.connect(pg_url, autocommit=True) as admin:  # the server drops it (as on a restart)
@@ -90,22 +95,70 @@ def test_a_dropped_vector_connection_is_replaced_on_the_retry(root: Path, pg_url
 
 def test_a_hybrid_search_sends_six_statements_on_its_connection(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """meta; BEGIN with the totals and the snapshot's export; term counts; bm25; the rows read
-    back; COMMIT. The HNSW scan is one more, on the second connection."""
+    back; COMMIT. The HNSW scan is one more, sent on the second connection."""
     settings = _indexed(root, pg_url)
     with open_index(settings, embedder=RecordingEmbedder()) as memory:
         memory.search("penicillin allergy", mode="hybrid")
-        sent: list[str] = []
-        original = psycopg.Cursor.execute
-
-        def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-            sent.append(str(query)[:90])
-            return original(self, query, *args, **kwargs)
-
-        monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+        memory.search("penicillin allergy", mode="hybrid")
+        sent = _record_statements(monkeypatch)
         assert memory.search("penicillin allergy", mode="hybrid")
     scans = [s for s in sent if s.startswith("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT")]
     assert len(scans) == 1 and len(sent) == 7, sent
     assert sent[1].startswith("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT") and sent[-1] == "COMMIT"
+    assert "pg_export_snapshot()" in sent[1]
+
+
+def _record_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements sent from now on, on either connection."""
+    sent: list[str] = []
+    original, send = psycopg.Cursor.execute, nowait.send
+
+    def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return original(self, query, *args, **kwargs)
+
+    def sent_raw(pgconn: Any, text: bytes) -> None:
+        sent.append(text.decode())
+        send(pgconn, text)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    monkeypatch.setattr(nowait, "send", sent_raw)
+    return sent
+
+
+def test_a_first_search_opens_no_second_connection_and_exports_no_snapshot(
+    root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-shot ``memdex search`` (a process's first hybrid search) scans on its own
+    connection: no second handshake, no exported snapshot; nor does a keyword search."""
+    settings = _indexed(root, pg_url)
+    sent = _record_statements(monkeypatch)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        keyword = memory.search("penicillin allergy", mode="keyword")
+        hybrid = memory.search("penicillin allergy", mode="hybrid")
+        assert keyword and hybrid
+        assert memory.engine.vector_side._conn is None
+        assert not [s for s in sent if "pg_export_snapshot" in s or "SET TRANSACTION SNAPSHOT" in s], sent
+        assert len([s for s in sent if s.startswith("BEGIN")]) == 2  # one read snapshot per search, folded
+        assert memory.search("penicillin allergy", mode="hybrid") == hybrid  # the second: in parallel
+        assert memory.engine.vector_side._conn is not None
+
+
+def test_a_scan_nobody_read_leaves_the_second_connection_usable(root: Path, pg_url: str) -> None:
+    """A search that fails after its scan was sent never reads the scan's rows: the next
+    search reads and drops them first, and gets its own."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        expected = memory.search("penicillin allergy", mode="hybrid")
+        vector = memory.embedder.embed(["penicillin allergy"])[0]
+        with pytest.raises(RuntimeError), memory.engine.search_snapshot():
+            assert memory.engine.start_nearest(None, vector, 200) is not None
+            raise RuntimeError("the keyword half failed")
+        assert memory.engine.vector_side._pending is not None
+        conn = memory.engine.vector_side._conn
+        assert memory.search("penicillin allergy", mode="hybrid") == expected
+        assert memory.engine.vector_side._conn is conn and conn.info.transaction_status == 0
 
 
 def test_a_hybrid_search_answers_after_the_server_dropped_both_connections(
@@ -115,6 +168,7 @@ def test_a_hybrid_search_answers_after_the_server_dropped_both_connections(
     scan's: the retry replaces the first, and the scan falls back to it (review: it failed)."""
     settings = _indexed(root, pg_url)
     with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
         first = [r.path for r in memory.search("penicillin allergy", mode="hybrid")]
         assert memory.engine.vector_side._conn is not None
         pg_server_alive.restart()
@@ -139,6 +193,100 @@ def test_a_role_limited_to_one_connection_still_gets_hybrid_results(root: Path, 
     with open_index(make_settings(root, url, namespace=settings.namespace_name), embedder=RecordingEmbedder()) as memory:
         keyword = [r.path for r in memory.search("penicillin allergy", mode="keyword")]
         hybrid = [r.path for r in memory.search("penicillin allergy", mode="hybrid")]
-        assert keyword and hybrid
+        assert keyword and hybrid and not memory.engine.vector_side.unavailable()  # the first: no second connection
+        assert [r.path for r in memory.search("penicillin allergy", mode="hybrid")] == hybrid
         assert memory.engine.vector_side.unavailable()  # and the next searches do not try again at once
         assert [r.path for r in memory.search("penicillin allergy", mode="hybrid")] == hybrid
+
+
+def _state_of(url: str, pid: int) -> str:
+    with psycopg.connect(url, autocommit=True) as admin:
+        row = admin.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+    return row[0] if row else "gone"
+
+
+def test_a_searchs_commit_is_not_waited_for_yet_ends_its_snapshot(root: Path, pg_url: str) -> None:
+    """The read snapshot's COMMIT is sent without waiting for its answer: the server ends
+    the transaction at once (no session left idle in transaction, holding back vacuum), and
+    the answer is read at the connection's next use, by a search or a sync alike."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as memory:
+        before = memory.search("penicillin allergy", mode="hybrid")
+        conn = memory.store._unsettled
+        assert conn is not None and conn.pgconn.transaction_status == 1  # its answer is still to be read
+        deadline = time.monotonic() + 10
+        while _state_of(pg_url, conn.info.backend_pid) != "idle":
+            assert time.monotonic() < deadline, "the server still holds the search's transaction"
+            time.sleep(0.01)
+        (root / "MEMORY.md").write_text("# Memory\n\nThe penicillin allergy note moved to notes/health.md.\n")
+        assert memory.sync().reindexed == 1  # the connection's next use reads the answer first
+        assert memory.store._unsettled is None and conn.info.transaction_status == 0
+        assert memory.search("penicillin allergy", mode="hybrid") != before
+
+
+def test_a_search_after_the_server_dropped_its_connection_mid_commit(root: Path, pg_url: str) -> None:
+    """A connection the server dropped before the COMMIT's answer was read is replaced
+    quietly: the next search answers (its snapshot had ended with the connection)."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        first = memory.search("penicillin allergy", mode="hybrid")
+        pid = memory.store._unsettled.info.backend_pid
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchall() == [(True,)]
+        assert memory.search("penicillin allergy", mode="hybrid") == first
+        assert memory.store.connection.info.backend_pid != pid
+
+
+def _whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if the searched namespace held every chunk on the server (the shared test server has
+    many), and enough of them for HNSW's first pass alone."""
+    monkeypatch.setattr(pg_search.PgSearch, "_first_pass_alone", lambda self, limit: True)
+
+
+def test_a_search_of_every_namespace_scans_hnsws_first_pass_alone(
+    root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When no other namespace's vectors can take places, the parallel scan is the HNSW
+    search's first pass without the iterative scan's bookkeeping: the same rows."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")  # the second connection opens at the second
+        vector = memory.embedder.embed(["penicillin allergy"])[0]
+        with memory.engine.search_snapshot():
+            expected = memory.store.vector_candidates(vector, 3)  # the iterative scan, on its own connection
+        assert memory.store.search_ids() and len(expected) == 3
+        _whole(monkeypatch)
+        sent = _record_statements(monkeypatch)
+        with memory.engine.search_snapshot():
+            scan = memory.engine.start_nearest(None, vector, 3)
+            assert scan.nearest(vector, 3) == expected  # None as the fallback source: it is not asked
+    assert ["off" in s for s in sent if "hnsw.iterative_scan" in s] == [True], sent
+
+
+def test_a_first_pass_that_comes_short_is_scanned_again_iteratively(
+    root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fewer rows than asked (here: a namespace smaller than the 200 candidates, as dead rows
+    can make it) and the first pass alone is not exact: the iterative scan runs again."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        expected = memory.search("penicillin allergy", mode="hybrid")
+        _whole(monkeypatch)
+        sent = _record_statements(monkeypatch)
+        assert memory.search("penicillin allergy", mode="hybrid") == expected
+    assert ["off" in s for s in sent if "hnsw.iterative_scan" in s] == [True, False], sent
+
+
+def test_the_first_pass_alone_needs_every_namespace_and_twice_the_candidates(root: Path, pg_url: str) -> None:
+    """Only where no other namespace's vectors can take places (the owner searching every
+    chunk on the server) and the index holds twice the candidates, so that a small index
+    is not scanned twice (its first pass always comes short)."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        store = memory.store
+        with memory.engine.search_snapshot():
+            chunks = store._totals()[0]
+            assert chunks >= 4 and not store._snapshot.whole  # the shared test server has other namespaces
+            store._snapshot.whole = True
+            assert store._first_pass_alone(chunks // 2) and not store._first_pass_alone(chunks // 2 + 1)

@@ -68,8 +68,8 @@ class PgEngine:
     def start_nearest(self, source: Any, query: Any, k: int) -> Any:
         """Inside the search snapshot: ``source`` with its scan for ``query`` already running
         on the second connection, in this snapshot, while the keyword half runs on the first."""
-        future = self.vector_side.start(self.store, query, k)
-        return source if future is None else StartedScan(source, future, query, k)
+        scan = self.vector_side.start(self.store, query, k)
+        return source if scan is None else StartedScan(source, scan, query, k)
 
     def rebuild(self, build: Build[Report], cache: VectorCache) -> Report:
         """Re-index the namespace in one transaction, holding its advisory lock:

@@ -5,9 +5,7 @@ and reading chunks back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,30 +14,20 @@ from indexer.retrieval.filters import SearchFilters
 from indexer.store.records import BM25_B, BM25_K1, ChunkRow, bm25_idf
 from indexer.store.tokenizer import stems
 
+from .snapshot import BEGIN_SNAPSHOT, PgSnapshot
 from .text import ALL, MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, parse_vector, vector_text
 
 
-@dataclass
-class SnapshotMemo:
-    """What one read snapshot (``PgStore.read_snapshot``) has read already: a search asks for
-    its namespaces' totals, the vector table and its terms' counts more than once, and inside
-    one REPEATABLE READ snapshot the answers cannot change."""
-
-    counts: dict[str, int] = field(default_factory=dict)  # term -> chunks holding it
-    totals: tuple[int, int, str | None] | None = None  # (chunks, tokens, vector table)
-    ids: list[int] | None = None  # search_ids()
-    exported: str | None = None  # pg_export_snapshot(): the id a second connection imports (parallel.py)
-
-
-class PgSearch:
+class PgSearch(PgSnapshot):
     """The search half of ``PgStore`` (which provides ``connection``, ``ns``, ``unknown_namespace``
-    and ``_vec_table``)."""
+    and ``_vec_table``); its read snapshots: ``snapshot.py``."""
 
-    connection: Any
+    namespace: str  # this store's namespace (its id: ``ns``)
+    access: Any  # access.Access: the role, and whether it owns the schema
     ns: int
     unknown_namespace: Any  # name -> the error for a namespace this role cannot see
     _search_names: tuple[str, ...]  # the namespaces searched by name ("*": all); empty: this one
-    _snapshot: SnapshotMemo | None = None  # inside a read snapshot: what it has read already
+    _names: dict[int, str] | None = None  # namespace_names()
 
     def search_ids(self) -> list[int]:
         """Namespace ids a search covers: this one, the named ones, or every one ("*")."""
@@ -61,24 +49,6 @@ class PgSearch:
         if memo is not None:
             memo.ids = ids
         return list(ids)
-    @contextmanager
-    def read_snapshot(self) -> Iterator[None]:
-        conn = self.connection
-        if conn.info.transaction_status != 0:  # already inside a transaction
-            yield
-            return
-        self._snapshot = SnapshotMemo()  # what a search asks for more than once, read once
-        try:
-            self._begin_snapshot()  # BEGIN ISOLATION LEVEL REPEATABLE READ, with the totals: one round trip
-            yield
-        except BaseException:
-            if conn.info.transaction_status in (2, 3):  # in a transaction, failed or not (not a lost connection)
-                conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
-        finally:
-            self._snapshot = None
 
     def vector_candidates(
         self, vector: np.ndarray, limit: int, *, only: Sequence[int] | None = None
@@ -88,11 +58,11 @@ class PgSearch:
         if (only is not None and not only) or limit < 1:
             return []
         query = vector_text(vector)
-        conn = self.connection
         with self.read_snapshot():
             table = self._totals()[2]
             if table is None:
                 return []
+            conn = self.connection
             if isinstance(only, FilteredChunks):  # exact: every allowed chunk, scanned on the server
                 sql, params = self._filtered(only.filters, vectors=table)
                 rows = conn.execute(
@@ -117,22 +87,27 @@ class PgSearch:
         cursor.nextset()
         return cursor.fetchall()
 
-    def nearest_job(self, vector: np.ndarray, limit: int) -> tuple[str, str] | None:
-        """Inside a read snapshot: (this snapshot's id, the SQL of its HNSW scan) for a second
-        connection to run in parallel (parallel.py), or None when there is nothing to scan.
-        The snapshot is exported by the statement that reads the totals, so it costs none."""
+    def nearest_job(self, vector: np.ndarray, limit: int) -> tuple[str, str, bool] | None:
+        """Inside a read snapshot: (this snapshot's id, the SQL of its HNSW scan, whether it is
+        ``hnsw_sql``'s first pass alone) for a second connection to run in parallel
+        (parallel.py), or None when there is nothing to scan.
+        The snapshot is exported by the statement that begins it and reads the totals, when
+        this is the search's first statement (it is: ``api`` starts the scan first)."""
         memo = self._snapshot
         if memo is None or limit < 1:
             return None
-        if memo.exported is None:
-            if memo.totals is None:
-                self._totals(export=True)
-            else:
-                (memo.exported,) = self.connection.execute("SELECT pg_export_snapshot()").fetchone()
-        table = self._totals()[2]
+        table = self._totals(export=True)[2]
         if table is None:
             return None
-        return str(memo.exported), hnsw_sql(table, vector_text(vector), self.search_ids(), limit)
+        first_pass = self._first_pass_alone(limit)
+        return str(memo.exported), hnsw_sql(table, vector_text(vector), self.search_ids(), limit, iterative=not first_pass), first_pass
+
+    def _first_pass_alone(self, limit: int) -> bool:
+        """Whether HNSW's first pass alone is likely to fill ``limit`` (``hnsw_sql``): no other
+        namespace's vectors can take places in its list, and the namespaces hold at least
+        twice ``limit`` chunks (a smaller index would come short, and be scanned twice)."""
+        memo = self._snapshot
+        return memo is not None and memo.whole and memo.totals is not None and memo.totals[0] >= 2 * limit
 
     def vectors_by_pairs(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
         return self.vectors_of([chunk_id for chunk_id, _ in pairs])
@@ -180,46 +155,46 @@ class PgSearch:
         memo.update((term, counts.get(term, 0)) for term in missing)
         return total, {term: memo[term] for term in wanted if memo[term]}
 
-    def _begin_snapshot(self) -> None:
-        """BEGIN the read snapshot; searching this namespace alone (the usual case), in the
-        same round trip read its totals and export the snapshot (``_totals``, ``nearest_job``):
-        one simple-protocol string, only ints spliced in."""
-        memo = self._snapshot
-        if self._search_names or memo is None:  # other namespaces: their ids are read inside the snapshot
-            self.connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            return
-        ns = int(self.ns)
-        cursor = self.connection.execute(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT coalesce(sum(chunk_count), 0)::bigint, "
-            f"coalesce(sum(token_count), 0)::bigint, (SELECT value FROM meta WHERE ns = {ns} AND key = 'vec_dimensions'), "
-            f"pg_export_snapshot() FROM namespaces WHERE id = {ns}"
-        )
-        cursor.nextset()  # past BEGIN's result
-        self._remember_totals(cursor.fetchone(), export=True)
-
     def _totals(self, *, export: bool = False) -> tuple[int, int, str | None]:
         """(chunks, tokens) of the searched namespaces and this namespace's vector table
-        (None: no vectors), in one statement; read once per read snapshot (``export``:
-        the statement also exports the snapshot, for ``nearest_job``)."""
+        (None: no vectors), in one statement; read once per read snapshot (``export``: also
+        export the snapshot, for ``nearest_job``). As a read snapshot's first statement,
+        searching this namespace alone (the usual case), BEGIN goes with it: one
+        simple-protocol string, only ints spliced in."""
         memo = self._snapshot
         if memo is not None and memo.totals is not None:
+            if export and memo.exported is None:
+                (memo.exported,) = self.connection.execute("SELECT pg_export_snapshot()").fetchone()
             return memo.totals
+        exporting = export and memo is not None
+        if memo is not None and memo.conn is None and not self._search_names:
+            conn = memo.conn = self._live_connection()
+            ns = int(self.ns)
+            cursor = conn.execute(
+                f"{BEGIN_SNAPSHOT}; SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint, "
+                f"(SELECT value FROM meta WHERE ns = {ns} AND key = 'vec_dimensions'), (SELECT sum(chunk_count) FROM namespaces)"
+                f"{', pg_export_snapshot()' if exporting else ''} FROM namespaces WHERE id = {ns}"
+            )
+            cursor.nextset()  # past BEGIN's result
+            return self._remember_totals(cursor.fetchone(), export=exporting)
         row = self.connection.execute(
             "SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint, "
-            "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions')"
-            f"{', pg_export_snapshot()' if export else ''} FROM namespaces WHERE id = ANY(%s)",
+            "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions'), (SELECT sum(chunk_count) FROM namespaces)"
+            f"{', pg_export_snapshot()' if exporting else ''} FROM namespaces WHERE id = ANY(%s)",
             (self.ns, self.search_ids()),
         ).fetchone()
-        return self._remember_totals(row, export=export)
+        return self._remember_totals(row, export=exporting)
 
     def _remember_totals(self, row: Any, *, export: bool) -> tuple[int, int, str | None]:
-        chunks, tokens, dims = row[:3]
+        chunks, tokens, dims, every = row[:4]
         totals = (int(chunks), int(tokens), f"chunk_vectors_{int(dims)}" if dims and dims.isdigit() else None)
         memo = self._snapshot
         if memo is not None:
             memo.totals = totals
+            # The schema's owner sees every namespace (row-level security binds other roles).
+            memo.whole = self.access.owner and int(chunks) >= int(every or 0)
             if export:
-                memo.exported = row[3]
+                memo.exported = row[4]
         return totals
 
     def keyword_candidates(
@@ -265,13 +240,26 @@ class PgSearch:
         return sql, {"ns": self.search_ids(), **params}
 
     def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        """The chunks' rows, with their namespace's name (from ``namespace_names``: a join
+        with ``namespaces`` cost the server more to plan than to run)."""
         rows = self.connection.execute(
-            "SELECT c.id, c.path, c.start_line, c.end_line, c.heading, c.text, f.kind, coalesce(c.date, f.date), n.name "
-            "FROM chunks c JOIN files f ON f.ns = c.ns AND f.path = c.path JOIN namespaces n ON n.id = c.ns "
-            "WHERE c.id = ANY(%s)",
+            "SELECT c.id, c.path, c.start_line, c.end_line, c.heading, c.text, f.kind, coalesce(c.date, f.date), c.ns "
+            "FROM chunks c JOIN files f ON f.ns = c.ns AND f.path = c.path WHERE c.id = ANY(%s)",
             ([int(i) for i in ids],),
-        )
-        return {row[0]: ChunkRow(*row) for row in rows}
+        ).fetchall()
+        names = self.namespace_names({row[8] for row in rows})
+        return {row[0]: ChunkRow(*row[:8], names[row[8]]) for row in rows if row[8] in names}
+
+    def namespace_names(self, ids: set[int]) -> dict[int, str]:
+        """id -> name of namespaces, kept for the store's life (a namespace's name and id never
+        change; ids are not reused): read from the server only for ids not seen before."""
+        if self._names is None:
+            self._names = {self.ns: self.namespace}
+        known = self._names
+        missing = [i for i in ids if i not in known]
+        if missing:
+            known.update(self.connection.execute("SELECT id, name FROM namespaces WHERE id = ANY(%s)", (missing,)))
+        return known
 
     def stored_lines(self, namespace: str, path: str) -> list[tuple[int, int, str]] | None:
         """(start, end, text) of a file's chunks in another namespace, or None if it has no such file."""
@@ -286,18 +274,25 @@ class PgSearch:
         ).fetchall()
 
 
-def hnsw_sql(table: str, query: str, ids: Sequence[int], limit: int) -> str:
+def hnsw_sql(table: str, query: str, ids: Sequence[int], limit: int, *, iterative: bool = True) -> str:
     """Two SETs and the HNSW index scan as one simple-protocol string: one round trip, its
     rows the third result. Only numbers are spliced in (``vector_text`` writes digits, signs,
     dots, exponents and commas; the ids and sizes are ints).
 
     ``ef_search`` is a quarter above ``limit``: other namespaces' vectors and dead ones (rows
     replaced since the last VACUUM) take places in the candidate list, and refilling it with
-    the iterative scan cost more than the wider first search (bench/bench_pg_search.py)."""
+    the iterative scan cost more than the wider first search (bench/bench_pg_search.py).
+
+    ``iterative=False``: the first pass alone. pgvector's strict-order iterative scan returns
+    that same pass's candidates in the same order before it resumes (hnswscan.c: the search
+    layer's list does not depend on the discarded heap it keeps for resuming), so when the
+    first pass returns ``limit`` rows they are the iterative scan's rows, without the cost of
+    keeping every discarded candidate (about a tenth of the scan); when it returns fewer, the
+    caller scans again with ``iterative=True``."""
     ef = max(40, min(limit + limit // 4, MAX_EF_SEARCH))
     namespaces = ",".join(str(int(i)) for i in ids)
     return (
-        f"SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = strict_order; "
+        f"SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = {'strict_order' if iterative else 'off'}; "
         f"SELECT chunk_id, 1 - (embedding <=> '{query}'::vector) FROM {table} WHERE ns = ANY('{{{namespaces}}}') "
         f"ORDER BY embedding <=> '{query}'::vector LIMIT {int(limit)}"
     )

@@ -8,8 +8,8 @@ postings. Vectors live in a narrow ``chunk_vectors_<dims>`` table with an
 HNSW index (pgvector), searched with ``hnsw.ef_search`` at least the number
 of candidates and an iterative scan, so a namespace filter still fills them.
 
-The search half is ``search.py`` (a hybrid search's HNSW scan runs on a second
-connection: ``parallel.py``), status and checks ``checks.py``, the write path of
+The search half is ``search.py`` (its read snapshots ``snapshot.py``; a hybrid search's
+HNSW scan runs on a second connection: ``parallel.py``), status and checks ``checks.py``, the write path of
 chunks ``write.py`` (and a sync's bulk load, ``bulk.py``), what is computed on the
 client (terms, vector text, filter SQL) ``text.py``.
 
@@ -67,7 +67,16 @@ class PgStore(PgWrites, PgSearch, PgChecks):
     # -- connection ---------------------------------------------------------------
     @property
     def connection(self) -> Any:
-        """The live connection; a closed or broken one is replaced (between transactions)."""
+        """The live connection; inside a read snapshot, with the snapshot begun (search.py)."""
+        conn = self._live_connection()
+        if self._snapshot is not None:
+            self.begin_snapshot(conn)
+        return conn
+
+    def _live_connection(self) -> Any:
+        """The connection, idle (a read snapshot's COMMIT answered: ``settle``); a closed or
+        broken one is replaced (between transactions)."""
+        self.settle()
         if self._conn is None or self._conn.closed or self._conn.broken:
             if self._conn is not None:
                 self._conn.close()
