@@ -4,6 +4,9 @@ report are the sequential path's; failures and interrupts stop it; both engines.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -15,7 +18,7 @@ import pytest
 from conftest import EngineKind, RecordingEmbedder, age_files, write
 
 import indexer.indexing.writer
-from indexer import open_index
+from indexer import make_settings, open_index
 from indexer.indexing import pipeline
 from indexer.config.settings import Settings
 
@@ -420,3 +423,84 @@ def test_an_interrupt_keeps_the_vectors_the_model_returned(
     assert report.reindexed == 16 - GROUP  # the first group was written before the interrupt
     assert not set(returned) & set(embedder.embedded), "the returned call was embedded again"
     assert report.chunks_embedded == 16 - 2 * GROUP
+
+
+def test_the_process_waits_for_a_call_left_running_before_it_exits(root: Path, tmp_path: Path) -> None:
+    """A database error while the model is in a call: the error shows at once, and the process
+    waits for that call on its way out (review: a daemon thread inside ONNX Runtime at interpreter
+    shutdown aborted the process with SIGABRT after the error line)."""
+    notes(root, 16)
+    ended = tmp_path / "the call ended"
+    script = tmp_path / "fail_mid_call.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, threading, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from pathlib import Path
+        from conftest import RecordingEmbedder
+        import indexer.indexing.writer
+        from indexer import make_settings, open_index
+        indexer.indexing.writer.EMBED_GROUP = 4
+        in_call = threading.Event()
+
+        class Slow(RecordingEmbedder):
+            calls = 0
+            def embed(self, texts):
+                self.calls += 1
+                if self.calls == 2:
+                    in_call.set()
+                    time.sleep(2)  # a slow model call, outlived by the sync's error
+                    Path({str(ended)!r}).write_text("yes")
+                return super().embed(texts)
+
+        def failing_write(*args, **kwargs):
+            in_call.wait(20)
+            raise RuntimeError("the disk is full")
+
+        settings = make_settings(Path({str(root)!r}), model="test/exit-wait", embed_batch_size=1)
+        with open_index(settings, write=True, embedder=Slow(model_id="test/exit-wait")) as index:
+            index.store.replace_file = failing_write
+            try:
+                index.sync()
+            except RuntimeError as exc:
+                print("error:", exc, "call ended:", Path({str(ended)!r}).exists(), flush=True)
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "error: the disk is full call ended: False" in done.stdout  # shown before the call ended
+    assert ended.exists(), "the process exited while the model's call was still running"
+
+
+def test_a_second_interrupt_while_caching_still_stops_the_model_thread(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C, then Ctrl-C again while the vectors already returned are cached: the model's
+    thread is still told to stop (review: it ran the rest of its job, then waited forever)."""
+    monkeypatch.setattr(indexer.indexing.writer, "EMBED_GROUP", 2 * GROUP)
+    notes(root, 16)
+    write(root, "notes/n12.md", "# Note 12\n\nthe interrupt arrives here\n")
+    third_call, released = threading.Event(), threading.Event()
+
+    class Interrupting(Hooked):
+        def count_tokens(self, texts: Sequence[str]) -> list[int]:
+            if any("interrupt arrives" in text for text in texts):
+                third_call.wait(TIMEOUT)
+                raise KeyboardInterrupt
+            return super().count_tokens(texts)
+
+    def hook(call: int, texts: Sequence[str]) -> None:
+        if call == 3:
+            third_call.set()
+            released.wait(TIMEOUT)
+
+    def interrupted_again(self: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(indexer.indexing.writer.Writer, "keep_returned", interrupted_again)
+    model_id = f"test/pipe-{uuid.uuid4().hex[:10]}"
+    settings = make_settings(root, model=model_id, embed_batch_size=1)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sync(settings, Interrupting(hook, model_id=model_id))
+    finally:
+        released.set()
+    assert threads_end(), "the model thread was never told to stop"

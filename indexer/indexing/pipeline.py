@@ -19,6 +19,7 @@ at once after a stopped one waits for the call left running instead of running b
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import weakref
@@ -29,6 +30,19 @@ import numpy as np
 _MODEL_LOCKS: weakref.WeakKeyDictionary[object, threading.Lock] = weakref.WeakKeyDictionary()
 _ANY_MODEL = threading.Lock()  # for a model object that cannot be a weak key
 _LOCKS = threading.Lock()
+# Workers a failed or stopped sync did not wait for, still in a model call. The process waits
+# for them on its way out: a daemon thread inside ONNX Runtime while the interpreter shuts down
+# aborts the process (SIGABRT) after the error was already shown (review).
+_LEFT_RUNNING: set[threading.Thread] = set()
+
+
+@atexit.register
+def _wait_for_left_running() -> None:
+    try:
+        for thread in list(_LEFT_RUNNING):
+            thread.join()  # stopped: it ends after the call it is in
+    except KeyboardInterrupt:  # asked twice: leave now
+        pass
 
 
 def model_lock(model: object) -> threading.Lock:
@@ -108,9 +122,19 @@ class EmbedWorker:
         self._jobs.put(None)
         if wait or not self._busy:  # not busy now: it sees the stop before any call
             self._thread.join()
+        else:
+            _LEFT_RUNNING.add(self._thread)
+            if not self._thread.is_alive():  # it ended meanwhile, maybe before it was listed
+                _LEFT_RUNNING.discard(self._thread)
         self._thread = None
 
     def _run(self) -> None:
+        try:
+            self._run_jobs()
+        finally:
+            _LEFT_RUNNING.discard(threading.current_thread())
+
+    def _run_jobs(self) -> None:
         while (item := self._jobs.get()) is not None:
             job, calls = item
             for texts in calls:

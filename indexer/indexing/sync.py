@@ -130,9 +130,11 @@ def sync(
                 writer.add(item)
             writer.flush()
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                writer.keep_returned()
-            writer.close(wait=False)  # an error or a stop shows now: the model's current call is not waited for
+            try:
+                if isinstance(exc, KeyboardInterrupt):
+                    writer.keep_returned()
+            finally:  # a second Ctrl-C while caching still stops the worker
+                writer.close(wait=False)  # an error or a stop shows now: the model's current call is not waited for
             raise
         writer.close()  # the model's worker thread (``pipeline``) ends (it has nothing left to do)
 

@@ -195,12 +195,12 @@ class Writer:
         group = None
         if pending:
             group = self._start(pending, background=self.worker is not None and not (last and previous is None))
+            if group.job is not None:  # on the worker: a Ctrl-C during the writes below keeps its returned calls
+                self.inflight = group
         if previous is not None:
             self._write(previous)
         if group is not None and group.job is None:
             self._write(group)
-        else:
-            self.inflight = group
 
     def _start(self, pending: list[Prepared], *, background: bool) -> _Group:
         """Look the group's texts up in the cache and embed the others: on the worker, or here."""
