@@ -4,6 +4,7 @@ The chunk count the IDFs use is kept per state of the index and follows every ch
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -188,3 +189,24 @@ def test_a_sync_of_many_files_leaves_one_full_text_segment(tmp_path: Path) -> No
             (settings.root / f"more/m{f}.md").unlink()
         index.sync()
         assert [index.store.keyword_candidates([word], 200) for word in COMMON + MIDDLE] == before
+
+
+def test_touched_files_whose_content_is_unchanged_merge_nothing(tmp_path: Path) -> None:
+    """A sync that reads many files but writes none (a checkout or a restore that only moved
+    their times) leaves the segments alone (review: every touched file counted, and the whole
+    full-text index was rewritten under the write lock)."""
+    settings, embedder = _index(tmp_path)
+    for f in range(sqlite_store.MERGE_FROM_FILES):
+        write(settings.root, f"more/m{f}.md", f"## More {f}\n\ngarden violin {f}\n")
+    with open_index(settings, write=True, embedder=embedder) as index:
+        index.sync()
+        write(settings.root, "more/extra.md", "## Extra\n\none more segment\n")
+        index.sync()
+        segments = _segments(index.store)
+        assert segments > 1
+        for f in range(sqlite_store.MERGE_FROM_FILES):
+            path = settings.root / f"more/m{f}.md"
+            os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+        report = index.sync()
+        assert report.reindexed == 0 and report.unchanged_hash >= sqlite_store.MERGE_FROM_FILES
+        assert _segments(index.store) == segments

@@ -42,6 +42,7 @@ class Store(WholeIndexReads):
         self.vec_enabled = vec_enabled
         self._chunk_count: tuple[tuple[int, int], int] | None = None  # (data_version, chunks)
         self._term_counts: tuple[tuple[int, int] | None, dict[str, int]] = (None, {})  # (data_version, term -> chunks)
+        self._files_written = 0  # files replace_file wrote: a bulk load merges segments after many
 
     @contextmanager
     def read_snapshot(self) -> Iterator[None]:
@@ -122,9 +123,11 @@ class Store(WholeIndexReads):
         """Each file's rows are cheap to write one file at a time. After a sync of many files,
         FTS5's segments (one per file's transaction, merged 4 at a time) become one: a keyword
         query then reads each word's postings from one place (at 100K chunks, 17 segments
-        cost 10-20% more keyword CPU than one; the merge took 0.5 s)."""
+        cost 10-20% more keyword CPU than one; the merge took 0.5 s). Counted are the files
+        written, not those read: touched files whose content is unchanged add no segment."""
+        written = self._files_written
         yield
-        if files >= MERGE_FROM_FILES:
+        if self._files_written - written >= MERGE_FROM_FILES:
             with self.connection:
                 self.connection.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
 
@@ -169,6 +172,7 @@ class Store(WholeIndexReads):
                         "INSERT INTO chunks_vec(rowid, embedding) VALUES (?, ?)",
                         (chunk_id, _blob(vector)),
                     )
+        self._files_written += 1
 
     def invalidate_files(self, paths: Sequence[str]) -> None:
         """Make the next sync read these files again (their stat and hash no longer match)."""
