@@ -58,10 +58,10 @@ class Int8Rows:
     def take(self, rows: np.ndarray) -> Int8Rows:
         return Int8Rows(self.codes[rows], self.scales[rows], self.lost[rows])
 
-    @staticmethod
-    def join(first: Int8Rows, second: Int8Rows) -> Int8Rows:
-        return Int8Rows(*(np.concatenate([a, b]) for a, b in zip(
-            (first.codes, first.scales, first.lost), (second.codes, second.scales, second.lost))))  # fmt: skip
+    def kept_then(self, keep: np.ndarray, new: Int8Rows) -> Int8Rows:
+        """The rows where ``keep`` holds, then ``new``'s: one copy (``kept_then``)."""
+        return Int8Rows(*(kept_then(a, keep, b) for a, b in zip(
+            (self.codes, self.scales, self.lost), (new.codes, new.scales, new.lost))))  # fmt: skip
 
     def bounds(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(approximate score, error bound) of every row: the float32 score of the row,
@@ -83,7 +83,24 @@ class Int8Rows:
         bound = self.lost * np.float32(l2)
         bound += self.scales * np.float32(127 * l1 * (2 * gamma + 8 * UNIT))
         bound *= np.float32(1 + 2.0**-8)
+        # Products and sums that underflow into subnormals lose up to half the smallest
+        # subnormal each, whatever their size (review: vectors scaled by 1e-22 broke the bound).
+        bound += np.float32((2 * dimensions + 4) * 2.0**-149)
         return approximate, bound
+
+
+def kept_then(old: np.ndarray, keep: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """``concatenate([old[keep], new])`` written straight into its result: a refresh of a large
+    matrix holds the old rows and one new array, not a third, temporary copy of the kept ones."""
+    kept = int(np.count_nonzero(keep))
+    out = np.empty((kept + len(new), *old.shape[1:]), dtype=old.dtype)
+    at = 0
+    for start in range(0, len(old), BLOCK):  # block by block: the temporaries stay small
+        rows = old[start : start + BLOCK][keep[start : start + BLOCK]]
+        out[at : at + len(rows)] = rows
+        at += len(rows)
+    out[kept:] = new
+    return out
 
 
 @functools.cache

@@ -23,7 +23,7 @@ import numpy as np
 
 from indexer.store import IndexStore
 
-from .matrix import Int8Rows, NumpyVectors
+from .matrix import Int8Rows, NumpyVectors, kept_then
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ class LiveMatrix:
         elif not len(new_ids) and keep.all():
             matrix = old_matrix
         else:
-            matrix = np.concatenate([old_matrix[keep], new_rows])
-            int8 = Int8Rows.join(int8.take(keep), Int8Rows.of(new_rows)) if int8 is not None else None
+            matrix = kept_then(old_matrix, keep, new_rows)
+            int8 = int8.kept_then(keep, Int8Rows.of(new_rows)) if int8 is not None else None
         self.vectors = NumpyVectors(ids, matrix, int8=int8)
         self.hashes = {cid: current[cid] for cid in self.vectors.ids.tolist()}
 
