@@ -303,3 +303,27 @@ def test_the_first_pass_alone_needs_every_namespace_and_twice_the_candidates(roo
             assert chunks >= 4 and not store._snapshot.whole  # the shared test server has other namespaces
             store._snapshot.whole = True
             assert store._first_pass_alone(chunks // 2) and not store._first_pass_alone(chunks // 2 + 1)
+
+
+def test_ctrl_c_right_after_the_snapshots_commit_is_sent_leaves_searches_working(
+    root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The COMMIT handed to libpq, then Ctrl-C before the store notes it is unanswered: the
+    connection is closed and the next search opens another (review: libpq stayed busy unknown
+    to psycopg, and every later search failed with 'another command is already in progress')."""
+    settings = _indexed(root, pg_url)
+    send = nowait.send
+
+    def interrupted(pgconn: Any, text: bytes) -> None:
+        send(pgconn, text)
+        if text == b"COMMIT":
+            raise KeyboardInterrupt
+
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        expected = memory.search("penicillin allergy", mode="keyword")
+        monkeypatch.setattr(nowait, "send", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            memory.search("penicillin allergy", mode="keyword")
+        monkeypatch.setattr(nowait, "send", send)
+        assert memory.search("penicillin allergy", mode="keyword") == expected
+        assert memory.search("penicillin allergy", mode="hybrid")

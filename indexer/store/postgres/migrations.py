@@ -169,6 +169,9 @@ MIGRATIONS: list[tuple[str, str]] = [
         UPDATE {SCHEMA}.chunks c SET terms = t.terms
             FROM (SELECT chunk_id, ns, array_agg(term) AS terms FROM {SCHEMA}.postings GROUP BY chunk_id, ns) t
             WHERE t.chunk_id = c.id AND t.ns = c.ns;
+        -- no default: a memdex started before this upgrade (it checks the schema when it opens)
+        -- inserts chunks without terms, whose postings its delete would leave behind; it fails now
+        ALTER TABLE {SCHEMA}.chunks ALTER COLUMN terms DROP DEFAULT;
         CREATE OR REPLACE FUNCTION {SCHEMA}.drop_postings() RETURNS trigger
         LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
         BEGIN

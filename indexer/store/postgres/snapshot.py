@@ -83,6 +83,9 @@ class PgSnapshot:
             log.info("the read snapshot's COMMIT could not be sent (%s); closing the connection", exc)
             conn.close()
             return
+        except BaseException:  # Ctrl-C mid-send: libpq may be busy while psycopg does not know
+            conn.close()
+            raise
         self._unsettled = conn
 
     def settle(self) -> None:
