@@ -617,3 +617,31 @@ def test_ctrl_c_while_the_server_runs_a_batchs_command_stays_an_interrupt(
             "SELECT count(*) FROM memdex.files f JOIN memdex.namespaces n ON n.id = f.ns WHERE n.name = 'big'"
         ).fetchone()
     assert files == BULK_MIN_FILES + 10
+
+
+def test_ctrl_c_between_the_drops_tries_leaves_no_loaders_lock(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the load waits between two tries to drop the index: the loaders' lock of
+    the table is released, so a later load can still build the index (review: a process that
+    survived the interrupt kept it, and no other loader ever built the index)."""
+    from indexer.store.postgres import bulk
+    from indexer.store.postgres import connection as pg
+
+    sync(folder(tmp_path / "small", 3, tag="small"), url, "small")
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bulk.time, "sleep", interrupted)
+    table = TABLE  # as the store names it: the schema is on the connection's search path
+    conn = pg.connect(url)
+    try:
+        with psycopg.connect(url) as blocker, psycopg.connect(url, autocommit=True) as other:
+            blocker.execute(f"SELECT count(*) FROM {pg.SCHEMA}.{table}").fetchone()  # the first DROP try times out
+            with pytest.raises(KeyboardInterrupt):
+                bulk._begin(conn, table)
+            blocker.rollback()
+            assert pg.try_session_lock(other, bulk._load_lock(table)), "the interrupted load kept its lock"
+    finally:
+        conn.close()

@@ -140,12 +140,23 @@ def _begin(conn: Any, table: str) -> bool:
     a build is running, or the index cannot be dropped soon."""
     if not pg.try_session_lock(conn, _load_lock(table), shared=True):
         return False  # a build is running: it would only be dropped again
-    (rows,) = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT %s) t", (BULK_MAX_ROWS + 1,)).fetchone()
-    if rows <= BULK_MAX_ROWS and _drop_index(conn, table):
+    dropped = False
+    try:
+        (rows,) = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT %s) t", (BULK_MAX_ROWS + 1,)).fetchone()
+        dropped = rows <= BULK_MAX_ROWS and _drop_index(conn, table)
+    finally:  # not dropped, or Ctrl-C between the tries: the loaders' lock is not kept
+        if not dropped:
+            _unlock_quietly(conn, table)
+    if dropped:
         log.info("bulk load: %s written without its HNSW index, built at the end", table)
-        return True
-    pg.session_unlock(conn, _load_lock(table), shared=True)
-    return False
+    return dropped
+
+
+def _unlock_quietly(conn: Any, table: str) -> None:
+    try:
+        pg.session_unlock(conn, _load_lock(table), shared=True)
+    except Exception:  # noqa: BLE001 - a connection mid-command or lost: its session's end frees the lock
+        log.debug("the bulk-load lock of %s was not released here", table, exc_info=True)
 
 
 def _drop_index(conn: Any, table: str) -> bool:
