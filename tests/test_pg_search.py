@@ -105,7 +105,7 @@ def test_a_hybrid_search_sends_six_statements_on_its_connection(root: Path, pg_u
         assert memory.search("penicillin allergy", mode="hybrid")
     scans = [s for s in sent if s.startswith("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT")]
     assert len(scans) == 1 and len(sent) == 7, sent
-    assert sent[1].startswith("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT") and sent[-1] == "COMMIT"
+    assert sent[1].startswith("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT") and sent[-1] == "COMMIT"
     assert "pg_export_snapshot()" in sent[1]
 
 
@@ -327,3 +327,14 @@ def test_ctrl_c_right_after_the_snapshots_commit_is_sent_leaves_searches_working
         monkeypatch.setattr(nowait, "send", send)
         assert memory.search("penicillin allergy", mode="keyword") == expected
         assert memory.search("penicillin allergy", mode="hybrid")
+
+
+def test_the_read_snapshot_refuses_writes(root: Path, pg_url: str) -> None:
+    """The snapshot's COMMIT is not waited for, so nothing may be written inside it: the
+    transaction is READ ONLY, and a write fails at once rather than losing its commit error."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            with memory.engine.search_snapshot():
+                memory.store.connection.execute("UPDATE memdex.meta SET value = value WHERE false")
+        assert memory.search("penicillin allergy", mode="keyword")

@@ -36,7 +36,7 @@ class SnapshotMemo:
     conn: Any = None  # the connection BEGIN was sent on; None: not begun yet (sent with the first statement)
 
 
-BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ"
+BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"  # its COMMIT is not waited for: nothing to lose
 
 
 class PgSnapshot:
