@@ -6,6 +6,8 @@ every append. Both engines."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from indexer import open_index
 from indexer.config.settings import Settings
 from indexer.errors import PathError
 from indexer.indexing.check import HEALTHY, check_index
+from indexer.sources.discover import FileStamp
 from indexer.sources.read import read_excerpt
 
 PATH = "sessions/chats/s.jsonl"
@@ -119,6 +122,9 @@ def test_a_transcript_that_grows_past_its_bound_is_indexed_within_it(engine_kind
     assert verdict.exit_code == HEALTHY, verdict.problems
     assert any(PATH in note and "over session_max_file_bytes" in note for note in verdict.notes), verdict.notes
 
+    past = time.time() - 10
+    os.utime(log, (past, past))  # its stamp is trusted: only the raised bound makes a sync read it
+    synced(settings)
     raised = dataclasses.replace(settings, session_max_file_bytes=64 * 2**20)
     rest = synced(raised)
     assert rest.reindexed == 1 and rest.warnings == []
@@ -128,6 +134,8 @@ def test_a_transcript_that_grows_past_its_bound_is_indexed_within_it(engine_kind
     fresh = engine_kind.fresh(raised)
     synced(fresh)
     assert same_index(raised, fresh)
+    os.utime(log, (past, past))
+    synced(raised)
     lowered = synced(settings)  # and back: the transcript is read again, within the bound
     assert lowered.reindexed == 1 and lowered.warnings == [warning]
     assert found(settings, "lighthouse keeper") == [] and status_and_check(settings)[1].exit_code == HEALTHY
@@ -180,6 +188,32 @@ def test_a_transcript_rewritten_past_its_bound_is_indexed_as_a_fresh_index_would
     fresh = engine_kind.fresh(settings)
     synced(fresh)
     assert same_index(settings, fresh)
+
+
+def test_a_transcript_an_older_memdex_skipped_as_too_large_is_indexed_within_its_bound(
+    engine_kind: EngineKind, tmp_path: Path
+) -> None:
+    """An index from before: the transcript over its bound is recorded as skipped (too large),
+    with its stamp. The next sync indexes it within the bound (it is not "still skipped"), and
+    a record left beside rows whose hash is the same is forgotten (status lists no skip)."""
+    log, settings, filler = over_bound_transcript(tmp_path, engine_kind)
+    append(log, filler)
+    past = time.time() - 10
+    os.utime(log, (past, past))
+    synced(settings)
+    reason = "0.1 MiB is over the 0.0 MiB limit"
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:  # as an older memdex left it
+        index.store.remove_file(PATH)
+        index.store.record_skipped(PATH, FileStamp.of(os.stat(log)), reason=reason, skipped_at_ns=time.time_ns())
+    assert found(settings, "ferry pier nineteen") == []
+    assert synced(settings).reindexed == 1
+    assert found(settings, "ferry pier nineteen") == [PATH] and status_and_check(settings)[0]["skipped"] == []
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:  # rows kept beside a record
+        index.store.record_skipped(PATH, FileStamp.of(os.stat(log)), reason=reason, skipped_at_ns=time.time_ns())
+    os.utime(log, (past + 1, past + 1))
+    assert synced(settings).unchanged_hash >= 1
+    status, verdict = status_and_check(settings)
+    assert status["skipped"] == [] and status["partly_indexed"] == [PATH] and verdict.exit_code == HEALTHY
 
 
 def test_a_bad_line_is_warned_about_once_however_often_the_transcript_grows(
