@@ -49,6 +49,7 @@ from indexer.retrieval.search import (
 )  # fmt: skip
 from indexer.retrieval.stages import DEFAULT_RANKING, Ranking
 from indexer.retrieval.vectors import LiveMatrix, Prefetched
+from indexer.sources.discover import classify
 from indexer.sources.read import Lines, lines_from_chunks, parse_target, read_target
 from indexer.store import Engine, IndexStore, VectorCache, registry
 from indexer.watch.state import watcher_status
@@ -321,6 +322,11 @@ class MemoryIndex:
             "last_sync": float(meta["last_sync"]) if "last_sync" in meta else None,
             "watcher": watcher_status(self.settings.status_path.parent, self.settings.status_path.name),
             "skipped": [{"path": path, "reason": f.reason} for path, f in sorted(self.store.skipped_files().items())],
+            # transcripts over session_max_file_bytes: only their lines within it are indexed
+            "partly_indexed": sorted(
+                path for path, state in self.store.file_states().items()
+                if state.stamp.size > self.settings.session_max_file_bytes and classify(path)[0] == "session"
+            ),
             # label -> folder: a transcript is cited as sessions/<label>/<path inside the folder>
             "session_folders": {label: str(folder) for label, folder in self.settings.session_labels.items()},
         }

@@ -339,19 +339,23 @@ def test_hostile_lines_are_skipped_with_one_warning_each(tmp_path: Path) -> None
         assert index.get("sessions/chats/hostile.jsonl:1-10").lines == [""] * 10
 
 
-def test_a_200_mb_transcript_and_a_symlink_out_of_the_folder_are_skipped(tmp_path: Path) -> None:
+def test_a_200_mb_transcript_is_read_within_its_bound_and_a_symlink_out_of_the_folder_is_skipped(
+    tmp_path: Path,
+) -> None:
+    """Only the first session_max_file_bytes of a transcript are read: here NUL bytes, no line."""
     root = tmp_path / "memory"
     root.mkdir()
     chats = tmp_path / "chats"
     write(chats, "ok.jsonl", jsonl({"role": "user", "content": "harmless", "timestamp": "2026-11-01T09:00:00Z"}))
     with (chats / "huge.jsonl").open("wb") as handle:
-        handle.truncate(200 * 2**20)  # sparse: 200 MB that are never read
+        handle.truncate(200 * 2**20)  # sparse: 200 MB, of which the first 64 MiB are read
     secret = write(tmp_path, "secret.jsonl", jsonl({"role": "user", "content": "the vault combination", "timestamp": 1}))
     (chats / "link.jsonl").symlink_to(secret)
     settings = make_settings(root, session_folders=[str(chats)])
     report = synced(settings)
-    assert report.reindexed == 1
-    assert any(w.startswith("sessions/chats/huge.jsonl: skipped, 200.0 MiB is over") for w in report.warnings)
+    assert report.reindexed == 2
+    over = "sessions/chats/huge.jsonl: only its first 64.0 MiB are indexed"
+    assert any(w.startswith(over) and "200.0 MiB is over" in w for w in report.warnings), report.warnings
     assert any(w.startswith("sessions/chats/link.jsonl: skipped, symlink leads outside") for w in report.warnings)
     with open_index(settings, embedder=RecordingEmbedder()) as index:
         assert not index.search("vault combination", mode="keyword")
@@ -361,8 +365,10 @@ def test_a_200_mb_transcript_and_a_symlink_out_of_the_folder_are_skipped(tmp_pat
     for name in ("huge.jsonl", "link.jsonl"):
         os.utime(chats / name, (past, past), follow_symlinks=False)
     synced(settings)
-    again = synced(settings)  # the same skipped files: no second warning
-    assert again.warnings == [] and again.skipped_as_before == 2
+    again = synced(settings)  # the same files: no second warning
+    assert again.warnings == [] and again.skipped_as_before == 1
+    with open_index(settings, embedder=RecordingEmbedder()) as index:
+        assert index.store.counts_by_kind()["session"] == {"files": 2, "chunks": 1}  # no line within the bound
 
 
 def test_the_watcher_picks_up_a_new_transcript_and_an_append(tmp_path: Path) -> None:
@@ -595,7 +601,7 @@ def test_a_long_message_is_indexed_without_a_warning_while_a_long_note_line_stil
 def test_transcripts_have_their_own_size_bound(tmp_path: Path) -> None:
     """A long session (over max_file_bytes, under session_max_file_bytes) is indexed, read back
     and healthy; a note of that size is still skipped; a transcript over its own bound is
-    skipped, and read once that bound is raised."""
+    indexed within it, and read again once that bound is raised."""
     root = tmp_path / "memory"
     chats = tmp_path / "chats"
     write(root, "MEMORY.md", "# Log\n\n" + "padding words for a long note\n" * 200)
@@ -620,14 +626,15 @@ def test_transcripts_have_their_own_size_bound(tmp_path: Path) -> None:
         assert verdict.exit_code == HEALTHY, verdict.problems
     tight = load_configuration({"root": str(root)}, env={**env, "MEMDEX_SESSION_MAX_FILE_BYTES": "5000"}, user_file=False)
     tight_report = synced(tight.settings)
-    assert any(w.startswith("sessions/chats/long.jsonl: skipped") for w in tight_report.warnings)
+    assert any(w.startswith("sessions/chats/long.jsonl: only its first") for w in tight_report.warnings)
     with open_index(tight.settings, embedder=RecordingEmbedder()) as index:
-        assert not index.search("ferry pier", mode="keyword")
+        assert not index.search("ferry pier", mode="keyword")  # the last line, past the bound
+        assert index.search("filler message number 3", mode="keyword")
         with pytest.raises(PathError, match="limit"):
             index.get("sessions/chats/long.jsonl")
     past = time.time() - 10
     os.utime(chats / "long.jsonl", (past, past))
-    synced(tight.settings)  # skipped as before
+    assert not [w for w in synced(tight.settings).warnings if w.startswith("sessions/")]  # said once
     again = synced(settings)  # the bound raised: read although its stamp did not change
     assert again.reindexed == 1
     with open_index(settings, embedder=RecordingEmbedder()) as index:

@@ -1,10 +1,13 @@
 """A transcript that keeps growing (issue 21, defects left open by issue 18): past its size
-bound it keeps what was indexed (said once; ``status`` and ``check`` tell), and a bad line
-read before is not warned about again on every append. Both engines."""
+bound its whole lines within the bound are indexed, by a sync as by a rebuild (said once;
+``status`` and ``check`` tell), and a bad line read before is not warned about again on
+every append. Both engines."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from indexer import open_index
 from indexer.config.settings import Settings
 from indexer.errors import PathError
 from indexer.indexing.check import HEALTHY, check_index
+from indexer.sources.discover import FileStamp
 from indexer.sources.read import read_excerpt
 
 PATH = "sessions/chats/s.jsonl"
@@ -49,10 +53,18 @@ def status_and_check(settings: Settings) -> tuple[dict[str, Any], Any]:
         return index.status(), check_index(settings, index.engine, model_id=embedder.model_id)
 
 
-def test_a_transcript_that_grows_past_its_bound_keeps_what_was_indexed(engine_kind: EngineKind, tmp_path: Path) -> None:
-    """Growing past ``session_max_file_bytes`` lost every chunk of the transcript (review of
-    issue 18): now the lines indexed before stay searchable, one warning says so, later appends
-    say nothing more, status lists it, check is healthy with a note; a raised bound indexes the rest."""
+def same_index(a: Settings, b: Settings) -> bool:
+    with open_index(a, embedder=RecordingEmbedder()) as one, open_index(b, embedder=RecordingEmbedder()) as two:
+        return bool(one.store.snapshot() == two.store.snapshot())
+
+
+def snapshot_of(settings: Settings) -> Any:
+    with open_index(settings, embedder=RecordingEmbedder()) as index:
+        return index.store.snapshot()
+
+
+def over_bound_transcript(tmp_path: Path, engine_kind: EngineKind) -> tuple[Path, Settings, str]:
+    """A transcript synced within its bound; returns its path, the settings and lines that take it past."""
     root, chats = tmp_path / "memory", tmp_path / "chats"
     write(root, "MEMORY.md", "# Facts\n\n- the spare key is under the flowerpot\n")
     log = write(chats, "s.jsonl", turns("the ferry leaves from pier nineteen", "filler words " * 20))
@@ -62,53 +74,104 @@ def test_a_transcript_that_grows_past_its_bound_keeps_what_was_indexed(engine_ki
     chatter = (f"more filler chatter number {n} " * 6 for n in range(30))
     filler = turns(*chatter, "the lighthouse keeper waved", minute=5)
     assert len(filler) > bound
+    return log, settings, filler
+
+
+def test_a_transcript_that_grows_past_its_bound_is_indexed_within_it(engine_kind: EngineKind, tmp_path: Path) -> None:
+    """Past ``session_max_file_bytes`` a transcript is indexed as its whole lines within the bound,
+    by a sync as by a fresh index (DESIGN invariant 1; a rebuild skipped it whole): one warning,
+    later appends change nothing indexed and say nothing, status lists it as partly indexed,
+    check is healthy with a note, and a raised bound indexes the rest."""
+    log, settings, filler = over_bound_transcript(tmp_path, engine_kind)
+    bound = settings.session_max_file_bytes
     append(log, filler)
+    within = log.read_bytes()[:bound]
+    lines_within = within.count(b"\n")
 
     grown = synced(settings)
-    assert grown.removed == 0 and grown.reindexed == 0
+    assert grown.removed == 0 and grown.reindexed == 1
     (warning,) = grown.warnings
-    assert warning.startswith(f"{PATH}: skipped, its new lines are not indexed (the lines indexed before stay")
-    assert warning.endswith(" MiB limit")
-    assert found(settings, "ferry pier nineteen") == [PATH]  # searchable a minute ago: still
+    assert warning.startswith(f"{PATH}: only its first ") and "raise session_max_file_bytes" in warning
+    assert found(settings, "ferry pier nineteen") == [PATH]
+    assert found(settings, "more filler chatter number 1") == [PATH]  # lines after the old end, within the bound
     assert found(settings, "lighthouse keeper") == []
-    with open_index(settings, embedder=RecordingEmbedder()) as index:  # and get serves what it cites
+    with open_index(settings, embedder=RecordingEmbedder()) as index:  # get serves what it cites
         (hit,) = index.search("ferry pier nineteen", mode="keyword")
         assert index.get(f"{PATH}:{hit.start_line}-{hit.end_line}").lines[0].endswith("pier nineteen")
+        assert len(index.get(f"{PATH}:1-{lines_within}").lines) == lines_within
         with pytest.raises(PathError, match="limit"):
             index.get(PATH)  # the whole file is not served
         with pytest.raises(PathError, match="past the first"):
-            index.get(f"{PATH}:1-40")  # nor its lines past the bound
+            index.get(f"{PATH}:1-{lines_within + 1}")  # nor its lines past the bound
     options = {"sessions": settings.session_labels, "session_max_bytes": bound}
-    excerpt = read_excerpt(root, PATH, **options)
-    assert excerpt.lines[0].endswith("pier nineteen") and excerpt.next_line == len(excerpt.lines) + 1
+    excerpt = read_excerpt(settings.root, PATH, **options)
+    assert excerpt.lines[0].endswith("pier nineteen") and excerpt.next_line == lines_within + 1
     with pytest.raises(PathError, match="past the first"):
-        read_excerpt(root, PATH, start=excerpt.next_line, **options)
+        read_excerpt(settings.root, PATH, start=excerpt.next_line, **options)
+    fresh = engine_kind.fresh(settings)
+    assert synced(fresh).warnings == [warning]
+    assert same_index(settings, fresh)
 
     append(log, turns("and the otters came back", minute=40))
     again = synced(settings)
-    assert again.warnings == [] and again.skipped_as_before == 1 and again.removed == 0  # said once
-    assert found(settings, "ferry pier nineteen") == [PATH]
-    assert synced(settings).warnings == []  # unchanged since: skipped as before, nothing read
+    assert again.warnings == [] and again.removed == 0 and again.reindexed == 0 and again.unchanged_hash >= 1
+    assert synced(settings).warnings == []  # unchanged since: nothing read
     status, verdict = status_and_check(settings)
-    assert [entry["path"] for entry in status["skipped"]] == [PATH]
+    assert status["partly_indexed"] == [PATH] and status["skipped"] == []
     assert status["by_kind"]["session"]["files"] == 1
     assert verdict.exit_code == HEALTHY, verdict.problems
-    assert any(PATH in note and "grew past session_max_file_bytes" in note for note in verdict.notes), verdict.notes
+    assert any(PATH in note and "over session_max_file_bytes" in note for note in verdict.notes), verdict.notes
 
+    past = time.time() - 10
+    os.utime(log, (past, past))  # its stamp is trusted: only the raised bound makes a sync read it
+    synced(settings)
     raised = dataclasses.replace(settings, session_max_file_bytes=64 * 2**20)
     rest = synced(raised)
-    assert rest.reindexed == 1 and rest.tail_only == 1 and rest.warnings == []
+    assert rest.reindexed == 1 and rest.warnings == []
     assert found(raised, "lighthouse keeper") == [PATH] and found(raised, "ferry pier nineteen") == [PATH]
     status, verdict = status_and_check(raised)
-    assert status["skipped"] == [] and verdict.exit_code == HEALTHY and verdict.notes == [], verdict.as_dict()
+    assert status["partly_indexed"] == [] and verdict.exit_code == HEALTHY and verdict.notes == [], verdict.as_dict()
     fresh = engine_kind.fresh(raised)
     synced(fresh)
-    with open_index(raised, embedder=RecordingEmbedder()) as a, open_index(fresh, embedder=RecordingEmbedder()) as b:
-        assert a.store.snapshot() == b.store.snapshot()
+    assert same_index(raised, fresh)
+    os.utime(log, (past, past))
+    synced(raised)
+    lowered = synced(settings)  # and back: the transcript is read again, within the bound
+    assert lowered.reindexed == 1 and lowered.warnings == [warning]
+    assert found(settings, "lighthouse keeper") == [] and status_and_check(settings)[1].exit_code == HEALTHY
+    fresh = engine_kind.fresh(settings)
+    synced(fresh)
+    assert same_index(settings, fresh)
 
 
-def test_a_transcript_rewritten_past_its_bound_loses_its_rows(engine_kind: EngineKind, tmp_path: Path) -> None:
-    """Only a log that grew keeps its rows: one whose indexed lines changed is skipped whole."""
+def test_an_over_bound_transcript_is_indexed_alike_by_sync_rebuild_and_a_model_change(
+    engine_kind: EngineKind, tmp_path: Path
+) -> None:
+    """The review's repro (pastbound.py, pastbound_model.py): after growing past its bound, a
+    rebuild and a sync with another model lost every chunk of the transcript."""
+    log, settings, filler = over_bound_transcript(tmp_path, engine_kind)
+    append(log, filler)
+    synced(settings)
+    append(log, turns("and the otters came back", minute=40))
+    synced(settings)
+    incremental = snapshot_of(settings)
+    assert found(settings, "ferry pier nineteen") == [PATH]
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:
+        (warning,) = index.rebuild().warnings
+    assert warning.startswith(f"{PATH}: only its first ")
+    assert snapshot_of(settings) == incremental and found(settings, "ferry pier nineteen") == [PATH]
+    with open_index(settings, write=True, embedder=RecordingEmbedder(model_id="test/other")) as index:
+        index.sync()
+    with open_index(settings, embedder=RecordingEmbedder(model_id="test/other")) as index:
+        assert [hit.path for hit in index.search("ferry pier nineteen", mode="keyword")] == [PATH]
+        assert [hit.path for hit in index.search("more filler chatter number 1", mode="keyword")] == [PATH]
+
+
+def test_a_transcript_rewritten_past_its_bound_is_indexed_as_a_fresh_index_would(
+    engine_kind: EngineKind, tmp_path: Path
+) -> None:
+    """A log whose indexed lines changed (not only grew) and went past its bound is read again
+    from its first line: its rows are those of a fresh index."""
     root, chats = tmp_path / "memory", tmp_path / "chats"
     root.mkdir()
     log = write(chats, "s.jsonl", turns("the ferry leaves from pier nineteen", "filler words " * 20))
@@ -116,13 +179,41 @@ def test_a_transcript_rewritten_past_its_bound_loses_its_rows(engine_kind: Engin
     settings = engine_kind.settings(root, session_folders=[str(chats)], session_max_file_bytes=bound)
     assert synced(settings).reindexed == 1
     with log.open("r+b") as handle:  # the same file (inode), its first line changed, then past the bound
-        handle.write(b'{"role": "user", "content": "the ferry leaves from pier twenty!!')
+        handle.write(log.read_bytes().split(b"\n", 1)[0].replace(b"nineteen", b"twenty!!"))
         handle.seek(0, 2)
         handle.write(turns(*(f"more filler chatter number {n} " * 6 for n in range(30)), minute=5).encode())
     report = synced(settings)
-    (warning,) = report.warnings
-    assert report.removed == 1 and warning.startswith(f"{PATH}: skipped, ") and "indexed before" not in warning
-    assert found(settings, "ferry pier") == []
+    assert report.removed == 0 and report.reindexed == 1 and len(report.warnings) == 1
+    assert found(settings, "ferry pier twenty") == [PATH] and found(settings, "nineteen") == []
+    fresh = engine_kind.fresh(settings)
+    synced(fresh)
+    assert same_index(settings, fresh)
+
+
+def test_a_transcript_an_older_memdex_skipped_as_too_large_is_indexed_within_its_bound(
+    engine_kind: EngineKind, tmp_path: Path
+) -> None:
+    """An index from before: the transcript over its bound is recorded as skipped (too large),
+    with its stamp. The next sync indexes it within the bound (it is not "still skipped"), and
+    a record left beside rows whose hash is the same is forgotten (status lists no skip)."""
+    log, settings, filler = over_bound_transcript(tmp_path, engine_kind)
+    append(log, filler)
+    past = time.time() - 10
+    os.utime(log, (past, past))
+    synced(settings)
+    reason = "0.1 MiB is over the 0.0 MiB limit"
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:  # as an older memdex left it
+        index.store.remove_file(PATH)
+        index.store.record_skipped(PATH, FileStamp.of(os.stat(log)), reason=reason, skipped_at_ns=time.time_ns())
+    assert found(settings, "ferry pier nineteen") == []
+    assert synced(settings).reindexed == 1
+    assert found(settings, "ferry pier nineteen") == [PATH] and status_and_check(settings)[0]["skipped"] == []
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:  # rows kept beside a record
+        index.store.record_skipped(PATH, FileStamp.of(os.stat(log)), reason=reason, skipped_at_ns=time.time_ns())
+    os.utime(log, (past + 1, past + 1))
+    assert synced(settings).unchanged_hash >= 1
+    status, verdict = status_and_check(settings)
+    assert status["skipped"] == [] and status["partly_indexed"] == [PATH] and verdict.exit_code == HEALTHY
 
 
 def test_a_bad_line_is_warned_about_once_however_often_the_transcript_grows(

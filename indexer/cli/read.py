@@ -184,7 +184,8 @@ def status_command(obj: Any, as_json: bool) -> None:
       memdex status
       memdex status --json
     """
-    with open_index(obj.settings()) as memory:
+    settings = obj.settings()
+    with open_index(settings) as memory:
         info = memory.status()
     if as_json:
         click.echo(json.dumps(info, indent=2))
@@ -203,6 +204,9 @@ def status_command(obj: Any, as_json: bool) -> None:
         click.echo(f"sessions: sessions/{one_line(label)}/ is {one_line(folder)}")
     for skipped in info["skipped"]:  # files skipped with a warning, not read again until they change
         click.echo(f"skipped: {skipped['path']}: {skipped['reason']}")
+    for path in info["partly_indexed"]:
+        mib = f"{settings.session_max_file_bytes / 2**20:.1f}"
+        click.echo(f"partly indexed: {one_line(path)}: only its first {mib} MiB (session_max_file_bytes)")
     watcher = info["watcher"]
     if watcher is None:
         click.echo("watcher: not running")

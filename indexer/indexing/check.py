@@ -22,14 +22,13 @@ from indexer.sources.base import embedded_text, text_hash
 from indexer.sources.catalog import scan_all
 from indexer.sources.discover import classify
 from indexer.sources.markdown.parse import NotText, decode, read_frontmatter, split_lines
-from indexer.sources.read import open_memory_file
+from indexer.sources.read import lines_within, open_memory_file
 from indexer.sources.registry import source_for
 from indexer.store import Engine, IndexStore
 from indexer.store.tokenizer import TOKENIZER_VERSION, fts_text
 
 from .prepare import file_limit, file_title
 from .sync import CLASSIFICATION_KEY, CLASSIFIER_KEY, CLASSIFIER_VERSION, TOKENIZER_KEY, classification
-from .tail import indexed_part
 from .writer import content_hash
 
 log = logging.getLogger(__name__)
@@ -203,11 +202,8 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
     for item in found:
         limit = file_limit(settings, item.kind)
         data = _read_indexable(item.file(settings.root), limit, text=item.kind != "session")
-        if data is None and item.path in indexed:  # a log that grew past its bound keeps what was indexed
-            source = source_for(item.path, session_tools=settings.session_tools)
-            data = indexed_part(item.file(settings.root), source, indexed[item.path], item.stamp, limit)
-            if data is not None:
-                past_bound.append(item.path)
+        if item.kind == "session" and item.stamp.size > limit:
+            past_bound.append(item.path)  # its lines within the bound are indexed
         if item.path in indexed:
             if data is None or content_hash(data) != indexed[item.path].hash:
                 changed.append(item.path)
@@ -224,8 +220,8 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
             missing.append(item.path)
     if past_bound:
         report.notes.append(one_line(
-            f"{len(past_bound)} transcripts grew past session_max_file_bytes ({_examples(past_bound)}): "
-            "the lines indexed before stay searchable, their new lines are not indexed"
+            f"{len(past_bound)} transcripts are over session_max_file_bytes ({_examples(past_bound)}): "
+            f"only their lines within the first {settings.session_max_file_bytes / 2**20:.1f} MiB are indexed"
         ))  # fmt: skip
     if wrong:
         report.add(CORRUPT, f"{len(wrong)} files whose rows do not match their Markdown ({_examples(wrong)})")
@@ -294,13 +290,16 @@ def _parses(path: str, data: bytes) -> bool:
 
 
 def _read_indexable(place: Path, limit: int, *, text: bool = True) -> bytes | None:
-    """The file's bytes when a sync would index it; None for what it skips by design.
-    ``text``: a note, which a sync skips when it is binary (a transcript's lines are judged
-    one by one: a run of NUL bytes left by a crash is one skipped line)."""
+    """The file's bytes a sync would index; None for what it skips by design.
+    ``text``: a note, which a sync skips when it is binary or over ``limit`` (a transcript's
+    lines are judged one by one: a run of NUL bytes left by a crash is one skipped line; over
+    ``limit``, its whole lines within it are indexed)."""
     try:
         with open_memory_file(place) as handle:  # a link's vetted target, as the sync reads it
             if os.fstat(handle.fileno()).st_size > limit:
-                return None
+                if text:
+                    return None
+                return lines_within(handle, limit)
             data = handle.read()
         if text:
             decode(data)

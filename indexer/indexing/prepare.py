@@ -3,7 +3,9 @@
 ``prepare_file`` reads a memory file through the handle it stats, so the stamp
 stored describes the bytes read; a file that cannot be indexed (unreadable, too
 large, not text, unparsable) is skipped with one warning and keeps no rows. A log
-that only grew (``tail``) is parsed from its last stored chunk on.
+(``AppendOnly`` source) over its bound is indexed as its whole lines within the bound,
+by every sync and rebuild alike; one that only grew (``tail``) is parsed from its last
+stored chunk on.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ from pathlib import Path, PurePosixPath
 
 from indexer.config.settings import Settings
 from indexer.embedding.protocol import Embedder
-from indexer.sources.base import Chunk
+from indexer.sources.base import AppendOnly, Chunk
 from indexer.sources.discover import FileStamp, MemoryFile
 from indexer.sources.markdown.parse import NotText
-from indexer.sources.read import open_memory_file
+from indexer.sources.read import lines_within, open_memory_file
 from indexer.sources.registry import source_for
 from indexer.store import FileRecord, FileState, IndexStore, SkippedFile
 
 from .report import SyncReport
-from .tail import indexed_part, line_offset, resume_line
+from .tail import line_offset, resume_line
 from .writer import Prepared, content_hash
 
 log = logging.getLogger(__name__)
@@ -33,11 +35,6 @@ log = logging.getLogger(__name__)
 READ_RETRIES = 2
 # How the warning about a file over the size limit ends.
 TOO_LARGE = " MiB limit"
-# How the reason for skipping the new part of a log that grew past its bound starts.
-PAST_BOUND = (
-    "its new lines are not indexed (the lines indexed before stay searchable; raise session_max_file_bytes "
-    "for the rest): "
-)
 # The title words (path, date, frontmatter title/tags/aliases) are copied into
 # every chunk's full-text row, so they are bounded: per value and in total.
 TITLE_VALUE_CHARS = 200
@@ -57,29 +54,26 @@ def prepare_file(
     ``skipped``: how the file was skipped with a warning before, if it was."""
     read_at = time.time_ns()
     limit = file_limit(settings, item.kind)
+    source = source_for(item.path, session_tools=settings.session_tools)
+    assert source is not None, "scans list only the files a source owns"
     try:
-        data, stamp = _read(item.file(settings.root), limit)
+        data, stamp = _read(item.file(settings.root), limit, isinstance(source, AppendOnly))
     except FileNotFoundError:
         _drop(store, item.path, state, report, None)  # vanished after the scan
-        return None
-    except _TooLarge as exc:
-        source = source_for(item.path, session_tools=settings.session_tools)
-        if indexed_part(item.file(settings.root), source, state, exc.stamp, limit) is not None:
-            _keep_indexed_part(store, item.path, exc, report, skipped, read_at)
-            return None
-        _drop(store, item.path, state, report, f"{item.path}: skipped, {exc}")
         return None
     except OSError as exc:
         _drop(store, item.path, state, report, f"{item.path}: skipped, {exc}")
         return None
+    if stamp.size > limit and (state is None or state.stamp.size <= limit):  # said once, not on every append
+        report.warn(f"{item.path}: {over_bound(stamp.size, limit)}")
     digest = content_hash(data)
     if state is not None and state.hash == digest:
         store.touch_file(item.path, stamp, indexed_at_ns=read_at)
+        if skipped is not None:  # indexed as it is (a log over its bound skipped by an older memdex)
+            store.forget_skipped(item.path)
         report.unchanged_hash += 1
         return None
     try:
-        source = source_for(item.path, session_tools=settings.session_tools)
-        assert source is not None, "scans list only the files a source owns"
         resume = resume_line(store, source, item.path, state, stamp, data)
         if resume is None:
             note = source.parse(data)
@@ -130,14 +124,17 @@ def _oversized_message(path: str, chunk: Chunk, embedder: Embedder, *, is_headin
     )
 
 
-class _TooLarge(Exception):
-    def __init__(self, message: str, stamp: FileStamp) -> None:
-        super().__init__(message)
-        self.stamp = stamp  # of the handle, as it was found too large
+def over_bound(size: int, limit: int) -> str:
+    """Why only part of a log over its bound is indexed."""
+    return (
+        f"only its first {limit / 2**20:.1f} MiB are indexed (raise session_max_file_bytes for the rest): "
+        f"{size / 2**20:.1f} MiB is over the {limit / 2**20:.1f}{TOO_LARGE}"
+    )
 
 
-def _read(path: Path, limit: int) -> tuple[bytes, FileStamp]:
-    """Read a file and the stat of the very handle we read from.
+def _read(path: Path, limit: int, append_only: bool) -> tuple[bytes, FileStamp]:
+    """Read a file and the stat of the very handle we read from; a file over ``limit`` is
+    refused (``OSError``), an append-only log's read is its whole lines within it.
 
     The handle's stat is taken before and after the read; while they differ
     (a writer was busy), the read is repeated a few times. The stamp returned
@@ -147,11 +144,10 @@ def _read(path: Path, limit: int) -> tuple[bytes, FileStamp]:
     with open_memory_file(path) as handle:  # a link's vetted target; never a FIFO or a device
         for _ in range(READ_RETRIES + 1):
             before = os.fstat(handle.fileno())
-            if before.st_size > limit:
-                message = f"{before.st_size / 2**20:.1f} MiB is over the {limit / 2**20:.1f}{TOO_LARGE}"
-                raise _TooLarge(message, FileStamp.of(before))
+            if before.st_size > limit and not append_only:
+                raise OSError(f"{before.st_size / 2**20:.1f} MiB is over the {limit / 2**20:.1f}{TOO_LARGE}")
             handle.seek(0)
-            data = handle.read()
+            data = lines_within(handle, limit) if before.st_size > limit else handle.read()
             if FileStamp.of(os.fstat(handle.fileno())) == FileStamp.of(before):
                 break
     return data, FileStamp.of(before)
@@ -160,20 +156,6 @@ def _read(path: Path, limit: int) -> tuple[bytes, FileStamp]:
 def file_limit(settings: Settings, kind: str) -> int:
     """The size over which a file of ``kind`` is skipped: transcripts have their own bound."""
     return settings.session_max_file_bytes if kind == "session" else settings.max_file_bytes
-
-
-def _keep_indexed_part(
-    store: IndexStore, path: str, exc: _TooLarge, report: SyncReport, skipped: SkippedFile | None, read_at: int
-) -> None:
-    """A log that grew past its bound keeps the rows of the part indexed before. Said once
-    (the ``skipped`` record's reason ends like a too-large one, so a raised bound reads the
-    file again); on later appends its record takes the new stamp silently."""
-    reason = f"{PAST_BOUND}{exc}"
-    if skipped is None or not skipped.reason.startswith(PAST_BOUND):
-        report.warn_skipped(f"{path}: skipped, {reason}")  # the caller records the skip
-        return
-    report.skipped_as_before += 1
-    store.record_skipped(path, exc.stamp, reason=reason, skipped_at_ns=read_at)
 
 
 def _drop(store: IndexStore, path: str, state: FileState | None, report: SyncReport, message: str | None) -> None:

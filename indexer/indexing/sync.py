@@ -32,6 +32,7 @@ from indexer.store.tokenizer import TOKENIZER_VERSION
 
 from .prepare import TOO_LARGE, file_limit, prepare_file
 from .report import SKIPPED_MARK, Progress, SyncReport
+from .tail import rebound
 from .writer import Prepared as _Prepared
 from .writer import Writer
 
@@ -73,8 +74,8 @@ def sync(
             report.full_reembed_reason = None
         else:
             report.warn(rebuild_message(report.full_reembed_reason))
-    if reclassify(settings, store):
-        paths = None  # files whose kind or date changed are read again, wherever they are
+    if reclassify(settings, store) | rebound(settings, store):
+        paths = None  # files whose kind or date (or indexed part) changed are read again, wherever they are
     if paths is None:
         found, scan_warnings = scan_all(
             settings.root, index_dir=settings.index_dir, daily_folders=settings.daily_folders,
@@ -300,7 +301,8 @@ def _unchanged_by_stat(item: MemoryFile, state: FileState | SkippedFile | None) 
 
 def _still_skipped(item: MemoryFile, record: SkippedFile | None, limit: int) -> bool:
     """A file skipped with a warning before, unchanged since, and not too large only
-    under a size limit that has been raised meanwhile."""
+    under a size limit that has been raised meanwhile (a transcript is never too large:
+    its lines within the bound are indexed)."""
     if record is None or not _unchanged_by_stat(item, record):
         return False
-    return item.stamp.size > limit or not record.reason.endswith(TOO_LARGE)
+    return (item.stamp.size > limit and item.kind != "session") or not record.reason.endswith(TOO_LARGE)

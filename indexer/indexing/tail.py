@@ -1,16 +1,18 @@
 """Logs that only grew (session transcripts, ``sources.base.AppendOnly``): where the sync
-parses them again from, instead of from their first line; and what of a log that grew
-past its size bound stays indexed."""
+parses them again from, instead of from their first line; and which transcripts a change
+of their size bound makes read again."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from indexer.config.settings import Settings
 from indexer.sources.base import AppendOnly
 from indexer.sources.discover import FileStamp
 from indexer.store import FileState, IndexStore
 
-from .writer import content_hash, read_start
+from .writer import content_hash
+
+# meta key: the bound (Settings.session_max_file_bytes) the transcripts were indexed within.
+BOUND_KEY = "session_max_file_bytes"
 
 
 def resume_line(
@@ -38,12 +40,22 @@ def line_offset(data: bytes, line: int) -> int:
     return position + 1
 
 
-def indexed_part(place: Path, source: object, state: FileState | None, stamp: FileStamp, limit: int) -> bytes | None:
-    """For a log (``AppendOnly`` source) indexed within its size bound ``limit`` that has
-    only grown past it since (same inode, the bytes indexed still its start): those bytes,
-    whose rows stay (the user could search them a minute ago). None otherwise."""
-    if not isinstance(source, AppendOnly) or state is None or not 0 < state.stamp.size <= limit:
-        return None
-    if stamp.inode != state.stamp.inode or stamp.size <= limit:
-        return None
-    return read_start(place, state.stamp.size, state.hash)
+def rebound(settings: Settings, store: IndexStore) -> bool:
+    """When ``session_max_file_bytes`` differs from the bound the transcripts were indexed
+    with, mark the transcripts over the smaller of the two (their indexed part changes) so
+    that this sync reads them again. True when some transcript must be read again."""
+    wanted = str(settings.session_max_file_bytes)
+    stored = store.meta().get(BOUND_KEY)
+    if stored == wanted:
+        return False
+    store.set_meta(**{BOUND_KEY: wanted})
+    if stored is None or not stored.isdigit():
+        return False  # a new index, or one from before the key: its transcripts are read as they change
+    low = min(int(stored), settings.session_max_file_bytes)
+    states = store.file_states()
+    over = sorted(
+        path for path, (kind, _, _) in store.file_descriptions().items()
+        if kind == "session" and path in states and states[path].stamp.size > low
+    )  # fmt: skip
+    store.invalidate_files(over)
+    return bool(over)

@@ -148,8 +148,7 @@ def _read_lines(
     session_tools: bool = False, session_max_bytes: int | None = None, first_part: bool = False,
 ) -> tuple[str, list[str], int | None]:
     """``read_lines``, and with ``first_part`` a transcript (an append-only log) over its bound
-    reads as its whole lines within the bound: a transcript that grew past it keeps the chunks
-    indexed before (``indexing.tail``), which cite those lines. The third value is that bound
+    reads as its whole lines within the bound (``lines_within``): the lines a sync indexes. The third value is that bound
     when only the first part was read, else None."""
     if sessions and _is_session(user_path, sessions):
         found = session_file(sessions, user_path)  # only through the configured folders, no links
@@ -167,8 +166,7 @@ def _read_lines(
                 if not (first_part and isinstance(source, AppendOnly)):
                     mib = f"{max_bytes / 2**20:.1f}"
                     raise PathError(f"{rel}: over the {mib} MiB limit, so memdex does not index or serve it")
-                data = handle.read(max_bytes)
-                data, partial = data[: data.rfind(b"\n") + 1], max_bytes  # its whole lines within the bound
+                data, partial = lines_within(handle, max_bytes), max_bytes
             else:
                 data = handle.read()
         lines = source.readable_lines(data) if source is not None else split_lines(decode(data)[0])
@@ -186,6 +184,14 @@ def _past_limit(rel: str, line: int, limit: int) -> str:
         f"{rel}: line {line} on is past the first {limit / 2**20:.1f} MiB (the limit), "
         "so memdex does not index or serve it"
     )
+
+
+def lines_within(handle: BinaryIO, limit: int) -> bytes:
+    """What memdex indexes and serves of an append-only log over its bound ``limit``: its
+    whole lines within its first ``limit`` bytes (cut after the last newline there)."""
+    handle.seek(0)
+    data = handle.read(limit)
+    return data[: data.rfind(b"\n") + 1]
 
 
 def open_memory_file(path: Path) -> BinaryIO:
