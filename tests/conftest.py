@@ -180,6 +180,18 @@ def pg_url(pg_server: Any) -> str:
 
 
 @pytest.fixture
+def own_pg_database(pg_server: Any) -> Iterator[str]:
+    """The URL of a new database for one test (pgvector installed), dropped after it: no
+    other test's rows share its tables."""
+    name = f"own_{uuid.uuid4().hex[:10]}"
+    url = pg_server.create_database(name)
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture
 def pg_server_alive(pg_server: Any) -> Iterator[Any]:
     """The session server, started again after the test if the test stopped or killed it."""
     yield pg_server

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -244,24 +243,13 @@ def _whole(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pg_search.PgSearch, "_first_pass_alone", lambda self, limit: True)
 
 
-@pytest.fixture
-def own_database(pg_server: Any) -> Iterator[str]:
-    """A database of its own: no other test's vectors share its vector table."""
-    name = f"pass_{uuid.uuid4().hex[:10]}"
-    url = pg_server.create_database(name)
-    try:
-        yield url
-    finally:
-        pg_server.drop_database(name)
-
-
 def test_a_search_of_every_namespace_scans_hnsws_first_pass_alone(
-    root: Path, own_database: str, monkeypatch: pytest.MonkeyPatch
+    root: Path, own_pg_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When no other namespace's vectors can take places, the parallel scan is the HNSW
     search's first pass without the iterative scan's bookkeeping: the same rows. (In its own
     database: other tests' leftovers in the shared vector table would make the pass short.)"""
-    settings = _indexed(root, own_database)
+    settings = _indexed(root, own_pg_database)
     with open_index(settings, embedder=RecordingEmbedder()) as memory:
         memory.search("penicillin allergy", mode="hybrid")  # the second connection opens at the second
         vector = memory.embedder.embed(["penicillin allergy"])[0]

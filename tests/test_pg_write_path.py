@@ -12,8 +12,8 @@ or loads take part.
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator, Sequence
+import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +35,8 @@ TABLE = f"chunk_vectors_{DIMS}"
 
 
 @pytest.fixture
-def url(pg_server: Any) -> Iterator[str]:
-    name = f"bulk_{uuid.uuid4().hex[:10]}"
-    made = pg_server.create_database(name)
-    try:
-        yield made
-    finally:
-        pg_server.drop_database(name)
+def url(own_pg_database: str) -> str:
+    return own_pg_database
 
 
 def index_state(url: str) -> str:
@@ -633,7 +628,7 @@ def test_ctrl_c_between_the_drops_tries_leaves_no_loaders_lock(
     def interrupted(seconds: float) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bulk.time, "sleep", interrupted)
+    monkeypatch.setattr(bulk, "time", types.SimpleNamespace(sleep=interrupted))  # bulk's own name only
     table = TABLE  # as the store names it: the schema is on the connection's search path
     conn = pg.connect(url)
     try:

@@ -11,6 +11,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -402,42 +403,41 @@ def test_the_watcher_follows_a_session_folder_deleted_and_made_again(
     chats = tmp_path / "chats"
     chats.mkdir()
     settings = make_settings(root, session_folders=[str(chats)])
-    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:
-        watcher = Watcher(index, WatchOptions(debounce=0.05, max_wait=0.5))
-        thread = threading.Thread(target=watcher.run, daemon=True)
-        thread.start()
-        try:
-            assert watcher.ready.wait(10)
-            write(chats, "old.jsonl", jsonl({"role": "user", "content": "prune the lilac", "timestamp": 1}))
-            wait_for(lambda: watcher_found(settings, "lilac"))
-            shutil.rmtree(chats)
-            wait_for(lambda: not watcher_found(settings, "lilac"))
-            write(chats, "new.jsonl", jsonl({"role": "user", "content": "repot the jasmine", "timestamp": 2}))
-            wait_for(lambda: watcher_found(settings, "jasmine"))
-            assert not [r for r in caplog.records if "stopped reporting file events" in r.getMessage()]
-        finally:
-            watcher.stop()
-            thread.join(10)
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index, running_watcher(index):
+        write(chats, "old.jsonl", jsonl({"role": "user", "content": "prune the lilac", "timestamp": 1}))
+        wait_for(lambda: watcher_found(settings, "lilac"))
+        shutil.rmtree(chats)
+        wait_for(lambda: not watcher_found(settings, "lilac"))
+        write(chats, "new.jsonl", jsonl({"role": "user", "content": "repot the jasmine", "timestamp": 2}))
+        wait_for(lambda: watcher_found(settings, "jasmine"))
+        assert not [r for r in caplog.records if "stopped reporting file events" in r.getMessage()]
+
+
+@contextmanager
+def running_watcher(index: Any) -> Iterator[Watcher]:
+    """A real watcher on ``index`` in a thread, ready, stopped on the way out."""
+    watcher = Watcher(index, WatchOptions(debounce=0.05, max_wait=0.5))
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        assert watcher.ready.wait(10)
+        yield watcher
+    finally:
+        watcher.stop()
+        thread.join(10)
+
 
 def new_file_then_append(
     settings: Settings, folder: Path, name: str, first: tuple[str, str], second: tuple[str, str]
 ) -> None:
     """With a real watcher running: a new transcript ``name`` in ``folder`` (its message
     ``first[0]``) is found by ``first[1]``, then an appended one by ``second[1]``."""
-    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index:
-        watcher = Watcher(index, WatchOptions(debounce=0.05, max_wait=0.5))
-        thread = threading.Thread(target=watcher.run, daemon=True)
-        thread.start()
-        try:
-            assert watcher.ready.wait(10)
-            path = write(folder, name, jsonl({"role": "user", "content": first[0], "timestamp": 1}))
-            wait_for(lambda: watcher_found(settings, first[1]))
-            with path.open("a") as handle:
-                handle.write(jsonl({"role": "assistant", "content": second[0], "timestamp": 2}))
-            wait_for(lambda: watcher_found(settings, second[1]))
-        finally:
-            watcher.stop()
-            thread.join(10)
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as index, running_watcher(index):
+        path = write(folder, name, jsonl({"role": "user", "content": first[0], "timestamp": 1}))
+        wait_for(lambda: watcher_found(settings, first[1]))
+        with path.open("a") as handle:
+            handle.write(jsonl({"role": "assistant", "content": second[0], "timestamp": 2}))
+        wait_for(lambda: watcher_found(settings, second[1]))
 
 
 def watcher_found(settings: Settings, word: str) -> bool:
