@@ -468,6 +468,7 @@ def test_the_process_waits_for_a_call_left_running_before_it_exits(root: Path, t
     assert done.returncode == 0, done.stderr[-2000:]
     assert "error: the disk is full call ended: False" in done.stdout  # shown before the call ended
     assert ended.exists(), "the process exited while the model's call was still running"
+    assert "memdex: waiting for the model's current call to end (Ctrl-C again to leave now)" in done.stderr
 
 
 def test_a_second_interrupt_while_caching_still_stops_the_model_thread(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -237,3 +238,33 @@ def test_a_bad_line_is_warned_about_once_however_often_the_transcript_grows(
     append(log, "tent is broken\n")  # line 5, done: not JSON
     third = synced(settings)
     assert third.tail_only == 1 and third.warnings == [f"{PATH}: line 5: skipped, not JSON"]
+
+
+def test_a_sync_stopped_while_the_bound_changes_reads_the_transcripts_again_next_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bound raised, and the sync stopped before it marked the transcripts to read again:
+    the next sync still reads them within the new bound (review: the new bound was stored
+    first, so the next sync marked nothing and the index kept the old bound's part for good)."""
+    from indexer.store.sqlite.store import Store
+
+    engine = EngineKind("sqlite", None, lambda: Path(tempfile.mkdtemp(dir=tmp_path)))
+    log, settings, filler = over_bound_transcript(tmp_path, engine)
+    append(log, filler)
+    synced(settings)
+    past = time.time() - 10
+    os.utime(log, (past, past))
+    synced(settings)
+    raised = dataclasses.replace(settings, session_max_file_bytes=64 * 2**20)
+
+    def interrupted(self: Store, paths: Any) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Store, "invalidate_files", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            synced(raised)
+    assert synced(raised).reindexed == 1
+    fresh = engine.fresh(raised)
+    synced(fresh)
+    assert same_index(raised, fresh)

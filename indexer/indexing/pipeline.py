@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import queue
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -38,8 +39,14 @@ _LEFT_RUNNING: set[threading.Thread] = set()
 
 @atexit.register
 def _wait_for_left_running() -> None:
+    running = [thread for thread in _LEFT_RUNNING if thread.is_alive()]
+    if not running:
+        return
+    # A remote model's call can take minutes: say why the process has not ended yet.
+    sys.stderr.write("memdex: waiting for the model's current call to end (Ctrl-C again to leave now)\n")
+    sys.stderr.flush()
     try:
-        for thread in list(_LEFT_RUNNING):
+        for thread in running:
             thread.join()  # stopped: it ends after the call it is in
     except KeyboardInterrupt:  # asked twice: leave now
         pass
