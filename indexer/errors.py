@@ -79,6 +79,13 @@ class LockedError(IndexerError):
     exit_code = 3
 
 
+def mib(size: int) -> str:
+    """A size in messages, in MiB: one decimal, or two significant digits below 0.1 MiB
+    (a small configured bound read "0.0 MiB")."""
+    value = size / 2**20
+    return f"{value:.1f} MiB" if value >= 0.1 or value == 0 else f"{value:.2g} MiB"
+
+
 def one_line(text: str) -> str:
     """Escape newlines, other control characters and undecodable bytes (file names may hold any)."""
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)

@@ -20,6 +20,7 @@ from indexer import open_index
 from indexer.config.settings import Settings
 from indexer.errors import PathError
 from indexer.indexing.check import HEALTHY, check_index
+from indexer.indexing.prepare import over_bound
 from indexer.sources.discover import FileStamp
 from indexer.sources.read import read_excerpt
 
@@ -93,6 +94,7 @@ def test_a_transcript_that_grows_past_its_bound_is_indexed_within_it(engine_kind
     assert grown.removed == 0 and grown.reindexed == 1
     (warning,) = grown.warnings
     assert warning.startswith(f"{PATH}: only its first ") and "raise session_max_file_bytes" in warning
+    assert "0.0 MiB" not in warning  # a small bound is still a size (it read "the 0.0 MiB limit")
     assert found(settings, "ferry pier nineteen") == [PATH]
     assert found(settings, "more filler chatter number 1") == [PATH]  # lines after the old end, within the bound
     assert found(settings, "lighthouse keeper") == []
@@ -138,7 +140,7 @@ def test_a_transcript_that_grows_past_its_bound_is_indexed_within_it(engine_kind
     os.utime(log, (past, past))
     synced(raised)
     lowered = synced(settings)  # and back: the transcript is read again, within the bound
-    assert lowered.reindexed == 1 and lowered.warnings == [warning]
+    assert lowered.reindexed == 1 and lowered.warnings == [f"{PATH}: {over_bound(log.stat().st_size, settings.session_max_file_bytes)}"]
     assert found(settings, "lighthouse keeper") == [] and status_and_check(settings)[1].exit_code == HEALTHY
     fresh = engine_kind.fresh(settings)
     synced(fresh)

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from indexer.api import open_index
-from indexer.errors import ConfigError, one_line
+from indexer.errors import ConfigError, mib, one_line
 from indexer.retrieval.confidence import NOTHING_RELEVANT, nothing_relevant
 from indexer.retrieval.filters import KINDS, make_filters
 from indexer.retrieval.options import search_options
@@ -205,8 +205,7 @@ def status_command(obj: Any, as_json: bool) -> None:
     for skipped in info["skipped"]:  # files skipped with a warning, not read again until they change
         click.echo(f"skipped: {skipped['path']}: {skipped['reason']}")
     for path in info["partly_indexed"]:
-        mib = f"{settings.session_max_file_bytes / 2**20:.1f}"
-        click.echo(f"partly indexed: {one_line(path)}: only its first {mib} MiB (session_max_file_bytes)")
+        click.echo(f"partly indexed: {one_line(path)}: only its first {mib(settings.session_max_file_bytes)} (session_max_file_bytes)")
     watcher = info["watcher"]
     if watcher is None:
         click.echo("watcher: not running")

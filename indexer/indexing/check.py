@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.config.settings import CHUNKER_VERSION, Settings
-from indexer.errors import one_line
+from indexer.errors import mib, one_line
 from indexer.sources.base import embedded_text, text_hash
 from indexer.sources.catalog import scan_all
 from indexer.sources.discover import classify
@@ -221,7 +221,7 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
     if past_bound:
         report.notes.append(one_line(
             f"{len(past_bound)} transcripts are over session_max_file_bytes ({_examples(past_bound)}): "
-            f"only their lines within the first {settings.session_max_file_bytes / 2**20:.1f} MiB are indexed"
+            f"only their lines within the first {mib(settings.session_max_file_bytes)} are indexed"
         ))  # fmt: skip
     if wrong:
         report.add(CORRUPT, f"{len(wrong)} files whose rows do not match their Markdown ({_examples(wrong)})")

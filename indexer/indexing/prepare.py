@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from indexer.config.settings import Settings
 from indexer.embedding.protocol import Embedder
+from indexer.errors import mib
 from indexer.sources.base import AppendOnly, Chunk
 from indexer.sources.discover import FileStamp, MemoryFile
 from indexer.sources.markdown.parse import NotText
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 # A read during which the file's stat changed is repeated this many times.
 READ_RETRIES = 2
 # How the warning about a file over the size limit ends.
-TOO_LARGE = " MiB limit"
+TOO_LARGE = " MiB limit"  # mib() ends every size with " MiB"
 # The title words (path, date, frontmatter title/tags/aliases) are copied into
 # every chunk's full-text row, so they are bounded: per value and in total.
 TITLE_VALUE_CHARS = 200
@@ -127,8 +128,8 @@ def _oversized_message(path: str, chunk: Chunk, embedder: Embedder, *, is_headin
 def over_bound(size: int, limit: int) -> str:
     """Why only part of a log over its bound is indexed."""
     return (
-        f"only its first {limit / 2**20:.1f} MiB are indexed (raise session_max_file_bytes for the rest): "
-        f"{size / 2**20:.1f} MiB is over the {limit / 2**20:.1f}{TOO_LARGE}"
+        f"only its first {mib(limit)} are indexed (raise session_max_file_bytes for the rest): "
+        f"{mib(size)} is over the {mib(limit)} limit"
     )
 
 
@@ -145,7 +146,7 @@ def _read(path: Path, limit: int, append_only: bool) -> tuple[bytes, FileStamp]:
         for _ in range(READ_RETRIES + 1):
             before = os.fstat(handle.fileno())
             if before.st_size > limit and not append_only:
-                raise OSError(f"{before.st_size / 2**20:.1f} MiB is over the {limit / 2**20:.1f}{TOO_LARGE}")
+                raise OSError(f"{mib(before.st_size)} is over the {mib(limit)} limit")
             handle.seek(0)
             data = lines_within(handle, limit) if before.st_size > limit else handle.read()
             if FileStamp.of(os.fstat(handle.fileno())) == FileStamp.of(before):

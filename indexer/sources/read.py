@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from indexer.errors import PathError
+from indexer.errors import PathError, mib
 
 from .base import AppendOnly
 from .discover import lexical_inside, refuse_unindexed, resolve_inside
@@ -164,8 +164,7 @@ def _read_lines(
         with open_memory_file(real) as handle:
             if max_bytes is not None and os.fstat(handle.fileno()).st_size > max_bytes:
                 if not (first_part and isinstance(source, AppendOnly)):
-                    mib = f"{max_bytes / 2**20:.1f}"
-                    raise PathError(f"{rel}: over the {mib} MiB limit, so memdex does not index or serve it")
+                    raise PathError(f"{rel}: over the {mib(max_bytes)} limit, so memdex does not index or serve it")
                 data, partial = lines_within(handle, max_bytes), max_bytes
             else:
                 data = handle.read()
@@ -181,7 +180,7 @@ def _read_lines(
 
 def _past_limit(rel: str, line: int, limit: int) -> str:
     return (
-        f"{rel}: line {line} on is past the first {limit / 2**20:.1f} MiB (the limit), "
+        f"{rel}: line {line} on is past the first {mib(limit)} (the limit), "
         "so memdex does not index or serve it"
     )
 
