@@ -138,15 +138,15 @@ def sync(
                 writer.close(wait=False)  # an error or a stop shows now: the model's current call is not waited for
             raise
         writer.close()  # the model's worker thread (``pipeline``) ends (it has nothing left to do)
-
-    present = {item.path for item in found}
-    for path in sorted(set(known) - present):
-        if not known[path].seen:  # another root's or host's file in a shared namespace: not ours to remove
-            report.left_to_other_writers += 1
-            continue
-        store.remove_file(path)
-        report.removed += 1
-        log.info("removed %s", one_line(path))
+        # Inside the bulk load: deletions count toward its end (SQLite's FTS5 merge after many).
+        present = {item.path for item in found}
+        for path in sorted(set(known) - present):
+            if not known[path].seen:  # another root's or host's file in a shared namespace: not ours to remove
+                report.left_to_other_writers += 1
+                continue
+            store.remove_file(path)
+            report.removed += 1
+            log.info("removed %s", one_line(path))
     if report.left_to_other_writers:
         report.warn(
             f"{report.left_to_other_writers} indexed files are not in this root and were never indexed from it "
