@@ -270,3 +270,32 @@ def test_a_sync_stopped_while_the_bound_changes_reads_the_transcripts_again_next
     fresh = engine.fresh(raised)
     synced(fresh)
     assert same_index(raised, fresh)
+
+
+def test_an_over_bound_transcript_appended_to_while_embedded_is_not_read_again(
+    engine_kind: EngineKind, tmp_path: Path
+) -> None:
+    """A transcript over its bound grows while its chunks are embedded: it only grew, so it is
+    written as read, without a second read (review: the check compared the whole file's first
+    bytes with the hash of the part within the bound, so it always looked rewritten)."""
+    log, settings, filler = over_bound_transcript(tmp_path, engine_kind)
+    append(log, filler)
+
+    class AppendsWhileEmbedding(RecordingEmbedder):
+        def embed(self, texts: Any) -> Any:
+            if not self.calls:
+                append(log, turns("and the otters came back", minute=40))
+            self.calls.append(len(texts))
+            return super().embed(texts)
+
+    embedder = AppendsWhileEmbedding()
+    embedder.calls = []
+    with open_index(settings, write=True, embedder=embedder) as index:
+        report = index.sync()
+    assert embedder.calls and report.reindexed == 1 and report.reread == 0
+    assert found(settings, "more filler chatter number 1") == [PATH] and found(settings, "otters") == []
+    again = synced(settings)  # the newer stamp: read, and within the bound nothing changed
+    assert again.reindexed == 0 and again.unchanged_hash >= 1 and again.warnings == []
+    fresh = engine_kind.fresh(settings)
+    synced(fresh)
+    assert same_index(settings, fresh)

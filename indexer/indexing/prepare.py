@@ -103,7 +103,8 @@ def prepare_file(
         path=item.path, kind=item.kind, date=item.date, stamp=stamp, hash=digest,
         frontmatter=note.frontmatter, title=title,
     )  # fmt: skip
-    return Prepared(item, record, chunks, read_at, keep_before=resume)
+    size_read = len(data) if len(data) != stamp.size else None  # a log over its bound: the part within it
+    return Prepared(item, record, chunks, read_at, keep_before=resume, size_read=size_read)
 
 
 def _oversized_message(path: str, chunk: Chunk, embedder: Embedder, *, is_heading: bool) -> str:
