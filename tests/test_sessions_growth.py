@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from conftest import EngineKind, RecordingEmbedder, write
 from test_sessions import jsonl
 
 from indexer import open_index
+from indexer.cli.app import cli
 from indexer.config.settings import Settings
-from indexer.errors import PathError
+from indexer.errors import PathError, mib
 from indexer.indexing.check import HEALTHY, check_index
 from indexer.indexing.prepare import over_bound
 from indexer.sources.discover import FileStamp
@@ -299,3 +301,49 @@ def test_an_over_bound_transcript_appended_to_while_embedded_is_not_read_again(
     fresh = engine_kind.fresh(settings)
     synced(fresh)
     assert same_index(settings, fresh)
+
+
+def test_a_transcript_whose_first_line_is_longer_than_its_bound_is_said_to_have_nothing_indexed(
+    engine_kind: EngineKind, tmp_path: Path
+) -> None:
+    """No whole line lies within the bound, so nothing of the transcript is indexed: the warning,
+    status and check say so (review: they said "only its first N MiB are indexed"), search finds
+    none of it and get serves none of it, with the same reason."""
+    root, chats = tmp_path / "memory", tmp_path / "chats"
+    write(root, "MEMORY.md", "# Facts\n\n- the spare key is under the flowerpot\n")
+    log = write(chats, "s.jsonl", turns("the ferry leaves from pier nineteen " + "filler " * 400, "otters swim"))
+    bound = len(log.read_bytes().split(b"\n")[0]) // 2
+    settings = engine_kind.settings(root, session_folders=[str(chats)], session_max_file_bytes=bound)
+    report = synced(settings)
+    limit = mib(bound)
+    assert report.warnings == [
+        f"{PATH}: its first line is longer than the {limit} limit, so nothing of it is indexed "
+        f"(raise session_max_file_bytes to index it): {mib(log.stat().st_size)} is over the {limit} limit"
+    ]
+    assert found(settings, "ferry pier nineteen") == [] and found(settings, "otters") == []
+    status, verdict = status_and_check(settings)
+    assert status["first_line_over_bound"] == [PATH] and status["partly_indexed"] == []
+    assert verdict.exit_code == HEALTHY, verdict.problems
+    assert verdict.notes == [
+        f"1 transcripts have a first line longer than the {limit} limit (session_max_file_bytes; {PATH}): "
+        "nothing of them is indexed"
+    ]
+    with open_index(settings, embedder=RecordingEmbedder()) as index:
+        with pytest.raises(PathError, match="its first line is longer than the .* limit"):
+            index.get(f"{PATH}:1")
+        with pytest.raises(PathError, match="limit"):
+            index.get(PATH)
+    with pytest.raises(PathError, match="its first line is longer than the .* limit"):
+        read_excerpt(settings.root, PATH, sessions=settings.session_labels, session_max_bytes=bound)
+    where = ["--db", settings.database_url, "--namespace", settings.namespace] if settings.database_url else []
+    shown = CliRunner(env={"MEMDEX_ROOT": None, "MEMDEX_SESSION_MAX_FILE_BYTES": str(bound)}).invoke(
+        cli, ["--root", str(root), "--session-folder", str(chats), *where, "status"]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert f"not indexed: {PATH}: its first line is longer than the {limit} limit" in shown.output
+    assert "partly indexed" not in shown.output
+    past = time.time() - 10
+    os.utime(log, (past, past))
+    assert synced(settings).warnings == []  # said once
+    append(log, turns("the lighthouse keeper waved", minute=5))  # past the bound: still no whole line within it
+    assert synced(settings).warnings == [] and found(settings, "lighthouse") == []

@@ -16,6 +16,7 @@ skip it silently instead of warning again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -74,7 +75,12 @@ def sync(
             report.full_reembed_reason = None
         else:
             report.warn(rebuild_message(report.full_reembed_reason))
-    if reclassify(settings, store) | rebound(settings, store):
+    bound, reread, bound_warning = rebound(settings, store)
+    if bound_warning:
+        report.warn(bound_warning)
+    if bound != settings.session_max_file_bytes:  # another writer's larger bound is the index's
+        settings = dataclasses.replace(settings, session_max_file_bytes=bound)
+    if reclassify(settings, store) | reread:
         paths = None  # files whose kind or date (or indexed part) changed are read again, wherever they are
     if paths is None:
         found, scan_warnings = scan_all(

@@ -1,10 +1,13 @@
 """Logs that only grew (session transcripts, ``sources.base.AppendOnly``): where the sync
-parses them again from, instead of from their first line; and which transcripts a change
-of their size bound makes read again."""
+parses them again from, instead of from their first line; the size bound the index's
+transcripts are indexed within, and which transcripts a change of it makes read again."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from indexer.config.settings import Settings
+from indexer.errors import mib
 from indexer.sources.base import AppendOnly
 from indexer.sources.discover import FileStamp
 from indexer.store import FileState, IndexStore
@@ -13,6 +16,8 @@ from .writer import content_hash
 
 # meta key: the bound (Settings.session_max_file_bytes) the transcripts were indexed within.
 BOUND_KEY = "session_max_file_bytes"
+# meta keys: each PostgreSQL writer's (host:root) own setting, as it last synced (``rebound``).
+WRITER_PREFIX = BOUND_KEY + "@"
 
 
 def resume_line(
@@ -40,17 +45,36 @@ def line_offset(data: bytes, line: int) -> int:
     return position + 1
 
 
-def rebound(settings: Settings, store: IndexStore) -> bool:
-    """When ``session_max_file_bytes`` differs from the bound the transcripts were indexed
-    with, mark the transcripts over the smaller of the two (their indexed part changes) so
-    that this sync reads them again. True when some transcript must be read again."""
-    wanted = str(settings.session_max_file_bytes)
-    stored = store.meta().get(BOUND_KEY)
-    if stored == wanted:
-        return False
+def rebound(settings: Settings, store: IndexStore) -> tuple[int, bool, str | None]:
+    """The bound this sync indexes the transcripts within, whether some transcript must be
+    read again for it, and a warning when it is not this host's ``session_max_file_bytes``.
+
+    The bound is the index's: the largest ``session_max_file_bytes`` of its writers. A
+    SQLite index has one (its root); a PostgreSQL namespace one per host and root, each
+    recorded in meta as it last synced, so two hosts with different settings agree on the
+    larger instead of each sync flipping it (and reading the over-bound transcripts again).
+    When the bound changes, the transcripts over the smaller of the old and new one are
+    marked, so that this sync reads them again."""
+    wanted = settings.session_max_file_bytes
+    meta = store.meta()
+    mine = writer_key(settings)
+    records = {key: int(value) for key, value in meta.items() if key.startswith(WRITER_PREFIX) and value.isdigit()}
+    records[mine] = wanted
+    bound = max(records.values())
+    stored = meta.get(BOUND_KEY)
+    warning = None
+    if bound != wanted and (meta.get(mine) != str(wanted) or stored != str(bound)):  # said when it is new
+        warning = (
+            f"session_max_file_bytes is {mib(wanted)} here, but another writer of this index set {mib(bound)}: "
+            f"transcripts are indexed within the larger, {mib(bound)}"
+        )
+    if stored == str(bound):
+        if mine != BOUND_KEY and meta.get(mine) != str(wanted):
+            store.set_meta(**{mine: wanted})
+        return bound, False, warning
     over: list[str] = []
     if stored is not None and stored.isdigit():  # else a new index, or one from before the key
-        low = min(int(stored), settings.session_max_file_bytes)
+        low = min(int(stored), bound)
         states = store.file_states()
         over = sorted(
             path for path, (kind, _, _) in store.file_descriptions().items()
@@ -59,5 +83,32 @@ def rebound(settings: Settings, store: IndexStore) -> bool:
         store.invalidate_files(over)
     # Only then the new bound: a sync stopped between the two marks them again (review: the
     # bound stored first, an interrupt left them indexed within the old bound for good).
-    store.set_meta(**{BOUND_KEY: wanted})
-    return bool(over)
+    store.set_meta(**{BOUND_KEY: bound, mine: wanted})
+    return bound, bool(over), warning
+
+
+def writer_key(settings: Settings) -> str:
+    """Where meta keeps this writer's ``session_max_file_bytes``: a PostgreSQL namespace has a
+    writer per host and root; a SQLite index one (its bound is the setting)."""
+    return f"{WRITER_PREFIX}{settings.host}:{settings.root}" if settings.database_url else BOUND_KEY
+
+
+def index_bound(settings: Settings, meta: dict[str, str]) -> int:
+    """The bound the index's transcripts were indexed within (what status, check and get go
+    by): the one stored, else (an index not synced since) this host's setting."""
+    stored = meta.get(BOUND_KEY, "")
+    return int(stored) if stored.isdigit() else settings.session_max_file_bytes
+
+
+def over_bound_status(settings: Settings, store: IndexStore, meta: dict[str, str]) -> dict[str, Any]:
+    """``status``'s transcripts over the index's bound (a bounded read: an index on the size):
+    those whose lines within it are indexed, and those whose first line is longer than it
+    (nothing of them is indexed; their stored hash is that of no bytes)."""
+    bound = index_bound(settings, meta)
+    over = store.files_over("session", bound)
+    empty = content_hash(b"")
+    return {
+        "session_max_file_bytes": bound,
+        "partly_indexed": sorted(path for path, digest in over.items() if digest != empty),
+        "first_line_over_bound": sorted(path for path, digest in over.items() if digest == empty),
+    }

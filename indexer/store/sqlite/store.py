@@ -76,6 +76,11 @@ class Store(WholeIndexReads):
             for path, size, mtime, ctime, inode, digest, at in rows
         }
 
+    def files_over(self, kind: str, size: int) -> dict[str, str]:
+        """Indexed files of ``kind`` over ``size`` bytes: path -> hash (an index range, not every file)."""
+        rows = self.connection.execute("SELECT path, hash FROM files WHERE kind = ? AND size > ?", (kind, size))
+        return dict(rows)
+
     def skipped_files(self, under: Iterable[str] | None = None) -> dict[str, SkippedFile]:
         """Files skipped with a warning: all of them, or those at or below the given paths."""
         select = "SELECT path, size, mtime_ns, ctime_ns, inode, reason, skipped_at_ns FROM skipped"
