@@ -9,6 +9,7 @@ import dataclasses
 import os
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 from conftest import EngineKind, RecordingEmbedder, write
 from test_sessions import jsonl
 
-from indexer import open_index
+from indexer import make_settings, open_index
 from indexer.cli.app import cli
 from indexer.config.settings import Settings
 from indexer.errors import PathError, mib
@@ -347,3 +348,58 @@ def test_a_transcript_whose_first_line_is_longer_than_its_bound_is_said_to_have_
     assert synced(settings).warnings == []  # said once
     append(log, turns("the lighthouse keeper waved", minute=5))  # past the bound: still no whole line within it
     assert synced(settings).warnings == [] and found(settings, "lighthouse") == []
+
+
+@pytest.mark.postgres
+def test_two_writers_of_a_namespace_with_different_bounds_agree_on_the_larger(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two hosts share a namespace with different ``session_max_file_bytes``: the index's bound is
+    the larger, the smaller host is told once, and later syncs read nothing again (review: each
+    sync stored its own bound, flipping it, and read every over-bound transcript again)."""
+    namespace = f"bound-{uuid.uuid4().hex[:12]}"
+    logs, hosts = {}, {}
+    for name in ("small", "large"):
+        chats = tmp_path / name / "chats"
+        logs[name] = write(chats, f"{name}.jsonl", turns(f"the {name} ferry leaves from pier nineteen",
+                                                          "filler words " * 20))  # fmt: skip
+    low = 3 * logs["small"].stat().st_size
+    for name in ("small", "large"):
+        chatter = (f"{name} chatter number {n} " * 6 for n in range(60))
+        last = "the zebra keeper waved" if name == "small" else "the lighthouse keeper waved"
+        append(logs[name], turns(*chatter, last, minute=5))
+        (tmp_path / name / "memory").mkdir()
+        hosts[name] = make_settings(
+            tmp_path / name / "memory", pg_url, namespace=namespace, session_folders=[str(logs[name].parent)],
+            session_max_file_bytes=low if name == "small" else 64 * 2**20,
+        )  # fmt: skip
+    small, large = hosts["small"], hosts["large"]
+    path = "sessions/chats/small.jsonl"
+
+    def sync(settings: Settings, host: str) -> Any:
+        monkeypatch.setenv("MEMDEX_HOST", host)
+        report = synced(settings)
+        report.warnings = [w for w in report.warnings if "another root or host wrote them" not in w]  # the other's file
+        return report
+
+    first = sync(small, "small-host")
+    assert first.reindexed == 1 and first.warnings == [f"{path}: {over_bound(logs['small'].stat().st_size, low)}"]
+    assert found(small, "zebra") == []
+    assert sync(large, "large-host").warnings == []
+    told = sync(small, "small-host")  # the larger bound is the index's: its transcript is read within it
+    assert told.reindexed == 1 and told.warnings == [
+        f"session_max_file_bytes is {mib(low)} here, but another writer of this index set 64.0 MiB: "
+        "its transcripts are indexed within the larger, 64.0 MiB"
+    ]
+    assert found(small, "zebra") == [path] and found(small, "lighthouse") == ["sessions/chats/large.jsonl"]
+    for _ in range(2):  # no flip: nothing is read again, nothing said again
+        for settings, host in ((small, "small-host"), (large, "large-host")):
+            report = sync(settings, host)
+            assert report.reindexed == 0 and report.warnings == [], (host, report)
+    monkeypatch.setenv("MEMDEX_HOST", "small-host")
+    status, verdict = status_and_check(small)
+    assert status["session_max_file_bytes"] == 64 * 2**20 and status["partly_indexed"] == []
+    assert verdict.exit_code == HEALTHY and not [note for note in verdict.notes if "session" in note.split("(")[0]]
+    with open_index(small, embedder=RecordingEmbedder()) as index:
+        (hit,) = index.search("zebra", mode="keyword")
+        assert index.get(f"{hit.path}:{hit.start_line}-{hit.end_line}").lines[-1].endswith("zebra keeper waved")

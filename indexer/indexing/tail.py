@@ -16,7 +16,7 @@ from .writer import content_hash
 
 # meta key: the bound (Settings.session_max_file_bytes) the transcripts were indexed within.
 BOUND_KEY = "session_max_file_bytes"
-# meta keys: each PostgreSQL writer's (host:root) own setting, as it last synced (``rebound``).
+# meta keys: each PostgreSQL writer's (host:root) own setting and the bound it last synced with (``rebound``).
 WRITER_PREFIX = BOUND_KEY + "@"
 
 
@@ -50,47 +50,54 @@ def rebound(settings: Settings, store: IndexStore) -> tuple[int, bool, str | Non
     read again for it, and a warning when it is not this host's ``session_max_file_bytes``.
 
     The bound is the index's: the largest ``session_max_file_bytes`` of its writers. A
-    SQLite index has one (its root); a PostgreSQL namespace one per host and root, each
-    recorded in meta as it last synced, so two hosts with different settings agree on the
-    larger instead of each sync flipping it (and reading the over-bound transcripts again).
-    When the bound changes, the transcripts over the smaller of the old and new one are
-    marked, so that this sync reads them again."""
+    SQLite index has one (its root): its setting is the bound. A PostgreSQL namespace has
+    one per host and root, each recorded in meta as it last synced, so two hosts with
+    different settings agree on the larger instead of each sync flipping it (and reading
+    the over-bound transcripts again). When the bound changes, the transcripts over the
+    smaller of the old and new one are marked, so that this sync reads them again."""
     wanted = settings.session_max_file_bytes
     meta = store.meta()
-    mine = writer_key(settings)
-    records = {key: int(value) for key, value in meta.items() if key.startswith(WRITER_PREFIX) and value.isdigit()}
-    records[mine] = wanted
-    bound = max(records.values())
     stored = meta.get(BOUND_KEY)
+    bound, mine = wanted, writer_key(settings)
+    if mine is not None:
+        records = [_setting(value) for key, value in meta.items() if key.startswith(WRITER_PREFIX) and key != mine]
+        bound = max([wanted, *(value for value in records if value is not None)])
+    seen = f"{wanted}:{bound}"  # this writer's setting, and the bound it indexes within
     warning = None
-    if bound != wanted and (meta.get(mine) != str(wanted) or stored != str(bound)):  # said when it is new
+    if bound != wanted and mine is not None and meta.get(mine) != seen:  # said when it is new to this writer
         warning = (
             f"session_max_file_bytes is {mib(wanted)} here, but another writer of this index set {mib(bound)}: "
-            f"transcripts are indexed within the larger, {mib(bound)}"
+            f"its transcripts are indexed within the larger, {mib(bound)}"
         )
-    if stored == str(bound):
-        if mine != BOUND_KEY and meta.get(mine) != str(wanted):
-            store.set_meta(**{mine: wanted})
-        return bound, False, warning
+    updates: dict[str, str | int] = {mine: seen} if mine is not None and meta.get(mine) != seen else {}
     over: list[str] = []
-    if stored is not None and stored.isdigit():  # else a new index, or one from before the key
-        low = min(int(stored), bound)
-        states = store.file_states()
-        over = sorted(
-            path for path, (kind, _, _) in store.file_descriptions().items()
-            if kind == "session" and path in states and states[path].stamp.size > low
-        )  # fmt: skip
-        store.invalidate_files(over)
-    # Only then the new bound: a sync stopped between the two marks them again (review: the
-    # bound stored first, an interrupt left them indexed within the old bound for good).
-    store.set_meta(**{BOUND_KEY: bound, mine: wanted})
+    if stored != str(bound):
+        if stored is not None and stored.isdigit():  # else a new index, or one from before the key
+            low = min(int(stored), bound)
+            states = store.file_states()
+            over = sorted(
+                path for path, (kind, _, _) in store.file_descriptions().items()
+                if kind == "session" and path in states and states[path].stamp.size > low
+            )  # fmt: skip
+            store.invalidate_files(over)
+        # Only then the new bound: a sync stopped between the two marks them again (review: the
+        # bound stored first, an interrupt left them indexed within the old bound for good).
+        updates[BOUND_KEY] = bound
+    if updates:
+        store.set_meta(**updates)
     return bound, bool(over), warning
 
 
-def writer_key(settings: Settings) -> str:
+def _setting(record: str) -> int | None:
+    """A writer's ``session_max_file_bytes`` from its meta record ("setting:bound")."""
+    value = record.partition(":")[0]
+    return int(value) if value.isdigit() else None
+
+
+def writer_key(settings: Settings) -> str | None:
     """Where meta keeps this writer's ``session_max_file_bytes``: a PostgreSQL namespace has a
-    writer per host and root; a SQLite index one (its bound is the setting)."""
-    return f"{WRITER_PREFIX}{settings.host}:{settings.root}" if settings.database_url else BOUND_KEY
+    writer per host and root; a SQLite index has one, whose setting is the bound (None)."""
+    return f"{WRITER_PREFIX}{settings.host}:{settings.root}" if settings.database_url else None
 
 
 def index_bound(settings: Settings, meta: dict[str, str]) -> int:
