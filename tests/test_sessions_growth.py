@@ -403,3 +403,26 @@ def test_two_writers_of_a_namespace_with_different_bounds_agree_on_the_larger(
     with open_index(small, embedder=RecordingEmbedder()) as index:
         (hit,) = index.search("zebra", mode="keyword")
         assert index.get(f"{hit.path}:{hit.start_line}-{hit.end_line}").lines[-1].endswith("zebra keeper waved")
+
+
+def test_status_lists_the_over_bound_transcripts_without_reading_every_file(
+    engine_kind: EngineKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``partly_indexed`` is a bounded read (an index on the size): status never reads every
+    file's state (review: it did, so its cost grew with the index); SQLite searches the index."""
+    log, settings, filler = over_bound_transcript(tmp_path, engine_kind)
+    append(log, filler)
+    for n in range(5):
+        write(settings.root, f"notes/n{n}.md", f"# Note {n}\n\nsome fact {n}\n")
+    synced(settings)
+    with open_index(settings, embedder=RecordingEmbedder()) as index:
+        def every_file(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("status read every file's state")
+
+        monkeypatch.setattr(index.store, "file_states", every_file)
+        status = index.status()
+        assert status["partly_indexed"] == [PATH] and status["first_line_over_bound"] == [] and status["files"] == 7
+        if engine_kind.name == "sqlite":
+            plan = " ".join(str(row) for row in index.store.connection.execute(
+                "EXPLAIN QUERY PLAN SELECT path, hash FROM files WHERE kind = ? AND size > ?", ("session", 1)))  # fmt: skip
+            assert "USING INDEX files_kind_size" in plan, plan
