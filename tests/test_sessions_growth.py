@@ -403,6 +403,13 @@ def test_two_writers_of_a_namespace_with_different_bounds_agree_on_the_larger(
     with open_index(small, embedder=RecordingEmbedder()) as index:
         (hit,) = index.search("zebra", mode="keyword")
         assert index.get(f"{hit.path}:{hit.start_line}-{hit.end_line}").lines[-1].endswith("zebra keeper waved")
+    with open_index(small, write=True, embedder=RecordingEmbedder()) as index:  # the large host last synced long ago
+        key = f"session_max_file_bytes@large-host:{large.root}"
+        setting, bound, _ = index.store.meta()[key].split(":")
+        index.store.set_meta(**{key: f"{setting}:{bound}:{int(time.time()) - 31 * 86400}"})
+    retired = sync(small, "small-host")  # it no longer counts: the small host's bound is the index's
+    assert retired.reindexed == 1 and found(small, "zebra") == []
+    assert retired.warnings == [f"{path}: {over_bound(logs['small'].stat().st_size, low)}"]
 
 
 def test_status_lists_the_over_bound_transcripts_without_reading_every_file(

@@ -4,6 +4,7 @@ transcripts are indexed within, and which transcripts a change of it makes read 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from indexer.config.settings import Settings
@@ -16,8 +17,11 @@ from .writer import content_hash
 
 # meta key: the bound (Settings.session_max_file_bytes) the transcripts were indexed within.
 BOUND_KEY = "session_max_file_bytes"
-# meta keys: each PostgreSQL writer's (host:root) own setting and the bound it last synced with (``rebound``).
+# meta keys: each PostgreSQL writer's (host:root) own setting, the bound it last synced with, and when.
 WRITER_PREFIX = BOUND_KEY + "@"
+# A writer that has not synced for this long no longer counts toward the bound (a host retired).
+WRITER_KEPT_SECONDS = 30 * 86400
+WRITER_REFRESH_SECONDS = 86400  # a writer's record is written again after this long, to stay counted
 
 
 def resume_line(
@@ -53,32 +57,31 @@ def rebound(settings: Settings, store: IndexStore) -> tuple[int, bool, str | Non
     SQLite index has one (its root): its setting is the bound. A PostgreSQL namespace has
     one per host and root, each recorded in meta as it last synced, so two hosts with
     different settings agree on the larger instead of each sync flipping it (and reading
-    the over-bound transcripts again). When the bound changes, the transcripts over the
+    the over-bound transcripts again); one that has not synced for ``WRITER_KEPT_SECONDS``
+    no longer counts. When the bound changes, the transcripts over the
     smaller of the old and new one are marked, so that this sync reads them again."""
     wanted = settings.session_max_file_bytes
     meta = store.meta()
     stored = meta.get(BOUND_KEY)
-    bound, mine = wanted, writer_key(settings)
+    bound, mine, now = wanted, writer_key(settings), int(time.time())
     if mine is not None:
-        records = [_setting(value) for key, value in meta.items() if key.startswith(WRITER_PREFIX) and key != mine]
-        bound = max([wanted, *(value for value in records if value is not None)])
+        records = [_record(value) for key, value in meta.items() if key.startswith(WRITER_PREFIX) and key != mine]
+        bound = max([wanted, *(setting for setting, at in records if now - at < WRITER_KEPT_SECONDS)])
     seen = f"{wanted}:{bound}"  # this writer's setting, and the bound it indexes within
+    mine_before, at = meta.get(mine, "").rpartition(":")[::2] if mine is not None else ("", "")
     warning = None
-    if bound != wanted and mine is not None and meta.get(mine) != seen:  # said when it is new to this writer
+    if bound != wanted and mine_before != seen:  # said when it is new to this writer
         warning = (
             f"session_max_file_bytes is {mib(wanted)} here, but another writer of this index set {mib(bound)}: "
             f"its transcripts are indexed within the larger, {mib(bound)}"
         )
-    updates: dict[str, str | int] = {mine: seen} if mine is not None and meta.get(mine) != seen else {}
+    updates: dict[str, str | int] = {}
+    if mine is not None and (mine_before != seen or not at.isdigit() or now - int(at) > WRITER_REFRESH_SECONDS):
+        updates[mine] = f"{seen}:{now}"  # kept fresh (a day at a time) while this writer syncs
     over: list[str] = []
     if stored != str(bound):
         if stored is not None and stored.isdigit():  # else a new index, or one from before the key
-            low = min(int(stored), bound)
-            states = store.file_states()
-            over = sorted(
-                path for path, (kind, _, _) in store.file_descriptions().items()
-                if kind == "session" and path in states and states[path].stamp.size > low
-            )  # fmt: skip
+            over = sorted(store.files_over("session", min(int(stored), bound)))
             store.invalidate_files(over)
         # Only then the new bound: a sync stopped between the two marks them again (review: the
         # bound stored first, an interrupt left them indexed within the old bound for good).
@@ -88,10 +91,13 @@ def rebound(settings: Settings, store: IndexStore) -> tuple[int, bool, str | Non
     return bound, bool(over), warning
 
 
-def _setting(record: str) -> int | None:
-    """A writer's ``session_max_file_bytes`` from its meta record ("setting:bound")."""
-    value = record.partition(":")[0]
-    return int(value) if value.isdigit() else None
+def _record(record: str) -> tuple[int, int]:
+    """A writer's meta record ("setting:bound:unix time"): its ``session_max_file_bytes`` and
+    when it last synced ((0, 0): not one memdex wrote)."""
+    parts = record.split(":")
+    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+        return 0, 0
+    return int(parts[0]), int(parts[2])
 
 
 def writer_key(settings: Settings) -> str | None:
