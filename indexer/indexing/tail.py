@@ -58,8 +58,8 @@ def rebound(settings: Settings, store: IndexStore) -> tuple[int, bool, str | Non
     one per host and root, each recorded in meta as it last synced, so two hosts with
     different settings agree on the larger instead of each sync flipping it (and reading
     the over-bound transcripts again); one that has not synced for ``WRITER_KEPT_SECONDS``
-    no longer counts. When the bound changes, the transcripts over the
-    smaller of the old and new one are marked, so that this sync reads them again."""
+    no longer counts. When the bound differs from the one this writer last indexed within,
+    its transcripts over the smaller of the two are marked, so that this sync reads them again."""
     wanted = settings.session_max_file_bytes
     meta = store.meta()
     stored = meta.get(BOUND_KEY)
@@ -78,13 +78,16 @@ def rebound(settings: Settings, store: IndexStore) -> tuple[int, bool, str | Non
     updates: dict[str, str | int] = {}
     if mine is not None and (mine_before != seen or not at.isdigit() or now - int(at) > WRITER_REFRESH_SECONDS):
         updates[mine] = f"{seen}:{now}"  # kept fresh (a day at a time) while this writer syncs
+    # The bound this writer's transcripts were indexed within: its own record's (another
+    # writer may have changed the index's since), else the index's (a first sync, an older index).
+    previous = mine_before.partition(":")[2] if mine_before else stored
     over: list[str] = []
+    if previous is not None and previous.isdigit() and int(previous) != bound:  # else a new index
+        over = sorted(store.files_over("session", min(int(previous), bound)))
+        store.invalidate_files(over)
+    # Only then the new bound: a sync stopped between the two marks them again (review: the
+    # bound stored first, an interrupt left them indexed within the old bound for good).
     if stored != str(bound):
-        if stored is not None and stored.isdigit():  # else a new index, or one from before the key
-            over = sorted(store.files_over("session", min(int(stored), bound)))
-            store.invalidate_files(over)
-        # Only then the new bound: a sync stopped between the two marks them again (review: the
-        # bound stored first, an interrupt left them indexed within the old bound for good).
         updates[BOUND_KEY] = bound
     if updates:
         store.set_meta(**updates)
