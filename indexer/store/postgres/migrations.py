@@ -195,7 +195,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     (
         "each writer's stat rows by size: status lists the transcripts over their bound without reading every file",
         f"""
-        CREATE INDEX file_stats_by_size ON {SCHEMA}.file_stats(ns, host, root, size);
+        CREATE INDEX IF NOT EXISTS file_stats_by_size ON {SCHEMA}.file_stats(ns, host, root, size);
         """,
     ),
 ]

@@ -86,7 +86,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     (
         "files by kind and size: status lists the transcripts over their bound without reading every file",
         """
-        CREATE INDEX files_kind_size ON files(kind, size);
+        CREATE INDEX IF NOT EXISTS files_kind_size ON files(kind, size);
         """,
     ),
 ]
