@@ -34,6 +34,7 @@ from indexer.indexing.lock import lock_root
 from indexer.indexing.rebuild import FromMarkdown
 from indexer.indexing.report import Progress, SyncReport
 from indexer.indexing.sync import configuration_change, keyword_index_only, rebuild_message, sync
+from indexer.indexing.tail import index_bound, over_bound_status
 from indexer.retrieval.budget import Budget
 from indexer.retrieval.filters import SearchFilters
 from indexer.retrieval.search import (
@@ -49,7 +50,6 @@ from indexer.retrieval.search import (
 )  # fmt: skip
 from indexer.retrieval.stages import DEFAULT_RANKING, Ranking
 from indexer.retrieval.vectors import LiveMatrix, Prefetched
-from indexer.sources.discover import classify
 from indexer.sources.read import Lines, lines_from_chunks, parse_target, read_target
 from indexer.store import Engine, IndexStore, VectorCache, registry
 from indexer.watch.state import watcher_status
@@ -285,7 +285,7 @@ class MemoryIndex:
         return read_target(
             self.settings.root, target, max_bytes=self.settings.max_file_bytes,
             sessions=self.settings.session_labels, session_tools=self.settings.session_tools,
-            session_max_bytes=self.settings.session_max_file_bytes,
+            session_max_bytes=index_bound(self.settings, self.store.meta()),  # the bound its lines were indexed within
         )  # fmt: skip
 
     def get_stored(self, namespace: str, target: str) -> tuple[str, int, int, list[str]]:
@@ -322,11 +322,7 @@ class MemoryIndex:
             "last_sync": float(meta["last_sync"]) if "last_sync" in meta else None,
             "watcher": watcher_status(self.settings.status_path.parent, self.settings.status_path.name),
             "skipped": [{"path": path, "reason": f.reason} for path, f in sorted(self.store.skipped_files().items())],
-            # transcripts over session_max_file_bytes: only their lines within it are indexed
-            "partly_indexed": sorted(
-                path for path, state in self.store.file_states().items()
-                if state.stamp.size > self.settings.session_max_file_bytes and classify(path)[0] == "session"
-            ),
+            **over_bound_status(self.settings, self.store, meta),  # transcripts over the index's bound
             # label -> folder: a transcript is cited as sessions/<label>/<path inside the folder>
             "session_folders": {label: str(folder) for label, folder in self.settings.session_labels.items()},
         }

@@ -210,3 +210,19 @@ def test_touched_files_whose_content_is_unchanged_merge_nothing(tmp_path: Path) 
         report = index.sync()
         assert report.reindexed == 0 and report.unchanged_hash >= sqlite_store.MERGE_FROM_FILES
         assert _segments(index.store) == segments
+
+
+def test_a_sync_that_only_deletes_many_files_merges_the_segments(tmp_path: Path) -> None:
+    """Each deleted file's transaction adds a segment of delete markers: a sync that removes
+    many files merges them too (review: removals were not counted, so it never did)."""
+    settings, embedder = _index(tmp_path)
+    for f in range(sqlite_store.MERGE_FROM_FILES):
+        write(settings.root, f"more/m{f}.md", f"## More {f}\n\ngarden violin {f}\n")
+    with open_index(settings, write=True, embedder=embedder) as index:
+        index.sync()
+        assert _segments(index.store) == 1
+        for f in range(sqlite_store.MERGE_FROM_FILES):
+            (settings.root / f"more/m{f}.md").unlink()
+        report = index.sync()
+        assert report.removed == sqlite_store.MERGE_FROM_FILES and report.reindexed == 0
+        assert _segments(index.store) == 1

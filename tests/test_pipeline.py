@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from conftest import EngineKind, RecordingEmbedder, age_files, write
 
+import indexer.api
 import indexer.indexing.writer
 from indexer import make_settings, open_index
 from indexer.indexing import pipeline
@@ -368,7 +369,7 @@ def test_a_sync_right_after_an_interrupted_one_waits_for_the_models_leftover_cal
     model_id = f"test/pipe-{uuid.uuid4().hex[:10]}"
     settings = engine_kind.settings(root, model=model_id, embed_batch_size=1)
     embedder = Interrupting(first_call_runs_until_released, model_id=model_id)
-    monkeypatch.setitem(pipeline._MODEL_LOCKS, embedder, WatchedLock(decided))
+    monkeypatch.setitem(pipeline._MODEL_LOCKS, pipeline.model_key(embedder), WatchedLock(decided))
     results: list[Any] = []
     again = threading.Thread(target=lambda: results.append(run_sync(settings, embedder)))
     try:
@@ -381,6 +382,67 @@ def test_a_sync_right_after_an_interrupted_one_waits_for_the_models_leftover_cal
         released.set()
     again.join(TIMEOUT)
     assert results and results[0].reindexed == 16 and not overlapped
+    assert threads_end()
+
+
+def test_two_indexes_opened_without_an_embedder_share_the_models_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``open_index`` without an embedder builds one per index: two indexes of one model in a
+    process sync one after the other on the model, not beside each other (review: the lock was
+    per embedder object). Another model has its own lock."""
+    model_id = f"test/pipe-{uuid.uuid4().hex[:10]}"
+    in_call, decided = threading.Event(), threading.Event()
+    guard, active, overlapped = threading.Lock(), [0], []
+
+    class Counting(Hooked):
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            with guard:
+                active[0] += 1
+                if active[0] > 1:
+                    overlapped.append(True)
+                    decided.set()
+            try:
+                return super().embed(texts)
+            finally:
+                with guard:
+                    active[0] -= 1
+
+    def first_call_waits_for_the_other_sync(call: int, texts: Sequence[str]) -> None:
+        if call == 1 and not in_call.is_set():
+            in_call.set()
+            decided.wait(TIMEOUT)  # until the other sync waits for the lock (or runs beside this call)
+
+    made: list[Counting] = []
+
+    def make_embedder(settings: Settings) -> Counting:
+        made.append(Counting(first_call_waits_for_the_other_sync, model_id=settings.model))
+        return made[-1]
+
+    monkeypatch.setattr(indexer.api, "make_embedder", make_embedder)
+    monkeypatch.setitem(pipeline._MODEL_LOCKS, (model_id, RecordingEmbedder().dimensions), WatchedLock(decided))
+    roots = [tmp_path / "one", tmp_path / "two"]
+    for root in roots:
+        notes(root, 8)
+    reports: list[Any] = []
+
+    def sync(root: Path) -> None:
+        with open_index(make_settings(root, model=model_id), write=True) as index:
+            reports.append(index.sync())
+
+    first = threading.Thread(target=sync, args=(roots[0],))
+    first.start()
+    try:
+        assert in_call.wait(TIMEOUT)
+        sync(roots[1])
+    finally:
+        decided.set()
+        first.join(TIMEOUT)
+    assert len(made) == 2 and made[0] is not made[1]
+    assert not overlapped, "the second index ran the model beside the first's call"
+    assert [report.reindexed for report in reports] == [8, 8]
+    assert pipeline.model_lock(made[0]) is pipeline.model_lock(made[1])
+    assert pipeline.model_lock(RecordingEmbedder(model_id=model_id + "-other")) is not pipeline.model_lock(made[0])
     assert threads_end()
 
 

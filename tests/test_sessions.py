@@ -355,7 +355,7 @@ def test_a_200_mb_transcript_is_read_within_its_bound_and_a_symlink_out_of_the_f
     settings = make_settings(root, session_folders=[str(chats)])
     report = synced(settings)
     assert report.reindexed == 2
-    over = "sessions/chats/huge.jsonl: only its first 64.0 MiB are indexed"
+    over = "sessions/chats/huge.jsonl: its first line is longer than the 64.0 MiB limit, so nothing of it is indexed"
     assert any(w.startswith(over) and "200.0 MiB is over" in w for w in report.warnings), report.warnings
     assert any(w.startswith("sessions/chats/link.jsonl: skipped, symlink leads outside") for w in report.warnings)
     with open_index(settings, embedder=RecordingEmbedder()) as index:

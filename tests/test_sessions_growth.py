@@ -9,16 +9,19 @@ import dataclasses
 import os
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from conftest import EngineKind, RecordingEmbedder, write
 from test_sessions import jsonl
 
-from indexer import open_index
+from indexer import make_settings, open_index
+from indexer.cli.app import cli
 from indexer.config.settings import Settings
-from indexer.errors import PathError
+from indexer.errors import PathError, mib
 from indexer.indexing.check import HEALTHY, check_index
 from indexer.indexing.prepare import over_bound
 from indexer.sources.discover import FileStamp
@@ -270,3 +273,166 @@ def test_a_sync_stopped_while_the_bound_changes_reads_the_transcripts_again_next
     fresh = engine.fresh(raised)
     synced(fresh)
     assert same_index(raised, fresh)
+
+
+def test_an_over_bound_transcript_appended_to_while_embedded_is_not_read_again(
+    engine_kind: EngineKind, tmp_path: Path
+) -> None:
+    """A transcript over its bound grows while its chunks are embedded: it only grew, so it is
+    written as read, without a second read (review: the check compared the whole file's first
+    bytes with the hash of the part within the bound, so it always looked rewritten)."""
+    log, settings, filler = over_bound_transcript(tmp_path, engine_kind)
+    append(log, filler)
+
+    class AppendsWhileEmbedding(RecordingEmbedder):
+        def embed(self, texts: Any) -> Any:
+            if not self.calls:
+                append(log, turns("and the otters came back", minute=40))
+            self.calls.append(len(texts))
+            return super().embed(texts)
+
+    embedder = AppendsWhileEmbedding()
+    embedder.calls = []
+    with open_index(settings, write=True, embedder=embedder) as index:
+        report = index.sync()
+    assert embedder.calls and report.reindexed == 1 and report.reread == 0
+    assert found(settings, "more filler chatter number 1") == [PATH] and found(settings, "otters") == []
+    again = synced(settings)  # the newer stamp: read, and within the bound nothing changed
+    assert again.reindexed == 0 and again.unchanged_hash >= 1 and again.warnings == []
+    fresh = engine_kind.fresh(settings)
+    synced(fresh)
+    assert same_index(settings, fresh)
+
+
+def test_a_transcript_whose_first_line_is_longer_than_its_bound_is_said_to_have_nothing_indexed(
+    engine_kind: EngineKind, tmp_path: Path
+) -> None:
+    """No whole line lies within the bound, so nothing of the transcript is indexed: the warning,
+    status and check say so (review: they said "only its first N MiB are indexed"), search finds
+    none of it and get serves none of it, with the same reason."""
+    root, chats = tmp_path / "memory", tmp_path / "chats"
+    write(root, "MEMORY.md", "# Facts\n\n- the spare key is under the flowerpot\n")
+    log = write(chats, "s.jsonl", turns("the ferry leaves from pier nineteen " + "filler " * 400, "otters swim"))
+    bound = len(log.read_bytes().split(b"\n")[0]) // 2
+    settings = engine_kind.settings(root, session_folders=[str(chats)], session_max_file_bytes=bound)
+    report = synced(settings)
+    limit = mib(bound)
+    assert report.warnings == [
+        f"{PATH}: its first line is longer than the {limit} limit, so nothing of it is indexed "
+        f"(raise session_max_file_bytes to index it): {mib(log.stat().st_size)} is over the {limit} limit"
+    ]
+    assert found(settings, "ferry pier nineteen") == [] and found(settings, "otters") == []
+    status, verdict = status_and_check(settings)
+    assert status["first_line_over_bound"] == [PATH] and status["partly_indexed"] == []
+    assert verdict.exit_code == HEALTHY, verdict.problems
+    assert verdict.notes == [
+        f"1 transcripts have a first line longer than the {limit} limit (session_max_file_bytes; {PATH}): "
+        "nothing of them is indexed"
+    ]
+    with open_index(settings, embedder=RecordingEmbedder()) as index:
+        with pytest.raises(PathError, match="its first line is longer than the .* limit"):
+            index.get(f"{PATH}:1")
+        with pytest.raises(PathError, match="limit"):
+            index.get(PATH)
+    with pytest.raises(PathError, match="its first line is longer than the .* limit"):
+        read_excerpt(settings.root, PATH, sessions=settings.session_labels, session_max_bytes=bound)
+    where = ["--db", settings.database_url, "--namespace", settings.namespace] if settings.database_url else []
+    shown = CliRunner(env={"MEMDEX_ROOT": None, "MEMDEX_SESSION_MAX_FILE_BYTES": str(bound)}).invoke(
+        cli, ["--root", str(root), "--session-folder", str(chats), *where, "status"]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert f"not indexed: {PATH}: its first line is longer than the {limit} limit" in shown.output
+    assert "partly indexed" not in shown.output
+    past = time.time() - 10
+    os.utime(log, (past, past))
+    assert synced(settings).warnings == []  # said once
+    append(log, turns("the lighthouse keeper waved", minute=5))  # past the bound: still no whole line within it
+    assert synced(settings).warnings == [] and found(settings, "lighthouse") == []
+
+
+@pytest.mark.postgres
+def test_two_writers_of_a_namespace_with_different_bounds_agree_on_the_larger(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two hosts share a namespace with different ``session_max_file_bytes``: the index's bound is
+    the larger, the smaller host is told once, and later syncs read nothing again (review: each
+    sync stored its own bound, flipping it, and read every over-bound transcript again)."""
+    namespace = f"bound-{uuid.uuid4().hex[:12]}"
+    logs, hosts = {}, {}
+    for name in ("small", "large"):
+        chats = tmp_path / name / "chats"
+        logs[name] = write(chats, f"{name}.jsonl", turns(f"the {name} ferry leaves from pier nineteen",
+                                                          "filler words " * 20))  # fmt: skip
+    low = 3 * logs["small"].stat().st_size
+    for name in ("small", "large"):
+        chatter = (f"{name} chatter number {n} " * 6 for n in range(60))
+        last = "the zebra keeper waved" if name == "small" else "the lighthouse keeper waved"
+        append(logs[name], turns(*chatter, last, minute=5))
+        (tmp_path / name / "memory").mkdir()
+        hosts[name] = make_settings(
+            tmp_path / name / "memory", pg_url, namespace=namespace, session_folders=[str(logs[name].parent)],
+            session_max_file_bytes=low if name == "small" else 64 * 2**20,
+        )  # fmt: skip
+    small, large = hosts["small"], hosts["large"]
+    path = "sessions/chats/small.jsonl"
+    past = time.time() - 10
+    for log in logs.values():
+        os.utime(log, (past, past))  # their stamps are trusted: only a changed bound makes a sync read them
+
+    def sync(settings: Settings, host: str) -> Any:
+        monkeypatch.setenv("MEMDEX_HOST", host)
+        report = synced(settings)
+        report.warnings = [w for w in report.warnings if "another root or host wrote them" not in w]  # the other's file
+        return report
+
+    first = sync(small, "small-host")
+    assert first.reindexed == 1 and first.warnings == [f"{path}: {over_bound(logs['small'].stat().st_size, low)}"]
+    assert found(small, "zebra") == []
+    assert sync(large, "large-host").warnings == []
+    told = sync(small, "small-host")  # the larger bound is the index's: its transcript is read within it
+    assert told.reindexed == 1 and told.warnings == [
+        f"session_max_file_bytes is {mib(low)} here, but another writer of this index set 64.0 MiB: "
+        "its transcripts are indexed within the larger, 64.0 MiB"
+    ]
+    assert found(small, "zebra") == [path] and found(small, "lighthouse") == ["sessions/chats/large.jsonl"]
+    for _ in range(2):  # no flip: nothing is read again, nothing said again
+        for settings, host in ((small, "small-host"), (large, "large-host")):
+            report = sync(settings, host)
+            assert report.reindexed == 0 and report.warnings == [], (host, report)
+    monkeypatch.setenv("MEMDEX_HOST", "small-host")
+    status, verdict = status_and_check(small)
+    assert status["session_max_file_bytes"] == 64 * 2**20 and status["partly_indexed"] == []
+    assert verdict.exit_code == HEALTHY and not [note for note in verdict.notes if "session" in note.split("(")[0]]
+    with open_index(small, embedder=RecordingEmbedder()) as index:
+        (hit,) = index.search("zebra", mode="keyword")
+        assert index.get(f"{hit.path}:{hit.start_line}-{hit.end_line}").lines[-1].endswith("zebra keeper waved")
+    with open_index(small, write=True, embedder=RecordingEmbedder()) as index:  # the large host last synced long ago
+        key = f"session_max_file_bytes@large-host:{large.root}"
+        setting, bound, _ = index.store.meta()[key].split(":")
+        index.store.set_meta(**{key: f"{setting}:{bound}:{int(time.time()) - 31 * 86400}"})
+    retired = sync(small, "small-host")  # it no longer counts: the small host's bound is the index's
+    assert retired.reindexed == 1 and found(small, "zebra") == []
+    assert retired.warnings == [f"{path}: {over_bound(logs['small'].stat().st_size, low)}"]
+
+
+def test_status_lists_the_over_bound_transcripts_without_reading_every_file(
+    engine_kind: EngineKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``partly_indexed`` is a bounded read (an index on the size): status never reads every
+    file's state (review: it did, so its cost grew with the index); SQLite searches the index."""
+    log, settings, filler = over_bound_transcript(tmp_path, engine_kind)
+    append(log, filler)
+    for n in range(5):
+        write(settings.root, f"notes/n{n}.md", f"# Note {n}\n\nsome fact {n}\n")
+    synced(settings)
+    with open_index(settings, embedder=RecordingEmbedder()) as index:
+        def every_file(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("status read every file's state")
+
+        monkeypatch.setattr(index.store, "file_states", every_file)
+        status = index.status()
+        assert status["partly_indexed"] == [PATH] and status["first_line_over_bound"] == [] and status["files"] == 7
+        if engine_kind.name == "sqlite":
+            plan = " ".join(str(row) for row in index.store.connection.execute(
+                "EXPLAIN QUERY PLAN SELECT path, hash FROM files WHERE kind = ? AND size > ?", ("session", 1)))  # fmt: skip
+            assert "USING INDEX files_kind_size" in plan, plan

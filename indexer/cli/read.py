@@ -204,8 +204,12 @@ def status_command(obj: Any, as_json: bool) -> None:
         click.echo(f"sessions: sessions/{one_line(label)}/ is {one_line(folder)}")
     for skipped in info["skipped"]:  # files skipped with a warning, not read again until they change
         click.echo(f"skipped: {skipped['path']}: {skipped['reason']}")
+    bound = mib(info["session_max_file_bytes"])  # the index's: another writer's may be larger than this host's
     for path in info["partly_indexed"]:
-        click.echo(f"partly indexed: {one_line(path)}: only its first {mib(settings.session_max_file_bytes)} (session_max_file_bytes)")
+        click.echo(f"partly indexed: {one_line(path)}: only its first {bound} (session_max_file_bytes)")
+    for path in info["first_line_over_bound"]:
+        click.echo(f"not indexed: {one_line(path)}: its first line is longer than the {bound} limit "
+                   "(session_max_file_bytes): nothing of it is indexed")  # fmt: skip
     watcher = info["watcher"]
     if watcher is None:
         click.echo("watcher: not running")

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from indexer.store.tokenizer import TOKENIZER_VERSION, fts_text
 
 from .prepare import file_limit, file_title
 from .sync import CLASSIFICATION_KEY, CLASSIFIER_KEY, CLASSIFIER_VERSION, TOKENIZER_KEY, classification
+from .tail import index_bound
 from .writer import content_hash
 
 log = logging.getLogger(__name__)
@@ -198,12 +200,15 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
             f"{len(others)} indexed files were written by another root or host and are not in this root "
             f"({_examples(others)}); left to their writers"
         ))
-    changed, missing, wrong, past_bound = [], [], [], []
+    changed, missing, wrong, past_bound, first_line_over = [], [], [], [], []
+    bound = index_bound(settings, store.meta())  # the index's (another writer's may be larger)
+    settings = dataclasses.replace(settings, session_max_file_bytes=bound)
     for item in found:
         limit = file_limit(settings, item.kind)
         data = _read_indexable(item.file(settings.root), limit, text=item.kind != "session")
         if item.kind == "session" and item.stamp.size > limit:
-            past_bound.append(item.path)  # its lines within the bound are indexed
+            # its lines within the bound are indexed; none when its first line is longer
+            (first_line_over if data == b"" else past_bound).append(item.path)
         if item.path in indexed:
             if data is None or content_hash(data) != indexed[item.path].hash:
                 changed.append(item.path)
@@ -221,7 +226,12 @@ def _check_files(settings: Settings, store: IndexStore, report: CheckReport) -> 
     if past_bound:
         report.notes.append(one_line(
             f"{len(past_bound)} transcripts are over session_max_file_bytes ({_examples(past_bound)}): "
-            f"only their lines within the first {mib(settings.session_max_file_bytes)} are indexed"
+            f"only their lines within the first {mib(bound)} are indexed"
+        ))  # fmt: skip
+    if first_line_over:
+        report.notes.append(one_line(
+            f"{len(first_line_over)} transcripts have a first line longer than the {mib(bound)} limit "
+            f"(session_max_file_bytes; {_examples(first_line_over)}): nothing of them is indexed"
         ))  # fmt: skip
     if wrong:
         report.add(CORRUPT, f"{len(wrong)} files whose rows do not match their Markdown ({_examples(wrong)})")

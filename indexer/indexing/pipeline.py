@@ -13,8 +13,9 @@ At most one group is queued at a time, so memory stays bounded. A failure
 (or KeyboardInterrupt) inside the model is raised in the sync's thread; when
 the sync ends early, the thread stops after the call it is in (a sync that fails
 or is stopped does not wait for that call: a remote model's call can take minutes).
-Every sync's model calls hold the model's lock (``model_lock``), so a sync started
-at once after a stopped one waits for the call left running instead of running beside it.
+Every sync's model calls hold the model's lock (``model_lock``, one per model id and dimensions,
+whichever embedder object runs it), so a sync started at once after a stopped one waits for the
+call left running instead of running beside it.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ import atexit
 import queue
 import sys
 import threading
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-_MODEL_LOCKS: weakref.WeakKeyDictionary[object, threading.Lock] = weakref.WeakKeyDictionary()
-_ANY_MODEL = threading.Lock()  # for a model object that cannot be a weak key
+# One lock per model: keyed by what the embedding cache keys on (model id, dimensions), so two
+# embedder objects of one model (two ``open_index`` calls without an embedder) share it.
+_MODEL_LOCKS: dict[tuple[str, int], threading.Lock] = {}
+_ANY_MODEL = threading.Lock()  # for a model object that does not name itself
 _LOCKS = threading.Lock()
 # Workers a failed or stopped sync did not wait for, still in a model call. The process waits
 # for them on its way out: a daemon thread inside ONNX Runtime while the interpreter shuts down
@@ -53,12 +55,21 @@ def _wait_for_left_running() -> None:
 
 
 def model_lock(model: object) -> threading.Lock:
-    """The lock a sync holds around each call of ``model`` (one per model object)."""
+    """The lock a sync holds around each call of ``model``: one per model (``model_key``),
+    whichever object embeds with it."""
+    key = model_key(model)
+    if key is None:
+        return _ANY_MODEL
     with _LOCKS:
-        try:
-            return _MODEL_LOCKS.setdefault(model, threading.Lock())
-        except TypeError:  # not hashable, or no weak reference: one lock for all such models
-            return _ANY_MODEL
+        return _MODEL_LOCKS.setdefault(key, threading.Lock())
+
+
+def model_key(model: object) -> tuple[str, int] | None:
+    """The model's identity, as the embedding cache keys its vectors: (model id, dimensions)."""
+    model_id, dimensions = getattr(model, "model_id", None), getattr(model, "dimensions", None)
+    if not isinstance(model_id, str) or not isinstance(dimensions, int):
+        return None
+    return model_id, dimensions
 
 
 class _Failed:

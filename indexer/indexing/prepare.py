@@ -66,7 +66,7 @@ def prepare_file(
         _drop(store, item.path, state, report, f"{item.path}: skipped, {exc}")
         return None
     if stamp.size > limit and (state is None or state.stamp.size <= limit):  # said once, not on every append
-        report.warn(f"{item.path}: {over_bound(stamp.size, limit)}")
+        report.warn(f"{item.path}: {over_bound(stamp.size, limit, nothing=not data)}")
     digest = content_hash(data)
     if state is not None and state.hash == digest:
         store.touch_file(item.path, stamp, indexed_at_ns=read_at)
@@ -103,7 +103,8 @@ def prepare_file(
         path=item.path, kind=item.kind, date=item.date, stamp=stamp, hash=digest,
         frontmatter=note.frontmatter, title=title,
     )  # fmt: skip
-    return Prepared(item, record, chunks, read_at, keep_before=resume)
+    size_read = len(data) if len(data) != stamp.size else None  # a log over its bound: the part within it
+    return Prepared(item, record, chunks, read_at, keep_before=resume, size_read=size_read)
 
 
 def _oversized_message(path: str, chunk: Chunk, embedder: Embedder, *, is_heading: bool) -> str:
@@ -125,8 +126,14 @@ def _oversized_message(path: str, chunk: Chunk, embedder: Embedder, *, is_headin
     )
 
 
-def over_bound(size: int, limit: int) -> str:
-    """Why only part of a log over its bound is indexed."""
+def over_bound(size: int, limit: int, *, nothing: bool = False) -> str:
+    """Why only part of a log over its bound is indexed; ``nothing``: why none of it is (its
+    first line is longer than the bound, so no whole line lies within it)."""
+    if nothing:
+        return (
+            f"its first line is longer than the {mib(limit)} limit, so nothing of it is indexed "
+            f"(raise session_max_file_bytes to index it): {mib(size)} is over the {mib(limit)} limit"
+        )
     return (
         f"only its first {mib(limit)} are indexed (raise session_max_file_bytes for the rest): "
         f"{mib(size)} is over the {mib(limit)} limit"

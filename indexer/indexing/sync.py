@@ -16,6 +16,7 @@ skip it silently instead of warning again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -74,7 +75,12 @@ def sync(
             report.full_reembed_reason = None
         else:
             report.warn(rebuild_message(report.full_reembed_reason))
-    if reclassify(settings, store) | rebound(settings, store):
+    bound, reread, bound_warning = rebound(settings, store)
+    if bound_warning:
+        report.warn(bound_warning)
+    if bound != settings.session_max_file_bytes:  # another writer's larger bound is the index's
+        settings = dataclasses.replace(settings, session_max_file_bytes=bound)
+    if reclassify(settings, store) | reread:
         paths = None  # files whose kind or date (or indexed part) changed are read again, wherever they are
     if paths is None:
         found, scan_warnings = scan_all(
@@ -138,15 +144,15 @@ def sync(
                 writer.close(wait=False)  # an error or a stop shows now: the model's current call is not waited for
             raise
         writer.close()  # the model's worker thread (``pipeline``) ends (it has nothing left to do)
-
-    present = {item.path for item in found}
-    for path in sorted(set(known) - present):
-        if not known[path].seen:  # another root's or host's file in a shared namespace: not ours to remove
-            report.left_to_other_writers += 1
-            continue
-        store.remove_file(path)
-        report.removed += 1
-        log.info("removed %s", one_line(path))
+        # Inside the bulk load: deletions count toward its end (SQLite's FTS5 merge after many).
+        present = {item.path for item in found}
+        for path in sorted(set(known) - present):
+            if not known[path].seen:  # another root's or host's file in a shared namespace: not ours to remove
+                report.left_to_other_writers += 1
+                continue
+            store.remove_file(path)
+            report.removed += 1
+            log.info("removed %s", one_line(path))
     if report.left_to_other_writers:
         report.warn(
             f"{report.left_to_other_writers} indexed files are not in this root and were never indexed from it "

@@ -77,6 +77,7 @@ class Prepared:
     chunks: list[Chunk]
     read_at_ns: int  # when the bytes were read: the racy-mtime rule compares against it
     keep_before: int | None = None  # a log that only grew: its stored chunks before this line stay
+    size_read: int | None = None  # bytes read (hashed), when not the stamp's size: a log over its bound
 
 
 @dataclass
@@ -268,7 +269,7 @@ class Writer:
             last_attempt = self.rereads.get(prepared.found.path, 0) >= REREADS
             current = current_stamp(path)
             if current != prepared.record.stamp:  # the stamp of the handle we read from
-                if current is not None and _only_grew(path, prepared.record):
+                if current is not None and _only_grew(path, prepared):
                     # Appended to (a log): what was read is still the start of the file, and
                     # reading it again would only chase the writer. Written as read; its
                     # stamp is older than the file's, so the next sync reads the rest.
@@ -328,10 +329,13 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _only_grew(path: Path, record: FileRecord) -> bool:
-    """True when the file's first ``record.stamp.size`` bytes are still the bytes that
-    were read (the reader made sure its size did not change during the read)."""
-    return read_start(path, record.stamp.size, record.hash) is not None
+def _only_grew(path: Path, prepared: Prepared) -> bool:
+    """True when the file still starts with the bytes that were read: its first
+    ``record.stamp.size`` bytes, or of a log over its bound the part within it that was
+    read and hashed (its bytes past the bound are not indexed)."""
+    record = prepared.record
+    size = record.stamp.size if prepared.size_read is None else prepared.size_read
+    return read_start(path, size, record.hash) is not None
 
 
 def read_start(path: Path, size: int, digest: str) -> bytes | None:

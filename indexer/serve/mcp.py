@@ -251,7 +251,7 @@ def build_server(service: IndexService) -> MCPServer:
             excerpt = read_excerpt(
                 settings.root, rel, start=start, count=count, max_bytes=settings.max_file_bytes,
                 sessions=settings.session_labels, session_tools=settings.session_tools,
-                session_max_bytes=settings.session_max_file_bytes,
+                session_max_bytes=service.session_bound(),
             )  # fmt: skip
             if not excerpt.found:
                 return {"path": excerpt.path, "text": "", "from": start, "lines": 0, "truncated": False, "nextFrom": None}

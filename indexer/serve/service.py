@@ -21,7 +21,8 @@ import numpy as np
 from indexer.api import MemoryIndex, make_embedder, open_index
 from indexer.config.settings import Settings
 from indexer.embedding.protocol import Embedder
-from indexer.errors import LockedError, one_line
+from indexer.errors import IndexerError, LockedError, one_line
+from indexer.indexing.tail import index_bound
 from indexer.watch.watcher import Watcher, WatchOptions
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,15 @@ class IndexService:
                 if self._reader is not None and self._reader.replaced_on_disk():
                     self._close_reader()
                 raise
+
+    def session_bound(self) -> int:
+        """The bound the index's transcripts were indexed within (``memory_get`` serves the lines
+        search cites: another writer's bound may be larger); this host's while there is no index."""
+        try:
+            with self.reader() as index:
+                return index_bound(self.settings, index.store.meta())
+        except IndexerError:
+            return self.settings.session_max_file_bytes
 
     def server_state(self) -> dict[str, Any]:
         """What ``memory_status`` adds about this process."""

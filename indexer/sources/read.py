@@ -179,6 +179,8 @@ def _read_lines(
 
 
 def _past_limit(rel: str, line: int, limit: int) -> str:
+    if line == 1:  # no whole line within the bound: nothing of the log is indexed
+        return f"{rel}: its first line is longer than the {mib(limit)} limit, so memdex does not index or serve it"
     return (
         f"{rel}: line {line} on is past the first {mib(limit)} (the limit), "
         "so memdex does not index or serve it"

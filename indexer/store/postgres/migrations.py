@@ -192,4 +192,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         END $$;
         """,
     ),
+    (
+        "each writer's stat rows by size: status lists the transcripts over their bound without reading every file",
+        f"""
+        CREATE INDEX IF NOT EXISTS file_stats_by_size ON {SCHEMA}.file_stats(ns, host, root, size);
+        """,
+    ),
 ]

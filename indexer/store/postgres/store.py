@@ -214,6 +214,16 @@ class PgStore(PgWrites, PgSearch, PgChecks):
             for path, size, mtime, ctime, inode, digest, at, seen, foreign in rows
         }
 
+    def files_over(self, kind: str, size: int) -> dict[str, str]:
+        """Files of ``kind`` this writer indexed over ``size`` bytes (its stat): path -> hash
+        (a range of its stat rows' size index, not every file)."""
+        rows = self.connection.execute(
+            "SELECT f.path, f.hash FROM file_stats s JOIN files f ON f.ns = s.ns AND f.path = s.path "
+            "WHERE s.ns = %s AND s.host = %s AND s.root = %s AND s.size > %s AND f.kind = %s",
+            (self.ns, self.host, self.root, size, kind),
+        )
+        return dict(rows.fetchall())
+
     def unseen_files(self) -> list[str]:
         """Files of the namespace this writer never indexed or confirmed (other roots' or hosts')."""
         rows = self.connection.execute(

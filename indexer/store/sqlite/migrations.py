@@ -83,6 +83,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE chunks ADD COLUMN date TEXT;
         """,
     ),
+    (
+        "files by kind and size: status lists the transcripts over their bound without reading every file",
+        """
+        CREATE INDEX IF NOT EXISTS files_kind_size ON files(kind, size);
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -42,7 +42,7 @@ class Store(WholeIndexReads):
         self.vec_enabled = vec_enabled
         self._chunk_count: tuple[tuple[int, int], int] | None = None  # (data_version, chunks)
         self._term_counts: tuple[tuple[int, int] | None, dict[str, int]] = (None, {})  # (data_version, term -> chunks)
-        self._files_written = 0  # files replace_file wrote: a bulk load merges segments after many
+        self._files_written = 0  # files written or removed: a bulk load merges segments after many
 
     @contextmanager
     def read_snapshot(self) -> Iterator[None]:
@@ -75,6 +75,11 @@ class Store(WholeIndexReads):
             path: FileState(FileStamp(size, mtime, ctime, inode), digest, at)
             for path, size, mtime, ctime, inode, digest, at in rows
         }
+
+    def files_over(self, kind: str, size: int) -> dict[str, str]:
+        """Indexed files of ``kind`` over ``size`` bytes: path -> hash (an index range, not every file)."""
+        rows = self.connection.execute("SELECT path, hash FROM files WHERE kind = ? AND size > ?", (kind, size))
+        return dict(rows)
 
     def skipped_files(self, under: Iterable[str] | None = None) -> dict[str, SkippedFile]:
         """Files skipped with a warning: all of them, or those at or below the given paths."""
@@ -124,7 +129,7 @@ class Store(WholeIndexReads):
         FTS5's segments (one per file's transaction, merged 4 at a time) become one: a keyword
         query then reads each word's postings from one place (at 100K chunks, 17 segments
         cost 10-20% more keyword CPU than one; the merge took 0.5 s). Counted are the files
-        written, not those read: touched files whose content is unchanged add no segment."""
+        written or removed, not those read: touched files whose content is unchanged add no segment."""
         written = self._files_written
         yield
         if self._files_written - written >= MERGE_FROM_FILES:
@@ -184,6 +189,7 @@ class Store(WholeIndexReads):
     def remove_file(self, path: str) -> None:
         with self.connection:
             self._delete_rows(path)
+        self._files_written += 1  # its delete markers are a segment too
 
     def last_chunk_start(self, path: str) -> int | None:
         """The first line of a file's last chunk, or None when it has none."""
