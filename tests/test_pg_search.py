@@ -93,9 +93,10 @@ def test_a_dropped_vector_connection_is_replaced_on_the_retry(root: Path, pg_url
         assert memory.search("penicillin allergy", mode="hybrid") == first
 
 
-def test_a_hybrid_search_sends_six_statements_on_its_connection(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """meta; BEGIN with the totals and the snapshot's export; term counts; bm25; the rows read
-    back; COMMIT. The HNSW scan is one more, sent on the second connection."""
+def test_a_hybrid_search_sends_five_statements_on_its_connection(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """meta; BEGIN with the totals and the snapshot's export; bm25; the rows read back;
+    COMMIT. The HNSW scan is one more, sent on the second connection. The terms' counts were
+    read by the first search: the index has not changed since."""
     settings = _indexed(root, pg_url)
     with open_index(settings, embedder=RecordingEmbedder()) as memory:
         memory.search("penicillin allergy", mode="hybrid")
@@ -103,9 +104,27 @@ def test_a_hybrid_search_sends_six_statements_on_its_connection(root: Path, pg_u
         sent = _record_statements(monkeypatch)
         assert memory.search("penicillin allergy", mode="hybrid")
     scans = [s for s in sent if s.startswith("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT")]
-    assert len(scans) == 1 and len(sent) == 7, sent
+    assert len(scans) == 1 and len(sent) == 6, sent
     assert sent[1].startswith("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT") and sent[-1] == "COMMIT"
     assert "pg_export_snapshot()" in sent[1]
+    assert not [s for s in sent if "FROM postings WHERE term = ANY" in s], sent
+
+
+def test_term_counts_are_read_again_after_a_write_to_a_searched_namespace(root: Path, pg_url: str) -> None:
+    """The counts a search keeps are for one state of the namespaces it searches: another
+    writer's change is counted by the next search, which scores as a fresh process does."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        before = memory.search("penicillin zebra", mode="keyword", budget_lines=None)
+        (root / "notes" / "zoo.md").write_text("# Zoo\n\n" + "".join(f"zebra number {i} grazes\n\n" for i in range(12)))
+        with open_index(settings, write=True, embedder=RecordingEmbedder()) as writer:
+            writer.sync()
+        after = memory.search("penicillin zebra", mode="keyword", budget_lines=None)
+        with open_index(settings, embedder=RecordingEmbedder()) as fresh:
+            expected = fresh.search("penicillin zebra", mode="keyword", budget_lines=None)
+    assert after == expected
+    penicillin = [r.score for r in before if "enicillin" in r.snippet]
+    assert penicillin and penicillin != [r.score for r in after if "enicillin" in r.snippet]  # its IDF changed
 
 
 def _record_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
