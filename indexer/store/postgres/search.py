@@ -160,7 +160,8 @@ class PgSearch(PgSnapshot):
 
     def _totals(self, *, export: bool = False) -> tuple[int, int, str | None]:
         """(chunks, tokens) of the searched namespaces and this namespace's vector table
-        (None: no vectors), in one statement; read once per read snapshot (``export``: also
+        (None: no vectors), in one statement with the namespaces' generations (the term
+        counts kept: ``_counts_of``) and meta (``search_meta``); read once per read snapshot (``export``: also
         export the snapshot, for ``nearest_job``). As a read snapshot's first statement,
         searching this namespace alone (the usual case), BEGIN goes with it: one
         simple-protocol string, only ints spliced in."""
@@ -176,17 +177,17 @@ class PgSearch(PgSnapshot):
             cursor = conn.execute(
                 f"{BEGIN_SNAPSHOT}; SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint, "
                 f"(SELECT value FROM meta WHERE ns = {ns} AND key = 'vec_dimensions'), (SELECT sum(chunk_count) FROM namespaces), "
-                f"array_agg(id ORDER BY id), array_agg(generation ORDER BY id){', pg_export_snapshot()' if exporting else ''} "
-                f"FROM namespaces WHERE id = {ns}"
+                f"array_agg(id ORDER BY id), array_agg(generation ORDER BY id), (SELECT json_object_agg(key, value) FROM meta "
+                f"WHERE ns = {ns}){', pg_export_snapshot()' if exporting else ''} FROM namespaces WHERE id = {ns}"
             )
             cursor.nextset()  # past BEGIN's result
             return self._remember_totals(cursor.fetchone(), export=exporting)
         row = self.connection.execute(
             "SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint, "
             "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions'), (SELECT sum(chunk_count) FROM namespaces), "
-            f"array_agg(id ORDER BY id), array_agg(generation ORDER BY id){', pg_export_snapshot()' if exporting else ''} "
-            "FROM namespaces WHERE id = ANY(%s)",
-            (self.ns, self.search_ids()),
+            "array_agg(id ORDER BY id), array_agg(generation ORDER BY id), (SELECT json_object_agg(key, value) FROM meta "
+            f"WHERE ns = %s){', pg_export_snapshot()' if exporting else ''} FROM namespaces WHERE id = ANY(%s)",
+            (self.ns, self.ns, self.search_ids()),
         ).fetchone()
         return self._remember_totals(row, export=exporting)
 
@@ -200,7 +201,8 @@ class PgSearch(PgSnapshot):
             memo.whole = self.access.owner and int(chunks) >= int(every or 0)
             memo.counts = self._counts_of((tuple(ids or ()), tuple(generations or ())))
             if export:
-                memo.exported = row[6]
+                memo.exported = row[7]
+        self.remember_meta(dict(row[6] or {}))
         return totals
 
     def _counts_of(self, version: tuple[tuple[int, ...], tuple[int, ...]]) -> dict[str, int]:
