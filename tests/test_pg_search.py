@@ -164,6 +164,21 @@ def test_term_counts_are_read_again_after_a_write_to_a_searched_namespace(root: 
     assert penicillin and penicillin != [r.score for r in after if "enicillin" in r.snippet]  # its IDF changed
 
 
+def test_term_counts_are_read_again_after_an_edit_that_keeps_the_chunk_and_token_counts(root: Path, pg_url: str) -> None:
+    """A word swapped for another changes postings, not the namespace's chunk or token
+    counts: the write still bumps the namespace's generation, which the counts kept follow."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        assert not memory.search("penicillin dog", mode="keyword", budget_lines=None)[1:]  # counted: no chunk has "dog"
+        memory_md = root / "MEMORY.md"
+        memory_md.write_text(memory_md.read_text().replace("Pangur the cat.", "Pangur the dog."))
+        with open_index(settings, write=True, embedder=RecordingEmbedder()) as writer:
+            assert writer.sync().reindexed == 1
+        after = memory.search("penicillin dog", mode="keyword", budget_lines=None)
+        with open_index(settings, embedder=RecordingEmbedder()) as fresh:
+            assert after == fresh.search("penicillin dog", mode="keyword", budget_lines=None)
+
+
 def _record_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The statements sent from now on, on either connection."""
     sent: list[str] = []
