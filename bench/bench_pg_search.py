@@ -2,7 +2,8 @@
 for the base commit and this tree side by side in one run.
 
     python bench/bench_pg_search.py [--chunks 10000] [--base 36ba7e0] [--rounds 2] [--seconds 15]
-                                    [--writers 2] [--cold 0] [--idle-first] [--workdir /tmp/memdex-bench-pg]
+                                    [--writers 2] [--cold 0] [--idle-first] [--one-connection]
+                                    [--workdir /tmp/memdex-bench-pg]
                                     [--out bench/out/pg_search.json]
 
 Data: bench_pg.py's: its generated folder of about ``--chunks`` chunks and the model's vectors
@@ -69,6 +70,8 @@ def searcher(job: dict[str, Any]) -> dict[str, Any]:
                 embedder=embedder,
             )
         )
+        if job.get("one_connection"):  # --one-connection: the vector half never leaves the search's connection
+            pg.engine.vector_side._unavailable_until = float("inf")
         for query in queries:  # warm: connections, SQLite's in-memory matrix, caches
             lite.search(query)
             pg.search(query)
@@ -277,6 +280,9 @@ def main() -> None:
     parser.add_argument("--idle-first", action="store_true",
                         help="every idle phase before the first writers phase (the writers' namespaces "
                              "then share the server's vector table only in the writers phases)")
+    parser.add_argument("--one-connection", action="store_true",
+                        help="PostgreSQL searches never open the second connection (the HNSW scan runs "
+                             "on the search's own connection, after the keyword half), on both sides")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/memdex-bench-pg"))
     parser.add_argument(
         "--out", type=Path, default=REPO / "bench" / "out" / "pg_search.json"
@@ -329,7 +335,8 @@ def main() -> None:
             args.duration = args.seconds  # writer_jobs' name for it
             writers = writer_jobs(args, pristine, run, server.url, str(bank))
             search_job = {"role": "searcher", "name": "", "root": str(root), "sqlite": sqlite_db, "url": server.url,
-                          "bank": str(bank), "queries": queries, "seconds": args.seconds}  # fmt: skip
+                          "bank": str(bank), "queries": queries, "seconds": args.seconds,
+                          "one_connection": args.one_connection}  # fmt: skip
             if args.cold:
                 cold_job = {"role": "cold", "root": str(root), "url": server.url, "bank": str(bank)}
                 results["cold"] = run_cold({"base": base_tree, "new": REPO}, cold_job, queries, args.cold, logs)

@@ -251,7 +251,8 @@ class MemoryIndex:
         def embed() -> np.ndarray:
             return embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
 
-        meta = self.store.meta() if mode != "keyword" else {}
+        # PostgreSQL: meta as its last search read it, checked by this search's snapshot (no round trip).
+        meta = getattr(self.store, "search_meta", self.store.meta)() if mode != "keyword" else {}
         if meta.get("model"):
             self._check_model(meta)
             try:

@@ -15,6 +15,7 @@ import pytest
 from conftest import RecordingEmbedder, fill
 
 from indexer import make_settings, open_index
+from indexer.errors import ModelError
 from indexer.store.postgres import nowait
 from indexer.store.postgres import search as pg_search
 
@@ -93,19 +94,89 @@ def test_a_dropped_vector_connection_is_replaced_on_the_retry(root: Path, pg_url
         assert memory.search("penicillin allergy", mode="hybrid") == first
 
 
-def test_a_hybrid_search_sends_six_statements_on_its_connection(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """meta; BEGIN with the totals and the snapshot's export; term counts; bm25; the rows read
-    back; COMMIT. The HNSW scan is one more, sent on the second connection."""
+def test_a_hybrid_search_sends_four_statements_on_its_connection(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BEGIN with meta, the totals and the snapshot's export; bm25; the rows read back;
+    COMMIT. The HNSW scan is one more, sent on the second connection. Meta and the terms'
+    counts were read by the last search: the index has not changed since (a sync's time
+    stamp in meta changes nothing a search reads)."""
     settings = _indexed(root, pg_url)
     with open_index(settings, embedder=RecordingEmbedder()) as memory:
         memory.search("penicillin allergy", mode="hybrid")
         memory.search("penicillin allergy", mode="hybrid")
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            other.execute(
+                "UPDATE memdex.meta SET value = '99' FROM memdex.namespaces n "
+                "WHERE meta.ns = n.id AND n.name = %s AND meta.key = 'last_sync'", (settings.namespace_name,),
+            )  # fmt: skip
         sent = _record_statements(monkeypatch)
         assert memory.search("penicillin allergy", mode="hybrid")
     scans = [s for s in sent if s.startswith("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT")]
-    assert len(scans) == 1 and len(sent) == 7, sent
-    assert sent[1].startswith("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT") and sent[-1] == "COMMIT"
-    assert "pg_export_snapshot()" in sent[1]
+    assert len(scans) == 1 and len(sent) == 5, sent
+    assert sent[0].startswith("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT") and sent[-1] == "COMMIT"
+    assert "pg_export_snapshot()" in sent[0] and "FROM meta" in sent[0]
+    assert not [s for s in sent if "FROM postings WHERE term = ANY" in s], sent
+
+
+def test_a_search_served_meta_that_changed_since_runs_again_with_the_new(root: Path, pg_url: str) -> None:
+    """A search is served meta as the last search read it; its snapshot reads meta again,
+    and when what the search depends on changed (another model), it runs again on that."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        expected = memory.search("penicillin allergy", mode="hybrid")
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            other.execute(
+                "UPDATE memdex.meta SET value = 'test/other' FROM memdex.namespaces n "
+                "WHERE meta.ns = n.id AND n.name = %s AND meta.key = 'model'", (settings.namespace_name,),
+            )  # fmt: skip
+            other.execute(
+                "UPDATE memdex.meta SET value = '99' FROM memdex.namespaces n "
+                "WHERE meta.ns = n.id AND n.name = %s AND meta.key = 'last_sync'", (settings.namespace_name,),
+            )  # fmt: skip
+        with pytest.raises(ModelError, match="test/other"):  # served the old meta, run again on the new
+            memory.search("penicillin allergy", mode="hybrid")
+        assert memory.search("penicillin allergy", mode="keyword")  # its snapshot keeps the new meta
+        with pytest.raises(ModelError, match="test/other"):  # served it: the check fails before the snapshot
+            memory.search("penicillin allergy", mode="hybrid")
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            other.execute(
+                "UPDATE memdex.meta SET value = 'test/recording' FROM memdex.namespaces n "
+                "WHERE meta.ns = n.id AND n.name = %s AND meta.key = 'model'", (settings.namespace_name,),
+            )  # fmt: skip
+        # Not served what a model check failed on: meta read again.
+        assert memory.search("penicillin allergy", mode="hybrid") == expected
+        assert memory.search("penicillin allergy", mode="hybrid") == expected
+
+
+def test_term_counts_are_read_again_after_a_write_to_a_searched_namespace(root: Path, pg_url: str) -> None:
+    """The counts a search keeps are for one state of the namespaces it searches: another
+    writer's change is counted by the next search, which scores as a fresh process does."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        before = memory.search("penicillin zebra", mode="keyword", budget_lines=None)
+        (root / "notes" / "zoo.md").write_text("# Zoo\n\n" + "".join(f"zebra number {i} grazes\n\n" for i in range(12)))
+        with open_index(settings, write=True, embedder=RecordingEmbedder()) as writer:
+            writer.sync()
+        after = memory.search("penicillin zebra", mode="keyword", budget_lines=None)
+        with open_index(settings, embedder=RecordingEmbedder()) as fresh:
+            expected = fresh.search("penicillin zebra", mode="keyword", budget_lines=None)
+    assert after == expected
+    penicillin = [r.score for r in before if "enicillin" in r.snippet]
+    assert penicillin and penicillin != [r.score for r in after if "enicillin" in r.snippet]  # its IDF changed
+
+
+def test_term_counts_are_read_again_after_an_edit_that_keeps_the_chunk_and_token_counts(root: Path, pg_url: str) -> None:
+    """A word swapped for another changes postings, not the namespace's chunk or token
+    counts: the write still bumps the namespace's generation, which the counts kept follow."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        assert not memory.search("penicillin dog", mode="keyword", budget_lines=None)[1:]  # counted: no chunk has "dog"
+        memory_md = root / "MEMORY.md"
+        memory_md.write_text(memory_md.read_text().replace("Pangur the cat.", "Pangur the dog."))
+        with open_index(settings, write=True, embedder=RecordingEmbedder()) as writer:
+            assert writer.sync().reindexed == 1
+        after = memory.search("penicillin dog", mode="keyword", budget_lines=None)
+        with open_index(settings, embedder=RecordingEmbedder()) as fresh:
+            assert after == fresh.search("penicillin dog", mode="keyword", budget_lines=None)
 
 
 def _record_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:

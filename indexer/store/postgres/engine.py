@@ -22,6 +22,7 @@ from . import access
 from . import connection as pg
 from .cache import PgEmbeddingCache
 from .parallel import StartedScan, VectorSide
+from .snapshot import MetaChanged
 from .store import PgStore
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,11 @@ class PgEngine:
         return pg.user_error(exc, self.settings.database_url)
 
     def reconnected(self, exc: BaseException) -> bool:
-        """A connection the server dropped (a restart) is replaced on next use."""
+        """A connection the server dropped (a restart) is replaced on next use; a search
+        served meta that its snapshot found changed runs again (``snapshot.MetaChanged``)."""
+        if isinstance(exc, MetaChanged):
+            log.debug("%s", exc)
+            return True
         if isinstance(exc, StorageError) and self.store.lost_connection():
             log.info("the PostgreSQL connection was lost; reconnecting")
             return True

@@ -17,6 +17,8 @@ from indexer.store.tokenizer import stems
 from .snapshot import BEGIN_SNAPSHOT, PgSnapshot
 from .text import ALL, MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, parse_vector, vector_text
 
+MAX_COUNTED_TERMS = 50_000  # terms whose chunk counts are kept, per state of the searched namespaces
+
 
 class PgSearch(PgSnapshot):
     """The search half of ``PgStore`` (which provides ``connection``, ``ns``, ``unknown_namespace``
@@ -28,6 +30,7 @@ class PgSearch(PgSnapshot):
     unknown_namespace: Any  # name -> the error for a namespace this role cannot see
     _search_names: tuple[str, ...]  # the namespaces searched by name ("*": all); empty: this one
     _names: dict[int, str] | None = None  # namespace_names()
+    _term_counts: tuple[Any, dict[str, int]] | None = None  # (namespaces' ids and generations, term -> chunks)
 
     def search_ids(self) -> list[int]:
         """Namespace ids a search covers: this one, the named ones, or every one ("*")."""
@@ -157,7 +160,8 @@ class PgSearch(PgSnapshot):
 
     def _totals(self, *, export: bool = False) -> tuple[int, int, str | None]:
         """(chunks, tokens) of the searched namespaces and this namespace's vector table
-        (None: no vectors), in one statement; read once per read snapshot (``export``: also
+        (None: no vectors), in one statement with the namespaces' generations (the term
+        counts kept: ``_counts_of``) and meta (``search_meta``); read once per read snapshot (``export``: also
         export the snapshot, for ``nearest_job``). As a read snapshot's first statement,
         searching this namespace alone (the usual case), BEGIN goes with it: one
         simple-protocol string, only ints spliced in."""
@@ -172,30 +176,45 @@ class PgSearch(PgSnapshot):
             ns = int(self.ns)
             cursor = conn.execute(
                 f"{BEGIN_SNAPSHOT}; SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint, "
-                f"(SELECT value FROM meta WHERE ns = {ns} AND key = 'vec_dimensions'), (SELECT sum(chunk_count) FROM namespaces)"
-                f"{', pg_export_snapshot()' if exporting else ''} FROM namespaces WHERE id = {ns}"
+                f"(SELECT value FROM meta WHERE ns = {ns} AND key = 'vec_dimensions'), (SELECT sum(chunk_count) FROM namespaces), "
+                f"array_agg(id ORDER BY id), array_agg(generation ORDER BY id), (SELECT json_object_agg(key, value) FROM meta "
+                f"WHERE ns = {ns}){', pg_export_snapshot()' if exporting else ''} FROM namespaces WHERE id = {ns}"
             )
             cursor.nextset()  # past BEGIN's result
             return self._remember_totals(cursor.fetchone(), export=exporting)
         row = self.connection.execute(
             "SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint, "
-            "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions'), (SELECT sum(chunk_count) FROM namespaces)"
-            f"{', pg_export_snapshot()' if exporting else ''} FROM namespaces WHERE id = ANY(%s)",
-            (self.ns, self.search_ids()),
+            "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions'), (SELECT sum(chunk_count) FROM namespaces), "
+            "array_agg(id ORDER BY id), array_agg(generation ORDER BY id), (SELECT json_object_agg(key, value) FROM meta "
+            f"WHERE ns = %s){', pg_export_snapshot()' if exporting else ''} FROM namespaces WHERE id = ANY(%s)",
+            (self.ns, self.ns, self.search_ids()),
         ).fetchone()
         return self._remember_totals(row, export=exporting)
 
     def _remember_totals(self, row: Any, *, export: bool) -> tuple[int, int, str | None]:
-        chunks, tokens, dims, every = row[:4]
+        chunks, tokens, dims, every, ids, generations = row[:6]
         totals = (int(chunks), int(tokens), f"chunk_vectors_{int(dims)}" if dims and dims.isdigit() else None)
         memo = self._snapshot
         if memo is not None:
             memo.totals = totals
             # The schema's owner sees every namespace (row-level security binds other roles).
             memo.whole = self.access.owner and int(chunks) >= int(every or 0)
+            memo.counts = self._counts_of((tuple(ids or ()), tuple(generations or ())))
             if export:
-                memo.exported = row[4]
+                memo.exported = row[7]
+        self.remember_meta(dict(row[6] or {}))
         return totals
+
+    def _counts_of(self, version: tuple[tuple[int, ...], tuple[int, ...]]) -> dict[str, int]:
+        """The term counts known for this state of the searched namespaces (their ids and
+        generations: every write that changes a namespace's postings bumps its generation in
+        the same transaction), kept across read snapshots: a term is counted once per state,
+        as SQLite counts it (a count reads all the term's postings; an idle process searches
+        the same state again and again)."""
+        kept = self._term_counts
+        if kept is None or kept[0] != version or len(kept[1]) > MAX_COUNTED_TERMS:
+            kept = self._term_counts = (version, {})
+        return kept[1]
 
     def keyword_candidates(
         self, terms: Sequence[str], limit: int, *, filters: SearchFilters | None = None
@@ -241,10 +260,13 @@ class PgSearch(PgSnapshot):
 
     def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         """The chunks' rows, with their namespace's name (from ``namespace_names``: a join
-        with ``namespaces`` cost the server more to plan than to run)."""
+        with ``namespaces`` cost the server more to plan than to run). Each chunk's file is
+        looked up by its key (a lateral subquery the planner keeps): a plain join hashed
+        every file of the server to read a hundred chunks."""
         rows = self.connection.execute(
             "SELECT c.id, c.path, c.start_line, c.end_line, c.heading, c.text, f.kind, coalesce(c.date, f.date), c.ns "
-            "FROM chunks c JOIN files f ON f.ns = c.ns AND f.path = c.path WHERE c.id = ANY(%s)",
+            "FROM chunks c JOIN LATERAL (SELECT kind, date FROM files WHERE files.ns = c.ns AND files.path = c.path LIMIT 1) f "
+            "ON true WHERE c.id = ANY(%s)",
             ([int(i) for i in ids],),
         ).fetchall()
         names = self.namespace_names({row[8] for row in rows})

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from indexer.errors import StorageError
+
 from . import nowait
 
 log = logging.getLogger(__name__)
@@ -37,15 +39,53 @@ class SnapshotMemo:
 
 
 BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"  # its COMMIT is not waited for: nothing to lose
+# Meta keys that change without changing what a search reads (every sync stamps its time).
+UNSEARCHED_META = frozenset({"last_sync"})
+
+
+class MetaChanged(StorageError):
+    """The meta a search was served (``search_meta``) is not its snapshot's: the search
+    runs again (``PgEngine.reconnected``), with the snapshot's meta."""
 
 
 class PgSnapshot:
     """Read snapshots of ``PgStore`` (which provides ``connection`` and ``_live_connection``)."""
 
     connection: Any  # the live connection; inside a read snapshot, begun (``begin_snapshot``)
+    ns: int  # this store's namespace id
     _live_connection: Any  # () -> the live connection, idle, nothing sent
     _snapshot: SnapshotMemo | None = None  # inside a read snapshot: what it has read already
     _unsettled: Any = None  # the connection whose COMMIT's answer is still to be read (settle)
+    _kept_meta: dict[str, str] | None = None  # meta as the last read snapshot read it (search_meta)
+    _served_meta: dict[str, str] | None = None  # what search_meta gave the search now running
+
+    def meta(self) -> dict[str, str]:
+        return dict(self.connection.execute("SELECT key, value FROM meta WHERE ns = %s", (self.ns,)).fetchall())
+
+    def search_meta(self) -> dict[str, str]:
+        """Meta for a search about to open its read snapshot, without a round trip of its
+        own: as the last snapshot read it. The new snapshot's first statement reads meta
+        again (``remember_meta``); if what the search was served has changed since, the
+        search runs again. Outside a search, ``meta()`` reads it from the server; so does the
+        search after one that was served meta and never read its snapshot (it failed first,
+        maybe on that meta: a model check)."""
+        kept, unchecked = self._kept_meta, self._served_meta is not None
+        self._served_meta = None
+        if unchecked:
+            self._kept_meta = kept = None  # only a snapshot's first statement keeps meta again
+        if kept is None or self._snapshot is not None or self._live_connection().info.transaction_status != 0:
+            return self.meta()
+        self._served_meta = kept
+        return dict(kept)
+
+    def remember_meta(self, meta: dict[str, str]) -> None:
+        """Meta as a read snapshot's first statement read it: kept for the next search,
+        and checked against what this search was served (``search_meta``)."""
+        served, self._served_meta = self._served_meta, None
+        self._kept_meta = meta
+        if served is not None and _searched(served) != _searched(meta):
+            self._kept_meta = None  # the search again reads meta itself: it cannot fail this way twice
+            raise MetaChanged("the index's meta changed since the last search; searching again")
 
     def in_read_snapshot(self) -> bool:
         return self._snapshot is not None
@@ -111,3 +151,7 @@ class PgSnapshot:
         if memo is not None and memo.conn is None:
             memo.conn = conn
             conn.execute(BEGIN_SNAPSHOT)
+
+
+def _searched(meta: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in meta.items() if key not in UNSEARCHED_META}

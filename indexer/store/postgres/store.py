@@ -184,9 +184,7 @@ class PgStore(PgWrites, PgSearch, PgChecks):
             yield conn
 
     # -- meta -------------------------------------------------------------------
-    def meta(self) -> dict[str, str]:
-        return dict(self.connection.execute("SELECT key, value FROM meta WHERE ns = %s", (self.ns,)).fetchall())
-
+    # meta(), and search_meta(): snapshot.py
     def set_meta(self, **values: str | int | float) -> None:
         with self._file_transaction():
             self.connection.cursor().executemany(
