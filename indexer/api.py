@@ -39,7 +39,7 @@ from indexer.retrieval.search import CANDIDATES, Mode, NumpyVectors, SearchResul
 from indexer.retrieval.stages import DEFAULT_RANKING, Ranking
 from indexer.retrieval.warm import MATRIX_FROM_SEARCH, VectorPath  # noqa: F401 - MATRIX_FROM_SEARCH re-exported
 from indexer.sources.discover import classify
-from indexer.sources.read import Lines, lines_from_chunks, parse_target, read_target
+from indexer.sources.read import Lines, parse_target, read_target, stored_range
 from indexer.store import Engine, IndexStore, VectorCache, registry
 from indexer.watch.state import watcher_status
 
@@ -244,19 +244,11 @@ class MemoryIndex:
     def get_stored(self, namespace: str, target: str) -> tuple[str, int, int, list[str]]:
         """Lines of a file of another namespace (another host's Markdown, PostgreSQL),
         from the text the engine stores: (path, start, end, lines); lines between chunks are blank."""
-        path, start, end = parse_target(target)
+        path = parse_target(target)[0]
         chunks = self.engine.stored_lines(namespace, path)
         if chunks is None:
             raise PathError(f"{path}: not indexed in namespace {namespace!r}")
-        lines = lines_from_chunks(chunks)
-        total = len(lines)
-        if start is None:  # the whole file
-            start, end = 1, total
-        else:  # PATH:N is one line, PATH:START-END a range (cut at the last stored line)
-            end = start if end is None else min(end, total)
-        if start < 1 or start > max(total, 1) or end < start:
-            raise PathError(f"{target}: {path} has {total} stored lines in namespace {namespace!r}")
-        return path, start, end, lines[start - 1 : end]
+        return stored_range(target, chunks, namespace)
 
     def status(self) -> dict[str, Any]:
         meta = self.store.meta()
@@ -354,10 +346,6 @@ class MemoryIndex:
                 f"the index was built with model {meta.get('model')} (chunker {meta.get('chunker_version')}), "
                 f"but {wanted} (chunker {CHUNKER_VERSION}) is configured; run 'memdex index' to re-embed"
             )
-
-    def _vector_source(self) -> object:
-        """This search's vector source (retrieval/warm.py; for benches: call inside a read snapshot)."""
-        return self._vectors.source()
 
     def vector_matrix(self) -> NumpyVectors:
         """The in-memory matrix of every vector as of now (loaded or brought up to date)."""

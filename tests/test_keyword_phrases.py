@@ -130,6 +130,7 @@ def test_numpys_bm25_that_differs_from_fts5s_turns_itself_off(tmp_path: Path, mo
 
 def test_varints_read_as_sqlite_writes_them() -> None:
     assert phrases.varints(bytes.fromhex("1F0401")).tolist() == [31, 4, 1]
-    assert phrases.varints(bytes.fromhex("868112810000")).tolist() == [98450, 128, 0]
+    assert phrases.varints(bytes.fromhex("8681128100")).tolist() == [98450, 128]
+    assert phrases.wide_varints(bytes.fromhex("8681128100008100")) == [98450, 128, 0, 128]
     with pytest.raises(ValueError):
         phrases.varints(bytes.fromhex("0181"))  # the last one never ends

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 # of them, is scored in NumPy.
 COMMON_SHARE = 0.02
 COMMON_FROM_ROWS = 1000
-KEEP_ENTRIES = 750_000  # (chunk id, score) pairs kept at most: 12 MB
+KEEP_ENTRIES = 600_000  # (chunk id, score) pairs kept at most: 7 MB
 DENSE_SPAN = 8  # ids up to this many times the chunks: summed in a dense array
 COLUMNS = ("text", "heading", "title")  # chunks_fts's columns, in order (BM25_WEIGHTS's)
 VOCAB = "temp.memdex_instances"
@@ -109,6 +109,8 @@ class PhraseScores:
             self.usable = False
             return None
         size = len(part[0])
+        if size and part[0][-1] < 2**31:
+            part = part[0].astype(np.int32), part[1]  # kept: 12 bytes a chunk
         if size <= KEEP_ENTRIES:
             while self._entries + size > KEEP_ENTRIES:
                 _, (ids, _) = self._kept.popitem(last=False)
@@ -151,13 +153,14 @@ class PhraseScores:
         ).fetchone()  # fmt: skip
         ids = np.fromstring(ids_text, dtype=np.int64, sep=",") if ids_text else np.zeros(0, np.int64)
         sizes = varints(bytes.fromhex(sizes_hex or ""))
+        del ids_text, sizes_hex
         if len(sizes) != len(COLUMNS) * len(ids) or (len(ids) and (np.diff(ids) <= 0).any()):
             raise ValueError("unexpected %_docsize rows")
-        per_chunk = sizes.reshape(-1, len(COLUMNS)).sum(axis=1).astype(np.float64)
+        per_chunk = sizes.reshape(-1, len(COLUMNS)).sum(axis=1, dtype=np.int64).astype(np.float64)
         (averages,) = self.connection.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
-        totals = varints(bytes(averages))
-        rows = max(int(totals[0]), 1)
-        avgdl = float(int(totals[1 : 1 + len(COLUMNS)].sum())) / float(rows)
+        totals = wide_varints(bytes(averages))
+        rows = max(totals[0], 1)
+        avgdl = float(sum(totals[1 : 1 + len(COLUMNS)])) / float(rows)
         if len(ids) and ids[-1] <= DENSE_SPAN * max(len(ids), 1024):
             dense = np.zeros(int(ids[-1]) + 1)
             dense[ids] = per_chunk
@@ -183,19 +186,35 @@ class PhraseScores:
 
 
 def varints(data: bytes) -> np.ndarray:
-    """SQLite's varints (7 bits a byte, high bit set: more follow), up to 8 bytes each."""
+    """SQLite's varints (7 bits a byte, high bit set: more follow), up to 4 bytes each."""
     raw = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero(raw < 128)
-    if len(ends) and ends[-1] != len(raw) - 1 or (not len(ends) and len(raw)):
+    ends = np.flatnonzero(raw < 128).astype(np.int32)
+    if len(raw) and (not len(ends) or ends[-1] != len(raw) - 1):
         raise ValueError("a truncated varint")
-    if not len(ends):
-        return np.zeros(0, np.int64)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    if (ends - starts).max() >= 8:
-        raise ValueError("a varint over 8 bytes")
-    group = np.repeat(np.arange(len(ends)), ends - starts + 1)
-    shifts = 7 * (ends[group] - np.arange(len(raw)))
-    return np.add.reduceat((raw & 127).astype(np.int64) << shifts, starts)
+    lengths = np.diff(ends, prepend=-1)
+    if len(ends) and lengths.max() > 4:
+        raise ValueError("a varint over 4 bytes")
+    values = (raw[ends] & 127).astype(np.int32)  # the last byte holds the lowest 7 bits
+    for k in range(1, int(lengths.max()) if len(ends) else 0):
+        longer = np.flatnonzero(lengths > k)
+        values[longer] |= (raw[ends[longer] - k] & 127).astype(np.int32) << (7 * k)
+    return values
+
+
+def wide_varints(data: bytes) -> list[int]:
+    """The same, one by one, any length (the averages record: totals over every chunk)."""
+    values, value, count = [], 0, 0
+    for byte in data:
+        count += 1
+        if count == 9:  # the ninth byte holds 8 bits
+            values.append((value << 8) | byte)
+            value, count = 0, 0
+        elif byte & 128:
+            value = (value << 7) | (byte & 127)
+        else:
+            values.append((value << 7) | byte)
+            value, count = 0, 0
+    return values
 
 
 def ranked(parts: Sequence[Part], limit: int, total: int) -> Ranked:
