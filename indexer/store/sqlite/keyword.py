@@ -20,6 +20,9 @@ A query without a common phrase, or whose common phrases are in fewer than
 ``SPLIT_FROM_ROWS`` chunks together, or whose rare phrases find fewer than k chunks,
 or with nothing to skip, is the plain OR query. The scores are FTS5's own (a sum over
 the phrases in another order: equal to ~1e-16); ties are ordered by chunk id.
+
+First of all, when a piece is a common word, ``whole`` (phrases.py: the common words
+scored in NumPy from FTS5's data) answers the plain OR query itself, bit for bit.
 """
 
 from __future__ import annotations
