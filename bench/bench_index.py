@@ -109,7 +109,7 @@ def measure_queries(settings, model, chunk_texts, rng, count) -> dict[str, objec
     embed_ms = (time.perf_counter() - started) * 1000 / count
     timings: dict[str, object] = {"query_embedding_ms_mean": round(embed_ms, 2)}
     with open_index(settings, embedder=model) as index:
-        source = index._vector_source()
+        source = index._vectors.source()
         # "hybrid" is fusion alone, 10 chunks; "hybrid default" what search() does by
         # default: re-ranking stages and a 50-line budget (up to MAX_RESULTS results)
         runs = {

@@ -201,7 +201,7 @@ def measure_queries(root: Path, rng: random.Random, count: int) -> dict:
             for text, vector in zip(natural * 2, vectors * 2):
                 started = time.perf_counter()
                 with store.connection:
-                    source = Prefetched(index._vector_source(), worker, vector, CANDIDATES)
+                    source = Prefetched(index._vectors.source(), worker, vector, CANDIDATES)
                     run_search(store, text, mode="hybrid", limit=10, query_vector=vector, vectors=source)
                 samples.append((time.perf_counter() - started) * 1000)
         out["hybrid_api_path"] = timing(samples)

@@ -77,7 +77,7 @@ def main() -> None:
         words = [w for text in rng.sample(texts, min(400, len(texts))) for w in text.split() if w.isalpha()]
         queries = [" ".join(rng.sample(words, rng.randint(2, 6))) for _ in range(args.queries)]
         vectors = model.embed(queries)
-        source = index._vector_source()
+        source = index._vectors.source()
         samples: dict[str, list[float]] = {name: [] for name in runs}
         for query, vector in zip(queries, vectors):
             for name, options in runs.items():

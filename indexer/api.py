@@ -15,8 +15,7 @@ settings): the same sync, search, rebuild and recovery run on every engine.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -24,11 +23,10 @@ from typing import Any
 import numpy as np
 
 from indexer.config.settings import (  # the budget defaults: also importable from here (bench)
-    CHUNKER_VERSION, DEFAULT_BUDGET_LINES, DEFAULT_BUDGET_TOKENS, Settings,
+    CHUNKER_VERSION, DEFAULT_BUDGET_LINES, DEFAULT_BUDGET_TOKENS, Settings,  # noqa: F401
 )  # fmt: skip
-from indexer.embedding.http_backend import HttpEmbedder
+from indexer.embedding.configured import make_embedder
 from indexer.embedding.http_client import EndpointError
-from indexer.embedding.lazy import LazyEmbedder
 from indexer.embedding.protocol import Embedder
 from indexer.indexing.lock import lock_root
 from indexer.indexing.rebuild import FromMarkdown
@@ -37,32 +35,18 @@ from indexer.indexing.sync import configuration_change, keyword_index_only, rebu
 from indexer.indexing.tail import index_bound, over_bound_status
 from indexer.retrieval.budget import Budget
 from indexer.retrieval.filters import SearchFilters
-from indexer.retrieval.search import (
-    CANDIDATES,
-    MODES,
-    Mode,
-    NumpyVectors,
-    SearchResult,
-    Vec0Vectors,
-    VectorSource,
-    budget_candidates,
-    run_search,
-)  # fmt: skip
+from indexer.retrieval.options import DEFAULT_LIMIT, MAX_LIMIT, MAX_RESULTS, checked_search  # noqa: F401 - re-exported
+from indexer.retrieval.search import CANDIDATES, Mode, NumpyVectors, SearchResult, budget_candidates, run_search
 from indexer.retrieval.stages import DEFAULT_RANKING, Ranking
-from indexer.retrieval.vectors import LiveMatrix, Prefetched
-from indexer.sources.read import Lines, lines_from_chunks, parse_target, read_target
+from indexer.retrieval.warm import MATRIX_FROM_SEARCH, VectorPath  # noqa: F401 - MATRIX_FROM_SEARCH re-exported
+from indexer.sources.read import Lines, parse_target, read_target, stored_range
 from indexer.store import Engine, IndexStore, VectorCache, registry
 from indexer.watch.state import watcher_status
 
-from .errors import ConfigError, IndexerError, ModelError, PathError, UsageError, one_line
+from .errors import ConfigError, IndexerError, ModelError, PathError, one_line
 
 log = logging.getLogger(__name__)
 
-# The vector search (counted per open index) from which every vector is kept in memory.
-MATRIX_FROM_SEARCH = 2
-MAX_LIMIT = 1000  # results per search (the CLI's --limit has the same bound)
-DEFAULT_LIMIT = 10  # results without a budget
-MAX_RESULTS = 100  # results with a budget and no limit
 
 
 class MemoryIndex:
@@ -75,12 +59,11 @@ class MemoryIndex:
         self.recovered_from = engine.recovered_from  # why the index was rebuilt when opened, if it was
         self._embedder = embedder
         self._cache: VectorCache | None = None
-        self._matrix: LiveMatrix | None = None  # every vector in memory, once searched twice
-        self.vector_searches = 0
+        # vector sources: the engine's index, then (searched twice) the matrix; the worker thread
+        self._vectors = VectorPath(engine, dimensions=lambda: self.embedder.dimensions, cache=lambda: self.cache)
         # Why the last search answered with keyword results only although another mode was
         # asked for (a remote embedding endpoint was down), or None: front ends show it.
         self.degraded: str | None = None
-        self._executor: ThreadPoolExecutor | None = None
 
     # -- components, created on first use -----------------------------------
     @property
@@ -151,7 +134,7 @@ class MemoryIndex:
                 self._raise_user_error(exc)
                 raise
             return self._recover(exc, progress=progress)
-        self._matrix = None
+        self._vectors.forget()
         return report
 
     def search(
@@ -176,19 +159,10 @@ class MemoryIndex:
         whole chunks, one result each. ``filters`` (``make_filters(...)``) narrow the
         candidates. ``ranking`` selects the re-ranking stages after fusion (retrieval/stages.py;
         None: fusion alone), for experiments."""
-        if not isinstance(query, str):
-            raise ConfigError(f"the query must be a str, not {type(query).__name__}")
-        if not query.strip():
-            raise UsageError("the query is empty: say what to search for")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT):
-            raise ConfigError(f"limit must be a whole number from 1 to {MAX_LIMIT}, not {limit!r}")
-        for name, value in (("budget_lines", budget_lines), ("budget_tokens", budget_tokens)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError(f"{name} must be a whole number, not {value!r}")
-        options = dict(
-            mode=mode, limit=limit, budget_lines=budget_lines, budget_tokens=budget_tokens, filters=filters,
-            ranking=ranking,
-        )  # fmt: skip
+        query, limit, budget = checked_search(
+            query, mode=mode, limit=limit, budget_lines=budget_lines, budget_tokens=budget_tokens
+        )
+        options = dict(mode=mode, limit=limit, budget=budget, filters=filters, ranking=ranking)
         try:
             return self._search_or_recover(query, options)
         except IndexerError as exc:
@@ -211,26 +185,11 @@ class MemoryIndex:
         query: str,
         *,
         mode: Mode,
-        limit: int | None,
-        budget_lines: int | None,
-        budget_tokens: int | None,
+        limit: int,
+        budget: Budget | None,
         filters: SearchFilters | None,
         ranking: Ranking | None,
     ) -> list[SearchResult]:
-        if mode not in MODES:
-            raise ConfigError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
-        if budget_lines is not None and budget_lines < 1:
-            raise ConfigError("budget_lines must be at least 1, or None for no line budget")
-        if budget_tokens is not None and budget_tokens < 0:
-            raise ConfigError("budget_tokens must be at least 1, 0 for no token bound, or None for the default")
-        if budget_tokens is None:
-            budget_tokens = DEFAULT_BUDGET_TOKENS if budget_lines is not None else 0
-        tokens = budget_tokens or None
-        budget = None if budget_lines is None and tokens is None else Budget(budget_lines, tokens)
-        if limit is None:
-            limit = MAX_RESULTS if budget is not None else DEFAULT_LIMIT
-        # Command lines may carry bytes that are not UTF-8 (as lone surrogates).
-        query = query.encode("utf-8", "replace").decode("utf-8")
         self.degraded = None
         if ranking is not None and self.settings.rerank_url and not ranking.rerank_url:
             ranking = replace(
@@ -244,7 +203,7 @@ class MemoryIndex:
         # matrix there, while this thread runs the keyword query (both release the GIL). Not a
         # remote model: one that is down turns the search into a keyword search, decided first.
         embed_later = (
-            mode == "hybrid" and self._matrix is not None and not narrowed
+            mode == "hybrid" and self._vectors.warm and not narrowed
             and not getattr(self.embedder, "remote", embed_query is not None)  # asked last: it may load a model
         )  # fmt: skip
 
@@ -265,18 +224,12 @@ class MemoryIndex:
             embed_later = False
 
         with self.engine.search_snapshot():  # one read snapshot: ids found are the ids read back
-            vectors = self._vector_source() if query_vector is not None or embed_later else None
+            vectors = self._vectors.source() if query_vector is not None or embed_later else None
             pool = max(CANDIDATES, limit, budget_candidates(budget) if budget is not None else 0)
-            if embed_later and isinstance(vectors, NumpyVectors):
-                vectors = Prefetched.embedding(vectors, self._worker(), embed, pool)
-                query_vector = vectors.query
-            elif embed_later:  # never expected (a warm matrix is NumPy's); embed here
-                query_vector = embed()
-            elif mode == "hybrid" and vectors is not None and not narrowed:
-                if isinstance(vectors, NumpyVectors):
-                    vectors = Prefetched(vectors, self._worker(), query_vector, pool)  # overlaps the keyword query
-                else:  # the engine's own index, in parallel where it can (PostgreSQL: a second connection)
-                    vectors = self.engine.start_nearest(vectors, query_vector, pool)
+            if vectors is not None and mode == "hybrid" and not narrowed:  # beside the keyword query
+                vectors, query_vector = self._vectors.started(
+                    vectors, query_vector=query_vector, embed=embed if embed_later else None, k=pool
+                )
             return run_search(
                 self.store, query, mode=mode, limit=limit, query_vector=query_vector, vectors=vectors, filters=filters,
                 budget=budget, ranking=ranking,
@@ -292,19 +245,11 @@ class MemoryIndex:
     def get_stored(self, namespace: str, target: str) -> tuple[str, int, int, list[str]]:
         """Lines of a file of another namespace (another host's Markdown, PostgreSQL),
         from the text the engine stores: (path, start, end, lines); lines between chunks are blank."""
-        path, start, end = parse_target(target)
+        path = parse_target(target)[0]
         chunks = self.engine.stored_lines(namespace, path)
         if chunks is None:
             raise PathError(f"{path}: not indexed in namespace {namespace!r}")
-        lines = lines_from_chunks(chunks)
-        total = len(lines)
-        if start is None:  # the whole file
-            start, end = 1, total
-        else:  # PATH:N is one line, PATH:START-END a range (cut at the last stored line)
-            end = start if end is None else min(end, total)
-        if start < 1 or start > max(total, 1) or end < start:
-            raise PathError(f"{target}: {path} has {total} stored lines in namespace {namespace!r}")
-        return path, start, end, lines[start - 1 : end]
+        return stored_range(target, chunks, namespace)
 
     def status(self) -> dict[str, Any]:
         meta = self.store.meta()
@@ -350,8 +295,7 @@ class MemoryIndex:
         return {"model": self.store.meta().get("model"), "vector_search": self.engine.vector_search_name()}
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        self._vectors.close()
         if self._cache is not None:
             self._cache.close()
         self.engine.close()
@@ -368,7 +312,7 @@ class MemoryIndex:
         from the Markdown and carries on with the new one."""
         reason = one_line(str(problem)) or type(problem).__name__
         report = self.engine.repair(reason, self._build(progress), self.cache, writable=self.writable)
-        self._matrix = None
+        self._vectors.forget()
         self.recovered_from = reason
         return report if report is not None else SyncReport()  # None: another process had repaired it
 
@@ -400,62 +344,9 @@ class MemoryIndex:
                 f"but {wanted} (chunker {CHUNKER_VERSION}) is configured; run 'memdex index' to re-embed"
             )
 
-    def _vector_source(self) -> VectorSource:
-        """The engine's vector index for a process's first vector search (a one-shot
-        command: loading every vector would cost more than one index scan), and always
-        on an engine that keeps no vectors in memory (a server's HNSW index); from the
-        second on, an exact scan of the in-memory matrix, kept current (vectors.LiveMatrix).
-        Without a usable vector index, the matrix from the embedding cache."""
-        self.vector_searches += 1
-        if not self.engine.keeps_vectors_in_memory:
-            return Vec0Vectors(self.store)
-        indexed = self.engine.uses_vector_index()
-        if indexed and self._matrix is None and self.vector_searches < MATRIX_FROM_SEARCH:
-            return Vec0Vectors(self.store)
-        if self._matrix is None:
-            self._matrix = LiveMatrix(int(self.store.meta().get("dimensions") or self.embedder.dimensions))
-        return self._matrix.current(self.store, self.store.vectors_by_pairs if indexed else self._cached_vectors)
-
     def vector_matrix(self) -> NumpyVectors:
         """The in-memory matrix of every vector as of now (loaded or brought up to date)."""
-        self.vector_searches = max(self.vector_searches, MATRIX_FROM_SEARCH - 1)
-        with self.engine.search_snapshot():
-            source = self._vector_source()
-        assert isinstance(source, NumpyVectors)
-        return source
-
-    def _worker(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memdex-vectors")
-        return self._executor
-
-    def _cached_vectors(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
-        found = self.cache.get_many(digest for _, digest in pairs)
-        usable = [(cid, digest) for cid, digest in pairs if digest in found]
-        rows = [found[digest] for _, digest in usable]
-        matrix = np.stack(rows) if rows else np.zeros((0, self.embedder.dimensions), dtype=np.float32)
-        return np.asarray([cid for cid, _ in usable], dtype=np.int64), matrix
-
-
-def make_embedder(settings: Settings) -> Embedder:
-    if settings.embedding_url:
-        if not settings.embedding_model:
-            raise ConfigError("embedding_url needs embedding_model: the model's name on that server")
-        if settings.model_variant != "full":
-            raise ConfigError(
-                f"model_variant {settings.model_variant!r} applies to a local model, not to embedding_url's; "
-                "leave one of them out"
-            )
-        return HttpEmbedder(
-            settings.embedding_url, settings.embedding_model, batch_size=settings.embed_batch_size,
-            max_tokens=settings.embedding_max_tokens,
-        )  # fmt: skip
-    if settings.embedding_model:
-        raise ConfigError("embedding_model needs embedding_url (the server's address); for a local model set 'model'")
-    return LazyEmbedder(
-        settings.model, batch_size=settings.embed_batch_size, backend=settings.backend,
-        query_threads=settings.query_threads, bulk_threads=settings.embed_threads, variant=settings.model_variant,
-    )  # fmt: skip
+        return self._vectors.matrix_now()
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """The ``memdex`` command through click's CliRunner; JSON output is parsed, errors are one line.
 
 ``index`` would load the real sentence-transformers model; these tests patch
-``indexer.api.LazyEmbedder`` to a factory of ``RecordingEmbedder``
+``indexer.embedding.configured.LazyEmbedder`` to a factory of ``RecordingEmbedder``
 (the model is replaced, the SQLite index is real). Searches use ``--mode keyword``.
 """
 
@@ -21,6 +21,7 @@ from click.testing import CliRunner, Result
 from conftest import RecordingEmbedder, age_files, write
 
 import indexer.api
+import indexer.embedding.configured
 from indexer.cli.app import cli
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "memory-files"
@@ -66,7 +67,7 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> list[RecordingEmbedder]:
         built.append(embedder)
         return embedder
 
-    monkeypatch.setattr(indexer.api, "LazyEmbedder", factory)
+    monkeypatch.setattr(indexer.embedding.configured, "LazyEmbedder", factory)
     return built
 
 

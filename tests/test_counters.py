@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from conftest import RecordingEmbedder, age_files, snapshot, write
 
 import indexer.api
+import indexer.embedding.configured
 import indexer.cli.app
 import indexer.cli.write
 from indexer import make_settings, open_index
@@ -241,7 +242,7 @@ def test_warnings_are_printed_after_the_progress_bar_not_over_it(root, settings)
 
 @pytest.fixture
 def fake_model(monkeypatch) -> None:
-    monkeypatch.setattr(indexer.api, "LazyEmbedder", lambda *a, **k: RecordingEmbedder())
+    monkeypatch.setattr(indexer.embedding.configured, "LazyEmbedder", lambda *a, **k: RecordingEmbedder())
 
 
 def memdex(*args: object):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+import random
+from datetime import date, timedelta
 
 import pytest
 
+from indexer.retrieval import dates
 from indexer.retrieval.dates import Window, query_windows, told_windows
 from indexer.retrieval.stages import Evidence, Ranking, in_windows, rerank
 from indexer.store import ChunkRow
@@ -100,3 +102,60 @@ def test_recency_prior_is_opt_in_and_favours_the_newer_log():
     assert order() == [1, 3, 2]  # off by default
     # 28 days at a 14-day half-life: prior 0.25 for the old log, 1 for the new one, their mean for the note
     assert order(recency=0.2) == [2, 3, 1]
+
+
+def _every_pattern(text: str, today: date) -> list[Window]:
+    """query_windows without its pre-checks: every pattern run on every text (the reference)."""
+    windows: list[Window] = []
+    taken: list[tuple[int, int]] = []
+    for pattern in dates.PATTERNS:
+        for match in pattern.finditer(text):
+            if any(start < match.end() and match.start() < end for start, end in taken):
+                continue
+            window = dates._window(match)
+            if window is not None:
+                windows.append(window)
+                taken.append(match.span())
+    return windows + [dates._relative(match, today) for match in dates.RELATIVE.finditer(text)]
+
+
+def test_the_pre_checks_never_change_the_windows_found():
+    """query_windows skips the patterns a text cannot match (no digit, no month's first
+    letters, no relative word): the windows are those of running every pattern."""
+    rng = random.Random(5)
+    words = [
+        "Jan", "january", "FEB", "Mar.", "march", "may", "May", "Sept", "sep", "ſeptember", "October", "dec",
+        "21", "3rd", "2024", "1999", "21.01.2024", "2024-01-21", "12/11/2023", "٣", "of", "the", "on", "in",
+        "today", "Tonight", "yesterday", "this", "last", "past", "week", "month", "months", "ago", "two", "a",
+        "Friday", "day", "days", "3 days ago", "a day ago", "last Friday", "walk", "garden", "notes", ",", "-",
+    ]  # fmt: skip
+    found = 0
+    for _ in range(3000):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(0, 9)))
+        expected = _every_pattern(text, TODAY)
+        assert query_windows(text, today=TODAY) == expected, text
+        found += bool(expected)
+    assert 500 < found < 2900  # texts with and without dates
+
+
+def test_a_window_of_any_year_overlaps_as_day_by_day():
+    rng = random.Random(9)
+
+    def window() -> Window:
+        start = date(rng.choice([2000, 2023, 2024]), rng.randint(1, 2), rng.choice([1, 2, 4, 5, 28]))
+        return Window(start, start + timedelta(days=rng.choice([0, 0, 1, 3, 30, 70, 400])), rng.random() < 0.5)
+
+    for _ in range(3000):
+        a, b = window(), window()
+        days = [b.start + timedelta(days=n) for n in range((b.end - b.start).days + 1)]
+        if a.any_year or b.any_year:
+            expected = any(a.holds(day) for day in days) if len(days) <= 62 else True
+        else:
+            expected = a.start <= b.end and b.start <= a.end
+        assert a.overlaps(b) == expected, (a, b)
+
+
+def test_a_month_matched_by_case_folding_is_that_month():
+    """IGNORECASE matches "ſeptember" (a long s); its window was a KeyError in every search
+    whose candidates' text had it."""
+    assert query_windows("ſeptember 3", today=TODAY) == query_windows("September 3", today=TODAY) != []

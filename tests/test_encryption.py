@@ -22,6 +22,7 @@ from click.testing import CliRunner, Result
 from conftest import RecordingEmbedder, write
 
 import indexer.api
+import indexer.embedding.configured
 from indexer.store.sqlite import recovery
 from indexer.api import open_index
 from indexer.cli.app import cli
@@ -51,7 +52,7 @@ def runner() -> CliRunner:
 
 @pytest.fixture(autouse=True)
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(indexer.api, "LazyEmbedder", lambda *a, **k: RecordingEmbedder())
+    monkeypatch.setattr(indexer.embedding.configured, "LazyEmbedder", lambda *a, **k: RecordingEmbedder())
     monkeypatch.delenv("MEMDEX_ENCRYPTION_KEY", raising=False)
 
 

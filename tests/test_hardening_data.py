@@ -29,6 +29,7 @@ from conftest import RecordingEmbedder, write
 from test_cli import assert_one_line_error, memory, ok_json, run, runner  # noqa: F401
 
 import indexer.api
+import indexer.embedding.configured
 from indexer import make_settings, open_index
 from indexer.config.settings import DEFAULT_MODEL
 from indexer.embedding.resolve import resolve_model
@@ -44,7 +45,7 @@ COMMANDS = [["index", "--json"], ["search", "--mode", "keyword", "tomatoes"], ["
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI's embedders are RecordingEmbedders under the configured model's id (so check finds no drift)."""
     model_id = resolve_model(DEFAULT_MODEL)[0]
-    monkeypatch.setattr(indexer.api, "LazyEmbedder", lambda *a, **k: RecordingEmbedder(model_id=model_id))
+    monkeypatch.setattr(indexer.embedding.configured, "LazyEmbedder", lambda *a, **k: RecordingEmbedder(model_id=model_id))
 
 
 def application_id(path: Path) -> int:

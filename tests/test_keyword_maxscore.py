@@ -70,12 +70,12 @@ def test_the_split_query_returns_the_full_queries_top_k(tmp_path: Path, monkeypa
     shapes: list[str] = []
     real = keyword.top_bm25
 
-    def spy(pieces, tokens, limit, *, run, counts):
+    def spy(pieces, tokens, limit, *, run, counts, whole=None):
         def recording(match, count):
             shapes.append(match)
             return run(match, count)
 
-        return real(pieces, tokens, limit, run=recording, counts=counts)
+        return real(pieces, tokens, limit, run=recording, counts=counts, whole=whole)
 
     with open_index(settings, embedder=embedder) as index:
         store = index.store

@@ -42,6 +42,7 @@ from conftest import RecordingEmbedder, write
 from test_cli import assert_one_line_error, ok_json, run, runner  # noqa: F401
 
 import indexer.api
+import indexer.embedding.configured
 import indexer.indexing.lock
 import indexer.indexing.sync
 import indexer.indexing.writer
@@ -112,7 +113,7 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> list[RecordingEmbedder]:
         built.append(embedder)
         return embedder
 
-    monkeypatch.setattr(indexer.api, "LazyEmbedder", factory)
+    monkeypatch.setattr(indexer.embedding.configured, "LazyEmbedder", factory)
     return built
 
 

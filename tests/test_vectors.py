@@ -79,8 +79,8 @@ def test_the_matrix_follows_writes_by_another_process(root, embedder):
         writer.sync()
     with open_index(settings, embedder=embedder) as reader:
         before = reader.vector_matrix()
-        refreshes = reader._matrix.refreshes
-        assert reader.vector_matrix() is before and reader._matrix.refreshes == refreshes  # nothing changed
+        refreshes = reader._vectors.matrix.refreshes
+        assert reader.vector_matrix() is before and reader._vectors.matrix.refreshes == refreshes  # nothing changed
         write(root, "notes/n00.md", "# Changed\n\nzulu yankee xray\n")
         (root / "notes/n01.md").unlink()
         second = RecordingEmbedder()
@@ -100,7 +100,7 @@ def test_the_matrix_follows_writes_by_another_process(root, embedder):
 
 def test_searches_switch_to_the_matrix_and_keep_their_results(index, embedder):
     results = [index.search("charlie delta", mode="vector", limit=5) for _ in range(MATRIX_FROM_SEARCH + 1)]
-    assert index._matrix is not None  # from the second vector search on
+    assert index._vectors.matrix is not None  # from the second vector search on
     assert results[0] == results[-1]
     hybrid = [index.search("charlie delta", mode="hybrid", limit=5) for _ in range(2)]
     assert hybrid[0] == hybrid[1]
@@ -114,7 +114,7 @@ def test_without_sqlite_vec_the_matrix_comes_from_the_cache(root, embedder):
     settings = make_settings(root, use_sqlite_vec=False)
     with open_index(settings, embedder=embedder) as reader:
         assert reader.search("charlie delta", mode="vector", limit=5) == expected
-        assert reader._matrix is not None
+        assert reader._vectors.matrix is not None
 
 
 def test_the_prefetched_hybrid_search_equals_the_plain_one(index, embedder):
@@ -128,7 +128,7 @@ def test_the_prefetched_hybrid_search_equals_the_plain_one(index, embedder):
             plain = run_search(index.store, text, mode="hybrid", limit=7,
                                query_vector=embedder.embed([text])[0], vectors=index.vector_matrix())  # fmt: skip
         assert got == plain and len(got) == 7
-    assert index._executor is not None
+    assert index._vectors.executor is not None
 
 
 class ThreadRecordingEmbedder(RecordingEmbedder):

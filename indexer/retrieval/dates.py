@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Protocol
 
 from indexer.store import ChunkRow
@@ -53,6 +54,8 @@ PATTERNS = [
     re.compile(rf"\b{_DAY}(?:\s+of)?\s+{_MONTH}(?:,?\s+{_YEAR})?\b", re.IGNORECASE),  # 21 January 2024
     re.compile(rf"\b{_MONTH}(?:\s+{_YEAR})?\b", re.IGNORECASE),  # January 2024, in March
 ]
+NEEDS_DIGIT = (True, True, True, True, False)  # each pattern's day or year has digits
+NEEDS_MONTH = (False, False, True, True, True)  # ... or it names a month
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 RELATIVE = re.compile(
     r"\b(?:(?P<today>today|tonight)|(?P<yesterday>yesterday)|(?P<which>this|last|past)\s+(?P<unit>week|month)"
@@ -60,6 +63,10 @@ RELATIVE = re.compile(
     r"|(?P<count>\d+|a|one|two|three|four|five|six)\s+(?P<units>days?|weeks?|months?)\s+ago)\b",
     re.IGNORECASE,
 )
+# What each kind of pattern cannot match without (checked first: most text names no date).
+HAS_DIGIT = re.compile(r"\d")
+HAS_MONTH = re.compile("|".join(sorted({name[:3] for name in MONTHS})), re.IGNORECASE)  # every month name's start
+HAS_RELATIVE = re.compile(r"today|tonight|yesterday|week|month|last|ago", re.IGNORECASE)
 NUMBERS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
 AMBIGUOUS_MONTHS = frozenset({"may", "mar", "jan", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "feb", "apr"})
 
@@ -75,7 +82,12 @@ class Window:
     def overlaps(self, other: Window) -> bool:
         """True when the two windows share a day (a window of any year: by month and day)."""
         if self.any_year or other.any_year:
-            return any(self.holds(day) for day in _days(other)) if len(_days(other)) <= 62 else True
+            days = _days(other)
+            if len(days) > 62:
+                return True
+            if not self.any_year:  # other's days are one run from its start to its end
+                return self.start <= other.end and other.start <= self.end
+            return any(self.holds(day) for day in days)
         return self.start <= other.end and other.start <= self.end
 
     def holds(self, day: date) -> bool:
@@ -93,7 +105,10 @@ def query_windows(query: str, *, today: date | None = None) -> list[Window]:
     today = today or date.today()
     windows: list[Window] = []
     taken: list[tuple[int, int]] = []
-    for pattern in PATTERNS:
+    digit, month = HAS_DIGIT.search(query) is not None, HAS_MONTH.search(query) is not None
+    for pattern, needs_digit, needs_month in zip(PATTERNS, NEEDS_DIGIT, NEEDS_MONTH):
+        if (needs_digit and not digit) or (needs_month and not month):
+            continue  # it cannot match
         for match in pattern.finditer(query):
             if any(start < match.end() and match.start() < end for start, end in taken):
                 continue
@@ -101,13 +116,15 @@ def query_windows(query: str, *, today: date | None = None) -> list[Window]:
             if window is not None:
                 windows.append(window)
                 taken.append(match.span())
-    for match in RELATIVE.finditer(query):
-        windows.append(_relative(match, today))
+    if HAS_RELATIVE.search(query) is not None:
+        for match in RELATIVE.finditer(query):
+            windows.append(_relative(match, today))
     return windows
 
 
-def _days(window: Window) -> list[date]:
-    return [window.start + timedelta(days=n) for n in range((window.end - window.start).days + 1)]
+@lru_cache(maxsize=256)
+def _days(window: Window) -> tuple[date, ...]:
+    return tuple(window.start + timedelta(days=n) for n in range((window.end - window.start).days + 1))
 
 
 def told_windows(text: str, day: date) -> list[Window]:
@@ -116,9 +133,15 @@ def told_windows(text: str, day: date) -> list[Window]:
     return [Window(day, day), *query_windows(text, today=day)]
 
 
+@lru_cache(maxsize=2048)  # a warm process meets the same chunks again (~1 MB of texts kept)
+def _told(text: str, day: date) -> tuple[Window, ...]:
+    return tuple(told_windows(text, day))
+
+
 def _window(match: re.Match[str]) -> Window | None:
     groups = match.groupdict()
-    month_name = (groups.get("month") or "").lower()
+    # casefold: what the patterns' IGNORECASE matched ("ſeptember", with a long s, was a KeyError)
+    month_name = (groups.get("month") or "").casefold()
     if month_name:
         text = match.group(0)
         # "may", "mar"... alone are also words: a bare abbreviation or lower-case "may" names no month
@@ -203,7 +226,7 @@ class DateBoost:
             day = date.fromisoformat(row.date)
         except ValueError:
             return False
-        return any(told.overlaps(window) for told in told_windows(row.text, day) for window in windows)
+        return any(told.overlaps(window) for told in _told(row.text, day) for window in windows)
 
 
 @dataclass(frozen=True)

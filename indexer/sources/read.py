@@ -221,3 +221,18 @@ def lines_from_chunks(chunks: list[tuple[int, int, str]]) -> list[str]:
     for first, last, text in chunks:
         lines[first - 1 : last] = text.split("\n")[: last - first + 1]
     return lines
+
+
+def stored_range(target: str, chunks: list[tuple[int, int, str]], namespace: str) -> tuple[str, int, int, list[str]]:
+    """(path, start, end, lines) of ``target`` (PATH, PATH:N or PATH:START-END) in a file of
+    namespace ``namespace`` rebuilt from its stored ``chunks`` (lines_from_chunks)."""
+    path, start, end = parse_target(target)
+    lines = lines_from_chunks(chunks)
+    total = len(lines)
+    if start is None:  # the whole file
+        start, end = 1, total
+    else:  # PATH:N is one line, PATH:START-END a range (cut at the last stored line)
+        end = start if end is None else min(end, total)
+    if start < 1 or start > max(total, 1) or end < start:
+        raise PathError(f"{target}: {path} has {total} stored lines in namespace {namespace!r}")
+    return path, start, end, lines[start - 1 : end]

@@ -20,6 +20,9 @@ A query without a common phrase, or whose common phrases are in fewer than
 ``SPLIT_FROM_ROWS`` chunks together, or whose rare phrases find fewer than k chunks,
 or with nothing to skip, is the plain OR query. The scores are FTS5's own (a sum over
 the phrases in another order: equal to ~1e-16); ties are ordered by chunk id.
+
+First of all, when a piece is a common word, ``whole`` (phrases.py: the common words
+scored in NumPy from FTS5's data) answers the plain OR query itself, bit for bit.
 """
 
 from __future__ import annotations
@@ -42,24 +45,36 @@ Run = Callable[[str, int], Ranked]
 
 
 def top_bm25(pieces: Sequence[str], tokens: Sequence[Sequence[str]], limit: int, *, run: Run,
-             counts: Callable[[Sequence[str]], tuple[int, dict[str, int]]]) -> Ranked:  # fmt: skip
+             counts: Callable[[Sequence[str]], tuple[int, dict[str, int]]],
+             whole: Callable[[int, dict[str, int]], Ranked | None] | None = None) -> Ranked:  # fmt: skip
     """The top ``limit`` chunks of the OR of the query ``pieces`` (``tokens``: each
-    piece's terms as FTS5 looks them up; ``counts``: (chunks, chunks per term))."""
+    piece's terms as FTS5 looks them up; ``counts``: (chunks, chunks per term)).
+    ``whole(limit, chunks per term)``: the plain OR query's result another way (phrases.py),
+    or None to run it."""
     full = either(pieces, range(len(pieces)))
-    if len(pieces) < 2 or limit < 1:
+    if whole is None and (len(pieces) < 2 or limit < 1):
         return run(full, limit)
     total, found = counts(sorted({term for terms in tokens for term in terms}))
+
+    def plain(count: int) -> Ranked:
+        return run(full, count)
+
+    ranked = whole(limit, found) if whole is not None else None
+    if ranked is not None:
+        return ranked
+    if len(pieces) < 2 or limit < 1:
+        return plain(limit)
     # A piece of one term: FTS5's IDF is that term's (chunks_vocab). A phrase of several
     # terms is in fewer chunks than any of them: it is never skipped (its count unknown).
     frequency = [found.get(terms[0], 0) if len(terms) == 1 else None for terms in tokens]
     rare, rest = split_rare(frequency, limit, common=COMMON_SHARE * total)
     if not rest or sum(frequency[i] or 0 for i in rest) < SPLIT_FROM_ROWS:
-        return run(full, limit)
+        return plain(limit)
     # The exact top k of the chunks with a rare piece: its k-th score is a floor for the k-th.
     with_rest = f"({either(pieces, rare)}) AND ({either(pieces, rest)})"
     scores = best_of(run(either(pieces, rare), limit), run(with_rest, limit))
     if len(scores) < limit:  # the chunks with only common pieces are needed to fill k
-        return run(full, limit)
+        return plain(limit)
     floor = sorted(scores.values(), reverse=True)[limit - 1]
     skipped: list[int] = []
     ceiling = 0.0
@@ -69,7 +84,7 @@ def top_bm25(pieces: Sequence[str], tokens: Sequence[Sequence[str]], limit: int,
         skipped.append(i)
         ceiling += phrase_ceiling(total, frequency[i] or 0)
     if not skipped:
-        return run(full, limit)
+        return plain(limit)
     middle = [i for i in rest if i not in skipped]
     if middle:  # the chunks with a middle piece and no rare one, scored exactly too
         without = f"NOT ({either(pieces, rare)})"
@@ -79,7 +94,7 @@ def top_bm25(pieces: Sequence[str], tokens: Sequence[Sequence[str]], limit: int,
         )  # fmt: skip
     ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
     if len(ranked) < limit or ranked[-1][1] < ceiling:  # never expected (floor <= k-th); stay exact
-        return run(full, limit)
+        return plain(limit)
     return ranked
 
 

@@ -25,6 +25,7 @@ from indexer.store.records import (
     blob as _blob,
 )  # fmt: skip
 from indexer.store.sqlite.keyword import quoted, top_bm25
+from indexer.store.sqlite.phrases import PhraseScores
 from indexer.store.sqlite.whole import WholeIndexReads
 from indexer.store.tokenizer import fts_text, query_pieces, stems
 
@@ -42,6 +43,7 @@ class Store(WholeIndexReads):
         self.vec_enabled = vec_enabled
         self._chunk_count: tuple[tuple[int, int], int] | None = None  # (data_version, chunks)
         self._term_counts: tuple[tuple[int, int] | None, dict[str, int]] = (None, {})  # (data_version, term -> chunks)
+        self._phrases = PhraseScores(connection)  # common words' bm25 in NumPy (phrases.py)
         self._files_written = 0  # files written or removed: a bulk load merges segments after many
 
     @contextmanager
@@ -273,7 +275,14 @@ class Store(WholeIndexReads):
             return [(chunk_id, -rank) for chunk_id, rank in self.connection.execute(sql, (match, *params, count))]
 
         tokens = [stems(piece, query=True) for piece in pieces]
-        return top_bm25(pieces, tokens, limit, run=run, counts=self.term_document_counts)
+        if where:
+            return top_bm25(pieces, tokens, limit, run=run, counts=self.term_document_counts)
+
+        def whole(count: int, found: dict[str, int]) -> list[tuple[int, float]] | None:  # phrases.py
+            total = self.chunk_count()
+            return self._phrases.top(pieces, tokens, count, total=total, found=found, version=self._chunk_count)
+
+        return top_bm25(pieces, tokens, limit, run=run, counts=self.term_document_counts, whole=whole)
 
     def filtered_chunk_ids(self, filters: SearchFilters) -> list[int]:
         """Ids of the chunks ``filters`` allows (for vector search's ``only``)."""
@@ -321,6 +330,7 @@ class Store(WholeIndexReads):
         API changes neither this connection's ``data_version`` nor its change count."""
         self._chunk_count = None
         self._term_counts = (None, {})
+        self._phrases.forget()
 
     def stem(self, text: str) -> list[str]:
         """The terms FTS5 looks up for ``text`` (same tokenizer as ``chunks_fts``)."""

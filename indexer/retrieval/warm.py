@@ -1,0 +1,100 @@
+"""Where an open index's searches get their vectors, and the worker thread that scans them.
+
+A process's first vector search asks the engine's own index (a one-shot command: loading
+every vector would cost more than one index scan); from the second on, an exact scan of
+the in-memory matrix, kept current (vectors.LiveMatrix). An engine that keeps no vectors
+in memory (a server's HNSW index) is always asked. A warm matrix search starts on a worker
+thread (with the query's embedding, for a local model) so that it overlaps the keyword
+query (vectors.Prefetched); the engine's own index may run in parallel its own way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from indexer.store import Engine, VectorCache
+
+from .matrix import NumpyVectors
+from .search import Vec0Vectors, VectorSource
+from .vectors import LiveMatrix, Prefetched
+
+# The vector search (counted per open index) from which every vector is kept in memory.
+MATRIX_FROM_SEARCH = 2
+
+
+class VectorPath:
+    """An open index's vector sources: the matrix (once searched twice) and the worker thread."""
+
+    def __init__(self, engine: Engine, *, dimensions: Callable[[], int], cache: Callable[[], VectorCache]) -> None:
+        self.engine = engine
+        self._dimensions, self._cache = dimensions, cache  # the model's: asked only when needed
+        self.matrix: LiveMatrix | None = None  # every vector in memory, once searched twice
+        self.searches = 0
+        self.executor: ThreadPoolExecutor | None = None
+
+    @property
+    def warm(self) -> bool:
+        """The matrix is loaded: the next vector search scans it."""
+        return self.matrix is not None
+
+    def forget(self) -> None:
+        """The index was replaced (a rebuild or a repair): load the matrix again when needed."""
+        self.matrix = None
+
+    def source(self) -> VectorSource:
+        """This search's vector source (call inside the search's read snapshot): the engine's
+        index (``Vec0Vectors``) or the current matrix (``NumpyVectors``); without a usable
+        vector index, the matrix from the embedding cache."""
+        self.searches += 1
+        store = self.engine.store
+        if not self.engine.keeps_vectors_in_memory:
+            return Vec0Vectors(store)
+        indexed = self.engine.uses_vector_index()
+        if indexed and self.matrix is None and self.searches < MATRIX_FROM_SEARCH:
+            return Vec0Vectors(store)
+        if self.matrix is None:
+            self.matrix = LiveMatrix(int(store.meta().get("dimensions") or self._dimensions()))
+        return self.matrix.current(store, store.vectors_by_pairs if indexed else self._cached_vectors)
+
+    def matrix_now(self) -> NumpyVectors:
+        """The in-memory matrix of every vector as of now (loaded or brought up to date)."""
+        self.searches = max(self.searches, MATRIX_FROM_SEARCH - 1)
+        with self.engine.search_snapshot():
+            source = self.source()
+        assert isinstance(source, NumpyVectors)
+        return source
+
+    def started(
+        self, source: VectorSource, *, query_vector: np.ndarray | None, embed: Callable[[], np.ndarray] | None, k: int
+    ) -> tuple[VectorSource, np.ndarray | None]:
+        """(vector source, query vector) of a hybrid search whose vectors run beside its
+        keyword query: ``embed`` (not None) embeds the query on the worker before the scan;
+        the returned vector then stands for it (``Prefetched.nearest``)."""
+        if embed is not None:
+            if isinstance(source, NumpyVectors):
+                prefetched = Prefetched.embedding(source, self.worker(), embed, k)
+                return prefetched, prefetched.query
+            return source, embed()  # never expected (a warm matrix is NumPy's); embed here
+        if isinstance(source, NumpyVectors):
+            return Prefetched(source, self.worker(), query_vector, k), query_vector  # type: ignore[arg-type]
+        # the engine's own index, in parallel where it can (PostgreSQL: a second connection)
+        return self.engine.start_nearest(source, query_vector, k), query_vector
+
+    def worker(self) -> ThreadPoolExecutor:
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memdex-vectors")
+        return self.executor
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+
+    def _cached_vectors(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+        found = self._cache().get_many(digest for _, digest in pairs)
+        usable = [(cid, digest) for cid, digest in pairs if digest in found]
+        rows = [found[digest] for _, digest in usable]
+        matrix = np.stack(rows) if rows else np.zeros((0, self._dimensions()), dtype=np.float32)
+        return np.asarray([cid for cid, _ in usable], dtype=np.int64), matrix
