@@ -5,13 +5,15 @@ server backend, the parallel workers of the index build), beside two SQLite writ
 against SQLite's two processes; the CPU ratio is what the machine's load distorts least).
 
     python bench/bench_pg_two_writers.py [--files 1000] [--rounds 1] [--second start|build]
+                                         [--base COMMIT]
 
 ``--second start`` starts both writers together (as ``bench_pg_write.py``'s two writers);
 ``--second build`` starts the second one once the first is building the HNSW index (a sync
 that starts while another one's bulk load ends). Each round uses a new database of one durable
 throwaway server (``log_lock_waits`` on, ``deadlock_timeout`` 100 ms: every lock wait of
 100 ms or more is logged). Vectors: ``bench_pg_write.HashEmbedder`` (no model). Data: the
-same generated folder as ``bench_pg_write.py`` (``--workdir``).
+same generated folder as ``bench_pg_write.py`` (``--workdir``). With ``--base``, each round runs
+that commit's ``indexer`` (``git archive``) first, then this tree's, in the same way.
 """
 
 from __future__ import annotations
@@ -53,12 +55,14 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def start_writer(root: Path, db: str, namespace: str | None) -> subprocess.Popen[str]:
-    """The writer's log goes to a file beside its folder (a pipe read only at its end would fill)."""
+def start_writer(tree: Path, root: Path, db: str, namespace: str | None) -> subprocess.Popen[str]:
+    """The writer's log goes to a file beside its folder (a pipe read only at its end would fill);
+    it runs in ``tree`` (``-c`` puts the working folder first on ``sys.path``)."""
     job = {"role": "index", "root": str(root), "db": db, **({"namespace": namespace} if namespace else {})}
-    env = {**os.environ, "PYTHONPATH": str(REPO), "BENCH_DIR": str(REPO / "bench"), "BENCH_JOB": json.dumps(job)}
+    env = {**os.environ, "PYTHONPATH": str(tree), "BENCH_DIR": str(REPO / "bench"), "BENCH_JOB": json.dumps(job)}
     with open(f"{root}.log", "w") as log:
-        return subprocess.Popen([sys.executable, "-c", CHILD], env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+        return subprocess.Popen([sys.executable, "-c", CHILD], env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+                                cwd=tree)  # fmt: skip
 
 
 def finish(process: subprocess.Popen[str], started: float, root: Path) -> dict[str, Any]:
@@ -78,7 +82,7 @@ def finish(process: subprocess.Popen[str], started: float, root: Path) -> dict[s
     return result
 
 
-def pg_round(server: Any, pristine: Path, scratch: Path, name: str, second: str) -> dict[str, Any]:
+def pg_round(tree: Path, server: Any, pristine: Path, scratch: Path, name: str, second: str) -> dict[str, Any]:
     import psycopg
 
     url = server.create_database(name)
@@ -87,7 +91,7 @@ def pg_round(server: Any, pristine: Path, scratch: Path, name: str, second: str)
     cpu: dict[int, tuple[str, float]] = {}
     log_start = server.log_path.stat().st_size if server.log_path.exists() else 0
     started = time.time()
-    writers = [start_writer(roots[0], url, f"{name}-w0")]
+    writers = [start_writer(tree, roots[0], url, f"{name}-w0")]
     with psycopg.connect(url, autocommit=True) as watch:
         me = watch.execute("SELECT pg_backend_pid()").fetchone()[0]
         while any(p.poll() is None for p in writers):
@@ -106,7 +110,7 @@ def pg_round(server: Any, pristine: Path, scratch: Path, name: str, second: str)
                     waits[f"{wait} | {query}"] += 1
                     building = building or query.startswith("CREATE INDEX")
             if len(writers) == 1 and (second == "start" or building):
-                writers.append(start_writer(roots[1], url, f"{name}-w1"))
+                writers.append(start_writer(tree, roots[1], url, f"{name}-w1"))
             time.sleep(0.05)
     results = [finish(p, started, root) for p, root in zip(writers, roots)]
     log = server.log_path.read_text(errors="replace")[log_start:] if server.log_path.exists() else ""
@@ -125,10 +129,10 @@ def pg_round(server: Any, pristine: Path, scratch: Path, name: str, second: str)
     }
 
 
-def sqlite_round(pristine: Path, scratch: Path, name: str) -> dict[str, Any]:
+def sqlite_round(tree: Path, pristine: Path, scratch: Path, name: str) -> dict[str, Any]:
     started = time.time()
     roots = [fresh_copy(pristine, scratch, f"{name}-lite{i}") for i in range(2)]
-    writers = [start_writer(root, str(scratch / f"{name}-{i}.db"), None) for i, root in enumerate(roots)]
+    writers = [start_writer(tree, root, str(scratch / f"{name}-{i}.db"), None) for i, root in enumerate(roots)]
     results = [finish(p, started, root) for p, root in zip(writers, roots)]
     return {"wall_s": round(max(r["ended_s"] for r in results), 2),
             "cpu_s": round(sum(r["client_cpu"] for r in results), 2)}  # fmt: skip
@@ -145,6 +149,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--second", choices=("start", "build"), default="start")
+    parser.add_argument("--base", help="a commit to run first in each round (default: this tree only)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/memdex-bench-pg-write"))
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "pg_two_writers.json")
     args = parser.parse_args()
@@ -162,15 +167,27 @@ def main() -> None:
                                "rounds": []}  # fmt: skip
     settings = {"log_lock_waits": "on", "deadlock_timeout": "100ms"}
     with tempfile.TemporaryDirectory(prefix="memdex-pg2w-") as tmp, PgServer.start(durable=True, settings=settings) as server:
+        sides = [("new", REPO)]
+        if args.base:
+            base = Path(tmp) / "base"
+            base.mkdir()
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.base, "indexer"], check=True,
+                                     stdout=subprocess.PIPE).stdout  # fmt: skip
+            subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+            sides.insert(0, ("base", base))
         for round_ in range(args.rounds):
-            scratch = Path(tmp) / f"r{round_}"
-            scratch.mkdir()
-            lite = sqlite_round(pristine, scratch, f"r{round_}")
-            pg = pg_round(server, pristine, scratch, f"r{round_}", args.second)
-            ratios = {"wall": round(pg["wall_s"] / lite["wall_s"], 2), "cpu": round(pg["cpu_s"] / lite["cpu_s"], 2)}
-            results["rounds"].append({"sqlite": lite, "pg": pg, "pg_over_sqlite": ratios, "load": os.getloadavg()[0]})
-            print(json.dumps(results["rounds"][-1], indent=1), flush=True)
-            shutil.rmtree(scratch)
+            for side, tree in sides:
+                name = f"{side}{round_}"
+                scratch = Path(tmp) / name
+                scratch.mkdir()
+                lite = sqlite_round(tree, pristine, scratch, name)
+                pg = pg_round(tree, server, pristine, scratch, name, args.second)
+                ratios = {"wall": round(pg["wall_s"] / lite["wall_s"], 2), "cpu": round(pg["cpu_s"] / lite["cpu_s"], 2)}
+                run = {"side": side, "round": round_, "sqlite": lite, "pg": pg, "pg_over_sqlite": ratios,
+                       "load": os.getloadavg()[0]}  # fmt: skip
+                results["rounds"].append(run)
+                print(json.dumps(run, indent=1), flush=True)
+                shutil.rmtree(scratch)
     results["load_after"] = os.getloadavg()[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
