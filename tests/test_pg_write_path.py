@@ -640,3 +640,41 @@ def test_ctrl_c_between_the_drops_tries_leaves_no_loaders_lock(
             assert pg.try_session_lock(other, bulk._load_lock(table)), "the interrupted load kept its lock"
     finally:
         conn.close()
+
+
+def test_a_build_on_this_machine_runs_one_process_a_core_within_the_servers_setting(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The leader and ``cores - 1`` parallel workers (a third process on two cores only cost CPU);
+    never more than the server's own setting (2 here), and a remote server keeps its setting."""
+    from indexer.store.postgres import bulk
+
+    original = psycopg.Connection.execute
+    workers: list[str] = []
+
+    def spy(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(query).startswith("CREATE INDEX IF NOT EXISTS") and "hnsw" in str(query):  # bulk's build
+            workers.append(original(self, "SHOW max_parallel_maintenance_workers").fetchone()[0])
+        return original(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", spy)
+    cases = [(2, True, "1"), (1, True, "0"), (8, True, "2"), (2, False, "2")]
+    for i, (cores, local, _) in enumerate(cases):
+        monkeypatch.setattr(bulk, "_cores", lambda cores=cores: cores)
+        monkeypatch.setattr(bulk, "_server_is_local", lambda conn, local=local: local)
+        sync(folder(tmp_path / f"ns{i}", BULK_MIN_FILES + 1, tag=f"t{i}"), url, f"ns{i}")  # each one builds
+        assert len(workers) == i + 1
+    assert workers == [expected for _, _, expected in cases]
+    assert index_state(url) == "valid"
+    with psycopg.connect(url) as conn:  # the session's setting is back after the build
+        assert conn.execute("SHOW max_parallel_maintenance_workers").fetchone()[0] == "2"
+
+
+def test_a_server_on_this_machine_is_told_apart_from_a_remote_one() -> None:
+    from indexer.store.postgres.bulk import _server_is_local
+
+    def conn(host: str) -> Any:
+        return types.SimpleNamespace(info=types.SimpleNamespace(host=host))
+
+    assert all(_server_is_local(conn(h)) for h in ("/var/run/postgresql", "/tmp", "127.0.0.1", "localhost", "::1"))
+    assert not any(_server_is_local(conn(h)) for h in ("db.example.com", "10.0.0.5", "2001:db8::1", ""))
