@@ -74,16 +74,16 @@ def timing(samples: list[float]) -> dict[str, float]:
 
 # -- child processes -------------------------------------------------------------------------
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO)}
+def _env(tree: Path = REPO) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(tree)}
 
 
-def run_child(job: dict[str, Any], logs: Path) -> dict[str, Any]:
-    """Run one child to completion; its result is the last line it prints."""
+def run_child(job: dict[str, Any], logs: Path, tree: Path = REPO) -> dict[str, Any]:
+    """Run one child to completion, with ``tree``'s memdex; its result is the last line it prints."""
     log = logs / f"{job['role']}-{job.get('name', '')}.log"
     with log.open("w") as err:
         done = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], stdout=subprocess.PIPE,
-                              stderr=err, text=True, env=_env())  # fmt: skip
+                              stderr=err, text=True, env=_env(tree))  # fmt: skip
     if done.returncode != 0:
         raise SystemExit(f"{job['role']} child failed ({done.returncode}):\n{log.read_text()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

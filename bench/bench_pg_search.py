@@ -9,8 +9,9 @@ for the base commit and this tree side by side in one run.
 Data: bench_pg.py's: its generated folder of about ``--chunks`` chunks and the model's vectors
 for real texts and for the queries (kept in ``--workdir``; the first run embeds them, about
 two minutes). One durable PostgreSQL server (tests/pg_server.py, bench_pg.py's settings); the
-folder is indexed once into SQLite and into the namespace ``main`` (this tree's code: the schema
-is the same on both sides), then ``VACUUM (ANALYZE)``.
+folder is indexed once into SQLite and into the namespace ``main`` (this tree's code), and into
+a SQLite file of the base's own by the base's code (an older memdex refuses a newer SQLite schema;
+PostgreSQL readers share the namespace), then ``VACUUM (ANALYZE)``.
 
 For each round and side (``base``: ``git archive`` of ``--base``; ``new``: this tree), in the order
 base, new, base, new..., and each phase (``idle``; ``writers``: ``--writers`` processes of this tree
@@ -323,9 +324,13 @@ def main() -> None:
         server = PgServer.start(run, durable=True, settings=SERVER_SETTINGS)
         try:
             sqlite_db = str(run / "sqlite" / "index.db")
+            # The base's own SQLite index, written by its code: an older memdex cannot read a newer schema.
+            base_db = str(run / "sqlite-base" / "index.db")
             results["index"] = {
                 "sqlite": run_child({"role": "index", "name": "sqlite", "root": str(root), "db": sqlite_db,
                                      "bank": str(bank)}, logs),
+                "sqlite_base": run_child({"role": "index", "name": "sqlite-base", "root": str(root), "db": base_db,
+                                          "bank": str(bank)}, logs, tree=base_tree),
                 "postgresql": run_child({"role": "index", "name": "pg", "root": str(root), "db": server.url,
                                          "namespace": "main", "bank": str(bank)}, logs),
             }  # fmt: skip
@@ -348,7 +353,8 @@ def main() -> None:
             if args.idle_first:
                 order.sort(key=lambda item: item[3] != "idle")  # stable: rounds and sides keep their order
             for round_, side, tree, phase, load in order:
-                found = run_phase(tree, search_job, load, logs, f"{side}{round_}-{phase}")
+                job = {**search_job, "sqlite": base_db} if side == "base" else search_job
+                found = run_phase(tree, job, load, logs, f"{side}{round_}-{phase}")
                 results["runs"].append({"side": side, "round": round_, "phase": phase,
                                         "load_average": os.getloadavg()[0], **found})  # fmt: skip
                 print(side, round_, phase, json.dumps(found), flush=True)

@@ -152,13 +152,13 @@ FIGURES = {  # what --compare reports: a name -> its path in one run's JSON
 }  # fmt: skip
 
 
-def compare(base: Path, root: Path, rounds: int, processes: int) -> dict:
+def compare(base: Path, root: Path, rounds: int, processes: int, base_root: Path | None = None) -> dict:
     runs: dict[str, list[dict]] = {"base": [], "new": []}
     for _ in range(processes):
-        for side, tree in (("base", base), ("new", REPO)):
+        for side, tree, where in (("base", base, base_root or root), ("new", REPO, root)):
             out = Path(f"/tmp/memdex-search-parts-{os.getpid()}-{side}.json")
             subprocess.run(
-                [sys.executable, __file__, "--tree", str(tree), "--root", str(root), "--rounds", str(rounds),
+                [sys.executable, __file__, "--tree", str(tree), "--root", str(where), "--rounds", str(rounds),
                  "--out", str(out)],
                 check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(tree)},
             )  # fmt: skip
@@ -184,6 +184,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--compare", type=Path, metavar="BASE_TREE", help="another checkout to measure alongside")
     parser.add_argument("--processes", type=int, default=3, help="with --compare: fresh processes per side")
+    parser.add_argument(
+        "--base-root", type=Path,
+        help="with --compare: the base's own copy of the index (when this tree's schema is newer than the base's)",
+    )  # fmt: skip
     parser.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "search_parts.json")
     args = parser.parse_args()
@@ -191,7 +195,7 @@ def main() -> None:
         raise SystemExit(f"no index under {args.root}: build one with bench/bench_scale.py (see --help)")
     results: dict = {"load_average_at_start": os.getloadavg()}
     if args.compare:
-        results.update(compare(args.compare.resolve(), args.root, args.rounds, args.processes))
+        results.update(compare(args.compare.resolve(), args.root, args.rounds, args.processes, args.base_root))
     else:
         results.update(measure(args.root, args.rounds))
     results["load_average_at_end"] = os.getloadavg()
