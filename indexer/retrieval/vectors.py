@@ -42,8 +42,11 @@ class LiveMatrix:
         self.vectors = NumpyVectors([], np.zeros((0, dimensions), dtype=np.float32))
         self.refreshes = 0  # how many times the index had changed (for tests and benchmarks)
 
-    def current(self, store: IndexStore, fetch: Fetch) -> NumpyVectors:
-        """The matrix as of the caller's read snapshot (call inside it)."""
+    def current(
+        self, store: IndexStore, fetch: Fetch, *, hashes: Callable[[], Sequence[tuple[int, str]]] | None = None
+    ) -> NumpyVectors:
+        """The matrix as of the caller's read snapshot (call inside it); ``hashes``: the
+        (chunk id, text hash) of the chunks searched (default ``store.chunk_hashes``)."""
         version = store.data_version()
         if version == self.version:
             return self.vectors
@@ -51,7 +54,7 @@ class LiveMatrix:
         identity = (meta.get("model"), meta.get("dimensions"))
         if identity != self.identity:
             self.hashes, self.vectors = {}, NumpyVectors([], np.zeros((0, self.dimensions), dtype=np.float32))
-        self._refresh(dict(store.chunk_hashes()), fetch)
+        self._refresh(dict((hashes or store.chunk_hashes)()), fetch)
         self.version, self.identity = version, identity
         self.refreshes += 1
         return self.vectors
