@@ -172,3 +172,19 @@ def test_a_model_change_reloads_the_matrix(root: Path, pg_url: str) -> None:
         assert len(after) == len(before) and not set(after.values()) & set(before.values())
         assert isinstance(memory._vectors.matrix.vectors, NumpyVectors)
         assert memory.search("allergy", mode="hybrid", limit=1)[0].path == "MEMORY.md"
+
+
+def test_a_lost_connection_reloads_the_matrix(root: Path, pg_url: str) -> None:
+    """The server dropped the search's connection (a restart: maybe restored from a backup):
+    the retried search loads the matrix again from the new connection."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        expected = memory.search("penicillin allergy", mode="hybrid")
+        loaded = memory._vectors.matrix
+        pid = memory.store.connection.info.backend_pid
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchall() == [(True,)]
+        assert memory.search("penicillin allergy", mode="hybrid") == expected
+        assert memory._vectors.matrix is not None and memory._vectors.matrix is not loaded
+        assert memory.store.connection.info.backend_pid != pid
