@@ -188,3 +188,23 @@ def test_a_lost_connection_reloads_the_matrix(root: Path, pg_url: str) -> None:
         assert memory.search("penicillin allergy", mode="hybrid") == expected
         assert memory._vectors.matrix is not None and memory._vectors.matrix is not loaded
         assert memory.store.connection.info.backend_pid != pid
+
+
+def test_warm_searches_find_what_sqlites_warm_searches_find(root: Path, pg_url: str) -> None:
+    """Both engines' warm processes scan the same vectors exactly, and bm25 is FTS5's on both:
+    the same hits, lines and scores."""
+    settings = _indexed(root, pg_url)
+    local = make_settings(root)
+    with open_index(local, write=True, embedder=RecordingEmbedder()) as memory:
+        memory.sync()
+    queries = ["penicillin allergy", "bike to the lake", "tomatoes basil", "qwzx"]
+    found = []
+    for engine in (local, settings):
+        with open_index(engine, embedder=RecordingEmbedder()) as memory:
+            memory.search("warm up", mode="hybrid")
+            found.append([
+                [(h.path, h.start_line, h.end_line, round(h.score, 6)) for h in memory.search(q, mode="hybrid")]
+                for q in queries
+            ])  # fmt: skip
+            assert memory._vectors.matrix is not None
+    assert found[0] == found[1] and all(found[0])
