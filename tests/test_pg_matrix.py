@@ -18,6 +18,7 @@ from test_pg_access import Server, db, grant, memdex, two_agents  # noqa: F401 -
 from test_pg_search import FixedQuery, _record_statements
 
 from indexer import make_settings, open_index
+from indexer.retrieval.filters import make_filters
 from indexer.retrieval import warm
 from indexer.retrieval.matrix import NumpyVectors
 from indexer.store.postgres import search as pg_search
@@ -144,8 +145,8 @@ def test_a_role_s_matrix_holds_only_its_granted_namespaces(db: Server, two_agent
 class Switchable(RecordingEmbedder):
     """A model that can become another of the same size (``other``): same texts, other vectors."""
 
-    def other(self) -> Switchable:
-        self.model_id, self.sign = "test/other", -1
+    def other(self, dimensions: int = 16) -> Switchable:
+        self.model_id, self.sign, self.dimensions = "test/other", -1, dimensions
         return self
 
     sign = 1
@@ -154,22 +155,24 @@ class Switchable(RecordingEmbedder):
         return self.sign * super().embed(texts)
 
 
-def test_a_model_change_reloads_the_matrix(root: Path, pg_url: str) -> None:
-    """Re-indexed with another model (same texts, same dimensions): every row is the new
-    model's, though no chunk's text changed."""
+@pytest.mark.parametrize("dimensions", [16, 8])
+def test_a_model_change_reloads_the_matrix(root: Path, pg_url: str, dimensions: int) -> None:
+    """Re-indexed with another model (same texts; the same size, or another): every row is
+    the new model's, though no chunk's text changed."""
     settings = _indexed(root, pg_url)
     model = Switchable()
     with open_index(settings, embedder=model) as memory:
         memory.search("penicillin allergy", mode="hybrid")
         memory.search("penicillin allergy", mode="hybrid")
         before = _matrix(memory)
-        with open_index(settings, write=True, embedder=Switchable().other()) as writer:
+        with open_index(settings, write=True, embedder=Switchable().other(dimensions)) as writer:
             writer.sync()
-        model.other()  # this process is configured with the new model too
+        model.other(dimensions)  # this process is configured with the new model too
         memory.vector_matrix()  # as a warm search's snapshot finds it
         after = _matrix(memory)
         assert after == _server_vectors(memory)
         assert len(after) == len(before) and not set(after.values()) & set(before.values())
+        assert memory._vectors.matrix.vectors.matrix.shape == (len(before), dimensions)
         assert isinstance(memory._vectors.matrix.vectors, NumpyVectors)
         assert memory.search("allergy", mode="hybrid", limit=1)[0].path == "MEMORY.md"
 
@@ -203,8 +206,9 @@ def test_warm_searches_find_what_sqlites_warm_searches_find(root: Path, pg_url: 
         with open_index(engine, embedder=RecordingEmbedder()) as memory:
             memory.search("warm up", mode="hybrid")
             found.append([
-                [(h.path, h.start_line, h.end_line, round(h.score, 6)) for h in memory.search(q, mode="hybrid")]
+                [(h.path, h.start_line, h.end_line, round(h.score, 6)) for h in memory.search(q, mode=mode, filters=f)]
                 for q in queries
+                for mode, f in (("hybrid", None), ("vector", None), ("hybrid", make_filters(path_prefix="daily")))
             ])  # fmt: skip
             assert memory._vectors.matrix is not None
-    assert found[0] == found[1] and all(found[0])
+    assert found[0] == found[1] and sum(map(bool, found[0])) >= 10

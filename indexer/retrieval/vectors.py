@@ -52,7 +52,8 @@ class LiveMatrix:
             return self.vectors
         meta = store.meta()
         identity = (meta.get("model"), meta.get("dimensions"))
-        if identity != self.identity:
+        if identity != self.identity:  # another model (maybe of another size): every row anew
+            self.dimensions = int(identity[1]) if str(identity[1]).isdigit() else self.dimensions
             self.hashes, self.vectors = {}, NumpyVectors([], np.zeros((0, self.dimensions), dtype=np.float32))
         self._refresh(dict((hashes or store.chunk_hashes)()), fetch)
         self.version, self.identity = version, identity

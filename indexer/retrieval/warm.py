@@ -61,8 +61,10 @@ class VectorPath:
         if self.matrix is None and self.searches < MATRIX_FROM_SEARCH and self.engine.uses_vector_index():
             return Vec0Vectors(store)
         fits = getattr(self.engine, "matrix_fits", None)
-        if fits is not None and not fits(MATRIX_MAX_CHUNKS):
-            self.matrix = None  # memory stays bounded: the engine's index while the namespaces are this large
+        if fits is not None and not (fits(MATRIX_MAX_CHUNKS) and self.engine.uses_vector_index()):
+            # Memory stays bounded: the engine's index while the namespaces are this large
+            # (and a server's store without vectors has none to load).
+            self.matrix = None
             return Vec0Vectors(store)
         indexed = self.engine.uses_vector_index()
         if self.matrix is None:
