@@ -18,8 +18,8 @@ from test_pg_access import Server, db, grant, memdex, two_agents  # noqa: F401 -
 from test_pg_search import FixedQuery, _record_statements
 
 from indexer import make_settings, open_index
-from indexer.retrieval.filters import make_filters
 from indexer.retrieval import warm
+from indexer.retrieval.filters import make_filters
 from indexer.retrieval.matrix import NumpyVectors
 from indexer.store.postgres import search as pg_search
 
