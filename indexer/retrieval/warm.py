@@ -27,7 +27,8 @@ from .vectors import LiveMatrix, Prefetched
 # The vector search (counted per open index) from which every vector is kept in memory.
 MATRIX_FROM_SEARCH = 2
 # An engine with ``matrix_fits`` (a server's, shared by many namespaces) keeps its searched
-# vectors in memory up to this many chunks (at 384 dimensions about 380 MB: 307 MB of float32 rows, 77 MB of their int8 copy).
+# vectors in memory up to this many chunks: at 384 dimensions about 380 MB (307 MB of float32
+# rows, 77 MB of their int8 copy).
 MATRIX_MAX_CHUNKS = 200_000
 
 
