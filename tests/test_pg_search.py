@@ -1,6 +1,8 @@
 """PostgreSQL's hybrid search path: from a process's second hybrid search on, its vector
-half runs on a second connection, in parallel with the keyword half, inside the search's
-own read snapshot (store/postgres/parallel.py), and it sends few statements."""
+half scans the in-memory matrix (tests/test_pg_matrix.py) or, while the searched namespaces
+are over ``MATRIX_MAX_CHUNKS`` (``hnsw_always`` here), the HNSW index on a second connection,
+in parallel with the keyword half, inside the search's own read snapshot
+(store/postgres/parallel.py); it sends few statements."""
 
 from __future__ import annotations
 
@@ -16,10 +18,17 @@ from conftest import RecordingEmbedder, fill
 
 from indexer import make_settings, open_index
 from indexer.errors import ModelError
+from indexer.retrieval import warm
 from indexer.store.postgres import nowait
 from indexer.store.postgres import search as pg_search
 
 pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def hnsw_always(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every namespace is over the in-memory matrix's bound: warm searches scan HNSW too."""
+    monkeypatch.setattr(warm, "MATRIX_MAX_CHUNKS", 0)
 
 
 class FixedQuery(RecordingEmbedder):
@@ -53,7 +62,7 @@ def _soul_vector(url: str, namespace: str) -> np.ndarray:
 
 def test_the_vector_half_reads_the_searchs_snapshot_not_a_later_one(
     root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+, hnsw_always: None) -> None:
     """A file deleted by another writer after the search began is still found by the
     vector half (on the second connection) and read back: both halves see one snapshot."""
     settings = _indexed(root, pg_url)
@@ -82,7 +91,7 @@ def test_the_vector_half_reads_the_searchs_snapshot_not_a_later_one(
         assert "SOUL.md" not in {r.path for r in memory.search("qwzx", mode="hybrid")}  # gone since
 
 
-def test_a_dropped_vector_connection_is_replaced_on_the_retry(root: Path, pg_url: str) -> None:
+def test_a_dropped_vector_connection_is_replaced_on_the_retry(root: Path, pg_url: str, hnsw_always: None) -> None:
     settings = _indexed(root, pg_url)
     with open_index(settings, embedder=RecordingEmbedder()) as memory:
         memory.search("penicillin allergy", mode="hybrid")
@@ -94,7 +103,7 @@ def test_a_dropped_vector_connection_is_replaced_on_the_retry(root: Path, pg_url
         assert memory.search("penicillin allergy", mode="hybrid") == first
 
 
-def test_a_hybrid_search_sends_four_statements_on_its_connection(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hybrid_search_sends_four_statements_on_its_connection(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, hnsw_always: None) -> None:
     """BEGIN with meta, the totals and the snapshot's export; bm25; the rows read back;
     COMMIT. The HNSW scan is one more, sent on the second connection. Meta and the terms'
     counts were read by the last search: the index has not changed since (a sync's time
@@ -199,7 +208,7 @@ def _record_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_a_first_search_opens_no_second_connection_and_exports_no_snapshot(
     root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+, hnsw_always: None) -> None:
     """A one-shot ``memdex search`` (a process's first hybrid search) scans on its own
     connection: no second handshake, no exported snapshot; nor does a keyword search."""
     settings = _indexed(root, pg_url)
@@ -215,7 +224,7 @@ def test_a_first_search_opens_no_second_connection_and_exports_no_snapshot(
         assert memory.engine.vector_side._conn is not None
 
 
-def test_a_scan_nobody_read_leaves_the_second_connection_usable(root: Path, pg_url: str) -> None:
+def test_a_scan_nobody_read_leaves_the_second_connection_usable(root: Path, pg_url: str, hnsw_always: None) -> None:
     """A search that fails after its scan was sent never reads the scan's rows: the next
     search reads and drops them first, and gets its own."""
     settings = _indexed(root, pg_url)
@@ -234,7 +243,7 @@ def test_a_scan_nobody_read_leaves_the_second_connection_usable(root: Path, pg_u
 
 def test_a_hybrid_search_answers_after_the_server_dropped_both_connections(
     root: Path, pg_url: str, pg_server_alive: Any
-) -> None:
+, hnsw_always: None) -> None:
     """A restart (or an idle-session timeout) closes the search's connection and the vector
     scan's: the retry replaces the first, and the scan falls back to it (review: it failed)."""
     settings = _indexed(root, pg_url)
@@ -247,7 +256,7 @@ def test_a_hybrid_search_answers_after_the_server_dropped_both_connections(
         assert [r.path for r in memory.search("penicillin allergy", mode="hybrid")] == first
 
 
-def test_a_role_limited_to_one_connection_still_gets_hybrid_results(root: Path, pg_url: str, pg_server: Any) -> None:
+def test_a_role_limited_to_one_connection_still_gets_hybrid_results(root: Path, pg_url: str, pg_server: Any, hnsw_always: None) -> None:
     """The second connection only speeds a search up: where it cannot be opened, the scan
     runs on the search's own connection (review: the search failed)."""
     from click.testing import CliRunner
@@ -316,7 +325,7 @@ def _whole(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_search_of_every_namespace_scans_hnsws_first_pass_alone(
     root: Path, own_pg_database: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+, hnsw_always: None) -> None:
     """When no other namespace's vectors can take places, the parallel scan is the HNSW
     search's first pass without the iterative scan's bookkeeping: the same rows. (In its own
     database: other tests' leftovers in the shared vector table would make the pass short.)"""
@@ -337,7 +346,7 @@ def test_a_search_of_every_namespace_scans_hnsws_first_pass_alone(
 
 def test_a_first_pass_that_comes_short_is_scanned_again_iteratively(
     root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+, hnsw_always: None) -> None:
     """Fewer rows than asked (here: a namespace smaller than the 200 candidates, as dead rows
     can make it) and the first pass alone is not exact: the iterative scan runs again."""
     settings = _indexed(root, pg_url)

@@ -42,16 +42,20 @@ class LiveMatrix:
         self.vectors = NumpyVectors([], np.zeros((0, dimensions), dtype=np.float32))
         self.refreshes = 0  # how many times the index had changed (for tests and benchmarks)
 
-    def current(self, store: IndexStore, fetch: Fetch) -> NumpyVectors:
-        """The matrix as of the caller's read snapshot (call inside it)."""
+    def current(
+        self, store: IndexStore, fetch: Fetch, *, hashes: Callable[[], Sequence[tuple[int, str]]] | None = None
+    ) -> NumpyVectors:
+        """The matrix as of the caller's read snapshot (call inside it); ``hashes``: the
+        (chunk id, text hash) of the chunks searched (default ``store.chunk_hashes``)."""
         version = store.data_version()
         if version == self.version:
             return self.vectors
         meta = store.meta()
         identity = (meta.get("model"), meta.get("dimensions"))
-        if identity != self.identity:
+        if identity != self.identity:  # another model (maybe of another size): every row anew
+            self.dimensions = int(identity[1]) if str(identity[1]).isdigit() else self.dimensions
             self.hashes, self.vectors = {}, NumpyVectors([], np.zeros((0, self.dimensions), dtype=np.float32))
-        self._refresh(dict(store.chunk_hashes()), fetch)
+        self._refresh(dict((hashes or store.chunk_hashes)()), fetch)
         self.version, self.identity = version, identity
         self.refreshes += 1
         return self.vectors

@@ -6,6 +6,9 @@ the in-memory matrix, kept current (vectors.LiveMatrix). An engine that keeps no
 in memory (a server's HNSW index) is always asked. A warm matrix search starts on a worker
 thread (with the query's embedding, for a local model) so that it overlaps the keyword
 query (vectors.Prefetched); the engine's own index may run in parallel its own way.
+A server's engine (PostgreSQL) keeps the matrix only while the searched namespaces hold
+at most ``MATRIX_MAX_CHUNKS`` chunks (``matrix_fits``): above, its HNSW index, and memory
+stays bounded.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ from .vectors import LiveMatrix, Prefetched
 
 # The vector search (counted per open index) from which every vector is kept in memory.
 MATRIX_FROM_SEARCH = 2
+# An engine with ``matrix_fits`` (a server's, shared by many namespaces) keeps its searched
+# vectors in memory up to this many chunks: at 384 dimensions about 380 MB (307 MB of float32
+# rows, 77 MB of their int8 copy).
+MATRIX_MAX_CHUNKS = 200_000
 
 
 class VectorPath:
@@ -52,12 +59,20 @@ class VectorPath:
         store = self.engine.store
         if not self.engine.keeps_vectors_in_memory:
             return Vec0Vectors(store)
-        indexed = self.engine.uses_vector_index()
-        if indexed and self.matrix is None and self.searches < MATRIX_FROM_SEARCH:
+        if self.matrix is None and self.searches < MATRIX_FROM_SEARCH and self.engine.uses_vector_index():
             return Vec0Vectors(store)
+        fits = getattr(self.engine, "matrix_fits", None)
+        if fits is not None and not (fits(MATRIX_MAX_CHUNKS) and self.engine.uses_vector_index()):
+            # Memory stays bounded: the engine's index while the namespaces are this large
+            # (and a server's store without vectors has none to load).
+            self.matrix = None
+            return Vec0Vectors(store)
+        indexed = self.engine.uses_vector_index()
         if self.matrix is None:
             self.matrix = LiveMatrix(int(store.meta().get("dimensions") or self._dimensions()))
-        return self.matrix.current(store, store.vectors_by_pairs if indexed else self._cached_vectors)
+        # A server's store: the chunks of every searched namespace (its own: ``chunk_hashes``).
+        hashes = getattr(store, "search_chunk_hashes", store.chunk_hashes)
+        return self.matrix.current(store, store.vectors_by_pairs if indexed else self._cached_vectors, hashes=hashes)
 
     def matrix_now(self) -> NumpyVectors:
         """The in-memory matrix of every vector as of now (loaded or brought up to date)."""
@@ -77,7 +92,7 @@ class VectorPath:
             if isinstance(source, NumpyVectors):
                 prefetched = Prefetched.embedding(source, self.worker(), embed, k)
                 return prefetched, prefetched.query
-            return source, embed()  # never expected (a warm matrix is NumPy's); embed here
+            query_vector = embed()  # the matrix was dropped (over the bound): embed here
         if isinstance(source, NumpyVectors):
             return Prefetched(source, self.worker(), query_vector, k), query_vector  # type: ignore[arg-type]
         # the engine's own index, in parallel where it can (PostgreSQL: a second connection)

@@ -6,7 +6,9 @@ What differs from SQLite is only what a server changes: there is no index
 file to quarantine (the server keeps its data consistent; a lost connection
 is an error the next sync retries), a rebuild holds the namespace's advisory
 lock and commits at once (searches see the old rows until then), and vector
-search runs on the server's HNSW index.
+search runs on the server's HNSW index: a process's first, and any while the
+searched namespaces hold more than ``retrieval.warm.MATRIX_MAX_CHUNKS`` chunks;
+otherwise a warm process scans the in-memory matrix as on SQLite (``matrix_fits``).
 """
 
 from __future__ import annotations
@@ -49,13 +51,14 @@ class PgEngine:
     """One namespace of a PostgreSQL index (see ``store.protocols.Engine``)."""
 
     name = "postgresql"
-    keeps_vectors_in_memory = False  # every search goes to the server's HNSW index
+    keeps_vectors_in_memory = True  # from a process's second search, up to a bound (matrix_fits)
     recovered_from: str | None = None  # a server keeps its pages consistent: nothing is repaired on open
 
     def __init__(self, settings: Settings, store: PgStore) -> None:
         self.settings = settings
         self.store = store
         self.vector_side = VectorSide(store.url)  # a hybrid search's HNSW scan, in parallel (parallel.py)
+        self._over_bound = False  # the last matrix_fits: the searched namespaces were too large
 
     def open_cache(self, *, model_id: str, dimensions: int) -> PgEmbeddingCache:
         return PgEmbeddingCache(self.store, model_id=model_id, dimensions=dimensions)
@@ -116,7 +119,16 @@ class PgEngine:
         return False
 
     def uses_vector_index(self) -> bool:
-        return self.store.vec_dimensions() is not None
+        return self.store.search_vector_table() is not None  # in a search: its snapshot's first statement's
+
+    def matrix_fits(self, bound: int) -> bool:
+        """Inside a search's snapshot: whether the searched namespaces hold at most ``bound``
+        chunks (their vectors may be kept in memory). Above it the search scans HNSW on the
+        second connection, which imports this snapshot: while the namespaces stay above,
+        the snapshot's first statement also exports it (no round trip of its own)."""
+        fits = self.store.searched_chunks(export=self._over_bound) <= bound
+        self._over_bound = not fits
+        return fits
 
     def status(self) -> dict[str, Any]:
         return {

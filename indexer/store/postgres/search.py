@@ -15,8 +15,10 @@ from indexer.store.records import BM25_B, BM25_K1, ChunkRow, bm25_idf
 from indexer.store.tokenizer import stems
 
 from .snapshot import BEGIN_SNAPSHOT, PgSnapshot
-from .text import ALL, MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, parse_vector, vector_text
+from .text import ALL, MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, vector_text
 
+# This namespace's meta that, changed, makes every vector a new one (the in-memory matrix reloads).
+MATRIX_META = ("model", "dimensions", "vec_dimensions")
 MAX_COUNTED_TERMS = 50_000  # terms whose chunk counts are kept, per state of the searched namespaces
 
 
@@ -113,27 +115,63 @@ class PgSearch(PgSnapshot):
         return memo is not None and memo.whole and memo.totals is not None and memo.totals[0] >= 2 * limit
 
     def vectors_by_pairs(self, pairs: Sequence[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
-        return self.vectors_of([chunk_id for chunk_id, _ in pairs])
+        """The vectors of the searched namespaces' chunks ``pairs`` names (the in-memory
+        matrix's rows: ``retrieval/vectors.py``), read through this connection (a role reads
+        only its granted namespaces' rows)."""
+        return self._binary_vectors([chunk_id for chunk_id, _ in pairs], self.search_ids())
 
     def vectors_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        table = self._vec_table()
-        rows = (
-            self.connection.execute(
-                f"SELECT chunk_id, embedding::text FROM {table} WHERE chunk_id = ANY(%s) ORDER BY chunk_id",
-                ([int(i) for i in ids],),
-            ).fetchall()
-            if table
-            else []
-        )
-        found = np.asarray([cid for cid, _ in rows], dtype=np.int64)
-        matrix = np.stack([parse_vector(text) for _, text in rows]) if rows else np.zeros((0, 0), dtype=np.float32)
-        return found, matrix
+        return self._binary_vectors(ids, None)
 
-    def data_version(self) -> tuple[int, int]:
-        row = self.connection.execute(
-            "SELECT coalesce(sum(generation), 0)::bigint FROM namespaces WHERE id = ANY(%s)", (self.search_ids(),)
+    def _binary_vectors(self, ids: Sequence[int], namespaces: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids found, their vectors) in binary: pgvector's send format is two int16
+        (dimensions, unused) then big-endian float4s, so the rows joined are one big-endian
+        float32 matrix with one leading column to drop (no text to parse)."""
+        table = self._vec_table()
+        if table is None or not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        where = " AND ns = ANY(%s)" if namespaces is not None else ""
+        params = ([int(i) for i in ids], *(() if namespaces is None else (namespaces,)))
+        cursor = self.connection.cursor(binary=True)
+        rows = cursor.execute(
+            f"SELECT chunk_id, embedding FROM {table} WHERE chunk_id = ANY(%s){where} ORDER BY chunk_id", params
+        ).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        found = np.fromiter((cid for cid, _ in rows), dtype=np.int64, count=len(rows))
+        packed = np.frombuffer(b"".join(bytes(blob) for _, blob in rows), dtype=">f4").reshape(len(rows), -1)
+        return found, packed[:, 1:].astype(np.float32)
+
+    def data_version(self) -> Any:
+        """The state of what a search reads: the searched namespaces' ids and generations
+        (every write of a namespace's chunks bumps its generation) and this namespace's model
+        and vector table; inside a read snapshot, read by its first statement (``_totals``)."""
+        memo = self._snapshot
+        if memo is not None:
+            self._totals()
+            return memo.version
+        ids, generations = self.connection.execute(
+            "SELECT array_agg(id ORDER BY id), array_agg(generation ORDER BY id) FROM namespaces WHERE id = ANY(%s)",
+            (self.search_ids(),),
         ).fetchone()
-        return int(row[0]), 0
+        meta = self.meta()
+        return (tuple(ids or ()), tuple(generations or ()), *(meta.get(key) for key in MATRIX_META))
+
+    def search_chunk_hashes(self) -> list[tuple[int, str]]:
+        """(chunk id, text hash) of every chunk in the searched namespaces (``chunk_hashes``:
+        this namespace's), through this connection: row-level security hides ungranted ones."""
+        return self.connection.execute(
+            "SELECT id, hash FROM chunks WHERE ns = ANY(%s) ORDER BY id", (self.search_ids(),)
+        ).fetchall()
+
+    def searched_chunks(self, *, export: bool = False) -> int:
+        """Chunks in the searched namespaces (inside a read snapshot: its first statement's;
+        ``export``: that statement also exports the snapshot, for an HNSW scan in parallel)."""
+        return self._totals(export=export and self._snapshot is not None)[0]
+
+    def search_vector_table(self) -> str | None:
+        """The vector table searched (None: no vectors); inside a read snapshot, its first statement's."""
+        return self._totals()[2] if self._snapshot is not None else self._vec_table()
 
     # -- keyword search ------------------------------------------------------------
     def stem(self, text: str) -> list[str]:
@@ -199,7 +237,10 @@ class PgSearch(PgSnapshot):
             memo.totals = totals
             # The schema's owner sees every namespace (row-level security binds other roles).
             memo.whole = self.access.owner and int(chunks) >= int(every or 0)
-            memo.counts = self._counts_of((tuple(ids or ()), tuple(generations or ())))
+            version = (tuple(ids or ()), tuple(generations or ()))
+            memo.counts = self._counts_of(version)
+            meta = row[6] or {}
+            memo.version = (*version, *(meta.get(key) for key in MATRIX_META))
             if export:
                 memo.exported = row[7]
         self.remember_meta(dict(row[6] or {}))

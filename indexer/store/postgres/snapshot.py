@@ -35,6 +35,7 @@ class SnapshotMemo:
     ids: list[int] | None = None  # search_ids()
     exported: str | None = None  # pg_export_snapshot(): the id a second connection imports (parallel.py)
     whole: bool = False  # the searched namespaces hold every chunk of every namespace (hnsw_sql's first pass)
+    version: Any = None  # data_version(): the searched namespaces' ids and generations, the model
     conn: Any = None  # the connection BEGIN was sent on; None: not begun yet (sent with the first statement)
 
 

@@ -1,0 +1,214 @@
+"""A warm PostgreSQL process scans the searched namespaces' vectors in memory (retrieval/warm.py,
+retrieval/vectors.py), as SQLite's does: exact, no HNSW scan and no second connection, kept
+current from the namespaces' generations (read by the snapshot's first statement), bounded by
+``MATRIX_MAX_CHUNKS``, and read through the search's own connection (row-level security)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from conftest import RecordingEmbedder, fill, write
+from test_pg_access import Server, db, grant, memdex, two_agents  # noqa: F401 - fixtures
+from test_pg_search import FixedQuery, _record_statements
+
+from indexer import make_settings, open_index
+from indexer.retrieval import warm
+from indexer.retrieval.filters import make_filters
+from indexer.retrieval.matrix import NumpyVectors
+from indexer.store.postgres import search as pg_search
+
+pytestmark = pytest.mark.postgres
+
+
+def _indexed(root: Path, url: str) -> Any:
+    fill(root)
+    settings = make_settings(root, url, namespace=f"test-{uuid.uuid4().hex[:10]}")
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as memory:
+        memory.sync()
+    return settings
+
+
+def _server_vectors(memory: Any) -> dict[int, bytes]:
+    """chunk id -> vector bytes of the searched namespaces, as the server holds them now."""
+    with memory.engine.search_snapshot():
+        ids = [cid for cid, _ in memory.store.search_chunk_hashes()]
+        found, rows = memory.store.vectors_of(ids)
+    return {int(cid): row.astype(np.float32).tobytes() for cid, row in zip(found, rows)}
+
+
+def _matrix(memory: Any) -> dict[int, bytes]:
+    vectors = memory._vectors.matrix.vectors
+    return {int(cid): row.tobytes() for cid, row in zip(vectors.ids, vectors.matrix)}
+
+
+def test_a_warm_search_scans_the_matrix_and_follows_another_writer(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the second search: no HNSW scan, no second connection; another writer's new chunk
+    is found by the vector half alone, and only its row is fetched."""
+    settings = _indexed(root, pg_url)
+    query = FixedQuery(RecordingEmbedder().embed(["penicillin allergy"])[0])
+    with open_index(settings, embedder=query) as memory:
+        assert memory.search("penicillin allergy", mode="hybrid")  # the first: HNSW, on its own connection
+        assert memory._vectors.matrix is None
+        second = memory.search("penicillin allergy", mode="hybrid")
+        assert memory._vectors.matrix is not None and _matrix(memory) == _server_vectors(memory)
+        sent = _record_statements(monkeypatch)
+        assert memory.search("penicillin allergy", mode="hybrid") == second
+        assert not [s for s in sent if "hnsw" in s or "<=>" in s or "pg_export_snapshot" in s], sent
+        # BEGIN with the totals, generations and meta; bm25; the rows read back; COMMIT.
+        assert len(sent) == 4 and sent[0].startswith("BEGIN") and sent[-1] == "COMMIT", sent
+        assert memory.engine.vector_side._conn is None
+        sent.clear()
+
+        write(root, "notes/new.md", "# Zebra\n\nThe zebra crossing on Elm street.\n")
+        with open_index(settings, write=True, embedder=RecordingEmbedder()) as writer:  # its own connection
+            assert writer.sync().reindexed == 1
+        fetched: list[int] = []
+        original = pg_search.PgSearch.vectors_by_pairs
+
+        def counting(self: Any, pairs: Any) -> Any:
+            fetched.append(len(pairs))
+            return original(self, pairs)
+
+        monkeypatch.setattr(pg_search.PgSearch, "vectors_by_pairs", counting)
+        refreshes = memory._vectors.matrix.refreshes
+        query.vector = _server_vector_of(pg_url, settings.namespace_name, "notes/new.md")
+        hits = memory.search("qwzx", mode="hybrid")  # no word of it is indexed: only vectors find it
+        assert hits and hits[0].path == "notes/new.md", [h.path for h in hits]
+        assert fetched == [1] and memory._vectors.matrix.refreshes == refreshes + 1
+        assert _matrix(memory) == _server_vectors(memory)
+
+
+def _server_vector_of(url: str, namespace: str, path: str) -> np.ndarray:
+    with psycopg.connect(url) as conn:
+        (text,) = conn.execute(
+            "SELECT v.embedding::text FROM memdex.chunk_vectors_16 v JOIN memdex.chunks c ON c.id = v.chunk_id "
+            "JOIN memdex.namespaces n ON n.id = c.ns WHERE n.name = %s AND c.path = %s",
+            (namespace, path),
+        ).fetchone()
+    return np.asarray([float(x) for x in text.strip("[]").split(",")], dtype=np.float32)
+
+
+def test_namespaces_over_the_bound_keep_the_hnsw_scan(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the bound the matrix is used; one chunk over it, warm searches scan HNSW in parallel
+    and a matrix already loaded is dropped (memory stays bounded)."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        with memory.engine.search_snapshot():
+            chunks = memory.store.searched_chunks()
+        monkeypatch.setattr(warm, "MATRIX_MAX_CHUNKS", chunks)
+        memory.search("penicillin allergy", mode="hybrid")
+        exact = memory.search("penicillin allergy", mode="hybrid")
+        assert memory._vectors.matrix is not None and memory.engine.vector_side._conn is None
+        monkeypatch.setattr(warm, "MATRIX_MAX_CHUNKS", chunks - 1)
+        sent = _record_statements(monkeypatch)
+        assert [r.path for r in memory.search("penicillin allergy", mode="hybrid")] == [r.path for r in exact]
+        assert memory._vectors.matrix is None and memory.engine.vector_side._conn is not None
+        assert [s for s in sent if "hnsw.ef_search" in s], sent
+        sent.clear()
+        memory.search("penicillin allergy", mode="hybrid")  # still over: the first statement exports the snapshot
+        assert "pg_export_snapshot()" in sent[0] and not [s for s in sent if s.startswith("SELECT pg_export")], sent
+
+
+def test_a_role_s_matrix_holds_only_its_granted_namespaces(db: Server, two_agents: dict[str, Any]) -> None:  # noqa: F811
+    """bob searches every namespace he may read: his matrix never holds ns-a's vectors until
+    ns-a is granted to him, and loses them when it is revoked."""
+    ids = two_agents["ids"]
+    across = replace(two_agents["b"], search_namespaces=("*",))
+
+    def namespaces_in_matrix(memory: Any) -> set[int]:
+        held = set(_matrix(memory))
+        rows = db.owner_sql("SELECT id, ns FROM memdex.chunks")
+        return {ns for cid, ns in rows if cid in held}
+
+    with open_index(across, embedder=RecordingEmbedder()) as memory:
+        memory.search("kayak", mode="hybrid")
+        memory.search("kayak", mode="hybrid")
+        assert namespaces_in_matrix(memory) == {ids["ns-b"]}
+        grant(db, "ns-a", two_agents["bob"], "--read-only")
+        hits = memory.search("kayak", mode="hybrid")
+        assert namespaces_in_matrix(memory) == {ids["ns-a"], ids["ns-b"]}
+        assert {h.namespace for h in hits} == {"ns-a", "ns-b"}
+        assert _matrix(memory) == _server_vectors(memory)
+        revoked = memdex("--db", db.owner_url, "--namespace", "ns-a", "revoke", two_agents["bob"])
+        assert revoked.exit_code == 0, revoked.output
+        hits = memory.search("kayak", mode="hybrid")
+        assert namespaces_in_matrix(memory) == {ids["ns-b"]}
+        assert {h.namespace for h in hits} == {"ns-b"}
+
+
+class Switchable(RecordingEmbedder):
+    """A model that can become another of the same size (``other``): same texts, other vectors."""
+
+    def other(self, dimensions: int = 16) -> Switchable:
+        self.model_id, self.sign, self.dimensions = "test/other", -1, dimensions
+        return self
+
+    sign = 1
+
+    def embed(self, texts: Any) -> np.ndarray:
+        return self.sign * super().embed(texts)
+
+
+@pytest.mark.parametrize("dimensions", [16, 8])
+def test_a_model_change_reloads_the_matrix(root: Path, pg_url: str, dimensions: int) -> None:
+    """Re-indexed with another model (same texts; the same size, or another): every row is
+    the new model's, though no chunk's text changed."""
+    settings = _indexed(root, pg_url)
+    model = Switchable()
+    with open_index(settings, embedder=model) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        memory.search("penicillin allergy", mode="hybrid")
+        before = _matrix(memory)
+        with open_index(settings, write=True, embedder=Switchable().other(dimensions)) as writer:
+            writer.sync()
+        model.other(dimensions)  # this process is configured with the new model too
+        memory.vector_matrix()  # as a warm search's snapshot finds it
+        after = _matrix(memory)
+        assert after == _server_vectors(memory)
+        assert len(after) == len(before) and not set(after.values()) & set(before.values())
+        assert memory._vectors.matrix.vectors.matrix.shape == (len(before), dimensions)
+        assert isinstance(memory._vectors.matrix.vectors, NumpyVectors)
+        assert memory.search("allergy", mode="hybrid", limit=1)[0].path == "MEMORY.md"
+
+
+def test_a_lost_connection_reloads_the_matrix(root: Path, pg_url: str) -> None:
+    """The server dropped the search's connection (a restart: maybe restored from a backup):
+    the retried search loads the matrix again from the new connection."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        expected = memory.search("penicillin allergy", mode="hybrid")
+        loaded = memory._vectors.matrix
+        pid = memory.store.connection.info.backend_pid
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchall() == [(True,)]
+        assert memory.search("penicillin allergy", mode="hybrid") == expected
+        assert memory._vectors.matrix is not None and memory._vectors.matrix is not loaded
+        assert memory.store.connection.info.backend_pid != pid
+
+
+def test_warm_searches_find_what_sqlites_warm_searches_find(root: Path, pg_url: str) -> None:
+    """Both engines' warm processes scan the same vectors exactly, and bm25 is FTS5's on both:
+    the same hits, lines and scores."""
+    settings = _indexed(root, pg_url)
+    local = make_settings(root)
+    with open_index(local, write=True, embedder=RecordingEmbedder()) as memory:
+        memory.sync()
+    queries = ["penicillin allergy", "bike to the lake", "tomatoes basil", "qwzx"]
+    found = []
+    for engine in (local, settings):
+        with open_index(engine, embedder=RecordingEmbedder()) as memory:
+            memory.search("warm up", mode="hybrid")
+            found.append([
+                [(h.path, h.start_line, h.end_line, round(h.score, 6)) for h in memory.search(q, mode=mode, filters=f)]
+                for q in queries
+                for mode, f in (("hybrid", None), ("vector", None), ("hybrid", make_filters(path_prefix="daily")))
+            ])  # fmt: skip
+            assert memory._vectors.matrix is not None
+    assert found[0] == found[1] and sum(map(bool, found[0])) >= 10
