@@ -211,8 +211,11 @@ class MemoryIndex:
         def embed() -> np.ndarray:
             return embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
 
-        # PostgreSQL: meta as its last search read it, checked by this search's snapshot (no round trip).
-        meta = getattr(self.store, "search_meta", self.store.meta)() if mode != "keyword" else {}
+        # PostgreSQL: meta as its last search read it, checked by this search's snapshot (no round
+        # trip). What the search would stop on (no model yet, another model) is read again first.
+        meta = self.store.search_meta() if mode != "keyword" else {}
+        if mode != "keyword" and (not meta.get("model") or not self._model_matches(meta)):
+            meta = self.store.search_meta(fresh=True)
         if meta.get("model"):
             self._check_model(meta)
             try:
@@ -337,9 +340,12 @@ class MemoryIndex:
         if not self.writable:
             raise ConfigError("this index was opened for reading; use open_index(settings, write=True) to change it")
 
+    def _model_matches(self, meta: dict[str, str]) -> bool:
+        return meta.get("model") == self.embedder.model_id and meta.get("chunker_version") == str(CHUNKER_VERSION)
+
     def _check_model(self, meta: dict[str, str]) -> None:
         wanted = self.embedder.model_id
-        if meta.get("model") != wanted or meta.get("chunker_version") != str(CHUNKER_VERSION):
+        if not self._model_matches(meta):
             raise ModelError(
                 f"the index was built with model {meta.get('model')} (chunker {meta.get('chunker_version')}), "
                 f"but {wanted} (chunker {CHUNKER_VERSION}) is configured; run 'memdex index' to re-embed"

@@ -188,6 +188,76 @@ def test_term_counts_are_read_again_after_an_edit_that_keeps_the_chunk_and_token
             assert after == fresh.search("penicillin dog", mode="keyword", budget_lines=None)
 
 
+def _set_model(url: str, namespace: str, model: str) -> None:
+    with psycopg.connect(url, autocommit=True) as other:
+        other.execute(
+            "UPDATE memdex.meta SET value = %s FROM memdex.namespaces n "
+            "WHERE meta.ns = n.id AND n.name = %s AND meta.key = 'model'", (model, namespace),
+        )  # fmt: skip
+
+
+def test_a_bulk_batch_that_keeps_the_counts_still_moves_the_generation(root: Path, pg_url: str) -> None:
+    """Review: a bulk load's batch bumped the generation only when its net chunk or token
+    count changed, so a batch that only rewrote a file with as many chunks and tokens left a
+    searcher's kept term counts (and matrix) on the old state."""
+    from indexer.sources.base import Chunk, text_hash
+    from indexer.sources.discover import FileStamp
+    from indexer.store.records import FileRecord
+
+    def write(store: Any, path: str, text: str, seed: int) -> None:
+        record = FileRecord(path=path, kind="note", date=None, stamp=FileStamp(len(text), 1, 1, 1),
+                            hash=text_hash(text), frontmatter={}, title="note")  # fmt: skip
+        chunk = Chunk(start_line=1, end_line=1, heading="", text=text, embed_text=text, hash=text_hash(text))
+        vector = np.random.default_rng(seed).standard_normal((1, 16)).astype(np.float32)
+        store.replace_file(record, [chunk], vector / np.linalg.norm(vector), indexed_at_ns=seed)
+
+    settings = make_settings(root, pg_url, namespace=f"test-{uuid.uuid4().hex[:10]}")
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as writer:
+        store = writer.store
+        store.rebuild_vectors(16, {})
+        with store.bulk_load(files=60):
+            assert store._batch is not None  # a bulk load's batches
+            for i in range(60):
+                write(store, f"f{i}.md", f"alpha beta cat {i}" if i < 3 else f"alpha beta filler{i} word", i)
+            store._batch.commit()
+            with open_index(settings, embedder=RecordingEmbedder()) as reader:
+                reader.search("cat dog", mode="keyword", budget_lines=None)  # counts "dog": no chunk
+                write(store, "f5.md", "alpha beta dog word", 99)  # as many chunks and tokens as before
+                store._batch.commit()
+                after = reader.search("cat dog", mode="keyword", budget_lines=None)
+        with open_index(settings, embedder=RecordingEmbedder()) as fresh:
+            expected = fresh.search("cat dog", mode="keyword", budget_lines=None)
+    assert [(r.path, r.score) for r in after] == [(r.path, r.score) for r in expected]
+    assert "f5.md" in [r.path for r in after]
+
+
+def test_a_search_served_meta_without_a_model_reads_it_again(root: Path, pg_url: str) -> None:
+    """Review: a reader whose last search ran before the first sync was served meta with no
+    model, so its next vector search found nothing without asking the server."""
+    settings = make_settings(root, pg_url, namespace=f"test-{uuid.uuid4().hex[:10]}")
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as writer:
+        with open_index(settings, embedder=RecordingEmbedder()) as reader:
+            assert reader.search("penicillin allergy", mode="hybrid") == []  # nothing indexed yet
+            fill(root)
+            writer.sync()
+            found = reader.search("penicillin allergy", mode="vector")
+        with open_index(settings, embedder=RecordingEmbedder()) as fresh:
+            assert found and found == fresh.search("penicillin allergy", mode="vector")
+
+
+def test_a_search_served_another_model_reads_meta_again_before_refusing(root: Path, pg_url: str) -> None:
+    """Review: after the index was rebuilt with the configured model, the next search was
+    served the old model (kept by a keyword search) and refused: a spurious ModelError."""
+    settings = _indexed(root, pg_url)
+    _set_model(pg_url, settings.namespace_name, "test/other")
+    with open_index(settings, embedder=RecordingEmbedder()) as reader:
+        with pytest.raises(ModelError, match="test/other"):
+            reader.search("penicillin allergy", mode="hybrid")
+        assert reader.search("penicillin allergy", mode="keyword")  # its snapshot keeps test/other
+        _set_model(pg_url, settings.namespace_name, "test/recording")  # as a rebuild with it would
+        assert reader.search("penicillin allergy", mode="hybrid")
+
+
 def _record_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The statements sent from now on, on either connection."""
     sent: list[str] = []

@@ -63,16 +63,17 @@ class PgSnapshot:
     def meta(self) -> dict[str, str]:
         return dict(self.connection.execute("SELECT key, value FROM meta WHERE ns = %s", (self.ns,)).fetchall())
 
-    def search_meta(self) -> dict[str, str]:
+    def search_meta(self, *, fresh: bool = False) -> dict[str, str]:
         """Meta for a search about to open its read snapshot, without a round trip of its
         own: as the last snapshot read it. The new snapshot's first statement reads meta
         again (``remember_meta``); if what the search was served has changed since, the
         search runs again. Outside a search, ``meta()`` reads it from the server; so does the
         search after one that was served meta and never read its snapshot (it failed first,
-        maybe on that meta: a model check)."""
+        maybe on that meta: a model check). ``fresh``: read it now, and forget what was served
+        (the search would stop on what it was served: no model yet, or another model)."""
         kept, unchecked = self._kept_meta, self._served_meta is not None
         self._served_meta = None
-        if unchecked:
+        if unchecked or fresh:
             self._kept_meta = kept = None  # only a snapshot's first statement keeps meta again
         if kept is None or self._snapshot is not None or self._live_connection().info.transaction_status != 0:
             return self.meta()

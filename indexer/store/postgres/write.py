@@ -179,6 +179,7 @@ class PgWrites:
         if self._batch is not None and conn is self._batch.conn and self._batch.open:
             self._batch.chunks += chunks  # written once at its commit: no lock on the row meanwhile
             self._batch.tokens += tokens
+            self._batch.wrote = True  # even with no net change: its commit bumps the generation
             return
         conn.execute(
             "UPDATE namespaces SET chunk_count = chunk_count + %s, token_count = token_count + %s, "
@@ -233,6 +234,7 @@ class Batch:
         self.conn, self.ns, self.namespace, self._count = conn, ns, namespace, count
         self.open = False
         self.files = self.chunks = self.tokens = 0
+        self.wrote = False  # a file written or removed in the open batch (``commit`` bumps the generation)
         self.paths: set[str] = set()  # files this load wrote
         self.alone = False  # the namespace holds only those (read at the batch's start)
         self.table: str | None = None  # the vector table (read at the batch's start)
@@ -266,12 +268,13 @@ class Batch:
 
     def commit(self, *, wait: bool = True) -> None:
         if self.open:
-            if self.chunks or self.tokens:
+            if self.wrote:  # review: postings changed with no net count change still bump the generation
                 self.open = False  # so that ``count`` writes them: the counts' own statement
                 self._count(self.chunks, self.tokens)
             self.conn.execute("COMMIT")
         self.open = False
         self.files = self.chunks = self.tokens = 0
+        self.wrote = False
         if wait:
             self._leave_pipeline()  # waits for the load: its first error raises here
 
@@ -290,6 +293,7 @@ class Batch:
         end_transaction(self.conn)
         self.open = False
         self.files = self.chunks = self.tokens = 0
+        self.wrote = False
 
     def _leave_pipeline(self) -> None:
         pipeline, self._pipeline = self._pipeline, None

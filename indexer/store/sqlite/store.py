@@ -60,6 +60,9 @@ class Store(WholeIndexReads):
     def meta(self) -> dict[str, str]:
         return dict(self.connection.execute("SELECT key, value FROM meta"))
 
+    def search_meta(self, *, fresh: bool = False) -> dict[str, str]:
+        return self.meta()  # a file: read at no round trip's cost
+
     def set_meta(self, **values: str | int | float) -> None:
         with self.connection:
             self.connection.executemany(
