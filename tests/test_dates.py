@@ -159,3 +159,23 @@ def test_a_month_matched_by_case_folding_is_that_month():
     """IGNORECASE matches "ſeptember" (a long s); its window was a KeyError in every search
     whose candidates' text had it."""
     assert query_windows("ſeptember 3", today=TODAY) == query_windows("September 3", today=TODAY) != []
+
+
+def test_a_dotted_or_dotless_i_matched_as_i_names_no_month():
+    """Review: IGNORECASE matches "aprİl" and "aprıl" (Turkish i's) as "april", whose
+    casefold is no month name: a KeyError in every dated search that met such a text."""
+    for text in ("aprİl 3", "aprıl 3", "Aprİl 2024", "met on aprıl 3 in the garden"):
+        query_windows(text, today=TODAY)  # no KeyError
+    assert query_windows("April 3", today=TODAY)
+
+
+def test_a_long_text_is_not_kept_by_the_date_windows_cache():
+    """Review: the cache of a chunk's windows was keyed by its text, so 2,048 long chunks
+    (one long line is one chunk, up to max_file_bytes) were kept for the process's life."""
+    from indexer.retrieval import dates
+
+    dates._told_kept.cache_clear()
+    long_text = "we met on March 3 " + "word " * (dates.TOLD_KEPT_CHARS // 5)
+    assert dates._told(long_text, TODAY) == tuple(dates.told_windows(long_text, TODAY))
+    assert dates._told_kept.cache_info().currsize == 0
+    assert dates._told("we met on March 3", TODAY) and dates._told_kept.cache_info().currsize == 1

@@ -107,10 +107,59 @@ def test_equal_scores_rank_by_chunk_id_across_the_kth(tmp_path: Path, monkeypatc
     _keep_some(monkeypatch)
     answered = _used(monkeypatch)
     with open_index(settings, embedder=embedder) as index:
+        index.store.keyword_candidates(["plum"], 1)  # the first search of this state: FTS5's own query
+        assert not answered
         for limit in (1, 7, 25, 59, 100):
             for terms in (["plum"], ["pear", "fig"], ["fig", "plum", "pear"]):
                 assert index.store.keyword_candidates(terms, limit) == _plain(index.store, terms, limit)
     assert len(answered) == 15
+
+
+def test_the_first_search_of_each_state_runs_fts5s_own_query(tmp_path: Path, monkeypatch) -> None:
+    """Review: reading every chunk's length and scoring a common word cost a one-shot search
+    (and a warm one after each write) 2-3 times FTS5's query: only a state's second search
+    and later ones read them, and they give the same top k."""
+    settings, embedder = _index(tmp_path)
+    _keep_some(monkeypatch)
+    answered = _used(monkeypatch)
+    terms = _queries()[0]
+    with open_index(settings, embedder=embedder) as index:
+        store = index.store
+        first = store.keyword_candidates(terms, 12)
+        assert not answered and store._phrases._lengths is None  # nothing of FTS5's data read
+        assert store.keyword_candidates(terms, 12) == first == _plain(store, terms, 12)
+        assert answered and store._phrases._lengths is not None
+
+
+def test_a_failed_read_of_fts5s_data_waits_for_the_next_state_only(tmp_path: Path, monkeypatch) -> None:
+    """Review: any SQLite error (busy, a read-only temp schema) turned the NumPy scoring off
+    for the connection's life; now FTS5 scores until the index changes, then it is tried again."""
+    import apsw
+
+    settings, embedder = _index(tmp_path)
+    _keep_some(monkeypatch)
+    answered = _used(monkeypatch)
+    real, calls = phrases.PhraseScores._score, []
+
+    def busy_once(self, term):
+        calls.append(term)
+        if len(calls) == 1:
+            raise apsw.BusyError("database is locked")
+        return real(self, term)
+
+    monkeypatch.setattr(phrases.PhraseScores, "_score", busy_once)
+    terms = _queries()[0]
+    with open_index(settings, embedder=embedder) as index:
+        store = index.store
+        for _ in range(3):  # the state's first search, the one that fails, one that does not retry
+            assert store.keyword_candidates(terms, 12) == _plain(store, terms, 12)
+        assert len(calls) == 1 and not answered and store._phrases.usable
+        with open_index(settings, write=True, embedder=embedder) as writer:
+            write(settings.root, "notes/new.md", "# New\n\nplum\n")
+            writer.sync()
+        for _ in range(2):  # a new state: FTS5 first, then the NumPy scoring again
+            assert store.keyword_candidates(terms, 12) == _plain(store, terms, 12)
+        assert answered
 
 
 def test_numpys_bm25_that_differs_from_fts5s_turns_itself_off(tmp_path: Path, monkeypatch) -> None:

@@ -133,8 +133,16 @@ def told_windows(text: str, day: date) -> list[Window]:
     return [Window(day, day), *query_windows(text, today=day)]
 
 
-@lru_cache(maxsize=2048)  # a warm process meets the same chunks again (~1 MB of texts kept)
+# A text longer than this is not kept (one long line is one chunk, up to max_file_bytes).
+TOLD_KEPT_CHARS = 4096
+
+
 def _told(text: str, day: date) -> tuple[Window, ...]:
+    return _told_kept(text, day) if len(text) <= TOLD_KEPT_CHARS else tuple(told_windows(text, day))
+
+
+@lru_cache(maxsize=2048)  # a warm process meets the same chunks again (at most ~8 MB of texts kept)
+def _told_kept(text: str, day: date) -> tuple[Window, ...]:
     return tuple(told_windows(text, day))
 
 
@@ -149,7 +157,9 @@ def _window(match: re.Match[str]) -> Window | None:
             month_name in AMBIGUOUS_MONTHS and (len(month_name) < 4 or not text[0].isupper())
         ):
             return None
-        month = MONTHS[month_name]
+        month = MONTHS.get(month_name)
+        if month is None:  # matched through IGNORECASE's folding, not a month: "aprİl", "aprıl"
+            return None
     else:
         month = int(groups["m"])
     year = int(groups["year"]) if groups.get("year") else None

@@ -13,7 +13,7 @@ FTS5 calls bm25 once per chunk, ~0.6 us each: a word in a third of 100K chunks c
 scored in NumPy from FTS5's own data, the same arithmetic in the same order: its hits
 (an fts5vocab 'instance' table: chunk and column of each), the chunks' token counts
 (``%_docsize``) and the table's totals (the averages record), read once per state of
-the index. Its scores are kept (``KEEP_ENTRIES`` at most, least recently used dropped).
+the index, from its second search on (the first runs FTS5's own query: cheaper once). Its scores are kept (``KEEP_ENTRIES`` at most, least recently used dropped).
 The other phrases are scored by FTS5 alone (few chunks each). The result is the plain OR
 query's top k with identical scores and order (tests/test_keyword_phrases.py); each
 word's first scores are checked against FTS5's bm25 (its count and three chunks), and a
@@ -55,6 +55,7 @@ class PhraseScores:
     def __init__(self, connection: apsw.Connection) -> None:
         self.connection = connection
         self.usable = True  # False: a check failed; FTS5 scores every phrase
+        self._failed: object = None  # a state of the index in which reading FTS5's data failed
         self.forget()
 
     def forget(self) -> None:
@@ -75,12 +76,18 @@ class PhraseScores:
         if not self.usable or not any(common) or limit < 1:
             return None
         if version != self._version:
+            # The first search of a state of the index: FTS5's own query. Reading every chunk's
+            # length and scoring a common word costs 2-3 times that once; from the second search
+            # of the same state (a warm process) they are read once and kept (review).
             self.forget()
             self._version = version
+            return None
+        if self._failed == version:
+            return None
         parts = []
         for piece, terms, is_common in zip(pieces, tokens, common):
             part = self._common(piece, terms[0]) if is_common else None
-            if part is None and not self.usable:
+            if part is None and (not self.usable or self._failed == version):
                 return None
             parts.append(part if part is not None else self.alone(piece))
         return ranked(parts, limit, total)
@@ -100,7 +107,11 @@ class PhraseScores:
             return kept
         try:
             part = self._score(term)
-        except (apsw.Error, ValueError) as exc:  # a read-only temp schema, an unexpected format
+        except apsw.Error as exc:  # a read-only temp schema, busy: FTS5 scores until the index changes
+            log.debug("common words scored by FTS5 in this state of the index: %s", exc)
+            self._failed = self._version
+            return None
+        except ValueError as exc:  # an unexpected format: never again on this connection
             log.debug("common words scored by FTS5: %s", exc)
             self.usable = False
             return None
