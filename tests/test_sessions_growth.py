@@ -436,3 +436,38 @@ def test_status_lists_the_over_bound_transcripts_without_reading_every_file(
             plan = " ".join(str(row) for row in index.store.connection.execute(
                 "EXPLAIN QUERY PLAN SELECT path, hash FROM files WHERE kind = ? AND size > ?", ("session", 1)))  # fmt: skip
             assert "USING INDEX files_kind_size" in plan, plan
+
+
+@pytest.mark.postgres
+def test_cli_get_serves_a_cited_range_past_this_hosts_bound_within_the_indexs(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: the host with the smaller setting got results citing lines within the index's
+    (larger) bound, and `memdex get` from the CLI refused them by its own setting."""
+    namespace = f"bound-{uuid.uuid4().hex[:12]}"
+    logs, hosts = {}, {}
+    for name in ("small", "large"):
+        logs[name] = write(tmp_path / name / "chats", f"{name}.jsonl", turns(f"the {name} ferry leaves", "filler words " * 20))
+    low = 3 * logs["small"].stat().st_size
+    for name in ("small", "large"):
+        append(logs[name], turns(*(f"{name} chatter number {n} " * 6 for n in range(60)), "the zebra keeper waved", minute=5))
+        (tmp_path / name / "memory").mkdir()
+        hosts[name] = make_settings(tmp_path / name / "memory", pg_url, namespace=namespace,
+                                    session_folders=[str(logs[name].parent)],
+                                    session_max_file_bytes=low if name == "small" else 64 * 2**20)  # fmt: skip
+    for host, name in (("small-host", "small"), ("large-host", "large"), ("small-host", "small")):
+        monkeypatch.setenv("MEMDEX_HOST", host)
+        synced(hosts[name])
+    small = hosts["small"]
+    with open_index(small, embedder=RecordingEmbedder()) as index:
+        hit = next(h for h in index.search("zebra", mode="keyword") if "small" in h.path)
+        target = f"{hit.path}:{hit.start_line}-{hit.end_line}"
+        expected = index.get(target).lines
+    env = {"MEMDEX_ROOT": None, "MEMDEX_HOST": "small-host", "MEMDEX_SESSION_MAX_FILE_BYTES": str(low)}
+    args = ["--root", str(small.root), "--session-folder", str(logs["small"].parent), "--db", pg_url,
+            "--namespace", namespace]  # fmt: skip
+    shown = CliRunner(env=env).invoke(cli, [*args, "get", target])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.splitlines() == expected and "zebra" in shown.output
+    past = CliRunner(env=env).invoke(cli, [*args, "get", f"{hit.path}:{hit.end_line + 500}"])
+    assert past.exit_code != 0 and "memdex: error:" in past.output  # past the file, or the index's bound, still refused

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from indexer.api import open_index
-from indexer.errors import ConfigError, mib, one_line
+from indexer.errors import ConfigError, IndexerError, PathError, mib, one_line
 from indexer.retrieval.confidence import NOTHING_RELEVANT, nothing_relevant
 from indexer.retrieval.filters import KINDS, make_filters
 from indexer.retrieval.options import search_options
@@ -163,14 +163,32 @@ def get_command(obj: Any, target: str, line_numbers: bool, as_json: bool, namesp
         found = Lines(path, start, end, lines)
         click.echo(f"memdex: stored text of {path} in namespace {one_line(namespace)}, not its Markdown", err=True)
     else:
-        found = read_target(settings.root, target, max_bytes=settings.max_file_bytes,
-                            sessions=settings.session_labels, session_tools=settings.session_tools,
-                            session_max_bytes=settings.session_max_file_bytes)  # fmt: skip
+        try:
+            found = read_target(settings.root, target, max_bytes=settings.max_file_bytes,
+                                sessions=settings.session_labels, session_tools=settings.session_tools,
+                                session_max_bytes=settings.session_max_file_bytes)  # fmt: skip
+        except PathError as refused:
+            if not settings.database_url:
+                raise
+            found = _within_the_index_bound(settings, target, refused)
     if as_json:
         click.echo(json.dumps(asdict(found), indent=2, ensure_ascii=False))
         return
     for number, text in enumerate(found.lines, start=found.start_line):
         click.echo(f"{number:>6}  {text}" if line_numbers else text)
+
+
+def _within_the_index_bound(settings: Any, target: str, refused: PathError) -> Lines:
+    """A PostgreSQL namespace's transcripts are indexed within the largest bound of its
+    writers, which may be larger than this host's (review): lines this host's bound refused
+    are served when the index's bound holds them, as search cites them; else the refusal."""
+    try:
+        with open_index(settings) as memory:
+            return memory.get(target)
+    except PathError:
+        raise
+    except IndexerError:  # no index to ask (not indexed yet, a server down): this host's answer
+        raise refused from None
 
 
 @click.command("status")
