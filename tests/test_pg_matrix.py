@@ -212,3 +212,81 @@ def test_warm_searches_find_what_sqlites_warm_searches_find(root: Path, pg_url: 
             ])  # fmt: skip
             assert memory._vectors.matrix is not None
     assert found[0] == found[1] and sum(map(bool, found[0])) >= 10
+
+
+def _counting_fetches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """(pairs asked, rows found) of each fetch of matrix rows from now on."""
+    fetched: list[tuple[int, int]] = []
+    real = pg_search.PgSearch.vectors_by_pairs
+
+    def counting(self: Any, pairs: Any) -> Any:
+        found = real(self, pairs)
+        fetched.append((len(pairs), len(found[0])))
+        return found
+
+    monkeypatch.setattr(pg_search.PgSearch, "vectors_by_pairs", counting)
+    return fetched
+
+
+def test_a_meta_change_searches_do_not_use_keeps_the_matrix(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: a meta key that searches do not read (a writer's record, refreshed daily) made
+    the search run again, and the retry dropped the whole matrix, to load every vector again."""
+    settings = _indexed(root, pg_url)
+    fetched = _counting_fetches(monkeypatch)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        for _ in range(3):
+            memory.search("penicillin allergy", mode="hybrid")
+        loaded = memory._vectors.matrix
+        assert loaded is not None and len(fetched) == 1
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            other.execute(
+                "INSERT INTO memdex.meta(ns, key, value) SELECT id, 'session_max_file_bytes@other:/r', '1:1:1' "
+                "FROM memdex.namespaces WHERE name = %s", (settings.namespace_name,),
+            )  # fmt: skip
+        assert memory.search("penicillin allergy", mode="hybrid")
+        assert memory._vectors.matrix is loaded and len(fetched) == 1
+
+
+def test_a_searched_namespace_of_another_model_is_not_asked_for_again(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: a searched namespace whose vectors are in another model's table was asked for
+    again at every refresh (and warned about as chunks without vectors)."""
+    settings = _indexed(root / "a", pg_url)
+    fill(root / "b", {f"notes/n{i}.md": f"# N{i}\n\nbike lake note {i}\n" for i in range(30)})
+    other = make_settings(root / "b", pg_url, namespace=f"test-{uuid.uuid4().hex[:10]}")
+    with open_index(other, write=True, embedder=RecordingEmbedder(dimensions=8, model_id="test/small")) as writer:
+        writer.sync()
+    fetched = _counting_fetches(monkeypatch)
+    reader = replace(settings, search_namespaces=(settings.namespace_name, other.namespace_name))
+    with open_index(reader, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        memory.search("penicillin allergy", mode="hybrid")
+        write(settings.root, "notes/new.md", "# New\n\nzebra crossing\n")
+        with open_index(settings, write=True, embedder=RecordingEmbedder()) as writer:
+            writer.sync()
+        memory.search("zebra", mode="hybrid")
+    assert len(fetched) == 2 and fetched[1] == (1, 1), fetched  # the new chunk alone
+    assert all(asked == found for asked, found in fetched)
+
+
+def test_the_bound_is_smaller_for_a_larger_model() -> None:
+    """Review: the bound counted chunks, so a model of 1,024 dimensions could keep 1 GB."""
+    assert warm.matrix_bound(16) == warm.matrix_bound(384) == warm.MATRIX_MAX_CHUNKS
+    assert warm.matrix_bound(1024) * 1024 <= warm.MATRIX_MAX_CHUNKS * 384
+
+
+def test_the_matrix_loads_in_blocks(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: the load held every row of the server's answer beside the matrix; it reads
+    LOAD_BLOCK ids at a time, and the matrix is the same."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        memory.search("penicillin allergy", mode="hybrid")
+        whole = _matrix(memory)
+    monkeypatch.setattr(pg_search, "LOAD_BLOCK", 3)
+    sent = _record_statements(monkeypatch)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        memory.search("penicillin allergy", mode="hybrid")
+        assert _matrix(memory) == whole and len(whole) > 3
+    loads = [s for s in sent if s.startswith("SELECT chunk_id, embedding FROM")]
+    assert len(loads) == -(-len(whole) // 3)

@@ -27,9 +27,16 @@ from .vectors import LiveMatrix, Prefetched
 # The vector search (counted per open index) from which every vector is kept in memory.
 MATRIX_FROM_SEARCH = 2
 # An engine with ``matrix_fits`` (a server's, shared by many namespaces) keeps its searched
-# vectors in memory up to this many chunks: at 384 dimensions about 380 MB (307 MB of float32
-# rows, 77 MB of their int8 copy).
+# vectors in memory up to this many chunks of MATRIX_DIMENSIONS: about 380 MB (307 MB of
+# float32 rows, 77 MB of their int8 copy); proportionally fewer of a larger model (review:
+# 200K chunks of 1,024 dimensions would be 1 GB).
 MATRIX_MAX_CHUNKS = 200_000
+MATRIX_DIMENSIONS = 384
+
+
+def matrix_bound(dimensions: int) -> int:
+    """The most chunks of ``dimensions`` whose vectors a server's engine keeps in memory."""
+    return MATRIX_MAX_CHUNKS * MATRIX_DIMENSIONS // max(int(dimensions), MATRIX_DIMENSIONS)
 
 
 class VectorPath:
@@ -62,7 +69,7 @@ class VectorPath:
         if self.matrix is None and self.searches < MATRIX_FROM_SEARCH and self.engine.uses_vector_index():
             return Vec0Vectors(store)
         fits = getattr(self.engine, "matrix_fits", None)
-        if fits is not None and not (fits(MATRIX_MAX_CHUNKS) and self.engine.uses_vector_index()):
+        if fits is not None and not (fits(matrix_bound(self._dimensions())) and self.engine.uses_vector_index()):
             # Memory stays bounded: the engine's index while the namespaces are this large
             # (and a server's store without vectors has none to load).
             self.matrix = None

@@ -114,6 +114,9 @@ class Engine(Protocol):
     store: IndexStore  # replaced when a repair swaps the index underneath
     recovered_from: str | None  # why the index was rebuilt when it was opened, if it was
     keeps_vectors_in_memory: bool  # a long-lived process scans an in-memory matrix (else: the engine's index)
+    # Set by ``reconnected`` when it replaced a lost connection (what was read before may be
+    # gone: a restored server); the caller that reloads what it keeps resets it.
+    connection_replaced: bool
 
     def open_cache(self, *, model_id: str, dimensions: int) -> VectorCache:
         """The embedding cache for this model (created if needed)."""

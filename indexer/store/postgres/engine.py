@@ -53,6 +53,7 @@ class PgEngine:
     name = "postgresql"
     keeps_vectors_in_memory = True  # from a process's second search, up to a bound (matrix_fits)
     recovered_from: str | None = None  # a server keeps its pages consistent: nothing is repaired on open
+    connection_replaced = False  # set by ``reconnected`` after a lost connection (see the protocol)
 
     def __init__(self, settings: Settings, store: PgStore) -> None:
         self.settings = settings
@@ -115,6 +116,7 @@ class PgEngine:
             return True
         if isinstance(exc, StorageError) and self.store.lost_connection():
             log.info("the PostgreSQL connection was lost; reconnecting")
+            self.connection_replaced = True
             return True
         return False
 

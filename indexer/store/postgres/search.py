@@ -19,6 +19,7 @@ from .text import ALL, MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, vector_text
 
 # This namespace's meta that, changed, makes every vector a new one (the in-memory matrix reloads).
 MATRIX_META = ("model", "dimensions", "vec_dimensions")
+LOAD_BLOCK = 10_000  # vectors read per statement when the in-memory matrix loads
 MAX_COUNTED_TERMS = 50_000  # terms whose chunk counts are kept, per state of the searched namespaces
 
 
@@ -126,21 +127,31 @@ class PgSearch(PgSnapshot):
     def _binary_vectors(self, ids: Sequence[int], namespaces: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids found, their vectors) in binary: pgvector's send format is two int16
         (dimensions, unused) then big-endian float4s, so the rows joined are one big-endian
-        float32 matrix with one leading column to drop (no text to parse)."""
+        float32 matrix with one leading column to drop (no text to parse). Read ``LOAD_BLOCK``
+        ids at a time, so that the rows in flight stay small beside the matrix (review)."""
         table = self._vec_table()
-        if table is None or not ids:
+        wanted = sorted(int(i) for i in ids)
+        if table is None or not wanted:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         where = " AND ns = ANY(%s)" if namespaces is not None else ""
-        params = ([int(i) for i in ids], *(() if namespaces is None else (namespaces,)))
         cursor = self.connection.cursor(binary=True)
-        rows = cursor.execute(
-            f"SELECT chunk_id, embedding FROM {table} WHERE chunk_id = ANY(%s){where} ORDER BY chunk_id", params
-        ).fetchall()
-        if not rows:
+        found, blocks = [], []
+        for start in range(0, len(wanted), LOAD_BLOCK):
+            block = wanted[start : start + LOAD_BLOCK]
+            rows = cursor.execute(
+                f"SELECT chunk_id, embedding FROM {table} WHERE chunk_id = ANY(%s){where} ORDER BY chunk_id",
+                (block, *(() if namespaces is None else (namespaces,))),
+            ).fetchall()
+            if rows:
+                found.append(np.fromiter((cid for cid, _ in rows), dtype=np.int64, count=len(rows)))
+                packed = np.frombuffer(b"".join(bytes(blob) for _, blob in rows), dtype=">f4").reshape(len(rows), -1)
+                blocks.append(packed[:, 1:].astype(np.float32))
+            del rows
+        if not found:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-        found = np.fromiter((cid for cid, _ in rows), dtype=np.int64, count=len(rows))
-        packed = np.frombuffer(b"".join(bytes(blob) for _, blob in rows), dtype=">f4").reshape(len(rows), -1)
-        return found, packed[:, 1:].astype(np.float32)
+        if len(blocks) == 1:
+            return found[0], blocks[0]
+        return np.concatenate(found), np.concatenate(blocks)
 
     def data_version(self) -> Any:
         """The state of what a search reads: the searched namespaces' ids and generations
@@ -158,10 +169,16 @@ class PgSearch(PgSnapshot):
         return (tuple(ids or ()), tuple(generations or ()), *(meta.get(key) for key in MATRIX_META))
 
     def search_chunk_hashes(self) -> list[tuple[int, str]]:
-        """(chunk id, text hash) of every chunk in the searched namespaces (``chunk_hashes``:
-        this namespace's), through this connection: row-level security hides ungranted ones."""
+        """(chunk id, text hash) of the searched namespaces' chunks with a vector in this
+        namespace's vector table (``chunk_hashes``: this namespace's), through this connection:
+        row-level security hides ungranted ones. A namespace of another model keeps its
+        vectors in another table: its chunks are not asked for again at every refresh (review)."""
+        table = self.search_vector_table()
+        if table is None:
+            return []
         return self.connection.execute(
-            "SELECT id, hash FROM chunks WHERE ns = ANY(%s) ORDER BY id", (self.search_ids(),)
+            f"SELECT c.id, c.hash FROM chunks c JOIN {table} v ON v.chunk_id = c.id WHERE c.ns = ANY(%s) ORDER BY c.id",
+            (self.search_ids(),),
         ).fetchall()
 
     def searched_chunks(self, *, export: bool = False) -> int:

@@ -88,8 +88,12 @@ class PgStore(PgWrites, PgSearch, PgChecks):
             self._conn.close()
 
     def lost_connection(self) -> bool:
-        """True when the server dropped the connection (the next use opens a new one)."""
-        return self._conn is not None and bool(self._conn.broken or self._conn.closed)
+        """True when the server dropped the connection (the next use opens a new one); what
+        was kept from it (term counts) is then read again (a restored server may differ)."""
+        lost = self._conn is not None and bool(self._conn.broken or self._conn.closed)
+        if lost:
+            self._term_counts = None
+        return lost
 
     def _namespace_id(self, *, create: bool) -> int:
         conn = self.connection
@@ -353,6 +357,8 @@ class PgStore(PgWrites, PgSearch, PgChecks):
                 "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
                 (self.ns, str(dims)),
             )
+            # Its vectors moved: searchers of this namespace among others reload them (review).
+            conn.execute("UPDATE namespaces SET generation = generation + 1 WHERE id = %s", (self.ns,))
 
     def _vector_tables(self) -> list[str]:
         rows = self.connection.execute(

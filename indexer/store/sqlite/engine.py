@@ -83,6 +83,7 @@ class SqliteEngine:
 
     name = "sqlite"
     keeps_vectors_in_memory = True  # a second search loads every vector: an exact scan beats vec0's
+    connection_replaced = False  # a file: nothing to reconnect
 
     def __init__(
         self, settings: Settings, opened: db.Opened, *, writable: bool, take_lock: TakeLock, key: str | None = None
