@@ -9,7 +9,8 @@ import sys
 import textwrap
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -327,6 +328,26 @@ class WatchedLock:
         self.lock.release()
 
 
+class Overlaps:
+    """Model calls running at once: ``seen`` records each overlap, and ``decided`` is set at the first."""
+
+    def __init__(self, decided: threading.Event) -> None:
+        self.guard, self.active, self.seen, self.decided = threading.Lock(), 0, [], decided
+
+    @contextmanager
+    def call(self) -> Iterator[None]:
+        with self.guard:
+            self.active += 1
+            if self.active > 1:
+                self.seen.append(True)
+                self.decided.set()
+        try:
+            yield
+        finally:
+            with self.guard:
+                self.active -= 1
+
+
 def test_a_sync_right_after_an_interrupted_one_waits_for_the_models_leftover_call(
     engine_kind: EngineKind, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -337,7 +358,7 @@ def test_a_sync_right_after_an_interrupted_one_waits_for_the_models_leftover_cal
     notes(root, 16)
     write(root, "notes/n09.md", "# Note 9\n\nthe interrupt arrives here\n")
     in_call, released, decided = threading.Event(), threading.Event(), threading.Event()
-    guard, active, overlapped = threading.Lock(), [0], []
+    overlaps = Overlaps(decided)
 
     class Interrupting(Hooked):
         interrupted = False
@@ -350,16 +371,8 @@ def test_a_sync_right_after_an_interrupted_one_waits_for_the_models_leftover_cal
             return super().count_tokens(texts)
 
         def embed(self, texts: Sequence[str]) -> np.ndarray:
-            with guard:
-                active[0] += 1
-                if active[0] > 1:
-                    overlapped.append(True)
-                    decided.set()
-            try:
+            with overlaps.call():
                 return super().embed(texts)
-            finally:
-                with guard:
-                    active[0] -= 1
 
     def first_call_runs_until_released(call: int, texts: Sequence[str]) -> None:
         if call == 1:
@@ -377,11 +390,11 @@ def test_a_sync_right_after_an_interrupted_one_waits_for_the_models_leftover_cal
             run_sync(settings, embedder)
         again.start()
         assert decided.wait(TIMEOUT), "the second sync never reached the model"
-        assert not overlapped, "the second sync ran the model beside the stopped sync's call"
+        assert not overlaps.seen, "the second sync ran the model beside the stopped sync's call"
     finally:
         released.set()
     again.join(TIMEOUT)
-    assert results and results[0].reindexed == 16 and not overlapped
+    assert results and results[0].reindexed == 16 and not overlaps.seen
     assert threads_end()
 
 
@@ -393,20 +406,12 @@ def test_two_indexes_opened_without_an_embedder_share_the_models_lock(
     per embedder object). Another model has its own lock."""
     model_id = f"test/pipe-{uuid.uuid4().hex[:10]}"
     in_call, decided = threading.Event(), threading.Event()
-    guard, active, overlapped = threading.Lock(), [0], []
+    overlaps = Overlaps(decided)
 
     class Counting(Hooked):
         def embed(self, texts: Sequence[str]) -> np.ndarray:
-            with guard:
-                active[0] += 1
-                if active[0] > 1:
-                    overlapped.append(True)
-                    decided.set()
-            try:
+            with overlaps.call():
                 return super().embed(texts)
-            finally:
-                with guard:
-                    active[0] -= 1
 
     def first_call_waits_for_the_other_sync(call: int, texts: Sequence[str]) -> None:
         if call == 1 and not in_call.is_set():
@@ -439,7 +444,7 @@ def test_two_indexes_opened_without_an_embedder_share_the_models_lock(
         decided.set()
         first.join(TIMEOUT)
     assert len(made) == 2 and made[0] is not made[1]
-    assert not overlapped, "the second index ran the model beside the first's call"
+    assert not overlaps.seen, "the second index ran the model beside the first's call"
     assert [report.reindexed for report in reports] == [8, 8]
     assert pipeline.model_lock(made[0]) is pipeline.model_lock(made[1])
     assert pipeline.model_lock(RecordingEmbedder(model_id=model_id + "-other")) is not pipeline.model_lock(made[0])
