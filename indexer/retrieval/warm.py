@@ -68,18 +68,16 @@ class VectorPath:
             return Vec0Vectors(store)
         if self.matrix is None and self.searches < MATRIX_FROM_SEARCH and self.engine.uses_vector_index():
             return Vec0Vectors(store)
-        fits = getattr(self.engine, "matrix_fits", None)
-        if fits is not None and not (fits(matrix_bound(self._dimensions())) and self.engine.uses_vector_index()):
-            # Memory stays bounded: the engine's index while the namespaces are this large
+        if not self.engine.matrix_fits(matrix_bound(self._dimensions())):
+            # Memory stays bounded: a server's index while the namespaces are this large
             # (and a server's store without vectors has none to load).
             self.matrix = None
             return Vec0Vectors(store)
         indexed = self.engine.uses_vector_index()
         if self.matrix is None:
             self.matrix = LiveMatrix(int(store.meta().get("dimensions") or self._dimensions()))
-        # A server's store: the chunks of every searched namespace (its own: ``chunk_hashes``).
-        hashes = getattr(store, "search_chunk_hashes", store.chunk_hashes)
-        return self.matrix.current(store, store.vectors_by_pairs if indexed else self._cached_vectors, hashes=hashes)
+        fetch = store.vectors_by_pairs if indexed else self._cached_vectors
+        return self.matrix.current(store, fetch, hashes=store.search_chunk_hashes)
 
     def matrix_now(self) -> NumpyVectors:
         """The in-memory matrix of every vector as of now (loaded or brought up to date)."""

@@ -68,6 +68,7 @@ class IndexStore(Protocol):
     def rebuild_vectors(self, dimensions: int, vectors_by_hash: dict[str, np.ndarray]) -> None: ...
     def vec_dimensions(self) -> int | None: ...
     def chunk_hashes(self) -> list[tuple[int, str]]: ...
+    def search_chunk_hashes(self) -> list[tuple[int, str]]: ...  # of the searched chunks (the matrix's rows)
     def keyword_candidates(
         self, terms: Sequence[str], limit: int, *, filters: SearchFilters | None = None
     ) -> list[tuple[int, float]]: ...
@@ -160,6 +161,11 @@ class Engine(Protocol):
 
     def reconnected(self, exc: BaseException) -> bool:
         """True when ``exc`` was a lost connection that the next call replaces (retry once)."""
+        ...
+
+    def matrix_fits(self, bound: int) -> bool:
+        """Inside a search's snapshot: whether a warm process keeps the searched vectors in memory
+        (at most ``bound`` chunks; a server's engine above it uses its own index)."""
         ...
 
     def uses_vector_index(self) -> bool:

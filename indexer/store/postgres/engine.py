@@ -130,7 +130,7 @@ class PgEngine:
         the snapshot's first statement also exports it (no round trip of its own)."""
         fits = self.store.searched_chunks(export=self._over_bound) <= bound
         self._over_bound = not fits
-        return fits
+        return fits and self.uses_vector_index()  # a store without vectors has none to load
 
     def status(self) -> dict[str, Any]:
         return {

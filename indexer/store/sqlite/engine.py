@@ -164,6 +164,9 @@ class SqliteEngine:
     def reconnected(self, exc: BaseException) -> bool:
         return False  # a file has no connection to lose
 
+    def matrix_fits(self, bound: int) -> bool:
+        return True  # a file's own process: the matrix is what makes a warm search fast
+
     def uses_vector_index(self) -> bool:
         return (
             self.store.vec_enabled

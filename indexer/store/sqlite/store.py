@@ -248,6 +248,9 @@ class Store(WholeIndexReads):
         match = re.search(r"float\[(\d+)\]", row[0]) if row else None
         return int(match[1]) if match else None
 
+    def search_chunk_hashes(self) -> list[tuple[int, str]]:
+        return self.chunk_hashes()  # one index: every chunk is searched
+
     def chunk_hashes(self) -> list[tuple[int, str]]:
         return list(self.connection.execute("SELECT id, hash FROM chunks ORDER BY id"))
 
