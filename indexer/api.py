@@ -360,20 +360,27 @@ class MemoryIndex:
 
 @contextmanager
 def open_index(
-    settings: Settings, *, write: bool = False, embedder: Embedder | None = None, recover: bool = True
+    settings: Settings,
+    *,
+    write: bool = False,
+    embedder: Embedder | None = None,
+    recover: bool = True,
+    replace_newer: bool = False,
 ) -> Iterator[MemoryIndex]:
     """Open the index; ``write=True`` takes the single-writer lock and creates/migrates it.
 
-    An index that is corrupt, truncated, not a database or from a newer
-    memdex is moved aside and rebuilt from the Markdown (one warning), unless
-    ``recover=False`` (then ``UnusableIndex`` is raised, e.g. for ``check``).
+    An index that is corrupt, truncated or not a database is moved aside and
+    rebuilt from the Markdown (one warning), unless ``recover=False`` (then
+    ``UnusableIndex`` is raised, e.g. for ``check``). An index from a newer
+    memdex raises ``NewerIndex`` and is left as it is; with ``write`` and
+    ``replace_newer`` (``memdex rebuild``) a SQLite one is moved aside, kept, and rebuilt.
     """
     registry.refuse_foreign_files(settings)
     # One writer per root (and, with PostgreSQL, per host): the lock file beside the index.
     lock = lock_root(settings) if write else None
     try:
         try:
-            index = _open(settings, write=write, embedder=embedder, recover=recover)
+            index = _open(settings, write=write, embedder=embedder, recover=recover, replace_newer=replace_newer)
         except Exception as exc:
             error = registry.user_error(exc, settings)
             if error is not None:
@@ -388,7 +395,9 @@ def open_index(
             lock.close()
 
 
-def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover: bool) -> MemoryIndex:
+def _open(
+    settings: Settings, *, write: bool, embedder: Embedder | None, recover: bool, replace_newer: bool
+) -> MemoryIndex:
     made: list[Embedder] = [embedder] if embedder is not None else []
 
     def make_build() -> FromMarkdown:  # only when an unusable index must be rebuilt on the way
@@ -397,6 +406,7 @@ def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover
         return FromMarkdown(settings, made[0])
 
     engine = registry.open_engine(
-        settings, write=write, take_lock=lambda: lock_root(settings), make_build=make_build if recover else None
-    )
+        settings, write=write, take_lock=lambda: lock_root(settings), make_build=make_build if recover else None,
+        replace_newer=replace_newer,
+    )  # fmt: skip
     return MemoryIndex(settings, engine, embedder=made[0] if made else None, writable=write)

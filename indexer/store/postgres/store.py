@@ -102,6 +102,8 @@ class PgStore(PgWrites, PgSearch, PgChecks):
             pg.migrate(conn)
         else:
             version = pg.schema_version(conn)
+            if version > pg.SCHEMA_VERSION:
+                raise pg.newer_schema(version)
             if version < pg.SCHEMA_VERSION:
                 owner = access_of(conn) if version else None
                 if owner is not None and not owner.owner:
