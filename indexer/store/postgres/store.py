@@ -191,13 +191,18 @@ class PgStore(PgWrites, PgSearch, PgChecks):
 
     # -- meta -------------------------------------------------------------------
     # meta(), and search_meta(): snapshot.py
-    def set_meta(self, **values: str | int | float) -> None:
+    def set_meta(self, **values: str | int | float | None) -> None:
+        kept = [(self.ns, key, str(value)) for key, value in values.items() if value is not None]
+        removed = [key for key, value in values.items() if value is None]
         with self._file_transaction():
-            self.connection.cursor().executemany(
-                "INSERT INTO meta(ns, key, value) VALUES (%s, %s, %s) "
-                "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
-                [(self.ns, key, str(value)) for key, value in values.items()],
-            )
+            if kept:
+                self.connection.cursor().executemany(
+                    "INSERT INTO meta(ns, key, value) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
+                    kept,
+                )
+            if removed:
+                self.connection.execute("DELETE FROM meta WHERE ns = %s AND key = ANY(%s)", (self.ns, removed))
 
     # -- files ------------------------------------------------------------------
     def file_states(self, under: Iterable[str] | None = None) -> dict[str, FileState]:

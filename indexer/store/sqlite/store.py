@@ -63,12 +63,15 @@ class Store(WholeIndexReads):
     def search_meta(self, *, fresh: bool = False) -> dict[str, str]:
         return self.meta()  # a file: read at no round trip's cost
 
-    def set_meta(self, **values: str | int | float) -> None:
+    def set_meta(self, **values: str | int | float | None) -> None:
         with self.connection:
             self.connection.executemany(
                 "INSERT INTO meta(key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [(key, str(value)) for key, value in values.items()],
+                [(key, str(value)) for key, value in values.items() if value is not None],
+            )
+            self.connection.executemany(
+                "DELETE FROM meta WHERE key = ?", [(key,) for key, value in values.items() if value is None]
             )
 
     # -- files ------------------------------------------------------------
