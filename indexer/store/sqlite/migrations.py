@@ -91,6 +91,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX IF NOT EXISTS files_kind_size ON files(kind, size);
         """,
     ),
+    (
+        "keep each file's chunk count: status counts chunks by kind from the files alone",
+        """
+        ALTER TABLE files ADD COLUMN chunk_count INTEGER NOT NULL DEFAULT 0;
+        UPDATE files SET chunk_count = (SELECT count(*) FROM chunks c WHERE c.path = files.path);
+        CREATE INDEX IF NOT EXISTS files_kind_chunks ON files(kind, chunk_count);
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 # The embedding cache's format; a later memdex that changes it raises its user_version.

@@ -160,13 +160,14 @@ class Store(WholeIndexReads):
         its chunks that start before that line stay (a transcript that only grew)."""
         with self.connection:
             self._delete_rows(record.path, from_line=keep_before)
+            (kept,) = self.connection.execute("SELECT count(*) FROM chunks WHERE path = ?", (record.path,)).fetchone()
             self.connection.execute(
                 "INSERT INTO files(path, kind, date, size, mtime_ns, ctime_ns, inode, hash, frontmatter, "
-                "indexed_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "indexed_at_ns, chunk_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.path, record.kind, record.date, record.stamp.size, record.stamp.mtime_ns,
                     record.stamp.ctime_ns, record.stamp.inode, record.hash, json.dumps(record.frontmatter, default=str, ensure_ascii=False),
-                    indexed_at_ns,
+                    indexed_at_ns, kept + len(chunks),
                 ),
             )  # fmt: skip
             for chunk, vector in zip(chunks, vectors):
