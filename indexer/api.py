@@ -32,7 +32,8 @@ from indexer.indexing.lock import lock_root
 from indexer.indexing.rebuild import FromMarkdown
 from indexer.indexing.report import Progress, SyncReport
 from indexer.indexing.sync import configuration_change, keyword_index_only, rebuild_message, sync
-from indexer.indexing.tail import index_bound, over_bound_status
+from indexer.indexing.status import index_status
+from indexer.indexing.tail import index_bound
 from indexer.retrieval.budget import Budget
 from indexer.retrieval.filters import SearchFilters
 from indexer.retrieval.options import DEFAULT_LIMIT, MAX_LIMIT, MAX_RESULTS, checked_search  # noqa: F401 - re-exported
@@ -41,7 +42,6 @@ from indexer.retrieval.stages import DEFAULT_RANKING, Ranking
 from indexer.retrieval.warm import MATRIX_FROM_SEARCH, VectorPath  # noqa: F401 - MATRIX_FROM_SEARCH re-exported
 from indexer.sources.read import Lines, parse_target, read_target, stored_range
 from indexer.store import Engine, IndexStore, VectorCache, registry
-from indexer.watch.state import watcher_status
 
 from .errors import ConfigError, IndexerError, ModelError, PathError, one_line
 
@@ -258,26 +258,7 @@ class MemoryIndex:
         return stored_range(target, chunks, namespace)
 
     def status(self) -> dict[str, Any]:
-        meta = self.store.meta()
-        counts = self.store.counts_by_kind()
-        return {
-            "root": str(self.settings.root),
-            "index_path": self.settings.index_location,
-            **self.engine.status(),
-            "files": sum(c["files"] for c in counts.values()),
-            "chunks": sum(c["chunks"] for c in counts.values()),
-            "by_kind": counts,
-            "model": meta.get("model"),
-            "dimensions": int(meta["dimensions"]) if "dimensions" in meta else None,
-            "chunker_version": meta.get("chunker_version"),
-            "vector_search": self.engine.vector_search_name(),
-            "last_sync": float(meta["last_sync"]) if "last_sync" in meta else None,
-            "watcher": watcher_status(self.settings.status_path.parent, self.settings.status_path.name),
-            "skipped": [{"path": path, "reason": f.reason} for path, f in sorted(self.store.skipped_files().items())],
-            **over_bound_status(self.settings, self.store, meta),  # transcripts over the index's bound
-            # label -> folder: a transcript is cited as sessions/<label>/<path inside the folder>
-            "session_folders": {label: str(folder) for label, folder in self.settings.session_labels.items()},
-        }
+        return index_status(self.settings, self.engine)
 
     def prepare_model(self) -> None:
         """Before a first index or a full re-embed with no embedding cache to reuse (the runs
@@ -360,20 +341,27 @@ class MemoryIndex:
 
 @contextmanager
 def open_index(
-    settings: Settings, *, write: bool = False, embedder: Embedder | None = None, recover: bool = True
+    settings: Settings,
+    *,
+    write: bool = False,
+    embedder: Embedder | None = None,
+    recover: bool = True,
+    replace_newer: bool = False,
 ) -> Iterator[MemoryIndex]:
     """Open the index; ``write=True`` takes the single-writer lock and creates/migrates it.
 
-    An index that is corrupt, truncated, not a database or from a newer
-    memdex is moved aside and rebuilt from the Markdown (one warning), unless
-    ``recover=False`` (then ``UnusableIndex`` is raised, e.g. for ``check``).
+    An index that is corrupt, truncated or not a database is moved aside and
+    rebuilt from the Markdown (one warning), unless ``recover=False`` (then
+    ``UnusableIndex`` is raised, e.g. for ``check``). An index from a newer
+    memdex raises ``NewerIndex`` and is left as it is; with ``write`` and
+    ``replace_newer`` (``memdex rebuild``) a SQLite one is moved aside, kept, and rebuilt.
     """
     registry.refuse_foreign_files(settings)
     # One writer per root (and, with PostgreSQL, per host): the lock file beside the index.
     lock = lock_root(settings) if write else None
     try:
         try:
-            index = _open(settings, write=write, embedder=embedder, recover=recover)
+            index = _open(settings, write=write, embedder=embedder, recover=recover, replace_newer=replace_newer)
         except Exception as exc:
             error = registry.user_error(exc, settings)
             if error is not None:
@@ -388,7 +376,9 @@ def open_index(
             lock.close()
 
 
-def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover: bool) -> MemoryIndex:
+def _open(
+    settings: Settings, *, write: bool, embedder: Embedder | None, recover: bool, replace_newer: bool
+) -> MemoryIndex:
     made: list[Embedder] = [embedder] if embedder is not None else []
 
     def make_build() -> FromMarkdown:  # only when an unusable index must be rebuilt on the way
@@ -397,6 +387,7 @@ def _open(settings: Settings, *, write: bool, embedder: Embedder | None, recover
         return FromMarkdown(settings, made[0])
 
     engine = registry.open_engine(
-        settings, write=write, take_lock=lambda: lock_root(settings), make_build=make_build if recover else None
-    )
+        settings, write=write, take_lock=lambda: lock_root(settings), make_build=make_build if recover else None,
+        replace_newer=replace_newer,
+    )  # fmt: skip
     return MemoryIndex(settings, engine, embedder=made[0] if made else None, writable=write)

@@ -50,8 +50,14 @@ class SchemaError(IndexerError):
     """The index was written by a newer memdex, or is not a memdex index."""
 
 
+class NewerIndex(SchemaError):
+    """The index was written by a newer memdex (a higher schema version than this code
+    knows): every command refuses it and leaves it as it is; only ``memdex rebuild``
+    moves it aside (kept, never pruned) and builds a new index from the Markdown."""
+
+
 class UnusableIndex(SchemaError):
-    """The index file is corrupt, truncated, not a database, or from a newer memdex.
+    """The index file is corrupt, truncated or not a database.
 
     Writers recover from it on their own (quarantine and rebuild); a reader
     that cannot take the writer lock reports it.

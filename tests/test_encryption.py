@@ -232,6 +232,28 @@ def test_plain_index_is_refused_with_a_key_and_converted_only_when_asked(runner:
     one_line_error(run(runner, memory, "search", "Lisbon", key=KEY), "run 'memdex encrypt'")
 
 
+def test_an_index_from_a_newer_memdex_kept_by_rebuild_is_encrypted_too_never_deleted(
+    runner: CliRunner, memory: Path
+) -> None:
+    """'memdex rebuild' keeps a newer index beside the new one (index.db.newer-*): encrypt
+    and decrypt convert it like the index (it holds note text), and never delete it."""
+    ok(run(runner, memory, "index"))
+    index_path = memory / ".memdex" / "index.db"
+    connection = apsw.Connection(str(index_path))
+    connection.pragma("user_version", 99)
+    connection.close()
+    ok(run(runner, memory, "rebuild"))
+    (kept,) = (memory / ".memdex").glob("index.db.newer-*")
+    assert leaks(kept.read_bytes())
+    result = ok(run(runner, memory, "encrypt", key=KEY))
+    assert "removed" not in result.stdout and kept.exists()
+    assert_no_plaintext(memory / ".memdex")
+    ok(run(runner, memory, "decrypt", key=KEY))
+    connection = apsw.Connection(f"file:{kept}?mode=ro", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+    assert connection.pragma("user_version") == 99  # the newer memdex's index, whole, in the clear again
+    connection.close()
+
+
 def test_key_sources_keyring_and_postgres(runner: CliRunner, memory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import keyring
     from keyring.backend import KeyringBackend

@@ -20,7 +20,7 @@ from indexer.indexing.check import check_index
 from indexer.retrieval.filters import SearchFilters
 from indexer.retrieval.search import NumpyVectors
 from indexer.sources.discover import classify
-from indexer.store.sqlite.store import filter_clause
+from indexer.store.sqlite.filters import filter_clause
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TODAY = date(2026, 12, 1)

@@ -25,7 +25,7 @@ from conftest import NOTES, RecordingEmbedder, age_files, fill, write
 from indexer import make_settings, open_index
 from indexer.cli.app import cli
 from indexer.config.settings import Settings, redact
-from indexer.errors import SchemaError, StorageError
+from indexer.errors import NewerIndex, SchemaError, StorageError
 from indexer.retrieval.filters import make_filters
 
 pytestmark = pytest.mark.postgres
@@ -248,8 +248,16 @@ def test_a_newer_schema_is_refused(root: Path, pg_server: Any) -> None:
     index(pg_settings(root, url))
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE memdex.schema_version SET version = 99")
-    with pytest.raises(SchemaError, match="newer memdex"):
+        rows = conn.execute("SELECT count(*) FROM memdex.chunks").fetchone()
+    with pytest.raises(NewerIndex, match="newer than this memdex understands"):
         index(pg_settings(root, url))
+    for command in (["status"], ["search", "anything", "--mode", "keyword"], ["rebuild"]):  # readers too; nothing changed
+        result = CliRunner().invoke(cli, ["--root", str(root), "--db", url, *command])
+        assert result.exit_code != 0 and result.stderr.startswith("memdex: error: "), result.output
+        assert "version 99, newer than this memdex understands" in result.stderr and "Traceback" not in result.output
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version FROM memdex.schema_version").fetchone() == (99,)
+        assert conn.execute("SELECT count(*) FROM memdex.chunks").fetchone() == rows
 
 
 def test_statement_timeout_guard_is_set(root: Path, pg_url: str) -> None:

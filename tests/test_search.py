@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from indexer import open_index
 from indexer.errors import UsageError
 from indexer.retrieval.search import fuse, keyword_part, query_terms, snippet
-from indexer.store.sqlite.store import match_expression
+from indexer.store.sqlite.keyword import match_expression
 
 NASTY = [
     "", "   ", '"', '""', "'", "AND", "OR NOT", "NEAR(a b, 2)", "a*", "*", "col:val", "text:foo",

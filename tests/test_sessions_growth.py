@@ -413,6 +413,9 @@ def test_two_writers_of_a_namespace_with_different_bounds_agree_on_the_larger(
     retired = sync(small, "small-host")  # it no longer counts: the small host's bound is the index's
     assert retired.reindexed == 1 and found(small, "zebra") == []
     assert retired.warnings == [f"{path}: {over_bound(logs['small'].stat().st_size, low)}"]
+    with open_index(small, embedder=RecordingEmbedder()) as index:  # its record went with that sync's meta write
+        writers = sorted(k for k in index.store.meta() if k.startswith("session_max_file_bytes@"))
+    assert writers == [f"session_max_file_bytes@small-host:{small.root}"]
 
 
 def test_status_lists_the_over_bound_transcripts_without_reading_every_file(

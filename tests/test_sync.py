@@ -1,5 +1,5 @@
 """What only the SQLite engine does on a sync: sqlite-vec and its NumPy fallback, and an
-index file from a newer memdex moved aside; and which local model folders are different models.
+index file from a newer memdex refused and left alone; and which local model folders are different models.
 
 Change detection, stability and "equal to a fresh rebuild" on every engine are the
 engine contract (test_engine_contract.py)."""
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import apsw
 import pytest
-from conftest import RecordingEmbedder, snapshot, write
+from conftest import RecordingEmbedder, write
 
 from indexer import make_settings, open_index
-from indexer.errors import SchemaError
+from indexer.errors import NewerIndex
 
 SECTIONED = "\n".join(
     f"## Topic {n}\n\n" + "\n".join(f"- fact {n}.{i}: the value is {n * 10 + i}" for i in range(8)) + "\n"
@@ -55,24 +55,22 @@ def test_sqlite_vec_load_failure_warns_and_keeps_working(root, do_sync, embedder
         assert index.store.snapshot()["vec_rows"] == index.status()["chunks"]
 
 
-def test_index_newer_than_code_is_moved_aside_and_rebuilt(root, settings, do_sync, embedder):
-    """A future schema is never written to: without recovery it is a clear error,
-    with recovery (the default) it is kept aside and the index rebuilt."""
+def test_index_newer_than_code_is_refused_and_left_as_it_is(root, settings, do_sync, embedder):
+    """A future schema is never written to, moved or rebuilt on the way (two versions used
+    in turn would rebuild each other's index): a clear error for readers and writers alike,
+    with or without recovery. Only an explicit rebuild replaces it (test_newer_index.py)."""
     write(root, "MEMORY.md", "x\n")
     do_sync()
-    before = snapshot(settings, embedder)
     connection = apsw.Connection(str(settings.index_path))
     connection.execute("PRAGMA user_version = 99")
     connection.close()
-    with pytest.raises(SchemaError, match="newer"):
-        with open_index(settings, write=True, embedder=embedder, recover=False):
-            pass
-    with open_index(settings, embedder=embedder) as index:
-        assert index.recovered_from and "newer" in index.recovered_from
-        assert index.store.snapshot() == before
-    (quarantined,) = settings.index_dir.glob("index.db.corrupt-*")
-    check = apsw.Connection(str(quarantined))
-    assert check.pragma("user_version") == 99
+    before = settings.index_path.read_bytes()
+    for options in ({"write": True, "recover": False}, {"write": True}, {}):
+        with pytest.raises(NewerIndex, match="newer than this memdex understands"):
+            with open_index(settings, embedder=embedder, **options):
+                pass
+    assert settings.index_path.read_bytes() == before
+    assert not list(settings.index_dir.glob("index.db.*-*"))
 
 
 def test_model_change_while_sqlite_vec_is_missing(root, do_sync, monkeypatch):

@@ -14,6 +14,9 @@ from typing import Any
 
 import click
 
+from indexer.api import open_index
+from indexer.config.settings import Settings
+from indexer.errors import IndexerError, NewerIndex
 from indexer.watch.signals import stop_on_signals
 from indexer.watch.watcher import WatchOptions
 
@@ -52,6 +55,7 @@ def mcp_command(
 
     settings = obj.settings()
     obj.warn_if_password_in_argv()
+    _refuse_a_newer_index(settings)
     address = parse_http(http) if http else None
     if address is not None and not is_loopback(address[0]):
         if not allow_remote:
@@ -79,6 +83,18 @@ def mcp_command(
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def _refuse_a_newer_index(settings: Settings) -> None:
+    """An index from a newer memdex: one error line before serving, not an error per request.
+    Anything else (no index yet, damage the first request repairs, a server down) is served as before."""
+    try:
+        with open_index(settings, recover=False):
+            pass
+    except NewerIndex:
+        raise
+    except IndexerError:
+        pass
 
 
 @click.command("config")

@@ -18,7 +18,7 @@ import click
 from indexer.api import open_index
 from indexer.config.settings import Settings
 from indexer.embedding.resolve import resolve_model
-from indexer.errors import SchemaError, UnusableIndex
+from indexer.errors import NewerIndex, SchemaError, UnusableIndex
 from indexer.indexing.check import CORRUPT, DRIFT, HEALTHY, CheckReport, check_index
 from indexer.indexing.report import SyncReport
 
@@ -53,7 +53,9 @@ def rebuild(obj: Any, as_json: bool) -> None:
       memdex rebuild
       memdex --root ~/assistant-memory rebuild --json
     """
-    with open_index(obj.settings(), write=True) as memory:
+    # An explicit request to build from the Markdown: an index from a newer memdex (which
+    # every other command refuses) is moved aside, kept, and replaced too.
+    with open_index(obj.settings(), write=True, replace_newer=True) as memory:
         # Opening an unusable index has just rebuilt it; a sync then only reports the counts.
         run = memory.sync if memory.recovered_from else memory.rebuild
         report = _with_progress(run, "rebuilding", as_json)
@@ -112,6 +114,8 @@ def _check(settings: Settings) -> CheckReport:
     try:
         with open_index(settings, recover=False) as memory:
             return check_index(settings, memory.engine, model_id=model_id)
+    except NewerIndex:
+        raise  # not corrupt, not drift: this memdex cannot judge it (one line, like every command)
     except UnusableIndex as exc:
         report = CheckReport()
         report.add(CORRUPT, str(exc))

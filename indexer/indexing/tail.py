@@ -64,9 +64,11 @@ def rebound(settings: Settings, store: IndexStore) -> tuple[int, bool, str | Non
     meta = store.meta()
     stored = meta.get(BOUND_KEY)
     bound, mine, now = wanted, writer_key(settings), int(time.time())
+    retired: list[str] = []  # other writers' records past the window: removed with this sync's own meta write
     if mine is not None:
-        records = [_record(value) for key, value in meta.items() if key.startswith(WRITER_PREFIX) and key != mine]
-        bound = max([wanted, *(setting for setting, at in records if now - at < WRITER_KEPT_SECONDS)])
+        records = {key: _record(value) for key, value in meta.items() if key.startswith(WRITER_PREFIX) and key != mine}
+        retired = [key for key, (_, at) in records.items() if now - at >= WRITER_KEPT_SECONDS]
+        bound = max([wanted, *(setting for setting, at in records.values() if now - at < WRITER_KEPT_SECONDS)])
     seen = f"{wanted}:{bound}"  # this writer's setting, and the bound it indexes within
     mine_before, at = meta.get(mine, "").rpartition(":")[::2] if mine is not None else ("", "")
     warning = None
@@ -75,9 +77,10 @@ def rebound(settings: Settings, store: IndexStore) -> tuple[int, bool, str | Non
             f"session_max_file_bytes is {mib(wanted)} here, but another writer of this index set {mib(bound)}: "
             f"its transcripts are indexed within the larger, {mib(bound)}"
         )
-    updates: dict[str, str | int] = {}
+    updates: dict[str, str | int | None] = {}
     if mine is not None and (mine_before != seen or not at.isdigit() or now - int(at) > WRITER_REFRESH_SECONDS):
         updates[mine] = f"{seen}:{now}"  # kept fresh (a day at a time) while this writer syncs
+        updates.update(dict.fromkeys(retired))  # None: removed (a retired host's record is never read again)
     # The bound this writer's transcripts were indexed within: its own record's (another
     # writer may have changed the index's since), else the index's (a first sync, an older index).
     previous = mine_before.partition(":")[2] if mine_before else stored

@@ -21,7 +21,7 @@ import numpy as np
 from indexer.api import MemoryIndex, make_embedder, open_index
 from indexer.config.settings import Settings
 from indexer.embedding.protocol import Embedder
-from indexer.errors import IndexerError, LockedError, one_line
+from indexer.errors import IndexerError, LockedError, NewerIndex, one_line
 from indexer.indexing.tail import index_bound
 from indexer.watch.watcher import Watcher, WatchOptions
 
@@ -254,6 +254,10 @@ class IndexService:
                     log.warning("%s", self.writer_note)
                     said_locked = True
                 self._stop.wait(LOCK_RETRY_SECONDS)
+            except NewerIndex as exc:  # left to the newer memdex: retrying cannot help
+                self.writer_state, self.writer_note = "stopped", f"the watcher stopped: {one_line(str(exc))}"
+                log.error("%s", self.writer_note)
+                return
             except Exception as exc:  # noqa: BLE001 - keep serving reads; try again later
                 self.writer_state = "read-only"
                 self.writer_note = f"the watcher stopped: {one_line(str(exc)) or type(exc).__name__}; retrying"

@@ -32,10 +32,17 @@ def refuse_foreign_files(settings: Settings) -> None:
 
 
 def open_engine(
-    settings: Settings, *, write: bool, take_lock: TakeLock, make_build: Callable[[], Build[Any]] | None
+    settings: Settings,
+    *,
+    write: bool,
+    take_lock: TakeLock,
+    make_build: Callable[[], Build[Any]] | None,
+    replace_newer: bool = False,
 ) -> Engine:
     """The configured engine, open (``write``: created or migrated). ``make_build`` makes
-    the build that repairs an unusable index on the way (None: raise ``UnusableIndex``)."""
+    the build that repairs an unusable index on the way (None: raise ``UnusableIndex``).
+    An index from a newer memdex raises ``NewerIndex`` (a server's shared schema always;
+    a SQLite file unless ``replace_newer``, which moves it aside and rebuilds it)."""
     if settings.database_url:
         _refuse_server_encryption(settings)
         from .postgres.engine import open_engine as open_postgres
@@ -43,7 +50,7 @@ def open_engine(
         return open_postgres(settings, write=write)
     from .sqlite.engine import open_engine as open_sqlite
 
-    return open_sqlite(settings, write=write, take_lock=take_lock, make_build=make_build)
+    return open_sqlite(settings, write=write, take_lock=take_lock, make_build=make_build, replace_newer=replace_newer)
 
 
 def _refuse_server_encryption(settings: Settings) -> None:

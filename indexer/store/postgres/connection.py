@@ -23,7 +23,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from indexer.config.database import redact, scrub
-from indexer.errors import ConfigError, SchemaError, StorageError, Unavailable
+from indexer.errors import ConfigError, NewerIndex, SchemaError, StorageError, Unavailable
 
 from .access import access_of, no_schema_access
 from .migrations import MIGRATIONS
@@ -237,10 +237,7 @@ def migrate(connection: Any) -> None:
                 "run 'memdex --db OWNER_URL grants' (or 'memdex index') as the owner once"
             )
         if version > SCHEMA_VERSION:
-            raise SchemaError(
-                f"the PostgreSQL schema '{SCHEMA}' was written by a newer memdex (schema {version}, "
-                f"this one knows {SCHEMA_VERSION}); upgrade memdex"
-            )
+            raise newer_schema(version)
         if version == 0:
             _create_schema(connection)
         for number, (name, sql) in enumerate(MIGRATIONS[version:], start=version + 1):
@@ -248,6 +245,14 @@ def migrate(connection: Any) -> None:
             with connection.transaction():
                 connection.execute(sql)  # type: ignore[arg-type]
                 connection.execute("UPDATE schema_version SET version = %s", (number,))
+
+
+def newer_schema(version: int) -> NewerIndex:
+    """A schema from a newer memdex: every command refuses it and changes nothing (other hosts share it)."""
+    return NewerIndex(
+        f"the PostgreSQL schema '{SCHEMA}' has version {version}, newer than this memdex understands "
+        f"({SCHEMA_VERSION}); upgrade memdex (a newer memdex wrote it; nothing was changed)"
+    )
 
 
 # Iterative index scans (hnsw.iterative_scan), which keep a filtered search's list full.

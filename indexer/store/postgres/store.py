@@ -102,6 +102,8 @@ class PgStore(PgWrites, PgSearch, PgChecks):
             pg.migrate(conn)
         else:
             version = pg.schema_version(conn)
+            if version > pg.SCHEMA_VERSION:
+                raise pg.newer_schema(version)
             if version < pg.SCHEMA_VERSION:
                 owner = access_of(conn) if version else None
                 if owner is not None and not owner.owner:
@@ -189,13 +191,18 @@ class PgStore(PgWrites, PgSearch, PgChecks):
 
     # -- meta -------------------------------------------------------------------
     # meta(), and search_meta(): snapshot.py
-    def set_meta(self, **values: str | int | float) -> None:
+    def set_meta(self, **values: str | int | float | None) -> None:
+        kept = [(self.ns, key, str(value)) for key, value in values.items() if value is not None]
+        removed = [key for key, value in values.items() if value is None]
         with self._file_transaction():
-            self.connection.cursor().executemany(
-                "INSERT INTO meta(ns, key, value) VALUES (%s, %s, %s) "
-                "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
-                [(self.ns, key, str(value)) for key, value in values.items()],
-            )
+            if kept:
+                self.connection.cursor().executemany(
+                    "INSERT INTO meta(ns, key, value) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
+                    kept,
+                )
+            if removed:
+                self.connection.execute("DELETE FROM meta WHERE ns = %s AND key = ANY(%s)", (self.ns, removed))
 
     # -- files ------------------------------------------------------------------
     def file_states(self, under: Iterable[str] | None = None) -> dict[str, FileState]:

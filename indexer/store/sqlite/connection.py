@@ -16,13 +16,15 @@ from urllib.parse import quote
 
 import apsw
 
-from indexer.errors import SchemaError, StorageError, UnusableIndex
+from indexer.errors import NewerIndex, SchemaError, StorageError, UnusableIndex
 
 from . import encryption as crypt
 from .errors import (  # noqa: F401 - re-exported: callers name them db.*
     BUSY_ERRORS, DAMAGE_ERRORS, READ_ONLY_ERRORS, as_user_error, is_damage, one_line_error,
 )  # fmt: skip
-from .migrations import CACHE_SCHEMA, SCHEMA_VERSION, migrate, newer_message, user_version  # noqa: F401
+from .migrations import (  # noqa: F401 - re-exported
+    CACHE_SCHEMA, CACHE_SCHEMA_VERSION, NEWER_LABEL, SCHEMA_VERSION, migrate, newer_message, user_version,
+)  # fmt: skip
 from .ownership import (  # noqa: F401 - re-exported: callers name them db.*
     CACHE, CACHE_APPLICATION_ID, CREATING_SUFFIX, EMPTY, INDEX, INDEX_APPLICATION_ID, LEGACY, MISSING, OURS,
     PROBE_BLANK, PROBE_OTHER, PROBE_OURS, ownership as _ownership, prune_quarantined, quarantine_target, vet_path,
@@ -101,7 +103,7 @@ def connect_reader(path: Path, *, load_vec: bool, key: str | None = None) -> Ope
         vec_loaded, warning = load_sqlite_vec(connection) if load_vec else (False, None)
         version = user_version(connection, path)
         if version > SCHEMA_VERSION:
-            raise UnusableIndex(newer_message(path, version))
+            raise NewerIndex(newer_message(path, version))
         if version < SCHEMA_VERSION:
             raise SchemaError(f"index at {path} has schema {version}; run 'memdex index' to upgrade it")
     except BaseException:
@@ -149,7 +151,10 @@ def connect_cache(path: Path, *, key: str | None = None) -> apsw.Connection:
     A damaged cache is moved aside and started afresh: it only saves model
     calls, so losing it costs time, never data. A file that is not memdex's
     cache raises ``NotAnIndex``; in a folder that cannot be written, an
-    existing cache is opened read-only (nothing new is stored).
+    existing cache is opened read-only (nothing new is stored). A cache from a
+    newer memdex is left as it is and not used: this process keeps its vectors
+    in memory (one warning), so two versions used in turn never discard each
+    other's cache.
     """
     _make_folder(path.parent, quiet=True)
     state = ownership(path, kind=CACHE, key=key)
@@ -163,7 +168,10 @@ def connect_cache(path: Path, *, key: str | None = None) -> apsw.Connection:
             except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
                 if isinstance(exc, UnusableIndex):
                     raise
-                return _open(path, uri="immutable=1", key=key)  # a folder that cannot be written
+                connection = _open(path, uri="immutable=1", key=key)  # a folder that cannot be written
+            if _newer_cache(connection, path):
+                connection.close()
+                return _memory_cache()
             if connection.readonly("main"):
                 return connection
         with connection:
@@ -178,6 +186,26 @@ def connect_cache(path: Path, *, key: str | None = None) -> apsw.Connection:
             f"moved to {moved.name}" if moved else "removed it",
         )  # fmt: skip
     connection = _open(path, new=CACHE_APPLICATION_ID, key=key)
+    with connection:
+        connection.execute(CACHE_SCHEMA)
+    return connection
+
+
+def _newer_cache(connection: apsw.Connection, path: Path) -> bool:
+    version = int(connection.pragma("user_version"))
+    if version <= CACHE_SCHEMA_VERSION:
+        return False
+    log.warning(
+        "embedding cache %s has schema %d, newer than this memdex understands (%d); it is left as it is and "
+        "not used (every text is embedded again): upgrade memdex, or move it away for a new cache",
+        path, version, CACHE_SCHEMA_VERSION,
+    )  # fmt: skip
+    return True
+
+
+def _memory_cache() -> apsw.Connection:
+    """A cache for this process only, in memory (the file beside the index belongs to a newer memdex)."""
+    connection = apsw.Connection(":memory:")
     with connection:
         connection.execute(CACHE_SCHEMA)
     return connection
@@ -226,17 +254,18 @@ def remove_own_temporary(path: Path, *, key: str | None = None) -> None:
 
 
 def quarantine(
-    path: Path, *, keep: int = KEEP_QUARANTINED, kind: str = INDEX, key: str | None = None
+    path: Path, *, keep: int = KEEP_QUARANTINED, kind: str = INDEX, key: str | None = None, label: str = "corrupt"
 ) -> Path | None:
     """Move a damaged database of memdex's (and its WAL) aside as
-    ``<name>.corrupt-<timestamp>``; None when there was nothing to keep (a
+    ``<name>.<label>-<timestamp>``; None when there was nothing to keep (a
     0-byte file is simply replaced). A file memdex cannot prove is its own
     raises ``NotAnIndex`` and stays where it is. Only the newest ``keep``
-    quarantined copies are kept."""
+    ``corrupt`` copies are kept; an index from a newer memdex (``label``
+    ``NEWER_LABEL``) is never deleted."""
     state = ownership(path, kind=kind, key=key, allow_plain=True)
     target: Path | None = None
     if state in (OURS, LEGACY):
-        target = quarantine_target(path)
+        target = quarantine_target(path, label)
         os.replace(path, target)
         os.utime(target)  # its mtime now says when it was moved aside: the newest are kept
         wal = Path(f"{path}-wal")

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from indexer.config.encryption import encryption_key
 from indexer.config.settings import Settings
-from indexer.errors import ConfigError, IndexerError, UnusableIndex
+from indexer.errors import ConfigError, IndexerError, NewerIndex, UnusableIndex
 from indexer.store.protocols import Build, TakeLock, VectorCache
 
 from . import connection as db
@@ -39,18 +39,31 @@ def refuse_foreign_files(settings: Settings) -> None:
 
 
 def open_engine(
-    settings: Settings, *, write: bool, take_lock: TakeLock, make_build: Callable[[], Build[Any]] | None
+    settings: Settings,
+    *,
+    write: bool,
+    take_lock: TakeLock,
+    make_build: Callable[[], Build[Any]] | None,
+    replace_newer: bool = False,
 ) -> SqliteEngine:
     """The index at ``settings.index_path``; ``write`` creates or migrates it. An
-    unusable one (corrupt, truncated, not a database, from a newer memdex) is
-    moved aside and rebuilt with ``make_build()`` (one warning); without
-    ``make_build``, ``UnusableIndex`` is raised (e.g. for ``check``)."""
+    unusable one (corrupt, truncated, not a database) is moved aside and rebuilt
+    with ``make_build()`` (one warning); without ``make_build``, ``UnusableIndex``
+    is raised (e.g. for ``check``). An index from a newer memdex raises
+    ``NewerIndex`` and is left as it is, unless ``replace_newer`` (``memdex
+    rebuild``, a writer): then it is kept as ``<name>.newer-<time>`` and rebuilt."""
     key = encryption_key(settings)
     if write:
         recovery.remove_leftovers(settings.index_path, key=key)
     recovered_from = None
     seen = recovery.file_identity(settings.index_path)
     try:
+        opened = _connect(settings, write, key)
+    except NewerIndex as exc:
+        if not (write and replace_newer and make_build is not None):
+            raise
+        recovered_from = str(exc)
+        recovery.replace_damaged(settings, recovered_from, make_build(), key=key, newer=True)
         opened = _connect(settings, write, key)
     except UnusableIndex as exc:
         if make_build is None:

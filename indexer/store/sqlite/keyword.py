@@ -31,6 +31,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 
 from indexer.store.records import BM25_K1, bm25_idf
+from indexer.store.tokenizer import query_pieces
 
 # A phrase in at least this share of the chunks is "common": left out of the first query.
 COMMON_SHARE = 0.1
@@ -137,3 +138,13 @@ def either(pieces: Sequence[str], which: Iterable[int]) -> str:
 def quoted(piece: str) -> str:
     """A piece as one FTS5 string (so no operator survives)."""
     return '"' + piece.replace('"', '""') + '"'
+
+
+def match_expression(terms: Sequence[str]) -> str | None:
+    """An FTS5 MATCH string that ORs the terms' pieces (a CJK word's character pairs:
+    tokenizer.query_pieces), each quoted so no operator survives. A piece two words share
+    counts twice, as PostgreSQL's bm25 counts it (and as two words of one stem always have)."""
+    pieces = [piece for term in terms for piece in query_pieces(term)]
+    if not pieces:
+        return None
+    return " OR ".join(quoted(piece) for piece in pieces)

@@ -2,7 +2,9 @@
 
 Step N brings a database at version N-1 to N; every missing step runs in one
 transaction. A database at a higher version than this code knows is refused
-with a clear error, never written to. The embedding cache has one fixed schema.
+with a clear error, never written to (``memdex rebuild`` alone moves it aside).
+The embedding cache has one fixed schema, at ``user_version`` 0: a cache from a
+newer memdex is left alone and not used (``connection.connect_cache``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import apsw
 
-from indexer.errors import UnusableIndex
+from indexer.errors import NewerIndex, UnusableIndex
 from indexer.store.tokenizer import FTS_TOKENIZE
 
 from .errors import DAMAGE_ERRORS
@@ -89,8 +91,20 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX IF NOT EXISTS files_kind_size ON files(kind, size);
         """,
     ),
+    (
+        "keep each file's chunk count: status counts chunks by kind from the files alone",
+        """
+        ALTER TABLE files ADD COLUMN chunk_count INTEGER NOT NULL DEFAULT 0;
+        UPDATE files SET chunk_count = (SELECT count(*) FROM chunks c WHERE c.path = files.path);
+        CREATE INDEX IF NOT EXISTS files_kind_chunks ON files(kind, chunk_count);
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+# The embedding cache's format; a later memdex that changes it raises its user_version.
+CACHE_SCHEMA_VERSION = 0
+# What an index from a newer memdex is renamed to by 'memdex rebuild': <name>.newer-<time>.
+NEWER_LABEL = "newer"
 
 CACHE_SCHEMA = f"""
 PRAGMA application_id = {CACHE_APPLICATION_ID};
@@ -108,7 +122,7 @@ def migrate(connection: apsw.Connection, path: Path) -> None:
     the new one, never a step in between) and stamp memdex's application_id."""
     version = user_version(connection, path)
     if version > SCHEMA_VERSION:
-        raise UnusableIndex(newer_message(path, version))
+        raise NewerIndex(newer_message(path, version))
     stamped = int(connection.pragma("application_id")) == INDEX_APPLICATION_ID
     if version == SCHEMA_VERSION and stamped:
         return
@@ -131,5 +145,6 @@ def user_version(connection: apsw.Connection, path: Path) -> int:
 def newer_message(path: Path, version: int) -> str:
     return (
         f"index at {path} has schema {version}, newer than this memdex understands "
-        f"({SCHEMA_VERSION}); upgrade memdex or run 'memdex rebuild'"
+        f"({SCHEMA_VERSION}); upgrade memdex, or run 'memdex rebuild' to build a new index from the "
+        f"Markdown (the newer one is kept beside it as {path.name}.{NEWER_LABEL}-<time>)"
     )

@@ -139,14 +139,14 @@ def _base_name(name: str) -> str:
     return name
 
 
-def quarantine_target(path: Path) -> Path:
-    """A free ``<name>.corrupt-<timestamp>[-N]`` name beside ``path``."""
+def quarantine_target(path: Path, label: str = "corrupt") -> Path:
+    """A free ``<name>.<label>-<timestamp>[-N]`` name beside ``path``."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    target = path.with_name(f"{path.name}.{label}-{stamp}")
     number = 1
     while target.exists():
         number += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
+        target = path.with_name(f"{path.name}.{label}-{stamp}-{number}")
     return target
 
 

@@ -7,7 +7,9 @@ commit. A failed or interrupted build leaves the live index as it was; its
 temporary file is removed at once, or by the next writer at the latest.
 
 A damaged index is rebuilt beside itself first; only a complete new index
-takes its place, and the damaged file is kept as ``<name>.corrupt-<timestamp>``.
+takes its place, and the damaged file is kept as ``<name>.corrupt-<timestamp>``
+(the newest three). ``memdex rebuild`` replaces an index from a newer memdex the
+same way and keeps it as ``<name>.newer-<timestamp>``, never deleted.
 A reader that finds damage takes the writer lock to repair it, unless another
 process has repaired it meanwhile.
 """
@@ -74,11 +76,13 @@ def replace_damaged(
     cache: VectorCache | None = None,
     release: Callable[[], None] = lambda: None,
     key: str | None = None,
+    newer: bool = False,
 ) -> Report:
     """Rebuild from the Markdown beside the unusable index, then move that file
     aside and the new one into its place (the caller holds the lock and gives
     ``release`` to close its own connection just before). If the rebuild
-    fails, the unusable file is left where it was."""
+    fails, the unusable file is left where it was. ``newer``: the file is an
+    index from a newer memdex, kept as ``<name>.newer-<time>`` and never pruned."""
     own_cache = cache or EmbeddingCache(
         settings.cache_path, model_id=build.model_id, dimensions=build.dimensions, key=key
     )
@@ -87,14 +91,15 @@ def replace_damaged(
         temporary = temporary_path(settings.index_path)
         db.close_for_move(built.connection, temporary)
         release()
-        moved = db.quarantine(settings.index_path, key=key)
+        moved = db.quarantine(settings.index_path, key=key, label=db.NEWER_LABEL if newer else "corrupt")
         os.replace(temporary, settings.index_path)
     finally:
         if cache is None:
             own_cache.close()
     log.warning(
-        "the index was unusable (%s); %s and rebuilt it from the Markdown",
-        one_line(reason), f"moved it to {moved.name}" if moved else "replaced it",
+        "the index %s (%s); %s and rebuilt it from the Markdown",
+        "was written by a newer memdex" if newer else "was unusable", one_line(reason),
+        f"moved it to {moved.name}" if moved else "replaced it",
     )  # fmt: skip
     return report
 

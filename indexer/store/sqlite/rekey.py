@@ -7,6 +7,8 @@ carried over. A file already in the asked state is left as it is, so a run
 that was interrupted between the two files is finished by running it again.
 Damaged copies kept from earlier recoveries (``*.corrupt-*``) cannot be
 converted; they are deleted, so no copy under the old key (or in the clear) stays.
+Indexes from a newer memdex kept by ``memdex rebuild`` (``*.newer-*``) are whole
+SQLite files: they are converted like the index, never deleted.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ def change_key(settings: Settings, *, old_key: str | None, new_key: str | None) 
         crypt.require_cipher()
     if old_key == new_key:
         raise EncryptionError("the new key is the same as the current one; nothing to change")
-    files = ((settings.cache_path, db.CACHE), (settings.index_path, db.INDEX))
+    # Indexes from a newer memdex that 'memdex rebuild' kept (never deleted) are converted too.
+    newer = [(path, db.INDEX) for path in _newer_copies(settings.index_path)]
+    files = ((settings.cache_path, db.CACHE), (settings.index_path, db.INDEX), *newer)
     for path, kind in files:  # every file must open with the old key (or already the new) before any is written
         if path.exists() and not crypt.opens_with(path, new_key):
             if old_key is None and crypt.header_state(path) == crypt.ENCRYPTED:
@@ -62,8 +66,14 @@ def change_key(settings: Settings, *, old_key: str | None, new_key: str | None) 
             result.converted.append(str(path))
         else:
             result.unchanged.append(str(path))
-        result.removed_damaged_copies += _remove_damaged_copies(path)
+        if (path, kind) not in newer:
+            result.removed_damaged_copies += _remove_damaged_copies(path)
     return result
+
+
+def _newer_copies(path: Path) -> list[Path]:
+    own_name = re.compile(re.escape(path.name) + rf"\.{db.NEWER_LABEL}-\d{{8}}T\d{{6}}(-\d+)?")
+    return sorted(p for p in path.parent.glob(f"{path.name}.{db.NEWER_LABEL}-*") if own_name.fullmatch(p.name) and p.is_file())
 
 
 def convert(path: Path, *, kind: str, old_key: str | None, new_key: str | None, load_vec: bool) -> bool:

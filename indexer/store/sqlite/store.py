@@ -24,7 +24,8 @@ from indexer.store.records import (
     BM25_WEIGHTS, ChunkRow, FileRecord, FileState, SkippedFile, batches as _batches,
     blob as _blob,
 )  # fmt: skip
-from indexer.store.sqlite.keyword import quoted, top_bm25
+from indexer.store.sqlite.filters import filter_clause
+from indexer.store.sqlite.keyword import top_bm25
 from indexer.store.sqlite.phrases import PhraseScores
 from indexer.store.sqlite.whole import WholeIndexReads
 from indexer.store.tokenizer import fts_text, query_pieces, stems
@@ -63,12 +64,15 @@ class Store(WholeIndexReads):
     def search_meta(self, *, fresh: bool = False) -> dict[str, str]:
         return self.meta()  # a file: read at no round trip's cost
 
-    def set_meta(self, **values: str | int | float) -> None:
+    def set_meta(self, **values: str | int | float | None) -> None:
         with self.connection:
             self.connection.executemany(
                 "INSERT INTO meta(key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [(key, str(value)) for key, value in values.items()],
+                [(key, str(value)) for key, value in values.items() if value is not None],
+            )
+            self.connection.executemany(
+                "DELETE FROM meta WHERE key = ?", [(key,) for key, value in values.items() if value is None]
             )
 
     # -- files ------------------------------------------------------------
@@ -157,13 +161,14 @@ class Store(WholeIndexReads):
         its chunks that start before that line stay (a transcript that only grew)."""
         with self.connection:
             self._delete_rows(record.path, from_line=keep_before)
+            (kept,) = self.connection.execute("SELECT count(*) FROM chunks WHERE path = ?", (record.path,)).fetchone()
             self.connection.execute(
                 "INSERT INTO files(path, kind, date, size, mtime_ns, ctime_ns, inode, hash, frontmatter, "
-                "indexed_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "indexed_at_ns, chunk_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.path, record.kind, record.date, record.stamp.size, record.stamp.mtime_ns,
                     record.stamp.ctime_ns, record.stamp.inode, record.hash, json.dumps(record.frontmatter, default=str, ensure_ascii=False),
-                    indexed_at_ns,
+                    indexed_at_ns, kept + len(chunks),
                 ),
             )  # fmt: skip
             for chunk, vector in zip(chunks, vectors):
@@ -379,34 +384,3 @@ class Store(WholeIndexReads):
             for row in rows:
                 found[row[0]] = ChunkRow(*row)
         return found
-
-
-def match_expression(terms: Sequence[str]) -> str | None:
-    """An FTS5 MATCH string that ORs the terms' pieces (a CJK word's character pairs:
-    tokenizer.query_pieces), each quoted so no operator survives. A piece two words share
-    counts twice, as PostgreSQL's bm25 counts it (and as two words of one stem always have)."""
-    pieces = [piece for term in terms for piece in query_pieces(term)]
-    if not pieces:
-        return None
-    return " OR ".join(quoted(piece) for piece in pieces)
-
-
-def filter_clause(filters: SearchFilters | None) -> tuple[str, list[Any]]:
-    """SQL conditions over ``chunks c JOIN files f`` for a filter ('' when it lets everything through)."""
-    if filters is None or not filters.narrows_candidates:
-        return "", []
-    conditions: list[str] = []
-    params: list[Any] = []
-    if filters.kinds:
-        conditions.append(f"f.kind IN ({','.join('?' * len(filters.kinds))})")
-        params.extend(filters.kinds)
-    if filters.path_prefix is not None:
-        conditions.append("substr(c.path, 1, length(?)) = ?")  # exact, case-sensitive, no LIKE wildcards
-        params.extend([filters.path_prefix, filters.path_prefix])
-    if filters.after is not None:
-        conditions.append("coalesce(c.date, f.date) >= ?")  # NULL (undated) never passes
-        params.append(filters.after.isoformat())
-    if filters.before is not None:
-        conditions.append("coalesce(c.date, f.date) <= ?")
-        params.append(filters.before.isoformat())
-    return " AND ".join(conditions), params
