@@ -166,7 +166,7 @@ def _begin(conn: Any, table: str) -> bool:
         if not dropped:
             _unlock_quietly(conn, table)
     if dropped:
-        log.info("bulk load: %s written without its HNSW index, built at the end", table)
+        log.info("bulk load: %s written without its HNSW index, built at the end past %d rows", table, HNSW_MIN_ROWS)
     return dropped
 
 
