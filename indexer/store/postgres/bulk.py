@@ -2,15 +2,17 @@
 the HNSW index and builds the index once at the end, if the table is big enough.
 
 The HNSW index is built only once the table holds more than ``HNSW_MIN_ROWS`` rows.
-Below that, searches scan the vectors exactly (perfect recall, as SQLite's do), and
-the scan is as fast as the index's: a one-shot search of 200 candidates at 50K rows
-of 384 dimensions took 27 ms scanning and 30 ms through HNSW, whose recall@10 was
-0.77 there (bench/bench_pg_exact_scan.py), and building it cost 25 CPU-s (8 at 20K,
-two writers' 10K chunks: a third of their server's CPU). The sync that takes the table
-past it builds it (the one that finds it missing, or a load's end); once built at that
-size the table keeps it (``KEPT``, its comment: a table that shrinks does not flap).
-A new table is made with its (empty) index (``ensure_vector_table``): one filled by small
-syncs keeps it; a bulk load drops it and builds it again only past ``HNSW_MIN_ROWS``.
+Below that, searches scan the vectors exactly (perfect recall, as SQLite's do) in
+about the index's time: a one-shot search of 200 candidates at 50K rows of 384
+dimensions took 34 ms scanning and 34 ms through HNSW for one of two namespaces (19 ms
+for all), whose recall@10 was 0.80 (0.86) there (bench/bench_pg_exact_scan.py); building
+it cost 32 CPU-s, and 10 at 20K (two writers' 10K chunks: almost half their server's
+CPU, bench/bench_pg_two_writers.py). A warm process scans its in-memory matrix either
+way (retrieval/warm.py). The sync that takes the table past it builds it (the one
+that finds it missing, or a load's end); once built at that size the table keeps it
+(``KEPT``, its comment: a table that shrinks does not flap). A new table is made with
+its (empty) index (``ensure_vector_table``): one filled by small syncs keeps it; a bulk
+load drops it and builds it again only past ``HNSW_MIN_ROWS``.
 
 Inserting a row into an HNSW index searches the graph for its neighbours, page
 by page and logged; building the index over rows already there does the same
