@@ -13,6 +13,7 @@ import numpy as np
 import psycopg
 import pytest
 from conftest import RecordingEmbedder
+from test_pg_access import Server, db, grant  # noqa: F401 - db: a fixture
 from test_pg_write_path import DIMS, TABLE, folder, index_state, sync, vector_ids
 
 from indexer.store.postgres import bulk
@@ -81,3 +82,21 @@ def test_a_bulk_loads_end_past_the_threshold_builds_it_and_a_table_that_shrinks_
     assert index_state(url) == "valid"  # ... and builds it again: it was built past the threshold before
     with psycopg.connect(url) as conn:
         assert conn.execute(f"SELECT obj_description('memdex.{TABLE}'::regclass, 'pg_class')").fetchone()[0] == bulk.KEPT
+
+
+def test_an_agents_sync_past_the_threshold_builds_nothing_and_the_owners_next_sync_does(
+    db: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    """An agent role may not change the owner's tables: its sync writes past the threshold
+    without building (and without an error); the owner's next sync, with nothing to write, builds it."""
+    monkeypatch.setattr(bulk, "HNSW_MIN_ROWS", BULK_MIN_FILES + 20)
+    mine = folder(tmp_path / "mine", BULK_MIN_FILES + 10, tag="mine")
+    sync(mine, db.owner_url, "mine")
+    assert index_state(db.owner_url) == "missing"
+    alice = db.role("alice")
+    grant(db, "ns-a", alice)
+    sync(folder(tmp_path / "alice", 20, tag="alice"), db.url(alice), "ns-a")
+    assert rows(db.owner_url) == BULK_MIN_FILES + 30 > bulk.HNSW_MIN_ROWS
+    assert index_state(db.owner_url) == "missing"
+    sync(mine, db.owner_url, "mine")
+    assert index_state(db.owner_url) == "valid"
