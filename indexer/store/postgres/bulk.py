@@ -21,7 +21,7 @@ inserts against 2.5-4.7 s of ``CREATE INDEX``). So a sync that fills an empty
 namespace with many files, while the (shared, per-dimensions) vector table is
 still small, drops the table's HNSW index, writes, and builds it again at its
 end with a plain ``CREATE INDEX``. Searches go on meanwhile (they only read);
-other writers of the table wait for the build (seconds at these sizes). Not
+other writers of the table wait for the build (13-22 s at 50K rows on two cores). Not
 ``CONCURRENTLY``: that waits for every older snapshot in the database (a
 ``pg_dump``, an idle transaction), so a sync could hang at its end for as long;
 a plain build waits only for the table's lock, ``BUILD_LOCK_WAIT`` at most, and
