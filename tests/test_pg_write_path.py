@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import types
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from conftest import RecordingEmbedder, write
 from indexer import make_settings, open_index
 from indexer.indexing.check import CORRUPT, HEALTHY, check_index
 from indexer.config.settings import Settings
+from indexer.store.postgres import bulk
 from indexer.store.postgres import connection as pg
 from indexer.store.postgres.bulk import BULK_MIN_FILES
 
@@ -35,8 +36,13 @@ TABLE = f"chunk_vectors_{DIMS}"
 
 
 @pytest.fixture
-def url(own_pg_database: str) -> str:
-    return own_pg_database
+def url(own_pg_database: str) -> Iterator[str]:
+    """These tests follow the index's drop and build at their few rows: any row is past
+    ``HNSW_MIN_ROWS`` here (test_pg_hnsw_threshold.py tests the threshold itself; a
+    ``MonkeyPatch`` of its own: a test's ``monkeypatch.undo()`` keeps it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bulk, "HNSW_MIN_ROWS", 0)
+        yield own_pg_database
 
 
 def index_state(url: str) -> str:

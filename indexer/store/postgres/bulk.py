@@ -1,5 +1,18 @@
 """Bulk loads of a vector table: a big first index writes its vectors without
-the HNSW index and builds the index once at the end.
+the HNSW index and builds the index once at the end, if the table is big enough.
+
+The HNSW index is built only once the table holds more than ``HNSW_MIN_ROWS`` rows.
+Below that, searches scan the vectors exactly (perfect recall, as SQLite's do) in
+about the index's time: a one-shot search of 200 candidates at 50K rows of 384
+dimensions took 34 ms scanning and 34 ms through HNSW for one of two namespaces (19 ms
+for all), whose recall@10 was 0.80 (0.86) there (bench/bench_pg_exact_scan.py); building
+it cost 32 CPU-s, and 10 at 20K (two writers' 10K chunks: almost half their server's
+CPU, bench/bench_pg_two_writers.py). A warm process scans its in-memory matrix either
+way (retrieval/warm.py). The sync that takes the table past it builds it (the one
+that finds it missing, or a load's end); once built at that size the table keeps it
+(``KEPT``, its comment: a table that shrinks does not flap). A new table is made with
+its (empty) index (``ensure_vector_table``): one filled by small syncs keeps it; a bulk
+load drops it and builds it again only past ``HNSW_MIN_ROWS``.
 
 Inserting a row into an HNSW index searches the graph for its neighbours, page
 by page and logged; building the index over rows already there does the same
@@ -8,7 +21,7 @@ inserts against 2.5-4.7 s of ``CREATE INDEX``). So a sync that fills an empty
 namespace with many files, while the (shared, per-dimensions) vector table is
 still small, drops the table's HNSW index, writes, and builds it again at its
 end with a plain ``CREATE INDEX``. Searches go on meanwhile (they only read);
-other writers of the table wait for the build (seconds at these sizes). Not
+other writers of the table wait for the build (13-22 s at 50K rows on two cores). Not
 ``CONCURRENTLY``: that waits for every older snapshot in the database (a
 ``pg_dump``, an idle transaction), so a sync could hang at its end for as long;
 a plain build waits only for the table's lock, ``BUILD_LOCK_WAIT`` at most, and
@@ -31,7 +44,9 @@ the index. When the table holds other namespaces' rows, only a load of at most
 bounded while.
 
 Only the schema's owner drops and builds (an agent role may not change the
-owner's tables): other roles always write through the index. Never inside a
+owner's tables): other roles always write through the index (when there is one);
+a table their syncs take past ``HNSW_MIN_ROWS`` is scanned exactly until the
+owner's next sync builds its index. Never inside a
 transaction (a namespace rebuild): a dropped index would stay locked until it
 commits.
 """
@@ -61,6 +76,10 @@ BULK_MAX_FILES_SHARED = 5_000
 # a DROP that waits: each try waits this long at most, then lets the searches through.
 DROP_WAIT_S = 0.1
 DROP_TRIES = 10  # ... with a pause as long between them; then write through the index
+# Below this many rows a table has no HNSW index (searches scan exactly); a bulk load's end,
+# or a sync that finds it missing, builds it above.
+HNSW_MIN_ROWS = 50_000
+KEPT = "memdex: HNSW index kept"  # the vector table's comment once its index was built past HNSW_MIN_ROWS
 # The build keeps the graph in memory up to this (pgvector's fast path). It waits at most
 # BUILD_LOCK_WAIT for the table (other writers' transactions) and is cut off after an hour.
 BUILD_MEMORY = "512MB"
@@ -107,8 +126,6 @@ def bulk_load(conn: Any, table: str | None, *, owner: bool, namespace_empty: boo
     loading = bool(
         usable and namespace_empty and files >= BULK_MIN_FILES and _bounded(conn, table, files) and _begin(conn, table)
     )
-    if usable and not loading:
-        _build_if_missing(conn, table)  # after a loader that died
     stopped = False
     try:
         yield loading
@@ -118,9 +135,11 @@ def bulk_load(conn: Any, table: str | None, *, owner: bool, namespace_empty: boo
     finally:
         if loading and conn.info.transaction_status != _IDLE:
             end_transaction(conn)  # what is left of a failed batch (a busy connection is closed: lock freed)
-        if loading and not (conn.closed or conn.broken):
+        # At every owner's sync's end: the table it took past HNSW_MIN_ROWS, or whose loader died, gets its index.
+        if usable and not (conn.closed or conn.broken) and conn.info.transaction_status == _IDLE:
             try:
-                pg.session_unlock(conn, _load_lock(table), shared=True)
+                if loading:
+                    pg.session_unlock(conn, _load_lock(table), shared=True)
                 if not stopped:
                     _build_if_missing(conn, table)
             except Exception as exc:  # the sync's own error (if any) matters more; the next sync builds it
@@ -149,7 +168,7 @@ def _begin(conn: Any, table: str) -> bool:
         if not dropped:
             _unlock_quietly(conn, table)
     if dropped:
-        log.info("bulk load: %s written without its HNSW index, built at the end", table)
+        log.info("bulk load: %s written without its HNSW index, built at the end past %d rows", table, HNSW_MIN_ROWS)
     return dropped
 
 
@@ -201,16 +220,37 @@ def _server_is_local(conn: Any) -> bool:
     return host.startswith(("/", "127.")) or host in ("localhost", "::1")  # "/": a Unix socket folder
 
 
+def wanted(conn: Any, table: str) -> bool:
+    """Whether ``table`` should have its HNSW index: it holds more than ``HNSW_MIN_ROWS`` rows,
+    or it had one built at that size before (``KEPT``: kept when the table shrinks, no flapping).
+    The namespaces' chunk counts (a few rows; an upper bound of the table's rows) spare most
+    syncs the count of the table itself."""
+    kept, chunks = conn.execute(
+        "SELECT obj_description(to_regclass(%s), 'pg_class') = %s, "
+        "(SELECT coalesce(sum(chunk_count), 0) FROM namespaces)",
+        (f"{pg.SCHEMA}.{table}", KEPT),
+    ).fetchone()
+    if kept:
+        return True
+    if chunks <= HNSW_MIN_ROWS:
+        return False
+    (rows,) = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT %s) t", (HNSW_MIN_ROWS + 1,)).fetchone()
+    return bool(rows > HNSW_MIN_ROWS)
+
+
 def _build_if_missing(conn: Any, table: str | None) -> None:
-    """Build the index when it is missing or invalid and no loader is still writing."""
-    if table is None or index_state(conn, table) == "valid":
+    """Build the index when it is missing (or invalid), ``wanted``, and no loader is still writing."""
+    if table is None:
+        return
+    state = index_state(conn, table)
+    if state == "valid" or (state == "missing" and not wanted(conn, table)):
         return
     if not pg.try_session_lock(conn, _load_lock(table)):
         return  # another load is running: its end builds it
     try:
         if index_state(conn, table) == "invalid" and not _drop_index(conn, table):
             return  # the table is busy: the next sync builds it
-        if index_state(conn, table) == "missing":
+        if index_state(conn, table) == "missing" and wanted(conn, table):
             (ext,) = conn.execute(
                 "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
                 "WHERE e.extname = 'vector'"
@@ -226,6 +266,7 @@ def _build_if_missing(conn: Any, table: str | None) -> None:
                         f'CREATE INDEX IF NOT EXISTS {index_name(table)} ON {pg.SCHEMA}.{table} '
                         f'USING hnsw (embedding "{ext}".vector_cosine_ops)'
                     )
+                    conn.execute(f"COMMENT ON TABLE {pg.SCHEMA}.{table} IS '{KEPT}'")
             except Exception as exc:
                 if not pg.is_lock_timeout(exc):
                     raise

