@@ -60,8 +60,10 @@ def test_a_warm_search_scans_the_matrix_and_follows_another_writer(root: Path, p
         sent = _record_statements(monkeypatch)
         assert memory.search("penicillin allergy", mode="hybrid") == second
         assert not [s for s in sent if "hnsw" in s or "<=>" in s or "pg_export_snapshot" in s], sent
-        # BEGIN with the totals, generations and meta; bm25; the rows read back; COMMIT.
-        assert len(sent) == 4 and sent[0].startswith("BEGIN") and sent[-1] == "COMMIT", sent
+        # BEGIN with the totals, generations and meta, and bm25 in the same string (store/postgres/first.py);
+        # the rows read back; COMMIT.
+        assert len(sent) == 3 and sent[0].startswith("BEGIN") and sent[-1] == "COMMIT", sent
+        assert "FROM namespaces" in sent[0] and "FROM unnest(" in sent[0], sent
         assert memory.engine.vector_side._conn is None
         sent.clear()
 

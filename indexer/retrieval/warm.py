@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from indexer.errors import IndexerError, UsageError
 from indexer.store import Engine, VectorCache
 
 from .matrix import NumpyVectors
@@ -80,12 +81,29 @@ class VectorPath:
         return self.matrix.current(store, fetch, hashes=store.search_chunk_hashes)
 
     def matrix_now(self) -> NumpyVectors:
-        """The in-memory matrix of every vector as of now (loaded or brought up to date)."""
+        """The in-memory matrix of every vector as of now (loaded or brought up to date); a
+        snapshot that found the index changed since it began (PostgreSQL) is read again once,
+        as a search is. Raises UsageError when no matrix is kept (over the bound, no vectors)."""
         self.searches = max(self.searches, MATRIX_FROM_SEARCH - 1)
-        with self.engine.search_snapshot():
-            source = self.source()
-        assert isinstance(source, NumpyVectors)
+        try:
+            source = self._source_now()
+        except IndexerError as exc:
+            if not self.engine.reconnected(exc):
+                raise
+            if self.engine.connection_replaced:
+                self.engine.connection_replaced = False
+                self.forget()
+            source = self._source_now()
+        if not isinstance(source, NumpyVectors):
+            raise UsageError(
+                "the searched vectors are not kept in memory: over the in-memory matrix's bound "
+                f"({matrix_bound(self._dimensions())} chunks of this model), or no vectors are stored"
+            )
         return source
+
+    def _source_now(self) -> VectorSource:
+        with self.engine.search_snapshot():
+            return self.source()
 
     def started(
         self, source: VectorSource, *, query_vector: np.ndarray | None, embed: Callable[[], np.ndarray] | None, k: int

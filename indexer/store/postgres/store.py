@@ -92,7 +92,7 @@ class PgStore(PgWrites, PgSearch, PgChecks):
         was kept from it (term counts) is then read again (a restored server may differ)."""
         lost = self._conn is not None and bool(self._conn.broken or self._conn.closed)
         if lost:
-            self._term_counts = None
+            self._term_counts = self._kept_row = None
         return lost
 
     def _namespace_id(self, *, create: bool) -> int:
