@@ -7,8 +7,8 @@ in memory (a server's HNSW index) is always asked. A warm matrix search starts o
 thread (with the query's embedding, for a local model) so that it overlaps the keyword
 query (vectors.Prefetched); the engine's own index may run in parallel its own way.
 A server's engine (PostgreSQL) keeps the matrix only while the searched namespaces hold
-at most ``MATRIX_MAX_CHUNKS`` chunks (``matrix_fits``): above, its HNSW index, and memory
-stays bounded.
+at most ``MATRIX_MAX_CHUNKS`` chunks (``matrix_fits``; once loaded, until a tenth more): above,
+its HNSW index, and memory stays bounded.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ MATRIX_FROM_SEARCH = 2
 # 200K chunks of 1,024 dimensions would be 1 GB).
 MATRIX_MAX_CHUNKS = 200_000
 MATRIX_DIMENSIONS = 384
+# A loaded matrix is kept until the namespaces hold a tenth more than the bound (hysteresis:
+# a set hovering at the bound would load and drop every vector again and again).
+MATRIX_MARGIN = 10
 
 
 def matrix_bound(dimensions: int) -> int:
@@ -69,7 +72,10 @@ class VectorPath:
             return Vec0Vectors(store)
         if self.matrix is None and self.searches < MATRIX_FROM_SEARCH and self.engine.uses_vector_index():
             return Vec0Vectors(store)
-        if not self.engine.matrix_fits(matrix_bound(self._dimensions())):
+        bound = matrix_bound(self._dimensions())
+        if self.matrix is not None:  # a loaded matrix is dropped only well over the bound, not at each chunk across it
+            bound += bound // MATRIX_MARGIN
+        if not self.engine.matrix_fits(bound):
             # Memory stays bounded: a server's index while the namespaces are this large
             # (and a server's store without vectors has none to load).
             self.matrix = None

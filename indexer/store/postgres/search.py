@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from indexer.retrieval.filters import SearchFilters
-from indexer.store.records import BM25_B, BM25_K1, ChunkRow, bm25_idf
+from indexer.store.records import BM25_B, BM25_K1, ChunkRow, SearchedHashes, bm25_idf
 from indexer.store.tokenizer import stems
 
 from .first import MATRIX_META, PgFirstStatement  # noqa: F401 - MATRIX_META re-exported
@@ -149,18 +149,29 @@ class PgSearch(PgFirstStatement):
             return found[0], blocks[0]
         return np.concatenate(found), np.concatenate(blocks)
 
-    def search_chunk_hashes(self) -> list[tuple[int, str]]:
+    def search_chunk_hashes(self, since: Any = None) -> SearchedHashes:
         """(chunk id, text hash) of the searched namespaces' chunks with a vector in this
         namespace's vector table (``chunk_hashes``: this namespace's), through this connection:
         row-level security hides ungranted ones. A namespace of another model keeps its
-        vectors in another table: its chunks are not asked for again at every refresh (review)."""
+        vectors in another table: its chunks are not asked for again at every refresh (review).
+        ``since``: a ``data_version`` of this model: only the namespaces whose generation
+        changed since (or that came or went) are read (a write changes one namespace's chunks:
+        the others' are not read again)."""
         table = self.search_vector_table()
-        if table is None:
-            return []
-        return self.connection.execute(
-            f"SELECT c.id, c.hash FROM chunks c JOIN {table} v ON v.chunk_id = c.id WHERE c.ns = ANY(%s) ORDER BY c.id",
-            (self.search_ids(),),
+        ids = self.search_ids()
+        changed = None
+        version = self.data_version()
+        if since is not None and tuple(since[2:]) == tuple(version[2:]):
+            before, now = dict(zip(since[0], since[1])), dict(zip(version[0], version[1]))
+            changed = frozenset(ns for ns in before.keys() | now.keys() if before.get(ns) != now.get(ns))
+            ids = [ns for ns in ids if ns in changed]
+        if table is None or not ids:
+            return SearchedHashes([], [], changed)
+        rows = self.connection.execute(
+            f"SELECT c.id, c.hash, c.ns FROM chunks c JOIN {table} v ON v.chunk_id = c.id WHERE c.ns = ANY(%s) ORDER BY c.id",
+            (ids,),
         ).fetchall()
+        return SearchedHashes([(cid, digest) for cid, digest, _ in rows], [ns for _, _, ns in rows], changed)
 
     # -- keyword search ------------------------------------------------------------
     def stem(self, text: str) -> list[str]:
