@@ -430,3 +430,22 @@ def test_vector_matrix_over_the_bound_is_a_clear_error(root: Path, pg_url: str, 
     monkeypatch.setattr(warm, "MATRIX_MAX_CHUNKS", 1)
     with open_index(settings, embedder=RecordingEmbedder()) as memory, pytest.raises(UsageError, match="not kept in memory"):
         memory.vector_matrix()
+
+
+def test_a_search_after_this_process_wrote_does_not_assume_the_state_before(
+    root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer's own sync changes the state its next search would assume: that search reads
+    its first statement first instead of finding the change and running again."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        memory.search("penicillin allergy", mode="hybrid")
+        write(root, "notes/new.md", "# Zebra\n\nThe zebra crossing on Elm street.\n")
+        memory.sync()
+        sent = _record_statements(monkeypatch)
+        assert memory.search("zebra", mode="hybrid")[0].path == "notes/new.md"
+        assert "ROLLBACK" not in sent and sent[0].startswith("BEGIN") and "FROM unnest(" not in sent[0], sent
+        sent.clear()
+        assert memory.search("zebra", mode="hybrid")[0].path == "notes/new.md"
+    assert len(sent) == 3 and "FROM unnest(" in sent[0], sent  # the next one assumes again

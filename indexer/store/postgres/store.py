@@ -67,10 +67,14 @@ class PgStore(PgWrites, PgSearch, PgChecks):
     # -- connection ---------------------------------------------------------------
     @property
     def connection(self) -> Any:
-        """The live connection; inside a read snapshot, with the snapshot begun (search.py)."""
+        """The live connection; inside a read snapshot, with the snapshot begun (search.py).
+        Used outside one (a write, most likely this process's own), the next search reads its
+        first statement before assuming anything (first.py): it would find the state changed."""
         conn = self._live_connection()
         if self._snapshot is not None:
             self.begin_snapshot(conn)
+        else:
+            self._kept_row = None
         return conn
 
     def _live_connection(self) -> Any:
