@@ -22,7 +22,8 @@ on SQLite and then on PostgreSQL, so both engines see the same load. Reported pe
 p50 / p95 / mean ms; the PostgreSQL ÷ SQLite ratios; and the statements a PostgreSQL search
 sends (psycopg cursor calls on both its connections, and this tree's scans sent through libpq,
 counted in a pass before the timing; a BEGIN or COMMIT sent by psycopg's ``transaction()``, as
-an older base commit does, is not one); and
+an older base commit does, is not one; one string of several statements is one) and the round
+trips it waits for (the cursor calls: what is sent through libpq is not waited for); and
 the CPU time per search: the searcher process's for each engine, and the PostgreSQL server
 processes serving its connection(s), from /proc (0 when the server is not local).
 
@@ -76,11 +77,12 @@ def searcher(job: dict[str, Any]) -> dict[str, Any]:
         for query in queries:  # warm: connections, SQLite's in-memory matrix, caches
             lite.search(query)
             pg.search(query)
-        sent = [0]
+        sent, waited = [0], [0]
         original = psycopg.Cursor.execute
 
         def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
             sent[0] += 1
+            waited[0] += 1  # a cursor's execute waits for the answer: one round trip
             return original(self, *args, **kwargs)
 
         psycopg.Cursor.execute = counted  # type: ignore[method-assign]
@@ -102,6 +104,7 @@ def searcher(job: dict[str, Any]) -> dict[str, Any]:
         if raw_send is not None:
             nowait.send = raw_send  # type: ignore[union-attr]
         statements = sent[0] / min(40, len(queries))
+        round_trips = waited[0] / min(40, len(queries))
         side = getattr(getattr(pg.engine, "vector_side", None), "_conn", None)  # this tree's second connection
         backends = [pg.store.connection.info.backend_pid] + ([side.info.backend_pid] if side is not None else [])
         _wait_for_go()
@@ -125,7 +128,8 @@ def searcher(job: dict[str, Any]) -> dict[str, Any]:
         "postgresql_client": round(client_cpu["postgresql"] / n * 1000, 2),
         "postgresql_server": round(server / n * 1000, 2),  # the search's backends (one or two)
     }
-    return {"samples_ms": samples, "statements_per_search": round(statements, 1), "cpu_ms_per_search": cpu_ms}
+    return {"samples_ms": samples, "statements_per_search": round(statements, 1),
+            "round_trips_per_search": round(round_trips, 1), "cpu_ms_per_search": cpu_ms}  # fmt: skip
 
 
 def cold(job: dict[str, Any]) -> dict[str, Any]:
@@ -240,6 +244,7 @@ def run_phase(
         k: round(pg[k] / lite[k], 2) for k in ("p50_ms", "p95_ms", "mean_ms")
     }
     out["statements_per_search"] = found["statements_per_search"]
+    out["round_trips_per_search"] = found["round_trips_per_search"]
     out["cpu_ms_per_search"] = found["cpu_ms_per_search"]
     if writers:
         synced = sum(len(w["sync_ms"]) for w in results[1:])
@@ -371,12 +376,13 @@ def print_table(results: dict[str, Any]) -> None:
     if "cold" in results:
         print("\none-shot hybrid search, medians:", json.dumps(results["cold"]))
     head = f"{'side / phase':22}{'SQLite p50/mean':>18}{'PG p50/mean':>16}{'PG÷SQLite p50/mean':>22}{'statements':>12}"
-    print(f"\n{head}{'CPU ms: SQLite | PG client + server':>38}")
+    print(f"\n{head}{'round trips':>12}{'CPU ms: SQLite | PG client + server':>38}")
     for run in results["runs"]:
         lite, pg, ratio, cpu = run["sqlite"], run["postgresql"], run["ratio"], run["cpu_ms_per_search"]
         print(f"{run['side'] + str(run['round']) + ' ' + run['phase']:22}"
               f"{lite['p50_ms']:>9.1f} /{lite['mean_ms']:>6.1f}{pg['p50_ms']:>9.1f} /{pg['mean_ms']:>5.1f}"
               f"{ratio['p50_ms']:>14.2f} /{ratio['mean_ms']:>5.2f}{run['statements_per_search']:>12}"
+              f"{run['round_trips_per_search']:>12}"
               f"{cpu['sqlite']:>14.1f} | {cpu['postgresql_client']:.1f} + {cpu['postgresql_server']:.1f}")  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from test_pg_access import Server, db, grant, memdex, two_agents  # noqa: F401 -
 from test_pg_search import FixedQuery, _record_statements
 
 from indexer import make_settings, open_index
+from indexer.errors import UsageError
 from indexer.retrieval import warm
 from indexer.retrieval.filters import make_filters
 from indexer.retrieval.matrix import NumpyVectors
@@ -37,7 +38,7 @@ def _indexed(root: Path, url: str) -> Any:
 def _server_vectors(memory: Any) -> dict[int, bytes]:
     """chunk id -> vector bytes of the searched namespaces, as the server holds them now."""
     with memory.engine.search_snapshot():
-        ids = [cid for cid, _ in memory.store.search_chunk_hashes()]
+        ids = [cid for cid, _ in memory.store.search_chunk_hashes().pairs]
         found, rows = memory.store.vectors_of(ids)
     return {int(cid): row.astype(np.float32).tobytes() for cid, row in zip(found, rows)}
 
@@ -60,8 +61,10 @@ def test_a_warm_search_scans_the_matrix_and_follows_another_writer(root: Path, p
         sent = _record_statements(monkeypatch)
         assert memory.search("penicillin allergy", mode="hybrid") == second
         assert not [s for s in sent if "hnsw" in s or "<=>" in s or "pg_export_snapshot" in s], sent
-        # BEGIN with the totals, generations and meta; bm25; the rows read back; COMMIT.
-        assert len(sent) == 4 and sent[0].startswith("BEGIN") and sent[-1] == "COMMIT", sent
+        # BEGIN with the totals, generations and meta, and bm25 in the same string (store/postgres/first.py);
+        # the rows read back; COMMIT.
+        assert len(sent) == 3 and sent[0].startswith("BEGIN") and sent[-1] == "COMMIT", sent
+        assert "FROM namespaces" in sent[0] and "FROM unnest(" in sent[0], sent
         assert memory.engine.vector_side._conn is None
         sent.clear()
 
@@ -290,3 +293,159 @@ def test_the_matrix_loads_in_blocks(root: Path, pg_url: str, monkeypatch: pytest
         assert _matrix(memory) == whole and len(whole) > 3
     loads = [s for s in sent if s.startswith("SELECT chunk_id, embedding FROM")]
     assert len(loads) == -(-len(whole) // 3)
+
+
+def _sync(settings: Any) -> None:
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as writer:
+        writer.sync()
+
+
+def _chunks(url: str, namespace: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM memdex.chunks c JOIN memdex.namespaces n ON n.id = c.ns WHERE n.name = %s", (namespace,)
+        ).fetchone()[0]
+
+
+def test_a_write_to_one_namespace_reads_again_only_its_chunks(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A matrix of two namespaces, after a write to one (a new file, an edit, a delete): the
+    refresh reads that namespace's (id, hash) pairs alone, and the matrix is the server's."""
+    a = _indexed(root / "a", pg_url)
+    fill(root / "b", {f"notes/n{i}.md": f"# N{i}\n\nbike lake note {i}\n" for i in range(12)})
+    b = make_settings(root / "b", pg_url, namespace=f"test-{uuid.uuid4().hex[:10]}")
+    _sync(b)
+    read: list[Any] = []
+    real = pg_search.PgSearch.search_chunk_hashes
+
+    def recording(self: Any, since: Any = None) -> Any:
+        found = real(self, since)
+        read.append(found)
+        return found
+
+    monkeypatch.setattr(pg_search.PgSearch, "search_chunk_hashes", recording)
+    reader = replace(a, search_namespaces=(a.namespace_name, b.namespace_name))
+    with open_index(reader, embedder=RecordingEmbedder()) as memory:
+        memory.search("bike lake", mode="hybrid")
+        memory.search("bike lake", mode="hybrid")
+        assert len(read) == 1 and read[0].changed is None and len(read[0].pairs) == len(_matrix(memory))
+        write(root / "b", "notes/n0.md", "# N0\n\nzebra crossing\n")
+        write(root / "b", "notes/new.md", "# New\n\nzebra lake\n")
+        (root / "b" / "notes" / "n1.md").unlink()
+        _sync(b)
+        assert {h.path for h in memory.search("zebra", mode="hybrid")} >= {"notes/n0.md", "notes/new.md"}
+        assert len(read) == 2 and len(read[1].changed) == 1, read
+        assert len(read[1].pairs) == _chunks(pg_url, b.namespace_name) < len(_matrix(memory))
+        assert _matrix(memory) == _server_vectors(memory)
+
+
+def test_a_refresh_sends_no_meta_statement_of_its_own(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refresh after a write reads meta from the snapshot's first statement (no round trip)."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        memory.search("penicillin allergy", mode="hybrid")
+        write(root, "notes/new.md", "# Zebra\n\nThe zebra crossing on Elm street.\n")
+        _sync(settings)
+        refreshes = memory._vectors.matrix.refreshes
+        sent = _record_statements(monkeypatch)
+        assert memory.search("zebra", mode="hybrid")[0].path == "notes/new.md"
+        assert memory._vectors.matrix.refreshes == refreshes + 1
+    assert not [s for s in sent if "FROM meta WHERE ns = %s" in s], sent
+    assert _matrix(memory) == _server_vectors(memory)
+
+
+def test_a_search_that_sends_nothing_still_checks_what_it_assumed(root: Path, pg_url: str) -> None:
+    """A warm search assumes the last snapshot's state until it sends a statement. A vector
+    search of an empty namespace sends none (no candidates, no rows to read back): its
+    snapshot still checks the state at its end, and a write since is found."""
+    settings = _indexed(root, pg_url)
+    for path in list(root.rglob("*.md")):
+        path.unlink()
+    _sync(settings)
+    query = FixedQuery(RecordingEmbedder().embed(["zebra crossing"])[0])
+    with open_index(settings, embedder=query) as memory:
+        assert memory.search("zebra", mode="vector") == []
+        assert memory.search("zebra", mode="vector") == [] and memory._vectors.matrix is not None
+        write(root, "notes/new.md", "# Zebra\n\nzebra crossing\n")
+        _sync(settings)
+        assert [h.path for h in memory.search("zebra", mode="vector")] == ["notes/new.md"]
+
+
+def test_a_same_size_model_change_that_keeps_every_chunk_reloads_the_matrix(root: Path, pg_url: str) -> None:
+    """Another model of the same size whose vectors replace the old ones with every chunk's id,
+    text and the namespace's generation unchanged: only meta says so (MATRIX_META in the
+    version), and every row is read again (no hash changed)."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        memory.search("penicillin allergy", mode="hybrid")
+        before = _matrix(memory)
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            ns = other.execute("SELECT id FROM memdex.namespaces WHERE name = %s", (settings.namespace_name,)).fetchone()[0]
+            with other.transaction():
+                other.execute("UPDATE memdex.chunk_vectors_16 SET embedding = (SELECT array_agg(-x)::vector FROM unnest(embedding::real[]) x) WHERE ns = %s", (ns,))
+                other.execute("UPDATE memdex.meta SET value = 'test/other' WHERE ns = %s AND key = 'model'", (ns,))
+        after = memory.vector_matrix()
+        assert _matrix(memory) == _server_vectors(memory) and len(after.ids) == len(before)
+        assert not set(_matrix(memory).values()) & set(before.values())
+
+
+def test_a_loaded_matrix_is_dropped_only_a_tenth_over_the_bound(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hysteresis: a loaded matrix is kept up to a tenth over the bound; once dropped, it is
+    loaded again only at the bound (a set hovering at it would load and drop every vector)."""
+    fill(root, {f"notes/n{i}.md": f"# N{i}\n\nbike lake note {i}\n" for i in range(30)})
+    settings = make_settings(root, pg_url, namespace=f"test-{uuid.uuid4().hex[:10]}")
+    _sync(settings)
+    bound = _chunks(pg_url, settings.namespace_name)
+    monkeypatch.setattr(warm, "MATRIX_MAX_CHUNKS", bound)
+
+    def grow_to(total: int) -> None:
+        for i in range(total - _chunks(pg_url, settings.namespace_name)):
+            write(root, f"extra/e{uuid.uuid4().hex[:8]}.md", f"# E\n\nextra note {i}\n")
+        for path in sorted((root / "extra").glob("*.md"))[: max(0, _chunks(pg_url, settings.namespace_name) - total)]:
+            path.unlink()
+        _sync(settings)
+        assert _chunks(pg_url, settings.namespace_name) == total
+
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("bike lake", mode="hybrid")
+        memory.search("bike lake", mode="hybrid")
+        assert memory._vectors.warm
+        grow_to(bound + bound // 10)
+        memory.search("bike lake", mode="hybrid")
+        assert memory._vectors.warm  # a tenth over: kept
+        grow_to(bound + bound // 10 + 1)
+        memory.search("bike lake", mode="hybrid")
+        assert not memory._vectors.warm  # dropped
+        grow_to(bound + 1)
+        memory.search("bike lake", mode="hybrid")
+        assert not memory._vectors.warm  # not loaded again above the bound
+        grow_to(bound)
+        memory.search("bike lake", mode="hybrid")
+        assert memory._vectors.warm
+
+
+def test_vector_matrix_over_the_bound_is_a_clear_error(root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _indexed(root, pg_url)
+    monkeypatch.setattr(warm, "MATRIX_MAX_CHUNKS", 1)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory, pytest.raises(UsageError, match="not kept in memory"):
+        memory.vector_matrix()
+
+
+def test_a_search_after_this_process_wrote_does_not_assume_the_state_before(
+    root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer's own sync changes the state its next search would assume: that search reads
+    its first statement first instead of finding the change and running again."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, write=True, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        memory.search("penicillin allergy", mode="hybrid")
+        write(root, "notes/new.md", "# Zebra\n\nThe zebra crossing on Elm street.\n")
+        memory.sync()
+        sent = _record_statements(monkeypatch)
+        assert memory.search("zebra", mode="hybrid")[0].path == "notes/new.md"
+        assert "ROLLBACK" not in sent and sent[0].startswith("BEGIN") and "FROM unnest(" not in sent[0], sent
+        sent.clear()
+        assert memory.search("zebra", mode="hybrid")[0].path == "notes/new.md"
+    assert len(sent) == 3 and "FROM unnest(" in sent[0], sent  # the next one assumes again

@@ -18,10 +18,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from typing import Any
 
 import numpy as np
 
 from indexer.store import IndexStore
+from indexer.store.records import SearchedHashes
 
 from .matrix import Int8Rows, NumpyVectors, kept_then
 
@@ -40,40 +42,56 @@ class LiveMatrix:
         self.identity: tuple[str | None, str | None] | None = None
         self.hashes: dict[int, str] = {}
         self.vectors = NumpyVectors([], np.zeros((0, dimensions), dtype=np.float32))
+        self.groups = np.zeros(0, dtype=np.int64)  # each row's group (SearchedHashes.groups), in row order
         self.refreshes = 0  # how many times the index had changed (for tests and benchmarks)
 
     def current(
-        self, store: IndexStore, fetch: Fetch, *, hashes: Callable[[], Sequence[tuple[int, str]]] | None = None
+        self, store: IndexStore, fetch: Fetch, *, hashes: Callable[[Any], SearchedHashes] | None = None
     ) -> NumpyVectors:
-        """The matrix as of the caller's read snapshot (call inside it); ``hashes``: the
-        (chunk id, text hash) of the chunks searched (default ``store.chunk_hashes``)."""
+        """The matrix as of the caller's read snapshot (call inside it); ``hashes(since)``: the
+        searched chunks' (chunk id, text hash), or only those changed since the version
+        ``since`` (default: every chunk's, ``store.chunk_hashes``)."""
         version = store.data_version()
         if version == self.version:
             return self.vectors
         meta = store.meta()
         identity = (meta.get("model"), meta.get("dimensions"))
+        since = self.version
         if identity != self.identity:  # another model (maybe of another size): every row anew
             self.dimensions = int(identity[1]) if str(identity[1]).isdigit() else self.dimensions
             self.hashes, self.vectors = {}, NumpyVectors([], np.zeros((0, self.dimensions), dtype=np.float32))
-        self._refresh(dict((hashes or store.chunk_hashes)()), fetch)
+            self.groups, since = self.groups[:0], None
+        self._refresh(hashes(since) if hashes is not None else SearchedHashes(store.chunk_hashes()), fetch)
         self.version, self.identity = version, identity
         self.refreshes += 1
         return self.vectors
 
-    def _refresh(self, current: dict[int, str], fetch: Fetch) -> None:
+    def _refresh(self, found: SearchedHashes, fetch: Fetch) -> None:
         old_ids, old_matrix = self.vectors.ids, self.vectors.matrix
-        keep = np.fromiter(
-            (self.hashes.get(cid) == current.get(cid) for cid in old_ids.tolist()), dtype=bool, count=len(old_ids)
+        current = dict(found.pairs)
+        # Rows of the groups read again keep their place when their hash is unchanged; rows
+        # of the other groups are not looked at (a write changes one namespace's chunks).
+        if found.changed is None:
+            looked = np.arange(len(old_ids))
+            keep = np.zeros(len(old_ids), dtype=bool)
+        else:
+            looked = np.flatnonzero(np.isin(self.groups, np.fromiter(found.changed, dtype=np.int64)))
+            keep = np.ones(len(old_ids), dtype=bool)
+        keep[looked] = np.fromiter(
+            (self.hashes.get(cid) == current.get(cid) for cid in old_ids[looked].tolist()), dtype=bool, count=len(looked)
         )
-        kept_ids = old_ids[keep]
-        kept = set(kept_ids.tolist())
-        added = [(cid, digest) for cid, digest in current.items() if cid not in kept]
+        gone = old_ids[looked[~keep[looked]]].tolist()
+        added = [(cid, digest) for cid, digest in current.items() if self.hashes.get(cid) != digest]
         new_ids, new_rows = fetch(added) if added else (np.zeros(0, np.int64), old_matrix[:0])
         if not len(new_ids) or new_rows.shape[1] != self.dimensions:  # none found: (0, 0) rows would not stack
             new_ids, new_rows = new_ids[:0], old_matrix[:0]
         if len(new_ids) < len(added):
             log.warning("%d chunks have no stored vector; run 'memdex index'", len(added) - len(new_ids))
+        group_of = dict(zip((cid for cid, _ in found.pairs), found.groups)) if found.groups is not None and len(new_ids) else {}
+        new_groups = np.fromiter((group_of.get(cid, 0) for cid in new_ids.tolist()), dtype=np.int64, count=len(new_ids))
+        kept_ids = old_ids[keep]
         ids = np.concatenate([kept_ids, new_ids])
+        groups = np.concatenate([self.groups[keep], new_groups])
         int8 = self.vectors.int8  # the rows' int8 copy (matrix.py): kept rows keep theirs
         if not len(kept_ids):  # the first load (or nothing kept): the fetched matrix as it is, not a copy
             matrix, int8 = (new_rows if len(new_ids) else old_matrix[:0]), None
@@ -82,8 +100,11 @@ class LiveMatrix:
         else:
             matrix = kept_then(old_matrix, keep, new_rows)
             int8 = int8.kept_then(keep, Int8Rows.of(new_rows)) if int8 is not None else None
-        self.vectors = NumpyVectors(ids, matrix, int8=int8)
-        self.hashes = {cid: current[cid] for cid in self.vectors.ids.tolist()}
+        self.vectors = NumpyVectors(ids, matrix, int8=int8)  # rows in id order (as ``groups``, below)
+        self.groups = groups[np.argsort(ids, kind="stable")]
+        for cid in gone:
+            self.hashes.pop(cid, None)
+        self.hashes.update((cid, current[cid]) for cid in new_ids.tolist())
 
 
 class Prefetched:

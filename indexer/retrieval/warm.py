@@ -7,8 +7,8 @@ in memory (a server's HNSW index) is always asked. A warm matrix search starts o
 thread (with the query's embedding, for a local model) so that it overlaps the keyword
 query (vectors.Prefetched); the engine's own index may run in parallel its own way.
 A server's engine (PostgreSQL) keeps the matrix only while the searched namespaces hold
-at most ``MATRIX_MAX_CHUNKS`` chunks (``matrix_fits``): above, its HNSW index, and memory
-stays bounded.
+at most ``MATRIX_MAX_CHUNKS`` chunks (``matrix_fits``; once loaded, until a tenth more): above,
+its HNSW index, and memory stays bounded.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from indexer.errors import IndexerError, UsageError
 from indexer.store import Engine, VectorCache
 
 from .matrix import NumpyVectors
@@ -32,6 +33,9 @@ MATRIX_FROM_SEARCH = 2
 # 200K chunks of 1,024 dimensions would be 1 GB).
 MATRIX_MAX_CHUNKS = 200_000
 MATRIX_DIMENSIONS = 384
+# A loaded matrix is kept until the namespaces hold a tenth more than the bound (hysteresis:
+# a set hovering at the bound would load and drop every vector again and again).
+MATRIX_MARGIN = 10
 
 
 def matrix_bound(dimensions: int) -> int:
@@ -68,7 +72,10 @@ class VectorPath:
             return Vec0Vectors(store)
         if self.matrix is None and self.searches < MATRIX_FROM_SEARCH and self.engine.uses_vector_index():
             return Vec0Vectors(store)
-        if not self.engine.matrix_fits(matrix_bound(self._dimensions())):
+        bound = matrix_bound(self._dimensions())
+        if self.matrix is not None:  # a loaded matrix is dropped only well over the bound, not at each chunk across it
+            bound += bound // MATRIX_MARGIN
+        if not self.engine.matrix_fits(bound):
             # Memory stays bounded: a server's index while the namespaces are this large
             # (and a server's store without vectors has none to load).
             self.matrix = None
@@ -80,12 +87,29 @@ class VectorPath:
         return self.matrix.current(store, fetch, hashes=store.search_chunk_hashes)
 
     def matrix_now(self) -> NumpyVectors:
-        """The in-memory matrix of every vector as of now (loaded or brought up to date)."""
+        """The in-memory matrix of every vector as of now (loaded or brought up to date); a
+        snapshot that found the index changed since it began (PostgreSQL) is read again once,
+        as a search is. Raises UsageError when no matrix is kept (over the bound, no vectors)."""
         self.searches = max(self.searches, MATRIX_FROM_SEARCH - 1)
-        with self.engine.search_snapshot():
-            source = self.source()
-        assert isinstance(source, NumpyVectors)
+        try:
+            source = self._source_now()
+        except IndexerError as exc:
+            if not self.engine.reconnected(exc):
+                raise
+            if self.engine.connection_replaced:
+                self.engine.connection_replaced = False
+                self.forget()
+            source = self._source_now()
+        if not isinstance(source, NumpyVectors):
+            raise UsageError(
+                "the searched vectors are not kept in memory: over the in-memory matrix's bound "
+                f"({matrix_bound(self._dimensions())} chunks of this model), or no vectors are stored"
+            )
         return source
+
+    def _source_now(self) -> VectorSource:
+        with self.engine.search_snapshot():
+            return self.source()
 
     def started(
         self, source: VectorSource, *, query_vector: np.ndarray | None, embed: Callable[[], np.ndarray] | None, k: int

@@ -26,7 +26,7 @@ from indexer.retrieval.filters import SearchFilters
 from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp
 
-from .records import ChunkRow, FileRecord, FileState, SkippedFile
+from .records import ChunkRow, FileRecord, FileState, SearchedHashes, SkippedFile
 
 Report = TypeVar("Report", covariant=True)
 TakeLock = Callable[[], Any]  # takes the root's writer lock (a handle to close), or raises LockedError
@@ -69,7 +69,9 @@ class IndexStore(Protocol):
     def rebuild_vectors(self, dimensions: int, vectors_by_hash: dict[str, np.ndarray]) -> None: ...
     def vec_dimensions(self) -> int | None: ...
     def chunk_hashes(self) -> list[tuple[int, str]]: ...
-    def search_chunk_hashes(self) -> list[tuple[int, str]]: ...  # of the searched chunks (the matrix's rows)
+    # The searched chunks' (the matrix's rows); ``since``: a ``data_version`` the matrix is
+    # at (an engine may then send only what changed since; SQLite sends every chunk).
+    def search_chunk_hashes(self, since: Any = None) -> SearchedHashes: ...
     def keyword_candidates(
         self, terms: Sequence[str], limit: int, *, filters: SearchFilters | None = None
     ) -> list[tuple[int, float]]: ...

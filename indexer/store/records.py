@@ -63,6 +63,19 @@ class FileRecord:
 
 
 @dataclass(frozen=True)
+class SearchedHashes:
+    """(chunk id, text hash) of searched chunks with a vector: the in-memory matrix's rows
+    (retrieval/vectors.py). ``groups``: each pair's group (a server's namespace; None: one
+    group). ``changed`` None: every searched chunk is in ``pairs``; else only the chunks of
+    the groups ``changed`` (changed since the state the matrix asked about): the other
+    groups' rows are as they were."""
+
+    pairs: list[tuple[int, str]]
+    groups: list[int] | None = None
+    changed: frozenset[int] | None = None
+
+
+@dataclass(frozen=True)
 class ChunkRow:
     id: int
     path: str

@@ -11,21 +11,18 @@ from typing import Any
 import numpy as np
 
 from indexer.retrieval.filters import SearchFilters
-from indexer.store.records import BM25_B, BM25_K1, ChunkRow, bm25_idf
+from indexer.store.records import BM25_B, BM25_K1, ChunkRow, SearchedHashes, bm25_idf
 from indexer.store.tokenizer import stems
 
-from .snapshot import BEGIN_SNAPSHOT, PgSnapshot
+from .first import MATRIX_META, PgFirstStatement  # noqa: F401 - MATRIX_META re-exported
 from .text import ALL, MAX_EF_SEARCH, MAX_TERM_BYTES, filter_clause, vector_text
 
-# This namespace's meta that, changed, makes every vector a new one (the in-memory matrix reloads).
-MATRIX_META = ("model", "dimensions", "vec_dimensions")
 LOAD_BLOCK = 10_000  # vectors read per statement when the in-memory matrix loads
-MAX_COUNTED_TERMS = 50_000  # terms whose chunk counts are kept, per state of the searched namespaces
 
 
-class PgSearch(PgSnapshot):
+class PgSearch(PgFirstStatement):
     """The search half of ``PgStore`` (which provides ``connection``, ``ns``, ``unknown_namespace``
-    and ``_vec_table``); its read snapshots: ``snapshot.py``."""
+    and ``_vec_table``); its read snapshots: ``snapshot.py``, and their first statement: ``first.py``."""
 
     namespace: str  # this store's namespace (its id: ``ns``)
     access: Any  # access.Access: the role, and whether it owns the schema
@@ -33,7 +30,6 @@ class PgSearch(PgSnapshot):
     unknown_namespace: Any  # name -> the error for a namespace this role cannot see
     _search_names: tuple[str, ...]  # the namespaces searched by name ("*": all); empty: this one
     _names: dict[int, str] | None = None  # namespace_names()
-    _term_counts: tuple[Any, dict[str, int]] | None = None  # (namespaces' ids and generations, term -> chunks)
 
     def search_ids(self) -> list[int]:
         """Namespace ids a search covers: this one, the named ones, or every one ("*")."""
@@ -153,126 +149,33 @@ class PgSearch(PgSnapshot):
             return found[0], blocks[0]
         return np.concatenate(found), np.concatenate(blocks)
 
-    def data_version(self) -> Any:
-        """The state of what a search reads: the searched namespaces' ids and generations
-        (every write of a namespace's chunks bumps its generation) and this namespace's model
-        and vector table; inside a read snapshot, read by its first statement (``_totals``)."""
-        memo = self._snapshot
-        if memo is not None:
-            self._totals()
-            return memo.version
-        ids, generations = self.connection.execute(
-            "SELECT array_agg(id ORDER BY id), array_agg(generation ORDER BY id) FROM namespaces WHERE id = ANY(%s)",
-            (self.search_ids(),),
-        ).fetchone()
-        meta = self.meta()
-        return (tuple(ids or ()), tuple(generations or ()), *(meta.get(key) for key in MATRIX_META))
-
-    def search_chunk_hashes(self) -> list[tuple[int, str]]:
+    def search_chunk_hashes(self, since: Any = None) -> SearchedHashes:
         """(chunk id, text hash) of the searched namespaces' chunks with a vector in this
         namespace's vector table (``chunk_hashes``: this namespace's), through this connection:
         row-level security hides ungranted ones. A namespace of another model keeps its
-        vectors in another table: its chunks are not asked for again at every refresh (review)."""
+        vectors in another table: its chunks are not asked for again at every refresh (review).
+        ``since``: a ``data_version`` of this model: only the namespaces whose generation
+        changed since (or that came or went) are read (a write changes one namespace's chunks:
+        the others' are not read again)."""
         table = self.search_vector_table()
-        if table is None:
-            return []
-        return self.connection.execute(
-            f"SELECT c.id, c.hash FROM chunks c JOIN {table} v ON v.chunk_id = c.id WHERE c.ns = ANY(%s) ORDER BY c.id",
-            (self.search_ids(),),
+        ids = self.search_ids()
+        changed = None
+        version = self.data_version()
+        if since is not None and tuple(since[2:]) == tuple(version[2:]):
+            before, now = dict(zip(since[0], since[1])), dict(zip(version[0], version[1]))
+            changed = frozenset(ns for ns in before.keys() | now.keys() if before.get(ns) != now.get(ns))
+            ids = [ns for ns in ids if ns in changed]
+        if table is None or not ids:
+            return SearchedHashes([], [], changed)
+        rows = self.connection.execute(
+            f"SELECT c.id, c.hash, c.ns FROM chunks c JOIN {table} v ON v.chunk_id = c.id WHERE c.ns = ANY(%s) ORDER BY c.id",
+            (ids,),
         ).fetchall()
-
-    def searched_chunks(self, *, export: bool = False) -> int:
-        """Chunks in the searched namespaces (inside a read snapshot: its first statement's;
-        ``export``: that statement also exports the snapshot, for an HNSW scan in parallel)."""
-        return self._totals(export=export and self._snapshot is not None)[0]
-
-    def search_vector_table(self) -> str | None:
-        """The vector table searched (None: no vectors); inside a read snapshot, its first statement's."""
-        return self._totals()[2] if self._snapshot is not None else self._vec_table()
+        return SearchedHashes([(cid, digest) for cid, digest, _ in rows], [ns for _, _, ns in rows], changed)
 
     # -- keyword search ------------------------------------------------------------
     def stem(self, text: str) -> list[str]:
         return stems(text, query=True)
-
-    def term_document_counts(self, terms: Sequence[str]) -> tuple[int, dict[str, int]]:
-        """(chunks in the searched namespaces, chunks containing each stemmed term); inside a
-        read snapshot each term is counted once (counting a common term reads all its postings)."""
-        total = self._totals()[0]
-        wanted = set(terms)
-        memo = self._snapshot.counts if self._snapshot is not None else None
-        missing = wanted if memo is None else wanted - memo.keys()
-        counts: dict[str, int] = {}
-        if missing:
-            rows = self.connection.execute(
-                "SELECT term, count(*) FROM postings WHERE term = ANY(%s) AND ns = ANY(%s) GROUP BY term",
-                (list(missing), self.search_ids()),
-            )
-            counts = {term: int(count) for term, count in rows}
-        if memo is None:
-            return total, counts
-        memo.update((term, counts.get(term, 0)) for term in missing)
-        return total, {term: memo[term] for term in wanted if memo[term]}
-
-    def _totals(self, *, export: bool = False) -> tuple[int, int, str | None]:
-        """(chunks, tokens) of the searched namespaces and this namespace's vector table
-        (None: no vectors), in one statement with the namespaces' generations (the term
-        counts kept: ``_counts_of``) and meta (``search_meta``); read once per read snapshot (``export``: also
-        export the snapshot, for ``nearest_job``). As a read snapshot's first statement,
-        searching this namespace alone (the usual case), BEGIN goes with it: one
-        simple-protocol string, only ints spliced in."""
-        memo = self._snapshot
-        if memo is not None and memo.totals is not None:
-            if export and memo.exported is None:
-                (memo.exported,) = self.connection.execute("SELECT pg_export_snapshot()").fetchone()
-            return memo.totals
-        exporting = export and memo is not None
-        if memo is not None and memo.conn is None and not self._search_names:
-            conn = memo.conn = self._live_connection()
-            ns = int(self.ns)
-            cursor = conn.execute(
-                f"{BEGIN_SNAPSHOT}; SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint, "
-                f"(SELECT value FROM meta WHERE ns = {ns} AND key = 'vec_dimensions'), (SELECT sum(chunk_count) FROM namespaces), "
-                f"array_agg(id ORDER BY id), array_agg(generation ORDER BY id), (SELECT json_object_agg(key, value) FROM meta "
-                f"WHERE ns = {ns}){', pg_export_snapshot()' if exporting else ''} FROM namespaces WHERE id = {ns}"
-            )
-            cursor.nextset()  # past BEGIN's result
-            return self._remember_totals(cursor.fetchone(), export=exporting)
-        row = self.connection.execute(
-            "SELECT coalesce(sum(chunk_count), 0)::bigint, coalesce(sum(token_count), 0)::bigint, "
-            "(SELECT value FROM meta WHERE ns = %s AND key = 'vec_dimensions'), (SELECT sum(chunk_count) FROM namespaces), "
-            "array_agg(id ORDER BY id), array_agg(generation ORDER BY id), (SELECT json_object_agg(key, value) FROM meta "
-            f"WHERE ns = %s){', pg_export_snapshot()' if exporting else ''} FROM namespaces WHERE id = ANY(%s)",
-            (self.ns, self.ns, self.search_ids()),
-        ).fetchone()
-        return self._remember_totals(row, export=exporting)
-
-    def _remember_totals(self, row: Any, *, export: bool) -> tuple[int, int, str | None]:
-        chunks, tokens, dims, every, ids, generations = row[:6]
-        totals = (int(chunks), int(tokens), f"chunk_vectors_{int(dims)}" if dims and dims.isdigit() else None)
-        memo = self._snapshot
-        if memo is not None:
-            memo.totals = totals
-            # The schema's owner sees every namespace (row-level security binds other roles).
-            memo.whole = self.access.owner and int(chunks) >= int(every or 0)
-            version = (tuple(ids or ()), tuple(generations or ()))
-            memo.counts = self._counts_of(version)
-            meta = row[6] or {}
-            memo.version = (*version, *(meta.get(key) for key in MATRIX_META))
-            if export:
-                memo.exported = row[7]
-        self.remember_meta(dict(row[6] or {}))
-        return totals
-
-    def _counts_of(self, version: tuple[tuple[int, ...], tuple[int, ...]]) -> dict[str, int]:
-        """The term counts known for this state of the searched namespaces (their ids and
-        generations: every write that changes a namespace's postings bumps its generation in
-        the same transaction), kept across read snapshots: a term is counted once per state,
-        as SQLite counts it (a count reads all the term's postings; an idle process searches
-        the same state again and again)."""
-        kept = self._term_counts
-        if kept is None or kept[0] != version or len(kept[1]) > MAX_COUNTED_TERMS:
-            kept = self._term_counts = (version, {})
-        return kept[1]
 
     def keyword_candidates(
         self, terms: Sequence[str], limit: int, *, filters: SearchFilters | None = None
@@ -289,16 +192,16 @@ class PgSearch(PgSnapshot):
         idfs = [bm25_idf(total, counts.get(t, 0)) for t in lexemes]
         where, params = filter_clause(filters)
         joins = " JOIN chunks c ON c.id = p.chunk_id JOIN files f ON f.ns = c.ns AND f.path = c.path" if where else ""
-        rows = self.connection.execute(
-            "SELECT p.chunk_id, sum(q.idf * (p.freq * %(k1)s + p.freq) / "
-            "(p.freq + %(k1)s * (1 - %(b)s + %(b)s * p.length / %(avgdl)s))) AS score "
+        rows = self.with_first_statement(  # a warm search sends its snapshot's first statement with it
+            "SELECT p.chunk_id, sum(q.idf * (p.freq * %(k1)s::float8 + p.freq) / "
+            "(p.freq + %(k1)s::float8 * (1 - %(b)s::float8 + %(b)s::float8 * p.length / %(avgdl)s::float8))) AS score "
             "FROM unnest(%(terms)s::text[], %(idfs)s::float8[]) AS q(term, idf) "
             f"JOIN postings p ON p.term = q.term AND p.ns = ANY(%(ns)s){joins} "
             f"{'WHERE ' + where if where else ''} "
             "GROUP BY p.chunk_id ORDER BY score DESC, p.chunk_id LIMIT %(limit)s",
             {"k1": BM25_K1, "b": BM25_B, "avgdl": tokens / total, "terms": lexemes, "idfs": idfs, "ns": ids,
              "limit": limit, **params},
-        ).fetchall()  # fmt: skip
+        )  # fmt: skip
         return [(int(cid), float(score)) for cid, score in rows]
 
     def filtered_chunk_ids(self, filters: SearchFilters) -> FilteredChunks:

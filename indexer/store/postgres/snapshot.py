@@ -37,6 +37,8 @@ class SnapshotMemo:
     whole: bool = False  # the searched namespaces hold every chunk of every namespace (hnsw_sql's first pass)
     version: Any = None  # data_version(): the searched namespaces' ids and generations, the model
     conn: Any = None  # the connection BEGIN was sent on; None: not begun yet (sent with the first statement)
+    meta: dict[str, str] | None = None  # this namespace's meta, as the first statement read it
+    assumed: bool = False  # totals, version, meta: the last snapshot's, until the first statement is sent (first.py)
 
 
 BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"  # its COMMIT is not waited for: nothing to lose
@@ -103,6 +105,8 @@ class PgSnapshot:
         memo = self._snapshot = SnapshotMemo()  # what a search asks for more than once, read once
         try:
             yield
+            if memo.assumed and memo.conn is None:  # nothing sent: what it assumed is checked all the same
+                self.connection  # noqa: B018 - begins the snapshot with its first statement (first.py)
         except BaseException:
             conn = memo.conn
             if conn is not None and conn.info.transaction_status in (2, 3):  # in a transaction, failed or not (not a lost connection)

@@ -67,10 +67,14 @@ class PgStore(PgWrites, PgSearch, PgChecks):
     # -- connection ---------------------------------------------------------------
     @property
     def connection(self) -> Any:
-        """The live connection; inside a read snapshot, with the snapshot begun (search.py)."""
+        """The live connection; inside a read snapshot, with the snapshot begun (search.py).
+        Used outside one (a write, most likely this process's own), the next search reads its
+        first statement before assuming anything (first.py): it would find the state changed."""
         conn = self._live_connection()
         if self._snapshot is not None:
             self.begin_snapshot(conn)
+        else:
+            self._kept_row = None
         return conn
 
     def _live_connection(self) -> Any:
@@ -92,7 +96,7 @@ class PgStore(PgWrites, PgSearch, PgChecks):
         was kept from it (term counts) is then read again (a restored server may differ)."""
         lost = self._conn is not None and bool(self._conn.broken or self._conn.closed)
         if lost:
-            self._term_counts = None
+            self._term_counts = self._kept_row = None
         return lost
 
     def _namespace_id(self, *, create: bool) -> int:

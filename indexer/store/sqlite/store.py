@@ -21,7 +21,7 @@ from indexer.retrieval.filters import SearchFilters
 from indexer.sources.base import Chunk
 from indexer.sources.discover import FileStamp
 from indexer.store.records import (
-    BM25_WEIGHTS, ChunkRow, FileRecord, FileState, SkippedFile, batches as _batches,
+    BM25_WEIGHTS, ChunkRow, FileRecord, FileState, SearchedHashes, SkippedFile, batches as _batches,
     blob as _blob,
 )  # fmt: skip
 from indexer.store.sqlite.filters import filter_clause
@@ -253,8 +253,8 @@ class Store(WholeIndexReads):
         match = re.search(r"float\[(\d+)\]", row[0]) if row else None
         return int(match[1]) if match else None
 
-    def search_chunk_hashes(self) -> list[tuple[int, str]]:
-        return self.chunk_hashes()  # one index: every chunk is searched
+    def search_chunk_hashes(self, since: Any = None) -> SearchedHashes:
+        return SearchedHashes(self.chunk_hashes())  # one index: every chunk is searched
 
     def chunk_hashes(self) -> list[tuple[int, str]]:
         return list(self.connection.execute("SELECT id, hash FROM chunks ORDER BY id"))
