@@ -16,6 +16,8 @@ from conftest import RecordingEmbedder
 from test_pg_access import Server, db, grant  # noqa: F401 - db: a fixture
 from test_pg_write_path import DIMS, TABLE, folder, index_state, sync, vector_ids
 
+from indexer.api import open_index
+from indexer.config.settings import Settings
 from indexer.store.postgres import bulk
 from indexer.store.postgres.bulk import BULK_MIN_FILES
 
@@ -25,6 +27,12 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def url(own_pg_database: str) -> str:
     return own_pg_database
+
+
+def status_index(settings: Settings) -> str | None:
+    """What ``status`` tells of the vector table's index."""
+    with open_index(settings, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:
+        return memory.status()["vector_index"]
 
 
 def rows(url: str) -> int:
@@ -54,12 +62,12 @@ def test_the_sync_that_takes_the_table_past_the_threshold_builds_the_index(
 ) -> None:
     monkeypatch.setattr(bulk, "HNSW_MIN_ROWS", BULK_MIN_FILES + 20)
     root = folder(tmp_path / "one", BULK_MIN_FILES + 10)
-    sync(root, url, "one")
-    assert index_state(url) == "missing"
+    settings = sync(root, url, "one")
+    assert index_state(url) == "missing" == status_index(settings)  # status says searches scan exactly
     folder(root, BULK_MIN_FILES + 30)  # 20 files more: a small sync (the namespace is not empty) takes it past
     sync(root, url, "one")
     assert rows(url) == BULK_MIN_FILES + 30 > bulk.HNSW_MIN_ROWS
-    assert index_state(url) == "valid"
+    assert index_state(url) == "valid" == status_index(settings)
 
 
 

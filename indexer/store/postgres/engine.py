@@ -139,10 +139,13 @@ class PgEngine:
             "namespaces": self.store.namespaces(),
             "index_bytes": self.store.size_bytes(),
             "schema_version": pg.SCHEMA_VERSION,
+            "vector_index": self.store.vector_index_state(),
         }
 
     def vector_search_name(self) -> str:
-        return "pgvector-hnsw"
+        """pgvector: HNSW once the vector table is past ``bulk.HNSW_MIN_ROWS`` rows, an exact
+        scan below it (``status`` says which: ``vector_index``); a warm process scans its matrix."""
+        return "pgvector"
 
     def storage_checks(self) -> list[str]:
         return []  # the server checks its own pages; the rows are checked against the Markdown

@@ -30,6 +30,7 @@ from indexer.errors import ConfigError, SchemaError
 from indexer.sources.discover import FileStamp
 from indexer.store.records import FileState, SkippedFile
 
+from . import bulk
 from . import connection as pg
 from .access import Access, access_of, may_write, readable_names
 from .cache import PgEmbeddingCache
@@ -334,6 +335,12 @@ class PgStore(PgWrites, PgSearch, PgChecks):
     def _vec_table(self) -> str | None:
         dims = self.vec_dimensions()
         return f"chunk_vectors_{dims}" if dims else None
+
+    def vector_index_state(self) -> str | None:
+        """Whether this namespace's vector table has its HNSW index (``valid``; ``missing``
+        below ``bulk.HNSW_MIN_ROWS`` rows: searches scan exactly), None without vectors."""
+        table = self._vec_table()
+        return None if table is None else bulk.index_state(self.connection, table)
 
     def vec_dimensions(self) -> int | None:
         value = self.meta().get("vec_dimensions")
