@@ -53,7 +53,10 @@ class SchemaError(IndexerError):
 class NewerIndex(SchemaError):
     """The index was written by a newer memdex (a higher schema version than this code
     knows): every command refuses it and leaves it as it is; only ``memdex rebuild``
-    moves it aside (kept, never pruned) and builds a new index from the Markdown."""
+    moves it aside (kept, never pruned) and builds a new index from the Markdown. Its own
+    exit code: ``check`` exits 1 for drift and 2 for corruption, and this is neither."""
+
+    exit_code = 4
 
 
 class UnusableIndex(SchemaError):

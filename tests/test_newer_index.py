@@ -91,13 +91,27 @@ def beside(index_path: Path) -> list[str]:
 def test_every_command_refuses_a_newer_index_and_leaves_it(root: Path, newer: Path, command: list[str]) -> None:
     before = digest(newer)
     result = memdex("--root", root, *command)
-    assert result.exit_code != 0
+    assert result.exit_code == 4  # its own code: check's 1 is drift, 2 corrupt
     assert "Traceback" not in result.output
     lines = result.stderr.strip().splitlines()
     assert lines == [lines[0]] and lines[0].startswith("memdex: error: "), result.stderr
     assert f"has schema {FUTURE}, newer than this memdex understands ({SCHEMA_VERSION}); upgrade memdex" in lines[0]
     assert digest(newer) == before and user_version(newer) == FUTURE
     assert beside(newer) == []  # nothing moved aside, nothing rebuilt
+
+
+@pytest.mark.parametrize("command", [["index"], ["search", "Helix", "--mode", "keyword"], ["status"], ["check"]])
+def test_a_newer_index_in_rollback_journal_mode_is_not_switched_to_wal(
+    root: Path, newer: Path, command: list[str]
+) -> None:
+    """Setting WAL mode rewrites the header: it must wait until the version is known."""
+    connection = apsw.Connection(str(newer))
+    connection.pragma("journal_mode", "delete")
+    connection.close()
+    before = digest(newer)
+    result = memdex("--root", root, *command)
+    assert result.exit_code != 0 and "newer than this memdex" in result.stderr
+    assert digest(newer) == before
 
 
 def test_watch_refuses_a_newer_index_and_exits(root: Path, newer: Path, tmp_path: Path) -> None:
@@ -109,7 +123,7 @@ def test_watch_refuses_a_newer_index_and_exits(root: Path, newer: Path, tmp_path
         [sys.executable, "-m", "indexer", "--root", str(root), "watch"], env=env, capture_output=True, text=True,
         timeout=120,
     )  # fmt: skip
-    assert done.returncode != 0
+    assert done.returncode == 4
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("memdex: error: ") and "newer than this memdex" in lines[0]
     assert digest(newer) == before and beside(newer) == []
@@ -125,7 +139,7 @@ def test_get_reads_the_markdown_and_leaves_a_newer_index_alone(root: Path, newer
 def test_mcp_refuses_a_newer_index_before_serving(root: Path, newer: Path) -> None:
     before = digest(newer)
     result = memdex("--root", root, "mcp")
-    assert result.exit_code != 0
+    assert result.exit_code == 4
     assert result.stderr.strip().startswith("memdex: error: ") and "newer than this memdex" in result.stderr
     assert digest(newer) == before and beside(newer) == []
 

@@ -67,7 +67,7 @@ def rebuild(obj: Any, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.pass_obj
 def check(obj: Any, repair: bool, as_json: bool) -> None:
-    """Check the index against itself and the Markdown (exit 0 healthy, 1 drift, 2 corrupt).
+    """Check the index against itself and the Markdown (exit 0 healthy, 1 drift, 2 corrupt, 4 from a newer memdex).
 
     \b
     Examples:

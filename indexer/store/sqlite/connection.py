@@ -56,7 +56,7 @@ def connect(path: Path, *, load_vec: bool, key: str | None = None) -> Opened:
     state = ownership(path, kind=INDEX, key=key)
     if state in (MISSING, EMPTY):
         _create(path, load_vec=load_vec, key=key)
-    connection = _open(path, key=key)
+    connection = _open(path, key=key, newest=SCHEMA_VERSION)
     try:
         if connection.readonly("main"):
             raise StorageError(f"the index {path} is read-only; 'memdex search', 'status' and 'check' can still read it")
@@ -115,7 +115,7 @@ def connect_reader(path: Path, *, load_vec: bool, key: str | None = None) -> Ope
 def _open_for_reading(path: Path, key: str | None) -> apsw.Connection:
     connection = None
     try:
-        connection = _open(path, flags=apsw.SQLITE_OPEN_READWRITE, key=key)
+        connection = _open(path, flags=apsw.SQLITE_OPEN_READWRITE, key=key, newest=SCHEMA_VERSION)
         user_version(connection, path)
         return connection
     except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
@@ -164,7 +164,7 @@ def connect_cache(path: Path, *, key: str | None = None) -> apsw.Connection:
             connection = _open(path, new=CACHE_APPLICATION_ID, key=key)
         else:
             try:
-                connection = _open(path, key=key)
+                connection = _open(path, key=key, newest=CACHE_SCHEMA_VERSION)
             except (SchemaError, apsw.CantOpenError, apsw.ReadOnlyError) as exc:
                 if isinstance(exc, UnusableIndex):
                     raise
@@ -322,11 +322,14 @@ def open_database(path: Path, *, key: str | None) -> apsw.Connection:
 
 
 def _open(
-    path: Path, flags: int | None = None, *, uri: str | None = None, new: int | None = None, key: str | None = None
+    path: Path, flags: int | None = None, *, uri: str | None = None, new: int | None = None, key: str | None = None,
+    newest: int | None = None,
 ) -> apsw.Connection:
     """A connection with memdex's pragmas. ``uri`` opens read-only with that
     query (``mode=ro``, ``immutable=1``); ``new`` stamps a new file with that
-    application_id before anything else is written to it; ``key`` encrypts."""
+    application_id before anything else is written to it; ``key`` encrypts.
+    A file whose schema is above ``newest`` gets no pragma that writes (WAL mode
+    rewrites the header): its caller refuses it, and the file stays byte for byte."""
     try:
         if uri is not None:
             connection = apsw.Connection(read_only_uri(path, uri), flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
@@ -340,7 +343,7 @@ def _open(
         if key is not None:
             crypt.apply_key(connection, key)  # before SQLite reads or writes a page
         connection.set_busy_timeout(BUSY_TIMEOUT_MS)
-        if uri is None:
+        if uri is None and not _newer_than(connection, newest):  # a newer memdex's file is left as it is
             if new is not None:
                 connection.pragma("application_id", new)
             connection.pragma("journal_mode", "wal")
@@ -352,6 +355,10 @@ def _open(
         connection.close()
         raise
     return connection
+
+
+def _newer_than(connection: apsw.Connection, newest: int | None) -> bool:
+    return newest is not None and int(connection.pragma("user_version")) > newest
 
 
 def load_sqlite_vec(connection: apsw.Connection) -> tuple[bool, str | None]:
