@@ -254,6 +254,31 @@ def test_an_index_from_a_newer_memdex_kept_by_rebuild_is_encrypted_too_never_del
     connection.close()
 
 
+def test_a_kept_newer_index_that_cannot_be_converted_stops_encrypt_before_anything_changes(
+    runner: CliRunner, memory: Path, tmp_path: Path
+) -> None:
+    """Kept copies go first: a damaged one names itself and what to do, and the index and
+    cache stay as they were (before, they were encrypted and the copy left in the clear)."""
+    ok(run(runner, memory, "index"))
+    index_path = memory / ".memdex" / "index.db"
+    connection = apsw.Connection(str(index_path))
+    connection.pragma("user_version", 99)
+    connection.close()
+    ok(run(runner, memory, "rebuild"))
+    (kept,) = (memory / ".memdex").glob("index.db.newer-*")
+    with open(kept, "r+b") as handle:
+        handle.truncate(3000)  # damaged since rebuild kept it
+    before = {name: data for name, data in files_under(memory / ".memdex").items() if name != kept.name}
+    result = run(runner, memory, "encrypt", key=KEY)
+    one_line_error(result, "move it out of")
+    assert kept.name in result.stderr
+    after = {name: data for name, data in files_under(memory / ".memdex").items() if name != kept.name}
+    assert after == before  # nothing encrypted yet: the index and its cache as they were
+    kept.rename(tmp_path / kept.name)
+    ok(run(runner, memory, "encrypt", key=KEY))
+    assert_no_plaintext(memory / ".memdex")
+
+
 def test_key_sources_keyring_and_postgres(runner: CliRunner, memory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import keyring
     from keyring.backend import KeyringBackend

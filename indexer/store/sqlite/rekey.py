@@ -8,7 +8,9 @@ that was interrupted between the two files is finished by running it again.
 Damaged copies kept from earlier recoveries (``*.corrupt-*``) cannot be
 converted; they are deleted, so no copy under the old key (or in the clear) stays.
 Indexes from a newer memdex kept by ``memdex rebuild`` (``*.newer-*``) are whole
-SQLite files: they are converted like the index, never deleted.
+SQLite files: they are converted like the index, never deleted, and first: one that
+cannot be converted (damaged since) stops the run before the cache and the index
+change, with its name and what to do.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from indexer.config.settings import Settings
-from indexer.errors import EncryptionError
+from indexer.errors import EncryptionError, IndexerError, one_line
 
 from . import connection as db
 from . import encryption as crypt
@@ -47,7 +50,7 @@ def change_key(settings: Settings, *, old_key: str | None, new_key: str | None) 
         raise EncryptionError("the new key is the same as the current one; nothing to change")
     # Indexes from a newer memdex that 'memdex rebuild' kept (never deleted) are converted too.
     newer = [(path, db.INDEX) for path in _newer_copies(settings.index_path)]
-    files = ((settings.cache_path, db.CACHE), (settings.index_path, db.INDEX), *newer)
+    files = (*newer, (settings.cache_path, db.CACHE), (settings.index_path, db.INDEX))
     for path, kind in files:  # every file must open with the old key (or already the new) before any is written
         if path.exists() and not crypt.opens_with(path, new_key):
             if old_key is None and crypt.header_state(path) == crypt.ENCRYPTED:
@@ -62,13 +65,27 @@ def change_key(settings: Settings, *, old_key: str | None, new_key: str | None) 
     for path, kind in files:
         if not path.exists():
             continue
-        if convert(path, kind=kind, old_key=old_key, new_key=new_key, load_vec=settings.use_sqlite_vec):
+        if _convert(path, kind=kind, old_key=old_key, new_key=new_key, load_vec=settings.use_sqlite_vec,
+                    kept_newer=(path, kind) in newer):  # fmt: skip
             result.converted.append(str(path))
         else:
             result.unchanged.append(str(path))
         if (path, kind) not in newer:
             result.removed_damaged_copies += _remove_damaged_copies(path)
     return result
+
+
+def _convert(path: Path, *, kept_newer: bool, **how: Any) -> bool:
+    try:
+        return convert(path, **how)
+    except (IndexerError, *db.DAMAGE_ERRORS) as exc:
+        if not kept_newer:
+            raise
+        raise EncryptionError(
+            f"{path} (an index from a newer memdex that 'memdex rebuild' kept) cannot be converted "
+            f"({one_line(str(exc))}); move it out of {path.parent} and run this again: the index and its cache "
+            "were not changed"
+        ) from None
 
 
 def _newer_copies(path: Path) -> list[Path]:
