@@ -410,12 +410,15 @@ def test_two_writers_of_a_namespace_with_different_bounds_agree_on_the_larger(
         key = f"session_max_file_bytes@large-host:{large.root}"
         setting, bound, _ = index.store.meta()[key].split(":")
         index.store.set_meta(**{key: f"{setting}:{bound}:{int(time.time()) - 31 * 86400}"})
+        fresh, future = "session_max_file_bytes@third-host:/x", "session_max_file_bytes@later-memdex:/y"
+        index.store.set_meta(**{fresh: f"{low}:{low}:{int(time.time())}", future: f"{2**40}:1:2:a later field"})
     retired = sync(small, "small-host")  # it no longer counts: the small host's bound is the index's
     assert retired.reindexed == 1 and found(small, "zebra") == []
     assert retired.warnings == [f"{path}: {over_bound(logs['small'].stat().st_size, low)}"]
     with open_index(small, embedder=RecordingEmbedder()) as index:  # its record went with that sync's meta write
         writers = sorted(k for k in index.store.meta() if k.startswith("session_max_file_bytes@"))
-    assert writers == [f"session_max_file_bytes@small-host:{small.root}"]
+    # a fresh record stays; one this memdex cannot read (a later memdex's) stays and does not count
+    assert writers == sorted([fresh, future, f"session_max_file_bytes@small-host:{small.root}"])
 
 
 def test_status_lists_the_over_bound_transcripts_without_reading_every_file(

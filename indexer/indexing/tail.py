@@ -66,7 +66,9 @@ def rebound(settings: Settings, store: IndexStore) -> tuple[int, bool, str | Non
     bound, mine, now = wanted, writer_key(settings), int(time.time())
     retired: list[str] = []  # other writers' records past the window: removed with this sync's own meta write
     if mine is not None:
-        records = {key: _record(value) for key, value in meta.items() if key.startswith(WRITER_PREFIX) and key != mine}
+        # A record this memdex cannot read (a later one's) neither counts nor is removed.
+        parsed = {key: _record(value) for key, value in meta.items() if key.startswith(WRITER_PREFIX) and key != mine}
+        records = {key: record for key, record in parsed.items() if record is not None}
         retired = [key for key, (_, at) in records.items() if now - at >= WRITER_KEPT_SECONDS]
         bound = max([wanted, *(setting for setting, at in records.values() if now - at < WRITER_KEPT_SECONDS)])
     seen = f"{wanted}:{bound}"  # this writer's setting, and the bound it indexes within
@@ -97,12 +99,12 @@ def rebound(settings: Settings, store: IndexStore) -> tuple[int, bool, str | Non
     return bound, bool(over), warning
 
 
-def _record(record: str) -> tuple[int, int]:
+def _record(record: str) -> tuple[int, int] | None:
     """A writer's meta record ("setting:bound:unix time"): its ``session_max_file_bytes`` and
-    when it last synced ((0, 0): not one memdex wrote)."""
+    when it last synced (None: not in the form this memdex writes)."""
     parts = record.split(":")
     if len(parts) != 3 or not all(part.isdigit() for part in parts):
-        return 0, 0
+        return None
     return int(parts[0]), int(parts[2])
 
 
