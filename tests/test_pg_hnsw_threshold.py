@@ -17,6 +17,7 @@ from test_pg_access import Server, db, grant  # noqa: F401 - db: a fixture
 from test_pg_write_path import DIMS, TABLE, folder, index_state, sync, vector_ids
 
 from indexer.api import open_index
+from indexer.indexing.check import check_index
 from indexer.config.settings import Settings
 from indexer.store.postgres import bulk
 from indexer.store.postgres.bulk import BULK_MIN_FILES
@@ -70,7 +71,6 @@ def test_the_sync_that_takes_the_table_past_the_threshold_builds_the_index(
     assert index_state(url) == "valid" == status_index(settings)
 
 
-
 def test_a_bulk_loads_end_past_the_threshold_builds_it_and_a_table_that_shrinks_keeps_it(
     tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,12 +99,16 @@ def test_an_agents_sync_past_the_threshold_builds_nothing_and_the_owners_next_sy
     without building (and without an error); the owner's next sync, with nothing to write, builds it."""
     monkeypatch.setattr(bulk, "HNSW_MIN_ROWS", BULK_MIN_FILES + 20)
     mine = folder(tmp_path / "mine", BULK_MIN_FILES + 10, tag="mine")
-    sync(mine, db.owner_url, "mine")
+    owner = sync(mine, db.owner_url, "mine")
     assert index_state(db.owner_url) == "missing"
     alice = db.role("alice")
     grant(db, "ns-a", alice)
     sync(folder(tmp_path / "alice", 20, tag="alice"), db.url(alice), "ns-a")
     assert rows(db.owner_url) == BULK_MIN_FILES + 30 > bulk.HNSW_MIN_ROWS
     assert index_state(db.owner_url) == "missing"
+    with open_index(owner, embedder=RecordingEmbedder(dimensions=DIMS)) as memory:  # the owner's check says so
+        report = check_index(owner, memory.engine, model_id=RecordingEmbedder(dimensions=DIMS).model_id)
+    assert report.exit_code == 0, report.problems
+    assert [note for note in report.notes if "without its HNSW index" in note and "owner" in note]
     sync(mine, db.owner_url, "mine")
     assert index_state(db.owner_url) == "valid"

@@ -88,6 +88,7 @@ def check_index(settings: Settings, engine: Engine, *, model_id: str) -> CheckRe
     try:
         for message in engine.storage_checks():  # the engine's own (SQLite: FTS5 and page checks)
             report.add(CORRUPT, message)
+        report.notes.extend(engine.storage_notes())  # PostgreSQL: a big vector table without its HNSW index
         # Everything after the engine's checks reads one snapshot, so a writer running
         # meanwhile (the watcher) cannot make the rows look inconsistent.
         with store.read_snapshot():

@@ -185,6 +185,10 @@ class Engine(Protocol):
         """The engine's own integrity checks; each string is a "corrupt" finding."""
         ...
 
+    def storage_notes(self) -> list[str]:
+        """What the engine finds as it should be but worth knowing (``check``'s notes)."""
+        ...
+
     def replaced_on_disk(self) -> bool:
         """True when another process has replaced the index this engine has open."""
         ...

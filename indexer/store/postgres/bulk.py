@@ -66,8 +66,9 @@ log = logging.getLogger(__name__)
 
 # A load this big is worth it (files a sync writes into an empty namespace)...
 BULK_MIN_FILES = 50
-# ...when the table holds at most this many rows: the end builds the index over
-# them too, and searches of other namespaces scan them exactly meanwhile.
+# ...when the table holds at most this many rows: searches of other namespaces scan them
+# exactly meanwhile, and the end builds the index over them too if the table is then past
+# HNSW_MIN_ROWS (or was before: KEPT).
 BULK_MAX_ROWS = 50_000
 # ...and, when the table holds other namespaces' rows, the load writes at most this many
 # files (about 10 chunks a file): their searches scan exactly only for a bounded while.

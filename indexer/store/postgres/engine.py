@@ -150,6 +150,9 @@ class PgEngine:
     def storage_checks(self) -> list[str]:
         return []  # the server checks its own pages; the rows are checked against the Markdown
 
+    def storage_notes(self) -> list[str]:
+        return self.store.vector_index_notes()
+
     def replaced_on_disk(self) -> bool:
         return False  # the server's tables are not a file another process can swap
 

@@ -342,6 +342,18 @@ class PgStore(PgWrites, PgSearch, PgChecks):
         table = self._vec_table()
         return None if table is None else bulk.index_state(self.connection, table)
 
+    def vector_index_notes(self) -> list[str]:
+        """A vector table past ``bulk.HNSW_MIN_ROWS`` rows without its HNSW index (agent
+        roles' syncs took it there, or the owner's sync that would build it has not run).
+        Counted as this role sees it: an agent's check tells only of its own rows."""
+        table = self._vec_table()
+        if table is None or bulk.index_state(self.connection, table) == "valid" or not bulk.wanted(self.connection, table):
+            return []
+        return [
+            f"the vector table {table} holds more than {bulk.HNSW_MIN_ROWS:,} rows without its HNSW index: "
+            "one-shot searches scan it exactly; a sync by the schema's owner builds it"
+        ]
+
     def vec_dimensions(self) -> int | None:
         value = self.meta().get("vec_dimensions")
         return int(value) if value and value.isdigit() else None

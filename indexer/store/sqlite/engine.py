@@ -202,6 +202,9 @@ class SqliteEngine:
     def storage_checks(self) -> list[str]:
         return storage_checks(self.store.connection)
 
+    def storage_notes(self) -> list[str]:
+        return []
+
     def replaced_on_disk(self) -> bool:
         """True when the index file is no longer the one open here (deleted, or
         replaced by something other than this engine's own repair)."""
