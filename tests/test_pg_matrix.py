@@ -449,3 +449,19 @@ def test_a_search_after_this_process_wrote_does_not_assume_the_state_before(
         sent.clear()
         assert memory.search("zebra", mode="hybrid")[0].path == "notes/new.md"
     assert len(sent) == 3 and "FROM unnest(" in sent[0], sent  # the next one assumes again
+
+
+def test_a_read_between_searches_keeps_the_assumed_first_statement(
+    root: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The MCP server asks search_info (meta) after each search, and get reads meta too: a
+    read is not a write, so the next search still sends its first statement with bm25
+    (review: any use of the connection outside a snapshot dropped it, one round trip more)."""
+    settings = _indexed(root, pg_url)
+    with open_index(settings, embedder=RecordingEmbedder()) as memory:
+        memory.search("penicillin allergy", mode="hybrid")
+        memory.search("penicillin allergy", mode="hybrid")
+        assert memory.search_info()["model"]
+        sent = _record_statements(monkeypatch)
+        memory.search("penicillin allergy", mode="hybrid")
+    assert len(sent) == 3 and "FROM unnest(" in sent[0], sent

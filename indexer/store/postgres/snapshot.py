@@ -63,7 +63,10 @@ class PgSnapshot:
     _served_meta: dict[str, str] | None = None  # what search_meta gave the search now running
 
     def meta(self) -> dict[str, str]:
-        return dict(self.connection.execute("SELECT key, value FROM meta WHERE ns = %s", (self.ns,)).fetchall())
+        """Outside a read snapshot a plain read (``search_info``, ``get``): it keeps the last
+        first statement's row, as only a write must drop it (``PgStore.connection``)."""
+        conn = self.connection if self._snapshot is not None else self._live_connection()
+        return dict(conn.execute("SELECT key, value FROM meta WHERE ns = %s", (self.ns,)).fetchall())
 
     def search_meta(self, *, fresh: bool = False) -> dict[str, str]:
         """Meta for a search about to open its read snapshot, without a round trip of its
