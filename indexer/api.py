@@ -39,7 +39,7 @@ from indexer.retrieval.filters import SearchFilters
 from indexer.retrieval.options import DEFAULT_LIMIT, MAX_LIMIT, MAX_RESULTS, checked_search  # noqa: F401 - re-exported
 from indexer.retrieval.search import CANDIDATES, Mode, NumpyVectors, SearchResult, budget_candidates, run_search
 from indexer.retrieval.stages import DEFAULT_RANKING, Ranking
-from indexer.retrieval.warm import MATRIX_FROM_SEARCH, VectorPath  # noqa: F401 - MATRIX_FROM_SEARCH re-exported
+from indexer.retrieval.warm import MATRIX_FROM_SEARCH, VectorPath, once  # noqa: F401 - MATRIX_FROM_SEARCH re-exported
 from indexer.sources.read import Lines, parse_target, read_target, stored_range
 from indexer.store import Engine, IndexStore, VectorCache, registry
 
@@ -162,7 +162,9 @@ class MemoryIndex:
         query, limit, budget = checked_search(
             query, mode=mode, limit=limit, budget_lines=budget_lines, budget_tokens=budget_tokens
         )
-        options = dict(mode=mode, limit=limit, budget=budget, filters=filters, ranking=ranking)
+        # The query's vector (or its endpoint's failure) is kept across the runs of one search:
+        # a run again (PostgreSQL's changed state, a reconnect, a recovery) embeds nothing again.
+        options = dict(mode=mode, limit=limit, budget=budget, filters=filters, ranking=ranking, embedded={})
         try:
             return self._search_or_recover(query, options)
         except IndexerError as exc:
@@ -192,6 +194,7 @@ class MemoryIndex:
         budget: Budget | None,
         filters: SearchFilters | None,
         ranking: Ranking | None,
+        embedded: dict[str, Any],
     ) -> list[SearchResult]:
         self.degraded = None
         if ranking is not None and self.settings.rerank_url and not ranking.rerank_url:
@@ -210,8 +213,8 @@ class MemoryIndex:
             and not getattr(self.embedder, "remote", embed_query is not None)  # asked last: it may load a model
         )  # fmt: skip
 
-        def embed() -> np.ndarray:
-            return embed_query(query) if embed_query is not None else self.embedder.embed([query])[0]
+        def embed() -> np.ndarray:  # once per search, whichever thread and run asks first
+            return once(embedded, lambda: embed_query(query) if embed_query is not None else self.embedder.embed([query])[0])
 
         # PostgreSQL: meta as its last search read it, checked by this search's snapshot (no round
         # trip). What the search would stop on (no model yet, another model) is read again first.

@@ -18,6 +18,7 @@ from test_pg_access import Server, db, grant, memdex, two_agents  # noqa: F401 -
 from test_pg_search import FixedQuery, _record_statements
 
 from indexer import make_settings, open_index
+from indexer.embedding.http_client import EndpointError
 from indexer.errors import UsageError
 from indexer.retrieval import warm
 from indexer.retrieval.filters import make_filters
@@ -465,3 +466,37 @@ def test_a_read_between_searches_keeps_the_assumed_first_statement(
         sent = _record_statements(monkeypatch)
         memory.search("penicillin allergy", mode="hybrid")
     assert len(sent) == 3 and "FROM unnest(" in sent[0], sent
+
+
+class CountingQueries(RecordingEmbedder):
+    """A local model's query embedding, counted; ``down``: a remote endpoint that fails."""
+
+    def __init__(self, *, remote: bool = False) -> None:
+        super().__init__()
+        self.remote, self.queries, self.down = remote, 0, False
+
+    def embed_query(self, text: str) -> np.ndarray:
+        self.queries += 1
+        if self.down:
+            raise EndpointError("the embedding endpoint timed out after 10 s")
+        return self.embed([text])[0]
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["local", "remote down"])
+def test_a_search_that_runs_again_embeds_its_query_once(root: Path, pg_url: str, remote: bool) -> None:
+    """Another writer's sync changes the state a warm search assumed: it runs again, with the
+    query's vector of its first run (review: it embedded again; a remote endpoint that was down
+    was asked twice, two timeouts before the keyword results)."""
+    settings = _indexed(root, pg_url)
+    embedder = CountingQueries(remote=remote)
+    with open_index(settings, embedder=embedder) as memory:
+        for _ in range(3):
+            memory.search("penicillin allergy", mode="hybrid")
+        with open_index(settings, write=True, embedder=RecordingEmbedder()) as other:
+            write(root, "notes/new.md", "# Zebra\n\nThe zebra crossing on Elm street.\n")
+            other.sync()
+        embedder.queries, embedder.down = 0, remote
+        hits = memory.search("zebra crossing", mode="hybrid")
+        assert embedder.queries == 1
+        assert hits[0].path == "notes/new.md"
+        assert (memory.degraded is not None) == remote

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -142,3 +143,18 @@ class VectorPath:
         rows = [found[digest] for _, digest in usable]
         matrix = np.stack(rows) if rows else np.zeros((0, self._dimensions()), dtype=np.float32)
         return np.asarray([cid for cid, _ in usable], dtype=np.int64), matrix
+
+
+def once(embedded: dict[str, Any], compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """The query's vector, computed at most once for all the runs of one search (they share
+    ``embedded``; a run again after a changed state, a reconnect or a recovery embeds nothing
+    again, and a model or endpoint that failed is not asked again: a second 10 s wait)."""
+    if "failed" in embedded:
+        raise embedded["failed"]
+    if "vector" not in embedded:
+        try:
+            embedded["vector"] = compute()
+        except IndexerError as exc:
+            embedded["failed"] = exc
+            raise
+    return embedded["vector"]

@@ -1,7 +1,7 @@
 """A search's read snapshot on PostgreSQL, mixed into ``PgStore`` (through ``PgSearch``): one
 REPEATABLE READ transaction, so the ids a search finds are the ids it reads back.
 
-BEGIN is not sent when the snapshot opens but with its first statement (``search.py``'s
+BEGIN is not sent when the snapshot opens but with its first statement (``first.py``'s
 totals fold it into their own string; any other statement gets it from the ``connection``
 property first): PostgreSQL takes the snapshot at the first statement anyway, so the
 snapshot costs no round trip of its own. Its COMMIT is sent without waiting for the answer,
