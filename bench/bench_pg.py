@@ -146,6 +146,29 @@ def prepare(args: argparse.Namespace) -> tuple[Path, Path, list[str]]:
     return pristine, bank, queries
 
 
+def fresh_run(args: argparse.Namespace, pristine: Path, name: str) -> tuple[Path, Path, Path, dict[str, Any]]:
+    """A new run folder ``name`` in the workdir: its logs folder, a copy of the generated memory,
+    and the results' head (the options and the load at the start)."""
+    run = args.workdir / name
+    shutil.rmtree(run, ignore_errors=True)
+    logs = run / "logs"
+    logs.mkdir(parents=True)
+    root = run / "memory"
+    shutil.copytree(pristine, root)
+    results: dict[str, Any] = {"options": {k: str(v) for k, v in vars(args).items() if k != "child"},
+                               "load_average_at_start": os.getloadavg(), "runs": []}  # fmt: skip
+    return run, logs, root, results
+
+
+def unpack_base(commit: str, into: Path) -> Path:
+    """``commit``'s ``indexer`` package (``git archive``) unpacked in the new folder ``into``."""
+    into.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "indexer"], check=True,
+                             stdout=subprocess.PIPE).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
 # -- the server ----------------------------------------------------------------------------
 
 def tables(conn: Any) -> list[str]:

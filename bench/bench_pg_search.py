@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -307,25 +306,14 @@ def main() -> None:
             run_role(args.child)
         return
     import psycopg
-    from bench_pg import SERVER_SETTINGS, prepare, run_child, vacuum, writer_jobs
+    from bench_pg import SERVER_SETTINGS, fresh_run, prepare, run_child, unpack_base, vacuum, writer_jobs
     from pg_server import PgServer
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     pristine, bank, queries = prepare(args)
-    run = args.workdir / "search-run"
-    shutil.rmtree(run, ignore_errors=True)
-    logs = run / "logs"
-    logs.mkdir(parents=True)
-    root = run / "memory"
-    shutil.copytree(pristine, root)
-    results: dict[str, Any] = {"options": {k: str(v) for k, v in vars(args).items() if k != "child"},
-                               "load_average_at_start": os.getloadavg(), "runs": []}  # fmt: skip
+    run, logs, root, results = fresh_run(args, pristine, "search-run")
     with tempfile.TemporaryDirectory(prefix="memdex-pgs-") as tmp:
-        base_tree = Path(tmp) / "base"
-        base_tree.mkdir()
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.base, "indexer"], check=True,
-                                 stdout=subprocess.PIPE).stdout  # fmt: skip
-        subprocess.run(["tar", "-x", "-C", str(base_tree)], input=archive, check=True)
+        base_tree = unpack_base(args.base, Path(tmp) / "base")
         server = PgServer.start(run, durable=True, settings=SERVER_SETTINGS)
         try:
             sqlite_db = str(run / "sqlite" / "index.db")

@@ -232,18 +232,23 @@ def test_plain_index_is_refused_with_a_key_and_converted_only_when_asked(runner:
     one_line_error(run(runner, memory, "search", "Lisbon", key=KEY), "run 'memdex encrypt'")
 
 
+def kept_newer_index(runner: CliRunner, memory: Path) -> Path:
+    """An index a newer memdex wrote (its schema 99), kept by 'memdex rebuild' as index.db.newer-*."""
+    ok(run(runner, memory, "index"))
+    connection = apsw.Connection(str(memory / ".memdex" / "index.db"))
+    connection.pragma("user_version", 99)
+    connection.close()
+    ok(run(runner, memory, "rebuild"))
+    (kept,) = (memory / ".memdex").glob("index.db.newer-*")
+    return kept
+
+
 def test_an_index_from_a_newer_memdex_kept_by_rebuild_is_encrypted_too_never_deleted(
     runner: CliRunner, memory: Path
 ) -> None:
     """'memdex rebuild' keeps a newer index beside the new one (index.db.newer-*): encrypt
     and decrypt convert it like the index (it holds note text), and never delete it."""
-    ok(run(runner, memory, "index"))
-    index_path = memory / ".memdex" / "index.db"
-    connection = apsw.Connection(str(index_path))
-    connection.pragma("user_version", 99)
-    connection.close()
-    ok(run(runner, memory, "rebuild"))
-    (kept,) = (memory / ".memdex").glob("index.db.newer-*")
+    kept = kept_newer_index(runner, memory)
     assert leaks(kept.read_bytes())
     result = ok(run(runner, memory, "encrypt", key=KEY))
     assert "removed" not in result.stdout and kept.exists()
@@ -254,20 +259,18 @@ def test_an_index_from_a_newer_memdex_kept_by_rebuild_is_encrypted_too_never_del
     connection.close()
 
 
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
 def test_a_kept_newer_index_that_cannot_be_converted_stops_encrypt_before_anything_changes(
-    runner: CliRunner, memory: Path, tmp_path: Path
+    runner: CliRunner, memory: Path, tmp_path: Path, damage: str
 ) -> None:
     """Kept copies go first: a damaged one names itself and what to do, and the index and
     cache stay as they were (before, they were encrypted and the copy left in the clear)."""
-    ok(run(runner, memory, "index"))
-    index_path = memory / ".memdex" / "index.db"
-    connection = apsw.Connection(str(index_path))
-    connection.pragma("user_version", 99)
-    connection.close()
-    ok(run(runner, memory, "rebuild"))
-    (kept,) = (memory / ".memdex").glob("index.db.newer-*")
-    with open(kept, "r+b") as handle:
-        handle.truncate(3000)  # damaged since rebuild kept it
+    kept = kept_newer_index(runner, memory)
+    if damage == "truncated":
+        with open(kept, "r+b") as handle:
+            handle.truncate(3000)  # damaged since rebuild kept it
+    else:
+        kept.write_bytes(b"x" * 8192)  # not SQLite any more: refused by the check before any write
     before = {name: data for name, data in files_under(memory / ".memdex").items() if name != kept.name}
     result = run(runner, memory, "encrypt", key=KEY)
     one_line_error(result, "move it out of")
@@ -327,3 +330,18 @@ def test_a_conversion_never_writes_through_a_planted_link(runner: CliRunner, mem
     assert not outside.exists()
     after = files_under(memory / ".memdex")
     assert {n: after[n] for n in before if n != "write.lock"} == {n: v for n, v in before.items() if n != "write.lock"}
+
+
+def test_encrypt_refuses_an_index_from_a_newer_memdex_and_leaves_it(runner: CliRunner, memory: Path) -> None:
+    """Like every command but get and rebuild: exit 4, the file byte for byte (it was encrypted)."""
+    ok(run(runner, memory, "index"))
+    index_path = memory / ".memdex" / "index.db"
+    connection = apsw.Connection(str(index_path))
+    connection.pragma("user_version", 99)
+    connection.pragma("journal_mode", "delete")
+    connection.close()
+    before = files_under(memory / ".memdex")
+    result = run(runner, memory, "encrypt", key=KEY)
+    assert result.exit_code == 4
+    one_line_error(result, "newer than this memdex understands")
+    assert files_under(memory / ".memdex") == before

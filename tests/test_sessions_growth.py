@@ -410,15 +410,16 @@ def test_two_writers_of_a_namespace_with_different_bounds_agree_on_the_larger(
         key = f"session_max_file_bytes@large-host:{large.root}"
         setting, bound, _ = index.store.meta()[key].split(":")
         index.store.set_meta(**{key: f"{setting}:{bound}:{int(time.time()) - 31 * 86400}"})
-        fresh, future = "session_max_file_bytes@third-host:/x", "session_max_file_bytes@later-memdex:/y"
-        index.store.set_meta(**{fresh: f"{low}:{low}:{int(time.time())}", future: f"{2**40}:1:2:a later field"})
+        fresh, later, unknown = (f"session_max_file_bytes@{name}:/x" for name in ("third", "later-memdex", "unknown"))
+        now = int(time.time())
+        index.store.set_meta(**{fresh: f"{low}:{low}:{now}", later: f"{low}:{low}:{now}:a later field", unknown: "x"})
     retired = sync(small, "small-host")  # it no longer counts: the small host's bound is the index's
     assert retired.reindexed == 1 and found(small, "zebra") == []
     assert retired.warnings == [f"{path}: {over_bound(logs['small'].stat().st_size, low)}"]
     with open_index(small, embedder=RecordingEmbedder()) as index:  # its record went with that sync's meta write
         writers = sorted(k for k in index.store.meta() if k.startswith("session_max_file_bytes@"))
-    # a fresh record stays; one this memdex cannot read (a later memdex's) stays and does not count
-    assert writers == sorted([fresh, future, f"session_max_file_bytes@small-host:{small.root}"])
+    # fresh records stay, a later memdex's with a field appended too; one of no known form stays, uncounted
+    assert writers == sorted([fresh, later, unknown, f"session_max_file_bytes@small-host:{small.root}"])
 
 
 def test_status_lists_the_over_bound_transcripts_without_reading_every_file(
@@ -477,3 +478,13 @@ def test_cli_get_serves_a_cited_range_past_this_hosts_bound_within_the_indexs(
     assert shown.output.splitlines() == expected and "zebra" in shown.output
     past = CliRunner(env=env).invoke(cli, [*args, "get", f"{hit.path}:{hit.end_line + 500}"])
     assert past.exit_code != 0 and "memdex: error:" in past.output  # past the file, or the index's bound, still refused
+
+
+def test_a_writer_record_with_fields_a_later_memdex_appended_still_counts() -> None:
+    """Mixed versions: a later memdex's record keeps counting (else this one's syncs would
+    lower the bound and the later one's raise it, each reading the transcripts again)."""
+    from indexer.indexing.tail import _record
+
+    assert _record("67108864:67108864:1765000000:a later field") == (67108864, 1765000000)
+    assert _record("67108864:67108864:1765000000") == (67108864, 1765000000)
+    assert _record("x") is None and _record("1:2") is None and _record("a:2:3:4") is None

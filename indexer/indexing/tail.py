@@ -100,10 +100,10 @@ def rebound(settings: Settings, store: IndexStore) -> tuple[int, bool, str | Non
 
 
 def _record(record: str) -> tuple[int, int] | None:
-    """A writer's meta record ("setting:bound:unix time"): its ``session_max_file_bytes`` and
-    when it last synced (None: not in the form this memdex writes)."""
+    """A writer's meta record ("setting:bound:unix time", maybe more fields a later memdex
+    appends): its ``session_max_file_bytes`` and when it last synced (None: not that form)."""
     parts = record.split(":")
-    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+    if len(parts) < 3 or not all(part.isdigit() for part in parts[:3]):
         return None
     return int(parts[0]), int(parts[2])
 

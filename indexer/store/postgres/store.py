@@ -338,9 +338,10 @@ class PgStore(PgWrites, PgSearch, PgChecks):
 
     def vector_index_state(self) -> str | None:
         """Whether this namespace's vector table has its HNSW index (``valid``; ``missing``
-        below ``bulk.HNSW_MIN_ROWS`` rows: searches scan exactly), None without vectors."""
+        below ``bulk.HNSW_MIN_ROWS`` rows: searches scan exactly; ``invalid``: a cancelled
+        build, dropped and built again by the next owner's sync), None without vectors."""
         table = self._vec_table()
-        return None if table is None else bulk.index_state(self.connection, table)
+        return None if table is None else bulk.index_state(self._live_connection(), table)  # a read: keeps first.py's row
 
     def vector_index_notes(self) -> list[str]:
         """A vector table past ``bulk.HNSW_MIN_ROWS`` rows without its HNSW index (agent
@@ -350,7 +351,8 @@ class PgStore(PgWrites, PgSearch, PgChecks):
         if table is None or bulk.index_state(self.connection, table) == "valid" or not bulk.wanted(self.connection, table):
             return []
         return [
-            f"the vector table {table} holds more than {bulk.HNSW_MIN_ROWS:,} rows without its HNSW index: "
+            f"the vector table {table} is past {bulk.HNSW_MIN_ROWS:,} rows (or had its HNSW index built there) "
+            "but has none: "
             "one-shot searches scan it exactly; a sync by the schema's owner builds it"
         ]
 

@@ -316,6 +316,16 @@ def _make_folder(folder: Path, *, quiet: bool = False) -> None:
         raise SchemaError(f"cannot create the index folder {folder} ({exc.strerror or exc})") from None
 
 
+def schema_version(path: Path, *, key: str | None) -> int:
+    """The index's ``user_version``, read without writing anything to a newer memdex's index
+    (read-write, so its close leaves no -wal or -shm file behind, as a read-only one would)."""
+    connection = _open(path, key=key, newest=SCHEMA_VERSION)
+    try:
+        return user_version(connection, path)
+    finally:
+        connection.close()
+
+
 def open_database(path: Path, *, key: str | None) -> apsw.Connection:
     """A read-write connection that also accepts URIs in SQL (``VACUUM INTO``), keyed when ``key``."""
     return _open(path, flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_URI, key=key)

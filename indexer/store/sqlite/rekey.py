@@ -18,12 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from indexer.config.settings import Settings
-from indexer.errors import EncryptionError, IndexerError, one_line
+from indexer.errors import EncryptionError, NewerIndex, NotAnIndex, SchemaError, one_line
 
 from . import connection as db
 from . import encryption as crypt
@@ -52,14 +54,9 @@ def change_key(settings: Settings, *, old_key: str | None, new_key: str | None) 
     newer = [(path, db.INDEX) for path in _newer_copies(settings.index_path)]
     files = (*newer, (settings.cache_path, db.CACHE), (settings.index_path, db.INDEX))
     for path, kind in files:  # every file must open with the old key (or already the new) before any is written
-        if path.exists() and not crypt.opens_with(path, new_key):
-            if old_key is None and crypt.header_state(path) == crypt.ENCRYPTED:
-                raise EncryptionError(f"{path} is already encrypted with another key; change keys with 'memdex rekey'")
-            db.ownership(path, kind=kind, key=old_key, allow_plain=True)
-            if not crypt.opens_with(path, old_key):
-                state = "encrypted" if crypt.header_state(path) == crypt.ENCRYPTED else "not encrypted"
-                raise EncryptionError(f"{path} is {state}, not in the state the current key says; nothing was changed")
-        refuse_linked_copy(path.with_name(path.name + CONVERT_SUFFIX))
+        with _kept_copy_told((path, kind) in newer, path):
+            _check_before(path, kind, old_key=old_key, new_key=new_key)
+    _refuse_newer(settings.index_path, old_key=old_key, new_key=new_key)
     remove_leftovers(settings.index_path, key=old_key)
     result = Conversion()
     for path, kind in files:
@@ -75,17 +72,45 @@ def change_key(settings: Settings, *, old_key: str | None, new_key: str | None) 
     return result
 
 
-def _convert(path: Path, *, kept_newer: bool, **how: Any) -> bool:
+def _check_before(path: Path, kind: str, *, old_key: str | None, new_key: str | None) -> None:
+    if path.exists() and not crypt.opens_with(path, new_key):
+        if old_key is None and crypt.header_state(path) == crypt.ENCRYPTED:
+            raise EncryptionError(f"{path} is already encrypted with another key; change keys with 'memdex rekey'")
+        db.ownership(path, kind=kind, key=old_key, allow_plain=True)
+        if not crypt.opens_with(path, old_key):
+            state = "encrypted" if crypt.header_state(path) == crypt.ENCRYPTED else "not encrypted"
+            raise EncryptionError(f"{path} is {state}, not in the state the current key says; nothing was changed")
+    refuse_linked_copy(path.with_name(path.name + CONVERT_SUFFIX))
+
+
+def _refuse_newer(path: Path, *, old_key: str | None, new_key: str | None) -> None:
+    """The index itself from a newer memdex: refused like every command (``NewerIndex``), unchanged."""
+    if path.exists():
+        version = db.schema_version(path, key=new_key if crypt.opens_with(path, new_key) else old_key)
+        if version > db.SCHEMA_VERSION:
+            raise NewerIndex(db.newer_message(path, version))
+
+
+@contextmanager
+def _kept_copy_told(kept_newer: bool, path: Path) -> Iterator[None]:
+    """A kept newer copy that cannot be checked or converted (damaged since) stops the run,
+    saying which file and what to do; the kept copies go first, so nothing else has changed."""
     try:
-        return convert(path, **how)
-    except (IndexerError, *db.DAMAGE_ERRORS) as exc:
+        yield
+    except (SchemaError, NotAnIndex, *db.DAMAGE_ERRORS) as exc:  # damaged, not a full disk
         if not kept_newer:
             raise
         raise EncryptionError(
-            f"{path} (an index from a newer memdex that 'memdex rebuild' kept) cannot be converted "
+            f"{path.name}, an index from a newer memdex that 'memdex rebuild' kept, cannot be converted "
             f"({one_line(str(exc))}); move it out of {path.parent} and run this again: the index and its cache "
             "were not changed"
         ) from None
+
+
+def _convert(path: Path, *, kept_newer: bool, **how: Any) -> bool:
+    with _kept_copy_told(kept_newer, path):
+        return convert(path, **how)
+    raise AssertionError("unreachable")  # pragma: no cover - the context manager re-raises
 
 
 def _newer_copies(path: Path) -> list[Path]:
