@@ -131,6 +131,25 @@ def test_the_neutral_store_modules_import_no_engine_library() -> None:
     assert not found, "the neutral store modules are shared by both engines, so import no engine:" + found
 
 
+def test_psycopg_is_imported_only_by_the_postgres_connection_and_only_when_used() -> None:
+    """psycopg is an extra (``memdex[postgres]``): every module of a wheel installed without it
+    must import (CI's wheel check), so only store/postgres/connection.py names it, in a function."""
+    found = []
+    for name, (path, tree) in MODULES.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                targets = [node.module or ""]
+            else:
+                continue
+            if any(t == "psycopg" or t.startswith("psycopg.") for t in targets):
+                at_top = node in tree.body
+                if name != "indexer.store.postgres.connection" or at_top:
+                    found.append(f"\n  {path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert not found, "psycopg imported outside a function of store/postgres/connection.py:" + "".join(found)
+
+
 def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
     """Tarjan's algorithm (iterative); the components of more than one module."""
     index: dict[str, int] = {}

@@ -43,6 +43,12 @@ _LOCK_SPACE = 0x4D44  # "MD"
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def bind(conn: Any, sql: str, params: Any) -> str:
+    """``sql`` with ``params`` bound client-side (quoted as the server would), for one string
+    of several statements."""
+    return str(_psycopg().ClientCursor(conn).mogrify(sql, params))
+
+
 def _psycopg() -> Any:
     try:
         import psycopg

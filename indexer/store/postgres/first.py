@@ -17,8 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
-
+from . import connection as pg
 from .snapshot import BEGIN_SNAPSHOT, MetaChanged, PgSnapshot
 
 # This namespace's meta that, changed, makes every vector a new one (the in-memory matrix reloads).
@@ -154,7 +153,7 @@ class PgFirstStatement(PgSnapshot):
         if memo is None or memo.conn is not None or not memo.assumed:
             return self.connection.execute(sql, params).fetchall()
         conn = memo.conn = self._live_connection()
-        bound = psycopg.ClientCursor(conn).mogrify(sql, params)
+        bound = pg.bind(conn, sql, params)
         cursor = conn.execute(f"{self._first_statement(False)}; {bound}")
         cursor.nextset()  # past BEGIN's result
         first = cursor.fetchone()
