@@ -168,11 +168,8 @@ class MemoryIndex:
         try:
             return self._search_or_recover(query, options)
         except IndexerError as exc:
-            if not self.engine.reconnected(exc):  # a server that dropped the connection (a restart)
+            if not self._vectors.run_again(exc):  # a server that dropped the connection, a changed state
                 raise
-        if self.engine.connection_replaced:  # not for changed meta: the matrix's version sees what matters
-            self.engine.connection_replaced = False
-            self._vectors.forget()  # its matrix is loaded again from the server as it is now
         return self._search_or_recover(query, options)  # once: a second failure is raised
 
     def _search_or_recover(self, query: str, options: dict[str, Any]) -> list[SearchResult]:

@@ -63,6 +63,18 @@ class VectorPath:
         """The index was replaced (a rebuild or a repair): load the matrix again when needed."""
         self.matrix = None
 
+    def run_again(self, exc: IndexerError) -> bool:
+        """After a search (or matrix read) failed with ``exc``: whether to run it once more
+        (a server's lost connection replaced, or a snapshot that found the state changed).
+        A replaced connection may meet another server's data (a restore): the matrix is
+        loaded again; changed meta is not a reason (the matrix's version sees what matters)."""
+        if not self.engine.reconnected(exc):
+            return False
+        if self.engine.connection_replaced:
+            self.engine.connection_replaced = False
+            self.forget()
+        return True
+
     def source(self) -> VectorSource:
         """This search's vector source (call inside the search's read snapshot): the engine's
         index (``Vec0Vectors``) or the current matrix (``NumpyVectors``); without a usable
@@ -95,11 +107,8 @@ class VectorPath:
         try:
             source = self._source_now()
         except IndexerError as exc:
-            if not self.engine.reconnected(exc):
+            if not self.run_again(exc):
                 raise
-            if self.engine.connection_replaced:
-                self.engine.connection_replaced = False
-                self.forget()
             source = self._source_now()
         if not isinstance(source, NumpyVectors):
             raise UsageError(
