@@ -161,7 +161,7 @@ class Store(WholeIndexReads):
         its chunks that start before that line stay (a transcript that only grew)."""
         with self.connection:
             self._delete_rows(record.path, from_line=keep_before)
-            (kept,) = self.connection.execute("SELECT count(*) FROM chunks WHERE path = ?", (record.path,)).fetchone()
+            kept = 0 if keep_before is None else self._chunks_of(record.path)  # a grown transcript's earlier chunks
             self.connection.execute(
                 "INSERT INTO files(path, kind, date, size, mtime_ns, ctime_ns, inode, hash, frontmatter, "
                 "indexed_at_ns, chunk_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -205,6 +205,9 @@ class Store(WholeIndexReads):
         """The first line of a file's last chunk, or None when it has none."""
         (line,) = self.connection.execute("SELECT max(start_line) FROM chunks WHERE path = ?", (path,)).fetchone()
         return line
+
+    def _chunks_of(self, path: str) -> int:
+        return int(self.connection.execute("SELECT count(*) FROM chunks WHERE path = ?", (path,)).fetchone()[0])
 
     def _delete_rows(self, path: str, *, from_line: int | None = None) -> None:
         first = 0 if from_line is None else from_line
