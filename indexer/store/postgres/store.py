@@ -348,7 +348,7 @@ class PgStore(PgWrites, PgSearch, PgChecks):
         roles' syncs took it there, or the owner's sync that would build it has not run).
         Counted as this role sees it: an agent's check tells only of its own rows."""
         table = self._vec_table()
-        if table is None or bulk.index_state(self.connection, table) == "valid" or not bulk.wanted(self.connection, table):
+        if table is None or self.vector_index_state() == "valid" or not bulk.wanted(self._live_connection(), table):
             return []
         return [
             f"the vector table {table} is past {bulk.HNSW_MIN_ROWS:,} rows (or had its HNSW index built there) "
